@@ -1,0 +1,285 @@
+// The `openai` provider: anything that speaks OpenAI's chat completions wire format —
+// OpenAI itself, and local servers such as vLLM, Ollama or LM Studio.
+//
+// Why it is shaped like this:
+// - Request bodies are already OpenAI-shaped, so they pass through untouched; fields
+//   tiergate does not know about (tools, response_format, logprobs, ...) still reach
+//   the upstream.
+// - The SDK is built with retries off and a very long timeout: the host owns timeouts
+//   (through the call's signal), retries and failover, and a second layer of either
+//   would multiply latency and hide failures from the executor.
+// - Only explicit options configure the client. The SDK would otherwise pick up
+//   OPENAI_BASE_URL, OPENAI_API_KEY, OPENAI_ORG_ID and OPENAI_PROJECT_ID from the
+//   environment, which would make one policy behave differently on different hosts.
+//   (The policy can still say `${OPENAI_API_KEY}` to read a key from the environment.)
+// - Every failure becomes an UpstreamError, because the executor decides between
+//   retrying, failing over and giving up from `failure` and `status` alone. The SDK
+//   lets some failures escape unwrapped (a socket reset while reading the body is a
+//   bare TypeError, a malformed body a bare SyntaxError, and a cancelled stream just
+//   ends), so each case is mapped here.
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
+import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
+import {
+  UpstreamError,
+  isUpstreamError,
+  type ChatChunk,
+  type ChatRequest,
+  type ChatResult,
+  type OptionIssue,
+  type Provider,
+  type ProviderModule,
+} from '../../../src/plugin-api.ts';
+
+export interface Options {
+  /** Required by OpenAI; local OpenAI-compatible servers usually need none. */
+  api_key?: string;
+  /** Defaults to https://api.openai.com/v1. */
+  base_url?: string;
+  organization?: string;
+  /** Extra headers sent with every request. */
+  headers?: Record<string, string>;
+}
+
+const DEFAULT_BASE_URL = 'https://api.openai.com/v1';
+/** Sent when no key is configured: the SDK insists on one, and local servers ignore it. */
+const NO_KEY = 'not-needed';
+/** The SDK's own timeout only backs up the host's; an hour never fires first in practice. */
+const SDK_TIMEOUT_MS = 60 * 60 * 1000;
+/** Upstream error bodies can be whole HTML pages; keep messages readable. */
+const MAX_DETAIL_CHARS = 300;
+
+function validate(options: Readonly<Options>): OptionIssue[] {
+  if (options.base_url === undefined) return [];
+  let url: URL;
+  try {
+    url = new URL(options.base_url);
+  } catch {
+    return [{ path: ['base_url'], message: `"${options.base_url}" is not a URL` }];
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    return [{ path: ['base_url'], message: `must be an http or https URL, not ${url.protocol}` }];
+  }
+  if (url.username || url.password) {
+    // fetch refuses such URLs, and they would leak into error messages.
+    return [{ path: ['base_url'], message: 'must not contain credentials; use api_key or headers' }];
+  }
+  return [];
+}
+
+export default {
+  meta: {
+    id: 'openai',
+    kind: 'provider',
+    description:
+      'Calls an OpenAI-compatible chat completions API: OpenAI, or a local server such as vLLM, Ollama or LM Studio. ' +
+      'OpenAI needs api_key; local servers usually do not.',
+    options: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        api_key: {
+          type: 'string',
+          description: 'API key, sent as a bearer token. Required by OpenAI (write "${OPENAI_API_KEY}" to read it from the environment); omit it, or leave it empty, for local servers that need none.',
+        },
+        base_url: {
+          type: 'string',
+          minLength: 1,
+          description: 'Base URL of the API, up to and including /v1. Defaults to https://api.openai.com/v1.',
+        },
+        organization: { type: 'string', minLength: 1, description: 'OpenAI organization ID, sent as OpenAI-Organization.' },
+        headers: {
+          type: 'object',
+          additionalProperties: { type: 'string' },
+          description: 'Extra headers sent with every request.',
+        },
+      },
+    },
+    example: { api_key: 'sk-your-key', base_url: DEFAULT_BASE_URL },
+  },
+
+  validate,
+
+  async create(options, ctx) {
+    const baseURL = options.base_url ?? DEFAULT_BASE_URL;
+    // An empty key is what `${OPENAI_API_KEY:-}` gives when the variable is unset.
+    const configuredKey = options.api_key === '' ? undefined : options.api_key;
+    const apiKey = configuredKey ?? NO_KEY;
+    if (configuredKey === undefined && baseURL === DEFAULT_BASE_URL) {
+      ctx.logger.warn(`${ctx.at}: no api_key is set, so OpenAI will reject every request with 401`);
+    }
+    const client = new OpenAI({
+      apiKey,
+      baseURL,
+      organization: options.organization ?? null,
+      project: null,
+      defaultHeaders: options.headers,
+      maxRetries: 0,
+      timeout: SDK_TIMEOUT_MS,
+      // Failures reach the host as UpstreamErrors and are logged there.
+      logLevel: 'off',
+    });
+    const where = describeURL(baseURL);
+    const fail = (err: unknown, signal: AbortSignal) => toUpstreamError(err, signal, { where, secret: configuredKey });
+    let disposed = false;
+    const checkOpen = () => {
+      if (disposed) throw new Error('the openai provider was used after dispose()');
+    };
+
+    const provider: Provider = {
+      async complete(request, { signal }) {
+        checkOpen();
+        // OpenAI rejects stream_options on a non-streaming request.
+        const { stream_options: _streamOptions, ...body } = request;
+        const link = linkSignal(signal);
+        try {
+          const params = { ...body, stream: false } as unknown as ChatCompletionCreateParamsNonStreaming;
+          const reply: unknown = await client.chat.completions.create(params, { signal: link.signal });
+          return asChatResult(reply, where);
+        } catch (err) {
+          throw fail(err, signal);
+        } finally {
+          link.release();
+        }
+      },
+
+      async *stream(request, { signal }) {
+        checkOpen();
+        const params = {
+          ...request,
+          stream: true,
+          // The host needs usage on every stream to account cost.
+          stream_options: { ...asRecord(request.stream_options), include_usage: true },
+        } as unknown as ChatCompletionCreateParamsStreaming;
+        const link = linkSignal(signal);
+        let chunks: AsyncIterator<unknown>;
+        try {
+          chunks = (await client.chat.completions.create(params, { signal: link.signal }))[Symbol.asyncIterator]();
+        } catch (err) {
+          link.release();
+          throw fail(err, signal);
+        }
+        let count = 0;
+        try {
+          for (;;) {
+            let next: IteratorResult<unknown>;
+            try {
+              next = await chunks.next();
+            } catch (err) {
+              throw fail(err, signal);
+            }
+            if (next.done) break;
+            count++;
+            yield next.value as ChatChunk;
+          }
+        } finally {
+          // When the consumer stops early this cancels the upstream request.
+          await chunks.return?.();
+          link.release();
+        }
+        // The SDK ends a cancelled stream quietly instead of throwing.
+        if (signal.aborted) throw fail(undefined, signal);
+        if (count === 0) throw new UpstreamError('reply', `${where} ended the stream without sending any chunk (is it an SSE endpoint?)`);
+      },
+
+      async dispose() {
+        // The SDK holds no resources of its own (connections belong to the global fetch pool).
+        disposed = true;
+      },
+    };
+    return provider;
+  },
+} satisfies ProviderModule<Options>;
+
+// ---------------------------------------------------------------------------------
+
+/**
+ * A per-call signal that follows the caller's. The SDK adds an abort listener to the
+ * signal it is given and never removes it, so handing it a long-lived signal (say, one
+ * shared by the attempts of a request) would pile up listeners; this one is dropped
+ * with the call.
+ */
+function linkSignal(signal: AbortSignal): { signal: AbortSignal; release(): void } {
+  const controller = new AbortController();
+  const forward = () => controller.abort(signal.reason);
+  if (signal.aborted) forward();
+  else signal.addEventListener('abort', forward, { once: true });
+  return { signal: controller.signal, release: () => signal.removeEventListener('abort', forward) };
+}
+
+function asRecord(value: unknown): Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+}
+
+function asChatResult(reply: unknown, where: string): ChatResult {
+  // The SDK returns the body as text when the content type is not JSON.
+  if (typeof reply !== 'object' || reply === null || !Array.isArray((reply as { choices?: unknown }).choices)) {
+    const got = typeof reply === 'string' ? `text: ${clip(reply)}` : JSON.stringify(reply) === undefined ? String(reply) : clip(JSON.stringify(reply));
+    throw new UpstreamError('reply', `${where} sent a reply that is not a chat completion (${got})`);
+  }
+  return reply as ChatResult;
+}
+
+/** The base URL without credentials, query or fragment: safe to put in messages. */
+function describeURL(baseURL: string): string {
+  try {
+    const url = new URL(baseURL);
+    return `${url.origin}${url.pathname.replace(/\/$/, '')}`;
+  } catch {
+    return 'the upstream';
+  }
+}
+
+function clip(text: string): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > MAX_DETAIL_CHARS ? `${flat.slice(0, MAX_DETAIL_CHARS)}…` : flat;
+}
+
+/** Milliseconds from retry-after-ms (a non-standard header OpenAI sends) or retry-after (seconds or an HTTP date). */
+function parseRetryAfter(headers: Headers | undefined): number | undefined {
+  const ms = Number.parseFloat(headers?.get('retry-after-ms') ?? '');
+  if (Number.isFinite(ms) && ms >= 0) return ms;
+  const value = headers?.get('retry-after');
+  if (!value) return undefined;
+  const seconds = Number.parseFloat(value);
+  if (Number.isFinite(seconds)) return seconds >= 0 ? seconds * 1000 : undefined;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
+
+/** The innermost useful description of a network error: "other side closed (UND_ERR_SOCKET)". */
+function rootCause(err: unknown): string {
+  let current = err;
+  let text = '';
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    const code = (current as { code?: unknown }).code;
+    text = current.message + (typeof code === 'string' ? ` (${code})` : '');
+    current = current.cause;
+  }
+  return text || String(err);
+}
+
+/** Maps anything the SDK (or fetch under it) throws to an UpstreamError. */
+function toUpstreamError(err: unknown, signal: AbortSignal, context: { where: string; secret?: string }): UpstreamError {
+  if (isUpstreamError(err)) return err;
+  const { where, secret } = context;
+  const redact = (text: string) => (secret && secret.length >= 4 ? text.split(secret).join('[redacted]') : text);
+  const make = (failure: UpstreamError['failure'], message: string, extra: { status?: number; retryAfterMs?: number } = {}) =>
+    new UpstreamError(failure, redact(message), { ...extra, cause: err });
+
+  if (signal.aborted || err instanceof APIUserAbortError) return make('aborted', 'the call was cancelled');
+  if (err instanceof APIConnectionTimeoutError) return make('timeout', `${where} did not answer in time`);
+  if (err instanceof APIConnectionError) return make('connection', `cannot reach ${where}: ${rootCause(err.cause ?? err)}`);
+  if (err instanceof APIError) {
+    // The SDK prefixes its message with the status; the rest is the upstream's own words.
+    const detail = clip(err.message.replace(/^\d+ /, ''));
+    if (err.status === undefined) return make('http', `${where} reported an error mid-stream: ${detail}`);
+    return make('http', `${where} answered HTTP ${err.status}${detail ? `: ${detail}` : ''}`, {
+      status: err.status,
+      retryAfterMs: parseRetryAfter(err.headers),
+    });
+  }
+  if (err instanceof SyntaxError) return make('reply', `${where} sent a reply that is not valid JSON: ${clip(err.message)}`);
+  // Undici reports a connection lost while reading the body as TypeError("terminated").
+  if (err instanceof TypeError) return make('connection', `the connection to ${where} broke: ${rootCause(err)}`);
+  return make('reply', `unexpected failure talking to ${where}: ${err instanceof Error ? rootCause(err) : String(err)}`);
+}

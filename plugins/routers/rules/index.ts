@@ -1,0 +1,86 @@
+// Explicit routing rules: fast to write, easy to audit. Rules are tried in the order
+// written (no priority numbers) and the first whose `when` holds decides; when none
+// holds the router has no opinion and the route's `default` applies.
+import type { CompiledExpression, OptionIssue, Router, RouterModule, RoutingContext, RoutingDecision } from '../../../src/plugin-api.ts';
+import { isTruthy } from '../../../src/expressions.ts';
+
+interface Rule {
+  when: string;
+  tier?: string;
+  model?: string;
+  confidence?: number;
+  reason?: string;
+}
+
+interface RulesOptions {
+  rules: Rule[];
+}
+
+interface CompiledRule {
+  condition: CompiledExpression;
+  decision: RoutingDecision;
+}
+
+const rulesRouter: RouterModule<RulesOptions> = {
+  meta: {
+    id: 'rules',
+    kind: 'router',
+    description: 'Ordered rules: the first JSONata condition that holds picks the tier or model.',
+    options: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['rules'],
+      properties: {
+        rules: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['when'],
+            properties: {
+              when: { type: 'string', minLength: 1, 'x-jsonata': true, description: 'JSONata over the request and the features; the rule holds when the result is truthy.' },
+              tier: { type: 'string', 'x-ref': 'tier' },
+              model: { type: 'string', 'x-ref': 'model' },
+              confidence: { type: 'number', minimum: 0, maximum: 1, description: 'How sure the rule is (default 1); speculation and analytics read it.' },
+              reason: { type: 'string', minLength: 1, description: 'Why, in words; logged with every decision this rule makes.' },
+            },
+          },
+        },
+      },
+    },
+    example: { rules: [{ when: "metadata.task_type = 'classification'", tier: 'small', confidence: 0.9 }] },
+  },
+
+  validate(options): OptionIssue[] {
+    const issues: OptionIssue[] = [];
+    options.rules.forEach((rule, i) => {
+      if ((rule.tier === undefined) === (rule.model === undefined)) issues.push({ path: ['rules', i], message: 'a rule names exactly one of tier or model' });
+    });
+    return issues;
+  },
+
+  async create(options, ctx): Promise<Router> {
+    const compiled: CompiledRule[] = options.rules.map((rule, i) => {
+      const target = rule.tier !== undefined ? `tier ${rule.tier}` : `model ${rule.model}`;
+      return {
+        condition: ctx.expression(rule.when, ['rules', i, 'when']),
+        decision: Object.freeze({
+          ...(rule.tier !== undefined ? { tier: rule.tier } : { model: rule.model }),
+          confidence: rule.confidence ?? 1,
+          reason: rule.reason ? `rule ${i + 1}: ${rule.reason}` : `rule ${i + 1} (${rule.when}) → ${target}`,
+        }),
+      };
+    });
+    return {
+      async route(routing: RoutingContext): Promise<RoutingDecision | null> {
+        for (const rule of compiled) {
+          if (isTruthy(await rule.condition.evaluate(routing.input))) return rule.decision;
+        }
+        return null;
+      },
+      async dispose() {},
+    };
+  },
+};
+
+export default rulesRouter;

@@ -1,0 +1,85 @@
+// The decision log: one JSON line per request, the raw material of every routing
+// metric (cost saved, escalation rate, quality retention). Written through winston so a
+// team can add transports, but each line is the bare record and nothing else.
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { once } from 'node:events';
+import winston from 'winston';
+import type { Usage } from './plugin-api.ts';
+
+export interface DecisionRecord {
+  request_id: string;
+  timestamp: string;
+  route: string | null;
+  request_features: Record<string, unknown>;
+  selected_model: string | null;
+  tier: string | null;
+  alternative_models: string[];
+  confidence: number | null;
+  routing_reason: string;
+  latency_ms: number;
+  upstream_latency_ms: number | null;
+  stream: boolean;
+  usage: Usage | null;
+  cost_usd: number | null;
+  /** The route's always-best model, and what it would have cost for the same tokens. */
+  best_model: string | null;
+  best_cost_usd: number | null;
+  cost_saved_usd: number | null;
+  policy_version: string;
+  was_escalated: boolean;
+  quality_score: number | null;
+  simulated: boolean;
+  status: 'ok' | 'error' | 'client_closed';
+  error_code?: string;
+  prompt?: unknown;
+}
+
+export interface DecisionLogSettings {
+  file: string | null;
+  console: boolean;
+}
+
+const RECORD = Symbol('decision');
+
+export class DecisionLog {
+  private readonly logger: winston.Logger | null;
+  private readonly fileTransport: winston.transports.FileTransportInstance | null = null;
+  private closing: Promise<void> | null = null;
+
+  constructor(settings: DecisionLogSettings, baseDir: string) {
+    const transports: winston.transport[] = [];
+    if (settings.file) {
+      const filename = path.resolve(baseDir, settings.file);
+      mkdirSync(path.dirname(filename), { recursive: true });
+      this.fileTransport = new winston.transports.File({ filename });
+      transports.push(this.fileTransport);
+    }
+    if (settings.console) transports.push(new winston.transports.Console());
+    this.logger = transports.length
+      ? winston.createLogger({ level: 'info', format: winston.format.printf((info) => JSON.stringify((info as unknown as Record<symbol, unknown>)[RECORD])), transports })
+      : null;
+  }
+
+  write(record: DecisionRecord): void {
+    if (!this.logger || this.closing) return;
+    this.logger.log({ level: 'info', message: '', [RECORD]: record } as unknown as winston.LogEntry);
+  }
+
+  /** Flushes and closes. Idempotent. */
+  close(): Promise<void> {
+    if (!this.closing) {
+      const logger = this.logger;
+      const file = this.fileTransport;
+      this.closing = (async () => {
+        if (!logger) return;
+        // winston's logger 'finish' fires before a file transport has flushed, so wait
+        // for the transport itself.
+        const flushed = file ? once(file, 'finish') : once(logger, 'finish');
+        logger.end();
+        await flushed;
+      })();
+    }
+    return this.closing;
+  }
+}

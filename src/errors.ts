@@ -1,0 +1,114 @@
+// The one error catalogue. Every error tiergate reports has a stable code from this
+// table, a message template and the HTTP status it maps to; tests assert the code,
+// never the wording. Client-facing errors are rendered in the OpenAI error shape.
+
+export interface CatalogueEntry {
+  status: number;
+  /** OpenAI `error.type` for client-facing errors. */
+  type: 'invalid_request_error' | 'authentication_error' | 'permission_error' | 'not_found_error' | 'rate_limit_error' | 'api_error' | 'timeout_error' | 'config_error';
+  template: string;
+}
+
+export const ERRORS = {
+  // Policy (gateway.yaml) errors: reported at load, with a location.
+  TG_ERR_CONFIG_READ: { status: 500, type: 'config_error', template: 'cannot read the policy file: {reason}' },
+  TG_ERR_CONFIG_YAML: { status: 500, type: 'config_error', template: 'YAML syntax: {reason}' },
+  TG_ERR_CONFIG_SCHEMA: { status: 500, type: 'config_error', template: '{reason}' },
+  TG_ERR_CONFIG_ENV_MISSING: { status: 500, type: 'config_error', template: 'environment variable {name} is not set and has no default (write ${{name}:-default} to give one)' },
+  TG_ERR_CONFIG_REFERENCE: { status: 500, type: 'config_error', template: '{reason}' },
+  TG_ERR_CONFIG_JSONATA: { status: 500, type: 'config_error', template: 'JSONata: {reason}' },
+  TG_ERR_CONFIG_FEATURE_NAME: { status: 500, type: 'config_error', template: '{reason}' },
+  // Plugin errors: discovery, contract and options.
+  TG_ERR_PLUGIN_UNKNOWN: { status: 500, type: 'config_error', template: 'unknown {kind} plugin "{name}"{hint}' },
+  TG_ERR_PLUGIN_INVALID: { status: 500, type: 'config_error', template: '{reason}' },
+  TG_ERR_PLUGIN_LOAD: { status: 500, type: 'config_error', template: 'plugin failed to load: {reason}' },
+  TG_ERR_PLUGIN_OPTIONS: { status: 500, type: 'config_error', template: '{reason}' },
+  TG_ERR_PLUGIN_CREATE: { status: 500, type: 'config_error', template: 'plugin failed to start: {reason}' },
+  TG_ERR_PLUGIN_PATH: { status: 500, type: 'config_error', template: '{reason}' },
+  // Client request errors: 4xx in the OpenAI error shape.
+  TG_ERR_REQUEST_JSON: { status: 400, type: 'invalid_request_error', template: 'request body is not valid JSON: {reason}' },
+  TG_ERR_REQUEST_INVALID: { status: 400, type: 'invalid_request_error', template: '{reason}' },
+  TG_ERR_REQUEST_TOO_LARGE: { status: 413, type: 'invalid_request_error', template: 'request body is larger than the limit of {limit}' },
+  TG_ERR_REQUEST_CONTENT_TYPE: { status: 415, type: 'invalid_request_error', template: 'request body must be application/json' },
+  TG_ERR_REQUEST_UNKNOWN_MODEL: { status: 404, type: 'not_found_error', template: 'model "{model}" is neither a route nor a model of this gateway; GET /v1/models lists them' },
+  TG_ERR_NOT_FOUND: { status: 404, type: 'not_found_error', template: 'no such endpoint: {method} {path}' },
+  // Routing and upstream errors.
+  TG_ERR_ROUTING: { status: 500, type: 'api_error', template: 'routing failed: {reason}' },
+  TG_ERR_UPSTREAM: { status: 502, type: 'api_error', template: 'upstream {model} failed: {reason}' },
+  TG_ERR_UPSTREAM_REJECTED: { status: 400, type: 'invalid_request_error', template: 'upstream {model} rejected the request (HTTP {status}): {reason}' },
+  TG_ERR_UPSTREAM_RATE_LIMITED: { status: 429, type: 'rate_limit_error', template: 'upstream {model} is rate limited: {reason}' },
+  TG_ERR_UPSTREAM_TIMEOUT: { status: 504, type: 'timeout_error', template: 'upstream {model} did not answer within {timeout_ms} ms' },
+  TG_ERR_UPSTREAM_REPLY: { status: 502, type: 'api_error', template: 'upstream {model} sent a reply tiergate cannot read: {reason}' },
+  TG_ERR_UNAVAILABLE: { status: 503, type: 'api_error', template: '{reason}' },
+  TG_ERR_INTERNAL: { status: 500, type: 'api_error', template: 'internal error: {reason}' },
+} as const satisfies Record<string, CatalogueEntry>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** Where in a policy (or plugin) file an error is. line and column are 1-based. */
+export interface SourceLocation {
+  file: string;
+  line?: number;
+  column?: number;
+  /** Dotted path inside the document, e.g. routes.support.router.rules[1].when */
+  path?: string;
+}
+
+function fill(template: string, params: Record<string, unknown>): string {
+  return template.replace(/\{(\w+)\}/g, (whole, key: string) => (key in params ? String(params[key]) : whole));
+}
+
+export class TiergateError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly type: CatalogueEntry['type'];
+  readonly params: Record<string, unknown>;
+  location?: SourceLocation;
+  /** Extra machine-readable detail for the client (for example the offending param). */
+  param?: string;
+
+  constructor(code: ErrorCode, params: Record<string, unknown> = {}, options: { location?: SourceLocation; param?: string; cause?: unknown } = {}) {
+    const entry: CatalogueEntry = ERRORS[code];
+    super(fill(entry.template, params), options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TiergateError';
+    this.code = code;
+    this.status = entry.status;
+    this.type = entry.type;
+    this.params = params;
+    this.location = options.location;
+    this.param = options.param;
+  }
+
+  /** `gateway.yaml:23:15 routes.support.router.rules[1].when: message [CODE]` */
+  located(): string {
+    return formatLocated(this.location, `${this.message} [${this.code}]`);
+  }
+
+  /** The OpenAI error shape used for every client-facing error. */
+  toOpenAI(): { error: { message: string; type: string; param: string | null; code: string } } {
+    return { error: { message: this.message, type: this.type, param: this.param ?? null, code: this.code } };
+  }
+}
+
+export function formatLocated(location: SourceLocation | undefined, message: string): string {
+  if (!location) return message;
+  let where = location.file;
+  if (location.line !== undefined) where += `:${location.line}` + (location.column !== undefined ? `:${location.column}` : '');
+  if (location.path) where += ` ${location.path}`;
+  return `${where}: ${message}`;
+}
+
+/** Several located errors found in one pass (a policy is checked completely, not first-error-only). */
+export class PolicyErrors extends Error {
+  readonly errors: readonly TiergateError[];
+  constructor(errors: TiergateError[]) {
+    super(errors.map((e) => e.located()).join('\n'));
+    this.name = 'PolicyErrors';
+    this.errors = errors;
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

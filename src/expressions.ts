@@ -1,0 +1,242 @@
+// JSONata, compiled once at load. Every expression in a policy (features, rule
+// conditions, later gates) goes through `compileExpression`, which also catches calls
+// to functions that do not exist: JSONata itself only notices those when the
+// expression runs, which for a routing rule means in production.
+import jsonata from 'jsonata';
+import type { ChatMessage, CompiledExpression } from './plugin-api.ts';
+import { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from './tokens.ts';
+import { TiergateError } from './errors.ts';
+
+const BUILTIN_FUNCTIONS = new Set([
+  'sum', 'count', 'max', 'min', 'average', 'string', 'substring', 'substringBefore', 'substringAfter', 'lowercase',
+  'uppercase', 'length', 'trim', 'pad', 'match', 'contains', 'replace', 'split', 'join', 'formatNumber', 'formatBase',
+  'formatInteger', 'parseInteger', 'number', 'floor', 'ceil', 'round', 'abs', 'sqrt', 'power', 'random', 'boolean',
+  'not', 'map', 'zip', 'filter', 'single', 'reduce', 'sift', 'keys', 'lookup', 'append', 'exists', 'spread', 'merge',
+  'reverse', 'each', 'error', 'assert', 'type', 'sort', 'shuffle', 'distinct', 'base64encode', 'base64decode',
+  'encodeUrlComponent', 'encodeUrl', 'decodeUrlComponent', 'decodeUrl', 'eval', 'toMillis', 'fromMillis', 'clone',
+  'now', 'millis',
+]);
+
+interface FunctionFocus {
+  environment: { lookup(name: string): unknown };
+}
+
+/** The root input of the evaluation (`$$`), for functions that default to the whole request. */
+function rootOf(focus: FunctionFocus): Record<string, unknown> {
+  const root = focus.environment.lookup('$');
+  return root !== null && typeof root === 'object' ? (root as Record<string, unknown>) : {};
+}
+
+function messagesOf(focus: FunctionFocus): ChatMessage[] {
+  const messages = rootOf(focus).messages;
+  return Array.isArray(messages) ? (messages as ChatMessage[]) : [];
+}
+
+function textOf(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (Array.isArray(value)) return value.map((v) => (v && typeof v === 'object' && 'content' in v ? messageText((v as ChatMessage).content) : textOf(v))).join('\n');
+  if (value === undefined || value === null) return '';
+  return typeof value === 'object' ? JSON.stringify(value) : String(value);
+}
+
+const CODE_PATTERN = /```|^\s{4}\S|\b(def|function|class|import|return|const|let|var|public|static)\b[^\n]*[({=;:]/m;
+
+interface CustomFunction {
+  signature: string;
+  implementation: (this: FunctionFocus, ...args: never[]) => unknown;
+  help: string;
+}
+
+/** Functions tiergate adds to JSONata for common routing needs. Documented in the README. */
+export const CUSTOM_FUNCTIONS: Record<string, CustomFunction> = {
+  estimateTokens: {
+    signature: '<x?:n>',
+    help: 'estimated tokens of a string or messages array; of the whole conversation when called with no argument',
+    implementation(this: FunctionFocus, value?: unknown) {
+      if (value === undefined) return estimateMessagesTokens(messagesOf(this));
+      if (Array.isArray(value) && value.every((m) => m && typeof m === 'object' && 'role' in m)) return estimateMessagesTokens(value as ChatMessage[]);
+      return estimateTextTokens(textOf(value));
+    },
+  },
+  lastUserMessage: {
+    signature: '<:s>',
+    help: 'text of the last user message',
+    implementation(this: FunctionFocus) {
+      return lastUserMessage(messagesOf(this));
+    },
+  },
+  systemPrompt: {
+    signature: '<:s>',
+    help: 'text of the system (and developer) messages, joined',
+    implementation(this: FunctionFocus) {
+      return messagesOf(this).filter((m) => m.role === 'system' || m.role === 'developer').map((m) => messageText(m.content)).join('\n');
+    },
+  },
+  conversationText: {
+    signature: '<:s>',
+    help: 'text of every message, joined',
+    implementation(this: FunctionFocus) {
+      return messagesOf(this).map((m) => messageText(m.content)).join('\n');
+    },
+  },
+  containsAny: {
+    signature: '<s-a<s>:b>',
+    help: 'true when the text contains any of the words or phrases, case-insensitively, on word boundaries',
+    implementation(text?: string, words?: string[]) {
+      if (!text || !words) return false;
+      const lower = text.toLowerCase();
+      return words.some((word) => {
+        const w = word.toLowerCase();
+        let at = lower.indexOf(w);
+        while (at !== -1) {
+          const before = at === 0 ? '' : lower[at - 1];
+          const after = lower[at + w.length] ?? '';
+          if (!/\w/.test(before) && !/\w/.test(after)) return true;
+          at = lower.indexOf(w, at + 1);
+        }
+        return false;
+      });
+    },
+  },
+  wordCount: {
+    signature: '<s-:n>',
+    help: 'number of words in the text',
+    implementation(text?: string) {
+      return text ? text.split(/\s+/).filter(Boolean).length : 0;
+    },
+  },
+  hasCode: {
+    signature: '<s?:b>',
+    help: 'true when the text (or the last user message) looks like it contains code',
+    implementation(this: FunctionFocus, text?: string) {
+      return CODE_PATTERN.test(text ?? lastUserMessage(messagesOf(this)));
+    },
+  },
+};
+
+export interface ExpressionProblem {
+  message: string;
+  /** 0-based offset of the problem inside the expression text, when known. */
+  offset?: number;
+}
+
+interface JsonataError {
+  message?: string;
+  position?: number;
+  token?: string;
+  code?: string;
+}
+
+interface AstNode {
+  type?: string;
+  value?: unknown;
+  position?: number;
+  [key: string]: unknown;
+}
+
+/** Names a function call in the expression may refer to without being declared. */
+function boundNames(ast: AstNode): Set<string> {
+  const names = new Set<string>();
+  walkAst(ast, (node) => {
+    if (node.type === 'bind' && node.lhs && typeof (node.lhs as AstNode).value === 'string') names.add((node.lhs as AstNode).value as string);
+    if (node.type === 'lambda' && Array.isArray(node.arguments)) for (const a of node.arguments as AstNode[]) if (typeof a.value === 'string') names.add(a.value);
+  });
+  return names;
+}
+
+function walkAst(node: unknown, visitNode: (n: AstNode) => void, seen = new Set<unknown>()): void {
+  if (node === null || typeof node !== 'object' || seen.has(node)) return;
+  seen.add(node);
+  if (Array.isArray(node)) {
+    for (const item of node) walkAst(item, visitNode, seen);
+    return;
+  }
+  visitNode(node as AstNode);
+  for (const value of Object.values(node)) walkAst(value, visitNode, seen);
+}
+
+function unknownFunction(ast: AstNode): ExpressionProblem | null {
+  const bound = boundNames(ast);
+  let problem: ExpressionProblem | null = null;
+  walkAst(ast, (node) => {
+    if (problem || (node.type !== 'function' && node.type !== 'partial')) return;
+    const procedure = node.procedure as AstNode | undefined;
+    if (!procedure || procedure.type !== 'variable' || typeof procedure.value !== 'string') return;
+    const name = procedure.value;
+    if (name === '' || BUILTIN_FUNCTIONS.has(name) || name in CUSTOM_FUNCTIONS || bound.has(name)) return;
+    const suggestion = closestName(name, [...BUILTIN_FUNCTIONS, ...Object.keys(CUSTOM_FUNCTIONS)]);
+    problem = {
+      message: `unknown function $${name}` + (suggestion ? ` (did you mean $${suggestion}?)` : ''),
+      offset: typeof procedure.position === 'number' ? Math.max(0, procedure.position - name.length - 1) : undefined,
+    };
+  });
+  return problem;
+}
+
+export function closestName(name: string, candidates: Iterable<string>): string | null {
+  let best: string | null = null;
+  let bestDistance = Math.max(2, Math.floor(name.length / 3)) + 1;
+  for (const candidate of candidates) {
+    const d = editDistance(name.toLowerCase(), candidate.toLowerCase());
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  const previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = previous[0];
+    previous[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = previous[j];
+      previous[j] = Math.min(previous[j] + 1, previous[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return previous[b.length];
+}
+
+/** Compiles a JSONata expression, or explains what is wrong with it. */
+export function compileExpression(source: string): { expression: CompiledExpression } | { problem: ExpressionProblem } {
+  let compiled: ReturnType<typeof jsonata>;
+  try {
+    compiled = jsonata(source);
+  } catch (err) {
+    const e = err as JsonataError;
+    const offset = typeof e.position === 'number' ? Math.max(0, e.position - (e.token ? String(e.token).length : 1)) : undefined;
+    return { problem: { message: e.message ?? String(err), offset } };
+  }
+  const problem = unknownFunction(compiled.ast() as unknown as AstNode);
+  if (problem) return { problem };
+  for (const [name, fn] of Object.entries(CUSTOM_FUNCTIONS)) {
+    compiled.registerFunction(name, fn.implementation as (...args: unknown[]) => unknown, fn.signature);
+  }
+  return {
+    expression: {
+      source,
+      async evaluate(input: unknown, bindings?: Record<string, unknown>): Promise<unknown> {
+        try {
+          return await compiled.evaluate(input, bindings);
+        } catch (err) {
+          const e = err as JsonataError;
+          throw new TiergateError('TG_ERR_ROUTING', { reason: `expression ${JSON.stringify(source)} failed: ${e.message ?? String(err)}` }, { cause: err });
+        }
+      },
+    },
+  };
+}
+
+/** JSONata's own truthiness ($boolean), so `when: "tags"` means "has any tag". */
+export function isTruthy(value: unknown): boolean {
+  if (value === undefined || value === null || value === false) return false;
+  if (typeof value === 'string') return value.length > 0;
+  if (typeof value === 'number') return value !== 0 && !Number.isNaN(value);
+  if (typeof value === 'function') return false;
+  if (Array.isArray(value)) return value.some(isTruthy);
+  if (typeof value === 'object') return Object.keys(value).length > 0;
+  return true;
+}

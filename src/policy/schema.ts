@@ -1,0 +1,165 @@
+// JSON Schema validation for the policy and for every plugin's options, with one ajv
+// instance and two tiergate keywords:
+//   "x-jsonata": true           the string compiles as JSONata (compiled here, once)
+//   "x-ref": "model" | "tier" | "target" | "provider"
+//                               the string names something the policy declares
+// Errors come back as located TiergateErrors with a readable message, all at once.
+import AjvModule, { type ErrorObject, type ValidateFunction, type SchemaValidateFunction } from 'ajv';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { TiergateError, type ErrorCode } from '../errors.ts';
+import { closestName, compileExpression } from '../expressions.ts';
+import type { CompiledExpression, JsonSchema } from '../plugin-api.ts';
+import type { Path, PathSegment, PolicySource } from './source.ts';
+
+const Ajv = AjvModule.default ?? (AjvModule as unknown as typeof AjvModule.default);
+
+export type ReferenceKind = 'model' | 'tier' | 'target' | 'provider';
+
+/** What the keywords check against while one policy is being validated. */
+export interface ValidationSession {
+  names: { models: ReadonlySet<string>; tiers: ReadonlySet<string>; providers: ReadonlySet<string> };
+  /** JSONata compiled during validation, by source text; reused by the runtime. */
+  expressions: Map<string, CompiledExpression>;
+}
+
+// Validation is synchronous, so the session in force can be a module variable set
+// around each validate call; keywords read it.
+let activeSession: ValidationSession | null = null;
+
+const jsonataKeyword: SchemaValidateFunction = function validateJsonata(enabled: boolean, data: unknown): boolean {
+  if (!enabled || typeof data !== 'string' || !activeSession) return true;
+  const cached = activeSession.expressions.get(data);
+  if (cached) return true;
+  const result = compileExpression(data);
+  if ('expression' in result) {
+    activeSession.expressions.set(data, result.expression);
+    return true;
+  }
+  jsonataKeyword.errors = [{ keyword: 'x-jsonata', message: result.problem.message, params: { offset: result.problem.offset } }];
+  return false;
+};
+
+const referenceKeyword: SchemaValidateFunction = function validateReference(kind: ReferenceKind, data: unknown): boolean {
+  if (typeof data !== 'string' || !activeSession) return true;
+  const { models, tiers, providers } = activeSession.names;
+  const candidates: Record<ReferenceKind, ReadonlySet<string>[]> = { model: [models], tier: [tiers], target: [tiers, models], provider: [providers] };
+  if (candidates[kind].some((set) => set.has(data))) return true;
+  const all = candidates[kind].flatMap((set) => [...set]);
+  const noun = kind === 'target' ? 'tier or model' : kind;
+  const suggestion = closestName(data, all);
+  const known = all.length ? `; declared: ${all.join(', ')}` : '';
+  referenceKeyword.errors = [{ keyword: 'x-ref', message: `no ${noun} named "${data}"` + (suggestion ? ` (did you mean "${suggestion}"?)` : known), params: { kind } }];
+  return false;
+};
+
+export const ajv = new Ajv({ allErrors: true, strict: true, useDefaults: true, allowUnionTypes: true });
+ajv.addKeyword({ keyword: 'x-jsonata', type: 'string', schemaType: 'boolean', errors: true, validate: jsonataKeyword });
+ajv.addKeyword({ keyword: 'x-ref', type: 'string', schemaType: 'string', errors: true, validate: referenceKeyword });
+
+const schemaPath = fileURLToPath(new URL('../../schemas/gateway.schema.json', import.meta.url));
+export const policySchema = JSON.parse(readFileSync(schemaPath, 'utf8')) as JsonSchema;
+const validatePolicyShape = ajv.compile(policySchema);
+
+export function compileOptionsSchema(schema: JsonSchema): ValidateFunction {
+  return ajv.compile(schema);
+}
+
+export function withSession<T>(session: ValidationSession, run: () => T): T {
+  const previous = activeSession;
+  activeSession = session;
+  try {
+    return run();
+  } finally {
+    activeSession = previous;
+  }
+}
+
+/** Validates the whole policy document against schemas/gateway.schema.json. */
+export function validatePolicyDocument(source: PolicySource, session: ValidationSession): TiergateError[] {
+  return withSession(session, () => (validatePolicyShape(source.data) ? [] : toLocatedErrors(validatePolicyShape.errors ?? [], source, [], 'TG_ERR_CONFIG_SCHEMA')));
+}
+
+/** Validates one plugin's options (data at `at` in the policy). Applies schema defaults to `options`. */
+export function validateOptions(validate: ValidateFunction, options: unknown, source: PolicySource, at: Path, session: ValidationSession): TiergateError[] {
+  return withSession(session, () => (validate(options) ? [] : toLocatedErrors(validate.errors ?? [], source, at, 'TG_ERR_PLUGIN_OPTIONS')));
+}
+
+function pointerToPath(pointer: string): PathSegment[] {
+  if (!pointer) return [];
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((raw) => raw.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((segment) => (/^(0|[1-9][0-9]*)$/.test(segment) ? Number(segment) : segment));
+}
+
+function describeType(expected: unknown): string {
+  const list = Array.isArray(expected) ? expected : [expected];
+  const words = list.map((t) => (t === 'integer' ? 'a whole number' : t === 'array' ? 'a list' : t === 'object' ? 'a mapping' : t === 'null' ? 'null' : `a ${t}`));
+  return words.join(' or ');
+}
+
+function messageFor(error: ErrorObject): string {
+  const p = error.params as Record<string, unknown>;
+  switch (error.keyword) {
+    case 'additionalProperties': {
+      const allowed = Object.keys(((error.parentSchema as JsonSchema | undefined)?.properties as Record<string, unknown> | undefined) ?? {});
+      const suggestion = closestName(String(p.additionalProperty), allowed);
+      return `unknown key "${p.additionalProperty}"` + (suggestion ? ` (did you mean "${suggestion}"?)` : allowed.length ? ` (allowed: ${allowed.join(', ')})` : '');
+    }
+    case 'required':
+      return `missing required key "${p.missingProperty}"`;
+    case 'type':
+      return `must be ${describeType(p.type)}`;
+    case 'enum':
+      return `must be one of: ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'const':
+      return `must be ${JSON.stringify(p.allowedValue)}`;
+    case 'minProperties':
+      return `must have at least ${p.limit} entr${p.limit === 1 ? 'y' : 'ies'}`;
+    case 'minItems':
+      return `must have at least ${p.limit} item${p.limit === 1 ? '' : 's'}`;
+    case 'uniqueItems':
+      return `items ${p.j} and ${p.i} are the same; each may appear once`;
+    case 'pattern':
+      return `must match ${p.pattern}`;
+    default:
+      return error.message ?? `fails ${error.keyword}`;
+  }
+}
+
+function codeFor(error: ErrorObject, fallback: ErrorCode): ErrorCode {
+  if (error.keyword === 'x-jsonata') return 'TG_ERR_CONFIG_JSONATA';
+  if (error.keyword === 'x-ref') return 'TG_ERR_CONFIG_REFERENCE';
+  return fallback;
+}
+
+export function toLocatedErrors(errors: ErrorObject[], source: PolicySource, at: Path, code: ErrorCode): TiergateError[] {
+  const out: TiergateError[] = [];
+  const seen = new Set<string>();
+  for (const error of errors) {
+    // ajv reports a failed propertyNames twice (the inner rule and the wrapper); keep the inner one.
+    if (error.keyword === 'propertyNames') continue;
+    const params = error.params as Record<string, unknown>;
+    let path: PathSegment[] = [...at, ...pointerToPath(error.instancePath)];
+    let key = false;
+    let reason = messageFor(error);
+    if (error.keyword === 'additionalProperties') {
+      path = [...path, String(params.additionalProperty)];
+      key = true;
+    } else if (typeof params.propertyName === 'string') {
+      path = [...path, params.propertyName];
+      key = true;
+      reason = `"${params.propertyName}" is not a valid name: ` + (error.keyword === 'pattern' ? `use letters, digits and . _ : / - (must match ${params.pattern})` : reason);
+    }
+    const offset = typeof params.offset === 'number' ? params.offset : undefined;
+    const location = source.locate(path, { key, offsetInScalar: offset });
+    const errorCode = codeFor(error, code);
+    const signature = `${location.path}|${reason}`;
+    if (seen.has(signature)) continue;
+    seen.add(signature);
+    out.push(new TiergateError(errorCode, { reason }, { location }));
+  }
+  return out;
+}

@@ -1,0 +1,217 @@
+// Reads gateway.yaml into plain data while keeping the YAML document, so that every
+// later error (schema, plugin options, JSONata, references) can point at a line and
+// column of the file the user edited.
+//
+// ${VAR} / ${VAR:-default} interpolation happens before parsing (so it works inside
+// flow mappings like `{ api_key: ${KEY} }`), but each reference is first replaced by a
+// placeholder of exactly the same length made of private-use characters. Offsets in
+// the parsed document therefore equal offsets in the original text, and a missing
+// variable is reported where it was written. Placeholders are resolved per scalar
+// after parsing; references inside comments are never resolved, so they never fail.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { LineCounter, parseDocument, parse as parseYamlScalar, visit, isMap, isSeq, isScalar, isPair, type Document, type Node as YamlNode, type Scalar } from 'yaml';
+import { TiergateError, type SourceLocation } from '../errors.ts';
+
+export type PathSegment = string | number;
+export type Path = ReadonlyArray<PathSegment>;
+
+interface EnvReference {
+  /** Offset of `${` (or `$${`) in the original text. */
+  offset: number;
+  name: string;
+  fallback?: string;
+  /** `$${X}` writes a literal `${X}`. */
+  escaped: boolean;
+  literal: string;
+}
+
+export interface PolicySource {
+  /** The file name as shown in errors (relative to the working directory when inside it). */
+  readonly displayName: string;
+  readonly absolutePath: string;
+  readonly directory: string;
+  readonly text: string;
+  /** sha256 of the text. */
+  readonly textHash: string;
+  readonly document: Document.Parsed;
+  /** The interpolated data, before schema validation. */
+  readonly data: unknown;
+  /** Values that came from the environment: kept out of anything printed. */
+  readonly secrets: readonly string[];
+  /** Location of the node at `path`, or of its deepest existing ancestor. */
+  locate(at: Path, options?: { key?: boolean; offsetInScalar?: number }): SourceLocation;
+}
+
+const ENV_REFERENCE = /\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}\n]*))?\}/g;
+const PLACEHOLDER = /\uE000([\uE100-\uE1FF])([\uE100-\uE1FF])\uE002*\uE001/g;
+const MAX_REFERENCES = 0x10000;
+
+export function displayNameFor(absolutePath: string): string {
+  const relative = path.relative(process.cwd(), absolutePath);
+  return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : absolutePath;
+}
+
+export function formatPath(at: Path): string {
+  let out = '';
+  for (const segment of at) {
+    if (typeof segment === 'number') out += `[${segment}]`;
+    else if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(segment)) out += (out ? '.' : '') + segment;
+    else out += `[${JSON.stringify(segment)}]`;
+  }
+  return out;
+}
+
+function placeholderFor(index: number, length: number): string {
+  return '\uE000' + String.fromCharCode(0xe100 + (index >> 8)) + String.fromCharCode(0xe100 + (index & 0xff)) + '\uE002'.repeat(length - 4) + '\uE001';
+}
+
+/** Reads and parses a policy file. Throws a list of located errors (YAML syntax, missing env vars). */
+export function readPolicySource(file: string, env: NodeJS.ProcessEnv = process.env): PolicySource {
+  const absolutePath = path.resolve(file);
+  const displayName = displayNameFor(absolutePath);
+  let text: string;
+  try {
+    text = readFileSync(absolutePath, 'utf8');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
+    throw [new TiergateError('TG_ERR_CONFIG_READ', { reason }, { location: { file: displayName } })];
+  }
+  return parsePolicyText(text, absolutePath, env);
+}
+
+export function parsePolicyText(text: string, absolutePath: string, env: NodeJS.ProcessEnv = process.env): PolicySource {
+  const displayName = displayNameFor(absolutePath);
+  const references: EnvReference[] = [];
+  const masked = text.replace(ENV_REFERENCE, (literal: string, escaped: string | undefined, name: string, fallback: string | undefined, offset: number) => {
+    if (references.length >= MAX_REFERENCES) return literal;
+    references.push({ offset, name, fallback, escaped: escaped !== undefined, literal });
+    return placeholderFor(references.length - 1, literal.length);
+  });
+
+  const lineCounter = new LineCounter();
+  const document = parseDocument(masked, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const position = (offset: number) => lineCounter.linePos(offset);
+
+  if (document.errors.length > 0) {
+    throw document.errors.map((e) => {
+      const { line, col } = position(e.pos[0]);
+      const reason = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '').replace(/[\uE000-\uE1FF]+/g, '${…}');
+      return new TiergateError('TG_ERR_CONFIG_YAML', { reason }, { location: { file: displayName, line, column: col } });
+    });
+  }
+
+  const errors: TiergateError[] = [];
+  const secrets: string[] = [];
+  visit(document, {
+    Scalar(_key, node: Scalar) {
+      if (typeof node.value !== 'string' || !node.value.includes('\uE000')) return;
+      const raw = node.value;
+      let onlyReference = false;
+      const resolved = raw.replace(PLACEHOLDER, (whole: string, high: string, low: string) => {
+        const reference = references[((high.charCodeAt(0) - 0xe100) << 8) | (low.charCodeAt(0) - 0xe100)];
+        onlyReference = whole.length === raw.length && !reference.escaped;
+        if (reference.escaped) return reference.literal.slice(1);
+        const value = env[reference.name];
+        if (value !== undefined && (value !== '' || reference.fallback === undefined)) {
+          if (value !== '') secrets.push(value);
+          return value;
+        }
+        if (reference.fallback !== undefined) return reference.fallback;
+        const { line, col } = position(reference.offset);
+        errors.push(new TiergateError('TG_ERR_CONFIG_ENV_MISSING', { name: reference.name }, { location: { file: displayName, line, column: col, path: formatPath(pathOf(document, node)) } }));
+        return '';
+      });
+      // `port: ${PORT:-8080}` is a number, as if the value had been written in place;
+      // a quoted reference always stays a string.
+      node.value = onlyReference && node.type === 'PLAIN' ? resolvePlainScalar(resolved) : resolved;
+    },
+  });
+  if (errors.length > 0) throw errors;
+
+  const data: unknown = document.toJS({ maxAliasCount: 1000 });
+
+  const locate = (at: Path, options: { key?: boolean; offsetInScalar?: number } = {}): SourceLocation => {
+    const { node, keyNode, depth } = nodeAt(document, at);
+    const target = options.key && keyNode && depth === at.length ? keyNode : node;
+    const base: SourceLocation = { file: displayName, path: formatPath(at) };
+    if (!target?.range) return base;
+    let offset = target.range[0];
+    if (options.offsetInScalar !== undefined && depth === at.length && isScalar(target)) {
+      const quoted = (target as Scalar).type === 'QUOTE_DOUBLE' || (target as Scalar).type === 'QUOTE_SINGLE';
+      offset += options.offsetInScalar + (quoted ? 1 : 0);
+    }
+    const { line, col } = position(offset);
+    return { ...base, line, column: col };
+  };
+
+  return {
+    displayName,
+    absolutePath,
+    directory: path.dirname(absolutePath),
+    text,
+    textHash: createHash('sha256').update(text).digest('hex'),
+    document,
+    data,
+    secrets,
+    locate,
+  };
+}
+
+function resolvePlainScalar(value: string): unknown {
+  try {
+    const parsed: unknown = parseYamlScalar(value);
+    if (parsed === null || typeof parsed === 'number' || typeof parsed === 'boolean') return value === '' ? '' : parsed;
+  } catch {
+    // Not a scalar YAML value on its own: keep the text.
+  }
+  return value;
+}
+
+function nodeAt(document: Document.Parsed, at: Path): { node: YamlNode | null; keyNode: YamlNode | null; depth: number } {
+  let node = document.contents as YamlNode | null;
+  let keyNode: YamlNode | null = null;
+  let depth = 0;
+  for (const segment of at) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment));
+      if (!pair) break;
+      keyNode = pair.key as YamlNode;
+      node = (pair.value as YamlNode | null) ?? keyNode;
+    } else if (isSeq(node) && typeof segment === 'number' && segment < node.items.length) {
+      keyNode = null;
+      node = node.items[segment] as YamlNode;
+    } else {
+      break;
+    }
+    depth++;
+  }
+  return { node, keyNode, depth };
+}
+
+/** The path of a node (used to name where a missing env var was written). */
+function pathOf(document: Document.Parsed, target: YamlNode): PathSegment[] {
+  const found: PathSegment[] = [];
+  const walk = (node: unknown, trail: PathSegment[]): boolean => {
+    if (node === target) {
+      found.push(...trail);
+      return true;
+    }
+    if (isMap(node)) {
+      for (const pair of node.items) {
+        if (!isPair(pair)) continue;
+        const key = isScalar(pair.key) ? String(pair.key.value) : '?';
+        if (pair.key === target || walk(pair.value, [...trail, key])) {
+          if (pair.key === target) found.push(...trail, key);
+          return true;
+        }
+      }
+    } else if (isSeq(node)) {
+      for (let i = 0; i < node.items.length; i++) if (walk(node.items[i], [...trail, i])) return true;
+    }
+    return false;
+  };
+  walk(document.contents, []);
+  return found;
+}

@@ -1,0 +1,138 @@
+// Context → router → decision. Turns a chat request into the model to call and the
+// reason why, using the runtime the request started with. A router that fails (or
+// returns something that does not exist) never fails the request: the route's default
+// applies and the reason says what went wrong.
+import { TiergateError, errorMessage } from './errors.ts';
+import type { ChatMessage, RequestView, RoutingDecision } from './plugin-api.ts';
+import type { ModelRuntime, RouteRuntime, Runtime, Target } from './runtime.ts';
+
+export interface ChatBody {
+  model: string;
+  messages: ChatMessage[];
+  stream?: boolean | null;
+  stream_options?: { include_usage?: boolean } | null;
+  metadata?: Record<string, unknown> | null;
+  [extra: string]: unknown;
+}
+
+export interface RoutedRequest {
+  readonly route: RouteRuntime | null;
+  readonly view: RequestView;
+  readonly features: Record<string, unknown>;
+  readonly model: ModelRuntime;
+  readonly tier: string | null;
+  readonly confidence: number | null;
+  readonly reason: string;
+  readonly alternatives: string[];
+  /** The model "always-best" would have used: the basis of cost_saved. */
+  readonly bestModel: ModelRuntime;
+}
+
+/** Body fields that are tiergate's or the transport's, not parameters for the model. */
+const NOT_PARAMETERS = new Set(['model', 'messages', 'metadata', 'stream', 'stream_options']);
+
+export function requestView(body: ChatBody, headers: Record<string, string | string[] | undefined>, allowlist: readonly string[]): RequestView {
+  const parameters: Record<string, unknown> = {};
+  for (const key in body) if (!NOT_PARAMETERS.has(key)) parameters[key] = body[key];
+  const visibleHeaders: Record<string, string> = {};
+  for (const name of allowlist) {
+    const value = headers[name];
+    if (value !== undefined) visibleHeaders[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return {
+    model: body.model,
+    messages: body.messages,
+    parameters,
+    metadata: body.metadata ?? {},
+    headers: visibleHeaders,
+    stream: body.stream === true,
+  };
+}
+
+function modelForTarget(runtime: Runtime, target: Target): { model: ModelRuntime; tier: string | null } {
+  if (target.kind === 'tier') {
+    const tier = runtime.tiers[target.tier];
+    return { model: runtime.models.get(tier.models[0]) as ModelRuntime, tier: tier.name };
+  }
+  const model = runtime.models.get(target.model) as ModelRuntime;
+  return { model, tier: model.tier === null ? null : runtime.tiers[model.tier].name };
+}
+
+function targetName(runtime: Runtime, target: Target): string {
+  return target.kind === 'tier' ? runtime.tiers[target.tier].name : target.model;
+}
+
+/** Everything on the ladder other than the chosen model, cheapest first. */
+function alternativesTo(runtime: Runtime, chosen: string): string[] {
+  const out: string[] = [];
+  for (const tier of runtime.tiers) for (const m of tier.models) if (m !== chosen) out.push(m);
+  return out;
+}
+
+function checkDecision(runtime: Runtime, decision: RoutingDecision): Target {
+  if ((decision.tier === undefined) === (decision.model === undefined)) throw new Error('the router must name exactly one of tier or model');
+  if (decision.confidence !== undefined && !(decision.confidence >= 0 && decision.confidence <= 1)) throw new Error(`confidence ${decision.confidence} is outside [0, 1]`);
+  if (decision.tier !== undefined) {
+    const tier = runtime.tiers.findIndex((t) => t.name === decision.tier);
+    if (tier < 0) throw new Error(`the router chose tier "${decision.tier}", which the policy does not declare`);
+    return { kind: 'tier', tier };
+  }
+  if (!runtime.models.has(decision.model as string)) throw new Error(`the router chose model "${decision.model}", which the policy does not declare`);
+  return { kind: 'model', model: decision.model as string };
+}
+
+/** Decides where a request goes. Rejects only for an unknown `model` (a client error). */
+export async function routeRequest(runtime: Runtime, body: ChatBody, view: RequestView): Promise<RoutedRequest> {
+  const route = runtime.routes.get(body.model) ?? null;
+  const topTier = runtime.tiers[runtime.tiers.length - 1];
+  if (!route) {
+    const model = runtime.models.get(body.model);
+    if (!model) throw new TiergateError('TG_ERR_REQUEST_UNKNOWN_MODEL', { model: body.model }, { param: 'model' });
+    return {
+      route: null,
+      view,
+      features: {},
+      model,
+      tier: model.tier === null ? null : runtime.tiers[model.tier].name,
+      confidence: null,
+      reason: 'model requested by name: no routing',
+      alternatives: [],
+      bestModel: runtime.models.get(topTier.models[0]) as ModelRuntime,
+    };
+  }
+
+  const features: Record<string, unknown> = {};
+  let target: Target;
+  let confidence: number;
+  let reason: string;
+  try {
+    for (const [name, expression] of runtime.features) features[name] = await expression.evaluate(view);
+    const input = { ...view, ...features, features };
+    const decision = await route.router.route({ route: route.name, request: view, features, input });
+    if (decision === null) {
+      target = route.defaultTarget;
+      confidence = 0.5;
+      reason = `no rule matched; route default ${targetName(runtime, target)}`;
+    } else {
+      target = checkDecision(runtime, decision);
+      confidence = decision.confidence ?? 1;
+      reason = decision.reason;
+    }
+  } catch (err) {
+    target = route.defaultTarget;
+    confidence = 0;
+    reason = `routing error (${errorMessage(err)}); route default ${targetName(runtime, target)}`;
+  }
+  const { model, tier } = modelForTarget(runtime, target);
+  return {
+    route,
+    view,
+    features,
+    model,
+    tier,
+    confidence,
+    reason,
+    alternatives: alternativesTo(runtime, model.spec.name),
+    bestModel: runtime.models.get(route.bestModel) as ModelRuntime,
+  };
+}

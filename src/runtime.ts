@@ -1,0 +1,465 @@
+// A Runtime is one compiled policy: validated, every expression compiled, every plugin
+// created. It is immutable; a request holds the one it started with until it ends, and
+// a reload builds a new one aside and swaps a single reference (see reload.ts). A
+// retired runtime disposes its plugins once its last request has finished.
+import { createHash } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
+import path from 'node:path';
+import express, { type RequestHandler } from 'express';
+import type winston from 'winston';
+import { PolicyErrors, TiergateError, errorMessage, type SourceLocation } from './errors.ts';
+import { compileExpression } from './expressions.ts';
+import { childLogger } from './logger.ts';
+import { DecisionLog, type DecisionLogSettings } from './decision-log.ts';
+import { BUILTIN_PLUGIN_ROOT, discoverPlugins, loadPlugin, type LoadedPlugin, type PluginCatalogue } from './plugins.ts';
+import type { CompiledExpression, Disposable, ModelSpec, PluginContext, PluginKind, PolicyView, Provider, Router, TierSpec } from './plugin-api.ts';
+import { readPolicySource, formatPath, type Path, type PolicySource } from './policy/source.ts';
+import { validateOptions, validatePolicyDocument, type ValidationSession } from './policy/schema.ts';
+
+/** Keys of the request view that a feature may not shadow. */
+export const RESERVED_INPUT_NAMES = ['model', 'messages', 'parameters', 'metadata', 'headers', 'stream', 'features'];
+
+// The shape of a policy once it has passed schemas/gateway.schema.json.
+interface PolicyData {
+  version: 1;
+  server?: { port?: number; host?: string; body_limit?: string; header_allowlist?: string[]; upstream_timeout_ms?: number };
+  plugins?: { paths?: string[] };
+  providers: Record<string, { plugin: string; timeout_ms?: number; [option: string]: unknown }>;
+  models: Record<string, { provider: string; upstream?: string; price: { input_per_mtok: number; output_per_mtok: number }; timeout_ms?: number }>;
+  tiers: Array<{ name: string; models: string[] }>;
+  features?: Record<string, string>;
+  routes: Record<string, { description?: string; router: { plugin: string; [option: string]: unknown }; default: string; fallback?: string }>;
+  analytics?: { decision_log?: { file?: string | null; console?: boolean; log_prompts?: boolean } };
+  logging?: { level?: string; format?: string };
+}
+
+export type Target = { kind: 'tier'; tier: number } | { kind: 'model'; model: string };
+
+export interface RouteRuntime {
+  readonly name: string;
+  readonly description: string | undefined;
+  readonly routerPlugin: string;
+  readonly router: Router;
+  readonly defaultTarget: Target;
+  readonly fallback: Target;
+  /** The route's always-best model: first model of the top tier. */
+  readonly bestModel: string;
+}
+
+export interface ModelRuntime {
+  readonly spec: ModelSpec;
+  readonly provider: Provider;
+  readonly providerPlugin: string;
+  /** Index of the tier holding the model, or null when it is in none. */
+  readonly tier: number | null;
+}
+
+export interface ServerSettings {
+  readonly port: number;
+  readonly host: string;
+  readonly bodyLimit: string;
+  readonly headerAllowlist: readonly string[];
+  readonly upstreamTimeoutMs: number;
+}
+
+export interface BuildOptions {
+  logger: winston.Logger;
+  /** 'validate' creates and disposes plugins but opens no decision log. */
+  mode?: 'serve' | 'validate';
+  builtinPluginRoot?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+interface PluginSite {
+  kind: PluginKind;
+  /** Where the plugin's entry sits: providers.openai, routes.support.router. */
+  at: Path;
+  plugin: LoadedPlugin;
+  options: Record<string, unknown>;
+}
+
+interface Instance {
+  site: PluginSite;
+  instance: Disposable;
+}
+
+const HOST_KEYS: Record<PluginKind, readonly string[]> = { provider: ['plugin', 'timeout_ms'], router: ['plugin'], evaluator: ['plugin'] };
+
+export class Runtime {
+  private inflight = 0;
+  private retired = false;
+  private disposal: Promise<void> | null = null;
+  private retiredResolve: (() => void) | null = null;
+  readonly loadedAt = new Date();
+  readonly parseJson: RequestHandler;
+
+  constructor(
+    readonly version: string,
+    readonly file: string,
+    readonly policy: PolicyView,
+    readonly routes: ReadonlyMap<string, RouteRuntime>,
+    readonly models: ReadonlyMap<string, ModelRuntime>,
+    readonly features: ReadonlyArray<readonly [string, CompiledExpression]>,
+    readonly server: ServerSettings,
+    readonly decisionLog: DecisionLog | null,
+    readonly logPrompts: boolean,
+    readonly plugins: ReadonlyArray<{ kind: PluginKind; name: string; at: string }>,
+    readonly watchPaths: readonly string[],
+    private readonly instances: readonly Instance[],
+    private readonly logger: winston.Logger,
+  ) {
+    // Any content type is read as JSON: curl -d sends form encoding by default, and a
+    // clear JSON error beats a confusing "missing messages".
+    this.parseJson = express.json({ limit: server.bodyLimit, type: () => true, strict: true });
+    Object.freeze(this.plugins);
+  }
+
+  get tiers(): readonly TierSpec[] {
+    return this.policy.tiers;
+  }
+
+  get inflightRequests(): number {
+    return this.inflight;
+  }
+
+  /** A request starts using this runtime. */
+  enter(): void {
+    this.inflight++;
+  }
+
+  /** A request stops using this runtime. */
+  leave(): void {
+    this.inflight--;
+    if (this.inflight === 0 && this.retired) void this.dispose();
+  }
+
+  /** No new requests will start here; dispose once the in-flight ones end. */
+  retire(): Promise<void> {
+    this.retired = true;
+    if (this.inflight === 0) return this.dispose();
+    return new Promise((resolve) => {
+      this.retiredResolve = resolve;
+    });
+  }
+
+  /** Disposes every plugin instance and closes the decision log. Idempotent. */
+  dispose(): Promise<void> {
+    if (!this.disposal) {
+      this.disposal = (async () => {
+        await disposeAll(this.instances, this.logger);
+        await this.decisionLog?.close();
+      })();
+      void this.disposal.then(() => this.retiredResolve?.());
+    }
+    return this.disposal;
+  }
+}
+
+async function disposeAll(instances: readonly Instance[], logger: winston.Logger): Promise<void> {
+  // Routers before providers: the reverse of creation.
+  for (const { site, instance } of [...instances].reverse()) {
+    try {
+      await instance.dispose();
+    } catch (err) {
+      logger.warn('plugin dispose failed', { plugin: `${site.kind}:${site.plugin.discovered.name}`, at: formatPath(site.at), error: errorMessage(err) });
+    }
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function namesOf(value: unknown): Set<string> {
+  return new Set(isRecord(value) ? Object.keys(value) : []);
+}
+
+function tierNamesOf(value: unknown): Set<string> {
+  const names = new Set<string>();
+  if (Array.isArray(value)) for (const tier of value) if (isRecord(tier) && typeof tier.name === 'string') names.add(tier.name);
+  return names;
+}
+
+function collectErrors(caught: unknown): TiergateError[] {
+  if (Array.isArray(caught)) return caught as TiergateError[];
+  if (caught instanceof PolicyErrors) return [...caught.errors];
+  if (caught instanceof TiergateError) return [caught];
+  throw caught;
+}
+
+/** Parses, validates, compiles and creates a policy. Throws PolicyErrors with every problem found. */
+export async function buildRuntime(configFile: string, options: BuildOptions): Promise<Runtime> {
+  let source: PolicySource;
+  try {
+    source = readPolicySource(configFile, options.env);
+  } catch (caught) {
+    throw new PolicyErrors(collectErrors(caught));
+  }
+  const errors: TiergateError[] = [];
+  const at = (p: Path, key = false): SourceLocation => source.locate(p, { key });
+  const raw = source.data;
+  const data = (isRecord(raw) ? raw : {}) as unknown as PolicyData;
+
+  const session: ValidationSession = {
+    names: { models: namesOf(data.models), tiers: tierNamesOf(data.tiers), providers: namesOf(data.providers) },
+    expressions: new Map(),
+  };
+  errors.push(...validatePolicyDocument(source, session));
+  const shapeIsValid = errors.length === 0;
+
+  // Plugin folders: the built-ins, then any the policy lists.
+  const { roots, missing } = pluginRoots(raw, source, options.builtinPluginRoot);
+  for (const { index, folder } of missing) errors.push(new TiergateError('TG_ERR_PLUGIN_PATH', { reason: `plugin folder ${folder} does not exist` }, { location: at(['plugins', 'paths', index]) }));
+  let catalogue: PluginCatalogue | null = null;
+  try {
+    catalogue = discoverPlugins(roots);
+  } catch (caught) {
+    errors.push(...collectErrors(caught));
+  }
+
+  const policyView = shapeIsValid ? makePolicyView(data) : null;
+  const sites: PluginSite[] = [];
+  if (catalogue) {
+    const candidates: Array<{ kind: PluginKind; at: Path; entry: unknown }> = [
+      ...Object.entries(isRecord(data.providers) ? data.providers : {}).map(([name, entry]) => ({ kind: 'provider' as const, at: ['providers', name], entry })),
+      ...Object.entries(isRecord(data.routes) ? data.routes : {}).map(([name, route]) => ({ kind: 'router' as const, at: ['routes', name, 'router'], entry: isRecord(route) ? route.router : undefined })),
+    ];
+    for (const candidate of candidates) {
+      const site = await checkPluginSite(candidate, catalogue, source, session, policyView, errors);
+      if (site) sites.push(site);
+    }
+  }
+
+  if (shapeIsValid) errors.push(...checkCrossReferences(data, source));
+  if (errors.length > 0) throw new PolicyErrors(errors);
+  const view = policyView as PolicyView;
+
+  // Create aside. On any failure, dispose whatever was created and keep nothing. A
+  // provider no model uses is validated but not started (no idle clients, no warnings
+  // about keys it will never send).
+  const usedProviders = new Set([...view.models.values()].map((m) => m.provider));
+  const instances: Instance[] = [];
+  const createErrors: TiergateError[] = [];
+  for (const site of sites) {
+    if (site.kind === 'provider' && !usedProviders.has(String(site.at[1]))) continue;
+    const ctx = pluginContext(site, source, session, view, options.logger);
+    try {
+      const instance = await site.plugin.module.create(site.options, ctx);
+      if (!instance || typeof instance.dispose !== 'function') throw new TiergateError('TG_ERR_PLUGIN_INVALID', { reason: `create() of ${site.kind} plugin "${site.plugin.discovered.name}" did not return an instance with dispose()` }, { location: at(site.at) });
+      instances.push({ site, instance });
+    } catch (err) {
+      createErrors.push(
+        err instanceof TiergateError
+          ? Object.assign(err, { location: err.location ?? at(site.at) })
+          : new TiergateError('TG_ERR_PLUGIN_CREATE', { reason: errorMessage(err) }, { location: at([...site.at, 'plugin']), cause: err }),
+      );
+    }
+  }
+  if (createErrors.length > 0) {
+    await disposeAll(instances, options.logger);
+    throw new PolicyErrors(createErrors);
+  }
+
+  try {
+    return assemble(data, source, view, session, instances, catalogue as PluginCatalogue, roots, options);
+  } catch (err) {
+    await disposeAll(instances, options.logger);
+    throw err;
+  }
+}
+
+async function checkPluginSite(
+  candidate: { kind: PluginKind; at: Path; entry: unknown },
+  catalogue: PluginCatalogue,
+  source: PolicySource,
+  session: ValidationSession,
+  policyView: PolicyView | null,
+  errors: TiergateError[],
+): Promise<PluginSite | null> {
+  const { kind, at, entry } = candidate;
+  if (!isRecord(entry) || typeof entry.plugin !== 'string') return null;
+  const name = entry.plugin;
+  const discovered = catalogue.get(kind, name);
+  if (!discovered) {
+    const known = catalogue.names(kind);
+    errors.push(new TiergateError('TG_ERR_PLUGIN_UNKNOWN', { kind, name, hint: known.length ? ` (available: ${known.join(', ')})` : ' (none installed)' }, { location: source.locate([...at, 'plugin']) }));
+    return null;
+  }
+  let plugin: LoadedPlugin;
+  try {
+    plugin = await loadPlugin(discovered);
+  } catch (caught) {
+    errors.push(...collectErrors(caught));
+    return null;
+  }
+  const options: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(entry)) if (!HOST_KEYS[kind].includes(key)) options[key] = structuredClone(value);
+  const optionErrors = validateOptions(plugin.validateOptions, options, source, at, session);
+  errors.push(...optionErrors);
+  if (optionErrors.length === 0 && policyView && plugin.module.validate) {
+    try {
+      for (const issue of plugin.module.validate(options, { policy: policyView })) {
+        errors.push(new TiergateError('TG_ERR_PLUGIN_OPTIONS', { reason: issue.message }, { location: source.locate([...at, ...issue.path]) }));
+      }
+    } catch (err) {
+      errors.push(new TiergateError('TG_ERR_PLUGIN_INVALID', { reason: `validate() threw: ${errorMessage(err)}` }, { location: { file: discovered.entry } }));
+    }
+  }
+  return { kind, at, plugin, options: Object.freeze(options) as Record<string, unknown> };
+}
+
+/** The policy version: a content hash of the file, its interpolated values and every plugin. */
+function versionOf(source: PolicySource, catalogue: PluginCatalogue): string {
+  return createHash('sha256').update(source.text).update('\0').update(JSON.stringify(source.data)).update('\0').update(catalogue.hash).digest('hex').slice(0, 12);
+}
+
+function pluginRoots(data: unknown, source: PolicySource, builtinRoot: string | undefined): { roots: string[]; missing: Array<{ index: number; folder: string }> } {
+  const roots = [builtinRoot ?? BUILTIN_PLUGIN_ROOT];
+  const missing: Array<{ index: number; folder: string }> = [];
+  const paths = isRecord(data) && isRecord(data.plugins) && Array.isArray(data.plugins.paths) ? data.plugins.paths : [];
+  paths.forEach((entry: unknown, index: number) => {
+    if (typeof entry !== 'string') return;
+    const folder = path.resolve(source.directory, entry);
+    if (!existsSync(folder) || !statSync(folder).isDirectory()) missing.push({ index, folder });
+    else roots.push(folder);
+  });
+  return { roots, missing };
+}
+
+/**
+ * The version the policy on disk would have, without building it: lets a reload with
+ * nothing changed be skipped. null when the policy cannot even be read.
+ */
+export function policyFingerprint(configFile: string, options: Pick<BuildOptions, 'env' | 'builtinPluginRoot'>): string | null {
+  try {
+    const source = readPolicySource(configFile, options.env);
+    return versionOf(source, discoverPlugins(pluginRoots(source.data, source, options.builtinPluginRoot).roots));
+  } catch {
+    return null;
+  }
+}
+
+function makePolicyView(data: PolicyData): PolicyView {
+  const upstreamTimeout = data.server?.upstream_timeout_ms ?? 60_000;
+  const models = new Map<string, ModelSpec>();
+  for (const [name, model] of Object.entries(data.models)) {
+    models.set(name, Object.freeze({
+      name,
+      provider: model.provider,
+      upstream: model.upstream ?? name,
+      price: Object.freeze({ ...model.price }),
+      timeout_ms: model.timeout_ms ?? data.providers[model.provider]?.timeout_ms ?? upstreamTimeout,
+    }));
+  }
+  return Object.freeze({
+    models,
+    tiers: Object.freeze(data.tiers.map((t) => Object.freeze({ name: t.name, models: Object.freeze([...t.models]) }))),
+    featureNames: Object.freeze(Object.keys(data.features ?? {})),
+  });
+}
+
+/** Rules between sections that the schema cannot express. */
+function checkCrossReferences(data: PolicyData, source: PolicySource): TiergateError[] {
+  const errors: TiergateError[] = [];
+  const reference = (reason: string, p: Path, key = false) => errors.push(new TiergateError('TG_ERR_CONFIG_REFERENCE', { reason }, { location: source.locate(p, { key }) }));
+  const tierOfModel = new Map<string, string>();
+  const tierNames = new Set<string>();
+  data.tiers.forEach((tier, i) => {
+    if (tierNames.has(tier.name)) reference(`tier "${tier.name}" is declared twice; tier names must be unique`, ['tiers', i, 'name']);
+    tierNames.add(tier.name);
+    if (tier.name in data.models) reference(`tier "${tier.name}" has the same name as a model; routes could not tell them apart`, ['tiers', i, 'name']);
+    tier.models.forEach((model, j) => {
+      const earlier = tierOfModel.get(model);
+      if (earlier !== undefined && earlier !== tier.name) reference(`model "${model}" is already in tier "${earlier}"; a model belongs to one tier`, ['tiers', i, 'models', j]);
+      tierOfModel.set(model, tier.name);
+    });
+  });
+  for (const name of Object.keys(data.routes)) {
+    if (name in data.models) reference(`route "${name}" has the same name as a model; "model": "${name}" in a request would be ambiguous`, ['routes', name], true);
+  }
+  for (const name of Object.keys(data.features ?? {})) {
+    if (RESERVED_INPUT_NAMES.includes(name)) errors.push(new TiergateError('TG_ERR_CONFIG_FEATURE_NAME', { reason: `feature name "${name}" is reserved for the request itself (${RESERVED_INPUT_NAMES.join(', ')})` }, { location: source.locate(['features', name], { key: true }) }));
+  }
+  return errors;
+}
+
+function pluginContext(site: PluginSite, source: PolicySource, session: ValidationSession, view: PolicyView, logger: winston.Logger): PluginContext {
+  const atText = formatPath(site.at);
+  return {
+    at: atText,
+    baseDir: source.directory,
+    policy: view,
+    logger: childLogger(logger, { plugin: `${site.kind}:${site.plugin.discovered.name}`, at: atText }),
+    expression(expressionSource: string, optionPath: ReadonlyArray<string | number>): CompiledExpression {
+      const compiled = session.expressions.get(expressionSource);
+      if (compiled) return compiled;
+      // Not declared with "x-jsonata" in the plugin's schema: compile now, still located.
+      const result = compileExpression(expressionSource);
+      if ('expression' in result) {
+        session.expressions.set(expressionSource, result.expression);
+        return result.expression;
+      }
+      throw new TiergateError('TG_ERR_CONFIG_JSONATA', { reason: result.problem.message }, { location: source.locate([...site.at, ...optionPath], { offsetInScalar: result.problem.offset }) });
+    },
+    optionError(optionPath: ReadonlyArray<string | number>, message: string): Error {
+      return new TiergateError('TG_ERR_PLUGIN_OPTIONS', { reason: message }, { location: source.locate([...site.at, ...optionPath]) });
+    },
+  };
+}
+
+function targetOf(name: string, view: PolicyView): Target {
+  const tier = view.tiers.findIndex((t) => t.name === name);
+  return tier >= 0 ? { kind: 'tier', tier } : { kind: 'model', model: name };
+}
+
+function assemble(data: PolicyData, source: PolicySource, view: PolicyView, session: ValidationSession, instances: Instance[], catalogue: PluginCatalogue, roots: string[], options: BuildOptions): Runtime {
+  const instanceAt = (p: Path) => instances.find((i) => formatPath(i.site.at) === formatPath(p));
+  const tierOf = new Map<string, number>();
+  view.tiers.forEach((tier, i) => tier.models.forEach((m) => tierOf.set(m, i)));
+
+  const models = new Map<string, ModelRuntime>();
+  for (const [name, spec] of view.models) {
+    const provider = instanceAt(['providers', spec.provider]) as Instance;
+    models.set(name, Object.freeze({ spec, provider: provider.instance as Provider, providerPlugin: provider.site.plugin.discovered.name, tier: tierOf.get(name) ?? null }));
+  }
+  const topTier = view.tiers[view.tiers.length - 1];
+  const routes = new Map<string, RouteRuntime>();
+  for (const [name, route] of Object.entries(data.routes)) {
+    const router = instanceAt(['routes', name, 'router']) as Instance;
+    routes.set(name, Object.freeze({
+      name,
+      description: route.description,
+      routerPlugin: route.router.plugin,
+      router: router.instance as Router,
+      defaultTarget: targetOf(route.default, view),
+      fallback: route.fallback ? targetOf(route.fallback, view) : ({ kind: 'tier', tier: view.tiers.length - 1 } as const),
+      bestModel: topTier.models[0],
+    }));
+  }
+  const features = Object.entries(data.features ?? {}).map(([name, expr]) => Object.freeze([name, session.expressions.get(expr) as CompiledExpression] as const));
+  const server: ServerSettings = Object.freeze({
+    port: data.server?.port ?? 8080,
+    host: data.server?.host ?? '0.0.0.0',
+    bodyLimit: data.server?.body_limit ?? '1mb',
+    headerAllowlist: Object.freeze((data.server?.header_allowlist ?? []).map((h) => h.toLowerCase())),
+    upstreamTimeoutMs: data.server?.upstream_timeout_ms ?? 60_000,
+  });
+  const logSettings: DecisionLogSettings = { file: data.analytics?.decision_log?.file === undefined ? 'logs/decisions.jsonl' : data.analytics.decision_log.file, console: data.analytics?.decision_log?.console ?? false };
+  const decisionLog = options.mode === 'validate' ? null : new DecisionLog(logSettings, source.directory);
+  const version = versionOf(source, catalogue);
+  return new Runtime(
+    version,
+    source.displayName,
+    view,
+    routes,
+    models,
+    features,
+    server,
+    decisionLog,
+    data.analytics?.decision_log?.log_prompts ?? false,
+    instances.map(({ site }) => ({ kind: site.kind, name: site.plugin.discovered.name, at: formatPath(site.at) })),
+    [source.absolutePath, ...roots],
+    instances,
+    options.logger,
+  );
+}

@@ -1,0 +1,150 @@
+// The HTTP face of tiergate: OpenAI-compatible endpoints, health, and admin. Each
+// request takes the runtime in force when it arrives and keeps it to the end.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type winston from 'winston';
+import { TiergateError, errorMessage } from './errors.ts';
+import { handleChatCompletion, sendError } from './chat.ts';
+import { RuntimeManager, type ManagerOptions } from './reload.ts';
+import { createLogger } from './logger.ts';
+
+export interface GatewayOptions {
+  configFile: string;
+  /** Overrides the policy's server.port (0 picks a free port). */
+  port?: number;
+  host?: string;
+  logger?: winston.Logger;
+  /** Watch the policy and plugin folders for changes (default true). */
+  watch?: boolean;
+  debounceMs?: number;
+  env?: NodeJS.ProcessEnv;
+  builtinPluginRoot?: string;
+}
+
+export interface Gateway {
+  readonly url: string;
+  readonly port: number;
+  readonly server: http.Server;
+  readonly manager: RuntimeManager;
+  readonly logger: winston.Logger;
+  /** Stops accepting, lets in-flight requests finish, flushes the decision log. */
+  close(): Promise<void>;
+}
+
+export function createApp(manager: RuntimeManager, logger: winston.Logger, state: { shuttingDown: boolean }): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  app.post('/v1/chat/completions', async (req: Request, res: Response) => {
+    const runtime = manager.acquire();
+    try {
+      await handleChatCompletion(runtime, req, res, logger);
+    } finally {
+      runtime.leave();
+    }
+  });
+
+  app.get('/v1/models', (_req, res) => {
+    const runtime = manager.runtime;
+    const created = Math.floor(runtime.loadedAt.getTime() / 1000);
+    const data = [
+      ...[...runtime.routes.values()].map((route) => ({ id: route.name, object: 'model', created, owned_by: 'tiergate', tiergate: { kind: 'route', router: route.routerPlugin, description: route.description ?? null } })),
+      ...[...runtime.models.values()].map((model) => ({ id: model.spec.name, object: 'model', created, owned_by: model.spec.provider, tiergate: { kind: 'model', tier: model.tier === null ? null : runtime.tiers[model.tier].name, provider_plugin: model.providerPlugin } })),
+    ];
+    res.json({ object: 'list', data });
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  app.get('/readyz', (_req, res) => {
+    if (state.shuttingDown) res.status(503).json({ status: 'shutting_down' });
+    else res.json({ status: 'ready', policy_version: manager.runtime.version });
+  });
+
+  app.get('/admin/status', (_req, res) => {
+    const runtime = manager.runtime;
+    res.json({
+      ...manager.status(),
+      inflight_requests: runtime.inflightRequests,
+      routes: [...runtime.routes.keys()],
+      tiers: runtime.tiers.map((t) => ({ name: t.name, models: t.models })),
+      plugins: runtime.plugins,
+    });
+  });
+
+  app.post('/admin/reload', async (_req, res) => {
+    const result = await manager.reload('admin');
+    res.status(result.outcome === 'rejected' ? 422 : 200).json(result);
+  });
+
+  app.use((req: Request, res: Response) => {
+    sendError(res, new TiergateError('TG_ERR_NOT_FOUND', { method: req.method, path: req.path }));
+  });
+
+  // Last line of defence: nothing a client sends may crash the process.
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    const error = err instanceof TiergateError ? err : new TiergateError('TG_ERR_INTERNAL', { reason: errorMessage(err) }, { cause: err });
+    logger.error('request failed', { code: error.code, error: error.message });
+    if (res.headersSent) res.end();
+    else sendError(res, error);
+  });
+  return app;
+}
+
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const logger = options.logger ?? createLogger();
+  const managerOptions: ManagerOptions = { logger, mode: 'serve', debounceMs: options.debounceMs, env: options.env, builtinPluginRoot: options.builtinPluginRoot };
+  const manager = await RuntimeManager.start(options.configFile, managerOptions);
+  const state = { shuttingDown: false };
+  const app = createApp(manager, logger, state);
+  const server = http.createServer(app);
+  // Long generations stream for minutes; Node's default request timeout would cut them.
+  server.requestTimeout = 0;
+  server.keepAliveTimeout = 65_000;
+  const settings = manager.runtime.server;
+  const port = options.port ?? settings.port;
+  const host = options.host ?? settings.host;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    await manager.close();
+    throw err;
+  }
+  if (options.watch !== false) manager.watch();
+  const address = server.address() as AddressInfo;
+  const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  let closing: Promise<void> | null = null;
+  return {
+    url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${address.port}`,
+    port: address.port,
+    server,
+    manager,
+    logger,
+    close() {
+      if (!closing) {
+        state.shuttingDown = true;
+        closing = (async () => {
+          const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+          // Keep-alive connections become idle as their last request finishes; close
+          // them as they do, or close() would wait for the keep-alive timeout.
+          server.closeIdleConnections();
+          const sweeper = setInterval(() => server.closeIdleConnections(), 50);
+          await stopped;
+          clearInterval(sweeper);
+          await manager.close();
+        })();
+      }
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,38 @@
+// A fast token estimate for routing features, cost estimates and the simulator. Real
+// tokenizers are model-specific and slow to load; ~4 characters per token is the
+// usual rule of thumb for English with the GPT and Claude tokenizers, and routing only
+// needs the order of magnitude.
+import type { ChatMessage, ContentPart } from './plugin-api.ts';
+
+const CHARS_PER_TOKEN = 4;
+/** Per-message overhead of the chat format (role markers and separators). */
+const TOKENS_PER_MESSAGE = 4;
+
+export function estimateTextTokens(text: string): number {
+  return text.length === 0 ? 0 : Math.ceil(text.length / CHARS_PER_TOKEN);
+}
+
+export function messageText(content: ChatMessage['content'] | undefined): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  let text = '';
+  for (const part of content as ContentPart[]) {
+    if (part && part.type === 'text' && typeof (part as { text?: unknown }).text === 'string') {
+      text += (text ? '\n' : '') + (part as { text: string }).text;
+    }
+  }
+  return text;
+}
+
+export function estimateMessagesTokens(messages: readonly ChatMessage[]): number {
+  let total = 0;
+  for (const m of messages) total += TOKENS_PER_MESSAGE + estimateTextTokens(messageText(m.content));
+  return total;
+}
+
+export function lastUserMessage(messages: readonly ChatMessage[]): string {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    if (messages[i].role === 'user') return messageText(messages[i].content);
+  }
+  return '';
+}

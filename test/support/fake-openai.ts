@@ -1,0 +1,363 @@
+// A local stand-in for an OpenAI-compatible upstream, speaking the real wire format over
+// real HTTP so that provider, gateway and failure tests exercise the same code paths
+// (SDK, fetch, sockets, SSE parsing) that production does. Each request's answer is
+// chosen by a `behave` function, which lets a test script failures (status codes,
+// hangs, socket resets, garbage) that a real upstream produces only rarely. Requests
+// are recorded, including whether the client went away early, so tests can prove that
+// cancellation really reached the upstream.
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { ToolCall } from '../../src/plugin-api.ts';
+import { estimateMessagesTokens, estimateTextTokens, lastUserMessage } from '../../src/tokens.ts';
+
+export type Behaviour =
+  | {
+      kind: 'reply';
+      /** Defaults to `echo: <text of the last user message>` ('' when tool_calls are given). */
+      content?: string;
+      /** Defaults to 'stop' ('tool_calls' when tool_calls are given). */
+      finish_reason?: 'stop' | 'length' | 'tool_calls';
+      /** Defaults to an estimate from the request's messages and the content. */
+      usage?: { prompt_tokens: number; completion_tokens: number };
+      /** Optional tool calls for the assistant message (streamed as one delta). */
+      tool_calls?: ToolCall[];
+      /** Wait before sending the response headers. */
+      delayMs?: number;
+      /** Wait between SSE chunks (streams only). */
+      chunkDelayMs?: number;
+    }
+  /** A non-2xx answer; the body defaults to OpenAI's error shape. A string body is sent as-is. */
+  | { kind: 'status'; status: number; body?: unknown; headers?: Record<string, string> }
+  /** Accept the request and never answer (until the client goes away or the server closes). */
+  | { kind: 'hang' }
+  /** Destroy the socket before any response. */
+  | { kind: 'reset' }
+  /** Send headers and the first chunks (or half the JSON body), then destroy the socket. */
+  | { kind: 'reset-mid-stream' }
+  /** 200 with a body that is not JSON (or a broken SSE data line for streams). */
+  | { kind: 'malformed' };
+
+export interface RecordedRequest {
+  method: string;
+  /** The request path including any query string, e.g. /v1/chat/completions. */
+  path: string;
+  headers: Record<string, string | string[] | undefined>;
+  /** The parsed JSON body; the raw text when it is not JSON; undefined when empty. */
+  body: any;
+  /** The client went away before the response finished. */
+  aborted: boolean;
+}
+
+export type BehaveFn = (body: any, req: RecordedRequest) => Behaviour;
+
+export interface FakeOpenAI {
+  /** e.g. http://127.0.0.1:PORT/v1 */
+  baseURL: string;
+  requests: RecordedRequest[];
+  /** Replaces the behaviour for subsequent requests. */
+  behave(fn: BehaveFn): void;
+  abortedCount(): number;
+  /** Resolves once at least `n` requests were aborted by their client (default timeout 2000 ms). */
+  waitForAborted(n: number, timeoutMs?: number): Promise<void>;
+  /** Stops listening and destroys every open socket. */
+  close(): Promise<void>;
+}
+
+export const FAKE_MODEL_ID = 'fake-model';
+
+const defaultBehave: BehaveFn = () => ({ kind: 'reply' });
+
+export async function startFakeOpenAI(options: { behave?: BehaveFn; port?: number } = {}): Promise<FakeOpenAI> {
+  let behave = options.behave ?? defaultBehave;
+  let closing = false;
+  let nextId = 1;
+  const requests: RecordedRequest[] = [];
+  const abortWaiters = new Set<() => void>();
+  const sockets = new Set<Socket>();
+
+  const notifyAborted = () => {
+    for (const check of [...abortWaiters]) check();
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (!res.headersSent && !res.destroyed) sendError(res, 500, `fake-openai crashed: ${String(err)}`, 'server_error');
+      else res.destroy();
+    });
+  });
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const raw = await readBody(req);
+    const record: RecordedRequest = {
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      headers: { ...req.headers },
+      body: parseBody(raw),
+      aborted: false,
+    };
+    requests.push(record);
+    // Set when the server itself kills the socket, which is not the client going away.
+    let killedByServer = false;
+    res.on('close', () => {
+      if (!res.writableFinished && !killedByServer && !closing) {
+        record.aborted = true;
+        notifyAborted();
+      }
+    });
+    const kill = () => {
+      killedByServer = true;
+      req.socket.destroy();
+    };
+
+    const pathname = record.path.split('?')[0];
+    if (record.method === 'GET' && pathname === '/v1/models') {
+      sendJson(res, 200, { object: 'list', data: [{ id: FAKE_MODEL_ID, object: 'model', created: 0, owned_by: 'fake-openai' }] });
+      return;
+    }
+    if (pathname !== '/v1/chat/completions') {
+      sendError(res, 404, `Unknown request URL: ${record.method} ${pathname}`, 'invalid_request_error', 'unknown_url');
+      return;
+    }
+    if (record.method !== 'POST') {
+      sendError(res, 405, `Method ${record.method} not allowed`, 'invalid_request_error');
+      return;
+    }
+    const body = record.body;
+    if (typeof body !== 'object' || body === null || !Array.isArray(body.messages)) {
+      sendError(res, 400, 'request body must be a JSON object with messages', 'invalid_request_error');
+      return;
+    }
+
+    const behaviour = behave(body, record);
+    const stream = body.stream === true;
+    const id = `chatcmpl-fake${nextId++}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = typeof body.model === 'string' ? body.model : FAKE_MODEL_ID;
+
+    switch (behaviour.kind) {
+      case 'status': {
+        for (const [name, value] of Object.entries(behaviour.headers ?? {})) res.setHeader(name, value);
+        if (typeof behaviour.body === 'string') {
+          res.writeHead(behaviour.status, { 'content-type': 'text/plain' }).end(behaviour.body);
+        } else if (behaviour.body !== undefined) {
+          sendJson(res, behaviour.status, behaviour.body);
+        } else {
+          const type = behaviour.status === 429 ? 'rate_limit_error' : behaviour.status >= 500 ? 'server_error' : 'invalid_request_error';
+          sendError(res, behaviour.status, `fake upstream answered ${behaviour.status}`, type);
+        }
+        return;
+      }
+      case 'hang':
+        return; // never answer; close() or the client going away ends it
+      case 'reset':
+        kill();
+        return;
+      case 'malformed':
+        if (stream) {
+          startSse(res);
+          res.write(sse(chunk(id, created, model, { role: 'assistant', content: '' }, null)));
+          res.end('data: {"id": "broken\n\n');
+        } else {
+          res.writeHead(200, { 'content-type': 'application/json' }).end('<html>this is not JSON</html>');
+        }
+        return;
+      case 'reset-mid-stream':
+        if (stream) {
+          startSse(res);
+          res.write(sse(chunk(id, created, model, { role: 'assistant', content: '' }, null)));
+          res.write(sse(chunk(id, created, model, { content: 'partial ' }, null)));
+        } else {
+          const full = JSON.stringify(completion(id, created, model, 'partial answer', 'stop', undefined, { prompt_tokens: 1, completion_tokens: 1 }));
+          res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(full)) });
+          res.write(full.slice(0, Math.floor(full.length / 2)));
+        }
+        // Give the bytes a moment to reach the client so it sees them before the reset.
+        await sleep(25, res);
+        kill();
+        return;
+      case 'reply': {
+        const toolCalls = behaviour.tool_calls;
+        const content = behaviour.content ?? (toolCalls?.length ? '' : `echo: ${lastUserMessage(body.messages)}`);
+        const finish = behaviour.finish_reason ?? (toolCalls?.length ? 'tool_calls' : 'stop');
+        const usage = behaviour.usage ?? {
+          prompt_tokens: estimateMessagesTokens(body.messages),
+          completion_tokens: Math.max(1, estimateTextTokens(content)),
+        };
+        if (behaviour.delayMs) await sleep(behaviour.delayMs, res);
+        if (res.destroyed) return;
+        if (!stream) {
+          sendJson(res, 200, completion(id, created, model, content, finish, toolCalls, usage));
+          return;
+        }
+        const includeUsage = body.stream_options?.include_usage === true;
+        const extra = includeUsage ? { usage: null } : {};
+        const events: object[] = [chunk(id, created, model, { role: 'assistant', content: '', refusal: null }, null, extra)];
+        for (const piece of split(content)) events.push(chunk(id, created, model, { content: piece }, null, extra));
+        if (toolCalls?.length) {
+          const deltas = toolCalls.map((call, index) => ({ index, ...call }));
+          events.push(chunk(id, created, model, { tool_calls: deltas }, null, extra));
+        }
+        events.push(chunk(id, created, model, {}, finish, extra));
+        if (includeUsage) events.push({ ...chunk(id, created, model, {}, null), choices: [], usage: withTotal(usage) });
+        startSse(res);
+        for (const [i, event] of events.entries()) {
+          if (i > 0 && behaviour.chunkDelayMs) await sleep(behaviour.chunkDelayMs, res);
+          if (res.destroyed) return;
+          res.write(sse(event));
+        }
+        res.end('data: [DONE]\n\n');
+        return;
+      }
+    }
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    baseURL: `http://127.0.0.1:${port}/v1`,
+    requests,
+    behave(fn) {
+      behave = fn;
+    },
+    abortedCount: () => requests.filter((r) => r.aborted).length,
+    waitForAborted(n, timeoutMs = 2000) {
+      return new Promise<void>((resolve, reject) => {
+        const done = () => {
+          clearTimeout(timer);
+          abortWaiters.delete(check);
+        };
+        const check = () => {
+          if (requests.filter((r) => r.aborted).length >= n) {
+            done();
+            resolve();
+          }
+        };
+        const timer = setTimeout(() => {
+          done();
+          const seen = requests.filter((r) => r.aborted).length;
+          reject(new Error(`fake-openai: expected ${n} aborted request(s) within ${timeoutMs} ms, saw ${seen} of ${requests.length}`));
+        }, timeoutMs);
+        abortWaiters.add(check);
+        check();
+      });
+    },
+    async close() {
+      if (closing) return;
+      closing = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      for (const socket of sockets) socket.destroy();
+      await closed;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    req.on('data', (part: Buffer) => parts.push(part));
+    req.on('end', () => resolve(Buffer.concat(parts).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function parseBody(raw: string): any {
+  if (raw === '') return undefined;
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
+  }
+}
+
+/** Resolves after `ms`, or as soon as the response closes (so a gone client ends waits early). */
+function sleep(ms: number, res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const finish = () => {
+      clearTimeout(timer);
+      res.off('close', finish);
+      resolve();
+    };
+    const timer = setTimeout(finish, ms);
+    res.on('close', finish);
+  });
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) }).end(text);
+}
+
+function sendError(res: ServerResponse, status: number, message: string, type: string, code: string | null = null): void {
+  sendJson(res, status, { error: { message, type, param: null, code } });
+}
+
+function startSse(res: ServerResponse): void {
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
+  res.flushHeaders();
+}
+
+function sse(event: object): string {
+  return `data: ${JSON.stringify(event)}\n\n`;
+}
+
+function withTotal(usage: { prompt_tokens: number; completion_tokens: number }) {
+  return { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens, total_tokens: usage.prompt_tokens + usage.completion_tokens };
+}
+
+function completion(
+  id: string,
+  created: number,
+  model: string,
+  content: string,
+  finish: string,
+  toolCalls: ToolCall[] | undefined,
+  usage: { prompt_tokens: number; completion_tokens: number },
+) {
+  const message: Record<string, unknown> = { role: 'assistant', content: toolCalls?.length && content === '' ? null : content, refusal: null };
+  if (toolCalls?.length) message.tool_calls = toolCalls;
+  return {
+    id,
+    object: 'chat.completion',
+    created,
+    model,
+    system_fingerprint: 'fp_fake',
+    choices: [{ index: 0, message, logprobs: null, finish_reason: finish }],
+    usage: withTotal(usage),
+  };
+}
+
+function chunk(id: string, created: number, model: string, delta: object, finish: string | null, extra: object = {}) {
+  return {
+    id,
+    object: 'chat.completion.chunk',
+    created,
+    model,
+    system_fingerprint: 'fp_fake',
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    ...extra,
+  };
+}
+
+/** Splits content into up to three pieces (by code point, so surrogate pairs stay whole). */
+function split(content: string): string[] {
+  const chars = Array.from(content);
+  if (chars.length === 0) return [];
+  const size = Math.ceil(chars.length / 3);
+  const pieces: string[] = [];
+  for (let i = 0; i < chars.length; i += size) pieces.push(chars.slice(i, i + size).join(''));
+  return pieces;
+}
