@@ -74,9 +74,8 @@ export function buildCli(): Command {
         return;
       }
       const runtime = gateway.manager.runtime;
-      const simulated = [...runtime.models.values()].filter((m) => m.providerPlugin === 'simulator').map((m) => m.spec.name);
       logger.info(`tiergate listening on ${gateway.url}`, { policy: path.relative(process.cwd(), gateway.manager.configFile) || opts.config, policy_version: runtime.version, routes: [...runtime.routes.keys()] });
-      if (simulated.length) logger.info(`models answered by the offline simulator: ${simulated.join(', ')} (see README: switching to real providers)`);
+      logger.info(`models: ${[...runtime.models.values()].map((m) => `${m.spec.name} via ${m.spec.provider} (${m.providerPlugin})`).join(', ')}`);
       process.on('SIGHUP', () => void gateway.manager.reload('signal'));
       let stopping = false;
       const stop = (signal: string) => {

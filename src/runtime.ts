@@ -30,7 +30,6 @@ interface PolicyData {
   features?: Record<string, string>;
   routes: Record<string, { description?: string; router: { plugin: string; [option: string]: unknown }; default: string; fallback?: string }>;
   analytics?: { decision_log?: { file?: string | null; console?: boolean; log_prompts?: boolean } };
-  logging?: { level?: string; format?: string };
 }
 
 export type Target = { kind: 'tier'; tier: number } | { kind: 'model'; model: string };

@@ -96,7 +96,10 @@ export function parsePolicyText(text: string, absolutePath: string, env: NodeJS.
 
   if (document.errors.length > 0) {
     throw document.errors.map((e) => {
-      const { line, col } = position(e.pos[0]);
+      // A misaligned key is reported at the start of its line; point at the key itself.
+      let offset = e.pos[0];
+      if (e.code === 'BAD_INDENT') while (masked[offset] === ' ') offset++;
+      const { line, col } = position(offset);
       const reason = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '').replace(/[\uE000-\uE1FF]+/g, '${…}');
       return new TiergateError('TG_ERR_CONFIG_YAML', { reason }, { location: { file: displayName, line, column: col } });
     });
