@@ -175,7 +175,12 @@ export async function handleChatCompletion(runtime: Runtime, req: Request, res: 
     const error = err instanceof TiergateError ? err : new TiergateError('TG_ERR_INTERNAL', { reason: errorMessage(err) }, { cause: err });
     if (error.status >= 500) logger.error('chat completion failed', { request_id: requestId, code: error.code, error: error.message });
     const clientClosed = (err as { clientClosed?: boolean }).clientClosed === true;
-    if (!clientClosed) sendError(res, error);
+    if (!clientClosed && !res.headersSent) {
+      // A failed request is logged too; the id lets the client find its line.
+      res.setHeader(HEADER.decision, requestId);
+      res.setHeader(HEADER.version, runtime.version);
+      sendError(res, error);
+    }
     runtime.decisionLog?.write(record(runtime, requestId, started, body, routed, { status: clientClosed ? 'client_closed' : 'error', usage: null, upstreamMs: null, simulated: false, errorCode: clientClosed ? undefined : error.code }));
   }
 }

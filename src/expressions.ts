@@ -207,7 +207,12 @@ export function compileExpression(source: string): { expression: CompiledExpress
     compiled = jsonata(source);
   } catch (err) {
     const e = err as JsonataError;
-    const offset = typeof e.position === 'number' ? Math.max(0, e.position - (e.token ? String(e.token).length : 1)) : undefined;
+    // JSONata's position is just after the offending token; at the end of the expression
+    // (token "(end)") the problem is what is missing there, so point just past the text.
+    const offset =
+      typeof e.position !== 'number' ? undefined
+      : e.token === '(end)' ? source.trimEnd().length
+      : Math.max(0, e.position - (e.token !== undefined && e.token !== null ? String(e.token).length : 1));
     return { problem: { message: e.message ?? String(err), offset } };
   }
   const problem = unknownFunction(compiled.ast() as unknown as AstNode);

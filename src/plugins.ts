@@ -5,6 +5,7 @@
 // unchanged one is reused.
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ValidateFunction } from 'ajv';
@@ -97,6 +98,12 @@ export function discoverPlugins(roots: readonly string[]): PluginCatalogue {
 }
 
 const loaded = new Map<string, Promise<LoadedPlugin>>();
+/** The default export last imported for each entry file, and the folder hash it came from. */
+const lastImported = new Map<string, { hash: string; exported: unknown }>();
+// A plugin outside an ES-module package scope (no "type": "module" above it, as in a
+// team's own plugin folder) is loaded as CommonJS, which is cached by file path
+// whatever the URL's query says.
+const requireCache = createRequire(import.meta.url).cache;
 
 /** Imports a plugin (once per content version) and checks it against the contract. Rejects with a located TiergateError. */
 export function loadPlugin(discovered: DiscoveredPlugin): Promise<LoadedPlugin> {
@@ -115,11 +122,21 @@ async function importPlugin(discovered: DiscoveredPlugin): Promise<LoadedPlugin>
   const file = displayNameFor(discovered.entry);
   const invalid = (reason: string) => new TiergateError('TG_ERR_PLUGIN_INVALID', { reason }, { location: { file } });
   let namespace: { default?: unknown };
+  // Forget the folder's CommonJS-cached files so that an edit is really loaded afresh.
+  const folderPrefix = discovered.folder + path.sep;
+  for (const key of Object.keys(requireCache)) if (key.startsWith(folderPrefix)) delete requireCache[key];
   try {
     namespace = (await import(`${pathToFileURL(discovered.entry).href}?v=${discovered.hash.slice(0, 16)}`)) as { default?: unknown };
   } catch (err) {
     throw new TiergateError('TG_ERR_PLUGIN_LOAD', { reason: errorMessage(err) }, { location: { file }, cause: err });
   }
+  // Never run stale code under a new version: if the module loader handed back the
+  // previous version's export, say so rather than report the edit as applied.
+  const previous = lastImported.get(discovered.entry);
+  if (previous && previous.hash !== discovered.hash && previous.exported === namespace.default && namespace.default !== undefined) {
+    throw new TiergateError('TG_ERR_PLUGIN_LOAD', { reason: 'the edited plugin could not be imported afresh (the module loader returned the cached version); restart tiergate to load it' }, { location: { file } });
+  }
+  lastImported.set(discovered.entry, { hash: discovered.hash, exported: namespace.default });
   const candidate = namespace.default as Partial<PluginModule<unknown, Disposable>> | undefined;
   if (!candidate || typeof candidate !== 'object') throw invalid('must default-export a plugin module: { meta, create }');
   const meta = candidate.meta;

@@ -97,6 +97,8 @@ export class RuntimeManager {
     let result: ReloadResult;
     try {
       if (policyFingerprint(this.configFile, this.options) === this.current.version) {
+        // What is on disk is what serves (say, a broken edit was reverted): no error stands.
+        this.lastError = null;
         result = { outcome: 'unchanged', trigger, policy_version: this.current.version };
       } else {
         const next = await buildRuntime(this.configFile, this.options);

@@ -108,8 +108,9 @@ export class Runtime {
     private readonly logger: winston.Logger,
   ) {
     // Any content type is read as JSON: curl -d sends form encoding by default, and a
-    // clear JSON error beats a confusing "missing messages".
-    this.parseJson = express.json({ limit: server.bodyLimit, type: () => true, strict: true });
+    // clear JSON error beats a confusing "missing messages". Not strict: valid JSON that
+    // is not an object ("hi", 42) is a shape error checkChatBody reports, not a syntax error.
+    this.parseJson = express.json({ limit: server.bodyLimit, type: () => true, strict: false });
     Object.freeze(this.plugins);
   }
 
@@ -179,6 +180,16 @@ function tierNamesOf(value: unknown): Set<string> {
   return names;
 }
 
+/** Errors with the environment's values replaced by their ${NAME}: some messages quote what they found. */
+function redacted(errors: TiergateError[], source: PolicySource): TiergateError[] {
+  for (const error of errors) {
+    error.message = source.redact(error.message);
+    for (const [name, value] of Object.entries(error.params)) if (typeof value === 'string') error.params[name] = source.redact(value);
+    if (error.location?.path) error.location = { ...error.location, path: source.redact(error.location.path) };
+  }
+  return errors;
+}
+
 function collectErrors(caught: unknown): TiergateError[] {
   if (Array.isArray(caught)) return caught as TiergateError[];
   if (caught instanceof PolicyErrors) return [...caught.errors];
@@ -197,6 +208,9 @@ export async function buildRuntime(configFile: string, options: BuildOptions): P
   const errors: TiergateError[] = [];
   const at = (p: Path, key = false): SourceLocation => source.locate(p, { key });
   const raw = source.data;
+  // Schema validation fills in defaults in place, so the version hashes the data as read
+  // (what policyFingerprint sees too) or an unchanged file would never be recognised.
+  const dataAsRead = JSON.stringify(raw);
   const data = (isRecord(raw) ? raw : {}) as unknown as PolicyData;
 
   const session: ValidationSession = {
@@ -230,7 +244,7 @@ export async function buildRuntime(configFile: string, options: BuildOptions): P
   }
 
   if (shapeIsValid) errors.push(...checkCrossReferences(data, source));
-  if (errors.length > 0) throw new PolicyErrors(errors);
+  if (errors.length > 0) throw new PolicyErrors(redacted(errors, source));
   const view = policyView as PolicyView;
 
   // Create aside. On any failure, dispose whatever was created and keep nothing. A
@@ -256,11 +270,11 @@ export async function buildRuntime(configFile: string, options: BuildOptions): P
   }
   if (createErrors.length > 0) {
     await disposeAll(instances, options.logger);
-    throw new PolicyErrors(createErrors);
+    throw new PolicyErrors(redacted(createErrors, source));
   }
 
   try {
-    return assemble(data, source, view, session, instances, catalogue as PluginCatalogue, roots, options);
+    return assemble(data, source, view, session, instances, versionOf(source, dataAsRead, catalogue as PluginCatalogue), roots, options);
   } catch (err) {
     await disposeAll(instances, options.logger);
     throw err;
@@ -308,8 +322,8 @@ async function checkPluginSite(
 }
 
 /** The policy version: a content hash of the file, its interpolated values and every plugin. */
-function versionOf(source: PolicySource, catalogue: PluginCatalogue): string {
-  return createHash('sha256').update(source.text).update('\0').update(JSON.stringify(source.data)).update('\0').update(catalogue.hash).digest('hex').slice(0, 12);
+function versionOf(source: PolicySource, dataAsRead: string, catalogue: PluginCatalogue): string {
+  return createHash('sha256').update(source.text).update('\0').update(dataAsRead).update('\0').update(catalogue.hash).digest('hex').slice(0, 12);
 }
 
 function pluginRoots(data: unknown, source: PolicySource, builtinRoot: string | undefined): { roots: string[]; missing: Array<{ index: number; folder: string }> } {
@@ -332,7 +346,7 @@ function pluginRoots(data: unknown, source: PolicySource, builtinRoot: string | 
 export function policyFingerprint(configFile: string, options: Pick<BuildOptions, 'env' | 'builtinPluginRoot'>): string | null {
   try {
     const source = readPolicySource(configFile, options.env);
-    return versionOf(source, discoverPlugins(pluginRoots(source.data, source, options.builtinPluginRoot).roots));
+    return versionOf(source, JSON.stringify(source.data), discoverPlugins(pluginRoots(source.data, source, options.builtinPluginRoot).roots));
   } catch {
     return null;
   }
@@ -411,7 +425,7 @@ function targetOf(name: string, view: PolicyView): Target {
   return tier >= 0 ? { kind: 'tier', tier } : { kind: 'model', model: name };
 }
 
-function assemble(data: PolicyData, source: PolicySource, view: PolicyView, session: ValidationSession, instances: Instance[], catalogue: PluginCatalogue, roots: string[], options: BuildOptions): Runtime {
+function assemble(data: PolicyData, source: PolicySource, view: PolicyView, session: ValidationSession, instances: Instance[], version: string, roots: string[], options: BuildOptions): Runtime {
   const instanceAt = (p: Path) => instances.find((i) => formatPath(i.site.at) === formatPath(p));
   const tierOf = new Map<string, number>();
   view.tiers.forEach((tier, i) => tier.models.forEach((m) => tierOf.set(m, i)));
@@ -445,7 +459,6 @@ function assemble(data: PolicyData, source: PolicySource, view: PolicyView, sess
   });
   const logSettings: DecisionLogSettings = { file: data.analytics?.decision_log?.file === undefined ? 'logs/decisions.jsonl' : data.analytics.decision_log.file, console: data.analytics?.decision_log?.console ?? false };
   const decisionLog = options.mode === 'validate' ? null : new DecisionLog(logSettings, source.directory);
-  const version = versionOf(source, catalogue);
   return new Runtime(
     version,
     source.displayName,

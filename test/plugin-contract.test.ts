@@ -91,7 +91,7 @@ for (const discovered of catalogue.plugins.values()) {
     const plugin = await loadPlugin(discovered);
     const options = structuredClone(plugin.module.meta.example);
     plugin.validateOptions(options);
-    const instance: Disposable = await plugin.module.create(options, directContext(plugin));
+    const instance: Disposable = await plugin.module.create(options as object, directContext(plugin));
     assert.equal(typeof instance.dispose, 'function');
     await instance.dispose();
     await instance.dispose();
@@ -102,7 +102,7 @@ for (const discovered of catalogue.plugins.values()) {
     const example = plugin.module.meta.example as Record<string, unknown>;
     // A policy that creates this plugin, then a router whose create throws: the build
     // must fail with a located create error and dispose what it had created, cleanly.
-    const providerEntry = discovered.kind === 'provider' ? { plugin: discovered.name, ...example } : null;
+    const providerEntry: Record<string, unknown> | null = discovered.kind === 'provider' ? { plugin: discovered.name, ...example } : null;
     const simulatorExample = (await loadPlugin(catalogue.get('provider', 'simulator')!)).module.meta.example as { profiles: Record<string, unknown> };
     const upstream = Object.keys((providerEntry?.profiles as Record<string, unknown> | undefined) ?? simulatorExample.profiles)[0] ?? 'm';
     const policy = {

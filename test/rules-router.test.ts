@@ -32,7 +32,7 @@ async function loadText(yaml: string): Promise<Runtime> {
   return load(path.join(dir, 'gateway.yaml'));
 }
 
-async function route(runtime: Runtime, body: Partial<ChatBody> & { metadata?: Record<string, unknown> }, headers: Record<string, string> = {}) {
+async function route(runtime: Runtime, body: Partial<ChatBody>, headers: Record<string, string> = {}) {
   const full = { model: 'support', messages: [{ role: 'user', content: 'Hello' }], ...body } as ChatBody;
   return routeRequest(runtime, full, requestView(full, headers, runtime.server.headerAllowlist));
 }

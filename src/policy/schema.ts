@@ -53,7 +53,8 @@ const referenceKeyword: SchemaValidateFunction = function validateReference(kind
   return false;
 };
 
-export const ajv = new Ajv({ allErrors: true, strict: true, useDefaults: true, allowUnionTypes: true });
+// verbose: errors carry their parentSchema, which messageFor reads to suggest the key meant.
+export const ajv = new Ajv({ allErrors: true, strict: true, useDefaults: true, allowUnionTypes: true, verbose: true });
 ajv.addKeyword({ keyword: 'x-jsonata', type: 'string', schemaType: 'boolean', errors: true, validate: jsonataKeyword });
 ajv.addKeyword({ keyword: 'x-ref', type: 'string', schemaType: 'string', errors: true, validate: referenceKeyword });
 
@@ -147,6 +148,9 @@ export function toLocatedErrors(errors: ErrorObject[], source: PolicySource, at:
     let reason = messageFor(error);
     if (error.keyword === 'additionalProperties') {
       path = [...path, String(params.additionalProperty)];
+      key = true;
+    } else if (error.keyword === 'required') {
+      // The mapping that lacks the key is named by its own key (models.gpt-4o:), when it has one.
       key = true;
     } else if (typeof params.propertyName === 'string') {
       path = [...path, params.propertyName];

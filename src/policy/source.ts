@@ -40,6 +40,13 @@ export interface PolicySource {
   readonly data: unknown;
   /** Values that came from the environment: kept out of anything printed. */
   readonly secrets: readonly string[];
+  /**
+   * `text` with every value that came from the environment replaced by the reference
+   * that produced it (`${OPENAI_API_KEY}`). Error messages pass through this, since some
+   * quote what they found. Values shorter than 4 characters (0, on, yes) are left: they
+   * cannot be secrets, and replacing them would garble every message.
+   */
+  redact(text: string): string;
   /** Location of the node at `path`, or of its deepest existing ancestor. */
   locate(at: Path, options?: { key?: boolean; offsetInScalar?: number }): SourceLocation;
 }
@@ -107,6 +114,7 @@ export function parsePolicyText(text: string, absolutePath: string, env: NodeJS.
 
   const errors: TiergateError[] = [];
   const secrets: string[] = [];
+  const secretNames = new Map<string, string>();
   visit(document, {
     Scalar(_key, node: Scalar) {
       if (typeof node.value !== 'string' || !node.value.includes('\uE000')) return;
@@ -118,7 +126,10 @@ export function parsePolicyText(text: string, absolutePath: string, env: NodeJS.
         if (reference.escaped) return reference.literal.slice(1);
         const value = env[reference.name];
         if (value !== undefined && (value !== '' || reference.fallback === undefined)) {
-          if (value !== '') secrets.push(value);
+          if (value !== '') {
+            secrets.push(value);
+            if (!secretNames.has(value)) secretNames.set(value, reference.name);
+          }
           return value;
         }
         if (reference.fallback !== undefined) return reference.fallback;
@@ -142,8 +153,7 @@ export function parsePolicyText(text: string, absolutePath: string, env: NodeJS.
     if (!target?.range) return base;
     let offset = target.range[0];
     if (options.offsetInScalar !== undefined && depth === at.length && isScalar(target)) {
-      const quoted = (target as Scalar).type === 'QUOTE_DOUBLE' || (target as Scalar).type === 'QUOTE_SINGLE';
-      offset += options.offsetInScalar + (quoted ? 1 : 0);
+      offset = offsetInScalar(masked, target as Scalar, options.offsetInScalar);
     }
     const { line, col } = position(offset);
     return { ...base, line, column: col };
@@ -158,8 +168,49 @@ export function parsePolicyText(text: string, absolutePath: string, env: NodeJS.
     document,
     data,
     secrets,
+    redact(message: string): string {
+      let out = message;
+      for (const [value, name] of [...secretNames].filter(([v]) => v.length >= 4).sort(([a], [b]) => b.length - a.length)) {
+        out = out.split(value).join('${' + name + '}');
+      }
+      return out;
+    },
     locate,
   };
+}
+
+/**
+ * Offset in the text of character `index` of a scalar's value. The value is not a
+ * plain slice of the text when it spans lines (folded, or a block scalar's
+ * indentation) or has escapes (\" in double quotes, '' in single quotes), so value and
+ * text are walked together: each value character is matched to the next equal text
+ * character, and a folded line break to the text's whitespace. `index` at the end of
+ * the value points just past its last character.
+ */
+function offsetInScalar(text: string, node: Scalar, index: number): number {
+  const [start, end] = node.range as [number, number, number];
+  const quoted = node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE';
+  const naive = Math.min(start + index + (quoted ? 1 : 0), end);
+  if (typeof node.value !== 'string') return naive;
+  const value = node.value;
+  let j = start;
+  if (quoted) j++;
+  else if (node.type === 'BLOCK_FOLDED' || node.type === 'BLOCK_LITERAL') {
+    const header = text.indexOf('\n', start);
+    j = header === -1 || header >= end ? end : header + 1;
+  }
+  const space = (c: string | undefined) => c === ' ' || c === '\t' || c === '\n' || c === '\r';
+  const stop = Math.min(index, value.length - 1);
+  let last = j - 1;
+  for (let i = 0; i <= stop; i++) {
+    const c = value[i];
+    while (j < end && text[j] !== c && !(space(c) && space(text[j]))) j++;
+    // An escape the walk cannot follow (\u2028, an interpolated value): fall back.
+    if (j >= end) return naive;
+    last = j;
+    j++;
+  }
+  return index > stop ? last + 1 : last;
 }
 
 function resolvePlainScalar(value: string): unknown {
