@@ -62,12 +62,13 @@ export function buildCli(): Command {
     .option('-c, --config <file>', 'policy file', DEFAULT_CONFIG)
     .option('-p, --port <n>', 'port to listen on (else $PORT, else server.port)', parsePort)
     .option('--host <address>', 'address to listen on (else server.host)')
-    .action(async (opts: { config: string; port?: number; host?: string }) => {
+    .option('--no-watch', 'reload only on SIGHUP or POST /admin/reload, not on file changes')
+    .action(async (opts: { config: string; port?: number; host?: string; watch: boolean }) => {
       const logger = createLogger();
       const port = opts.port ?? (process.env.PORT ? parsePort(process.env.PORT) : undefined);
       let gateway;
       try {
-        gateway = await startGateway({ configFile: opts.config, port, host: opts.host, logger });
+        gateway = await startGateway({ configFile: opts.config, port, host: opts.host, logger, watch: opts.watch });
       } catch (err) {
         printErrors(err);
         process.exitCode = 1;

@@ -27,23 +27,26 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-function tiergate(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): ChildProcess & { output: { stdout: string; stderr: string } } {
+type Spawned = ChildProcess & { output: { stdout: string; stderr: string }; closed: Promise<[number | null, NodeJS.Signals | null]> };
+
+function tiergate(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Spawned {
   const child = spawn(process.execPath, ['bin/tiergate.js', ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const output = { stdout: '', stderr: '' };
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output.stdout += chunk));
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output.stderr += chunk));
-  return Object.assign(child, { output });
+  // 'close' (not 'exit') comes after the child's output has been read to the end.
+  const closed = once(child, 'close') as Promise<[number | null, NodeJS.Signals | null]>;
+  return Object.assign(child, { output, closed });
 }
 
 /** Waits for the child to exit, at most `ms`; kills it (and fails) when it does not. */
-async function exited(child: ChildProcess, ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  if (child.exitCode !== null || child.signalCode !== null) return { code: child.exitCode, signal: child.signalCode };
+async function exited(child: Spawned, ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`process did not exit within ${ms} ms`)), ms);
   });
   try {
-    const [code, signal] = (await Promise.race([once(child, 'exit'), timeout])) as [number | null, NodeJS.Signals | null];
+    const [code, signal] = await Promise.race([child.closed, timeout]);
     return { code, signal };
   } finally {
     clearTimeout(timer);

@@ -673,7 +673,7 @@ describe('tiergate serve', () => {
     let child: ChildProcess | null = null;
     let exited: Promise<number | null> | null = null;
     try {
-      child = spawn(process.execPath, [path.join(REPO, 'bin', 'tiergate.js'), 'serve', '--config', policyFile, '--port', '0', '--host', '127.0.0.1'], {
+      child = spawn(process.execPath, [path.join(REPO, 'bin', 'tiergate.js'), 'serve', '--config', policyFile, '--port', '0', '--host', '127.0.0.1', '--no-watch'], {
         cwd: REPO,
         env: { ...process.env, TIERGATE_LOG_LEVEL: 'info', TIERGATE_LOG_FORMAT: 'json' },
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -727,8 +727,7 @@ describe('tiergate serve', () => {
       assert.deepEqual({ trigger: s1.last_reload!.trigger, outcome: s1.last_reload!.outcome }, { trigger: 'signal', outcome: 'unchanged' });
       assert.deepEqual(s1.reloads, { applied: 0, rejected: 0, unchanged: 1 });
 
-      // An edit followed at once by SIGHUP: the signal reload runs before the watcher's
-      // debounce (150 ms) ends, so it is the one that applies.
+      // An edit, then SIGHUP: with --no-watch only the signal can apply it.
       writeFileSync(policyFile, cliPolicy('large', 'flipped'));
       writeFileSync(pluginFile, alwaysSmallRouter('cli team plugin, edited'));
       const v1 = versionOnDisk(policyFile);
