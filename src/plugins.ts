@@ -5,7 +5,7 @@
 // unchanged one is reused.
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { createRequire, register } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ValidateFunction } from 'ajv';
@@ -17,6 +17,9 @@ import { displayNameFor } from './policy/source.ts';
 export const PLUGIN_KINDS: readonly PluginKind[] = ['router', 'evaluator', 'provider'];
 const KIND_FOLDERS: Record<PluginKind, string> = { router: 'routers', evaluator: 'evaluators', provider: 'providers' };
 const ENTRY_FILES = ['index.ts', 'index.js', 'index.mjs'];
+
+// Every file of a plugin folder takes the folder's version, not only its entry (see the hook).
+register(new URL('./plugin-version-hooks.mjs', import.meta.url));
 
 /** The built-in plugins ship in the same layout as a team's own. */
 export const BUILTIN_PLUGIN_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'plugins');
@@ -126,7 +129,8 @@ async function importPlugin(discovered: DiscoveredPlugin): Promise<LoadedPlugin>
   const folderPrefix = discovered.folder + path.sep;
   for (const key of Object.keys(requireCache)) if (key.startsWith(folderPrefix)) delete requireCache[key];
   try {
-    namespace = (await import(`${pathToFileURL(discovered.entry).href}?v=${discovered.hash.slice(0, 16)}`)) as { default?: unknown };
+    const version = new URLSearchParams({ 'tiergate-plugin': discovered.hash.slice(0, 16), 'tiergate-root': `${pathToFileURL(discovered.folder).href}/` });
+    namespace = (await import(`${pathToFileURL(discovered.entry).href}?${version}`)) as { default?: unknown };
   } catch (err) {
     throw new TiergateError('TG_ERR_PLUGIN_LOAD', { reason: errorMessage(err) }, { location: { file }, cause: err });
   }

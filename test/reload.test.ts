@@ -496,6 +496,30 @@ describe('team plugins', () => {
     assert.equal((await decisionFor(tg, a3.decisionId)).routing_reason, 'team plugin');
   });
 
+  test('a multi-file TypeScript plugin (ES module): editing only a file it imports reloads that file too', async (t) => {
+    const tg = await gateway(t, simulatorPolicy(), { watch: false });
+    const openai = client(tg);
+    const folder = path.join(tg.dir, 'team-plugins', 'routers', 'always-small');
+    mkdirSync(folder, { recursive: true });
+    writeFileSync(path.join(tg.dir, 'team-plugins', 'package.json'), '{ "type": "module" }\n');
+    writeFileSync(path.join(folder, 'reason.ts'), `export const reason: string = 'from helper v1';\n`);
+    writeFileSync(
+      path.join(folder, 'index.ts'),
+      alwaysSmallRouter('unused').replace('export default {', `import { reason } from './reason.ts';\nexport default {`).replace(`reason: "unused"`, 'reason'),
+    );
+    tg.writePolicy(simulatorPolicy({ routes: alwaysSmallRoute, extra: 'plugins: { paths: [team-plugins] }\n' }));
+    assert.equal((await adminReload(tg.url)).body.outcome, 'applied');
+    const a1 = await chat(openai, { content: 'Tell me about the history of tea' });
+    assert.equal((await decisionFor(tg, a1.decisionId)).routing_reason, 'from helper v1');
+
+    writeFileSync(path.join(folder, 'reason.ts'), `export const reason: string = 'from helper v2';\n`);
+    const r2 = await adminReload(tg.url);
+    assert.equal(r2.body.outcome, 'applied', JSON.stringify(r2.body));
+    const a2 = await chat(openai, { content: 'Tell me about the history of tea' });
+    assert.equal(a2.version, r2.body.policy_version);
+    assert.equal((await decisionFor(tg, a2.decisionId)).routing_reason, 'from helper v2', 'the edited helper file runs, not the cached one');
+  });
+
   test('with the watcher on, plugin edits and new plugin folders reload by themselves (trigger "plugin")', async (t) => {
     const pluginRel = 'team-plugins/routers/always-small/index.js';
     const tg = await gateway(t, simulatorPolicy({ routes: alwaysSmallRoute, extra: 'plugins: { paths: [team-plugins] }\n' }), {
