@@ -142,8 +142,10 @@ export class RuntimeManager {
     // Watch the folder, not the file: editors replace the file on save, which ends a
     // watch on the file itself.
     const configName = path.basename(configFile);
+    // Kubernetes mounts a ConfigMap through symlinks and updates it by swapping the
+    // `..data` link, so the event names that link, never the file.
     this.addWatcher(path.dirname(configFile), false, (name) => {
-      if (name === configName) schedule('file');
+      if (name === null || name === configName || name.startsWith('..')) schedule('file');
     });
     for (const root of pluginRoots) this.addWatcher(root, true, () => schedule('plugin'));
   }

@@ -6,7 +6,7 @@
 import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -822,6 +822,37 @@ describe('the policy watcher', () => {
     assert.equal(s4.reloads.rejected, 0);
     assert.equal(s4.policy_version, last);
     assert.equal(s3.last_reload?.trigger, 'file');
+  });
+
+  test('a Kubernetes ConfigMap update (the ..data symlink swapped atomically) is picked up', async (t) => {
+    const tg = await gateway(t, simulatorPolicy({ routes: rulesRoute('small', 'configmap v1') }), { watch: true, debounceMs: 40 });
+    // Lay the folder out as the kubelet does: gateway.yaml -> ..data/gateway.yaml, ..data -> ..<timestamp>.
+    const publish = (stamp: string, policy: string) => {
+      mkdirSync(path.join(tg.dir, stamp));
+      writeFileSync(path.join(tg.dir, stamp, 'gateway.yaml'), policy);
+      symlinkSync(stamp, path.join(tg.dir, '..data_tmp'));
+      renameSync(path.join(tg.dir, '..data_tmp'), path.join(tg.dir, '..data'));
+    };
+    publish('..2026_11_25_v1', readFileSync(tg.policyFile, 'utf8'));
+    symlinkSync('..data/gateway.yaml', path.join(tg.dir, 'gateway.yaml.link'));
+    renameSync(path.join(tg.dir, 'gateway.yaml.link'), tg.policyFile);
+    const v1 = tg.gateway.manager.runtime.version;
+    // Replacing gateway.yaml by the link is itself an event: let its (unchanged) reload
+    // pass first, so that only the ..data swap below can bring in v2.
+    await waitFor('the link replacement to be seen and skipped', async () => ((await status(tg.url)).reloads.unchanged >= 1 ? true : null));
+    await sleep(100);
+
+    publish('..2026_11_25_v2', simulatorPolicy({ routes: rulesRoute('large', 'configmap v2') }));
+    const v2 = versionOnDisk(tg.policyFile);
+    assert.notEqual(v2, v1);
+    const s = await waitFor('the ConfigMap swap to be applied', async () => {
+      const st = await status(tg.url);
+      return st.policy_version === v2 ? st : null;
+    });
+    assert.equal(s.reloads.rejected, 0);
+    const answer = await chat(client(tg), { taskType: 'classification' });
+    assert.equal(answer.version, v2);
+    assert.equal((await decisionFor(tg, answer.decisionId)).routing_reason, 'rule 1: configmap v2');
   });
 
   test('editor-style saves (write aside, rename over; backup rename, then write) are picked up every time', async (t) => {
