@@ -11,7 +11,7 @@ import { stringify } from 'yaml';
 import { BUILTIN_PLUGIN_ROOT, discoverPlugins, loadPlugin, type LoadedPlugin } from '../src/plugins.ts';
 import { buildRuntime } from '../src/runtime.ts';
 import { PolicyErrors } from '../src/errors.ts';
-import { compileExpression } from '../src/expressions.ts';
+import { testPluginContext } from './support/plugin-context.ts';
 import type { Disposable, ModelSpec, PluginContext, PolicyView } from '../src/plugin-api.ts';
 
 const CONTRACT_FIXTURES = path.resolve(import.meta.dirname, 'fixtures/contract-plugins');
@@ -35,21 +35,7 @@ const policyView: PolicyView = {
 };
 
 function directContext(plugin: LoadedPlugin): PluginContext {
-  const { logger } = recordingLogger();
-  return {
-    at: `test.${plugin.discovered.name}`,
-    baseDir: tmpdir(),
-    policy: policyView,
-    logger,
-    expression(source) {
-      const compiled = compileExpression(source);
-      if ('problem' in compiled) throw new Error(compiled.problem.message);
-      return compiled.expression;
-    },
-    optionError(_path, message) {
-      return new Error(message);
-    },
-  };
+  return testPluginContext({ at: `test.${plugin.discovered.name}`, policy: policyView });
 }
 
 test('discovery finds the built-in plugins of every kind in plugins/', () => {

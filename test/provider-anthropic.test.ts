@@ -5,28 +5,15 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import anthropic, { fromAnthropicMessage, parseRetryAfter, toAnthropicRequest, toUpstreamError } from '../plugins/providers/anthropic/index.ts';
 import type { AnthropicOptions } from '../plugins/providers/anthropic/index.ts';
+import { testPluginContext, type LogLine } from './support/plugin-context.ts';
 import { isUpstreamError, type CallOptions, type ChatChunk, type ChatRequest, type ModelSpec, type PluginContext, type Provider, type UpstreamError } from '../src/plugin-api.ts';
 import { startFakeAnthropic, type FakeAnthropic } from './support/fake-anthropic.ts';
 
 const API_KEY = 'sk-ant-test-0123456789';
 const model: ModelSpec = { name: 'claude', provider: 'anthropic', upstream: 'claude-x', price: { input_per_mtok: 1, output_per_mtok: 5 }, timeout_ms: 5000 };
 
-type LogLine = { level: string; message: string; meta?: Record<string, unknown> };
-
 function makeContext(logs: LogLine[] = []): PluginContext {
-  const record = (level: string) => (message: string, meta?: Record<string, unknown>) => void logs.push({ level, message, meta });
-  return {
-    at: 'providers.anthropic',
-    baseDir: process.cwd(),
-    policy: { models: new Map(), tiers: [], featureNames: [] },
-    logger: { error: record('error'), warn: record('warn'), info: record('info'), debug: record('debug') },
-    expression() {
-      throw new Error('no expressions in this test');
-    },
-    optionError(path, message) {
-      return new Error(`${path.join('.')}: ${message}`);
-    },
-  };
+  return testPluginContext({ at: 'providers.anthropic', logs });
 }
 
 function call(signal: AbortSignal = new AbortController().signal): CallOptions {

@@ -7,32 +7,18 @@ import {
   type ChatChunk,
   type ChatRequest,
   type ModelSpec,
-  type PluginContext,
   type Provider,
   type UpstreamError,
 } from '../src/plugin-api.ts';
+import { collect, testPluginContext, upstreamFailure as expectUpstreamFailure, type LogLine } from './support/plugin-context.ts';
 import { startFakeOpenAI, type FakeOpenAI } from './support/fake-openai.ts';
 
 const API_KEY = 'sk-test-secret-key-123';
 
 const model: ModelSpec = { name: 'm', provider: 'openai', upstream: 'gpt-x', price: { input_per_mtok: 1, output_per_mtok: 2 }, timeout_ms: 5000 };
 
-const logged: Array<{ level: string; message: string }> = [];
-const ctx: PluginContext = {
-  at: 'providers.openai',
-  baseDir: process.cwd(),
-  policy: { models: new Map(), tiers: [], featureNames: [] },
-  logger: {
-    error: (message) => logged.push({ level: 'error', message }),
-    warn: (message) => logged.push({ level: 'warn', message }),
-    info: (message) => logged.push({ level: 'info', message }),
-    debug: (message) => logged.push({ level: 'debug', message }),
-  },
-  expression: () => {
-    throw new Error('no expressions in this test');
-  },
-  optionError: (path, message) => new Error(`${path.join('.')}: ${message}`),
-};
+const logged: LogLine[] = [];
+const ctx = testPluginContext({ at: 'providers.openai', logs: logged });
 
 function request(extra: Partial<ChatRequest> = {}): ChatRequest {
   return { model: 'gpt-x', messages: [{ role: 'user', content: 'hello there' }], ...extra };
@@ -42,21 +28,9 @@ function call(signal: AbortSignal = AbortSignal.timeout(5000)): CallOptions {
   return { model, signal };
 }
 
-async function collect(iterable: AsyncIterable<ChatChunk>): Promise<ChatChunk[]> {
-  const chunks: ChatChunk[] = [];
-  for await (const chunk of iterable) chunks.push(chunk);
-  return chunks;
-}
-
-/** Asserts the promise rejects with an UpstreamError and returns it for further checks. */
+/** An UpstreamError of this kind, whose message never carries the API key. */
 async function upstreamFailure(promise: Promise<unknown>, failure: UpstreamError['failure']): Promise<UpstreamError> {
-  let caught: unknown;
-  await assert.rejects(promise, (err: unknown) => {
-    caught = err;
-    return true;
-  });
-  assert.ok(isUpstreamError(caught), `expected an UpstreamError, got ${String(caught)}`);
-  assert.equal(caught.failure, failure, `failure of: ${caught.message}`);
+  const caught = await expectUpstreamFailure(promise, failure);
   assert.ok(!caught.message.includes(API_KEY), 'the message must not include the API key');
   return caught;
 }

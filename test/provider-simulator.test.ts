@@ -9,31 +9,17 @@ import {
   type ChatRequest,
   type ChatResult,
   type ModelSpec,
-  type PluginContext,
   type Provider,
   type UpstreamError,
 } from '../src/plugin-api.ts';
+import { collect, testPluginContext, upstreamFailure, type LogLine } from './support/plugin-context.ts';
 import { estimateMessagesTokens, estimateTextTokens } from '../src/tokens.ts';
 
 const small: ModelSpec = { name: 'small', provider: 'sim', upstream: 'sim-small', price: { input_per_mtok: 0.15, output_per_mtok: 0.6 }, timeout_ms: 5000 };
 const large: ModelSpec = { name: 'large', provider: 'sim', upstream: 'sim-large', price: { input_per_mtok: 2.5, output_per_mtok: 10 }, timeout_ms: 5000 };
 
-const logged: Array<{ level: string; message: string }> = [];
-const ctx: PluginContext = {
-  at: 'providers.sim',
-  baseDir: process.cwd(),
-  policy: { models: new Map(), tiers: [], featureNames: [] },
-  logger: {
-    error: (message) => logged.push({ level: 'error', message }),
-    warn: (message) => logged.push({ level: 'warn', message }),
-    info: (message) => logged.push({ level: 'info', message }),
-    debug: (message) => logged.push({ level: 'debug', message }),
-  },
-  expression: () => {
-    throw new Error('no expressions in this test');
-  },
-  optionError: (path, message) => new Error(`${path.join('.')}: ${message}`),
-};
+const logged: LogLine[] = [];
+const ctx = testPluginContext({ at: 'providers.sim', logs: logged });
 
 // Instant by default; timing tests pass their own time_scale.
 const instant: SimulatorOptions = {
@@ -76,23 +62,6 @@ async function make(options: SimulatorOptions = instant): Promise<Provider> {
   return simulator.create(options, ctx);
 }
 
-async function collect(iterable: AsyncIterable<ChatChunk>): Promise<ChatChunk[]> {
-  const chunks: ChatChunk[] = [];
-  for await (const chunk of iterable) chunks.push(chunk);
-  return chunks;
-}
-
-/** Asserts the promise rejects with an UpstreamError of this kind and returns it. */
-async function upstreamFailure(promise: Promise<unknown>, failure: UpstreamError['failure']): Promise<UpstreamError> {
-  let caught: unknown;
-  await assert.rejects(promise, (err: unknown) => {
-    caught = err;
-    return true;
-  });
-  assert.ok(isUpstreamError(caught), `expected an UpstreamError, got ${String(caught)}`);
-  assert.equal(caught.failure, failure, `failure of: ${caught.message}`);
-  return caught;
-}
 
 /** Everything but `created`, which is a wall-clock timestamp like OpenAI's. */
 function stable(result: ChatResult): Omit<ChatResult, 'created'> {

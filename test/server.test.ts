@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import OpenAI, { APIError } from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { simulatorPolicy, startTestGateway, type TestGateway } from './support/gateway.ts';
+import { apiError } from './support/http.ts';
 import type { DecisionRecord } from '../src/decision-log.ts';
 
 const PRICES = {
@@ -22,15 +23,6 @@ function chat(content: string, extra: Record<string, unknown> = {}): ChatComplet
 }
 
 /** Calls the SDK and returns the APIError it throws. */
-async function apiError(promise: Promise<unknown>): Promise<APIError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof APIError, `expected an APIError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected the request to fail');
-}
 
 /** Raw POST to /v1/chat/completions; returns status and parsed body. */
 async function rawPost(tg: TestGateway, body: string, headers: Record<string, string> = { 'content-type': 'application/json' }): Promise<{ status: number; body: any; headers: Headers }> {

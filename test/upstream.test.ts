@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import OpenAI, { APIError, APIUserAbortError } from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
+import { apiError } from './support/http.ts';
 import { startFakeOpenAI, type FakeOpenAI } from './support/fake-openai.ts';
 import { startFakeAnthropic, type FakeAnthropic } from './support/fake-anthropic.ts';
 import type { DecisionRecord } from '../src/decision-log.ts';
@@ -58,15 +59,6 @@ function streamBody(model: string, content: string, extra: Record<string, unknow
   return { model, messages: [{ role: 'user', content }], stream: true, ...extra } as ChatCompletionCreateParamsStreaming;
 }
 
-async function apiError(promise: Promise<unknown>): Promise<APIError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof APIError, `expected an APIError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected the request to fail');
-}
 
 async function until(condition: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
