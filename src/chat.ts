@@ -1,17 +1,34 @@
-// POST /v1/chat/completions: route, call the provider under a deadline, answer in
-// OpenAI's shape (JSON or SSE), and write one decision line. The upstream call is
-// aborted when the client goes away, so nobody pays for an answer no one reads.
+// POST /v1/chat/completions: route, execute (ladder, gates, failover), answer in
+// OpenAI's shape (JSON or SSE), and write one decision line. Upstream calls are aborted
+// when the client goes away, so nobody pays for an answer no one reads.
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
 import type winston from 'winston';
 import { TiergateError, errorMessage } from './errors.ts';
-import type { ChatChunk, ChatRequest, ChatResult, Usage } from './plugin-api.ts';
+import type { ChatChunk, Usage } from './plugin-api.ts';
 import { isUpstreamError } from './plugin-api.ts';
-import { estimateMessagesTokens, estimateTextTokens, messageText } from './tokens.ts';
 import { requestView, routeRequest, type ChatBody, type RoutedRequest } from './routing.ts';
 import type { DecisionRecord } from './decision-log.ts';
-import type { ModelRuntime, Runtime } from './runtime.ts';
+import type { Runtime } from './runtime.ts';
 import { checkChatBody } from './request-schema.ts';
+import {
+  ClientGone,
+  TierFailure,
+  allFailed,
+  chunksOf,
+  costOf,
+  estimatedUsage,
+  execute,
+  modelsFor,
+  openStream,
+  resultOf,
+  runGate,
+  upstreamError,
+  type AttemptRecord,
+  type Execution,
+  type ExecutionContext,
+  type GateResult,
+} from './executor.ts';
 
 export const HEADER = {
   route: 'x-tiergate-route',
@@ -20,127 +37,72 @@ export const HEADER = {
   decision: 'x-tiergate-decision-id',
   version: 'x-tiergate-policy-version',
   simulated: 'x-tiergate-simulated',
+  escalations: 'x-tiergate-escalations',
+  gate: 'x-tiergate-gate',
+  quality: 'x-tiergate-quality-score',
+  speculative: 'x-tiergate-speculative',
 } as const;
-
-/** Aborts the upstream call on timeout or client disconnect, and remembers which. */
-class UpstreamDeadline {
-  readonly controller = new AbortController();
-  timedOut = false;
-  clientClosed = false;
-  private readonly timer: NodeJS.Timeout;
-
-  constructor(readonly timeoutMs: number) {
-    this.timer = setTimeout(() => {
-      this.timedOut = true;
-      this.controller.abort(new Error('upstream timeout'));
-    }, timeoutMs);
-  }
-
-  /** A streamed chunk arrived: the timeout now measures the gap to the next one. */
-  refresh(): void {
-    this.timer.refresh();
-  }
-
-  clientGone(): void {
-    this.clientClosed = true;
-    this.controller.abort(new Error('client closed the connection'));
-  }
-
-  clear(): void {
-    clearTimeout(this.timer);
-  }
-}
-
-function upstreamError(err: unknown, model: ModelRuntime, deadline: UpstreamDeadline): TiergateError {
-  const name = model.spec.name;
-  if (deadline.timedOut) return new TiergateError('TG_ERR_UPSTREAM_TIMEOUT', { model: name, timeout_ms: deadline.timeoutMs }, { cause: err });
-  if (err instanceof TiergateError) return err;
-  if (!isUpstreamError(err)) return new TiergateError('TG_ERR_UPSTREAM', { model: name, reason: errorMessage(err) }, { cause: err });
-  switch (err.failure) {
-    case 'timeout':
-      return new TiergateError('TG_ERR_UPSTREAM_TIMEOUT', { model: name, timeout_ms: deadline.timeoutMs }, { cause: err });
-    case 'reply':
-      return new TiergateError('TG_ERR_UPSTREAM_REPLY', { model: name, reason: err.message }, { cause: err });
-    case 'http':
-      if (err.status === 429) return new TiergateError('TG_ERR_UPSTREAM_RATE_LIMITED', { model: name, reason: err.message }, { cause: err });
-      // The upstream judged the request itself bad: the client can fix that, so say so.
-      if (err.status === 400 || err.status === 404 || err.status === 413 || err.status === 422) return new TiergateError('TG_ERR_UPSTREAM_REJECTED', { model: name, status: err.status, reason: err.message }, { cause: err });
-      return new TiergateError('TG_ERR_UPSTREAM', { model: name, reason: err.message }, { cause: err });
-    default:
-      return new TiergateError('TG_ERR_UPSTREAM', { model: name, reason: err.message }, { cause: err });
-  }
-}
 
 export function sendError(res: Response, error: TiergateError): void {
   if (res.headersSent) return;
   const retryAfter = isUpstreamError(error.cause) ? error.cause.retryAfterMs : undefined;
   if (retryAfter !== undefined) res.setHeader('retry-after', String(Math.ceil(retryAfter / 1000)));
-  res.status(error.status).json(error.toOpenAI());
+  const body = error.toOpenAI();
+  const attempts = (error as TiergateError & { attempts?: unknown }).attempts;
+  res.status(error.status).json(attempts ? { error: { ...body.error, attempts } } : body);
 }
 
-function costOf(model: ModelRuntime, usage: Usage): number {
-  return (usage.prompt_tokens * model.spec.price.input_per_mtok + usage.completion_tokens * model.spec.price.output_per_mtok) / 1e6;
-}
-
-function upstreamBody(body: ChatBody, model: ModelRuntime): ChatRequest {
-  const out: ChatRequest = { model: model.spec.upstream, messages: body.messages };
-  // metadata is tiergate's routing input; OpenAI rejects it unless `store` is set.
-  for (const key in body) if (key !== 'model' && key !== 'messages' && key !== 'metadata' && key !== 'stream' && key !== 'stream_options') out[key] = body[key];
-  return out;
-}
-
-function estimatedUsage(body: ChatBody, completionText: string): Usage {
-  const prompt = estimateMessagesTokens(body.messages);
-  const completion = estimateTextTokens(completionText);
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
-}
-
-function setDecisionHeaders(res: Response, runtime: Runtime, routed: RoutedRequest, requestId: string, simulated: boolean): void {
-  if (routed.route) res.setHeader(HEADER.route, routed.route.name);
-  res.setHeader(HEADER.model, routed.model.spec.name);
-  if (routed.tier) res.setHeader(HEADER.tier, routed.tier);
-  res.setHeader(HEADER.decision, requestId);
-  res.setHeader(HEADER.version, runtime.version);
-  if (simulated) res.setHeader(HEADER.simulated, 'true');
-}
-
+/** What the request ended with, for the decision line. */
 interface Outcome {
   status: DecisionRecord['status'];
-  usage: Usage | null;
-  usageEstimated?: boolean;
-  upstreamMs: number | null;
-  simulated: boolean;
+  attempts: AttemptRecord[];
+  /** The answer served, when there was one. */
+  served?: { model: string; tier: string | null; usage: Usage; usageEstimated: boolean; simulated: boolean; upstreamMs: number };
+  totalCostUsd?: number;
+  escalations?: number;
+  gate?: DecisionRecord['gate'];
+  qualityScore?: number | null;
+  speculated?: boolean;
   errorCode?: string;
 }
 
 function record(runtime: Runtime, requestId: string, started: number, body: ChatBody | null, routed: RoutedRequest | null, outcome: Outcome): DecisionRecord {
-  const cost = routed && outcome.usage ? costOf(routed.model, outcome.usage) : null;
-  const best = routed && outcome.usage ? costOf(routed.bestModel, outcome.usage) : null;
+  const served = outcome.served;
+  const cost = served ? (outcome.totalCostUsd ?? null) : outcome.attempts.length ? outcome.attempts.reduce((sum, a) => sum + a.cost_usd, 0) : null;
+  const best = routed && served ? costOf(routed.bestModel, served.usage) : null;
+  const escalations = outcome.escalations ?? 0;
   const line: DecisionRecord = {
     request_id: requestId,
     timestamp: new Date().toISOString(),
     route: routed?.route?.name ?? null,
     request_features: routed?.features ?? {},
-    selected_model: routed?.model.spec.name ?? null,
-    tier: routed?.tier ?? null,
+    routed_model: routed?.model.spec.name ?? null,
+    routed_tier: routed?.tier ?? null,
+    selected_model: served?.model ?? routed?.model.spec.name ?? null,
+    tier: served ? served.tier : (routed?.tier ?? null),
     alternative_models: routed?.alternatives ?? [],
-    confidence: routed?.confidence ?? null,
+    // An escalation shows the router was wrong about this request: say so.
+    confidence: routed?.confidence == null ? null : escalations > 0 ? routed.confidence * 0.5 ** escalations : routed.confidence,
     routing_reason: routed?.reason ?? 'not routed',
     latency_ms: Math.round((performance.now() - started) * 1000) / 1000,
-    upstream_latency_ms: outcome.upstreamMs === null ? null : Math.round(outcome.upstreamMs * 1000) / 1000,
+    upstream_latency_ms: served ? Math.round(served.upstreamMs * 1000) / 1000 : null,
     stream: body?.stream === true,
-    usage: outcome.usage,
+    usage: served?.usage ?? null,
     cost_usd: cost,
     best_model: routed?.bestModel.spec.name ?? null,
     best_cost_usd: best,
     cost_saved_usd: cost === null || best === null ? null : best - cost,
     policy_version: runtime.version,
-    was_escalated: false,
-    quality_score: null,
-    simulated: outcome.simulated,
+    was_escalated: escalations > 0,
+    escalations,
+    gate: outcome.gate ?? 'none',
+    quality_score: outcome.qualityScore ?? null,
+    speculated: outcome.speculated ?? false,
+    attempts: outcome.attempts,
+    simulated: served?.simulated ?? false,
     status: outcome.status,
   };
-  if (outcome.usageEstimated) (line as DecisionRecord & { usage_estimated: boolean }).usage_estimated = true;
+  if (served?.usageEstimated) line.usage_estimated = true;
   if (outcome.errorCode) line.error_code = outcome.errorCode;
   if (runtime.logPrompts && body) line.prompt = body.messages;
   return line;
@@ -151,7 +113,7 @@ function parseBody(runtime: Runtime, req: Request, res: Response): Promise<unkno
   return new Promise((resolve, reject) => {
     runtime.parseJson(req, res, (err?: unknown) => {
       if (!err) return resolve(req.body);
-      const e = err as { type?: string; message?: string; limit?: number };
+      const e = err as { type?: string; message?: string };
       if (e.type === 'entity.too.large') reject(new TiergateError('TG_ERR_REQUEST_TOO_LARGE', { limit: runtime.server.bodyLimit }));
       else if (e.type === 'entity.parse.failed') reject(new TiergateError('TG_ERR_REQUEST_JSON', { reason: e.message ?? 'parse error' }));
       else reject(new TiergateError('TG_ERR_REQUEST_INVALID', { reason: e.message ?? String(err) }));
@@ -159,122 +121,177 @@ function parseBody(runtime: Runtime, req: Request, res: Response): Promise<unkno
   });
 }
 
+function setHeaders(res: Response, runtime: Runtime, routed: RoutedRequest, requestId: string, served: { model: string; tier: string | null; simulated: boolean }, gate: { result: DecisionRecord['gate']; escalations: number; quality: number | null; speculated: boolean }): void {
+  if (routed.route) res.setHeader(HEADER.route, routed.route.name);
+  res.setHeader(HEADER.model, served.model);
+  if (served.tier) res.setHeader(HEADER.tier, served.tier);
+  res.setHeader(HEADER.decision, requestId);
+  res.setHeader(HEADER.version, runtime.version);
+  if (served.simulated) res.setHeader(HEADER.simulated, 'true');
+  res.setHeader(HEADER.gate, gate.result);
+  res.setHeader(HEADER.escalations, String(gate.escalations));
+  if (gate.quality !== null) res.setHeader(HEADER.quality, gate.quality.toFixed(3));
+  if (gate.speculated) res.setHeader(HEADER.speculative, 'true');
+}
+
 export async function handleChatCompletion(runtime: Runtime, req: Request, res: Response, logger: winston.Logger): Promise<void> {
   const started = performance.now();
   const requestId = `tg-${randomUUID()}`;
-  let body: ChatBody | null = null;
-  let routed: RoutedRequest | null = null;
-  try {
-    body = checkChatBody(await parseBody(runtime, req, res));
-    const view = requestView(body, req.headers, runtime.server.headerAllowlist);
-    routed = await routeRequest(runtime, body, view);
-    if (routed.reason.startsWith('routing error')) logger.warn('routing failed; route default applied', { request_id: requestId, route: routed.route?.name, reason: routed.reason });
-    const outcome = body.stream === true ? await streamAnswer(runtime, body, routed, requestId, res) : await jsonAnswer(runtime, body, routed, requestId, res);
-    runtime.decisionLog?.write(record(runtime, requestId, started, body, routed, outcome));
-  } catch (err) {
-    const error = err instanceof TiergateError ? err : new TiergateError('TG_ERR_INTERNAL', { reason: errorMessage(err) }, { cause: err });
-    if (error.status >= 500) logger.error('chat completion failed', { request_id: requestId, code: error.code, error: error.message });
-    const clientClosed = (err as { clientClosed?: boolean }).clientClosed === true;
-    if (!clientClosed && !res.headersSent) {
-      // A failed request is logged too; the id lets the client find its line.
-      res.setHeader(HEADER.decision, requestId);
-      res.setHeader(HEADER.version, runtime.version);
-      sendError(res, error);
-    }
-    runtime.decisionLog?.write(record(runtime, requestId, started, body, routed, { status: clientClosed ? 'client_closed' : 'error', usage: null, upstreamMs: null, simulated: false, errorCode: clientClosed ? undefined : error.code }));
-  }
-}
-
-/** Runs an upstream call with a deadline tied to the client connection. */
-function withDeadline(res: Response, model: ModelRuntime): { deadline: UpstreamDeadline; done: () => void } {
-  const deadline = new UpstreamDeadline(model.spec.timeout_ms);
+  const client = new AbortController();
   const onClose = () => {
-    if (!res.writableFinished) deadline.clientGone();
+    if (!res.writableFinished) client.abort(new ClientGone());
   };
   res.on('close', onClose);
+  let body: ChatBody | null = null;
+  let routed: RoutedRequest | null = null;
+  const attempts: AttemptRecord[] = [];
+  try {
+    body = checkChatBody(await parseBody(runtime, req, res));
+    routed = await routeRequest(runtime, body, requestView(body, req.headers, runtime.server.headerAllowlist));
+    if (routed.reason.startsWith('routing error')) logger.warn('routing failed; route default applied', { request_id: requestId, route: routed.route?.name, reason: routed.reason });
+    const ctx: ExecutionContext = { runtime, routed, body, signal: client.signal, startedAt: started, attempts };
+    const gate = routed.route?.gate ?? null;
+    let outcome: Outcome;
+    if (body.stream === true && !(gate && gate.streaming === 'buffer')) {
+      outcome = await streamThrough(ctx, requestId, res);
+    } else {
+      const executed = await execute(ctx);
+      outcome = body.stream === true ? replayAsStream(ctx, executed, requestId, res) : answerJson(ctx, executed, requestId, res);
+    }
+    runtime.decisionLog?.write(record(runtime, requestId, started, body, routed, outcome));
+  } catch (err) {
+    const clientClosed = err instanceof ClientGone || client.signal.aborted;
+    const error = err instanceof TiergateError ? err : new TiergateError('TG_ERR_INTERNAL', { reason: errorMessage(err) }, { cause: err });
+    if (!clientClosed) {
+      if (error.status >= 500) logger.error('chat completion failed', { request_id: requestId, code: error.code, error: error.message });
+      if (!res.headersSent) {
+        // A failed request is logged too; the id lets the client find its line.
+        res.setHeader(HEADER.decision, requestId);
+        res.setHeader(HEADER.version, runtime.version);
+        sendError(res, error);
+      }
+    }
+    runtime.decisionLog?.write(record(runtime, requestId, started, body, routed, { status: clientClosed ? 'client_closed' : 'error', attempts, errorCode: clientClosed ? undefined : error.code }));
+  } finally {
+    res.off('close', onClose);
+  }
+}
+
+function gateHeaderValues(executed: Execution) {
+  return { result: executed.gate, escalations: executed.escalations, quality: executed.qualityScore, speculated: executed.speculated };
+}
+
+function outcomeOf(executed: Execution): Outcome {
+  const { answer } = executed;
   return {
-    deadline,
-    done: () => {
-      deadline.clear();
-      res.off('close', onClose);
-    },
+    status: 'ok',
+    attempts: executed.attempts,
+    served: { model: answer.model.spec.name, tier: answer.tier, usage: answer.usage, usageEstimated: answer.usageEstimated, simulated: answer.simulated, upstreamMs: answer.attempt.latency_ms },
+    totalCostUsd: executed.totalCostUsd,
+    escalations: executed.escalations,
+    gate: executed.gate,
+    qualityScore: executed.qualityScore,
+    speculated: executed.speculated,
   };
 }
 
-function failure(err: unknown, routed: RoutedRequest, deadline: UpstreamDeadline): TiergateError {
-  const error = upstreamError(err, routed.model, deadline);
-  if (deadline.clientClosed) Object.assign(error, { clientClosed: true });
-  return error;
-}
-
-async function jsonAnswer(runtime: Runtime, body: ChatBody, routed: RoutedRequest, requestId: string, res: Response): Promise<Outcome> {
-  const { deadline, done } = withDeadline(res, routed.model);
-  const upstreamStart = performance.now();
-  let result: ChatResult & { simulated?: boolean };
-  try {
-    result = await routed.model.provider.complete(upstreamBody(body, routed.model), { model: routed.model.spec, signal: deadline.controller.signal });
-  } catch (err) {
-    throw failure(err, routed, deadline);
-  } finally {
-    done();
-  }
-  const upstreamMs = performance.now() - upstreamStart;
-  if (!result || !Array.isArray(result.choices)) throw new TiergateError('TG_ERR_UPSTREAM_REPLY', { model: routed.model.spec.name, reason: 'the reply has no choices' });
-  const simulated = result.simulated === true;
-  const usageEstimated = !result.usage;
-  const usage = result.usage ?? estimatedUsage(body, result.choices.map((c) => messageText(c.message?.content ?? '')).join(''));
-  const { simulated: _marker, ...clean } = result;
-  clean.model = routed.model.spec.name;
-  setDecisionHeaders(res, runtime, routed, requestId, simulated);
+function answerJson(ctx: ExecutionContext, executed: Execution, requestId: string, res: Response): Outcome {
+  const { answer } = executed;
+  const { simulated: _marker, ...clean } = answer.result as typeof answer.result & { simulated?: boolean };
+  clean.model = answer.model.spec.name;
+  setHeaders(res, ctx.runtime, ctx.routed, requestId, { model: answer.model.spec.name, tier: answer.tier, simulated: answer.simulated }, gateHeaderValues(executed));
   res.status(200).json(clean);
-  return { status: 'ok', usage, usageEstimated, upstreamMs, simulated };
+  return outcomeOf(executed);
 }
 
-async function streamAnswer(runtime: Runtime, body: ChatBody, routed: RoutedRequest, requestId: string, res: Response): Promise<Outcome> {
-  const { deadline, done } = withDeadline(res, routed.model);
-  const upstreamStart = performance.now();
+function startEventStream(res: Response): void {
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  res.flushHeaders();
+}
+
+/** Gate "buffer": the gated answer is complete; send it as a stream. */
+function replayAsStream(ctx: ExecutionContext, executed: Execution, requestId: string, res: Response): Outcome {
+  const { answer } = executed;
+  const wantsUsage = ctx.body.stream_options?.include_usage === true;
+  setHeaders(res, ctx.runtime, ctx.routed, requestId, { model: answer.model.spec.name, tier: answer.tier, simulated: answer.simulated }, gateHeaderValues(executed));
+  startEventStream(res);
+  let events = '';
+  for (const chunk of chunksOf({ ...answer.result, usage: answer.usage }, answer.model.spec.name)) {
+    if (chunk.choices.length === 0 && !wantsUsage) continue;
+    events += `data: ${JSON.stringify(chunk)}\n\n`;
+  }
+  res.end(events + 'data: [DONE]\n\n');
+  return outcomeOf(executed);
+}
+
+/**
+ * No gate, or gate "bypass": stream as the upstream produces, failing over between
+ * models before the first byte. With bypass, the assembled answer is gated afterwards,
+ * for the decision log only.
+ */
+async function streamThrough(ctx: ExecutionContext, requestId: string, res: Response): Promise<Outcome> {
+  const { runtime, routed, body, attempts } = ctx;
   const wantsUsage = body.stream_options?.include_usage === true;
-  let usage: Usage | null = null;
-  let text = '';
-  let simulated = false;
-  let iterator: AsyncIterator<ChatChunk & { simulated?: boolean }> | null = null;
+  const gate = routed.route?.gate ?? null;
+  const models = modelsFor(runtime, routed.model.tier === null ? { kind: 'model', model: routed.model.spec.name } : { kind: 'tier', tier: routed.model.tier }, routed.model);
+  let opened;
   try {
-    iterator = routed.model.provider.stream(upstreamBody(body, routed.model), { model: routed.model.spec, signal: deadline.controller.signal })[Symbol.asyncIterator]();
-    // Nothing is sent until the first chunk arrives, so an upstream that fails early
-    // still gets a clean JSON error (and, with gates, a failover).
-    let next = await iterator.next();
-    deadline.refresh();
-    simulated = next.done ? false : next.value.simulated === true;
-    setDecisionHeaders(res, runtime, routed, requestId, simulated);
-    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-    res.flushHeaders();
+    opened = await openStream(ctx, models);
+  } catch (err) {
+    if (err instanceof TierFailure) throw allFailed(ctx.attempts, err.lastError);
+    throw err;
+  }
+  const { model, iterator, deadline, attempt } = opened;
+  const upstreamStart = performance.now() - attempt.latency_ms;
+  const simulated = opened.first.simulated === true;
+  const kept: ChatChunk[] = [];
+  let usage: Usage | null = null;
+  setHeaders(res, runtime, routed, requestId, { model: model.spec.name, tier: attempt.tier, simulated }, { result: gate ? 'bypass' : 'none', escalations: 0, quality: null, speculated: false });
+  startEventStream(res);
+  let next: IteratorResult<ChatChunk & { simulated?: boolean }> = { done: false, value: opened.first };
+  let failure: TiergateError | null = null;
+  try {
     while (!next.done) {
       const chunk = next.value;
       if (chunk.usage) usage = chunk.usage;
-      for (const choice of chunk.choices) if (typeof choice.delta?.content === 'string') text += choice.delta.content;
-      const forward = chunk.choices.length > 0 || wantsUsage;
-      if (forward) {
+      kept.push(chunk);
+      if (chunk.choices.length > 0 || wantsUsage) {
         const { simulated: _marker, ...clean } = chunk;
-        clean.model = routed.model.spec.name;
+        clean.model = model.spec.name;
         if (!wantsUsage) delete clean.usage;
-        if (!res.write(`data: ${JSON.stringify(clean)}\n\n`)) await drained(res, deadline.controller.signal);
+        if (!res.write(`data: ${JSON.stringify(clean)}\n\n`)) await drained(res, ctx.signal);
       }
       next = await iterator.next();
       deadline.refresh();
     }
     res.end('data: [DONE]\n\n');
   } catch (err) {
-    const error = failure(err, routed, deadline);
-    if (!res.headersSent) throw error;
+    if (ctx.signal.aborted) throw new ClientGone();
+    failure = upstreamError(err, model, deadline);
     // Mid-stream: the status line is gone, so the error travels as a final event.
-    if (!deadline.clientClosed) res.end(`data: ${JSON.stringify(error.toOpenAI())}\n\n`);
-    return { status: deadline.clientClosed ? 'client_closed' : 'error', usage: usage ?? estimatedUsage(body, text), usageEstimated: usage === null, upstreamMs: performance.now() - upstreamStart, simulated, errorCode: deadline.clientClosed ? undefined : error.code };
+    res.end(`data: ${JSON.stringify(failure.toOpenAI())}\n\n`);
   } finally {
-    done();
-    // Leaving early (client gone mid-write) must still release the upstream stream.
-    void iterator?.return?.(undefined)?.catch(() => undefined);
+    deadline.clear();
+    void iterator.return?.(undefined)?.catch(() => undefined);
   }
-  return { status: 'ok', usage: usage ?? estimatedUsage(body, text), usageEstimated: usage === null, upstreamMs: performance.now() - upstreamStart, simulated };
+  const result = resultOf(kept, usage);
+  const finalUsage = usage ?? estimatedUsage(body, typeof result.choices[0].message.content === 'string' ? result.choices[0].message.content : '');
+  Object.assign(attempt, { usage: finalUsage, cost_usd: costOf(model, finalUsage), latency_ms: performance.now() - upstreamStart }, usage ? {} : { usage_estimated: true });
+  if (failure) Object.assign(attempt, { outcome: 'failed', error_code: failure.code, error: failure.message });
+  let gated: GateResult | null = null;
+  if (gate && !failure) {
+    gated = await runGate(ctx, gate, { model, tier: attempt.tier, result, usage: finalUsage, usageEstimated: !usage, simulated, attempt });
+    attempt.gate = gated;
+  }
+  return {
+    status: failure ? 'error' : 'ok',
+    attempts,
+    served: { model: model.spec.name, tier: attempt.tier, usage: finalUsage, usageEstimated: !usage, simulated, upstreamMs: performance.now() - upstreamStart },
+    totalCostUsd: attempts.reduce((sum, a) => sum + a.cost_usd + (a.gate?.cost_usd ?? 0), 0),
+    gate: gate ? 'bypass' : 'none',
+    qualityScore: gated?.score ?? null,
+    ...(failure ? { errorCode: failure.code } : {}),
+  };
 }
 
 function drained(res: Response, signal: AbortSignal): Promise<void> {

@@ -6,12 +6,17 @@ import path from 'node:path';
 import { once } from 'node:events';
 import winston from 'winston';
 import type { Usage } from './plugin-api.ts';
+import type { AttemptRecord } from './executor.ts';
 
 export interface DecisionRecord {
   request_id: string;
   timestamp: string;
   route: string | null;
   request_features: Record<string, unknown>;
+  /** Where the router sent the request first (routing accuracy is judged on this). */
+  routed_model: string | null;
+  routed_tier: string | null;
+  /** The model whose answer was served, and its tier. */
   selected_model: string | null;
   tier: string | null;
   alternative_models: string[];
@@ -20,7 +25,10 @@ export interface DecisionRecord {
   latency_ms: number;
   upstream_latency_ms: number | null;
   stream: boolean;
+  /** Tokens of the served answer. */
   usage: Usage | null;
+  usage_estimated?: boolean;
+  /** Everything the request cost: every attempt, aborted speculative calls, judge calls. */
   cost_usd: number | null;
   /** The route's always-best model, and what it would have cost for the same tokens. */
   best_model: string | null;
@@ -28,7 +36,13 @@ export interface DecisionRecord {
   cost_saved_usd: number | null;
   policy_version: string;
   was_escalated: boolean;
+  /** Tier climbs after failed gates (or failed tiers), fallback included. */
+  escalations: number;
+  /** passed / failed (the best answer was served anyway) / none (no gate) / bypass (streamed, gated for analytics). */
+  gate: 'passed' | 'failed' | 'none' | 'bypass';
   quality_score: number | null;
+  speculated: boolean;
+  attempts: AttemptRecord[];
   simulated: boolean;
   status: 'ok' | 'error' | 'client_closed';
   error_code?: string;

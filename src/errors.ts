@@ -18,6 +18,7 @@ export const ERRORS = {
   TG_ERR_CONFIG_REFERENCE: { status: 500, type: 'config_error', template: '{reason}' },
   TG_ERR_CONFIG_JSONATA: { status: 500, type: 'config_error', template: 'JSONata: {reason}' },
   TG_ERR_CONFIG_FEATURE_NAME: { status: 500, type: 'config_error', template: '{reason}' },
+  TG_ERR_CONFIG_RULE: { status: 500, type: 'config_error', template: '{reason}' },
   // Plugin errors: discovery, contract and options.
   TG_ERR_PLUGIN_UNKNOWN: { status: 500, type: 'config_error', template: 'unknown {kind} plugin "{name}"{hint}' },
   TG_ERR_PLUGIN_INVALID: { status: 500, type: 'config_error', template: '{reason}' },
@@ -39,6 +40,7 @@ export const ERRORS = {
   TG_ERR_UPSTREAM_RATE_LIMITED: { status: 429, type: 'rate_limit_error', template: 'upstream {model} is rate limited: {reason}' },
   TG_ERR_UPSTREAM_TIMEOUT: { status: 504, type: 'timeout_error', template: 'upstream {model} did not answer within {timeout_ms} ms' },
   TG_ERR_UPSTREAM_REPLY: { status: 502, type: 'api_error', template: 'upstream {model} sent a reply tiergate cannot read: {reason}' },
+  TG_ERR_ALL_FAILED: { status: 502, type: 'api_error', template: 'every model tried failed: {summary}' },
   TG_ERR_UNAVAILABLE: { status: 503, type: 'api_error', template: '{reason}' },
   TG_ERR_INTERNAL: { status: 500, type: 'api_error', template: 'internal error: {reason}' },
 } as const satisfies Record<string, CatalogueEntry>;

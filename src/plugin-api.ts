@@ -105,6 +105,11 @@ export interface PluginContext extends ValidationContext {
   expression(source: string, optionPath: ReadonlyArray<string | number>): CompiledExpression;
   /** An error located at one of this plugin's options; throw it from `create`. */
   optionError(optionPath: ReadonlyArray<string | number>, message: string): Error;
+  /**
+   * Calls a model of the policy by name, as the gateway would but without routing or
+   * gates (for an LLM judge). Usable once the runtime is built, i.e. not inside create.
+   */
+  callModel(model: string, request: Omit<ChatRequest, 'model'>, signal: AbortSignal): Promise<ChatResult>;
 }
 
 // ---------------------------------------------------------------------------------
@@ -266,18 +271,34 @@ export interface Router extends Disposable {
 
 export interface EvalInput {
   readonly request: RequestView;
+  /** The answer being judged (for a stream, the chunks assembled into one result). */
   readonly response: ChatResult;
   readonly features: Readonly<Record<string, unknown>>;
+  /** The policy model that answered. */
+  readonly model: ModelSpec;
+}
+
+/** A model call an evaluator made (an LLM judge): its tokens and cost count toward the request. */
+export interface SpentCall {
+  model: string;
+  usage: Usage;
 }
 
 export interface Evaluation {
-  /** 0..1 */
+  /** 0..1: how good the answer is by this evaluator's measure. */
   score: number;
+  /** Why: shown in the decision log next to the score. */
   details?: Record<string, unknown>;
+  spent?: SpentCall[];
 }
 
 export interface Evaluator extends Disposable {
   evaluate(input: EvalInput, signal: AbortSignal): Promise<Evaluation>;
+  /**
+   * Request fields the evaluator needs from the provider, merged into every upstream
+   * request of a gated route (e.g. `{ logprobs: true }`).
+   */
+  readonly upstreamParameters?: Readonly<Record<string, unknown>>;
 }
 
 export type RouterModule<O> = PluginModule<O, Router>;

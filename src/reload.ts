@@ -6,6 +6,7 @@ import path from 'node:path';
 import type winston from 'winston';
 import { PolicyErrors, TiergateError, errorMessage } from './errors.ts';
 import { buildRuntime, policyFingerprint, type BuildOptions, Runtime } from './runtime.ts';
+import { ModelHealth } from './health.ts';
 
 export type ReloadTrigger = 'startup' | 'file' | 'plugin' | 'signal' | 'admin';
 
@@ -54,7 +55,10 @@ export class RuntimeManager {
   /** Builds the first runtime; throws PolicyErrors when the policy is invalid. */
   static async start(configFile: string, options: ManagerOptions): Promise<RuntimeManager> {
     const file = path.resolve(configFile);
-    return new RuntimeManager(file, await buildRuntime(file, options), options);
+    // One health record for every runtime this manager builds: a reload must not put a
+    // failing model back into rotation.
+    const shared: ManagerOptions = { ...options, health: options.health ?? new ModelHealth() };
+    return new RuntimeManager(file, await buildRuntime(file, shared), shared);
   }
 
   get runtime(): Runtime {

@@ -11,8 +11,9 @@ import { PolicyErrors, TiergateError, errorMessage, type SourceLocation } from '
 import { compileExpression } from './expressions.ts';
 import { childLogger } from './logger.ts';
 import { DecisionLog, type DecisionLogSettings } from './decision-log.ts';
+import { ModelHealth } from './health.ts';
 import { BUILTIN_PLUGIN_ROOT, discoverPlugins, loadPlugin, type LoadedPlugin, type PluginCatalogue } from './plugins.ts';
-import type { CompiledExpression, Disposable, ModelSpec, PluginContext, PluginKind, PolicyView, Provider, Router, TierSpec } from './plugin-api.ts';
+import type { ChatRequest, ChatResult, CompiledExpression, Disposable, Evaluator, ModelSpec, PluginContext, PluginKind, PolicyView, Provider, Router, TierSpec } from './plugin-api.ts';
 import { readPolicySource, formatPath, type Path, type PolicySource } from './policy/source.ts';
 import { validateOptions, validatePolicyDocument, type ValidationSession } from './policy/schema.ts';
 
@@ -28,8 +29,63 @@ interface PolicyData {
   models: Record<string, { provider: string; upstream?: string; price: { input_per_mtok: number; output_per_mtok: number }; timeout_ms?: number }>;
   tiers: Array<{ name: string; models: string[] }>;
   features?: Record<string, string>;
-  routes: Record<string, { description?: string; router: { plugin: string; [option: string]: unknown }; default: string; fallback?: string }>;
+  routes: Record<string, RouteData>;
   analytics?: { decision_log?: { file?: string | null; console?: boolean; log_prompts?: boolean } };
+  resilience?: Partial<Resilience>;
+}
+
+interface RouteData {
+  description?: string;
+  router: { plugin: string; [option: string]: unknown };
+  default: string;
+  fallback?: string;
+  gate?: {
+    evaluators: Array<{ plugin: string; name?: string; weight?: number; threshold?: number; when?: string; [option: string]: unknown }>;
+    combine?: GateCombine;
+    threshold?: number;
+    max_escalations?: number;
+    streaming?: 'buffer' | 'bypass';
+  };
+  speculate?: { when: string };
+  costs?: { under_routing: number; over_routing: number };
+}
+
+/** Retries, failover and cooldown of failing models. */
+export interface Resilience {
+  readonly retries: number;
+  readonly backoff_ms: number;
+  readonly max_backoff_ms: number;
+  readonly failure_threshold: number;
+  readonly cooldown_ms: number;
+}
+
+export type GateCombine = 'min' | 'mean' | 'weighted';
+
+export interface GateEvaluator {
+  /** Name in logs and headers. */
+  readonly name: string;
+  readonly evaluator: Evaluator;
+  readonly weight: number;
+  readonly threshold: number | null;
+  readonly when: CompiledExpression | null;
+}
+
+export interface Gate {
+  readonly evaluators: readonly GateEvaluator[];
+  readonly combine: GateCombine;
+  /** The combined score at or above which an answer passes. */
+  readonly threshold: number;
+  /** Where the threshold came from, for logs and `tiergate validate`. */
+  readonly thresholdSource: 'policy' | 'costs' | 'default';
+  readonly maxEscalations: number;
+  readonly streaming: 'buffer' | 'bypass';
+}
+
+export interface RoutingCosts {
+  readonly underRouting: number;
+  readonly overRouting: number;
+  /** u / (u + o): below this confidence, a cheaper tier is not worth the risk. */
+  readonly breakEven: number;
 }
 
 export type Target = { kind: 'tier'; tier: number } | { kind: 'model'; model: string };
@@ -43,6 +99,12 @@ export interface RouteRuntime {
   readonly fallback: Target;
   /** The route's always-best model: first model of the top tier. */
   readonly bestModel: string;
+  readonly gate: Gate | null;
+  /** When it holds for a decision, the routed tier and the next are called at once. */
+  readonly speculate: CompiledExpression | null;
+  readonly costs: RoutingCosts | null;
+  /** Fields the gate's evaluators need from every upstream call (e.g. logprobs). */
+  readonly upstreamParameters: Readonly<Record<string, unknown>>;
 }
 
 export interface ModelRuntime {
@@ -67,6 +129,8 @@ export interface BuildOptions {
   mode?: 'serve' | 'validate';
   builtinPluginRoot?: string;
   env?: NodeJS.ProcessEnv;
+  /** Model health to share across reloads (the manager keeps one). */
+  health?: ModelHealth;
 }
 
 interface PluginSite {
@@ -82,7 +146,27 @@ interface Instance {
   instance: Disposable;
 }
 
-const HOST_KEYS: Record<PluginKind, readonly string[]> = { provider: ['plugin', 'timeout_ms'], router: ['plugin'], evaluator: ['plugin'] };
+const HOST_KEYS: Record<PluginKind, readonly string[]> = { provider: ['plugin', 'timeout_ms'], router: ['plugin'], evaluator: ['plugin', 'name', 'weight', 'threshold', 'when'] };
+
+export const DEFAULT_RESILIENCE: Resilience = Object.freeze({ retries: 1, backoff_ms: 100, max_backoff_ms: 2000, failure_threshold: 3, cooldown_ms: 30_000 });
+const DEFAULT_GATE_THRESHOLD = 0.5;
+
+/** Everything a Runtime is made of. */
+export interface RuntimeParts {
+  version: string;
+  file: string;
+  policy: PolicyView;
+  routes: ReadonlyMap<string, RouteRuntime>;
+  models: ReadonlyMap<string, ModelRuntime>;
+  features: ReadonlyArray<readonly [string, CompiledExpression]>;
+  server: ServerSettings;
+  resilience: Resilience;
+  health: ModelHealth;
+  decisionLog: DecisionLog | null;
+  logPrompts: boolean;
+  plugins: ReadonlyArray<{ kind: PluginKind; name: string; at: string }>;
+  watchPaths: readonly string[];
+}
 
 export class Runtime {
   private inflight = 0;
@@ -92,26 +176,43 @@ export class Runtime {
   readonly loadedAt = new Date();
   readonly parseJson: RequestHandler;
 
+  readonly version: string;
+  readonly file: string;
+  readonly policy: PolicyView;
+  readonly routes: ReadonlyMap<string, RouteRuntime>;
+  readonly models: ReadonlyMap<string, ModelRuntime>;
+  readonly features: ReadonlyArray<readonly [string, CompiledExpression]>;
+  readonly server: ServerSettings;
+  readonly resilience: Resilience;
+  /** Shared with the runtimes before and after this one: cooldowns survive reloads. */
+  readonly health: ModelHealth;
+  readonly decisionLog: DecisionLog | null;
+  readonly logPrompts: boolean;
+  readonly plugins: ReadonlyArray<{ kind: PluginKind; name: string; at: string }>;
+  readonly watchPaths: readonly string[];
+
   constructor(
-    readonly version: string,
-    readonly file: string,
-    readonly policy: PolicyView,
-    readonly routes: ReadonlyMap<string, RouteRuntime>,
-    readonly models: ReadonlyMap<string, ModelRuntime>,
-    readonly features: ReadonlyArray<readonly [string, CompiledExpression]>,
-    readonly server: ServerSettings,
-    readonly decisionLog: DecisionLog | null,
-    readonly logPrompts: boolean,
-    readonly plugins: ReadonlyArray<{ kind: PluginKind; name: string; at: string }>,
-    readonly watchPaths: readonly string[],
+    parts: RuntimeParts,
     private readonly instances: readonly Instance[],
     private readonly logger: winston.Logger,
   ) {
+    this.version = parts.version;
+    this.file = parts.file;
+    this.policy = parts.policy;
+    this.routes = parts.routes;
+    this.models = parts.models;
+    this.features = parts.features;
+    this.server = parts.server;
+    this.resilience = parts.resilience;
+    this.health = parts.health;
+    this.decisionLog = parts.decisionLog;
+    this.logPrompts = parts.logPrompts;
+    this.plugins = Object.freeze([...parts.plugins]);
+    this.watchPaths = parts.watchPaths;
     // Any content type is read as JSON: curl -d sends form encoding by default, and a
     // clear JSON error beats a confusing "missing messages". Not strict: valid JSON that
     // is not an object ("hi", 42) is a shape error checkChatBody reports, not a syntax error.
-    this.parseJson = express.json({ limit: server.bodyLimit, type: () => true, strict: false });
-    Object.freeze(this.plugins);
+    this.parseJson = express.json({ limit: parts.server.bodyLimit, type: () => true, strict: false });
   }
 
   get tiers(): readonly TierSpec[] {
@@ -236,6 +337,10 @@ export async function buildRuntime(configFile: string, options: BuildOptions): P
     const candidates: Array<{ kind: PluginKind; at: Path; entry: unknown }> = [
       ...Object.entries(isRecord(data.providers) ? data.providers : {}).map(([name, entry]) => ({ kind: 'provider' as const, at: ['providers', name], entry })),
       ...Object.entries(isRecord(data.routes) ? data.routes : {}).map(([name, route]) => ({ kind: 'router' as const, at: ['routes', name, 'router'], entry: isRecord(route) ? route.router : undefined })),
+      ...Object.entries(isRecord(data.routes) ? data.routes : {}).flatMap(([name, route]) => {
+        const evaluators = isRecord(route) && isRecord(route.gate) && Array.isArray(route.gate.evaluators) ? route.gate.evaluators : [];
+        return evaluators.map((entry: unknown, i: number) => ({ kind: 'evaluator' as const, at: ['routes', name, 'gate', 'evaluators', i], entry }));
+      }),
     ];
     for (const candidate of candidates) {
       const site = await checkPluginSite(candidate, catalogue, source, session, policyView, errors);
@@ -253,9 +358,10 @@ export async function buildRuntime(configFile: string, options: BuildOptions): P
   const usedProviders = new Set([...view.models.values()].map((m) => m.provider));
   const instances: Instance[] = [];
   const createErrors: TiergateError[] = [];
+  const built: { runtime: Runtime | null } = { runtime: null };
   for (const site of sites) {
     if (site.kind === 'provider' && !usedProviders.has(String(site.at[1]))) continue;
-    const ctx = pluginContext(site, source, session, view, options.logger);
+    const ctx = pluginContext(site, source, session, view, options.logger, built);
     try {
       const instance = await site.plugin.module.create(site.options, ctx);
       if (!instance || typeof instance.dispose !== 'function') throw new TiergateError('TG_ERR_PLUGIN_INVALID', { reason: `create() of ${site.kind} plugin "${site.plugin.discovered.name}" did not return an instance with dispose()` }, { location: at(site.at) });
@@ -274,7 +380,8 @@ export async function buildRuntime(configFile: string, options: BuildOptions): P
   }
 
   try {
-    return assemble(data, source, view, session, instances, versionOf(source, dataAsRead, catalogue as PluginCatalogue), roots, options);
+    built.runtime = assemble(data, source, view, session, instances, versionOf(source, dataAsRead, catalogue as PluginCatalogue), roots, options);
+    return built.runtime;
   } catch (err) {
     await disposeAll(instances, options.logger);
     throw err;
@@ -396,7 +503,7 @@ function checkCrossReferences(data: PolicyData, source: PolicySource): TiergateE
   return errors;
 }
 
-function pluginContext(site: PluginSite, source: PolicySource, session: ValidationSession, view: PolicyView, logger: winston.Logger): PluginContext {
+function pluginContext(site: PluginSite, source: PolicySource, session: ValidationSession, view: PolicyView, logger: winston.Logger, built: { runtime: Runtime | null }): PluginContext {
   const atText = formatPath(site.at);
   return {
     at: atText,
@@ -416,6 +523,14 @@ function pluginContext(site: PluginSite, source: PolicySource, session: Validati
     },
     optionError(optionPath: ReadonlyArray<string | number>, message: string): Error {
       return new TiergateError('TG_ERR_PLUGIN_OPTIONS', { reason: message }, { location: source.locate([...site.at, ...optionPath]) });
+    },
+    async callModel(model: string, request: Omit<ChatRequest, 'model'>, signal: AbortSignal): Promise<ChatResult> {
+      const runtime = built.runtime;
+      if (!runtime) throw new Error(`${atText}: callModel is available once the policy is built, not inside create()`);
+      const target = runtime.models.get(model);
+      if (!target) throw new Error(`${atText}: no model named "${model}"`);
+      const timeout = AbortSignal.timeout(target.spec.timeout_ms);
+      return target.provider.complete({ ...request, model: target.spec.upstream } as ChatRequest, { model: target.spec, signal: AbortSignal.any([signal, timeout]) });
     },
   };
 }
@@ -447,6 +562,7 @@ function assemble(data: PolicyData, source: PolicySource, view: PolicyView, sess
       defaultTarget: targetOf(route.default, view),
       fallback: route.fallback ? targetOf(route.fallback, view) : ({ kind: 'tier', tier: view.tiers.length - 1 } as const),
       bestModel: topTier.models[0],
+      ...compileGate(name, route, instanceAt, session),
     }));
   }
   const features = Object.entries(data.features ?? {}).map(([name, expr]) => Object.freeze([name, session.expressions.get(expr) as CompiledExpression] as const));
@@ -460,18 +576,64 @@ function assemble(data: PolicyData, source: PolicySource, view: PolicyView, sess
   const logSettings: DecisionLogSettings = { file: data.analytics?.decision_log?.file === undefined ? 'logs/decisions.jsonl' : data.analytics.decision_log.file, console: data.analytics?.decision_log?.console ?? false };
   const decisionLog = options.mode === 'validate' ? null : new DecisionLog(logSettings, source.directory);
   return new Runtime(
-    version,
-    source.displayName,
-    view,
-    routes,
-    models,
-    features,
-    server,
-    decisionLog,
-    data.analytics?.decision_log?.log_prompts ?? false,
-    instances.map(({ site }) => ({ kind: site.kind, name: site.plugin.discovered.name, at: formatPath(site.at) })),
-    [source.absolutePath, ...roots],
+    {
+      version,
+      file: source.displayName,
+      policy: view,
+      routes,
+      models,
+      features,
+      server,
+      resilience: Object.freeze({ ...DEFAULT_RESILIENCE, ...data.resilience }),
+      health: options.health ?? new ModelHealth(),
+      decisionLog,
+      logPrompts: data.analytics?.decision_log?.log_prompts ?? false,
+      plugins: instances.map(({ site }) => ({ kind: site.kind, name: site.plugin.discovered.name, at: formatPath(site.at) })),
+      watchPaths: [source.absolutePath, ...roots],
+    },
     instances,
     options.logger,
   );
+}
+
+/** The gate, speculation and costs of a route, compiled. */
+function compileGate(
+  routeName: string,
+  route: RouteData,
+  instanceAt: (p: Path) => Instance | undefined,
+  session: ValidationSession,
+): Pick<RouteRuntime, 'gate' | 'speculate' | 'costs' | 'upstreamParameters'> {
+  const costs: RoutingCosts | null = route.costs
+    ? Object.freeze({ underRouting: route.costs.under_routing, overRouting: route.costs.over_routing, breakEven: route.costs.under_routing / (route.costs.under_routing + route.costs.over_routing) })
+    : null;
+  const upstreamParameters: Record<string, unknown> = {};
+  let gate: Gate | null = null;
+  if (route.gate) {
+    const evaluators = route.gate.evaluators.map((entry, i): GateEvaluator => {
+      const evaluator = (instanceAt(['routes', routeName, 'gate', 'evaluators', i]) as Instance).instance as Evaluator;
+      Object.assign(upstreamParameters, evaluator.upstreamParameters ?? {});
+      return Object.freeze({
+        name: entry.name ?? entry.plugin,
+        evaluator,
+        weight: entry.weight ?? 1,
+        threshold: entry.threshold ?? null,
+        when: entry.when ? (session.expressions.get(entry.when) as CompiledExpression) : null,
+      });
+    });
+    const threshold = route.gate.threshold ?? costs?.breakEven ?? DEFAULT_GATE_THRESHOLD;
+    gate = Object.freeze({
+      evaluators: Object.freeze(evaluators),
+      combine: route.gate.combine ?? 'min',
+      threshold,
+      thresholdSource: route.gate.threshold !== undefined ? 'policy' : costs ? 'costs' : 'default',
+      maxEscalations: route.gate.max_escalations ?? 1,
+      streaming: route.gate.streaming ?? 'buffer',
+    });
+  }
+  return {
+    gate,
+    speculate: route.speculate ? (session.expressions.get(route.speculate.when) as CompiledExpression) : null,
+    costs,
+    upstreamParameters: Object.freeze(upstreamParameters),
+  };
 }

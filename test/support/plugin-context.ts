@@ -10,7 +10,7 @@ export interface LogLine {
   meta?: Record<string, unknown>;
 }
 
-export function testPluginContext(options: { at: string; logs?: LogLine[]; policy?: PolicyView }): PluginContext {
+export function testPluginContext(options: { at: string; logs?: LogLine[]; policy?: PolicyView; callModel?: PluginContext['callModel'] }): PluginContext {
   const logs = options.logs ?? [];
   const record = (level: string) => (message: string, meta?: Record<string, unknown>) => void logs.push({ level, message, meta });
   return {
@@ -24,6 +24,11 @@ export function testPluginContext(options: { at: string; logs?: LogLine[]; polic
       return compiled.expression;
     },
     optionError: (path, message) => new Error(`${path.join('.')}: ${message}`),
+    callModel:
+      options.callModel ??
+      (async () => {
+        throw new Error('this test gives the plugin no models to call');
+      }),
   };
 }
 
