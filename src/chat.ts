@@ -66,6 +66,8 @@ interface Outcome {
   errorCode?: string;
 }
 
+const round3 = (ms: number) => Math.round(ms * 1000) / 1000;
+
 function record(runtime: Runtime, requestId: string, started: number, body: ChatBody | null, routed: RoutedRequest | null, outcome: Outcome): DecisionRecord {
   const served = outcome.served;
   const cost = served ? (outcome.totalCostUsd ?? null) : outcome.attempts.length ? outcome.attempts.reduce((sum, a) => sum + a.cost_usd, 0) : null;
@@ -84,8 +86,8 @@ function record(runtime: Runtime, requestId: string, started: number, body: Chat
     // An escalation shows the router was wrong about this request: say so.
     confidence: routed?.confidence == null ? null : escalations > 0 ? routed.confidence * 0.5 ** escalations : routed.confidence,
     routing_reason: routed?.reason ?? 'not routed',
-    latency_ms: Math.round((performance.now() - started) * 1000) / 1000,
-    upstream_latency_ms: served ? Math.round(served.upstreamMs * 1000) / 1000 : null,
+    latency_ms: round3(performance.now() - started),
+    upstream_latency_ms: served ? round3(served.upstreamMs) : null,
     stream: body?.stream === true,
     usage: served?.usage ?? null,
     cost_usd: cost,
@@ -98,7 +100,7 @@ function record(runtime: Runtime, requestId: string, started: number, body: Chat
     gate: outcome.gate ?? 'none',
     quality_score: outcome.qualityScore ?? null,
     speculated: outcome.speculated ?? false,
-    attempts: outcome.attempts,
+    attempts: outcome.attempts.map((a) => ({ ...a, started_ms: round3(a.started_ms), latency_ms: round3(a.latency_ms), ...(a.gate ? { gate: { ...a.gate, latency_ms: round3(a.gate.latency_ms) } } : {}) })),
     simulated: served?.simulated ?? false,
     status: outcome.status,
   };
@@ -195,10 +197,19 @@ function outcomeOf(executed: Execution): Outcome {
   };
 }
 
+/**
+ * The gate may have asked the provider for fields the client did not (logprobs for a
+ * logprob evaluator): the client gets the answer it asked for, not the gate's extras.
+ */
+function addedByGate(ctx: ExecutionContext): boolean {
+  return ctx.routed.route?.upstreamParameters.logprobs === true && ctx.body.logprobs !== true;
+}
+
 function answerJson(ctx: ExecutionContext, executed: Execution, requestId: string, res: Response): Outcome {
   const { answer } = executed;
   const { simulated: _marker, ...clean } = answer.result as typeof answer.result & { simulated?: boolean };
   clean.model = answer.model.spec.name;
+  if (addedByGate(ctx)) clean.choices = clean.choices.map((choice) => ({ ...choice, logprobs: null }));
   setHeaders(res, ctx.runtime, ctx.routed, requestId, { model: answer.model.spec.name, tier: answer.tier, simulated: answer.simulated }, gateHeaderValues(executed));
   res.status(200).json(clean);
   return outcomeOf(executed);
@@ -216,7 +227,8 @@ function replayAsStream(ctx: ExecutionContext, executed: Execution, requestId: s
   setHeaders(res, ctx.runtime, ctx.routed, requestId, { model: answer.model.spec.name, tier: answer.tier, simulated: answer.simulated }, gateHeaderValues(executed));
   startEventStream(res);
   let events = '';
-  for (const chunk of chunksOf({ ...answer.result, usage: answer.usage }, answer.model.spec.name)) {
+  const result = addedByGate(ctx) ? { ...answer.result, choices: answer.result.choices.map((c) => ({ ...c, logprobs: null })) } : answer.result;
+  for (const chunk of chunksOf({ ...result, usage: answer.usage }, answer.model.spec.name)) {
     if (chunk.choices.length === 0 && !wantsUsage) continue;
     events += `data: ${JSON.stringify(chunk)}\n\n`;
   }
@@ -232,6 +244,7 @@ function replayAsStream(ctx: ExecutionContext, executed: Execution, requestId: s
 async function streamThrough(ctx: ExecutionContext, requestId: string, res: Response): Promise<Outcome> {
   const { runtime, routed, body, attempts } = ctx;
   const wantsUsage = body.stream_options?.include_usage === true;
+  const stripLogprobs = addedByGate(ctx);
   const gate = routed.route?.gate ?? null;
   const models = modelsFor(runtime, routed.model.tier === null ? { kind: 'model', model: routed.model.spec.name } : { kind: 'tier', tier: routed.model.tier }, routed.model);
   let opened;
@@ -259,6 +272,7 @@ async function streamThrough(ctx: ExecutionContext, requestId: string, res: Resp
         const { simulated: _marker, ...clean } = chunk;
         clean.model = model.spec.name;
         if (!wantsUsage) delete clean.usage;
+        if (stripLogprobs) clean.choices = clean.choices.map((choice) => ({ ...choice, logprobs: null }));
         if (!res.write(`data: ${JSON.stringify(clean)}\n\n`)) await drained(res, ctx.signal);
       }
       next = await iterator.next();

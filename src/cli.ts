@@ -44,6 +44,13 @@ function summary(runtime: Runtime): string {
   for (const route of runtime.routes.values()) {
     const target = (t: typeof route.defaultTarget) => (t.kind === 'tier' ? `tier ${runtime.tiers[t.tier].name}` : `model ${t.model}`);
     lines.push(`  ${route.name.padEnd(14)} router ${route.routerPlugin}, default ${target(route.defaultTarget)}, fallback ${target(route.fallback)}`);
+    if (route.gate) {
+      const g = route.gate;
+      const from = g.thresholdSource === 'costs' ? ' (from costs)' : g.thresholdSource === 'default' ? ' (default)' : '';
+      lines.push(`  ${''.padEnd(14)} gate ${g.evaluators.map((e) => e.name).join(', ')}: ${g.combine} ≥ ${g.threshold.toFixed(2)}${from}, up to ${g.maxEscalations} escalation${g.maxEscalations === 1 ? '' : 's'}, streaming ${g.streaming}`);
+    }
+    if (route.costs) lines.push(`  ${''.padEnd(14)} costs under:over ${route.costs.underRouting}:${route.costs.overRouting}, break-even confidence ${route.costs.breakEven.toFixed(2)}`);
+    if (route.speculate) lines.push(`  ${''.padEnd(14)} speculate when ${route.speculate.source}`);
   }
   if (runtime.features.length) lines.push('', `features: ${runtime.features.map(([name]) => name).join(', ')}`);
   const byKind = new Map<string, Set<string>>();

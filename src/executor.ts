@@ -407,7 +407,8 @@ async function speculativeStart(ctx: ExecutionContext, gate: Gate, startTier: nu
   const { routed } = ctx;
   const decision = { tier: routed.tier, model: routed.model.spec.name, confidence: routed.confidence, reason: routed.reason };
   try {
-    return isTruthy(await route.speculate.evaluate({ ...routed.view, ...routed.features, features: routed.features, decision }));
+    const costs = route.costs ? { under_routing: route.costs.underRouting, over_routing: route.costs.overRouting, break_even: route.costs.breakEven } : null;
+    return isTruthy(await route.speculate.evaluate({ ...routed.view, ...routed.features, features: routed.features, decision, costs }));
   } catch {
     return false;
   }
@@ -531,7 +532,7 @@ export function* chunksOf(result: ChatResult, model: string): Generator<ChatChun
   for (const choice of result.choices) {
     yield { ...base, choices: [{ index: choice.index, delta: { role: 'assistant', content: '' }, finish_reason: null }] };
     const content = choice.message?.content ?? '';
-    if (content) yield { ...base, choices: [{ index: choice.index, delta: { content }, finish_reason: null }] };
+    if (content) yield { ...base, choices: [{ index: choice.index, delta: { content }, finish_reason: null, ...(choice.logprobs ? { logprobs: choice.logprobs } : {}) }] };
     if (choice.message?.tool_calls?.length) {
       yield { ...base, choices: [{ index: choice.index, delta: { tool_calls: choice.message.tool_calls.map((call, i) => ({ index: i, ...call })) }, finish_reason: null }] };
     }
@@ -545,11 +546,15 @@ export function resultOf(chunks: readonly ChatChunk[], usage: Usage | null): Cha
   const first = chunks[0];
   let content = '';
   let finish: ChatResult['choices'][number]['finish_reason'] = null;
+  // Token log-probabilities arrive per chunk; a logprob gate needs them all.
+  const tokenLogprobs: unknown[] = [];
   for (const chunk of chunks) {
     for (const choice of chunk.choices) {
       if (choice.index !== 0) continue;
       if (typeof choice.delta?.content === 'string') content += choice.delta.content;
       if (choice.finish_reason) finish = choice.finish_reason;
+      const perChunk = (choice.logprobs as { content?: unknown[] } | null | undefined)?.content;
+      if (Array.isArray(perChunk)) tokenLogprobs.push(...perChunk);
     }
   }
   return {
@@ -557,7 +562,7 @@ export function resultOf(chunks: readonly ChatChunk[], usage: Usage | null): Cha
     object: 'chat.completion',
     created: first?.created ?? Math.floor(Date.now() / 1000),
     model: first?.model ?? '',
-    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: finish }],
+    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: finish, ...(tokenLogprobs.length ? { logprobs: { content: tokenLogprobs } } : {}) }],
     ...(usage ? { usage } : {}),
   };
 }

@@ -123,6 +123,15 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
     confidence = 0;
     reason = `routing error (${errorMessage(err)}); route default ${targetName(runtime, target)}`;
   }
+  // Asymmetric error costs: sending a request down to a cheaper tier is worth it only
+  // when the router is surer than u / (u + o). Below that, start one tier up, unless
+  // the route speculates (then both tiers run and the gate decides).
+  const costs = route.costs;
+  if (costs && !route.speculate && target.kind === 'tier' && target.tier < runtime.tiers.length - 1 && confidence < costs.breakEven) {
+    const from = runtime.tiers[target.tier].name;
+    target = { kind: 'tier', tier: target.tier + 1 };
+    reason += `; confidence ${confidence.toFixed(2)} is below the break-even ${costs.breakEven.toFixed(2)} of under:over routing costs ${costs.underRouting}:${costs.overRouting}, so ${from} → ${runtime.tiers[target.tier].name}`;
+  }
   const { model, tier } = modelForTarget(runtime, target);
   return {
     route,

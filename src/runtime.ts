@@ -494,6 +494,9 @@ function checkCrossReferences(data: PolicyData, source: PolicySource): TiergateE
       tierOfModel.set(model, tier.name);
     });
   });
+  for (const [name, route] of Object.entries(data.routes)) {
+    if (route.speculate && !route.gate) errors.push(new TiergateError('TG_ERR_CONFIG_RULE', { reason: 'speculate needs a gate: the cheap answer is served only when it passes one' }, { location: source.locate(['routes', name, 'speculate'], { key: true }) }));
+  }
   for (const name of Object.keys(data.routes)) {
     if (name in data.models) reference(`route "${name}" has the same name as a model; "model": "${name}" in a request would be ambiguous`, ['routes', name], true);
   }

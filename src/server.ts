@@ -73,6 +73,7 @@ export function createApp(manager: RuntimeManager, logger: winston.Logger, state
       routes: [...runtime.routes.keys()],
       tiers: runtime.tiers.map((t) => ({ name: t.name, models: t.models })),
       plugins: runtime.plugins,
+      models_in_cooldown: runtime.health.snapshot(),
     });
   });
 

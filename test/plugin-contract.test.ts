@@ -55,7 +55,9 @@ test('src/ names no particular plugin: discovery is the only registry', () => {
   walk(path.resolve(import.meta.dirname, '../src'));
   for (const plugin of catalogue.plugins.values()) {
     for (const file of files) {
-      const code = readFileSync(file, 'utf8').replace(/\/\/.*$/gm, '');
+      // Module specifiers are not plugin references: src/expressions.ts imports the npm
+      // package 'jsonata', which shares its name with the jsonata evaluator.
+      const code = readFileSync(file, 'utf8').replace(/\/\/.*$/gm, '').replace(/\bfrom\s+(['"])[^'"\n]+\1/g, 'from <module>');
       assert.ok(!new RegExp(`['"\`]${plugin.name}['"\`]`).test(code), `${path.relative(process.cwd(), file)} names the ${plugin.kind} plugin "${plugin.name}"`);
     }
   }

@@ -4,7 +4,8 @@
 // chosen by a `behave` function, which lets a test script failures (status codes,
 // hangs, socket resets, garbage) that a real upstream produces only rarely. Requests
 // are recorded, including whether the client went away early, so tests can prove that
-// cancellation really reached the upstream.
+// cancellation really reached the upstream. A reply can carry token logprobs, sent
+// (in OpenAI's shape) only when the request asks for them with `logprobs: true`.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { ToolCall } from '../../src/plugin-api.ts';
@@ -21,6 +22,12 @@ export type Behaviour =
       usage?: { prompt_tokens: number; completion_tokens: number };
       /** Optional tool calls for the assistant message (streamed as one delta). */
       tool_calls?: ToolCall[];
+      /**
+       * Per-token log-probabilities, returned as `choices[0].logprobs.content` only when
+       * the request has `logprobs: true` (otherwise `logprobs: null`, as OpenAI does). In
+       * a stream they are spread over the content chunks in order.
+       */
+      logprobs?: FakeTokenLogprob[];
       /** Wait before sending the response headers. */
       delayMs?: number;
       /** Wait between SSE chunks (streams only). */
@@ -36,6 +43,12 @@ export type Behaviour =
   | { kind: 'reset-mid-stream' }
   /** 200 with a body that is not JSON (or a broken SSE data line for streams). */
   | { kind: 'malformed' };
+
+/** A token and its log-probability; the fake fills in `bytes` and `top_logprobs`. */
+export interface FakeTokenLogprob {
+  token: string;
+  logprob: number;
+}
 
 export interface RecordedRequest {
   method: string;
@@ -187,16 +200,24 @@ export async function startFakeOpenAI(options: { behave?: BehaveFn; port?: numbe
           prompt_tokens: estimateMessagesTokens(body.messages),
           completion_tokens: Math.max(1, estimateTextTokens(content)),
         };
+        // Only sent when asked for, like OpenAI; a reply without them is a provider that has none.
+        const logprobs = body.logprobs === true && behaviour.logprobs ? behaviour.logprobs.map(logprobEntry) : null;
         if (behaviour.delayMs) await sleep(behaviour.delayMs, res);
         if (res.destroyed) return;
         if (!stream) {
-          sendJson(res, 200, completion(id, created, model, content, finish, toolCalls, usage));
+          sendJson(res, 200, completion(id, created, model, content, finish, toolCalls, usage, logprobs));
           return;
         }
         const includeUsage = body.stream_options?.include_usage === true;
         const extra = includeUsage ? { usage: null } : {};
         const events: object[] = [chunk(id, created, model, { role: 'assistant', content: '', refusal: null }, null, extra)];
-        for (const piece of split(content)) events.push(chunk(id, created, model, { content: piece }, null, extra));
+        const contentPieces = split(content);
+        // Each content chunk carries the next share of the tokens; the last takes the rest.
+        const perPiece = logprobs ? Math.ceil(logprobs.length / Math.max(1, contentPieces.length)) : 0;
+        for (const [i, piece] of contentPieces.entries()) {
+          const pieceLogprobs = logprobs ? { content: logprobs.slice(i * perPiece, i === contentPieces.length - 1 ? undefined : (i + 1) * perPiece), refusal: null } : null;
+          events.push(chunk(id, created, model, { content: piece }, null, extra, pieceLogprobs));
+        }
         if (toolCalls?.length) {
           const deltas = toolCalls.map((call, index) => ({ index, ...call }));
           events.push(chunk(id, created, model, { tool_calls: deltas }, null, extra));
@@ -326,6 +347,7 @@ function completion(
   finish: string,
   toolCalls: ToolCall[] | undefined,
   usage: { prompt_tokens: number; completion_tokens: number },
+  logprobs: object[] | null = null,
 ) {
   const message: Record<string, unknown> = { role: 'assistant', content: toolCalls?.length && content === '' ? null : content, refusal: null };
   if (toolCalls?.length) message.tool_calls = toolCalls;
@@ -335,21 +357,26 @@ function completion(
     created,
     model,
     system_fingerprint: 'fp_fake',
-    choices: [{ index: 0, message, logprobs: null, finish_reason: finish }],
+    choices: [{ index: 0, message, logprobs: logprobs ? { content: logprobs, refusal: null } : null, finish_reason: finish }],
     usage: withTotal(usage),
   };
 }
 
-function chunk(id: string, created: number, model: string, delta: object, finish: string | null, extra: object = {}) {
+function chunk(id: string, created: number, model: string, delta: object, finish: string | null, extra: object = {}, logprobs: object | null = null) {
   return {
     id,
     object: 'chat.completion.chunk',
     created,
     model,
     system_fingerprint: 'fp_fake',
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    choices: [{ index: 0, delta, logprobs, finish_reason: finish }],
     ...extra,
   };
+}
+
+/** OpenAI's entry shape: `bytes` are the token's UTF-8 bytes; no alternatives are offered. */
+function logprobEntry(entry: FakeTokenLogprob) {
+  return { token: entry.token, logprob: entry.logprob, bytes: [...Buffer.from(entry.token, 'utf8')], top_logprobs: [] };
 }
 
 /** Splits content into up to three pieces (by code point, so surrogate pairs stay whole). */

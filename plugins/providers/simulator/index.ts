@@ -6,6 +6,11 @@
 // catch (hedge, refusal or truncation). Everything is a pure function of the prompt and
 // the model name, so the same request always gets the same answer, which keeps tests,
 // demos and replayed decision logs reproducible.
+//
+// Asked for `logprobs: true`, it also returns per-token log-probabilities in OpenAI's
+// shape, deterministic like everything else: close to 0 (confident) for competent
+// answers and clearly lower for hedges, refusals and truncations, so a confidence gate
+// (the logprob evaluator) can be exercised offline.
 import type {
   CallOptions,
   ChatChunk,
@@ -325,19 +330,21 @@ function chooseDeficiency(gap: number, key: string): Deficiency {
 interface Answer {
   text: string;
   finish: FinishReason;
+  /** How the answer was produced: drives the simulated token confidence. */
+  quality: 'competent' | Deficiency;
 }
 
 function answerFor(messages: readonly ChatMessage[], capability: number, key: string): Answer {
   const text = lastUserMessage(messages);
   const difficulty = promptDifficulty(messages);
-  if (difficulty <= capability) return { text: competentAnswer(text, key), finish: 'stop' };
+  if (difficulty <= capability) return { text: competentAnswer(text, key), finish: 'stop', quality: 'competent' };
   switch (chooseDeficiency(difficulty - capability, key)) {
     case 'hedge':
-      return { text: `I'm not entirely sure, but it might be something to do with ${topicOf(text)}.`, finish: 'stop' };
+      return { text: `I'm not entirely sure, but it might be something to do with ${topicOf(text)}.`, finish: 'stop', quality: 'hedge' };
     case 'refusal':
-      return { text: "I'm sorry, but I can't help with that.", finish: 'stop' };
+      return { text: "I'm sorry, but I can't help with that.", finish: 'stop', quality: 'refusal' };
     case 'truncation':
-      return { text: truncateMidSentence(competentAnswer(text, key), 0.3 + 0.3 * unit(key, 'cut')), finish: 'length' };
+      return { text: truncateMidSentence(competentAnswer(text, key), 0.3 + 0.3 * unit(key, 'cut')), finish: 'length', quality: 'truncation' };
   }
 }
 
@@ -351,7 +358,67 @@ function applyTokenLimit(answer: Answer, request: ChatRequest): Answer {
   let cut = answer.text.slice(0, limit * 4);
   const space = cut.lastIndexOf(' ');
   if (space > 0) cut = cut.slice(0, space);
-  return { text: cut, finish: 'length' };
+  // The client's limit cut it, not the model's competence: the quality stays.
+  return { ...answer, text: cut, finish: 'length' };
+}
+
+// ---------------------------------------------------------------------------------
+// Log-probabilities
+
+/** One entry of OpenAI's `choices[].logprobs.content`. */
+export interface TokenLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[] | null;
+  top_logprobs: Array<{ token: string; logprob: number; bytes: number[] | null }>;
+}
+
+/**
+ * The simulated tokens: one per word, with the whitespace that follows it (and any that
+ * leads the text). They join to exactly `text`, and a stream piece of n words is
+ * exactly n consecutive tokens, so chunk logprobs line up with chunk content.
+ */
+function tokensOf(text: string): string[] {
+  return text.match(/\s*\S+\s*/g) ?? [];
+}
+
+/**
+ * A deterministic log-probability for each token. Competent answers are confident
+ * (mean about -0.15, i.e. a geometric-mean token probability near 0.86) with an
+ * occasional less certain word, as real models show at word-choice points. A hedge is
+ * unsure throughout (mean about -1.3), a refusal nearly as much (-1.0), and a
+ * truncation starts confident and loses its way, ending well below a competent answer.
+ * The numbers are made up; what matters is that the two populations separate clearly
+ * under every aggregation (mean, minimum, 10th percentile).
+ */
+function tokenLogprobs(tokens: readonly string[], quality: Answer['quality'], key: string): number[] {
+  return tokens.map((token, i) => {
+    const u = unit(`${i}\u0000${token}`, key + '\u0000logprob');
+    const v = unit(`${i}\u0000${token}`, key + '\u0000logprob-spike');
+    let lp: number;
+    switch (quality) {
+      case 'competent':
+        lp = v < 0.08 ? -(0.3 + 0.5 * u) : -(0.02 + 0.2 * u * u);
+        break;
+      case 'hedge':
+        lp = -(0.6 + 1.4 * u);
+        break;
+      case 'refusal':
+        lp = -(0.5 + u);
+        break;
+      case 'truncation': {
+        // Confidence decays along the answer: the model is out of its depth.
+        const progress = tokens.length > 1 ? i / (tokens.length - 1) : 1;
+        lp = -(0.4 + 1.4 * progress + 0.6 * u);
+        break;
+      }
+    }
+    return Math.round(lp * 1e4) / 1e4;
+  });
+}
+
+function logprobEntries(tokens: readonly string[], values: readonly number[]): TokenLogprob[] {
+  return tokens.map((token, i) => ({ token, logprob: values[i], bytes: null, top_logprobs: [] }));
 }
 
 // ---------------------------------------------------------------------------------
@@ -412,6 +479,8 @@ interface Plan {
   text: string;
   finish: FinishReason;
   usage: Usage;
+  /** Per-token logprobs, only when the request asked for them (`logprobs: true`). */
+  logprobs: { tokens: string[]; values: number[] } | null;
   /** Milliseconds per token and to first token, after time_scale and jitter. */
   firstTokenMs: number;
   msPerToken: number;
@@ -428,6 +497,7 @@ function plan(options: Readonly<SimulatorOptions>, request: ChatRequest, upstrea
   const key = model + '\u0000' + prompt;
 
   const answer = applyTokenLimit(answerFor(messages, profile.capability, key), request);
+  const tokens = request.logprobs === true ? tokensOf(answer.text) : null;
   const promptTokens = estimateMessagesTokens(messages);
   const completionTokens = estimateTextTokens(answer.text);
   const scale = (options.time_scale ?? 1) * (1 + (profile.jitter ?? 0) * (2 * unit(key, 'jitter') - 1));
@@ -437,6 +507,7 @@ function plan(options: Readonly<SimulatorOptions>, request: ChatRequest, upstrea
     text: answer.text,
     finish: answer.finish,
     usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
+    logprobs: tokens ? { tokens, values: tokenLogprobs(tokens, answer.quality, key) } : null,
     firstTokenMs: profile.first_token_ms * scale,
     msPerToken: (1000 / profile.tokens_per_second) * scale,
     fails: unit(key, 'failure') < (profile.failure_rate ?? 0),
@@ -446,6 +517,8 @@ function plan(options: Readonly<SimulatorOptions>, request: ChatRequest, upstrea
 function simulatedFailure(p: Plan): UpstreamError {
   return new UpstreamError('http', `simulated upstream failure: ${p.model} returned 503 Service Unavailable`, { status: 503 });
 }
+
+const WORDS_PER_PIECE = 3;
 
 /** Stream pieces of a few words each; concatenated they are exactly `text`. */
 function pieces(text: string, wordsPerPiece: number): string[] {
@@ -481,7 +554,14 @@ class SimulatorProvider implements Provider {
       object: 'chat.completion',
       created: Math.floor(Date.now() / 1000),
       model: p.model,
-      choices: [{ index: 0, message: { role: 'assistant', content: p.text, refusal: null }, finish_reason: p.finish, logprobs: null }],
+      choices: [
+        {
+          index: 0,
+          message: { role: 'assistant', content: p.text, refusal: null },
+          finish_reason: p.finish,
+          logprobs: p.logprobs ? { content: logprobEntries(p.logprobs.tokens, p.logprobs.values), refusal: null } : null,
+        },
+      ],
       usage: p.usage,
       simulated: true,
     };
@@ -503,9 +583,16 @@ class SimulatorProvider implements Provider {
     await sleep(p.firstTokenMs, call.signal, this.#life.signal);
     if (p.fails) throw simulatedFailure(p);
     yield chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]);
-    for (const piece of pieces(p.text, 3)) {
+    let token = 0;
+    for (const piece of pieces(p.text, WORDS_PER_PIECE)) {
       await sleep(estimateTextTokens(piece) * p.msPerToken, call.signal, this.#life.signal);
-      yield chunk([{ index: 0, delta: { content: piece }, finish_reason: null }]);
+      // A piece of n words is the next n tokens (see tokensOf), as in OpenAI's streams
+      // where each chunk carries the logprobs of the tokens it delivers.
+      const logprobs = p.logprobs
+        ? { logprobs: { content: logprobEntries(p.logprobs.tokens.slice(token, token + WORDS_PER_PIECE), p.logprobs.values.slice(token, token + WORDS_PER_PIECE)), refusal: null } }
+        : {};
+      token += WORDS_PER_PIECE;
+      yield chunk([{ index: 0, delta: { content: piece }, finish_reason: null, ...logprobs }]);
     }
     const stopped = abortReason(call.signal, this.#life.signal);
     if (stopped) throw stopped;
@@ -542,7 +629,7 @@ export default {
     id: 'simulator',
     kind: 'provider',
     description:
-      'Offline simulated models: deterministic answers whose quality depends on prompt difficulty versus model capability, with realistic latency, usage and failures. No network, no API keys.',
+      'Offline simulated models: deterministic answers whose quality depends on prompt difficulty versus model capability, with realistic latency, usage, failures and (when asked) token logprobs. No network, no API keys.',
     options: optionsSchema,
     example,
   },

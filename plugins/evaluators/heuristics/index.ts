@@ -1,0 +1,322 @@
+// Cheap checks for obviously bad answers: no network, no model, a few regexes per
+// answer. Each check that fires multiplies the score by (1 - its penalty), so a clean
+// answer scores 1 and a refusal (0.1), a truncation (0.3) or a hedge (0.4) falls below
+// the usual gate threshold of 0.5 on its own, while a merely short answer (0.6) does not:
+// a short answer is suspicious, not wrong — "positive" is a perfect answer to "classify
+// the sentiment of this review". When the prompt asks for a short answer (or the policy's
+// `short_ok_when` says so) a short answer is not penalised at all.
+//
+// Where each check looks, and why:
+// - refusal: the opening of the answer only. A refusal says so up front; a long, useful
+//   answer that mentions "I cannot guarantee…" in passing is not a refusal.
+// - hedge: explicit uncertainty ("I'm not entirely sure", "I don't know") anywhere; soft
+//   hedges ("it might be", "perhaps") only when they are dense, since careful, correct
+//   answers use them now and then.
+// - repetition: the share of word 6-grams that already occurred earlier in the answer; a
+//   generation loop repeats whole phrases, ordinary prose and code almost never do.
+import type { ChatMessage, CompiledExpression, EvalInput, Evaluation, Evaluator, EvaluatorModule, JsonSchema } from '../../../src/plugin-api.ts';
+import { isTruthy } from '../../../src/expressions.ts';
+import { messageText } from '../../../src/tokens.ts';
+
+type Check = 'empty' | 'filtered' | 'truncated' | 'refusal' | 'hedge' | 'repetition' | 'too_short';
+const CHECKS: readonly Check[] = ['empty', 'filtered', 'truncated', 'refusal', 'hedge', 'repetition', 'too_short'];
+
+interface HeuristicsOptions {
+  /** Trimmed answers shorter than this are too short, unless a short answer is wanted. */
+  min_chars?: number;
+  /** JSONata: when it holds, a short answer is fine (e.g. "request.metadata.task_type = 'classification'"). */
+  short_ok_when?: string;
+  /** Extra refusal regexes (case-insensitive), looked for in the opening of the answer. */
+  refusal_patterns?: string[];
+  /** Extra hedge regexes (case-insensitive), looked for anywhere in the answer. */
+  hedge_patterns?: string[];
+  /** The repetition check fires at or above this share of repeated word 6-grams. */
+  max_repeated_share?: number;
+  /** Per-check penalty overrides in [0, 1]; 0 turns a check off. */
+  penalties?: Partial<Record<Check, number>>;
+}
+
+/** Score multiplier of each check is (1 - penalty). Documented in the README table. */
+const DEFAULT_PENALTIES: Readonly<Record<Check, number>> = {
+  empty: 1, // nothing to serve
+  filtered: 1, // finish_reason content_filter: the provider withheld the answer
+  truncated: 0.7, // finish_reason length: the answer stops mid-way
+  refusal: 0.9, // a stronger model often answers what a weaker one refuses
+  hedge: 0.6, // the model says it does not know
+  repetition: 0.7, // a generation loop
+  too_short: 0.4, // suspicious on its own, not a failure: 0.6 stays above a 0.5 gate
+};
+
+const DEFAULT_MIN_CHARS = 20;
+const DEFAULT_MAX_REPEATED_SHARE = 0.4;
+/** Refusals are looked for in this many characters at the start of the answer. */
+const REFUSAL_WINDOW = 300;
+const REPETITION_N = 6;
+/** Below this many words the n-gram statistics mean nothing. */
+const REPETITION_MIN_WORDS = 40;
+
+// Apostrophes are normalised to ' before matching, so one pattern covers ’ too.
+const CANT = "(?:can't|cannot|can not|won't|will not|am unable to|'m unable to|am not able to|'m not able to)";
+const BUILTIN_REFUSALS: readonly RegExp[] = [
+  new RegExp(`\\bI(?:'m| am) (?:sorry|afraid),? (?:but )?I ${CANT}`, 'i'),
+  new RegExp(`\\bI ${CANT} (?:help|assist|provide|comply|do that|answer|fulfil|fulfill|support|engage|give|share|create|write)\\b`, 'i'),
+  new RegExp(`\\bas an AI(?: language model| model| assistant)?,? I (?:${CANT}|don't|do not|am not|'m not)\\b`, 'i'),
+  /\bI must (?:respectfully )?(?:decline|refuse)\b/i,
+  /\bI(?:'m| am) not (?:allowed|permitted) to\b/i,
+  /\b(?:this|that|your) request (?:violates|goes against|is against)\b/i,
+  // An answer that is nothing but an apology ("I apologize"); "I'm sorry to hear that…"
+  // opens many good support answers, so an apology alone is matched only as the whole text.
+  /^\s*(?:I(?:'m| am) sorry|I apologi[sz]e|(?:my )?apologies|sorry)[\s,.!]*$/i,
+];
+
+// Explicit statements of not knowing: one is enough.
+const BUILTIN_HEDGES: readonly RegExp[] = [
+  /\bI(?:'m| am) not (?:entirely |completely |totally |really |quite |fully |100% )?(?:sure|certain|confident)\b/i,
+  /\bI(?:'m| am) unsure\b/i,
+  /\bI (?:don't|do not) (?:really )?know\b/i,
+  /\bI (?:could|might|may) be (?:wrong|mistaken)\b/i,
+  /\bI ${CANT} be (?:sure|certain)\b/i,
+  /\b(?:it's|it is) (?:hard|difficult|impossible) to (?:say|tell|know)\b/i,
+  /\bI have no (?:idea|way of knowing)\b/i,
+];
+
+// Soft hedges: fine now and then, a problem when they carry the answer.
+const SOFT_HEDGE = /\b(?:it (?:might|may|could) be|perhaps|possibly|maybe|I (?:think|guess|believe|suppose))\b/gi;
+/** Soft hedges fire the check at this many per word, and at least two of them. */
+const SOFT_HEDGE_DENSITY = 1 / 30;
+
+// Prompts that ask for a label, a letter, a yes/no: a short answer is what they want.
+const SHORT_ANSWER_CUE =
+  /\b(?:classify|classification|categori[sz]e|categories|label|sentiment|which category|tag (?:this|it)|spam|yes or no|yes\/no|true or false|one word|single word|one letter|single letter|single choice|(?:only|just) (?:the |a |one )?(?:letter|number|word|label|option|choice|name|answer)|answer with (?:only|just)|without (?:any )?explanation|no explanation)\b/i;
+
+const penaltySchema: JsonSchema = { type: 'number', minimum: 0, maximum: 1 };
+
+const optionsSchema: JsonSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    min_chars: { type: 'integer', minimum: 0, default: DEFAULT_MIN_CHARS, description: 'A trimmed answer shorter than this is too short, unless the prompt asks for a short answer or short_ok_when holds.' },
+    short_ok_when: {
+      type: 'string',
+      minLength: 1,
+      'x-jsonata': true,
+      description: 'JSONata over {request, response, answer, finish_reason, features, model, messages}: when it holds, a short answer is not penalised. Without it, a short answer is fine when the prompt asks for a label, a letter or yes/no.',
+    },
+    refusal_patterns: {
+      type: 'array',
+      items: { type: 'string', minLength: 1 },
+      description: 'Extra refusal regexes (case-insensitive), looked for in the first 300 characters of the answer, in addition to the built-in list.',
+    },
+    hedge_patterns: {
+      type: 'array',
+      items: { type: 'string', minLength: 1 },
+      description: 'Extra hedge regexes (case-insensitive), looked for anywhere in the answer, in addition to the built-in list.',
+    },
+    max_repeated_share: {
+      type: 'number',
+      exclusiveMinimum: 0,
+      maximum: 1,
+      default: DEFAULT_MAX_REPEATED_SHARE,
+      description: 'The repetition check fires when at least this share of the word 6-grams of an answer (of 40+ words) repeat earlier ones.',
+    },
+    penalties: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'Per-check penalty in [0, 1]: a triggered check multiplies the score by (1 - penalty); 0 turns the check off.',
+      properties: Object.fromEntries(CHECKS.map((check) => [check, { ...penaltySchema, description: `Penalty of the ${check} check (default ${DEFAULT_PENALTIES[check]}).` }])),
+    },
+  },
+};
+
+interface Finding {
+  check: Check;
+  penalty: number;
+  /** A short excerpt or measure that shows why; never the whole answer. */
+  evidence?: string | number;
+}
+
+interface Answer {
+  text: string;
+  hasToolCalls: boolean;
+  finishReason: string | null;
+  refusalField: string | null;
+}
+
+function answerOf(input: EvalInput): Answer {
+  const choice = input.response.choices?.[0];
+  const message = choice?.message;
+  return {
+    text: typeof message?.content === 'string' ? message.content : '',
+    hasToolCalls: Array.isArray(message?.tool_calls) && message.tool_calls.length > 0,
+    finishReason: choice?.finish_reason ?? null,
+    refusalField: typeof message?.refusal === 'string' && message.refusal.trim() !== '' ? message.refusal : null,
+  };
+}
+
+function excerpt(text: string, max = 60): string {
+  const oneLine = text.replace(/\s+/g, ' ').trim();
+  return oneLine.length <= max ? oneLine : oneLine.slice(0, max - 1) + '…';
+}
+
+function firstMatch(patterns: readonly RegExp[], text: string): string | null {
+  for (const pattern of patterns) {
+    const m = pattern.exec(text);
+    if (m) return m[0];
+  }
+  return null;
+}
+
+/** Share of word n-grams that already occurred earlier in the text (0 for short texts). */
+function repeatedShare(text: string, n = REPETITION_N): number {
+  const words = text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
+  if (words.length < REPETITION_MIN_WORDS) return 0;
+  const seen = new Set<string>();
+  let repeated = 0;
+  const total = words.length - n + 1;
+  for (let i = 0; i < total; i++) {
+    const gram = words.slice(i, i + n).join(' ');
+    if (seen.has(gram)) repeated++;
+    else seen.add(gram);
+  }
+  return repeated / total;
+}
+
+/** The system prompts and the last user message: where "answer with one word" would be said. */
+function instructionText(messages: readonly ChatMessage[]): string {
+  const parts = messages.filter((m) => m.role === 'system' || m.role === 'developer').map((m) => messageText(m.content));
+  for (let i = messages.length - 1; i >= 0; i--) {
+    if (messages[i].role === 'user') {
+      parts.push(messageText(messages[i].content));
+      break;
+    }
+  }
+  return parts.join('\n');
+}
+
+/** What JSONata options see; the same shape as the jsonata evaluator's input. */
+function expressionInput(input: EvalInput, answer: Answer): Record<string, unknown> {
+  return {
+    request: input.request,
+    response: input.response,
+    answer: answer.text,
+    finish_reason: answer.finishReason,
+    features: input.features,
+    model: input.model,
+    // At the root too, so tiergate's $lastUserMessage() and friends work as in routing.
+    messages: input.request.messages,
+  };
+}
+
+function compilePatterns(patterns: readonly string[] | undefined, key: string, optionError: (path: ReadonlyArray<string | number>, message: string) => Error): RegExp[] {
+  return (patterns ?? []).map((source, i) => {
+    try {
+      return new RegExp(source, 'i');
+    } catch (err) {
+      throw optionError([key, i], `not a valid regular expression: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  });
+}
+
+class HeuristicsEvaluator implements Evaluator {
+  readonly #minChars: number;
+  readonly #maxRepeatedShare: number;
+  readonly #penalties: Readonly<Record<Check, number>>;
+  readonly #refusals: readonly RegExp[];
+  readonly #hedges: readonly RegExp[];
+  readonly #shortOk: CompiledExpression | null;
+
+  constructor(options: Readonly<HeuristicsOptions>, refusals: RegExp[], hedges: RegExp[], shortOk: CompiledExpression | null) {
+    this.#minChars = options.min_chars ?? DEFAULT_MIN_CHARS;
+    this.#maxRepeatedShare = options.max_repeated_share ?? DEFAULT_MAX_REPEATED_SHARE;
+    this.#penalties = { ...DEFAULT_PENALTIES, ...options.penalties };
+    this.#refusals = [...BUILTIN_REFUSALS, ...refusals];
+    this.#hedges = [...BUILTIN_HEDGES, ...hedges];
+    this.#shortOk = shortOk;
+  }
+
+  async evaluate(input: EvalInput, _signal: AbortSignal): Promise<Evaluation> {
+    const answer = answerOf(input);
+    const text = answer.text.replace(/[\u2018\u2019\u02bc]/g, "'");
+    const trimmed = text.trim();
+    const findings: Finding[] = [];
+    const details: Record<string, unknown> = { chars: trimmed.length, finish_reason: answer.finishReason };
+    const found = (check: Check, evidence?: string | number) => {
+      const penalty = this.#penalties[check];
+      if (penalty > 0) findings.push({ check, penalty, ...(evidence !== undefined ? { evidence } : {}) });
+    };
+
+    if (answer.finishReason === 'content_filter') found('filtered');
+    if (answer.finishReason === 'length') found('truncated');
+    if (answer.refusalField) found('refusal', excerpt(answer.refusalField));
+
+    if (trimmed === '') {
+      // A tool call is an answer; an empty message without one is not.
+      if (!answer.hasToolCalls && !answer.refusalField) found('empty');
+    } else {
+      const refusal = answer.refusalField ? null : firstMatch(this.#refusals, text.slice(0, REFUSAL_WINDOW));
+      if (refusal) found('refusal', excerpt(refusal));
+
+      const hedge = firstMatch(this.#hedges, text);
+      const soft = hedge ? [] : (text.match(SOFT_HEDGE) ?? []);
+      const words = trimmed.split(/\s+/).length;
+      if (hedge) found('hedge', excerpt(hedge));
+      else if (soft.length >= 2 && soft.length / words >= SOFT_HEDGE_DENSITY) found('hedge', `${soft.length} soft hedges in ${words} words`);
+
+      const share = repeatedShare(text);
+      if (share >= this.#maxRepeatedShare) found('repetition', Math.round(share * 100) / 100);
+
+      if (trimmed.length < this.#minChars && !answer.hasToolCalls) {
+        const ok = await this.#shortAnswerWanted(input, answer);
+        if (ok.wanted) details.short_ok = ok.why;
+        else {
+          if (ok.error) details.short_ok_when_error = ok.error;
+          found('too_short', trimmed.length);
+        }
+      }
+    }
+
+    let score = 1;
+    for (const f of findings) score *= 1 - f.penalty;
+    score = Math.round(score * 1000) / 1000;
+    if (findings.length > 0) details.failed = findings;
+    return { score, details };
+  }
+
+  async #shortAnswerWanted(input: EvalInput, answer: Answer): Promise<{ wanted: boolean; why?: string; error?: string }> {
+    if (this.#shortOk) {
+      try {
+        return isTruthy(await this.#shortOk.evaluate(expressionInput(input, answer))) ? { wanted: true, why: 'short_ok_when' } : { wanted: false };
+      } catch (err) {
+        return { wanted: false, error: excerpt(err instanceof Error ? err.message : String(err), 200) };
+      }
+    }
+    const cue = SHORT_ANSWER_CUE.exec(instructionText(input.request.messages));
+    return cue ? { wanted: true, why: `prompt asks for a short answer ("${excerpt(cue[0], 30)}")` } : { wanted: false };
+  }
+
+  async dispose(): Promise<void> {}
+}
+
+export default {
+  meta: {
+    id: 'heuristics',
+    kind: 'evaluator',
+    description:
+      'Cheap checks for obviously bad answers: empty, too short, refusal, hedging, truncation (finish_reason length), content filter and repetition loops. Score 1 when clean; each triggered check multiplies it by (1 - its penalty).',
+    options: optionsSchema,
+    example: {
+      min_chars: 20,
+      short_ok_when: "request.metadata.task_type = 'classification'",
+      refusal_patterns: ['\\bI am not authori[sz]ed to\\b'],
+      penalties: { too_short: 0.5 },
+    },
+  },
+
+  async create(options, ctx): Promise<Evaluator> {
+    const optionError = (path: ReadonlyArray<string | number>, message: string) => ctx.optionError(path, message);
+    const refusals = compilePatterns(options.refusal_patterns, 'refusal_patterns', optionError);
+    const hedges = compilePatterns(options.hedge_patterns, 'hedge_patterns', optionError);
+    const shortOk = options.short_ok_when !== undefined ? ctx.expression(options.short_ok_when, ['short_ok_when']) : null;
+    return new HeuristicsEvaluator(options, refusals, hedges, shortOk);
+  },
+} satisfies EvaluatorModule<HeuristicsOptions>;

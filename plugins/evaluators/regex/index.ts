@@ -1,0 +1,105 @@
+// Pattern rules on the answer text: what it must contain (a citation, an order number,
+// "#### <answer>") and what it must never contain (an internal hostname, "as an AI").
+//
+// Score: a `must_not_match` hit is a veto, score 0 — forbidden content is not partly
+// acceptable, and averaging it away among several required patterns would let it
+// through. Otherwise the score is the share of `must_match` patterns that match (1 when
+// there are none), so two of three required elements score 0.67 and the decision log
+// names the missing one.
+import type { EvalInput, Evaluation, Evaluator, EvaluatorModule, JsonSchema, OptionIssue } from '../../../src/plugin-api.ts';
+
+interface RegexOptions {
+  /** Every pattern should match the answer; the score is the share that do. */
+  must_match?: string[];
+  /** No pattern may match the answer; any match scores 0. */
+  must_not_match?: string[];
+  /** RegExp flags for every pattern (default "i"). */
+  flags?: string;
+}
+
+const DEFAULT_FLAGS = 'i';
+
+const patternList = (description: string): JsonSchema => ({ type: 'array', items: { type: 'string', minLength: 1 }, description });
+
+const optionsSchema: JsonSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    must_match: patternList('Regexes (JavaScript syntax) the answer should match; the score is the share that match.'),
+    must_not_match: patternList('Regexes the answer must not match; any match scores 0 whatever else holds.'),
+    flags: {
+      type: 'string',
+      // g and y make RegExp.test stateful between answers, so they are not offered.
+      pattern: '^[imsuv]*$',
+      default: DEFAULT_FLAGS,
+      description: 'RegExp flags for every pattern, from i, m, s, u, v (default "i": case-insensitive).',
+    },
+  },
+};
+
+interface Rule {
+  source: string;
+  pattern: RegExp;
+}
+
+class RegexEvaluator implements Evaluator {
+  readonly #mustMatch: readonly Rule[];
+  readonly #mustNotMatch: readonly Rule[];
+
+  constructor(mustMatch: Rule[], mustNotMatch: Rule[]) {
+    this.#mustMatch = mustMatch;
+    this.#mustNotMatch = mustNotMatch;
+  }
+
+  async evaluate(input: EvalInput, _signal: AbortSignal): Promise<Evaluation> {
+    // A tool call without text matches as the empty string: required patterns then fail.
+    const content = input.response.choices?.[0]?.message?.content;
+    const text = typeof content === 'string' ? content : '';
+    const missing = this.#mustMatch.filter((rule) => !rule.pattern.test(text)).map((rule) => rule.source);
+    const forbidden = this.#mustNotMatch.filter((rule) => rule.pattern.test(text)).map((rule) => rule.source);
+    const matched = this.#mustMatch.length - missing.length;
+    const details: Record<string, unknown> = { must_match: `${matched}/${this.#mustMatch.length}` };
+    if (missing.length > 0) details.missing = missing;
+    if (forbidden.length > 0) details.forbidden = forbidden;
+    const score = forbidden.length > 0 ? 0 : this.#mustMatch.length === 0 ? 1 : Math.round((matched / this.#mustMatch.length) * 1000) / 1000;
+    return { score, details };
+  }
+
+  async dispose(): Promise<void> {}
+}
+
+export default {
+  meta: {
+    id: 'regex',
+    kind: 'evaluator',
+    description:
+      'Regex rules on the answer text: the score is the share of must_match patterns that match, and 0 when any must_not_match pattern matches.',
+    options: optionsSchema,
+    example: { must_match: ['\\border\\s+#?\\d+'], must_not_match: ['\\bas an ai\\b', 'internal\\.example\\.com'], flags: 'i' },
+  },
+
+  validate(options): OptionIssue[] {
+    if ((options.must_match?.length ?? 0) + (options.must_not_match?.length ?? 0) === 0) {
+      return [{ path: [], message: 'give at least one pattern in must_match or must_not_match; without one this gate passes every answer' }];
+    }
+    return [];
+  },
+
+  async create(options, ctx): Promise<Evaluator> {
+    const flags = options.flags ?? DEFAULT_FLAGS;
+    try {
+      new RegExp('', flags);
+    } catch (err) {
+      throw ctx.optionError(['flags'], `not valid RegExp flags: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    const compile = (key: 'must_match' | 'must_not_match'): Rule[] =>
+      (options[key] ?? []).map((source, i) => {
+        try {
+          return { source, pattern: new RegExp(source, flags) };
+        } catch (err) {
+          throw ctx.optionError([key, i], `not a valid regular expression: ${err instanceof Error ? err.message : String(err)}`);
+        }
+      });
+    return new RegexEvaluator(compile('must_match'), compile('must_not_match'));
+  },
+} satisfies EvaluatorModule<RegexOptions>;
