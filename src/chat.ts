@@ -136,7 +136,20 @@ function setHeaders(res: Response, runtime: Runtime, routed: RoutedRequest, requ
   if (gate.speculated) res.setHeader(HEADER.speculative, 'true');
 }
 
-export async function handleChatCompletion(runtime: Runtime, req: Request, res: Response, logger: winston.Logger): Promise<void> {
+/** Sees every decision record as it is written (metrics, dashboard, shadow evaluation). */
+export type DecisionObserver = (record: DecisionRecord, runtime: Runtime) => void;
+
+export async function handleChatCompletion(runtime: Runtime, req: Request, res: Response, logger: winston.Logger, observers: ReadonlySet<DecisionObserver> = new Set()): Promise<void> {
+  const publish = (line: DecisionRecord) => {
+    runtime.decisionLog?.write(line);
+    for (const observe of observers) {
+      try {
+        observe(line, runtime);
+      } catch (err) {
+        logger.warn('a decision observer failed', { error: errorMessage(err) });
+      }
+    }
+  };
   const started = performance.now();
   const requestId = `tg-${randomUUID()}`;
   const client = new AbortController();
@@ -160,7 +173,7 @@ export async function handleChatCompletion(runtime: Runtime, req: Request, res: 
       const executed = await execute(ctx);
       outcome = body.stream === true ? replayAsStream(ctx, executed, requestId, res) : answerJson(ctx, executed, requestId, res);
     }
-    runtime.decisionLog?.write(record(runtime, requestId, started, body, routed, outcome));
+    publish(record(runtime, requestId, started, body, routed, outcome));
   } catch (err) {
     const clientClosed = err instanceof ClientGone || client.signal.aborted;
     const error = err instanceof TiergateError ? err : new TiergateError('TG_ERR_INTERNAL', { reason: errorMessage(err) }, { cause: err });
@@ -173,7 +186,7 @@ export async function handleChatCompletion(runtime: Runtime, req: Request, res: 
         sendError(res, error);
       }
     }
-    runtime.decisionLog?.write(record(runtime, requestId, started, body, routed, { status: clientClosed ? 'client_closed' : 'error', attempts, errorCode: clientClosed ? undefined : error.code }));
+    publish(record(runtime, requestId, started, body, routed, { status: clientClosed ? 'client_closed' : 'error', attempts, errorCode: clientClosed ? undefined : error.code }));
   } finally {
     res.off('close', onClose);
   }

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type winston from 'winston';
 import { TiergateError, errorMessage } from './errors.ts';
-import { handleChatCompletion, sendError } from './chat.ts';
+import { handleChatCompletion, sendError, type DecisionObserver } from './chat.ts';
 import { RuntimeManager, type ManagerOptions } from './reload.ts';
 import { createLogger } from './logger.ts';
 
@@ -28,11 +28,13 @@ export interface Gateway {
   readonly server: http.Server;
   readonly manager: RuntimeManager;
   readonly logger: winston.Logger;
+  /** Calls `observer` with every decision record from now on; returns an unsubscribe. */
+  observeDecisions(observer: DecisionObserver): () => void;
   /** Stops accepting, lets in-flight requests finish, flushes the decision log. */
   close(): Promise<void>;
 }
 
-export function createApp(manager: RuntimeManager, logger: winston.Logger, state: { shuttingDown: boolean }): express.Express {
+export function createApp(manager: RuntimeManager, logger: winston.Logger, state: { shuttingDown: boolean }, observers: ReadonlySet<DecisionObserver> = new Set()): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -40,7 +42,7 @@ export function createApp(manager: RuntimeManager, logger: winston.Logger, state
   app.post('/v1/chat/completions', async (req: Request, res: Response) => {
     const runtime = manager.acquire();
     try {
-      await handleChatCompletion(runtime, req, res, logger);
+      await handleChatCompletion(runtime, req, res, logger, observers);
     } finally {
       runtime.leave();
     }
@@ -101,7 +103,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const managerOptions: ManagerOptions = { logger, mode: 'serve', debounceMs: options.debounceMs, env: options.env, builtinPluginRoot: options.builtinPluginRoot };
   const manager = await RuntimeManager.start(options.configFile, managerOptions);
   const state = { shuttingDown: false };
-  const app = createApp(manager, logger, state);
+  const observers = new Set<DecisionObserver>();
+  const app = createApp(manager, logger, state, observers);
   const server = http.createServer(app);
   // Long generations stream for minutes; Node's default request timeout would cut them.
   server.requestTimeout = 0;
@@ -131,6 +134,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     server,
     manager,
     logger,
+    observeDecisions(observer) {
+      observers.add(observer);
+      return () => observers.delete(observer);
+    },
     close() {
       if (!closing) {
         state.shuttingDown = true;
