@@ -518,9 +518,10 @@ export async function execute(ctx: ExecutionContext): Promise<Execution> {
     }
   }
 
-  // Nothing passed: the best-scoring answer, flagged as such.
+  // Nothing passed: the best-scoring answer, flagged as such. On a tie the later
+  // answer wins: it came from a stronger tier (or the fallback).
   if (candidates.length > 0) {
-    const best = candidates.reduce((a, b) => ((b.attempt.gate?.score ?? 0) > (a.attempt.gate?.score ?? 0) ? b : a));
+    const best = candidates.reduce((a, b) => ((b.attempt.gate?.score ?? 0) >= (a.attempt.gate?.score ?? 0) ? b : a));
     return execution(best, attempts, escalations, 'failed', speculated);
   }
   throw allFailed(attempts, lastError ?? new TiergateError('TG_ERR_UPSTREAM', { model: routed.model.spec.name, reason: 'no answer' }));

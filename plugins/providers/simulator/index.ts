@@ -222,7 +222,7 @@ function topicOf(text: string): string {
 }
 
 const ORDER_RE = /\b(?:order|package|parcel|shipment|delivery|tracking|shipping)\b/i;
-const ORDER_QUESTION_RE = /\b(?:where|status|track|tracking|when|arrive|arriving|late|delayed|hasn'?t|not (?:yet )?(?:arrived|received)|still waiting)\b/i;
+const ORDER_QUESTION_RE = /\b(?:where|status|track|tracking|when|arrive|arriving|shipped|dispatched|late|delayed|hasn'?t|not (?:yet )?(?:arrived|received)|still waiting)\b/i;
 const ORDER_ID_RE = /\b(?:order|tracking|package|shipment|parcel)\s*(?:number|no\.?|id)?\s*[:#]?\s*#?([a-z0-9][a-z0-9-]{2,})/i;
 
 function orderStatusAnswer(text: string, key: string): string {
