@@ -8,9 +8,10 @@ import { TiergateError, errorMessage } from './errors.ts';
 import type { ChatChunk, Usage } from './plugin-api.ts';
 import { isUpstreamError } from './plugin-api.ts';
 import { requestView, routeRequest, type ChatBody, type RoutedRequest } from './routing.ts';
-import type { DecisionRecord } from './decision-log.ts';
+import type { DecisionRecord, ShadowRecord } from './decision-log.ts';
 import type { Runtime } from './runtime.ts';
 import { checkChatBody } from './request-schema.ts';
+import { shadowAfterResponse } from './shadow.ts';
 import {
   ClientGone,
   TierFailure,
@@ -136,11 +137,11 @@ function setHeaders(res: Response, runtime: Runtime, routed: RoutedRequest, requ
   if (gate.speculated) res.setHeader(HEADER.speculative, 'true');
 }
 
-/** Sees every decision record as it is written (metrics, dashboard, shadow evaluation). */
-export type DecisionObserver = (record: DecisionRecord, runtime: Runtime) => void;
+/** Sees every line of the decision log as it is written: decisions, and shadow comparisons (kind "shadow"). */
+export type DecisionObserver = (line: DecisionRecord | ShadowRecord, runtime: Runtime) => void;
 
 export async function handleChatCompletion(runtime: Runtime, req: Request, res: Response, logger: winston.Logger, observers: ReadonlySet<DecisionObserver> = new Set()): Promise<void> {
-  const publish = (line: DecisionRecord) => {
+  const publish = (line: DecisionRecord | ShadowRecord) => {
     runtime.decisionLog?.write(line);
     for (const observe of observers) {
       try {
@@ -173,7 +174,10 @@ export async function handleChatCompletion(runtime: Runtime, req: Request, res: 
       const executed = await execute(ctx);
       outcome = body.stream === true ? replayAsStream(ctx, executed, requestId, res) : answerJson(ctx, executed, requestId, res);
     }
-    publish(record(runtime, requestId, started, body, routed, outcome));
+    const line = record(runtime, requestId, started, body, routed, outcome);
+    // The response has been ended: a sampled request is marked and shadowed off the client's path.
+    shadowAfterResponse(runtime, routed, body, line, logger, publish);
+    publish(line);
   } catch (err) {
     const clientClosed = err instanceof ClientGone || client.signal.aborted;
     const error = err instanceof TiergateError ? err : new TiergateError('TG_ERR_INTERNAL', { reason: errorMessage(err) }, { cause: err });

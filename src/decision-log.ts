@@ -47,6 +47,37 @@ export interface DecisionRecord {
   status: 'ok' | 'error' | 'client_closed';
   error_code?: string;
   prompt?: unknown;
+  /** Sampled for shadow evaluation: a `kind: "shadow"` line with the same request_id follows. */
+  shadowed?: boolean;
+}
+
+/**
+ * Shadow evaluation (src/shadow.ts): the served answer against the always-best model's
+ * answer to the same request, both scored by the route's gate. Written after the
+ * request's decision line; decision lines have no `kind`.
+ */
+export interface ShadowRecord {
+  kind: 'shadow';
+  request_id: string;
+  route: string;
+  served_model: string;
+  served_tier: string | null;
+  /** The gate score the served answer got in the request. */
+  served_quality: number | null;
+  best_model: string;
+  best_tier: string | null;
+  /** The gate score of the best model's answer; null when the shadow call failed. */
+  best_quality: number | null;
+  best_passed: boolean | null;
+  /** The best model's call and its gate's judge calls; null when the call failed. */
+  shadow_cost_usd: number | null;
+  latency_ms: number;
+  simulated: boolean;
+  status: 'ok' | 'error';
+  error_code?: string;
+  error?: string;
+  policy_version: string;
+  timestamp: string;
 }
 
 export interface DecisionLogSettings {
@@ -75,7 +106,7 @@ export class DecisionLog {
       : null;
   }
 
-  write(record: DecisionRecord): void {
+  write(record: DecisionRecord | ShadowRecord): void {
     if (!this.logger || this.closing) return;
     this.logger.log({ level: 'info', message: '', [RECORD]: record } as unknown as winston.LogEntry);
   }

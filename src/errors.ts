@@ -43,6 +43,10 @@ export const ERRORS = {
   TG_ERR_ALL_FAILED: { status: 502, type: 'api_error', template: 'every model tried failed: {summary}' },
   TG_ERR_UNAVAILABLE: { status: 503, type: 'api_error', template: '{reason}' },
   TG_ERR_INTERNAL: { status: 500, type: 'api_error', template: 'internal error: {reason}' },
+  // `tiergate eval`: the recorded dataset and how the policy's models map onto it.
+  TG_ERR_EVAL_DATA: { status: 500, type: 'config_error', template: 'dataset: {reason}' },
+  TG_ERR_EVAL_MAPPING: { status: 500, type: 'config_error', template: 'model mapping: {reason}' },
+  TG_ERR_EVAL_OPTIONS: { status: 500, type: 'config_error', template: '{reason}' },
 } as const satisfies Record<string, CatalogueEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;

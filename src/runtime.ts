@@ -47,6 +47,7 @@ interface RouteData {
     streaming?: 'buffer' | 'bypass';
   };
   speculate?: { when: string };
+  shadow?: { sample: number };
   costs?: { under_routing: number; over_routing: number };
 }
 
@@ -103,6 +104,8 @@ export interface RouteRuntime {
   /** When it holds for a decision, the routed tier and the next are called at once. */
   readonly speculate: CompiledExpression | null;
   readonly costs: RoutingCosts | null;
+  /** Shadow evaluation (src/shadow.ts): this share of eligible requests is also sent to bestModel, off the client's path. */
+  readonly shadow: { readonly sample: number } | null;
   /** Fields the gate's evaluators need from every upstream call (e.g. logprobs). */
   readonly upstreamParameters: Readonly<Record<string, unknown>>;
 }
@@ -131,6 +134,12 @@ export interface BuildOptions {
   env?: NodeJS.ProcessEnv;
   /** Model health to share across reloads (the manager keeps one). */
   health?: ModelHealth;
+  /**
+   * Edits the policy data as read (interpolated, not yet validated) before anything
+   * else sees it; errors still point into the file. `tiergate eval` swaps in recorded
+   * answers this way.
+   */
+  rewrite?: (data: unknown) => unknown;
 }
 
 interface PluginSite {
@@ -306,6 +315,7 @@ export async function buildRuntime(configFile: string, options: BuildOptions): P
   } catch (caught) {
     throw new PolicyErrors(collectErrors(caught));
   }
+  if (options.rewrite) source = { ...source, data: options.rewrite(source.data) };
   const errors: TiergateError[] = [];
   const at = (p: Path, key = false): SourceLocation => source.locate(p, { key });
   const raw = source.data;
@@ -496,6 +506,7 @@ function checkCrossReferences(data: PolicyData, source: PolicySource): TiergateE
   });
   for (const [name, route] of Object.entries(data.routes)) {
     if (route.speculate && !route.gate) errors.push(new TiergateError('TG_ERR_CONFIG_RULE', { reason: 'speculate needs a gate: the cheap answer is served only when it passes one' }, { location: source.locate(['routes', name, 'speculate'], { key: true }) }));
+    if (route.shadow && !route.gate) errors.push(new TiergateError('TG_ERR_CONFIG_RULE', { reason: 'shadow needs a gate to compare answers: both are scored by the route\'s gate evaluators' }, { location: source.locate(['routes', name, 'shadow'], { key: true }) }));
   }
   for (const name of Object.keys(data.routes)) {
     if (name in data.models) reference(`route "${name}" has the same name as a model; "model": "${name}" in a request would be ambiguous`, ['routes', name], true);
@@ -565,6 +576,7 @@ function assemble(data: PolicyData, source: PolicySource, view: PolicyView, sess
       defaultTarget: targetOf(route.default, view),
       fallback: route.fallback ? targetOf(route.fallback, view) : ({ kind: 'tier', tier: view.tiers.length - 1 } as const),
       bestModel: topTier.models[0],
+      shadow: route.shadow ? Object.freeze({ sample: route.shadow.sample }) : null,
       ...compileGate(name, route, instanceAt, session),
     }));
   }

@@ -8,6 +8,9 @@ import { TiergateError, errorMessage } from './errors.ts';
 import { handleChatCompletion, sendError, type DecisionObserver } from './chat.ts';
 import { RuntimeManager, type ManagerOptions } from './reload.ts';
 import { createLogger } from './logger.ts';
+import { GatewayMetrics, metricsRouter } from './metrics.ts';
+import { DashboardAggregator } from './dashboard/aggregator.ts';
+import { dashboardRouter } from './dashboard/router.ts';
 
 export interface GatewayOptions {
   configFile: string;
@@ -34,7 +37,8 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-export function createApp(manager: RuntimeManager, logger: winston.Logger, state: { shuttingDown: boolean }, observers: ReadonlySet<DecisionObserver> = new Set()): express.Express {
+/** `routers` are mounted after the built-in endpoints, before the 404 handler (GET /metrics, /dashboard). */
+export function createApp(manager: RuntimeManager, logger: winston.Logger, state: { shuttingDown: boolean }, observers: ReadonlySet<DecisionObserver> = new Set(), routers: readonly express.Router[] = []): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -84,6 +88,8 @@ export function createApp(manager: RuntimeManager, logger: winston.Logger, state
     res.status(result.outcome === 'rejected' ? 422 : 200).json(result);
   });
 
+  for (const router of routers) app.use(router);
+
   app.use((req: Request, res: Response) => {
     sendError(res, new TiergateError('TG_ERR_NOT_FOUND', { method: req.method, path: req.path }));
   });
@@ -103,8 +109,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const managerOptions: ManagerOptions = { logger, mode: 'serve', debounceMs: options.debounceMs, env: options.env, builtinPluginRoot: options.builtinPluginRoot };
   const manager = await RuntimeManager.start(options.configFile, managerOptions);
   const state = { shuttingDown: false };
-  const observers = new Set<DecisionObserver>();
-  const app = createApp(manager, logger, state, observers);
+  // Metrics and the dashboard see the gateway only through decision records and reload results.
+  const metrics = new GatewayMetrics(manager.runtime.version);
+  const dashboard = new DashboardAggregator();
+  const observers = new Set<DecisionObserver>([(record) => metrics.observe(record), (record) => dashboard.observe(record)]);
+  manager.onReload((result) => metrics.reloaded(result));
+  const app = createApp(manager, logger, state, observers, [metricsRouter(metrics), dashboardRouter(dashboard, manager)]);
   const server = http.createServer(app);
   // Long generations stream for minutes; Node's default request timeout would cut them.
   server.requestTimeout = 0;

@@ -30,6 +30,7 @@ function summary(runtime: Runtime): string {
     }
     if (route.costs) lines.push(`  ${''.padEnd(14)} costs under:over ${route.costs.underRouting}:${route.costs.overRouting}, break-even confidence ${route.costs.breakEven.toFixed(2)}`);
     if (route.speculate) lines.push(`  ${''.padEnd(14)} speculate when ${route.speculate.source}`);
+    if (route.shadow) lines.push(`  ${''.padEnd(14)} shadow ${Math.round(route.shadow.sample * 1000) / 10} % of requests not served by ${route.bestModel} (also sent to it, off the client's path)`);
   }
   if (runtime.features.length) lines.push('', `features: ${runtime.features.map(([name]) => name).join(', ')}`);
   const byKind = new Map<string, Set<string>>();
