@@ -80,6 +80,15 @@ export interface ShadowRecord {
   timestamp: string;
 }
 
+/** A score posted to POST /v1/feedback for an earlier decision (src/learning.ts). */
+export interface FeedbackRecord {
+  kind: 'feedback';
+  request_id: string;
+  route: string | null;
+  score: number;
+  timestamp: string;
+}
+
 export interface DecisionLogSettings {
   file: string | null;
   console: boolean;
@@ -106,7 +115,7 @@ export class DecisionLog {
       : null;
   }
 
-  write(record: DecisionRecord | ShadowRecord): void {
+  write(record: DecisionRecord | ShadowRecord | FeedbackRecord): void {
     if (!this.logger || this.closing) return;
     this.logger.log({ level: 'info', message: '', [RECORD]: record } as unknown as winston.LogEntry);
   }

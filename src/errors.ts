@@ -32,6 +32,8 @@ export const ERRORS = {
   TG_ERR_REQUEST_TOO_LARGE: { status: 413, type: 'invalid_request_error', template: 'request body is larger than the limit of {limit}' },
   TG_ERR_REQUEST_CONTENT_TYPE: { status: 415, type: 'invalid_request_error', template: 'request body must be application/json' },
   TG_ERR_REQUEST_UNKNOWN_MODEL: { status: 404, type: 'not_found_error', template: 'model "{model}" is neither a route nor a model of this gateway; GET /v1/models lists them' },
+  TG_ERR_FEEDBACK_INVALID: { status: 400, type: 'invalid_request_error', template: 'feedback: {reason}' },
+  TG_ERR_FEEDBACK_UNKNOWN: { status: 404, type: 'not_found_error', template: 'no recent decision has request_id "{request_id}" (unknown, or older than the last {capacity} decisions or {ttl_s} s)' },
   TG_ERR_NOT_FOUND: { status: 404, type: 'not_found_error', template: 'no such endpoint: {method} {path}' },
   // Routing and upstream errors.
   TG_ERR_ROUTING: { status: 500, type: 'api_error', template: 'routing failed: {reason}' },
@@ -47,6 +49,7 @@ export const ERRORS = {
   TG_ERR_EVAL_DATA: { status: 500, type: 'config_error', template: 'dataset: {reason}' },
   TG_ERR_EVAL_MAPPING: { status: 500, type: 'config_error', template: 'model mapping: {reason}' },
   TG_ERR_EVAL_OPTIONS: { status: 500, type: 'config_error', template: '{reason}' },
+  TG_ERR_TRAIN_OPTIONS: { status: 500, type: 'config_error', template: '{reason}' },
 } as const satisfies Record<string, CatalogueEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;

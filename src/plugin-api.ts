@@ -110,6 +110,11 @@ export interface PluginContext extends ValidationContext {
    * gates (for an LLM judge). Usable once the runtime is built, i.e. not inside create.
    */
   callModel(model: string, request: Omit<ChatRequest, 'model'>, signal: AbortSignal): Promise<ChatResult>;
+  /**
+   * A file the plugin read its configuration from (a model artifact): a change to it
+   * reloads the policy as a change to the policy does. Absent in contexts that never reload.
+   */
+  watchFile?(file: string): void;
 }
 
 // ---------------------------------------------------------------------------------
@@ -261,9 +266,38 @@ export interface RoutingDecision {
   reason: string;
 }
 
+/**
+ * What became of a routed request, for routers that learn (a bandit). The host sends one
+ * when the request's decision line is written (quality = the gate's score, null when the
+ * route has no gate) and one per POST /v1/feedback (quality = the posted score).
+ */
+export interface RoutingOutcome {
+  readonly route: string;
+  readonly request_id: string;
+  /** The tier (or, for a model decision, the model) the request was routed to first. */
+  readonly arm: string;
+  /** The features the router saw (RoutingContext.features), as evaluated for this request. */
+  readonly features: Readonly<Record<string, unknown>>;
+  /** 0..1; null when nothing judged the answer. */
+  readonly quality: number | null;
+  /** Everything the request cost (escalations and judge calls included); null when unknown. */
+  readonly cost_usd: number | null;
+  readonly latency_ms: number;
+  readonly source: 'gate' | 'feedback';
+}
+
 export interface Router extends Disposable {
   /** `null` means "no opinion": the route's default applies. */
   route(ctx: RoutingContext): RoutingDecision | null | Promise<RoutingDecision | null>;
+  /** Learns from an outcome. Called off the request path; must not throw for bad luck (a store being down). */
+  learn?(outcome: RoutingOutcome): void | Promise<void>;
+  /** A JSON-able picture of what the router has learned, shown at GET /admin/status. */
+  describe?(): unknown;
+  /**
+   * The same router deciding at another threshold (a classifier's probability cut-off).
+   * `tiergate eval` sweeps it to trace the router's cost–quality curve. Must be cheap.
+   */
+  withThreshold?(threshold: number): Router;
 }
 
 // ---------------------------------------------------------------------------------

@@ -100,7 +100,7 @@ export class RuntimeManager {
     const { logger } = this.options;
     let result: ReloadResult;
     try {
-      if (policyFingerprint(this.configFile, this.options) === this.current.version) {
+      if (policyFingerprint(this.configFile, this.options, this.current.watchFiles) === this.current.version) {
         // What is on disk is what serves (say, a broken edit was reverted): no error stands.
         this.lastError = null;
         result = { outcome: 'unchanged', trigger, policy_version: this.current.version };
@@ -116,7 +116,7 @@ export class RuntimeManager {
         this.lastError = null;
         result = { outcome: 'applied', trigger, policy_version: next.version };
         logger.info('policy reloaded', { trigger, policy_version: next.version, previous_version: previous.version });
-        if (this.watchers.length > 0 && next.watchPaths.join('\n') !== previous.watchPaths.join('\n')) this.watch();
+        if (this.watchers.length > 0 && [...next.watchPaths, ...next.watchFiles].join('\n') !== [...previous.watchPaths, ...previous.watchFiles].join('\n')) this.watch();
       }
     } catch (err) {
       const errors = err instanceof PolicyErrors ? err.errors.map((e) => e.located()) : [err instanceof TiergateError ? err.located() : errorMessage(err)];
@@ -152,6 +152,18 @@ export class RuntimeManager {
       if (name === null || name === configName || name.startsWith('..')) schedule('file');
     });
     for (const root of pluginRoots) this.addWatcher(root, true, () => schedule('plugin'));
+    // Files plugins read (model artifacts): watched through their folder, like the policy.
+    const byFolder = new Map<string, Set<string>>();
+    for (const file of this.current.watchFiles) {
+      const names = byFolder.get(path.dirname(file)) ?? new Set<string>();
+      names.add(path.basename(file));
+      byFolder.set(path.dirname(file), names);
+    }
+    for (const [folder, names] of byFolder) {
+      this.addWatcher(folder, false, (name) => {
+        if (name === null || names.has(name) || name.startsWith('..')) schedule('file');
+      });
+    }
   }
 
   private addWatcher(folder: string, recursive: boolean, onChange: (name: string | null) => void): void {

@@ -206,6 +206,8 @@ export async function readLogs(files: readonly string[]): Promise<LogInput> {
       } catch {
         return bad(file, n, 'not JSON');
       }
+      // POST /v1/feedback scores (src/learning.ts) share the log; --feedback reads them.
+      if (isRecord(value) && value.kind === 'feedback') return;
       const problem = problemOf(value);
       if (problem) return bad(file, n, problem);
       const line = value as Record<string, unknown>;
@@ -227,6 +229,9 @@ export async function readFeedback(file: string): Promise<FeedbackInput> {
     } catch {
       value = undefined;
     }
+    // A decision log holds feedback lines ({"kind":"feedback", request_id, score}) among
+    // decision and shadow lines: the others are not feedback, and not bad either.
+    if (isRecord(value) && (value.kind === 'shadow' || (value.kind === undefined && typeof value.status === 'string' && value.score === undefined))) return;
     const reason = !isRecord(value) ? 'not a JSON object' : typeof value.request_id !== 'string' ? 'no request_id' : typeof value.score !== 'number' || !(value.score >= 0 && value.score <= 1) ? 'score is not a number from 0 to 1' : null;
     if (reason || !isRecord(value)) {
       input.badLines++;

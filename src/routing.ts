@@ -81,9 +81,13 @@ function checkDecision(runtime: Runtime, decision: RoutingDecision): Target {
   return { kind: 'model', model: decision.model as string };
 }
 
-/** Decides where a request goes. Rejects only for an unknown `model` (a client error). */
-export async function routeRequest(runtime: Runtime, body: ChatBody, view: RequestView): Promise<RoutedRequest> {
-  const route = runtime.routes.get(body.model) ?? null;
+/**
+ * Decides where a request goes. Rejects only for an unknown `model` (a client error).
+ * `routeOverride` stands in for the route the body names (`tiergate eval` sweeping a
+ * router's threshold).
+ */
+export async function routeRequest(runtime: Runtime, body: ChatBody, view: RequestView, routeOverride?: RouteRuntime): Promise<RoutedRequest> {
+  const route = routeOverride ?? runtime.routes.get(body.model) ?? null;
   const topTier = runtime.tiers[runtime.tiers.length - 1];
   if (!route) {
     const model = runtime.models.get(body.model);

@@ -3,7 +3,7 @@
 // a reload builds a new one aside and swaps a single reference (see reload.ts). A
 // retired runtime disposes its plugins once its last request has finished.
 import { createHash } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import express, { type RequestHandler } from 'express';
 import type winston from 'winston';
@@ -175,6 +175,8 @@ export interface RuntimeParts {
   logPrompts: boolean;
   plugins: ReadonlyArray<{ kind: PluginKind; name: string; at: string }>;
   watchPaths: readonly string[];
+  /** Files plugins read their configuration from (PluginContext.watchFile): a change reloads. */
+  watchFiles: readonly string[];
 }
 
 export class Runtime {
@@ -199,6 +201,7 @@ export class Runtime {
   readonly logPrompts: boolean;
   readonly plugins: ReadonlyArray<{ kind: PluginKind; name: string; at: string }>;
   readonly watchPaths: readonly string[];
+  readonly watchFiles: readonly string[];
 
   constructor(
     parts: RuntimeParts,
@@ -218,6 +221,7 @@ export class Runtime {
     this.logPrompts = parts.logPrompts;
     this.plugins = Object.freeze([...parts.plugins]);
     this.watchPaths = parts.watchPaths;
+    this.watchFiles = Object.freeze([...parts.watchFiles]);
     // Any content type is read as JSON: curl -d sends form encoding by default, and a
     // clear JSON error beats a confusing "missing messages". Not strict: valid JSON that
     // is not an object ("hi", 42) is a shape error checkChatBody reports, not a syntax error.
@@ -368,7 +372,7 @@ export async function buildRuntime(configFile: string, options: BuildOptions): P
   const usedProviders = new Set([...view.models.values()].map((m) => m.provider));
   const instances: Instance[] = [];
   const createErrors: TiergateError[] = [];
-  const built: { runtime: Runtime | null } = { runtime: null };
+  const built: { runtime: Runtime | null; watchFiles: Set<string> } = { runtime: null, watchFiles: new Set() };
   for (const site of sites) {
     if (site.kind === 'provider' && !usedProviders.has(String(site.at[1]))) continue;
     const ctx = pluginContext(site, source, session, view, options.logger, built);
@@ -390,7 +394,8 @@ export async function buildRuntime(configFile: string, options: BuildOptions): P
   }
 
   try {
-    built.runtime = assemble(data, source, view, session, instances, versionOf(source, dataAsRead, catalogue as PluginCatalogue), roots, options);
+    const watchFiles = [...built.watchFiles].sort();
+    built.runtime = assemble(data, source, view, session, instances, withFiles(versionOf(source, dataAsRead, catalogue as PluginCatalogue), watchFiles), roots, watchFiles, options);
     return built.runtime;
   } catch (err) {
     await disposeAll(instances, options.logger);
@@ -443,6 +448,21 @@ function versionOf(source: PolicySource, dataAsRead: string, catalogue: PluginCa
   return createHash('sha256').update(source.text).update('\0').update(dataAsRead).update('\0').update(catalogue.hash).digest('hex').slice(0, 12);
 }
 
+/** The version extended by the content of the files plugins read (model artifacts), when there are any. */
+function withFiles(version: string, files: readonly string[]): string {
+  if (files.length === 0) return version;
+  const hash = createHash('sha256').update(version);
+  for (const file of files) {
+    hash.update('\0').update(file).update('\0');
+    try {
+      hash.update(readFileSync(file));
+    } catch {
+      hash.update('(unreadable)');
+    }
+  }
+  return hash.digest('hex').slice(0, 12);
+}
+
 function pluginRoots(data: unknown, source: PolicySource, builtinRoot: string | undefined): { roots: string[]; missing: Array<{ index: number; folder: string }> } {
   const roots = [builtinRoot ?? BUILTIN_PLUGIN_ROOT];
   const missing: Array<{ index: number; folder: string }> = [];
@@ -460,10 +480,10 @@ function pluginRoots(data: unknown, source: PolicySource, builtinRoot: string | 
  * The version the policy on disk would have, without building it: lets a reload with
  * nothing changed be skipped. null when the policy cannot even be read.
  */
-export function policyFingerprint(configFile: string, options: Pick<BuildOptions, 'env' | 'builtinPluginRoot'>): string | null {
+export function policyFingerprint(configFile: string, options: Pick<BuildOptions, 'env' | 'builtinPluginRoot'>, watchFiles: readonly string[] = []): string | null {
   try {
     const source = readPolicySource(configFile, options.env);
-    return versionOf(source, JSON.stringify(source.data), discoverPlugins(pluginRoots(source.data, source, options.builtinPluginRoot).roots));
+    return withFiles(versionOf(source, JSON.stringify(source.data), discoverPlugins(pluginRoots(source.data, source, options.builtinPluginRoot).roots)), watchFiles);
   } catch {
     return null;
   }
@@ -517,7 +537,7 @@ function checkCrossReferences(data: PolicyData, source: PolicySource): TiergateE
   return errors;
 }
 
-function pluginContext(site: PluginSite, source: PolicySource, session: ValidationSession, view: PolicyView, logger: winston.Logger, built: { runtime: Runtime | null }): PluginContext {
+function pluginContext(site: PluginSite, source: PolicySource, session: ValidationSession, view: PolicyView, logger: winston.Logger, built: { runtime: Runtime | null; watchFiles: Set<string> }): PluginContext {
   const atText = formatPath(site.at);
   return {
     at: atText,
@@ -538,6 +558,9 @@ function pluginContext(site: PluginSite, source: PolicySource, session: Validati
     optionError(optionPath: ReadonlyArray<string | number>, message: string): Error {
       return new TiergateError('TG_ERR_PLUGIN_OPTIONS', { reason: message }, { location: source.locate([...site.at, ...optionPath]) });
     },
+    watchFile(file: string): void {
+      built.watchFiles.add(path.resolve(source.directory, file));
+    },
     async callModel(model: string, request: Omit<ChatRequest, 'model'>, signal: AbortSignal): Promise<ChatResult> {
       const runtime = built.runtime;
       if (!runtime) throw new Error(`${atText}: callModel is available once the policy is built, not inside create()`);
@@ -554,7 +577,7 @@ function targetOf(name: string, view: PolicyView): Target {
   return tier >= 0 ? { kind: 'tier', tier } : { kind: 'model', model: name };
 }
 
-function assemble(data: PolicyData, source: PolicySource, view: PolicyView, session: ValidationSession, instances: Instance[], version: string, roots: string[], options: BuildOptions): Runtime {
+function assemble(data: PolicyData, source: PolicySource, view: PolicyView, session: ValidationSession, instances: Instance[], version: string, roots: string[], watchFiles: readonly string[], options: BuildOptions): Runtime {
   const instanceAt = (p: Path) => instances.find((i) => formatPath(i.site.at) === formatPath(p));
   const tierOf = new Map<string, number>();
   view.tiers.forEach((tier, i) => tier.models.forEach((m) => tierOf.set(m, i)));
@@ -605,6 +628,7 @@ function assemble(data: PolicyData, source: PolicySource, view: PolicyView, sess
       logPrompts: data.analytics?.decision_log?.log_prompts ?? false,
       plugins: instances.map(({ site }) => ({ kind: site.kind, name: site.plugin.discovered.name, at: formatPath(site.at) })),
       watchPaths: [source.absolutePath, ...roots],
+      watchFiles,
     },
     instances,
     options.logger,

@@ -11,6 +11,7 @@ import { createLogger } from './logger.ts';
 import { GatewayMetrics, metricsRouter } from './metrics.ts';
 import { DashboardAggregator } from './dashboard/aggregator.ts';
 import { dashboardRouter } from './dashboard/router.ts';
+import { Learning } from './learning.ts';
 
 export interface GatewayOptions {
   configFile: string;
@@ -80,6 +81,8 @@ export function createApp(manager: RuntimeManager, logger: winston.Logger, state
       tiers: runtime.tiers.map((t) => ({ name: t.name, models: t.models })),
       plugins: runtime.plugins,
       models_in_cooldown: runtime.health.snapshot(),
+      // What learning routers (a bandit) have learned so far, by route.
+      router_state: Object.fromEntries([...runtime.routes.values()].filter((route) => route.router.describe).map((route) => [route.name, safeDescribe(route.router.describe!.bind(route.router))])),
     });
   });
 
@@ -104,6 +107,14 @@ export function createApp(manager: RuntimeManager, logger: winston.Logger, state
   return app;
 }
 
+function safeDescribe(describe: () => unknown): unknown {
+  try {
+    return describe();
+  } catch (err) {
+    return { error: errorMessage(err) };
+  }
+}
+
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const logger = options.logger ?? createLogger();
   const managerOptions: ManagerOptions = { logger, mode: 'serve', debounceMs: options.debounceMs, env: options.env, builtinPluginRoot: options.builtinPluginRoot };
@@ -112,9 +123,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // Metrics and the dashboard see the gateway only through decision records and reload results.
   const metrics = new GatewayMetrics(manager.runtime.version);
   const dashboard = new DashboardAggregator();
-  const observers = new Set<DecisionObserver>([(record) => metrics.observe(record), (record) => dashboard.observe(record)]);
+  // Learning routers (a bandit) get each outcome: the gate's score now, POST /v1/feedback later.
+  const learning = new Learning(logger);
+  const observers = new Set<DecisionObserver>([(record) => metrics.observe(record), (record) => dashboard.observe(record), (record, runtime) => learning.observe(record, runtime)]);
   manager.onReload((result) => metrics.reloaded(result));
-  const app = createApp(manager, logger, state, observers, [metricsRouter(metrics), dashboardRouter(dashboard, manager)]);
+  const app = createApp(manager, logger, state, observers, [learning.feedbackRouter(() => manager.runtime), metricsRouter(metrics), dashboardRouter(dashboard, manager)]);
   const server = http.createServer(app);
   // Long generations stream for minutes; Node's default request timeout would cut them.
   server.requestTimeout = 0;

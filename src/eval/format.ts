@@ -67,7 +67,7 @@ export function comparisonGrid(report: EvalReport, marks: { pass: string; fail: 
 
 function sweepGrid(report: EvalReport): Grid {
   return {
-    header: ['gate threshold', 'strong-call share', 'mean quality', 'total cost', 'escalation rate', 'cost savings', 'quality retention'],
+    header: [`${report.sweep_of ?? 'gate'} threshold`, 'strong-call share', 'mean quality', 'total cost', 'escalation rate', 'cost savings', 'quality retention'],
     rows: report.sweep.map((p) => [p.threshold.toFixed(2), percent(p.strong_share), number(p.quality), usd(p.cost), percent(p.escalation_rate), percent(p.cost_savings), percent(p.quality_retention)]),
   };
 }

@@ -127,6 +127,8 @@ export interface EvalReport {
   curve_metrics: Record<'policy' | BaselineName, CurveMetrics>;
   gate_accuracy: GateConfusion | null;
   sweep: SweepPoint[];
+  /** What the sweep varies: the gate's threshold, or the router's (a classifier's cut-off) when the router has one. */
+  sweep_of: 'gate' | 'router';
   curves: { policy: CurvePoint[]; random: CurvePoint[]; oracle: CurvePoint[] };
   notes: string[];
   timing: { load_ms: number; build_ms: number; run_ms: number; sweep_ms: number; rows_per_second: number };
@@ -278,6 +280,11 @@ interface EvalRuntime {
 /** The route with its gate threshold overridden: what a sweep point executes. */
 function withThreshold(route: RouteRuntime, threshold: number): RouteRuntime {
   return route.gate ? { ...route, gate: { ...route.gate, threshold } } : route;
+}
+
+/** The route with its router deciding at another threshold (Router.withThreshold). */
+function withRouterThreshold(route: RouteRuntime, threshold: number): RouteRuntime {
+  return route.router.withThreshold ? { ...route, router: route.router.withThreshold(threshold) } : route;
 }
 
 function datasetModelOf(runtime: Runtime, model: string): string {
@@ -465,7 +472,10 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
     }
 
     const preparedOf = new Map(usable.map((p) => [p.row.id, p]));
-    const points = gate ? thresholds(settings.sweep ?? 0) : [];
+    // A router with a threshold of its own (a classifier) is swept instead of the gate: its
+    // cut-off is what trades cost for quality there.
+    const routerSweep = typeof any.route.router.withThreshold === 'function';
+    const points = gate || routerSweep ? thresholds(settings.sweep ?? 0) : [];
     const total = usable.length * (1 + points.length);
     let done = 0;
     const signal = new AbortController().signal;
@@ -520,15 +530,19 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
     const sweepStarted = performance.now();
     const sweep: SweepPoint[] = [];
     for (const threshold of points) {
-      const phase = `threshold ${threshold.toFixed(2)}`;
-      const routes = { real: runtimes.real && withThreshold(runtimes.real.route, threshold), recorded: runtimes.recorded && withThreshold(runtimes.recorded.route, threshold) };
+      const phase = `${routerSweep ? 'router ' : ''}threshold ${threshold.toFixed(2)}`;
+      const sweepRoute = routerSweep ? withRouterThreshold : withThreshold;
+      const routes = { real: runtimes.real && sweepRoute(runtimes.real.route, threshold), recorded: runtimes.recorded && sweepRoute(runtimes.recorded.route, threshold) };
       const results: PolicyRowResult[] = [];
       for (const [i, run] of runs.entries()) {
         if (i % YIELD_EVERY === YIELD_EVERY - 1) await tick();
         const p = preparedOf.get(run.id) as PreparedRow;
         const target = runtimes[p.gate] as EvalRuntime;
         try {
-          results.push((await executeRow(target, routedOf.get(run.id) as RoutedRequest, p, routes[p.gate] as RouteRuntime, signal)).run);
+          const route = routes[p.gate] as RouteRuntime;
+          const routed = routerSweep ? await routeRequest(target.runtime, p.body, requestView(p.body, {}, target.runtime.server.headerAllowlist), route) : (routedOf.get(run.id) as RoutedRequest);
+          if (routed.model.tier === null) throw new Skip(`routed to model ${routed.model.spec.name}, which is in no tier`);
+          results.push((await executeRow(target, routed, p, route, signal)).run);
         } catch (err) {
           if (!(err instanceof Skip)) throw err;
           // The same models answered this row at the policy's threshold, so this does not
@@ -546,7 +560,7 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
     const weak = base.always_cheapest.mean_quality;
     const strong = base.always_best.mean_quality;
     const costRange: [number, number] = [Math.min(base.always_cheapest.total_cost, base.always_best.total_cost), Math.max(base.always_cheapest.total_cost, base.always_best.total_cost)];
-    const policyPoint = toCurvePoint(metrics, `policy (threshold ${gate ? gate.threshold.toFixed(2) : 'none'})`);
+    const policyPoint = toCurvePoint(metrics, routerSweep ? 'policy (router threshold as configured)' : `policy (threshold ${gate ? gate.threshold.toFixed(2) : 'none'})`);
     const policyCurve = [...sweep.map(({ label, strong_share, cost, quality }) => ({ label, strong_share, cost, quality })), policyPoint].sort((a, b) => a.strong_share - b.strong_share || a.cost - b.cost);
     const randomCurve = randomRouterCurve(evaluated, 10);
     const oracle = oracleCurve(evaluated, 10);
@@ -569,14 +583,15 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
     const recorded = runs.filter((r) => r.gate === 'recorded').length;
     const placeholders = usable.filter((p) => p.placeholder && outcomes.has(p.row.id)).length;
     const notes: string[] = [];
-    if (!gate) notes.push(`route ${settings.route} has no gate: nothing escalates, and there is no threshold to sweep`);
+    if (routerSweep && points.length > 0) notes.push(`the sweep varies router ${any.route.routerPlugin}'s threshold${gate ? ' (the gate keeps its own)' : ''}`);
+    if (!gate) notes.push(`route ${settings.route} has no gate: nothing escalates${routerSweep ? '' : ', and there is no threshold to sweep'}`);
     else if (recorded > 0 && real > 0) notes.push(`gate: the route's evaluators judged the answer texts of ${real} rows; ${recorded} rows without texts were gated on their recorded scores`);
     else if (recorded > 0) notes.push(`gate: recorded scores (a perfect judge) stand in for the route's evaluators${gateMode === 'auto' ? ': the dataset has no answer texts for these rows' : ''}`);
     else notes.push(`gate: the route's own evaluators judged the recorded answer texts`);
     if (placeholders > 0) notes.push(`${placeholders} rows have no answer text for some model: the real evaluators judged a placeholder there`);
     if (metrics.costs_estimated || estimatedCalls > 0) notes.push(`costs estimated from the policy's prices × tokens of prompt and recorded answer (~4 characters per token) for ${estimatedCalls} of ${estimatedCalls + recordedCalls} calls: the dataset records no cost for them`);
     for (const [name, e] of errors) notes.push(`evaluator ${name} failed on ${e.answers} answers (scored 0), e.g. ${e.example}`);
-    if (!gate || points.length === 0) notes.push('APGR, CPT and AIQ of the policy use its one operating point (pass --sweep N for the threshold curve)');
+    if (points.length === 0) notes.push('APGR, CPT and AIQ of the policy use its one operating point (pass --sweep N for the threshold curve)');
 
     const routeRuntime = any.route;
     const report: EvalReport = {
@@ -601,6 +616,7 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
       curve_metrics,
       gate_accuracy: gate ? gatePrecisionRecall(runs, evaluated, qualityTarget) : null,
       sweep,
+      sweep_of: routerSweep ? 'router' : 'gate',
       curves: { policy: policyCurve, random: randomCurve, oracle },
       notes,
       timing: { load_ms: Math.round(loadMs), build_ms: Math.round(buildMs), run_ms: Math.round(runMs), sweep_ms: Math.round(sweepMs), rows_per_second: Math.round((runs.length * (1 + points.length)) / Math.max((runMs + sweepMs) / 1000, 1e-3)) },

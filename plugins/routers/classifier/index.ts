@@ -1,0 +1,129 @@
+// A learned router: a model trained by `tiergate train` predicts, for each tier below
+// the top, the probability that its answer suffices; the request goes to the cheapest
+// tier whose probability reaches the threshold, else to the top tier. The features are
+// computed by the same code that trained the model (src/learn/features.ts), and the
+// artifact's feature spec is checked at load. A changed model file reloads the policy.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { OptionIssue, Router, RouterModule, RoutingContext, RoutingDecision } from '../../../src/plugin-api.ts';
+import { artifactProblems, chooseTier, compileClassifier, type ClassifierArtifact, type CompiledClassifier } from '../../../src/learn/artifact.ts';
+import { defaultFeatureSpec, specHash } from '../../../src/learn/features.ts';
+
+interface ClassifierOptions {
+  model_path?: string;
+  model?: Record<string, unknown>;
+  threshold?: number;
+  tiers?: Record<string, string>;
+}
+
+/** A tiny valid artifact (two tiers, a handful of weights): the plugin's example, usable with no file. */
+function exampleArtifact(): Record<string, unknown> {
+  const spec = defaultFeatureSpec({ ngrams: { n: [1], buckets: 16, hash: 'fnv1a' } });
+  return {
+    format: 'tiergate-classifier',
+    version: 1,
+    created: '2025-01-01T00:00:00.000Z',
+    feature_spec: spec,
+    feature_spec_hash: specHash(spec),
+    tiers: [{ name: 'small' }, { name: 'large' }],
+    // Long prompts and reasoning cues lower P(small suffices).
+    models: [{ tier: 'small', bias: 1.5, weights: { indices: [16, 19], values: [-2, -3] }, platt: { a: 1, b: 0 } }],
+    calibration: 'platt',
+    label: 'example',
+    quality_target: null,
+    training_data_sha256: '',
+    training_rows: 0,
+    metrics: {},
+    recommended_threshold: 0.5,
+    target: null,
+  };
+}
+
+function makeRouter(model: CompiledClassifier, tierMap: readonly string[], threshold: number): Router {
+  const top = tierMap.length - 1;
+  const usesPolicyFeatures = model.artifact.feature_spec.policy_features.length > 0;
+  return {
+    route(ctx: RoutingContext): RoutingDecision {
+      const p = model.probabilities(ctx.request.messages, usesPolicyFeatures ? ctx.features : undefined);
+      const t = chooseTier(p, threshold);
+      // Confidence: the probability behind the choice (for the top tier, that the tier below does not suffice).
+      const confidence = t < top ? p[t] : 1 - p[top - 1];
+      const shown = tierMap[t];
+      const why = t < top ? `P(${shown} suffices) ${p[t].toFixed(2)} ≥ ${threshold}` : `P(${tierMap[top - 1]} suffices) ${p[top - 1].toFixed(2)} < ${threshold}`;
+      return { tier: shown, confidence: Math.min(1, Math.max(0, confidence)), reason: `classifier: ${shown} at ${confidence.toFixed(2)} (${why})` };
+    },
+    withThreshold(next: number): Router {
+      return makeRouter(model, tierMap, next);
+    },
+    describe() {
+      return { threshold, tiers: tierMap, trained: model.artifact.created, feature_spec_hash: model.artifact.feature_spec_hash, training_data_sha256: model.artifact.training_data_sha256 };
+    },
+    async dispose() {},
+  };
+}
+
+const classifierRouter: RouterModule<ClassifierOptions> = {
+  meta: {
+    id: 'classifier',
+    kind: 'router',
+    description: 'A learned router (tiergate train): the cheapest tier whose predicted probability of a good-enough answer reaches the threshold.',
+    options: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        model_path: { type: 'string', minLength: 1, description: 'The model artifact written by `tiergate train`, relative to the policy file. A change to it reloads the policy.' },
+        model: { type: 'object', additionalProperties: true, description: 'The artifact itself, inline (instead of model_path).' },
+        threshold: { type: 'number', minimum: 0, maximum: 1, description: 'Route to a tier when P(its answer suffices) reaches this; default: the artifact\'s recommended threshold.' },
+        tiers: { type: 'object', additionalProperties: { type: 'string', 'x-ref': 'tier' }, description: 'Artifact tier name → policy tier name, when they differ.' },
+      },
+    },
+    example: { model: exampleArtifact() },
+  },
+
+  validate(options): OptionIssue[] {
+    if ((options.model_path === undefined) === (options.model === undefined)) return [{ path: [], message: 'give exactly one of model_path (a file from `tiergate train`) or model (the artifact inline)' }];
+    return [];
+  },
+
+  async create(options, ctx): Promise<Router> {
+    const at: Array<string> = options.model_path !== undefined ? ['model_path'] : ['model'];
+    let data: unknown = options.model;
+    if (options.model_path !== undefined) {
+      const file = path.resolve(ctx.baseDir, options.model_path);
+      // Watched even when unreadable: fixing the file then reloads the policy.
+      ctx.watchFile?.(file);
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (err) {
+        throw ctx.optionError(at, `cannot read the model ${file}: ${(err as Error).message} (train one with \`tiergate train\`)`);
+      }
+      try {
+        data = JSON.parse(text);
+      } catch (err) {
+        throw ctx.optionError(at, `the model ${file} is not JSON: ${(err as Error).message}`);
+      }
+    }
+    const problems = artifactProblems(data);
+    if (problems.length) throw ctx.optionError(at, problems.map((p) => (p.field ? `${p.field}: ${p.message}` : p.message)).join('; '));
+    const artifact = data as ClassifierArtifact;
+    const policyTiers = ctx.policy.tiers.map((t) => t.name);
+    const mapping = options.tiers ?? {};
+    for (const name of Object.keys(mapping)) {
+      if (!artifact.tiers.some((t) => t.name === name)) throw ctx.optionError(['tiers', name], `the model has no tier "${name}" (its tiers: ${artifact.tiers.map((t) => t.name).join(', ')})`);
+    }
+    const tierMap = artifact.tiers.map((t) => mapping[t.name] ?? t.name);
+    const missing = tierMap.filter((t) => !policyTiers.includes(t));
+    if (missing.length) {
+      throw ctx.optionError(options.tiers ? ['tiers'] : at, `the model's tier${missing.length > 1 ? 's' : ''} ${missing.map((m) => `"${m}"`).join(', ')} ${missing.length > 1 ? 'are' : 'is'} not in the policy (tiers: ${policyTiers.join(', ')}); map them with tiers: { <model tier>: <policy tier> }`);
+    }
+    for (let i = 1; i < tierMap.length; i++) {
+      if (policyTiers.indexOf(tierMap[i]) <= policyTiers.indexOf(tierMap[i - 1])) throw ctx.optionError(options.tiers ? ['tiers'] : at, `the model's ladder ${tierMap.join(' < ')} is not in the policy's order (${policyTiers.join(' < ')})`);
+    }
+    const unknownFeatures = artifact.feature_spec.policy_features.filter((f) => !ctx.policy.featureNames.includes(f));
+    if (unknownFeatures.length) throw ctx.optionError(at, `the model was trained with policy feature${unknownFeatures.length > 1 ? 's' : ''} ${unknownFeatures.join(', ')}, which the policy does not declare under features:`);
+    return makeRouter(compileClassifier(artifact), tierMap, options.threshold ?? artifact.recommended_threshold);
+  },
+};
+
+export default classifierRouter;
