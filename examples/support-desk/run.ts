@@ -13,6 +13,7 @@ import OpenAI from 'openai';
 import { createLogger } from '../../src/logger.ts';
 import { startGateway } from '../../src/server.ts';
 import type { DecisionRecord } from '../../src/decision-log.ts';
+import { mulberry32 } from '../../src/random.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -35,17 +36,6 @@ export interface ScenarioResult {
   decisions: DecisionRecord[];
 }
 
-/** A small deterministic PRNG (mulberry32): the same seed gives the same day of tickets. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ROUTINE: Array<[string, (n: number) => string]> = [
   ['order_status', (n) => `Where is my package? Order ${n}`],
@@ -74,7 +64,7 @@ const COMPLEX: Array<[string, (n: number) => string]> = [
 
 /** A day of tickets: about 78 % routine, 7 % routine-looking but hard, 15 % complex. */
 export function tickets(count: number, seed = 7): Ticket[] {
-  const next = random(seed);
+  const next = mulberry32(seed);
   const pick = <T,>(list: T[]) => list[Math.floor(next() * list.length)];
   const out: Ticket[] = [];
   for (let i = 0; i < count; i++) {

@@ -14,6 +14,7 @@
 // - a share is a fraction in [0, 1], never a percentage;
 // - a ratio whose denominator is zero is 1 when its numerator is zero too (the policy
 //   behaves exactly like the baseline) and NaN otherwise (undefined; print it as "n/a").
+import { mulberry32 } from '../random.ts';
 
 /** One dataset row as the metrics see it: what each tier's answer scored and cost, cheapest tier first. */
 export interface RowOutcomes {
@@ -339,17 +340,8 @@ export function randomPolicyResults(rows: RowOutcomes[], p: number, seed = 1): P
   return rows.map((row) => fixedTierResult(row, next() < p ? topTier(row) : 0));
 }
 
-/** Small, fast, seedable PRNG (public-domain mulberry32): floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The PRNG lives in src/random.ts; re-exported because callers import it from here.
+export { mulberry32 };
 
 // ---------------------------------------------------------------------------
 // RouteLLM: PGR, APGR, CPT (two models: weak = tier 0, strong = top)
