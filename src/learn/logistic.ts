@@ -2,6 +2,7 @@
 // train` reports: AUC, accuracy, calibration (reliability bins, ECE) and Platt scaling
 // fitted on held-out predictions. Deterministic: the same data and seed give the same
 // weights (AdaGrad over a seeded shuffle).
+import { mulberry32 } from '../random.ts';
 import type { SparseVector } from './features.ts';
 
 export interface LogisticModel {
@@ -21,16 +22,7 @@ export interface TrainOptions {
   onEpoch?: (epoch: number) => void;
 }
 
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 export function shuffled(n: number, seed: number): number[] {
   const order = Array.from({ length: n }, (_, i) => i);

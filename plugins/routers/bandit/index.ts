@@ -25,7 +25,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import type { OptionIssue, Router, RouterModule, RoutingContext, RoutingDecision, RoutingOutcome } from '../../../src/plugin-api.ts';
-import { mulberry32 } from '../../../src/analytics/metrics.ts';
+import { mulberry32 } from '../../../src/random.ts';
 
 export interface BanditOptions {
   algorithm?: 'epsilon_greedy' | 'linucb';
