@@ -342,13 +342,12 @@ export async function runGate(ctx: ExecutionContext, gate: Gate, answer: Answer)
   const started = performance.now();
   const { routed } = ctx;
   const input: EvalInput = { request: routed.view, response: answer.result, features: routed.features, model: answer.model.spec };
-  const conditionInput = { ...routed.view, ...routed.features, features: routed.features };
   let judgeCost = 0;
   const evaluators = await Promise.all(
     gate.evaluators.map(async (entry): Promise<EvaluatorResult> => {
       const base = { name: entry.name, weight: entry.weight, threshold: entry.threshold };
       try {
-        if (entry.when && !isTruthy(await entry.when.evaluate(conditionInput))) return { ...base, score: null, skipped: true };
+        if (entry.when && !isTruthy(await entry.when.evaluate(routed.input))) return { ...base, score: null, skipped: true };
         const evaluation = await entry.evaluator.evaluate(input, ctx.signal);
         for (const call of evaluation.spent ?? []) {
           const judge = ctx.runtime.models.get(call.model);
@@ -408,7 +407,7 @@ async function speculativeStart(ctx: ExecutionContext, gate: Gate, startTier: nu
   const decision = { tier: routed.tier, model: routed.model.spec.name, confidence: routed.confidence, reason: routed.reason };
   try {
     const costs = route.costs ? { under_routing: route.costs.underRouting, over_routing: route.costs.overRouting, break_even: route.costs.breakEven } : null;
-    return isTruthy(await route.speculate.evaluate({ ...routed.view, ...routed.features, features: routed.features, decision, costs }));
+    return isTruthy(await route.speculate.evaluate({ ...routed.input, decision, costs }));
   } catch {
     return false;
   }

@@ -19,6 +19,8 @@ export interface RoutedRequest {
   readonly route: RouteRuntime | null;
   readonly view: RequestView;
   readonly features: Record<string, unknown>;
+  /** What the policy's JSONata sees: request fields and features (gate `when`, speculate reuse it). */
+  readonly input: Readonly<Record<string, unknown>>;
   readonly model: ModelRuntime;
   readonly tier: string | null;
   readonly confidence: number | null;
@@ -96,6 +98,7 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
       route: null,
       view,
       features: {},
+      input: { ...view, features: {} },
       model,
       tier: model.tier === null ? null : runtime.tiers[model.tier].name,
       confidence: null,
@@ -106,12 +109,13 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
   }
 
   const features: Record<string, unknown> = {};
+  let input: Record<string, unknown> = { ...view, features };
   let target: Target;
   let confidence: number;
   let reason: string;
   try {
     for (const [name, expression] of runtime.features) features[name] = await expression.evaluate(view);
-    const input = { ...view, ...features, features };
+    input = { ...view, ...features, features };
     const decision = await route.router.route({ route: route.name, request: view, features, input });
     if (decision === null) {
       target = route.defaultTarget;
@@ -123,6 +127,7 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
       reason = decision.reason;
     }
   } catch (err) {
+    input = { ...view, ...features, features };
     target = route.defaultTarget;
     confidence = 0;
     reason = `routing error (${errorMessage(err)}); route default ${targetName(runtime, target)}`;
@@ -141,6 +146,7 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
     route,
     view,
     features,
+    input,
     model,
     tier,
     confidence,
