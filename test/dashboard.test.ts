@@ -10,7 +10,7 @@ import path from 'node:path';
 import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { startTestGateway, type TestGateway } from './support/gateway.ts';
+import { observedPolicy, startTestGateway, type TestGateway } from './support/gateway.ts';
 import { apiError } from './support/http.ts';
 import type { DecisionRecord } from '../src/decision-log.ts';
 import { DashboardAggregator } from '../src/dashboard/aggregator.ts';
@@ -141,36 +141,7 @@ const MISSING = `Chromium not found at ${CHROMIUM}: install Debian's chromium (a
 const CHROMIUM_FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const SCREENSHOT = path.join(tmpdir(), 'tiergate-dashboard.png');
 
-const POLICY = `version: 1
-providers:
-  sim:
-    plugin: simulator
-    time_scale: 0
-    profiles:
-      sim-small: { capability: 0.3, first_token_ms: 100, tokens_per_second: 200 }
-      sim-large: { capability: 0.99, first_token_ms: 300, tokens_per_second: 80 }
-      sim-broken: { capability: 0.9, first_token_ms: 10, tokens_per_second: 100, failure_rate: 1 }
-models:
-  small-model: { provider: sim, upstream: sim-small, price: { input_per_mtok: 0.15, output_per_mtok: 0.6 } }
-  large-model: { provider: sim, upstream: sim-large, price: { input_per_mtok: 2.5, output_per_mtok: 10 } }
-  broken-model: { provider: sim, upstream: sim-broken, price: { input_per_mtok: 1, output_per_mtok: 1 } }
-tiers:
-  - { name: small, models: [small-model] }
-  - { name: large, models: [large-model] }
-features:
-  task_type: metadata.task_type
-resilience: { retries: 0 }
-routes:
-  support:
-    router:
-      plugin: rules
-      rules:
-        - { when: "task_type = 'classification'", tier: small, confidence: 0.9, reason: easy }
-    default: large
-    gate: { evaluators: [ { plugin: heuristics } ], threshold: 0.5, max_escalations: 1 }
-analytics:
-  decision_log: { file: decisions.jsonl }
-`;
+const POLICY = observedPolicy();
 
 const CHARTS = ['chart-mix', 'chart-cost', 'chart-escalation', 'chart-quality', 'chart-latency'];
 

@@ -63,6 +63,44 @@ analytics:
 ${options.extra ?? ''}`;
 }
 
+/**
+ * A gated simulator policy for tests that watch decisions (metrics, dashboard): a weak
+ * small model that the heuristics gate often escalates, a strong large one, and a model
+ * that always fails. `extraRoutes` (YAML, indented as routes' entries) adds routes.
+ */
+export function observedPolicy(extraRoutes = ''): string {
+  return `version: 1
+providers:
+  sim:
+    plugin: simulator
+    time_scale: 0
+    profiles:
+      sim-small: { capability: 0.3, first_token_ms: 100, tokens_per_second: 200 }
+      sim-large: { capability: 0.99, first_token_ms: 300, tokens_per_second: 80 }
+      sim-broken: { capability: 0.9, first_token_ms: 10, tokens_per_second: 100, failure_rate: 1 }
+models:
+  small-model: { provider: sim, upstream: sim-small, price: { input_per_mtok: 0.15, output_per_mtok: 0.6 } }
+  large-model: { provider: sim, upstream: sim-large, price: { input_per_mtok: 2.5, output_per_mtok: 10 } }
+  broken-model: { provider: sim, upstream: sim-broken, price: { input_per_mtok: 1, output_per_mtok: 1 } }
+tiers:
+  - { name: small, models: [small-model] }
+  - { name: large, models: [large-model] }
+features:
+  task_type: metadata.task_type
+resilience: { retries: 0 }
+routes:
+  support:
+    router:
+      plugin: rules
+      rules:
+        - { when: "task_type = 'classification'", tier: small, confidence: 0.9, reason: easy }
+    default: large
+    gate: { evaluators: [ { plugin: heuristics } ], threshold: 0.5, max_escalations: 1 }
+${extraRoutes}analytics:
+  decision_log: { file: decisions.jsonl }
+`;
+}
+
 export async function startTestGateway(policyYaml: string, options: { watch?: boolean; debounceMs?: number; env?: NodeJS.ProcessEnv; files?: Record<string, string> } = {}): Promise<TestGateway> {
   const dir = mkdtempSync(path.join(tmpdir(), 'tiergate-test-'));
   const policyFile = path.join(dir, 'gateway.yaml');
