@@ -4,13 +4,20 @@
 // sends the outcome with the gate's score as quality. It also remembers recent decisions
 // (a bounded LRU: request_id → route, first arm, features, cost, latency), so that a
 // later POST /v1/feedback {request_id, score} — a human's or a downstream system's
-// judgement — becomes a reward too. Feedback is appended to the decision log as
-// {"kind":"feedback", request_id, route, score, timestamp}.
+// judgement — becomes a reward too. A decision takes one score: a second is refused.
+// Feedback is appended to the decision log as {"kind":"feedback", request_id, route,
+// score, timestamp}.
+//
+// Replicas: a router whose statistics are shared (Router.sharedDecisions) also keeps the
+// decision where every replica reaches it, so feedback posted to any replica is claimed
+// there, atomically, once. The write happens after the response is sent and never
+// waits; when the shared store is down, this replica's memory still answers for the
+// requests it served.
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type winston from 'winston';
 import { TiergateError, errorMessage } from './errors.ts';
 import type { DecisionRecord, FeedbackRecord, ShadowRecord } from './decision-log.ts';
-import type { RoutingOutcome } from './plugin-api.ts';
+import type { FeedbackClaim, FeedbackWindow, RoutedDecision, Router, RoutingOutcome, SharedDecisions } from './plugin-api.ts';
 import type { Runtime } from './runtime.ts';
 import { sendError } from './chat.ts';
 
@@ -21,6 +28,17 @@ interface Remembered {
   cost_usd: number | null;
   latency_ms: number;
   at: number;
+  /** The score this decision took, once it has. */
+  score: number | null;
+}
+
+/** The decision feedback applies to: from this replica's memory or from a shared store. */
+interface Claimed {
+  route: string | null;
+  arm: string | null;
+  features: Readonly<Record<string, unknown>>;
+  cost_usd: number | null;
+  latency_ms: number;
 }
 
 export interface LearningOptions {
@@ -34,6 +52,7 @@ export class Learning {
   private readonly recent = new Map<string, Remembered>();
   readonly capacity: number;
   readonly ttlMs: number;
+  private readonly window: FeedbackWindow;
 
   constructor(
     private readonly logger: winston.Logger,
@@ -41,18 +60,28 @@ export class Learning {
   ) {
     this.capacity = options.capacity ?? 10_000;
     this.ttlMs = options.ttlMs ?? 24 * 3600_000;
+    this.window = { ttl_ms: this.ttlMs, capacity: this.capacity };
   }
 
   /** A DecisionObserver. */
   observe(line: DecisionRecord | ShadowRecord, runtime: Runtime): void {
     if ('kind' in line || line.status !== 'ok') return;
-    const remembered: Remembered = { route: line.route, arm: line.routed_tier ?? line.routed_model, features: line.request_features, cost_usd: line.cost_usd, latency_ms: line.latency_ms, at: Date.now() };
+    const remembered: Remembered = { route: line.route, arm: line.routed_tier ?? line.routed_model, features: line.request_features, cost_usd: line.cost_usd, latency_ms: line.latency_ms, at: Date.now(), score: null };
     this.recent.set(line.request_id, remembered);
     if (this.recent.size > this.capacity) this.recent.delete(this.recent.keys().next().value as string);
+    const shared = remembered.route === null ? undefined : runtime.routes.get(remembered.route)?.router.sharedDecisions;
+    if (shared && remembered.route !== null && remembered.arm !== null) {
+      const decision: RoutedDecision = { route: remembered.route, request_id: line.request_id, arm: remembered.arm, features: remembered.features, cost_usd: remembered.cost_usd, latency_ms: remembered.latency_ms };
+      try {
+        shared.remember(decision, this.window);
+      } catch (err) {
+        this.logger.warn('a router failed to share a decision; feedback for it is accepted by this replica only', { at: `routes.${remembered.route}.router`, request_id: line.request_id, error: errorMessage(err) });
+      }
+    }
     if (line.quality_score !== null) this.teach(runtime, line.request_id, remembered, line.quality_score, 'gate');
   }
 
-  /** The decision `requestId` refers to, when still remembered. */
+  /** The decision `requestId` refers to, when this replica still remembers it. */
   recall(requestId: string): Remembered | null {
     const found = this.recent.get(requestId);
     if (!found) return null;
@@ -63,7 +92,7 @@ export class Learning {
     return found;
   }
 
-  private teach(runtime: Runtime, requestId: string, decision: Remembered, quality: number, source: RoutingOutcome['source']): boolean {
+  private teach(runtime: Runtime, requestId: string, decision: Claimed, quality: number, source: RoutingOutcome['source']): boolean {
     const router = decision.route === null ? undefined : runtime.routes.get(decision.route)?.router;
     if (!router?.learn || decision.route === null || decision.arm === null) return false;
     const outcome: RoutingOutcome = { route: decision.route, request_id: requestId, arm: decision.arm, features: decision.features, quality, cost_usd: decision.cost_usd, latency_ms: decision.latency_ms, source };
@@ -76,18 +105,59 @@ export class Learning {
     return true;
   }
 
+  /**
+   * Takes the decision `requestId` for `score`, once: through the shared store of the
+   * route that served it (of every route with one, when this replica did not serve it),
+   * else from this replica's memory.
+   */
+  private async claim(runtime: Runtime, requestId: string, score: number): Promise<Claimed> {
+    const duplicate = (earlier: number | null) => new TiergateError('TG_ERR_FEEDBACK_DUPLICATE', { request_id: requestId, score: earlier ?? 'unknown' }, { param: 'request_id' });
+    const local = this.recall(requestId);
+    if (local && local.score !== null) throw duplicate(local.score);
+    const stores = sharedStores(runtime, local ? local.route : undefined);
+    if (stores.length > 0) {
+      const results = await Promise.allSettled(stores.map(({ store }) => store.claim(requestId, score, this.window)));
+      const answers: FeedbackClaim[] = [];
+      const failures: string[] = [];
+      results.forEach((result, i) => {
+        if (result.status === 'fulfilled') answers.push(result.value);
+        else {
+          failures.push(errorMessage(result.reason));
+          this.logger.warn('feedback: a shared decision store cannot be reached; using what this replica remembers', { at: `routes.${stores[i].route}.router`, request_id: requestId, error: errorMessage(result.reason) });
+        }
+      });
+      const claimed = answers.find((a) => a.status === 'claimed');
+      if (claimed) {
+        if (local) local.score = score;
+        return claimed.decision;
+      }
+      const taken = answers.find((a) => a.status === 'already_scored');
+      if (taken) {
+        if (local) local.score = taken.score;
+        throw duplicate(taken.score);
+      }
+      // The decision may sit in a store that did not answer: say so rather than "unknown".
+      if (!local && failures.length > 0) throw new TiergateError('TG_ERR_FEEDBACK_UNAVAILABLE', { request_id: requestId, reason: failures[0] });
+      // Unknown to the stores (shared while they were down, or a route without one): this replica's memory decides.
+    }
+    if (!local) throw new TiergateError('TG_ERR_FEEDBACK_UNKNOWN', { request_id: requestId, capacity: this.capacity, ttl_s: Math.round(this.ttlMs / 1000) }, { param: 'request_id' });
+    // Another feedback for the same request may have been taken while the stores answered.
+    if (local.score !== null) throw duplicate(local.score);
+    local.score = score;
+    return local;
+  }
+
   /** POST /v1/feedback {request_id, score (0..1)}. `current` gives the runtime in force. */
   feedbackRouter(current: () => Runtime): express.Router {
     const router = express.Router();
-    router.post('/v1/feedback', express.json({ limit: '16kb' }), (req: Request, res: Response) => {
+    router.post('/v1/feedback', express.json({ limit: '16kb' }), async (req: Request, res: Response) => {
       const body = req.body as unknown;
       if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new TiergateError('TG_ERR_FEEDBACK_INVALID', { reason: 'the body must be a JSON object {request_id, score}' });
       const { request_id: requestId, score } = body as Record<string, unknown>;
       if (typeof requestId !== 'string' || requestId === '') throw new TiergateError('TG_ERR_FEEDBACK_INVALID', { reason: 'request_id must be a non-empty string (the x-tiergate-decision-id header of the answer)' }, { param: 'request_id' });
       if (typeof score !== 'number' || !(score >= 0 && score <= 1)) throw new TiergateError('TG_ERR_FEEDBACK_INVALID', { reason: 'score must be a number in [0, 1]' }, { param: 'score' });
-      const decision = this.recall(requestId);
-      if (!decision) throw new TiergateError('TG_ERR_FEEDBACK_UNKNOWN', { request_id: requestId, capacity: this.capacity, ttl_s: Math.round(this.ttlMs / 1000) }, { param: 'request_id' });
       const runtime = current();
+      const decision = await this.claim(runtime, requestId, score);
       const learned = this.teach(runtime, requestId, decision, score, 'feedback');
       const line: FeedbackRecord = { kind: 'feedback', request_id: requestId, route: decision.route, score, timestamp: new Date().toISOString() };
       runtime.decisionLog?.write(line);
@@ -101,4 +171,11 @@ export class Learning {
     });
     return router;
   }
+}
+
+/** The shared decision stores of the runtime's routes: of `route` only when given (null: none). */
+function sharedStores(runtime: Runtime, route: string | null | undefined): Array<{ route: string; store: SharedDecisions }> {
+  if (route === null) return [];
+  const routers: Array<[string, Router | undefined]> = route === undefined ? [...runtime.routes.values()].map((r) => [r.name, r.router]) : [[route, runtime.routes.get(route)?.router]];
+  return routers.flatMap(([name, router]) => (router?.sharedDecisions ? [{ route: name, store: router.sharedDecisions }] : []));
 }

@@ -264,6 +264,25 @@ export interface RoutingDecision {
   confidence?: number;
   /** Human-readable: why this tier. Logged with the decision. */
   reason: string;
+  /**
+   * For a router with a threshold (withThreshold): the threshold values at which this
+   * request's decision changes (a classifier's probabilities). `tiergate eval` places its
+   * sweep at their quantiles, so the curve has points where the router's scores lie.
+   */
+  thresholds?: readonly number[];
+}
+
+/** What the host keeps of a routed request, so that a later score can become a RoutingOutcome. */
+export interface RoutedDecision {
+  readonly route: string;
+  readonly request_id: string;
+  /** The tier (or, for a model decision, the model) the request was routed to first. */
+  readonly arm: string;
+  /** The features the router saw (RoutingContext.features), as evaluated for this request. */
+  readonly features: Readonly<Record<string, unknown>>;
+  /** Everything the request cost (escalations and judge calls included); null when unknown. */
+  readonly cost_usd: number | null;
+  readonly latency_ms: number;
 }
 
 /**
@@ -271,19 +290,42 @@ export interface RoutingDecision {
  * when the request's decision line is written (quality = the gate's score, null when the
  * route has no gate) and one per POST /v1/feedback (quality = the posted score).
  */
-export interface RoutingOutcome {
-  readonly route: string;
-  readonly request_id: string;
-  /** The tier (or, for a model decision, the model) the request was routed to first. */
-  readonly arm: string;
-  /** The features the router saw (RoutingContext.features), as evaluated for this request. */
-  readonly features: Readonly<Record<string, unknown>>;
+export interface RoutingOutcome extends RoutedDecision {
   /** 0..1; null when nothing judged the answer. */
   readonly quality: number | null;
-  /** Everything the request cost (escalations and judge calls included); null when unknown. */
-  readonly cost_usd: number | null;
-  readonly latency_ms: number;
   readonly source: 'gate' | 'feedback';
+}
+
+/** How long after a decision, and for how many recent decisions, feedback is accepted. */
+export interface FeedbackWindow {
+  readonly ttl_ms: number;
+  readonly capacity: number;
+}
+
+export type FeedbackClaim =
+  | { readonly status: 'claimed'; readonly decision: RoutedDecision }
+  | { readonly status: 'already_scored'; readonly decision: RoutedDecision; readonly score: number | null }
+  | { readonly status: 'unknown' };
+
+/**
+ * Recent decisions kept where every replica reaches them (a router whose statistics are
+ * shared, say through Redis), so that POST /v1/feedback sent to any replica finds the
+ * decision and is applied once. Without it, only the replica that served a request
+ * accepts feedback for it.
+ */
+export interface SharedDecisions {
+  /**
+   * Keeps a decision for the feedback window (and no more than `capacity` of them).
+   * Called after the response has been sent; must not block or throw: a store that is
+   * down is the router's to log.
+   */
+  remember(decision: RoutedDecision, window: FeedbackWindow): void;
+  /**
+   * Atomically takes the decision for one score: the first claim wins, later ones get
+   * `already_scored`. Rejects when the store cannot be reached (the host then falls back
+   * to what this replica remembers).
+   */
+  claim(requestId: string, score: number, window: FeedbackWindow): Promise<FeedbackClaim>;
 }
 
 export interface Router extends Disposable {
@@ -291,6 +333,8 @@ export interface Router extends Disposable {
   route(ctx: RoutingContext): RoutingDecision | null | Promise<RoutingDecision | null>;
   /** Learns from an outcome. Called off the request path; must not throw for bad luck (a store being down). */
   learn?(outcome: RoutingOutcome): void | Promise<void>;
+  /** Where recent decisions wait for feedback beyond this process (see SharedDecisions). */
+  readonly sharedDecisions?: SharedDecisions;
   /** A JSON-able picture of what the router has learned, shown at GET /admin/status. */
   describe?(): unknown;
   /**

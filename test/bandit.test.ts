@@ -1,6 +1,7 @@
 // The bandit router: its learning (epsilon-greedy EWMA, contextual LinUCB), the reward
-// formula, state across restarts (file) and across replicas (Redis, two real gateway
-// processes), feedback over real HTTP, and a Redis outage that must not fail requests.
+// formula, state across restarts and hot reloads (file) and across replicas (Redis, two
+// real gateway processes, feedback posted to the replica that did not serve the request),
+// feedback over real HTTP, and a Redis outage that must not fail requests.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -13,7 +14,7 @@ import OpenAI from 'openai';
 import { Redis } from 'ioredis';
 import winston from 'winston';
 import bandit, { ewmaStep, rewardOf, type BanditOptions } from '../plugins/routers/bandit/index.ts';
-import type { PluginContext, PolicyView, Router, RoutingContext, RoutingOutcome } from '../src/plugin-api.ts';
+import type { FeedbackWindow, Logger, PluginContext, PolicyView, RoutedDecision, Router, RoutingContext, RoutingOutcome } from '../src/plugin-api.ts';
 import { mulberry32 } from '../src/analytics/metrics.ts';
 import { readFeedback, readLogs } from '../src/report.ts';
 import { simulatorPolicy, startTestGateway } from './support/gateway.ts';
@@ -32,20 +33,20 @@ const VIEW: PolicyView = {
   featureNames: ['x'],
 };
 
-function context(dir = tmpdir()): PluginContext {
+function context(dir = tmpdir(), logger: Logger = silent): PluginContext {
   return {
     at: 'routes.test.router',
     baseDir: dir,
     policy: VIEW,
-    logger: silent,
+    logger,
     expression: () => assert.fail('no expressions'),
     optionError: (_p, m) => new Error(m),
     callModel: () => assert.fail('no model calls'),
   };
 }
 
-async function makeRouter(options: BanditOptions, dir?: string): Promise<Router> {
-  return bandit.create(options, context(dir));
+async function makeRouter(options: BanditOptions, dir?: string, logger?: Logger): Promise<Router> {
+  return bandit.create(options, context(dir, logger));
 }
 
 const routing = (features: Record<string, unknown> = {}): RoutingContext => ({ route: 'test', request: {} as RoutingContext['request'], features, input: {} });
@@ -171,6 +172,83 @@ describe('learning', () => {
     await a.dispose();
     await b.dispose();
   });
+
+  test("state file: a new instance (a reload) starts from the live one's unflushed updates, and the old one's late updates are kept", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tiergate-bandit-'));
+    const file = path.join(dir, 'state/bandit.json');
+    const options: BanditOptions = { epsilon: 0, state: { file: 'state/bandit.json', flush_ms: 60_000 } };
+    try {
+      const old = await makeRouter(options, dir);
+      await old.learn!(outcome('large', 1));
+      assert.equal(existsSync(file), false, 'the write is still debounced');
+      // A reload builds the new runtime aside, while the old one still serves.
+      const next = await makeRouter(options, dir);
+      assert.deepEqual(arms(next).large, { mean: 1, count: 1 });
+      // A request that finishes on the old runtime after the swap.
+      await old.learn!(outcome('large', 0.5));
+      await old.dispose();
+      assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { arms: Record<string, { count: number }> }).arms.large.count, 2, 'dispose wrote the file at once');
+      assert.equal(arms(next).large.count, 2);
+      await next.learn!(outcome('small', 1));
+      await next.dispose();
+      await next.dispose();
+      const saved = JSON.parse(readFileSync(file, 'utf8')) as { arms: Record<string, { count: number }> };
+      assert.deepEqual([saved.arms.large.count, saved.arms.small.count], [2, 1]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('Redis: decisions kept for feedback are claimed once, and bounded by the window and the capacity', async () => {
+    const key = `${PREFIX}:decisions`;
+    redisKeys.push(key, `${key}:decisions`, `${key}:decisions:order`);
+    const a = await makeRouter({ state: { redis: { url: REDIS_URL, key, refresh_ms: 20 } } });
+    const b = await makeRouter({ state: { redis: { url: REDIS_URL, key, refresh_ms: 20 } } });
+    const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+    try {
+      await waitFor('both connected', () => [a, b].every((r) => (r.describe!() as { state: { redis: { connected: boolean } } }).state.redis.connected));
+      const window: FeedbackWindow = { ttl_ms: 60_000, capacity: 3 };
+      const decision = (id: string): RoutedDecision => ({ route: 'test', request_id: id, arm: 'small', features: { x: 1 }, cost_usd: 0.001, latency_ms: 12 });
+      for (let i = 1; i <= 5; i++) a.sharedDecisions!.remember(decision(`r${i}`), window);
+      // remember() does not wait; a's next command runs after its writes.
+      assert.deepEqual(await a.sharedDecisions!.claim('r5', 0.4, window), { status: 'claimed', decision: decision('r5') });
+      assert.deepEqual(await b.sharedDecisions!.claim('r5', 0.9, window), { status: 'already_scored', decision: decision('r5'), score: 0.4 });
+      assert.deepEqual(await b.sharedDecisions!.claim('r1', 0.9, window), { status: 'unknown' }, 'the oldest beyond the capacity is dropped');
+      assert.equal((await b.sharedDecisions!.claim('r3', 1, window)).status, 'claimed');
+      assert.equal(await redis.zcard(`${key}:decisions:order`), 3);
+      assert.equal(await redis.hlen(`${key}:decisions`), 3 + 2, 'three decisions, two of them scored');
+      const ttl = await redis.pttl(`${key}:decisions`);
+      assert.ok(ttl > 0 && ttl <= 60_000, `TTL ${ttl} ms`);
+      // Past the window: unknown, and idle keys expire with it.
+      const short: FeedbackWindow = { ttl_ms: 50, capacity: 3 };
+      a.sharedDecisions!.remember(decision('r6'), short);
+      await waitFor('r6 stored', async () => (await redis.zscore(`${key}:decisions:order`, 'r6')) !== null);
+      await sleep(120);
+      assert.deepEqual(await b.sharedDecisions!.claim('r6', 1, short), { status: 'unknown' });
+      assert.equal(await redis.exists(`${key}:decisions`, `${key}:decisions:order`), 0);
+    } finally {
+      redis.disconnect();
+      await a.dispose();
+      await b.dispose();
+    }
+  });
+
+  test('Redis down: sharing a decision never throws and logs a located warning; claims reject; learning goes on locally', async () => {
+    const warnings: Array<{ message: string; meta?: Record<string, unknown> }> = [];
+    const capture: Logger = { error: () => {}, info: () => {}, debug: () => {}, warn: (message, meta) => warnings.push({ message, meta }) };
+    const router = await makeRouter({ epsilon: 0, state: { redis: { url: 'redis://127.0.0.1:1', key: `${PREFIX}:nowhere` } } }, undefined, capture);
+    try {
+      router.sharedDecisions!.remember({ route: 'test', request_id: 'r1', arm: 'small', features: {}, cost_usd: null, latency_ms: 1 }, { ttl_ms: 1000, capacity: 10 });
+      const warning = warnings.find((w) => /feedback for decisions made now is accepted only by the replica that served them/.test(w.message));
+      assert.ok(warning, JSON.stringify(warnings));
+      assert.deepEqual({ at: warning.meta?.at, key: warning.meta?.key }, { at: 'routes.test.router', key: `${PREFIX}:nowhere` });
+      await assert.rejects(router.sharedDecisions!.claim('r1', 1, { ttl_ms: 1000, capacity: 10 }), /Redis is not connected \(key tiergate-test:bandit:/);
+      await router.learn!(outcome('small', 0.2));
+      assert.deepEqual(arms(router).small, { mean: 0.2, count: 1 });
+    } finally {
+      await router.dispose();
+    }
+  });
 });
 
 async function waitFor<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 5000): Promise<NonNullable<T>> {
@@ -224,7 +302,7 @@ async function feedback(url: string, body: unknown): Promise<{ status: number; b
 }
 
 describe('over HTTP', () => {
-  test('feedback: decision id → POST /v1/feedback → the bandit learns; unknown id → 404; bad body → 400', async () => {
+  test('feedback: decision id → POST /v1/feedback → the bandit learns; a second score → 409; unknown id → 404; bad body → 400', async () => {
     const tg = await startTestGateway(banditPolicy('epsilon: 0\nseed: 1'));
     try {
       const first = await ask(tg.url);
@@ -236,6 +314,11 @@ describe('over HTTP', () => {
       assert.deepEqual({ learned: ok.body.learned, arm: ok.body.arm, route: ok.body.route }, { learned: true, arm: 'small', route: 'learn' });
       const state = (await status(tg.url)).router_state.learn;
       assert.deepEqual(state.arms.small, { mean: 0.1, count: 1 });
+      // A decision takes one score: a second (a retry, a change of mind) is refused and changes nothing.
+      const again = await feedback(tg.url, { request_id: first.decisionId, score: 1 });
+      assert.equal(again.status, 409);
+      assert.equal((again.body.error as { code: string }).code, 'TG_ERR_FEEDBACK_DUPLICATE');
+      assert.deepEqual((await status(tg.url)).router_state.learn.arms.small, { mean: 0.1, count: 1 });
       // small (0.1) is now below large's prior (0.5): the next request goes large.
       assert.equal((await ask(tg.url)).tier, 'large');
 
@@ -268,6 +351,26 @@ describe('over HTTP', () => {
       assert.equal(typeof line.quality_score, 'number');
       const small = (await waitFor('the gate reward', async () => ((await status(tg.url)).router_state.learn.arms.small.count === 1 ? status(tg.url) : null))).router_state.learn.arms.small;
       assert.ok(Math.abs(small.mean - line.quality_score!) < 1e-9);
+    } finally {
+      await tg.close();
+    }
+  });
+
+  test('hot reload with a file state and a pending debounced write: the new runtime keeps every update', async () => {
+    const router = (seed: number) => banditPolicy(`epsilon: 0\nseed: ${seed}\nstate: { file: state/bandit.json, flush_ms: 60000 }`);
+    const tg = await startTestGateway(router(1));
+    try {
+      const { decisionId } = await ask(tg.url);
+      assert.equal((await feedback(tg.url, { request_id: decisionId, score: 0.1 })).status, 200);
+      assert.equal(existsSync(path.join(tg.dir, 'state/bandit.json')), false, 'the write waits on flush_ms');
+      tg.writePolicy(router(2));
+      const res = await fetch(`${tg.url}/admin/reload`, { method: 'POST' });
+      assert.equal(((await res.json()) as { outcome: string }).outcome, 'applied');
+      assert.deepEqual((await status(tg.url)).router_state.learn.arms.small, { mean: 0.1, count: 1 });
+      assert.equal((await ask(tg.url)).tier, 'large', 'the new runtime routes on what the old one learned');
+      // The old runtime, disposed, wrote the file at once.
+      const saved = JSON.parse(readFileSync(path.join(tg.dir, 'state/bandit.json'), 'utf8')) as { arms: Record<string, { count: number }> };
+      assert.equal(saved.arms.small.count, 1);
     } finally {
       await tg.close();
     }
@@ -354,6 +457,55 @@ describe('replicas', () => {
       assert.equal((await feedback(b.url, { request_id: decisionId, score: 1 })).status, 200);
       await waitFor("B's reward in A's state", async () => (await status(a.url)).router_state.learn.arms.large.count === 5);
     } finally {
+      for (const p of procs) p.child.kill('SIGTERM');
+      await Promise.all(procs.map((p) => p.exited));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('feedback posted to the replica that did not serve the request is applied once to the shared statistics', async () => {
+    const key = `${PREFIX}:cross-feedback`;
+    redisKeys.push(key, `${key}:decisions`, `${key}:decisions:order`);
+    const dir = mkdtempSync(path.join(tmpdir(), 'tiergate-bandit-replicas-'));
+    const policyFile = path.join(dir, 'gateway.yaml');
+    writeFileSync(policyFile, banditPolicy(`epsilon: 0\nseed: 1\nstate: { redis: { url: "${REDIS_URL}", key: "${key}", refresh_ms: 50 } }`).replace('decision_log: { file: decisions.jsonl }', 'decision_log: { file: null }'));
+    const procs: Process[] = [];
+    const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+    try {
+      procs.push(...(await Promise.all([serve(policyFile), serve(policyFile)])));
+      const [a, b] = procs;
+      await waitFor('both connected to Redis', async () => (await Promise.all([status(a.url), status(b.url)])).every((s) => s.router_state.learn.state.redis?.connected));
+      // Served by A (every arm at the prior: small) …
+      const { decisionId, tier } = await ask(a.url);
+      assert.equal(tier, 'small');
+      // … judged through B, which never saw the request.
+      const fed = await feedback(b.url, { request_id: decisionId, score: 0 });
+      assert.equal(fed.status, 200, JSON.stringify(fed.body));
+      assert.deepEqual({ learned: fed.body.learned, arm: fed.body.arm, route: fed.body.route }, { learned: true, arm: 'small', route: 'learn' });
+      // The shared statistics took the reward once, and both replicas route on it.
+      assert.deepEqual(JSON.parse((await redis.hget(key, 'eg:small'))!), { mean: 0, count: 1 });
+      assert.equal(await redis.hget(key, 'updates'), '1');
+      await waitFor("B's reward in A's state", async () => (await status(a.url)).router_state.learn.arms.small.count === 1);
+      assert.equal((await ask(a.url)).tier, 'large', 'A routes on the feedback B received');
+      // Once: the same request judged again, on either replica, is refused and changes nothing.
+      for (const url of [a.url, b.url]) {
+        const again = await feedback(url, { request_id: decisionId, score: 1 });
+        assert.equal(again.status, 409, JSON.stringify(again.body));
+        assert.equal((again.body.error as { code: string }).code, 'TG_ERR_FEEDBACK_DUPLICATE');
+      }
+      // An id no replica served: 404 on either, in the OpenAI error shape.
+      for (const url of [a.url, b.url]) {
+        const unknown = await feedback(url, { request_id: 'tg-never-served', score: 1 });
+        assert.equal(unknown.status, 404);
+        assert.deepEqual({ code: (unknown.body.error as { code: string }).code, param: (unknown.body.error as { param: string }).param }, { code: 'TG_ERR_FEEDBACK_UNKNOWN', param: 'request_id' });
+      }
+      assert.equal(await redis.hget(key, 'updates'), '1');
+      assert.deepEqual((await status(b.url)).router_state.learn.arms.small, { mean: 0, count: 1 });
+      // The decisions wait in Redis no longer than the feedback window (24 h).
+      const ttl = await redis.pttl(`${key}:decisions`);
+      assert.ok(ttl > 0 && ttl <= 24 * 3600_000, `TTL ${ttl} ms`);
+    } finally {
+      redis.disconnect();
       for (const p of procs) p.child.kill('SIGTERM');
       await Promise.all(procs.map((p) => p.exited));
       rmSync(dir, { recursive: true, force: true });

@@ -16,15 +16,23 @@
 //   deterministic. The EWMA statistics are kept too (shown by describe()).
 //
 // State lives in memory; `state.file` persists it (atomic temp + rename, debounced) so it
-// survives restarts; `state.redis` shares it between replicas: every update is one Lua
-// script (atomic), and the local copy is refreshed from Redis every `refresh_ms`, so the
-// request path never waits on Redis. A Redis outage never fails a request: updates keep
-// landing locally (a warning is logged) and the next successful refresh replaces the
-// local copy with the shared one (updates made during the outage stay local only).
+// survives restarts. Every instance of this process on one file shares one in-memory
+// state, so a hot reload's new runtime starts from the old one's latest updates (not from
+// a file still waiting on its debounced write) and updates from requests that finish on
+// the old runtime are not lost either.
+// `state.redis` shares the state between replicas: every update is one Lua script
+// (atomic), and the local copy is refreshed from Redis every `refresh_ms`, so the request
+// path never waits on Redis. Recent decisions are kept in Redis too (sharedDecisions:
+// <key>:decisions, bounded by the host's feedback window), so feedback posted to any
+// replica is claimed there once and applied to the shared statistics. A Redis outage
+// never fails a request: updates keep landing locally (a warning is logged), the
+// replica that served a request still takes its feedback, and the next successful refresh
+// replaces the local copy with the shared one (updates made during the outage stay local
+// only).
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import type { OptionIssue, Router, RouterModule, RoutingContext, RoutingDecision, RoutingOutcome } from '../../../src/plugin-api.ts';
+import type { FeedbackClaim, FeedbackWindow, OptionIssue, RoutedDecision, Router, RouterModule, RoutingContext, RoutingDecision, RoutingOutcome, SharedDecisions } from '../../../src/plugin-api.ts';
 import { mulberry32 } from '../../../src/random.ts';
 
 export interface BanditOptions {
@@ -166,7 +174,74 @@ end
 return redis.call('HINCRBY', key, 'updates', 1)
 `;
 
-type RedisWithUpdate = Redis & { banditUpdate(key: string, arm: string, reward: string, alpha: string, x: string): Promise<number> };
+// Recent decisions, for feedback from any replica. KEYS[1]: a hash (d:<id> → the decision
+// as JSON, s:<id> → its score once claimed); KEYS[2]: a sorted set of ids by time (ms, by
+// Redis's clock). Both expire with the window when idle; each write drops what is older
+// than the window and the oldest beyond `capacity`, so memory stays bounded.
+const REMEMBER_SCRIPT = `
+local id, ttl, capacity = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], 'd:' .. id, ARGV[2])
+redis.call('ZADD', KEYS[2], now, id)
+local function drop(ids)
+  for _, old in ipairs(ids) do
+    redis.call('HDEL', KEYS[1], 'd:' .. old, 's:' .. old)
+    redis.call('ZREM', KEYS[2], old)
+  end
+end
+drop(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - ttl), 'LIMIT', 0, 1000))
+local over = redis.call('ZCARD', KEYS[2]) - capacity
+if over > 0 then drop(redis.call('ZRANGE', KEYS[2], 0, over - 1)) end
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return 1
+`;
+
+// Takes a decision for one score, atomically: {'claimed', decision}, {'already_scored',
+// decision, score} or {'unknown'} (never stored, dropped, or older than the window).
+const CLAIM_SCRIPT = `
+local id, ttl = ARGV[1], tonumber(ARGV[3])
+local decision = redis.call('HGET', KEYS[1], 'd:' .. id)
+local at = redis.call('ZSCORE', KEYS[2], id)
+if not decision or not at then return {'unknown'} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now - tonumber(at) > ttl then return {'unknown'} end
+if redis.call('HSETNX', KEYS[1], 's:' .. id, ARGV[2]) == 0 then return {'already_scored', decision, redis.call('HGET', KEYS[1], 's:' .. id)} end
+return {'claimed', decision}
+`;
+
+type RedisWithScripts = Redis & {
+  banditUpdate(key: string, arm: string, reward: string, alpha: string, x: string): Promise<number>;
+  banditRemember(decisions: string, order: string, id: string, decision: string, ttlMs: string, capacity: string): Promise<number>;
+  banditClaim(decisions: string, order: string, id: string, score: string, ttlMs: string): Promise<string[]>;
+};
+
+/** A decision as stored in Redis, checked on the way back (another replica, maybe another version, wrote it). */
+function decisionFromJson(raw: string): RoutedDecision | null {
+  try {
+    const d = JSON.parse(raw) as Partial<RoutedDecision>;
+    if (typeof d.route !== 'string' || typeof d.request_id !== 'string' || typeof d.arm !== 'string' || typeof d.latency_ms !== 'number') return null;
+    return { route: d.route, request_id: d.request_id, arm: d.arm, features: d.features && typeof d.features === 'object' ? d.features : {}, cost_usd: typeof d.cost_usd === 'number' ? d.cost_usd : null, latency_ms: d.latency_ms };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * An instance's statistics. Live instances of this process that name the same file share
+ * one: during a reload the old runtime and the new one learn into the same statistics,
+ * and the file is written from them.
+ */
+interface Statistics {
+  state: BanditState;
+  updates: number;
+  users: number;
+  timer: NodeJS.Timeout | null;
+}
+
+const openFiles = new Map<string, Statistics>();
 
 /** Parses a Redis hash (eg:<arm>, lin:<arm>) into state; unknown fields are ignored. */
 export function stateFromHash(hash: Record<string, string>): BanditState {
@@ -249,56 +324,66 @@ const banditRouter: RouterModule<BanditOptions> = {
     const redisOptions = options.state?.redis ?? null;
     const log = ctx.logger;
 
-    let state: BanditState = { arms: {}, linucb: {} };
-    let updates = 0;
-    if (file) {
-      try {
-        const parsed = JSON.parse(readFileSync(file, 'utf8')) as Partial<BanditState>;
-        state = { arms: parsed.arms ?? {}, linucb: parsed.linucb ?? {} };
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn('bandit state file unreadable; starting afresh', { file, error: String(err) });
-      }
-    }
+    // Warnings name the policy location and the Redis key; each kind at most every 30 s.
+    const lastWarning = new Map<string, number>();
+    const warn = (message: string, error: unknown) => {
+      const now = Date.now();
+      if (now - (lastWarning.get(message) ?? -Infinity) < 30_000) return;
+      lastWarning.set(message, now);
+      log.warn(message, { at: ctx.at, key: redisOptions?.key, error: error instanceof Error ? error.message : String(error) });
+    };
 
-    // --- the file
-    let flushTimer: NodeJS.Timeout | null = null;
+    // --- the state, and the file
+    const readFile = (from: string): BanditState => {
+      try {
+        const parsed = JSON.parse(readFileSync(from, 'utf8')) as Partial<BanditState>;
+        return { arms: parsed.arms ?? {}, linucb: parsed.linucb ?? {} };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn('bandit state file unreadable; starting afresh', { at: ctx.at, file: from, error: String(err) });
+        return { arms: {}, linucb: {} };
+      }
+    };
+    let shared: Statistics;
+    if (file) {
+      // Another live instance on this file (the runtime being replaced) holds the newest state.
+      shared = openFiles.get(file) ?? { state: readFile(file), updates: 0, users: 0, timer: null };
+      openFiles.set(file, shared);
+      shared.users++;
+    } else {
+      shared = { state: { arms: {}, linucb: {} }, updates: 0, users: 1, timer: null };
+    }
     const writeFile = () => {
       if (!file) return;
-      flushTimer = null;
+      if (shared.timer) clearTimeout(shared.timer);
+      shared.timer = null;
       try {
         mkdirSync(path.dirname(file), { recursive: true });
         const temp = `${file}.${process.pid}.tmp`;
-        writeFileSync(temp, JSON.stringify({ algorithm, ...state }));
+        writeFileSync(temp, JSON.stringify({ algorithm, ...shared.state }));
         renameSync(temp, file);
       } catch (err) {
-        log.warn('bandit state file not written', { file, error: String(err) });
+        log.warn('bandit state file not written', { at: ctx.at, file, error: String(err) });
       }
     };
     const scheduleFlush = () => {
-      if (file && !flushTimer) flushTimer = setTimeout(writeFile, flushMs);
+      if (file && !shared.timer) shared.timer = setTimeout(writeFile, flushMs);
     };
 
     // --- Redis
-    let redis: RedisWithUpdate | null = null;
+    let redis: RedisWithScripts | null = null;
     let redisUp = false;
-    let lastWarning = 0;
     let refreshTimer: NodeJS.Timeout | null = null;
     let refreshing = false;
     let disposed = false;
-    const warn = (message: string, error: unknown) => {
-      const now = Date.now();
-      if (now - lastWarning < 30_000) return;
-      lastWarning = now;
-      log.warn(message, { key: redisOptions?.key, error: error instanceof Error ? error.message : String(error) });
-    };
+    const decisionKeys = redisOptions ? [`${redisOptions.key}:decisions`, `${redisOptions.key}:decisions:order`] : [];
     const refresh = async () => {
       if (!redis || !redisUp || refreshing || disposed) return;
       refreshing = true;
       try {
         const hash = await redis.hgetall(redisOptions!.key);
         if (Object.keys(hash).length > 0) {
-          state = stateFromHash(hash);
-          updates = Number(hash.updates ?? 0);
+          shared.state = stateFromHash(hash);
+          shared.updates = Number(hash.updates ?? 0);
           scheduleFlush();
         }
       } catch (err) {
@@ -314,8 +399,10 @@ const banditRouter: RouterModule<BanditOptions> = {
         maxRetriesPerRequest: 0,
         connectTimeout: 1000,
         retryStrategy: (times) => Math.min(200 * times, 2000),
-      }) as RedisWithUpdate;
+      }) as RedisWithScripts;
       redis.defineCommand('banditUpdate', { numberOfKeys: 1, lua: UPDATE_SCRIPT });
+      redis.defineCommand('banditRemember', { numberOfKeys: 2, lua: REMEMBER_SCRIPT });
+      redis.defineCommand('banditClaim', { numberOfKeys: 2, lua: CLAIM_SCRIPT });
       redis.on('error', (err) => warn('bandit: Redis unavailable; learning locally', err));
       redis.on('ready', () => {
         redisUp = true;
@@ -329,14 +416,38 @@ const banditRouter: RouterModule<BanditOptions> = {
       refreshTimer.unref();
     }
 
+    // Recent decisions in Redis, so that feedback reaches the shared statistics from any replica.
+    const sharedDecisions: SharedDecisions | undefined = redisOptions
+      ? {
+          remember(decision: RoutedDecision, window: FeedbackWindow): void {
+            const notShared = 'bandit: Redis unavailable; feedback for decisions made now is accepted only by the replica that served them';
+            if (!redis || !redisUp) {
+              warn(notShared, new Error(disposed ? 'router disposed' : 'not connected'));
+              return;
+            }
+            redis.banditRemember(decisionKeys[0], decisionKeys[1], decision.request_id, JSON.stringify(decision), String(Math.max(1, Math.round(window.ttl_ms))), String(Math.max(1, window.capacity))).catch((err: unknown) => warn(notShared, err));
+          },
+          async claim(requestId: string, score: number, window: FeedbackWindow): Promise<FeedbackClaim> {
+            if (!redis || !redisUp) throw new Error(`Redis is not connected (key ${redisOptions.key})`);
+            const [status, raw, taken] = await redis.banditClaim(decisionKeys[0], decisionKeys[1], requestId, String(score), String(Math.max(1, Math.round(window.ttl_ms))));
+            const decision = status === 'unknown' ? null : decisionFromJson(raw);
+            if (!decision) return { status: 'unknown' };
+            if (status === 'claimed') return { status: 'claimed', decision };
+            const earlier = Number(taken);
+            return { status: 'already_scored', decision, score: Number.isFinite(earlier) ? earlier : null };
+          },
+        }
+      : undefined;
+
     const meanOf = (arm: string) => {
-      const s = state.arms[arm];
+      const s = shared.state.arms[arm];
       return s && s.count > 0 ? s.mean : prior;
     };
     const fmt = (n: number) => n.toFixed(3);
 
     return {
       route(routing: RoutingContext): RoutingDecision {
+        const { state } = shared;
         if (algorithm === 'linucb') {
           const x = featureVector(routing.features, contextNames);
           let best = arms[0];
@@ -366,26 +477,29 @@ const banditRouter: RouterModule<BanditOptions> = {
         const reward = rewardOf(outcome, lambda, mu);
         if (reward === null) return;
         const x = algorithm === 'linucb' ? featureVector(outcome.features, contextNames) : null;
-        state = {
+        const { state } = shared;
+        shared.state = {
           arms: { ...state.arms, [outcome.arm]: ewmaStep(state.arms[outcome.arm], reward, alpha) },
           linucb: x ? { ...state.linucb, [outcome.arm]: linStep(state.linucb[outcome.arm], x, reward) } : state.linucb,
         };
-        updates++;
+        shared.updates++;
         scheduleFlush();
         if (redis && redisUp) {
           try {
-            updates = await redis.banditUpdate(redisOptions!.key, outcome.arm, String(reward), String(alpha), x ? JSON.stringify(x) : '');
+            shared.updates = await redis.banditUpdate(redisOptions!.key, outcome.arm, String(reward), String(alpha), x ? JSON.stringify(x) : '');
           } catch (err) {
             warn('bandit: Redis update failed; learned locally only', err);
           }
         }
       },
 
+      ...(sharedDecisions ? { sharedDecisions } : {}),
+
       describe() {
         return {
           algorithm,
-          arms: Object.fromEntries(arms.map((arm) => [arm, { mean: meanOf(arm), count: state.arms[arm]?.count ?? 0 }])),
-          updates,
+          arms: Object.fromEntries(arms.map((arm) => [arm, { mean: meanOf(arm), count: shared.state.arms[arm]?.count ?? 0 }])),
+          updates: shared.updates,
           reward: { lambda, mu, unit: 'quality − λ·cost_usd·1000 − μ·latency_s' },
           ...(algorithm === 'linucb' ? { context_features: contextNames } : { epsilon, alpha }),
           state: { file, redis: redisOptions ? { key: redisOptions.key, connected: redisUp } : null },
@@ -396,9 +510,10 @@ const banditRouter: RouterModule<BanditOptions> = {
         if (disposed) return;
         disposed = true;
         if (refreshTimer) clearInterval(refreshTimer);
-        if (flushTimer) {
-          clearTimeout(flushTimer);
-          writeFile();
+        if (file) {
+          // Written now, synchronously: a process exiting after dispose loses nothing.
+          if (shared.timer) writeFile();
+          if (--shared.users === 0 && openFiles.get(file) === shared) openFiles.delete(file);
         }
         if (redis) {
           const r = redis;
