@@ -25,6 +25,8 @@ export interface RoutedRequest {
   readonly tier: string | null;
   readonly confidence: number | null;
   readonly reason: string;
+  /** RoutingDecision.thresholds, when the router gave them. */
+  readonly thresholds: readonly number[] | null;
   readonly alternatives: string[];
   /** The model "always-best" would have used: the basis of cost_saved. */
   readonly bestModel: ModelRuntime;
@@ -103,6 +105,7 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
       tier: model.tier === null ? null : runtime.tiers[model.tier].name,
       confidence: null,
       reason: 'model requested by name: no routing',
+      thresholds: null,
       alternatives: [],
       bestModel: runtime.models.get(topTier.models[0]) as ModelRuntime,
     };
@@ -113,6 +116,7 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
   let target: Target;
   let confidence: number;
   let reason: string;
+  let thresholds: readonly number[] | null = null;
   try {
     for (const [name, expression] of runtime.features) features[name] = await expression.evaluate(view);
     input = { ...view, ...features, features };
@@ -125,6 +129,7 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
       target = checkDecision(runtime, decision);
       confidence = decision.confidence ?? 1;
       reason = decision.reason;
+      thresholds = decision.thresholds ?? null;
     }
   } catch (err) {
     input = { ...view, ...features, features };
@@ -151,6 +156,7 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
     tier,
     confidence,
     reason,
+    thresholds,
     alternatives: alternativesTo(runtime, model.spec.name),
     bestModel: runtime.models.get(route.bestModel) as ModelRuntime,
   };

@@ -252,3 +252,90 @@ test('classifier router: a changed model file reloads the policy (reload and wat
     await manager.close();
   }
 });
+
+/** Outcome rows in two hidden groups told apart only by vocabulary: in "dense" prompts the strong tier wins 60 % of the time, in "plain" ones 10 %. */
+function groupedRows(n: number): TrainingRow[] {
+  const dense = ['integral', 'theorem', 'lemma', 'matrix', 'tensor'];
+  const plain = ['lunch', 'garden', 'holiday', 'kitten', 'sunday'];
+  return Array.from({ length: n }, (_, i) => {
+    const group = i % 2 === 0 ? 'dense' : 'plain';
+    const words = group === 'dense' ? dense : plain;
+    const text = Array.from({ length: 5 }, (_, k) => (k % 2 ? WORDS[(i * 3 + k) % WORDS.length] : words[(i * 7 + k) % words.length])).join(' ');
+    // A deterministic pseudo-random draw per row: the group sets the odds, not the words.
+    const draw = ((i * 2654435761) >>> 0) / 2 ** 32;
+    const strongWins = draw < (group === 'dense' ? 0.6 : 0.1);
+    return { id: String(i), messages: user(text), quality: strongWins ? [0, 1] : [1, 1], cost: [1, 20], labelTier: null, group };
+  });
+}
+
+test('rankingTargets: gain is 1 when the tier wins, ½ on a tie, 0 when a higher tier does better; label keeps 0/1', async () => {
+  const { labelsOf, rankingTargets } = await import('../src/learn/train.ts');
+  const rows: TrainingRow[] = [
+    { id: 'a', messages: user('a'), quality: [1, 0, 0], cost: [1, 2, 3], labelTier: null },
+    { id: 'b', messages: user('b'), quality: [1, 1, 1], cost: [1, 2, 3], labelTier: null },
+    { id: 'c', messages: user('c'), quality: [0, 0, 1], cost: [1, 2, 3], labelTier: null },
+    { id: 'd', messages: user('d'), quality: [0.2, 0.9, 0.5], cost: [1, 2, 3], labelTier: null },
+  ];
+  const labels = labelsOf(rows, 3, 'no-loss', 0.5);
+  const gain = rankingTargets(rows, labels, 'gain');
+  assert.deepEqual([...gain[0]], [1, 0.5, 0, (1 + 0.2 - 0.9) / 2]);
+  assert.deepEqual([...gain[1]], [0.5, 0.5, 0, 0.7]);
+  assert.deepEqual([...rankingTargets(rows, labels, 'label')[0]], [...labels[0]]);
+});
+
+test('group prior: P(group | prompt) is learned from a training-only label, stacked into the calibration, and survives the JSON round trip', async () => {
+  const rows = groupedRows(400);
+  const spec = defaultFeatureSpec({ ngrams: { n: [1], buckets: 1 << 10, hash: 'fnv1a' } });
+  const settings = { tiers: [{ name: 'small' }, { name: 'large' }], folds: 4, epochs: 6, dataHash: 'test', spec };
+  const { artifact } = await trainClassifier(rows, { ...settings, groupPrior: { expression: 'group' } });
+  const prior = artifact.group_prior;
+  assert.ok(prior, 'the artifact carries the group prior');
+  assert.deepEqual(prior.names, ['dense', 'plain']);
+  const metrics = artifact.metrics as { group_prior: { held_out_group_accuracy: number; prior_weight: number[] } };
+  assert.ok(metrics.group_prior.held_out_group_accuracy > 0.95, `held-out group accuracy ${metrics.group_prior.held_out_group_accuracy}`);
+  assert.ok(metrics.group_prior.prior_weight[0] > 0, 'the calibration gives the prior positive weight');
+  // P(small suffices): about 0.4 for dense prompts, 0.9 for plain ones, the group being read from the words alone.
+  const model = compileClassifier(JSON.parse(JSON.stringify(artifact)) as ClassifierArtifact);
+  const pDense = model.probabilities(user('theorem river matrix stone lemma'))[0];
+  const pPlain = model.probabilities(user('garden river kitten stone lunch'))[0];
+  assert.ok(pDense < 0.6 && pPlain > 0.8, `P(dense) ${pDense}, P(plain) ${pPlain}`);
+  assert.deepEqual([...compileClassifier(artifact).probabilities(user('theorem lunch'))], [...model.probabilities(user('theorem lunch'))]);
+  // A truncated weight blob is a located problem, not a silent misprediction.
+  const broken = { ...artifact, group_prior: { ...prior, weights: { ...prior.weights, data: prior.weights.data.slice(0, 40) } } };
+  assert.match(artifactProblems(broken).map((p) => `${p.field}: ${p.message}`).join('\n'), /group_prior\.weights\.data: .*must hold 1034 × 2 weights/);
+  // Without any group the prior cannot be learned: a clear error.
+  await assert.rejects(trainClassifier(rows.map((r) => ({ ...r, group: 'same' })), { ...settings, groupPrior: { expression: 'group' } }), /at least two groups.*only "same"/);
+});
+
+test('int8 weights: encoding keeps each weight within half a quantisation step', async () => {
+  const { encodeInt8, decodeInt8 } = await import('../src/learn/artifact.ts');
+  const K = 3;
+  const weights = Float32Array.from({ length: 30 }, (_, i) => Math.sin(i * 1.7) * (1 + (i % K)));
+  const encoded = encodeInt8(weights, K);
+  const decoded = decodeInt8(encoded, K, 10);
+  weights.forEach((w, i) => assert.ok(Math.abs(decoded[i] - w) <= encoded.scales[i % K] / 2 + 1e-6, `weight ${i}: ${w} → ${decoded[i]}`));
+});
+
+test('L2 candidates: the one with the best held-out APGR is trained on every row, and all are reported', async () => {
+  const rows = groupedRows(300);
+  const spec = defaultFeatureSpec({ ngrams: { n: [1], buckets: 1 << 10, hash: 'fnv1a' } });
+  const { artifact } = await trainClassifier(rows, { tiers: [{ name: 'small' }, { name: 'large' }], folds: 3, epochs: 6, dataHash: 'test', spec, l2: [1e-4, 5] });
+  const metrics = artifact.metrics as { l2: number; held_out_apgr: number; l2_candidates: Array<{ l2: number; held_out_apgr: number }> };
+  assert.deepEqual(metrics.l2_candidates.map((c) => c.l2), [1e-4, 5]);
+  const best = metrics.l2_candidates.reduce((a, b) => (b.held_out_apgr > a.held_out_apgr ? b : a));
+  assert.equal(metrics.l2, best.l2);
+  assert.equal(metrics.held_out_apgr, best.held_out_apgr);
+  // A strength of 5 flattens the text model: the words' signal is lost.
+  assert.equal(metrics.l2, 1e-4, JSON.stringify(metrics.l2_candidates));
+});
+
+test('quantileThresholds: both ends and the values at evenly spaced ranks, ascending', async () => {
+  const { quantileThresholds } = await import('../src/analytics/metrics.ts');
+  const values = Array.from({ length: 1000 }, (_, i) => 0.7 + (i / 1000) * 0.2);
+  const t = quantileThresholds(values, 11);
+  assert.equal(t.length, 11);
+  assert.equal(t[0], 0);
+  assert.equal(t[10], 1);
+  for (let i = 1; i < t.length; i++) assert.ok(t[i] > t[i - 1]);
+  assert.ok(Math.abs(t[5] - 0.8) < 0.01, `median threshold ${t[5]}`);
+});

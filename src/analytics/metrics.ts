@@ -697,3 +697,10 @@ export function quantile(values: number[], q: number): number {
 function clamp01(x: number): number {
   return x < 0 ? 0 : x > 1 ? 1 : x;
 }
+
+/** n thresholds: 0, 1 and the values at evenly spaced ranks of `values` between them. */
+export function quantileThresholds(values: readonly number[], n: number): number[] {
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  const inner = Array.from({ length: Math.max(n - 2, 0) }, (_, i) => sorted[Math.min(sorted.length - 1, Math.floor(((i + 1) / (n - 1)) * sorted.length))]);
+  return [...new Set([0, ...inner.map((v) => Math.min(1, Math.max(0, v))), 1])].sort((a, b) => a - b);
+}

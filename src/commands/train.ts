@@ -11,7 +11,7 @@ import { compileExpression, isTruthy } from '../expressions.ts';
 import type { ChatMessage } from '../plugin-api.ts';
 import { readPolicySource } from '../policy/source.ts';
 import { defaultFeatureSpec } from '../learn/features.ts';
-import { hashRows, parseTarget, trainClassifier, type LabelRule, type TrainingRow, type TrainResult } from '../learn/train.ts';
+import { hashRows, parseTarget, trainClassifier, type LabelRule, type Objective, type TrainingRow, type TrainResult } from '../learn/train.ts';
 import { printErrors } from './common.ts';
 
 interface TrainCommandOptions {
@@ -23,9 +23,12 @@ interface TrainCommandOptions {
   route?: string;
   qualityTarget: number;
   label: LabelRule;
+  objective: Objective;
+  group?: string;
+  groupEpochs: number;
   folds: number;
   epochs: number;
-  l2: number;
+  l2: number | number[];
   buckets: number;
   seed: number;
   target: string;
@@ -61,7 +64,7 @@ function messagesOfRow(prompt: unknown): ChatMessage[] | null {
 export async function loadTrainingRows(
   file: string,
   tiers: Array<{ name: string; dataset_model: string | null; relative_cost: number }>,
-  options: { split: 'train' | 'test' | 'all'; where?: string },
+  options: { split: 'train' | 'test' | 'all'; where?: string; group?: string },
 ): Promise<LoadedRows> {
   let text: string;
   try {
@@ -71,6 +74,8 @@ export async function loadTrainingRows(
   }
   const where = options.where === undefined ? null : compileExpression(options.where);
   if (where && 'problem' in where) throw optionsError(`--where: JSONata: ${where.problem.message}`);
+  const groupOf = options.group === undefined ? null : compileExpression(options.group);
+  if (groupOf && 'problem' in groupOf) throw optionsError(`--group: JSONata: ${groupOf.problem.message}`);
   const rows: TrainingRow[] = [];
   const kept: string[] = [];
   const skipped = new Map<string, number>();
@@ -90,6 +95,14 @@ export async function loadTrainingRows(
     const messages = messagesOfRow(row.prompt);
     if (!messages) throw optionsError(`${file}:${n + 1}: "prompt" must be a string or a list of messages`);
     const id = typeof row.id === 'string' ? row.id : `line ${n + 1}`;
+    let group: string | null = null;
+    if (groupOf && 'expression' in groupOf) {
+      const value = await groupOf.expression.evaluate(row);
+      if (value !== undefined && value !== null) {
+        if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') throw optionsError(`${file}:${n + 1}: --group must give a string, number or boolean for each row, not ${JSON.stringify(value).slice(0, 80)}`);
+        group = String(value);
+      }
+    }
     if (isRecord(row.outcomes)) {
       const quality: number[] = [];
       const cost: number[] = [];
@@ -107,11 +120,11 @@ export async function loadTrainingRows(
         skip(missing);
         continue;
       }
-      rows.push({ id, messages, quality, cost, labelTier: null });
+      rows.push({ id, messages, quality, cost, labelTier: null, group });
     } else if (typeof row.tier === 'string') {
       const labelTier = tiers.findIndex((t) => t.name === row.tier);
       if (labelTier < 0) throw optionsError(`${file}:${n + 1}: tier "${row.tier}" is not on the ladder (${tiers.map((t) => t.name).join(', ')})`);
-      rows.push({ id, messages, quality: null, cost: tiers.map((t) => t.relative_cost), labelTier });
+      rows.push({ id, messages, quality: null, cost: tiers.map((t) => t.relative_cost), labelTier, group });
     } else throw optionsError(`${file}:${n + 1}: a row needs "outcomes" (recorded results per model) or "tier" (the tier that sufficed)`);
     kept.push(line);
   }
@@ -157,14 +170,16 @@ const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
 
 export function formatTraining(result: TrainResult, loaded: LoadedRows): string {
   const { artifact, table } = result;
-  const metrics = artifact.metrics as { folds: number; per_tier: Array<{ tier: string; positive_rate: number; auc: number | null; accuracy: number; majority_accuracy: number; log_loss: number; ece: number }>; held_out_apgr: number | null };
+  const metrics = artifact.metrics as { folds: number; per_tier: Array<{ tier: string; positive_rate: number; auc: number | null; accuracy: number; majority_accuracy: number; log_loss: number; ece: number }>; held_out_apgr: number | null; l2: number; l2_candidates?: Array<{ l2: number; held_out_apgr: number | null; log_loss: number }>; group_prior?: { groups: number; held_out_group_accuracy: number; prior_weight: number[]; score_weight: number[] } };
   const out: string[] = [];
   out.push(`trained on ${artifact.training_rows} rows (sha256 ${artifact.training_data_sha256.slice(0, 12)}…); ladder ${artifact.tiers.map((t) => `${t.name}${t.dataset_model ? ` = ${t.dataset_model}` : ''}`).join(' < ')}`);
   for (const [reason, count] of loaded.skipped) out.push(`skipped ${count} rows: ${reason}`);
-  out.push(`label: ${artifact.label}${artifact.quality_target !== null ? ` (quality target ${artifact.quality_target})` : ''}; ${metrics.folds}-fold cross-validation, held-out predictions:`);
+  out.push(`label: ${artifact.label}${artifact.quality_target !== null ? ` (quality target ${artifact.quality_target})` : ""}, text model fitted to ${artifact.objective ?? "label"}; ${metrics.folds}-fold cross-validation, held-out predictions:`);
   const cv = new Table({ ...tableStyle(), head: ['P(tier suffices)', 'base rate', 'AUC', 'accuracy', 'majority', 'log loss', 'ECE (Platt)'] });
   for (const m of metrics.per_tier) cv.push([m.tier, pct(m.positive_rate), m.auc === null ? 'n/a' : m.auc.toFixed(3), pct(m.accuracy), pct(m.majority_accuracy), m.log_loss.toFixed(3), m.ece.toFixed(3)]);
   out.push(cv.toString());
+  if (metrics.group_prior) out.push(`group prior over ${metrics.group_prior.groups} groups (${artifact.group_prior?.expression}): held-out group accuracy ${pct(metrics.group_prior.held_out_group_accuracy)}; calibration weights score ${metrics.group_prior.score_weight.map((w) => w.toFixed(2)).join('/')}, prior ${metrics.group_prior.prior_weight.map((w) => w.toFixed(2)).join('/')}`);
+  if (metrics.l2_candidates) out.push(`L2 chosen by held-out APGR: ${metrics.l2_candidates.map((c) => `${c.l2}${c.l2 === metrics.l2 ? ' (chosen)' : ''} → ${c.held_out_apgr === null ? `log loss ${c.log_loss.toFixed(3)}` : c.held_out_apgr.toFixed(3)}`).join(', ')}`);
   if (metrics.held_out_apgr !== null) out.push(`held-out APGR (strong-call share swept 0 → 1): ${metrics.held_out_apgr.toFixed(3)}`);
   out.push('cost–quality by threshold (held-out predictions; route to the cheapest tier whose P(suffices) ≥ threshold):');
   const cq = new Table({ ...tableStyle(), head: ['threshold', ...artifact.tiers.map((t) => `→ ${t.name}`), 'mean quality', 'retention', 'cost savings'] });
@@ -192,9 +207,18 @@ export function register(program: Command): void {
       if (v !== 'no-loss' && v !== 'meets-target') throw new InvalidArgumentError('no-loss or meets-target');
       return v;
     }, 'no-loss')
+    .option('--objective <objective>', 'what the text model fits: gain (soft: 1 when the tier wins, ½ on a tie, 0 when a higher tier does better) or label (the 0/1 label)', (v) => {
+      if (v !== 'gain' && v !== 'label') throw new InvalidArgumentError('gain or label');
+      return v;
+    }, 'gain')
+    .option('--group <jsonata>', 'learn a group prior: a JSONata expression over the training row naming its group (e.g. subset); the router learns P(group | prompt), so requests need not carry it')
+    .option('--group-epochs <n>', 'passes over the data for the group prior', number(1, 200, true), 8)
     .option('--folds <k>', 'cross-validation folds', number(2, 20, true), 5)
     .option('--epochs <n>', 'passes over the data per model', number(1, 200, true), 12)
-    .option('--l2 <lambda>', 'L2 regularisation strength', number(0, 10), 1e-4)
+    .option('--l2 <lambda>', 'L2 regularisation strength, or candidates separated by commas (the best held-out APGR wins)', (v) => {
+      const values = v.split(',').map((x) => number(0, 10)(x.trim()));
+      return values.length === 1 ? values[0] : values;
+    }, 1e-4)
     .option('--buckets <n>', 'hashed n-gram buckets (power of two)', number(16, 1 << 22, true), 1 << 14)
     .option('--seed <n>', 'random seed (folds and shuffles)', number(0, 2 ** 31, true), 1)
     .option('--target <target>', 'what the recommended threshold aims at: retention:R, strong-share:S or costs:UNDER:OVER', 'retention:0.98')
@@ -211,7 +235,7 @@ export function register(program: Command): void {
           throw optionsError(errorMessage(err));
         }
         const ladder = ladderOf(opts);
-        const loaded = await loadTrainingRows(opts.data, ladder, { split: opts.split, where: opts.where });
+        const loaded = await loadTrainingRows(opts.data, ladder, { split: opts.split, where: opts.where, group: opts.group });
         if (loaded.rows.length === 0) throw optionsError(`no rows to train on in ${opts.data} after --split ${opts.split}${opts.where ? ' and --where' : ''}`);
         const showProgress = opts.progress && process.stderr.isTTY === true;
         const spec = defaultFeatureSpec({ ngrams: { n: [1, 2], buckets: opts.buckets, hash: 'fnv1a' } });
@@ -219,6 +243,8 @@ export function register(program: Command): void {
           tiers: loaded.tiers,
           qualityTarget: opts.qualityTarget,
           label: opts.label,
+          objective: opts.objective,
+          ...(opts.group !== undefined ? { groupPrior: { expression: opts.group, epochs: opts.groupEpochs } } : {}),
           folds: opts.folds,
           epochs: opts.epochs,
           l2: opts.l2,

@@ -38,6 +38,7 @@ import {
   type PolicyMetrics,
   type PolicyRowResult,
   type RowOutcomes,
+  quantileThresholds,
 } from '../analytics/metrics.ts';
 import { ROW_ID_FIELD, loadDataset, messagesOf, recordedCost, recordedUsage, scoreOf, type Dataset, type DatasetRow } from './dataset.ts';
 import replayProvider from '../../plugins/providers/replay/index.ts';
@@ -475,8 +476,8 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
     // A router with a threshold of its own (a classifier) is swept instead of the gate: its
     // cut-off is what trades cost for quality there.
     const routerSweep = typeof any.route.router.withThreshold === 'function';
-    const points = gate || routerSweep ? thresholds(settings.sweep ?? 0) : [];
-    const total = usable.length * (1 + points.length);
+    let points = gate || routerSweep ? thresholds(settings.sweep ?? 0) : [];
+    let total = usable.length * (1 + points.length);
     let done = 0;
     const signal = new AbortController().signal;
     const progress = (phase: string) => {
@@ -522,6 +523,13 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
     const runMs = performance.now() - runStarted;
     if (runs.length === 0) throw optionsError(`no row could be evaluated: ${[...skipped].map(([reason, ids]) => `${ids.length} × ${reason}`).join('; ')}`);
     const evaluated = runs.map((r) => outcomes.get(r.id) as RowOutcomes);
+    // A router that says where its decisions flip gets its sweep at the quantiles of those
+    // values: evenly spaced thresholds would bunch where its probabilities are dense.
+    const flips = routerSweep ? [...routedOf.values()].flatMap((r) => r.thresholds ?? []) : [];
+    if (routerSweep && flips.length > 0 && points.length > 0) {
+      points = quantileThresholds(flips, points.length);
+      total = usable.length * (1 + points.length);
+    }
 
     const metrics = summarize(evaluated, runs, qualityTarget);
     const base = baselineMetrics(evaluated, qualityTarget, metrics.total_cost);
@@ -583,7 +591,7 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
     const recorded = runs.filter((r) => r.gate === 'recorded').length;
     const placeholders = usable.filter((p) => p.placeholder && outcomes.has(p.row.id)).length;
     const notes: string[] = [];
-    if (routerSweep && points.length > 0) notes.push(`the sweep varies router ${any.route.routerPlugin}'s threshold${gate ? ' (the gate keeps its own)' : ''}`);
+    if (routerSweep && points.length > 0) notes.push(`the sweep varies router ${any.route.routerPlugin}'s threshold${gate ? ' (the gate keeps its own)' : ''}${flips.length > 0 ? ', at the quantiles of its scores' : ''}`);
     if (!gate) notes.push(`route ${settings.route} has no gate: nothing escalates${routerSweep ? '' : ', and there is no threshold to sweep'}`);
     else if (recorded > 0 && real > 0) notes.push(`gate: the route's evaluators judged the answer texts of ${real} rows; ${recorded} rows without texts were gated on their recorded scores`);
     else if (recorded > 0) notes.push(`gate: recorded scores (a perfect judge) stand in for the route's evaluators${gateMode === 'auto' ? ': the dataset has no answer texts for these rows' : ''}`);

@@ -164,6 +164,8 @@ export function calibration(probabilities: ArrayLike<number>, labels: ArrayLike<
 export interface Platt {
   a: number;
   b: number;
+  /** Weight of the group prior's logit (stacked calibration); absent without a group prior. */
+  c?: number;
 }
 
 /** Platt scaling: p' = σ(a·z + b) over raw scores z, fitted on held-out predictions by Newton steps. */
@@ -200,8 +202,8 @@ export function fitPlatt(scores: ArrayLike<number>, labels: ArrayLike<number>): 
   return { a, b };
 }
 
-export function applyPlatt(platt: Platt, z: number): number {
-  return sigmoid(platt.a * z + platt.b);
+export function applyPlatt(platt: Platt, z: number, groupLogit = 0): number {
+  return sigmoid(platt.a * z + (platt.c ?? 0) * groupLogit + platt.b);
 }
 
 /** Fold index of each row: a seeded shuffle dealt round-robin into k folds. */
@@ -214,4 +216,133 @@ export function foldsOf(n: number, k: number, seed: number): Int32Array {
 export function round(x: number, digits = 4): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
+}
+
+// ---------------------------------------------------------------------------------
+// Multinomial logistic regression (softmax) over the same sparse vectors: the topic
+// model of the classifier's group prior (src/learn/train.ts). Weights are stored
+// feature-major ([feature][class]) so one request touches a few contiguous runs.
+
+export interface SoftmaxModel {
+  classes: number;
+  bias: Float64Array;
+  /** dimension × classes, feature-major. */
+  weights: Float32Array;
+}
+
+export function trainSoftmax(xs: readonly SparseVector[], labels: ArrayLike<number>, classes: number, options: TrainOptions): SoftmaxModel {
+  const { dimension } = options;
+  const l2 = options.l2 ?? 1e-5;
+  const epochs = options.epochs ?? 8;
+  const eta = options.learningRate ?? 0.3;
+  const seed = options.seed ?? 1;
+  const n = xs.length;
+  const K = classes;
+  const w = new Float32Array(dimension * K);
+  const g2 = new Float32Array(dimension * K).fill(1e-8);
+  const bias = new Float64Array(K);
+  const biasG2 = new Float64Array(K).fill(1e-8);
+  const frequency = new Float64Array(dimension);
+  for (const x of xs) for (let k = 0; k < x.indices.length; k++) frequency[x.indices[k]]++;
+  // Start the intercepts at the log class frequencies.
+  const counts = new Float64Array(K);
+  for (let i = 0; i < n; i++) counts[labels[i]]++;
+  for (let c = 0; c < K; c++) bias[c] = Math.log((counts[c] + 1) / (n + K));
+  const z = new Float64Array(K);
+  for (let epoch = 0; epoch < epochs; epoch++) {
+    const order = shuffled(n, seed + epoch * 7919);
+    for (const i of order) {
+      const x = xs[i];
+      softmaxScores({ classes: K, bias, weights: w }, x, z);
+      const y = labels[i];
+      for (let k = 0; k < x.indices.length; k++) {
+        const j = x.indices[k];
+        const v = x.values[k];
+        const base = j * K;
+        const decay = (l2 * n) / frequency[j];
+        for (let c = 0; c < K; c++) {
+          const g = (z[c] - (c === y ? 1 : 0)) * v + decay * w[base + c];
+          g2[base + c] += g * g;
+          w[base + c] -= (eta * g) / Math.sqrt(g2[base + c]);
+        }
+      }
+      for (let c = 0; c < K; c++) {
+        const g = z[c] - (c === y ? 1 : 0);
+        biasG2[c] += g * g;
+        bias[c] -= (eta * g) / Math.sqrt(biasG2[c]);
+      }
+    }
+    options.onEpoch?.(epoch);
+  }
+  return { classes: K, bias, weights: w };
+}
+
+/** Class probabilities of x, written into `out` (length = classes). */
+export function softmaxScores(model: SoftmaxModel, x: SparseVector, out: Float64Array): Float64Array {
+  const K = model.classes;
+  for (let c = 0; c < K; c++) out[c] = model.bias[c];
+  const { indices, values } = x;
+  for (let k = 0; k < indices.length; k++) {
+    const base = indices[k] * K;
+    const v = values[k];
+    for (let c = 0; c < K; c++) out[c] += model.weights[base + c] * v;
+  }
+  let max = -Infinity;
+  for (let c = 0; c < K; c++) if (out[c] > max) max = out[c];
+  let total = 0;
+  for (let c = 0; c < K; c++) total += out[c] = Math.exp(out[c] - max);
+  for (let c = 0; c < K; c++) out[c] /= total;
+  return out;
+}
+
+export function logit(p: number): number {
+  const q = Math.min(1 - 1e-6, Math.max(1e-6, p));
+  return Math.log(q / (1 - q));
+}
+
+/**
+ * Platt scaling over two inputs: p' = σ(a·z + c·g + b), where z is the text model's raw
+ * score and g the logit of the group prior; fitted on held-out predictions by Newton steps
+ * (a stacked calibration: how much to trust each is learned, not guessed).
+ */
+export function fitStackedPlatt(scores: ArrayLike<number>, groupLogits: ArrayLike<number>, labels: ArrayLike<number>): Platt {
+  const n = scores.length;
+  let pos = 0;
+  for (let i = 0; i < n; i++) pos += labels[i] >= 0.5 ? 1 : 0;
+  const hi = (pos + 1) / (pos + 2);
+  const lo = 1 / (n - pos + 2);
+  // θ = [a, c, b] over inputs [z, g, 1].
+  const theta = [1, 0, 0];
+  for (let iter = 0; iter < 50; iter++) {
+    const grad = [0, 0, 0];
+    const H = [1e-9, 0, 0, 0, 1e-9, 0, 0, 0, 1e-9];
+    for (let i = 0; i < n; i++) {
+      const x = [scores[i], groupLogits[i], 1];
+      const t = labels[i] >= 0.5 ? hi : lo;
+      const p = sigmoid(theta[0] * x[0] + theta[1] * x[1] + theta[2]);
+      const d = p - t;
+      const h = p * (1 - p);
+      for (let r = 0; r < 3; r++) {
+        grad[r] += d * x[r];
+        for (let c = 0; c < 3; c++) H[r * 3 + c] += h * x[r] * x[c];
+      }
+    }
+    const step = solve3(H, grad);
+    if (!step) break;
+    for (let r = 0; r < 3; r++) theta[r] -= step[r];
+    if (Math.max(...step.map(Math.abs)) < 1e-9) break;
+  }
+  return { a: theta[0], b: theta[2], c: theta[1] };
+}
+
+/** Solves the 3×3 system H·s = g by Cramer's rule; null when singular. */
+function solve3(H: number[], g: number[]): number[] | null {
+  const det = (m: number[]) => m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) + m[2] * (m[3] * m[7] - m[4] * m[6]);
+  const d = det(H);
+  if (!Number.isFinite(d) || Math.abs(d) < 1e-12) return null;
+  return [0, 1, 2].map((col) => {
+    const m = H.slice();
+    for (let r = 0; r < 3; r++) m[r * 3 + col] = g[r];
+    return det(m) / d;
+  });
 }

@@ -5,10 +5,10 @@
 // rows. Pure: the command (src/commands/train.ts) reads files and prints.
 import { createHash } from 'node:crypto';
 import type { ChatMessage } from '../plugin-api.ts';
-import { apgr, type CurvePoint } from '../analytics/metrics.ts';
+import { apgr, quantileThresholds, type CurvePoint } from '../analytics/metrics.ts';
 import { compileExtractor, defaultFeatureSpec, specHash, type FeatureSpec, type SparseVector } from './features.ts';
-import { ARTIFACT_FORMAT, ARTIFACT_VERSION, chooseTier, type ClassifierArtifact, type TierModel } from './artifact.ts';
-import { accuracy, applyPlatt, auc, calibration, fitPlatt, foldsOf, logLoss, round, score, trainLogistic, type LogisticModel } from './logistic.ts';
+import { ARTIFACT_FORMAT, ARTIFACT_VERSION, chooseTier, encodeInt8, priorOf, type ClassifierArtifact, type GroupPrior, type TierModel } from './artifact.ts';
+import { accuracy, applyPlatt, auc, calibration, fitPlatt, fitStackedPlatt, foldsOf, logLoss, logit, round, score, softmaxScores, trainLogistic, trainSoftmax, type LogisticModel, type Platt, type SoftmaxModel } from './logistic.ts';
 
 export interface TrainingRow {
   id: string;
@@ -19,7 +19,18 @@ export interface TrainingRow {
   cost: number[];
   /** For labelled rows: index of the cheapest tier that sufficed. */
   labelTier: number | null;
+  /** A training-only group (e.g. the MMLU subject) for the group prior; never needed at serving time. */
+  group?: string | null;
 }
+
+/**
+ * What the text model is fitted to. `label`: the 0/1 "tier suffices" label. `gain`: the
+ * soft target (1 + q_tier − q_best_above) / 2 — 1 when the tier wins, ½ on a tie, 0 when
+ * a higher tier would have done better — which ranks prompts by how much moving up gains,
+ * the quantity a cost–quality curve (and APGR) rewards. Either way the calibration is to
+ * the 0/1 label, so thresholds keep meaning P(tier suffices).
+ */
+export type Objective = 'gain' | 'label';
 
 /**
  * no-loss: tier t "suffices" when its answer meets the quality target or no higher tier's
@@ -36,9 +47,13 @@ export interface TrainSettings {
   label?: LabelRule;
   folds?: number;
   epochs?: number;
-  l2?: number;
+  /** One strength, or candidates to choose from by held-out APGR. */
+  l2?: number | number[];
   seed?: number;
   target?: Target;
+  objective?: Objective;
+  /** Learn a group prior from rows' `group` (needs ≥ 2 groups). */
+  groupPrior?: { expression: string; epochs?: number; l2?: number; smoothing?: number };
   spec?: FeatureSpec;
   /** sha256 of the training data as read. */
   dataHash: string;
@@ -82,6 +97,62 @@ export function labelsOf(rows: readonly TrainingRow[], tiers: number, rule: Labe
     });
     return y;
   });
+}
+
+/** The text model's targets: the 0/1 labels, or the soft gain of staying on each tier. */
+export function rankingTargets(rows: readonly TrainingRow[], labels: readonly Float64Array[], objective: Objective): Float64Array[] {
+  if (objective === 'label') return labels.map((y) => y.slice());
+  return labels.map((y, t) =>
+    Float64Array.from(rows, (row, i) => {
+      if (!row.quality) return y[i];
+      const above = Math.max(...row.quality.slice(t + 1));
+      return Math.min(1, Math.max(0, (1 + row.quality[t] - above) / 2));
+    }),
+  );
+}
+
+interface GroupFit {
+  model: SoftmaxModel;
+  /** [tier][group] */
+  rates: Float64Array[];
+}
+
+/** Trains P(group | prompt) and the per-group mean target of each tier, on the rows `idx`. */
+function fitGroupPrior(xs: readonly SparseVector[], groupIds: Int32Array, groups: number, targets: readonly Float64Array[], idx: readonly number[], options: { dimension: number; epochs: number; l2: number; smoothing: number; seed: number; onEpoch?: () => void }): GroupFit {
+  const model = trainSoftmax(idx.map((i) => xs[i]), idx.map((i) => groupIds[i]), groups, { dimension: options.dimension, epochs: options.epochs, l2: options.l2, seed: options.seed, onEpoch: options.onEpoch });
+  const rates = targets.map((y) => {
+    let total = 0;
+    for (const i of idx) total += y[i];
+    const overall = total / Math.max(idx.length, 1);
+    const sum = new Float64Array(groups);
+    const count = new Float64Array(groups);
+    for (const i of idx) {
+      sum[groupIds[i]] += y[i];
+      count[groupIds[i]]++;
+    }
+    // Shrunk toward the overall mean: a group seen a few times says little.
+    return Float64Array.from(sum, (s, g) => Math.min(0.999, Math.max(0.001, (s + options.smoothing * overall) / (count[g] + options.smoothing))));
+  });
+  return { model, rates };
+}
+
+function groupLogits(fit: GroupFit, x: SparseVector): number[] {
+  const p = softmaxScores(fit.model, x, new Float64Array(fit.model.classes));
+  return fit.rates.map((r) => logit(priorOf(p, r)));
+}
+
+/**
+ * APGR of held-out predictions (the two-tier sense: strong-call share swept 0 → 1), with
+ * thresholds at the probabilities' quantiles: evenly spaced ones bunch where they are dense.
+ */
+function heldOutApgrOf(rows: readonly TrainingRow[], probabilities: readonly Float64Array[]): number | null {
+  const weak = evaluateThreshold(rows, probabilities, 0);
+  const strong = evaluateThreshold(rows, probabilities, 1.0000001);
+  if (Math.abs(strong.mean_quality - weak.mean_quality) <= 1e-9) return null;
+  const curve: CurvePoint[] = quantileThresholds(probabilities.flatMap((p) => Array.from(p)), 101)
+    .map((t) => evaluateThreshold(rows, probabilities, t))
+    .map((g) => ({ strong_share: g.strong_share, cost: g.total_cost, quality: g.mean_quality }));
+  return apgr(curve, weak.mean_quality, strong.mean_quality);
 }
 
 function qualityOf(row: TrainingRow, tier: number): number {
@@ -164,34 +235,72 @@ export async function trainClassifier(rows: readonly TrainingRow[], settings: Tr
   const qualityTarget = settings.qualityTarget ?? 0.5;
   const rule = settings.label ?? 'no-loss';
   const epochs = settings.epochs ?? 12;
-  const l2 = settings.l2 ?? 1e-4;
+  const l2s = Array.isArray(settings.l2) ? settings.l2 : [settings.l2 ?? 1e-4];
+  if (l2s.length === 0 || !l2s.every((v) => Number.isFinite(v) && v >= 0)) throw new Error(`L2 strengths must be numbers ≥ 0, not ${JSON.stringify(settings.l2)}`);
   const seed = settings.seed ?? 1;
   const target: Target = settings.target ?? { kind: 'retention', value: 0.98 };
   const spec = settings.spec ?? defaultFeatureSpec();
   const extractor = compileExtractor(spec);
+  const objective: Objective = settings.objective ?? 'gain';
   const xs: SparseVector[] = rows.map((r) => extractor.extract(r.messages));
   const ys = labelsOf(rows, tiers, rule, qualityTarget);
+  const targets = rankingTargets(rows, ys, objective);
   const fold = foldsOf(rows.length, k, seed);
 
-  const totalSteps = (k + 1) * (tiers - 1) * epochs;
+  // The group prior: rows without a group form one group of their own.
+  const groupNames = settings.groupPrior ? [...new Set(rows.map((r) => r.group ?? '(none)'))].sort() : [];
+  if (settings.groupPrior && groupNames.length < 2) throw new Error(`the group prior needs at least two groups; ${settings.groupPrior.expression} gave ${groupNames.length === 1 ? `only ${JSON.stringify(groupNames[0])}` : 'none'}`);
+  const groupIds = Int32Array.from(rows, (r) => groupNames.indexOf(r.group ?? '(none)'));
+  const groupSettings = settings.groupPrior ? { dimension: extractor.dimension, epochs: settings.groupPrior.epochs ?? 8, l2: settings.groupPrior.l2 ?? 1e-5, smoothing: settings.groupPrior.smoothing ?? 10 } : null;
+
+  const candidates = l2s;
+  const totalSteps = (k * candidates.length + 1) * (tiers - 1) * epochs + (k + 1) * (groupSettings?.epochs ?? 0);
   let done = 0;
   const tick = (phase: string) => () => settings.onProgress?.(++done, totalSteps, phase);
   const yieldNow = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-  // Held-out raw scores: each row scored by the model trained without its fold.
-  const oofScores = ys.map(() => new Float64Array(rows.length));
-  for (let f = 0; f < k; f++) {
+  const foldRows = Array.from({ length: k }, (_, f) => {
     const trainIdx: number[] = [];
     const testIdx: number[] = [];
     for (let i = 0; i < rows.length; i++) (fold[i] === f ? testIdx : trainIdx).push(i);
-    for (let t = 0; t < tiers - 1; t++) {
-      const model = trainLogistic(trainIdx.map((i) => xs[i]), trainIdx.map((i) => ys[t][i]), { dimension: extractor.dimension, epochs, l2, seed: seed + f, onEpoch: tick(`fold ${f + 1}/${k}, tier ${settings.tiers[t].name}`) });
-      for (const i of testIdx) oofScores[t][i] = score(model, xs[i]);
+    return { trainIdx, testIdx };
+  });
+
+  // Held-out group priors: each row's from the topic model trained without its fold.
+  const oofGroupLogits = ys.map(() => new Float64Array(rows.length));
+  let groupHits = 0;
+  if (groupSettings) {
+    for (const [f, { trainIdx, testIdx }] of foldRows.entries()) {
+      const fit = fitGroupPrior(xs, groupIds, groupNames.length, targets, trainIdx, { ...groupSettings, seed: seed + f, onEpoch: tick(`fold ${f + 1}/${k}, group prior`) });
+      const p = new Float64Array(groupNames.length);
+      for (const i of testIdx) {
+        groupLogits(fit, xs[i]).forEach((g, t) => (oofGroupLogits[t][i] = g));
+        softmaxScores(fit.model, xs[i], p);
+        if (p.indexOf(Math.max(...p)) === groupIds[i]) groupHits++;
+      }
       await yieldNow();
     }
   }
-  const platts = oofScores.map((z, t) => fitPlatt(z, ys[t]));
-  const oofProbabilities = oofScores.map((z, t) => Float64Array.from(z, (v) => applyPlatt(platts[t], v)));
+
+  // Held-out text scores for each L2 candidate; the candidate with the best held-out APGR
+  // (log loss when APGR is undefined) is the one trained on every row.
+  const heldOut = [];
+  for (const candidate of candidates) {
+    const oofScores = ys.map(() => new Float64Array(rows.length));
+    for (const [f, { trainIdx, testIdx }] of foldRows.entries()) {
+      for (let t = 0; t < tiers - 1; t++) {
+        const model = trainLogistic(trainIdx.map((i) => xs[i]), trainIdx.map((i) => targets[t][i]), { dimension: extractor.dimension, epochs, l2: candidate, seed: seed + f, onEpoch: tick(`${candidates.length > 1 ? `l2 ${candidate}, ` : ''}fold ${f + 1}/${k}, tier ${settings.tiers[t].name}`) });
+        for (const i of testIdx) oofScores[t][i] = score(model, xs[i]);
+        await yieldNow();
+      }
+    }
+    const platts: Platt[] = oofScores.map((z, t) => (groupSettings ? fitStackedPlatt(z, oofGroupLogits[t], ys[t]) : fitPlatt(z, ys[t])));
+    const oofProbabilities = oofScores.map((z, t) => Float64Array.from(z, (v, i) => applyPlatt(platts[t], v, oofGroupLogits[t][i])));
+    const meanLogLoss = oofProbabilities.reduce((sum, p, t) => sum + logLoss(p, ys[t]), 0) / oofProbabilities.length;
+    heldOut.push({ l2: candidate, platts, oofProbabilities, apgr: heldOutApgrOf(rows, oofProbabilities), logLoss: meanLogLoss });
+  }
+  const chosen = heldOut.reduce((best, c) => (c.apgr !== null && best.apgr !== null ? (c.apgr > best.apgr + 1e-12 ? c : best) : c.logLoss < best.logLoss - 1e-12 ? c : best));
+  const { platts, oofProbabilities, l2 } = chosen;
+  const heldOutApgr = chosen.apgr === null ? null : round(chosen.apgr);
 
   const perTier = settings.tiers.slice(0, -1).map((tier, t) => {
     const cal = calibration(oofProbabilities[t], ys[t]);
@@ -199,7 +308,7 @@ export async function trainClassifier(rows: readonly TrainingRow[], settings: Tr
     return {
       tier: tier.name,
       positive_rate: round(positives / rows.length),
-      auc: auc(oofScores[t], ys[t]) === null ? null : round(auc(oofScores[t], ys[t]) as number),
+      auc: auc(oofProbabilities[t], ys[t]) === null ? null : round(auc(oofProbabilities[t], ys[t]) as number),
       accuracy: round(accuracy(oofProbabilities[t], ys[t])),
       majority_accuracy: round(Math.max(positives, rows.length - positives) / rows.length),
       log_loss: round(logLoss(oofProbabilities[t], ys[t])),
@@ -209,23 +318,23 @@ export async function trainClassifier(rows: readonly TrainingRow[], settings: Tr
   });
 
   const recommended = recommendThreshold(rows, oofProbabilities, target);
-  const table = [...Array.from({ length: 11 }, (_, i) => i / 10), recommended]
+  // Rows at the probabilities' deciles (so each step moves about a tenth of the traffic), plus the recommendation.
+  const table = [...quantileThresholds(oofProbabilities.flatMap((p) => Array.from(p)), 11).map((t) => round(t, 4)), recommended]
     .filter((t, i, all) => all.indexOf(t) === i)
     .sort((a, b) => a - b)
     .map((t) => evaluateThreshold(rows, oofProbabilities, t));
-  // The held-out cost–quality curve's APGR (two-tier sense: strong share vs quality).
-  const fine = Array.from({ length: 101 }, (_, i) => evaluateThreshold(rows, oofProbabilities, i / 100));
-  const weak = evaluateThreshold(rows, oofProbabilities, 0);
-  const strong = evaluateThreshold(rows, oofProbabilities, 1.0000001);
-  const curve: CurvePoint[] = fine.map((g) => ({ strong_share: g.strong_share, cost: g.total_cost, quality: g.mean_quality }));
-  const heldOutApgr = Math.abs(strong.mean_quality - weak.mean_quality) > 1e-9 ? round(apgr(curve, weak.mean_quality, strong.mean_quality)) : null;
-
   // Final models on every row.
   const models: TierModel[] = [];
   for (let t = 0; t < tiers - 1; t++) {
-    const model = trainLogistic(xs, ys[t], { dimension: extractor.dimension, epochs, l2, seed, onEpoch: tick(`final model, tier ${settings.tiers[t].name}`) });
-    models.push({ tier: settings.tiers[t].name, bias: round(model.bias, 6), weights: sparseWeights(model), platt: { a: round(platts[t].a, 6), b: round(platts[t].b, 6) } });
+    const model = trainLogistic(xs, targets[t], { dimension: extractor.dimension, epochs, l2, seed, onEpoch: tick(`final model, tier ${settings.tiers[t].name}`) });
+    const platt: Platt = { a: round(platts[t].a, 6), b: round(platts[t].b, 6), ...(platts[t].c !== undefined ? { c: round(platts[t].c as number, 6) } : {}) };
+    models.push({ tier: settings.tiers[t].name, bias: round(model.bias, 6), weights: sparseWeights(model), platt });
     await yieldNow();
+  }
+  let groupPrior: GroupPrior | undefined;
+  if (groupSettings && settings.groupPrior) {
+    const fit = fitGroupPrior(xs, groupIds, groupNames.length, targets, rows.map((_, i) => i), { ...groupSettings, seed, onEpoch: tick('final group prior') });
+    groupPrior = { expression: settings.groupPrior.expression, names: groupNames, bias: Array.from(fit.model.bias, (b) => round(b, 5)), weights: encodeInt8(fit.model.weights, groupNames.length), rates: fit.rates.map((r) => Array.from(r, (x) => round(x, 5))) };
   }
 
   const meanCost = (t: number) => rows.reduce((sum, r) => sum + r.cost[t], 0) / rows.length;
@@ -237,12 +346,14 @@ export async function trainClassifier(rows: readonly TrainingRow[], settings: Tr
     feature_spec_hash: specHash(spec),
     tiers: settings.tiers.map((t, i) => ({ name: t.name, dataset_model: t.dataset_model ?? null, mean_cost: Number(meanCost(i).toPrecision(4)) })),
     models,
+    ...(groupPrior ? { group_prior: groupPrior } : {}),
     calibration: 'platt',
+    objective,
     label: rows.some((r) => r.quality) ? rule : 'labelled-tier',
     quality_target: rows.some((r) => r.quality) ? qualityTarget : null,
     training_data_sha256: settings.dataHash,
     training_rows: rows.length,
-    metrics: { folds: k, epochs, l2, seed, per_tier: perTier, held_out_apgr: heldOutApgr, at_recommended: roundRow(evaluateThreshold(rows, oofProbabilities, recommended)) },
+    metrics: { folds: k, epochs, l2, ...(candidates.length > 1 ? { l2_candidates: heldOut.map((c) => ({ l2: c.l2, held_out_apgr: c.apgr === null ? null : round(c.apgr), log_loss: round(c.logLoss) })) } : {}), seed, objective, per_tier: perTier, held_out_apgr: heldOutApgr, ...(groupSettings ? { group_prior: { groups: groupNames.length, held_out_group_accuracy: round(groupHits / rows.length), prior_weight: platts.map((p) => round(p.c ?? 0)), score_weight: platts.map((p) => round(p.a)) } } : {}), at_recommended: roundRow(evaluateThreshold(rows, oofProbabilities, recommended)) },
     recommended_threshold: recommended,
     target: target.kind === 'costs' ? { kind: target.kind, value: target.value } : { kind: target.kind, value: target.value },
     cost_quality: table.map(roundRow),

@@ -50,7 +50,7 @@ function makeRouter(model: CompiledClassifier, tierMap: readonly string[], thres
       const confidence = t < top ? p[t] : 1 - p[top - 1];
       const shown = tierMap[t];
       const why = t < top ? `P(${shown} suffices) ${p[t].toFixed(2)} ≥ ${threshold}` : `P(${tierMap[top - 1]} suffices) ${p[top - 1].toFixed(2)} < ${threshold}`;
-      return { tier: shown, confidence: Math.min(1, Math.max(0, confidence)), reason: `classifier: ${shown} at ${confidence.toFixed(2)} (${why})` };
+      return { tier: shown, confidence: Math.min(1, Math.max(0, confidence)), reason: `classifier: ${shown} at ${confidence.toFixed(2)} (${why})`, thresholds: Array.from(p) };
     },
     withThreshold(next: number): Router {
       return makeRouter(model, tierMap, next);
