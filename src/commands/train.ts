@@ -26,6 +26,7 @@ interface TrainCommandOptions {
   objective: Objective;
   group?: string;
   groupEpochs: number;
+  final: 'fold-average' | 'refit';
   folds: number;
   epochs: number;
   l2: number | number[];
@@ -213,6 +214,10 @@ export function register(program: Command): void {
     }, 'gain')
     .option('--group <jsonata>', 'learn a group prior: a JSONata expression over the training row naming its group (e.g. subset); the router learns P(group | prompt), so requests need not carry it')
     .option('--group-epochs <n>', 'passes over the data for the group prior', number(1, 200, true), 8)
+    .option('--final <how>', 'the served model: fold-average (the mean of the cross-validation models, on the scale the threshold was chosen on) or refit (trained again on every row)', (v) => {
+      if (v !== 'fold-average' && v !== 'refit') throw new InvalidArgumentError('fold-average or refit');
+      return v;
+    }, 'fold-average')
     .option('--folds <k>', 'cross-validation folds', number(2, 20, true), 5)
     .option('--epochs <n>', 'passes over the data per model', number(1, 200, true), 12)
     .option('--l2 <lambda>', 'L2 regularisation strength, or candidates separated by commas (the best held-out APGR wins)', (v) => {
@@ -244,6 +249,7 @@ export function register(program: Command): void {
           qualityTarget: opts.qualityTarget,
           label: opts.label,
           objective: opts.objective,
+          final: opts.final,
           ...(opts.group !== undefined ? { groupPrior: { expression: opts.group, epochs: opts.groupEpochs } } : {}),
           folds: opts.folds,
           epochs: opts.epochs,

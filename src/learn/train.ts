@@ -47,6 +47,8 @@ export interface TrainSettings {
   label?: LabelRule;
   folds?: number;
   epochs?: number;
+  /** The served model: the mean of the fold models (default), or one refitted on every row. */
+  final?: 'fold-average' | 'refit';
   /** One strength, or candidates to choose from by held-out APGR. */
   l2?: number | number[];
   seed?: number;
@@ -120,7 +122,12 @@ interface GroupFit {
 /** Trains P(group | prompt) and the per-group mean target of each tier, on the rows `idx`. */
 function fitGroupPrior(xs: readonly SparseVector[], groupIds: Int32Array, groups: number, targets: readonly Float64Array[], idx: readonly number[], options: { dimension: number; epochs: number; l2: number; smoothing: number; seed: number; onEpoch?: () => void }): GroupFit {
   const model = trainSoftmax(idx.map((i) => xs[i]), idx.map((i) => groupIds[i]), groups, { dimension: options.dimension, epochs: options.epochs, l2: options.l2, seed: options.seed, onEpoch: options.onEpoch });
-  const rates = targets.map((y) => {
+  return { model, rates: groupRatesOf(groupIds, groups, targets, idx, options.smoothing) };
+}
+
+/** Per tier, the mean target in each group over the rows `idx`, shrunk toward the overall mean. */
+function groupRatesOf(groupIds: Int32Array, groups: number, targets: readonly Float64Array[], idx: readonly number[], smoothing: number): Float64Array[] {
+  return targets.map((y) => {
     let total = 0;
     for (const i of idx) total += y[i];
     const overall = total / Math.max(idx.length, 1);
@@ -131,9 +138,8 @@ function fitGroupPrior(xs: readonly SparseVector[], groupIds: Int32Array, groups
       count[groupIds[i]]++;
     }
     // Shrunk toward the overall mean: a group seen a few times says little.
-    return Float64Array.from(sum, (s, g) => Math.min(0.999, Math.max(0.001, (s + options.smoothing * overall) / (count[g] + options.smoothing))));
+    return Float64Array.from(sum, (s, g) => Math.min(0.999, Math.max(0.001, (s + smoothing * overall) / (count[g] + smoothing))));
   });
-  return { model, rates };
 }
 
 function groupLogits(fit: GroupFit, x: SparseVector): number[] {
@@ -254,7 +260,9 @@ export async function trainClassifier(rows: readonly TrainingRow[], settings: Tr
   const groupSettings = settings.groupPrior ? { dimension: extractor.dimension, epochs: settings.groupPrior.epochs ?? 8, l2: settings.groupPrior.l2 ?? 1e-5, smoothing: settings.groupPrior.smoothing ?? 10 } : null;
 
   const candidates = l2s;
-  const totalSteps = (k * candidates.length + 1) * (tiers - 1) * epochs + (k + 1) * (groupSettings?.epochs ?? 0);
+  const finalMode = settings.final ?? 'fold-average';
+  const refits = finalMode === 'refit' ? 1 : 0;
+  const totalSteps = (k * candidates.length + refits) * (tiers - 1) * epochs + (k + refits) * (groupSettings?.epochs ?? 0);
   let done = 0;
   const tick = (phase: string) => () => settings.onProgress?.(++done, totalSteps, phase);
   const yieldNow = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -268,9 +276,13 @@ export async function trainClassifier(rows: readonly TrainingRow[], settings: Tr
   // Held-out group priors: each row's from the topic model trained without its fold.
   const oofGroupLogits = ys.map(() => new Float64Array(rows.length));
   let groupHits = 0;
+  let averagedGroup: SoftmaxModel | null = null;
   if (groupSettings) {
     for (const [f, { trainIdx, testIdx }] of foldRows.entries()) {
       const fit = fitGroupPrior(xs, groupIds, groupNames.length, targets, trainIdx, { ...groupSettings, seed: seed + f, onEpoch: tick(`fold ${f + 1}/${k}, group prior`) });
+      averagedGroup ??= { classes: groupNames.length, bias: new Float64Array(groupNames.length), weights: new Float32Array(fit.model.weights.length) };
+      for (let c = 0; c < groupNames.length; c++) averagedGroup.bias[c] += fit.model.bias[c] / k;
+      for (let j = 0; j < fit.model.weights.length; j++) averagedGroup.weights[j] += fit.model.weights[j] / k;
       const p = new Float64Array(groupNames.length);
       for (const i of testIdx) {
         groupLogits(fit, xs[i]).forEach((g, t) => (oofGroupLogits[t][i] = g));
@@ -286,20 +298,23 @@ export async function trainClassifier(rows: readonly TrainingRow[], settings: Tr
   const heldOut = [];
   for (const candidate of candidates) {
     const oofScores = ys.map(() => new Float64Array(rows.length));
+    const averaged: LogisticModel[] = ys.map(() => ({ bias: 0, weights: new Float64Array(extractor.dimension) }));
     for (const [f, { trainIdx, testIdx }] of foldRows.entries()) {
       for (let t = 0; t < tiers - 1; t++) {
         const model = trainLogistic(trainIdx.map((i) => xs[i]), trainIdx.map((i) => targets[t][i]), { dimension: extractor.dimension, epochs, l2: candidate, seed: seed + f, onEpoch: tick(`${candidates.length > 1 ? `l2 ${candidate}, ` : ''}fold ${f + 1}/${k}, tier ${settings.tiers[t].name}`) });
         for (const i of testIdx) oofScores[t][i] = score(model, xs[i]);
+        averaged[t].bias += model.bias / k;
+        for (let j = 0; j < model.weights.length; j++) averaged[t].weights[j] += model.weights[j] / k;
         await yieldNow();
       }
     }
     const platts: Platt[] = oofScores.map((z, t) => (groupSettings ? fitStackedPlatt(z, oofGroupLogits[t], ys[t]) : fitPlatt(z, ys[t])));
     const oofProbabilities = oofScores.map((z, t) => Float64Array.from(z, (v, i) => applyPlatt(platts[t], v, oofGroupLogits[t][i])));
     const meanLogLoss = oofProbabilities.reduce((sum, p, t) => sum + logLoss(p, ys[t]), 0) / oofProbabilities.length;
-    heldOut.push({ l2: candidate, platts, oofProbabilities, apgr: heldOutApgrOf(rows, oofProbabilities), logLoss: meanLogLoss });
+    heldOut.push({ l2: candidate, platts, oofProbabilities, averaged, apgr: heldOutApgrOf(rows, oofProbabilities), logLoss: meanLogLoss });
   }
   const chosen = heldOut.reduce((best, c) => (c.apgr !== null && best.apgr !== null ? (c.apgr > best.apgr + 1e-12 ? c : best) : c.logLoss < best.logLoss - 1e-12 ? c : best));
-  const { platts, oofProbabilities, l2 } = chosen;
+  const { platts, oofProbabilities, l2, averaged } = chosen;
   const heldOutApgr = chosen.apgr === null ? null : round(chosen.apgr);
 
   const perTier = settings.tiers.slice(0, -1).map((tier, t) => {
@@ -323,17 +338,20 @@ export async function trainClassifier(rows: readonly TrainingRow[], settings: Tr
     .filter((t, i, all) => all.indexOf(t) === i)
     .sort((a, b) => a - b)
     .map((t) => evaluateThreshold(rows, oofProbabilities, t));
-  // Final models on every row.
+  // The served models. fold-average: the mean of the k fold models (one linear model), whose
+  // scores are on the scale the calibration and the recommended threshold were fitted on;
+  // a model refitted on every row is more confident than its folds were, which moves a
+  // threshold chosen on held-out data. refit: trained again on every row.
   const models: TierModel[] = [];
   for (let t = 0; t < tiers - 1; t++) {
-    const model = trainLogistic(xs, targets[t], { dimension: extractor.dimension, epochs, l2, seed, onEpoch: tick(`final model, tier ${settings.tiers[t].name}`) });
+    const model = finalMode === 'refit' ? trainLogistic(xs, targets[t], { dimension: extractor.dimension, epochs, l2, seed, onEpoch: tick(`final model, tier ${settings.tiers[t].name}`) }) : averaged[t];
     const platt: Platt = { a: round(platts[t].a, 6), b: round(platts[t].b, 6), ...(platts[t].c !== undefined ? { c: round(platts[t].c as number, 6) } : {}) };
     models.push({ tier: settings.tiers[t].name, bias: round(model.bias, 6), weights: sparseWeights(model), platt });
     await yieldNow();
   }
   let groupPrior: GroupPrior | undefined;
   if (groupSettings && settings.groupPrior) {
-    const fit = fitGroupPrior(xs, groupIds, groupNames.length, targets, rows.map((_, i) => i), { ...groupSettings, seed, onEpoch: tick('final group prior') });
+    const fit = finalMode === 'refit' || !averagedGroup ? fitGroupPrior(xs, groupIds, groupNames.length, targets, rows.map((_, i) => i), { ...groupSettings, seed, onEpoch: tick('final group prior') }) : { model: averagedGroup, rates: groupRatesOf(groupIds, groupNames.length, targets, rows.map((_, i) => i), groupSettings.smoothing) };
     groupPrior = { expression: settings.groupPrior.expression, names: groupNames, bias: Array.from(fit.model.bias, (b) => round(b, 5)), weights: encodeInt8(fit.model.weights, groupNames.length), rates: fit.rates.map((r) => Array.from(r, (x) => round(x, 5))) };
   }
 
@@ -353,7 +371,7 @@ export async function trainClassifier(rows: readonly TrainingRow[], settings: Tr
     quality_target: rows.some((r) => r.quality) ? qualityTarget : null,
     training_data_sha256: settings.dataHash,
     training_rows: rows.length,
-    metrics: { folds: k, epochs, l2, ...(candidates.length > 1 ? { l2_candidates: heldOut.map((c) => ({ l2: c.l2, held_out_apgr: c.apgr === null ? null : round(c.apgr), log_loss: round(c.logLoss) })) } : {}), seed, objective, per_tier: perTier, held_out_apgr: heldOutApgr, ...(groupSettings ? { group_prior: { groups: groupNames.length, held_out_group_accuracy: round(groupHits / rows.length), prior_weight: platts.map((p) => round(p.c ?? 0)), score_weight: platts.map((p) => round(p.a)) } } : {}), at_recommended: roundRow(evaluateThreshold(rows, oofProbabilities, recommended)) },
+    metrics: { folds: k, epochs, l2, final: finalMode, ...(candidates.length > 1 ? { l2_candidates: heldOut.map((c) => ({ l2: c.l2, held_out_apgr: c.apgr === null ? null : round(c.apgr), log_loss: round(c.logLoss) })) } : {}), seed, objective, per_tier: perTier, held_out_apgr: heldOutApgr, ...(groupSettings ? { group_prior: { groups: groupNames.length, held_out_group_accuracy: round(groupHits / rows.length), prior_weight: platts.map((p) => round(p.c ?? 0)), score_weight: platts.map((p) => round(p.a)) } } : {}), at_recommended: roundRow(evaluateThreshold(rows, oofProbabilities, recommended)) },
     recommended_threshold: recommended,
     target: target.kind === 'costs' ? { kind: target.kind, value: target.value } : { kind: target.kind, value: target.value },
     cost_quality: table.map(roundRow),
