@@ -12,6 +12,7 @@ import type { DecisionRecord, ShadowRecord } from './decision-log.ts';
 import type { Runtime } from './runtime.ts';
 import { checkChatBody } from './request-schema.ts';
 import { shadowAfterResponse } from './shadow.ts';
+import { authorizeTarget, callerOf } from './auth.ts';
 import {
   ClientGone,
   TierFailure,
@@ -46,7 +47,7 @@ export const HEADER = {
 
 export function sendError(res: Response, error: TiergateError): void {
   if (res.headersSent) return;
-  const retryAfter = isUpstreamError(error.cause) ? error.cause.retryAfterMs : undefined;
+  const retryAfter = error.retryAfterMs ?? (isUpstreamError(error.cause) ? error.cause.retryAfterMs : undefined);
   if (retryAfter !== undefined) res.setHeader('retry-after', String(Math.ceil(retryAfter / 1000)));
   const body = error.toOpenAI();
   const attempts = (error as TiergateError & { attempts?: unknown }).attempts;
@@ -107,6 +108,7 @@ function record(runtime: Runtime, requestId: string, started: number, body: Chat
   };
   if (served?.usageEstimated) line.usage_estimated = true;
   if (outcome.errorCode) line.error_code = outcome.errorCode;
+  if (routed?.routingError) line.routing_error = routed.routingError;
   if (runtime.logPrompts && body) line.prompt = body.messages;
   return line;
 }
@@ -141,7 +143,10 @@ function setHeaders(res: Response, runtime: Runtime, routed: RoutedRequest, requ
 export type DecisionObserver = (line: DecisionRecord | ShadowRecord, runtime: Runtime) => void;
 
 export async function handleChatCompletion(runtime: Runtime, req: Request, res: Response, logger: winston.Logger, observers: ReadonlySet<DecisionObserver> = new Set()): Promise<void> {
+  // The gateway key's name (never the key) on every decision line: who spent what.
+  const apiKey = callerOf(res)?.name;
   const publish = (line: DecisionRecord | ShadowRecord) => {
+    if (apiKey !== undefined && !('kind' in line)) line.api_key_name = apiKey;
     runtime.decisionLog?.write(line);
     for (const observe of observers) {
       try {
@@ -163,6 +168,9 @@ export async function handleChatCompletion(runtime: Runtime, req: Request, res: 
   const attempts: AttemptRecord[] = [];
   try {
     body = checkChatBody(await parseBody(runtime, req, res));
+    authorizeTarget(callerOf(res), body.model, runtime.routes.has(body.model) ? 'route' : runtime.models.has(body.model) ? 'model' : null);
+    // Per-key limits (src/limits.ts): counted once the request is known to be valid and allowed.
+    if (runtime.limits.has(apiKey)) await runtime.limits.admit(apiKey);
     routed = await routeRequest(runtime, body, requestView(body, req.headers, runtime.server.headerAllowlist));
     if (routed.reason.startsWith('routing error')) logger.warn('routing failed; route default applied', { request_id: requestId, route: routed.route?.name, reason: routed.reason });
     const ctx: ExecutionContext = { runtime, routed, body, signal: client.signal, startedAt: started, attempts };

@@ -22,6 +22,10 @@ export interface DecisionRecord {
   alternative_models: string[];
   confidence: number | null;
   routing_reason: string;
+  /** The name of the gateway key (server.auth.keys) the request came with; absent without keys. */
+  api_key_name?: string;
+  /** Set when routing failed and the route default applied: the failure's code (TG_ERR_EXPRESSION_LIMIT, TG_ERR_ROUTING …). */
+  routing_error?: string;
   latency_ms: number;
   upstream_latency_ms: number | null;
   stream: boolean;
@@ -101,7 +105,8 @@ export class DecisionLog {
   private readonly fileTransport: winston.transports.FileTransportInstance | null = null;
   private closing: Promise<void> | null = null;
 
-  constructor(settings: DecisionLogSettings, baseDir: string) {
+  /** `onError`: a write or close failed (disk full, file gone); the process must not die of it. */
+  constructor(settings: DecisionLogSettings, baseDir: string, onError: (err: Error) => void = () => undefined) {
     const transports: winston.transport[] = [];
     if (settings.file) {
       const filename = path.resolve(baseDir, settings.file);
@@ -113,6 +118,8 @@ export class DecisionLog {
     this.logger = transports.length
       ? winston.createLogger({ level: 'info', format: winston.format.printf((info) => JSON.stringify((info as unknown as Record<symbol, unknown>)[RECORD])), transports })
       : null;
+    // winston re-emits a transport's error on the logger, where nobody listening means a crash.
+    this.logger?.on('error', onError);
   }
 
   write(record: DecisionRecord | ShadowRecord | FeedbackRecord): void {
@@ -131,7 +138,9 @@ export class DecisionLog {
         // for the transport itself.
         const flushed = file ? once(file, 'finish') : once(logger, 'finish');
         logger.end();
-        await flushed;
+        // A transport that failed may never finish: closing must not hang or reject (a
+        // retiring runtime and a shutdown wait on it).
+        await Promise.race([flushed, once(logger, 'error').then(() => undefined)]).catch(() => undefined);
       })();
     }
     return this.closing;

@@ -1,6 +1,8 @@
 // The one error catalogue. Every error tiergate reports has a stable code from this
 // table, a message template and the HTTP status it maps to; tests assert the code,
 // never the wording. Client-facing errors are rendered in the OpenAI error shape.
+// Messages pass through redactSecrets: an upstream that echoes our key stays quoted without it.
+import { redactSecrets } from './secrets.ts';
 
 export interface CatalogueEntry {
   status: number;
@@ -19,6 +21,8 @@ export const ERRORS = {
   TG_ERR_CONFIG_JSONATA: { status: 500, type: 'config_error', template: 'JSONata: {reason}' },
   TG_ERR_CONFIG_FEATURE_NAME: { status: 500, type: 'config_error', template: '{reason}' },
   TG_ERR_CONFIG_RULE: { status: 500, type: 'config_error', template: '{reason}' },
+  TG_ERR_CONFIG_AUTH: { status: 500, type: 'config_error', template: '{reason}' },
+  TG_ERR_CONFIG_PATH: { status: 500, type: 'config_error', template: '{reason}' },
   // Plugin errors: discovery, contract and options.
   TG_ERR_PLUGIN_UNKNOWN: { status: 500, type: 'config_error', template: 'unknown {kind} plugin "{name}"{hint}' },
   TG_ERR_PLUGIN_INVALID: { status: 500, type: 'config_error', template: '{reason}' },
@@ -31,14 +35,29 @@ export const ERRORS = {
   TG_ERR_REQUEST_INVALID: { status: 400, type: 'invalid_request_error', template: '{reason}' },
   TG_ERR_REQUEST_TOO_LARGE: { status: 413, type: 'invalid_request_error', template: 'request body is larger than the limit of {limit}' },
   TG_ERR_REQUEST_CONTENT_TYPE: { status: 415, type: 'invalid_request_error', template: 'request body must be application/json' },
+  TG_ERR_REQUEST_HTTP: { status: 400, type: 'invalid_request_error', template: 'malformed HTTP request ({reason})' },
+  TG_ERR_REQUEST_HEADERS_TOO_LARGE: { status: 431, type: 'invalid_request_error', template: 'request headers are larger than the server accepts' },
+  TG_ERR_REQUEST_TIMEOUT: { status: 408, type: 'invalid_request_error', template: 'the request did not arrive in time' },
   TG_ERR_REQUEST_UNKNOWN_MODEL: { status: 404, type: 'not_found_error', template: 'model "{model}" is neither a route nor a model of this gateway; GET /v1/models lists them' },
   TG_ERR_FEEDBACK_INVALID: { status: 400, type: 'invalid_request_error', template: 'feedback: {reason}' },
   TG_ERR_FEEDBACK_UNKNOWN: { status: 404, type: 'not_found_error', template: 'no recent decision has request_id "{request_id}" (unknown, or older than the last {capacity} decisions or {ttl_s} s)' },
   TG_ERR_FEEDBACK_DUPLICATE: { status: 409, type: 'invalid_request_error', template: 'request_id "{request_id}" already has feedback (score {score}); a decision takes one score' },
   TG_ERR_FEEDBACK_UNAVAILABLE: { status: 503, type: 'api_error', template: 'request_id "{request_id}" was not served by this replica and the shared decision store cannot be reached ({reason}); retry later' },
   TG_ERR_NOT_FOUND: { status: 404, type: 'not_found_error', template: 'no such endpoint: {method} {path}' },
+  // Gateway keys (server.auth). A key is named by its `name`, never by its value.
+  TG_ERR_AUTH_MISSING: { status: 401, type: 'authentication_error', template: 'missing API key: this gateway needs one of its keys, sent as Authorization: Bearer <key>' },
+  TG_ERR_AUTH_INVALID: { status: 401, type: 'authentication_error', template: 'invalid API key: it is not one of this gateway\'s keys' },
+  TG_ERR_AUTH_FORBIDDEN: { status: 403, type: 'permission_error', template: 'key "{key}" may not call {kind} "{name}"{hint}' },
+  TG_ERR_AUTH_ADMIN: { status: 401, type: 'authentication_error', template: '{path} needs the admin token (server.auth.admin_token), sent as Authorization: Bearer <token>' },
+  TG_ERR_AUTH_ADMIN_DISABLED: { status: 403, type: 'permission_error', template: '{path} is disabled: this gateway has API keys but no server.auth.admin_token' },
+  TG_ERR_AUTH_LOOPBACK_ONLY: { status: 403, type: 'permission_error', template: 'this gateway has no API keys (server.auth.keys) and serves loopback clients only' },
+  // Per-key limits (server.auth.keys[].limits); retry-after says when the window resets.
+  TG_ERR_LIMIT_REQUESTS: { status: 429, type: 'rate_limit_error', template: 'key "{key}" has made its {limit} requests {period} (limits.requests_per_{window}); the window resets in {retry_after_s} s' },
+  TG_ERR_LIMIT_SPEND: { status: 429, type: 'rate_limit_error', template: 'key "{key}" has spent ${spent} of its ${limit} budget {period} (limits.usd_per_{window}); the window resets in {retry_after_s} s' },
+  TG_ERR_LIMIT_UNAVAILABLE: { status: 503, type: 'api_error', template: 'key "{key}" has limits that cannot be checked now: Redis (state.redis) is unavailable and server.auth.limits_when_redis_down is reject; retry shortly' },
   // Routing and upstream errors.
   TG_ERR_ROUTING: { status: 500, type: 'api_error', template: 'routing failed: {reason}' },
+  TG_ERR_EXPRESSION_LIMIT: { status: 500, type: 'api_error', template: 'expression stopped: {reason}' },
   TG_ERR_UPSTREAM: { status: 502, type: 'api_error', template: 'upstream {model} failed: {reason}' },
   TG_ERR_UPSTREAM_REJECTED: { status: 400, type: 'invalid_request_error', template: 'upstream {model} rejected the request (HTTP {status}): {reason}' },
   TG_ERR_UPSTREAM_RATE_LIMITED: { status: 429, type: 'rate_limit_error', template: 'upstream {model} is rate limited: {reason}' },
@@ -77,10 +96,12 @@ export class TiergateError extends Error {
   location?: SourceLocation;
   /** Extra machine-readable detail for the client (for example the offending param). */
   param?: string;
+  /** Sent as the retry-after header (seconds, rounded up) with the error. */
+  readonly retryAfterMs?: number;
 
-  constructor(code: ErrorCode, params: Record<string, unknown> = {}, options: { location?: SourceLocation; param?: string; cause?: unknown } = {}) {
+  constructor(code: ErrorCode, params: Record<string, unknown> = {}, options: { location?: SourceLocation; param?: string; cause?: unknown; retryAfterMs?: number } = {}) {
     const entry: CatalogueEntry = ERRORS[code];
-    super(fill(entry.template, params), options.cause === undefined ? undefined : { cause: options.cause });
+    super(redactSecrets(fill(entry.template, params)), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'TiergateError';
     this.code = code;
     this.status = entry.status;
@@ -88,6 +109,7 @@ export class TiergateError extends Error {
     this.params = params;
     this.location = options.location;
     this.param = options.param;
+    if (options.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
   }
 
   /** `gateway.yaml:23:15 routes.support.router.rules[1].when: message [CODE]` */
@@ -120,6 +142,5 @@ export class PolicyErrors extends Error {
 }
 
 export function errorMessage(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  return String(err);
+  return redactSecrets(err instanceof Error ? err.message : String(err));
 }

@@ -5,7 +5,7 @@
 import jsonata from 'jsonata';
 import type { ChatMessage, CompiledExpression } from './plugin-api.ts';
 import { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from './tokens.ts';
-import { TiergateError } from './errors.ts';
+import { TiergateError, type SourceLocation } from './errors.ts';
 
 const BUILTIN_FUNCTIONS = new Set([
   'sum', 'count', 'max', 'min', 'average', 'string', 'substring', 'substringBefore', 'substringAfter', 'lowercase',
@@ -200,11 +200,39 @@ function editDistance(a: string, b: string): number {
   return previous[b.length];
 }
 
-/** Compiles a JSONata expression, or explains what is wrong with it. */
-export function compileExpression(source: string): { expression: CompiledExpression } | { problem: ExpressionProblem } {
+/**
+ * How far one evaluation may go (gateway.yaml `expressions`). JSONata is Turing-complete
+ * and runs on the event loop: an endless loop would freeze every request, not just its
+ * own. jsonata's own guardrails enforce these per evaluation (its `timeout`, `stack` and
+ * `sequence` options, checked at every evaluation step), so concurrent evaluations of
+ * one compiled expression do not share a budget.
+ */
+export interface ExpressionLimits {
+  readonly timeout_ms: number;
+  readonly max_depth: number;
+  readonly max_sequence: number;
+}
+
+export const DEFAULT_EXPRESSION_LIMITS: ExpressionLimits = Object.freeze({ timeout_ms: 500, max_depth: 500, max_sequence: 1_000_000 });
+
+/** jsonata's guardrail error codes, as the limit each one enforces. */
+function limitBreached(code: string | undefined, limits: ExpressionLimits): string | null {
+  if (code === 'D1012') return `ran longer than ${limits.timeout_ms} ms (expressions.timeout_ms); check for an endless loop`;
+  if (code === 'D1011') return `nested deeper than ${limits.max_depth} steps (expressions.max_depth); check for endless recursion`;
+  if (code === 'D2015') return `built a sequence longer than ${limits.max_sequence} items (expressions.max_sequence)`;
+  return null;
+}
+
+/**
+ * Compiles a JSONata expression, or explains what is wrong with it. `location` (where
+ * the expression is written in the policy) is given to the errors its evaluations throw.
+ */
+export function compileExpression(source: string, options: { limits?: ExpressionLimits; location?: SourceLocation } = {}): { expression: CompiledExpression } | { problem: ExpressionProblem } {
+  const limits = options.limits ?? DEFAULT_EXPRESSION_LIMITS;
+  const location = options.location;
   let compiled: ReturnType<typeof jsonata>;
   try {
-    compiled = jsonata(source);
+    compiled = jsonata(source, { timeout: limits.timeout_ms, stack: limits.max_depth, sequence: limits.max_sequence });
   } catch (err) {
     const e = err as JsonataError;
     // JSONata's position is just after the offending token; at the end of the expression
@@ -228,7 +256,9 @@ export function compileExpression(source: string): { expression: CompiledExpress
           return await compiled.evaluate(input, bindings);
         } catch (err) {
           const e = err as JsonataError;
-          throw new TiergateError('TG_ERR_ROUTING', { reason: `expression ${JSON.stringify(source)} failed: ${e.message ?? String(err)}` }, { cause: err });
+          const limit = limitBreached(e.code, limits);
+          if (limit) throw new TiergateError('TG_ERR_EXPRESSION_LIMIT', { reason: location ? limit : `${JSON.stringify(source)} ${limit}` }, { cause: err, location });
+          throw new TiergateError('TG_ERR_ROUTING', { reason: `expression ${JSON.stringify(source)} failed: ${e.message ?? String(err)}` }, { cause: err, location });
         }
       },
     },

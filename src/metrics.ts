@@ -50,6 +50,7 @@ export class GatewayMetrics {
   private readonly escalatedRequests: Counter<'route'>;
   private readonly gateScore: Histogram<'route' | 'evaluator'>;
   private readonly decisions: Counter<'route' | 'tier' | 'model'>;
+  private readonly routingErrors: Counter<'route' | 'code'>;
   private readonly reloads: Counter<'outcome'>;
   private readonly reloadError: Gauge;
   private readonly policyInfo: Gauge<'version'>;
@@ -127,6 +128,12 @@ export class GatewayMetrics {
       labelNames: ['route', 'tier', 'model'],
       registers,
     });
+    this.routingErrors = new Counter({
+      name: 'tiergate_routing_errors_total',
+      help: 'Requests whose routing failed (an expression stopped by the expressions limits, a router that threw), so the route default applied; by route and error code.',
+      labelNames: ['route', 'code'],
+      registers,
+    });
     this.reloads = new Counter({
       name: 'tiergate_reloads_total',
       help: 'Policy reloads by outcome (applied, unchanged, rejected).',
@@ -160,6 +167,7 @@ export class GatewayMetrics {
     this.duration.observe({ route }, record.latency_ms / 1000);
     if (record.upstream_latency_ms !== null && record.selected_model) this.upstreamDuration.observe({ model: record.selected_model }, record.upstream_latency_ms / 1000);
     if (record.routed_model !== null) this.decisions.inc({ route, tier: label(record.routed_tier), model: record.routed_model });
+    if (record.routing_error) this.routingErrors.inc({ route, code: record.routing_error });
     for (const attempt of record.attempts) {
       if (attempt.usage) {
         this.tokens.inc({ model: attempt.model, kind: 'prompt' }, attempt.usage.prompt_tokens);

@@ -7,6 +7,7 @@
 // Types here are the OpenAI chat shapes: they are the lingua franca between the server,
 // the routers, the evaluators and every provider, so a provider that speaks OpenAI's
 // wire format can pass bodies through with no translation on the request path.
+import { redactSecrets } from './secrets.ts';
 
 export type PluginKind = 'router' | 'evaluator' | 'provider';
 
@@ -213,14 +214,15 @@ export type UpstreamFailure = 'http' | 'timeout' | 'connection' | 'reply' | 'abo
 
 /**
  * Providers throw this (or anything with the same fields and name) when the upstream
- * fails. `status` is the upstream HTTP status when there was one.
+ * fails. `status` is the upstream HTTP status when there was one. The message is
+ * redacted: upstreams quote the key they were sent ("Incorrect API key provided: sk-…").
  */
 export class UpstreamError extends Error {
   readonly failure: UpstreamFailure;
   readonly status?: number;
   readonly retryAfterMs?: number;
   constructor(failure: UpstreamFailure, message: string, options: { status?: number; retryAfterMs?: number; cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    super(redactSecrets(message), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'UpstreamError';
     this.failure = failure;
     this.status = options.status;

@@ -2,7 +2,8 @@
 // index.js. Reading the folders is the only registry; nothing here or elsewhere in
 // src/ names a particular plugin. Modules are imported with their folder's content
 // hash in the URL, so an edited plugin is imported afresh on reload while an
-// unchanged one is reused.
+// unchanged one is reused. Code is imported only from inside the configured folders: a
+// plugin folder or entry file whose symbolic link leads elsewhere is refused.
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire, register } from 'node:module';
@@ -13,6 +14,7 @@ import { TiergateError, errorMessage } from './errors.ts';
 import type { Disposable, JsonSchema, PluginKind, PluginModule } from './plugin-api.ts';
 import { compileOptionsSchema } from './policy/schema.ts';
 import { displayNameFor } from './policy/source.ts';
+import { escapesFolders } from './policy/paths.ts';
 
 export const PLUGIN_KINDS: readonly PluginKind[] = ['router', 'evaluator', 'provider'];
 const KIND_FOLDERS: Record<PluginKind, string> = { router: 'routers', evaluator: 'evaluators', provider: 'providers' };
@@ -65,7 +67,15 @@ export function hashFolder(folder: string): string {
   return hash.digest('hex');
 }
 
-/** Reads the plugin folders. Throws located errors for duplicate names. */
+function isDirectory(folder: string): boolean {
+  try {
+    return statSync(folder).isDirectory();
+  } catch {
+    return false; // a dangling link
+  }
+}
+
+/** Reads the plugin folders. Throws located errors for duplicate names and for folders that lead outside their root. */
 export function discoverPlugins(roots: readonly string[]): PluginCatalogue {
   const plugins = new Map<string, DiscoveredPlugin>();
   const errors: TiergateError[] = [];
@@ -75,9 +85,14 @@ export function discoverPlugins(roots: readonly string[]): PluginCatalogue {
       if (!existsSync(kindFolder)) continue;
       for (const name of readdirSync(kindFolder).sort()) {
         const folder = path.join(kindFolder, name);
-        if (name.startsWith('.') || !statSync(folder).isDirectory()) continue;
+        if (name.startsWith('.') || !isDirectory(folder)) continue;
         const entryName = ENTRY_FILES.find((file) => existsSync(path.join(folder, file)));
         if (!entryName) continue;
+        const escape = escapesFolders(folder, [root]) ?? escapesFolders(path.join(folder, entryName), [root]);
+        if (escape) {
+          errors.push(new TiergateError('TG_ERR_PLUGIN_PATH', { reason: `${kind} plugin "${name}" ${escape} its plugin folder ${displayNameFor(root)}; plugins load only from inside the configured folders` }, { location: { file: displayNameFor(folder) } }));
+          continue;
+        }
         const key = `${kind}:${name}`;
         const earlier = plugins.get(key);
         if (earlier) {

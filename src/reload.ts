@@ -7,6 +7,7 @@ import type winston from 'winston';
 import { PolicyErrors, TiergateError, errorMessage } from './errors.ts';
 import { buildRuntime, policyFingerprint, type BuildOptions, Runtime } from './runtime.ts';
 import { ModelHealth } from './health.ts';
+import { LocalCounters } from './limits.ts';
 
 export type ReloadTrigger = 'startup' | 'file' | 'plugin' | 'signal' | 'admin';
 
@@ -56,8 +57,8 @@ export class RuntimeManager {
   static async start(configFile: string, options: ManagerOptions): Promise<RuntimeManager> {
     const file = path.resolve(configFile);
     // One health record for every runtime this manager builds: a reload must not put a
-    // failing model back into rotation.
-    const shared: ManagerOptions = { ...options, health: options.health ?? new ModelHealth() };
+    // failing model back into rotation. Likewise the per-key limit counts of this process.
+    const shared: ManagerOptions = { ...options, health: options.health ?? new ModelHealth(), limitCounters: options.limitCounters ?? new LocalCounters() };
     return new RuntimeManager(file, await buildRuntime(file, shared), shared);
   }
 

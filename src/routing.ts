@@ -25,6 +25,8 @@ export interface RoutedRequest {
   readonly tier: string | null;
   readonly confidence: number | null;
   readonly reason: string;
+  /** The catalogue code of the failure when routing failed and the route default applied (counted in metrics). */
+  readonly routingError?: string;
   /** RoutingDecision.thresholds, when the router gave them. */
   readonly thresholds: readonly number[] | null;
   readonly alternatives: string[];
@@ -117,6 +119,7 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
   let confidence: number;
   let reason: string;
   let thresholds: readonly number[] | null = null;
+  let routingError: string | undefined;
   try {
     for (const [name, expression] of runtime.features) features[name] = await expression.evaluate(view);
     input = { ...view, ...features, features };
@@ -135,7 +138,10 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
     input = { ...view, ...features, features };
     target = route.defaultTarget;
     confidence = 0;
-    reason = `routing error (${errorMessage(err)}); route default ${targetName(runtime, target)}`;
+    // Located when the failure is an expression of the policy (say, one stopped by the
+    // expressions limits): gateway.yaml:LINE:COL path: message [CODE].
+    reason = `routing error (${err instanceof TiergateError ? err.located() : errorMessage(err)}); route default ${targetName(runtime, target)}`;
+    routingError = err instanceof TiergateError ? err.code : 'TG_ERR_ROUTING';
   }
   // Asymmetric error costs: sending a request down to a cheaper tier is worth it only
   // when the router is surer than u / (u + o). Below that, start one tier up, unless
@@ -156,6 +162,7 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
     tier,
     confidence,
     reason,
+    ...(routingError ? { routingError } : {}),
     thresholds,
     alternatives: alternativesTo(runtime, model.spec.name),
     bestModel: runtime.models.get(route.bestModel) as ModelRuntime,

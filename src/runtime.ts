@@ -3,19 +3,22 @@
 // a reload builds a new one aside and swaps a single reference (see reload.ts). A
 // retired runtime disposes its plugins once its last request has finished.
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import express, { type RequestHandler } from 'express';
 import type winston from 'winston';
 import { PolicyErrors, TiergateError, errorMessage, type SourceLocation } from './errors.ts';
-import { compileExpression } from './expressions.ts';
+import { DEFAULT_EXPRESSION_LIMITS, compileExpression, type ExpressionLimits } from './expressions.ts';
 import { childLogger } from './logger.ts';
 import { DecisionLog, type DecisionLogSettings } from './decision-log.ts';
 import { ModelHealth } from './health.ts';
 import { BUILTIN_PLUGIN_ROOT, discoverPlugins, loadPlugin, type LoadedPlugin, type PluginCatalogue } from './plugins.ts';
 import type { ChatRequest, ChatResult, CompiledExpression, Disposable, Evaluator, ModelSpec, PluginContext, PluginKind, PolicyView, Provider, Router, TierSpec } from './plugin-api.ts';
 import { readPolicySource, formatPath, type Path, type PolicySource } from './policy/source.ts';
-import { validateOptions, validatePolicyDocument, type ValidationSession } from './policy/schema.ts';
+import { expressionKey, validateOptions, validatePolicyDocument, type ValidationSession } from './policy/schema.ts';
+import { GatewayAuth, validateAuth, type AuthData } from './auth.ts';
+import { KeyLimits, LocalCounters, validateSharedState } from './limits.ts';
+import { SharedState, type RedisStateData } from './shared-state.ts';
 
 /** Keys of the request view that a feature may not shadow. */
 export const RESERVED_INPUT_NAMES = ['model', 'messages', 'parameters', 'metadata', 'headers', 'stream', 'features'];
@@ -23,15 +26,17 @@ export const RESERVED_INPUT_NAMES = ['model', 'messages', 'parameters', 'metadat
 // The shape of a policy once it has passed schemas/gateway.schema.json.
 interface PolicyData {
   version: 1;
-  server?: { port?: number; host?: string; body_limit?: string; header_allowlist?: string[]; upstream_timeout_ms?: number };
+  server?: { port?: number; host?: string; body_limit?: string; header_allowlist?: string[]; upstream_timeout_ms?: number; auth?: AuthData };
   plugins?: { paths?: string[] };
   providers: Record<string, { plugin: string; timeout_ms?: number; [option: string]: unknown }>;
   models: Record<string, { provider: string; upstream?: string; price: { input_per_mtok: number; output_per_mtok: number }; timeout_ms?: number }>;
   tiers: Array<{ name: string; models: string[] }>;
   features?: Record<string, string>;
+  expressions?: Partial<ExpressionLimits>;
   routes: Record<string, RouteData>;
   analytics?: { decision_log?: { file?: string | null; console?: boolean; log_prompts?: boolean } };
   resilience?: Partial<Resilience>;
+  state?: { redis?: RedisStateData };
 }
 
 interface RouteData {
@@ -124,6 +129,8 @@ export interface ServerSettings {
   readonly bodyLimit: string;
   readonly headerAllowlist: readonly string[];
   readonly upstreamTimeoutMs: number;
+  /** Gateway keys and the admin token (server.auth); reloads with the policy. */
+  readonly auth: GatewayAuth;
 }
 
 export interface BuildOptions {
@@ -132,8 +139,18 @@ export interface BuildOptions {
   mode?: 'serve' | 'validate';
   builtinPluginRoot?: string;
   env?: NodeJS.ProcessEnv;
+  /** The address the gateway listens on in place of server.host (--host): checked like server.host. */
+  listenHost?: string;
+  /**
+   * Folders, besides the policy's own, that files named by the policy ("x-path" options:
+   * model files, state files, datasets, the decision log) may be in. Granted by whoever
+   * runs tiergate (`tiergate eval` grants its dataset's folder), never by the policy.
+   */
+  allowedPaths?: readonly string[];
   /** Model health to share across reloads (the manager keeps one). */
   health?: ModelHealth;
+  /** Per-key limit counts of this process, kept across reloads like health (the manager keeps one). */
+  limitCounters?: LocalCounters;
   /**
    * Edits the policy data as read (interpolated, not yet validated) before anything
    * else sees it; errors still point into the file. `tiergate eval` swaps in recorded
@@ -171,6 +188,10 @@ export interface RuntimeParts {
   server: ServerSettings;
   resilience: Resilience;
   health: ModelHealth;
+  /** Per-key request and spend limits (server.auth.keys[].limits). */
+  limits: KeyLimits;
+  /** The Redis connection of state.redis, when the policy has one. */
+  shared: SharedState | null;
   decisionLog: DecisionLog | null;
   logPrompts: boolean;
   plugins: ReadonlyArray<{ kind: PluginKind; name: string; at: string }>;
@@ -197,6 +218,8 @@ export class Runtime {
   readonly resilience: Resilience;
   /** Shared with the runtimes before and after this one: cooldowns survive reloads. */
   readonly health: ModelHealth;
+  readonly limits: KeyLimits;
+  readonly shared: SharedState | null;
   readonly decisionLog: DecisionLog | null;
   readonly logPrompts: boolean;
   readonly plugins: ReadonlyArray<{ kind: PluginKind; name: string; at: string }>;
@@ -217,6 +240,8 @@ export class Runtime {
     this.server = parts.server;
     this.resilience = parts.resilience;
     this.health = parts.health;
+    this.limits = parts.limits;
+    this.shared = parts.shared;
     this.decisionLog = parts.decisionLog;
     this.logPrompts = parts.logPrompts;
     this.plugins = Object.freeze([...parts.plugins]);
@@ -261,6 +286,7 @@ export class Runtime {
     if (!this.disposal) {
       this.disposal = (async () => {
         await disposeAll(this.instances, this.logger);
+        this.shared?.dispose();
         await this.decisionLog?.close();
       })();
       void this.disposal.then(() => this.retiredResolve?.());
@@ -282,6 +308,19 @@ async function disposeAll(instances: readonly Instance[], logger: winston.Logger
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/**
+ * The policy's `expressions` limits, read before validation because expressions are
+ * compiled during it. A value the schema will reject falls back to its default here.
+ */
+function expressionLimitsOf(data: unknown): ExpressionLimits {
+  const given = isRecord(data) && isRecord(data.expressions) ? data.expressions : {};
+  const pick = (key: keyof ExpressionLimits) => {
+    const value = given[key];
+    return typeof value === 'number' && Number.isInteger(value) && value > 0 ? value : DEFAULT_EXPRESSION_LIMITS[key];
+  };
+  return Object.freeze({ timeout_ms: pick('timeout_ms'), max_depth: pick('max_depth'), max_sequence: pick('max_sequence') });
 }
 
 function namesOf(value: unknown): Set<string> {
@@ -329,8 +368,10 @@ export async function buildRuntime(configFile: string, options: BuildOptions): P
   const data = (isRecord(raw) ? raw : {}) as unknown as PolicyData;
 
   const session: ValidationSession = {
-    names: { models: namesOf(data.models), tiers: tierNamesOf(data.tiers), providers: namesOf(data.providers) },
+    names: { models: namesOf(data.models), tiers: tierNamesOf(data.tiers), providers: namesOf(data.providers), routes: namesOf(data.routes) },
     expressions: new Map(),
+    files: { baseDir: source.directory, folders: [source.directory, ...(options.allowedPaths ?? []).map((p) => path.resolve(p))] },
+    limits: expressionLimitsOf(raw),
   };
   errors.push(...validatePolicyDocument(source, session));
   const shapeIsValid = errors.length === 0;
@@ -362,7 +403,8 @@ export async function buildRuntime(configFile: string, options: BuildOptions): P
     }
   }
 
-  if (shapeIsValid) errors.push(...checkCrossReferences(data, source));
+  if (shapeIsValid) errors.push(...checkCrossReferences(data, source), ...validateAuth(data.server, source, options.listenHost), ...validateSharedState(data, source));
+  if (shapeIsValid && options.mode !== 'validate') errors.push(...checkDecisionLogFile(data, source));
   if (errors.length > 0) throw new PolicyErrors(redacted(errors, source));
   const view = policyView as PolicyView;
 
@@ -393,11 +435,19 @@ export async function buildRuntime(configFile: string, options: BuildOptions): P
     throw new PolicyErrors(redacted(createErrors, source));
   }
 
+  let shared: SharedState | null = null;
   try {
+    if (data.state?.redis && options.mode !== 'validate') shared = await SharedState.open(data.state.redis, at(['state', 'redis']), options.logger);
     const watchFiles = [...built.watchFiles].sort();
-    built.runtime = assemble(data, source, view, session, instances, withFiles(versionOf(source, dataAsRead, catalogue as PluginCatalogue), watchFiles), roots, watchFiles, options);
+    built.runtime = assemble(data, source, view, session, instances, withFiles(versionOf(source, dataAsRead, catalogue as PluginCatalogue), watchFiles), roots, watchFiles, options, shared);
+    // The newest policy decides whether cooldowns are shared between replicas.
+    if (options.mode !== 'validate') {
+      if (shared) shared.shareCooldowns(built.runtime.health);
+      else built.runtime.health.share(null);
+    }
     return built.runtime;
   } catch (err) {
+    shared?.dispose();
     await disposeAll(instances, options.logger);
     throw err;
   }
@@ -508,6 +558,25 @@ function makePolicyView(data: PolicyData): PolicyView {
   });
 }
 
+/**
+ * The decision log must open before the policy goes live: a path that cannot (a folder,
+ * a name too long, a file where a folder should be) would otherwise fail inside the
+ * log's stream once the policy serves, taking the process down.
+ */
+function checkDecisionLogFile(data: PolicyData, source: PolicySource): TiergateError[] {
+  const file = data.analytics?.decision_log?.file === undefined ? 'logs/decisions.jsonl' : data.analytics.decision_log.file;
+  if (!file) return [];
+  const filename = path.resolve(source.directory, file);
+  try {
+    mkdirSync(path.dirname(filename), { recursive: true });
+    closeSync(openSync(filename, 'a'));
+    return [];
+  } catch (err) {
+    const reason = `the decision log ${filename} cannot be opened for writing: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`;
+    return [new TiergateError('TG_ERR_CONFIG_PATH', { reason }, { location: source.locate(['analytics', 'decision_log', 'file']) })];
+  }
+}
+
 /** Rules between sections that the schema cannot express. */
 function checkCrossReferences(data: PolicyData, source: PolicySource): TiergateError[] {
   const errors: TiergateError[] = [];
@@ -545,12 +614,13 @@ function pluginContext(site: PluginSite, source: PolicySource, session: Validati
     policy: view,
     logger: childLogger(logger, { plugin: `${site.kind}:${site.plugin.discovered.name}`, at: atText }),
     expression(expressionSource: string, optionPath: ReadonlyArray<string | number>): CompiledExpression {
-      const compiled = session.expressions.get(expressionSource);
+      const key = expressionKey(expressionSource, [...site.at, ...optionPath]);
+      const compiled = session.expressions.get(key);
       if (compiled) return compiled;
       // Not declared with "x-jsonata" in the plugin's schema: compile now, still located.
-      const result = compileExpression(expressionSource);
+      const result = compileExpression(expressionSource, { limits: session.limits, location: source.locate([...site.at, ...optionPath]) });
       if ('expression' in result) {
-        session.expressions.set(expressionSource, result.expression);
+        session.expressions.set(key, result.expression);
         return result.expression;
       }
       throw new TiergateError('TG_ERR_CONFIG_JSONATA', { reason: result.problem.message }, { location: source.locate([...site.at, ...optionPath], { offsetInScalar: result.problem.offset }) });
@@ -577,7 +647,7 @@ function targetOf(name: string, view: PolicyView): Target {
   return tier >= 0 ? { kind: 'tier', tier } : { kind: 'model', model: name };
 }
 
-function assemble(data: PolicyData, source: PolicySource, view: PolicyView, session: ValidationSession, instances: Instance[], version: string, roots: string[], watchFiles: readonly string[], options: BuildOptions): Runtime {
+function assemble(data: PolicyData, source: PolicySource, view: PolicyView, session: ValidationSession, instances: Instance[], version: string, roots: string[], watchFiles: readonly string[], options: BuildOptions, shared: SharedState | null): Runtime {
   const instanceAt = (p: Path) => instances.find((i) => formatPath(i.site.at) === formatPath(p));
   const tierOf = new Map<string, number>();
   view.tiers.forEach((tier, i) => tier.models.forEach((m) => tierOf.set(m, i)));
@@ -603,16 +673,19 @@ function assemble(data: PolicyData, source: PolicySource, view: PolicyView, sess
       ...compileGate(name, route, instanceAt, session),
     }));
   }
-  const features = Object.entries(data.features ?? {}).map(([name, expr]) => Object.freeze([name, session.expressions.get(expr) as CompiledExpression] as const));
+  const features = Object.entries(data.features ?? {}).map(([name, expr]) => Object.freeze([name, session.expressions.get(expressionKey(expr, ['features', name])) as CompiledExpression] as const));
+  const auth = new GatewayAuth(data.server?.auth);
   const server: ServerSettings = Object.freeze({
     port: data.server?.port ?? 8080,
-    host: data.server?.host ?? '0.0.0.0',
+    // Without keys, loopback only (validateAuth refuses any other host).
+    host: data.server?.host ?? (auth.hasKeys || auth.allowUnauthenticated ? '0.0.0.0' : '127.0.0.1'),
     bodyLimit: data.server?.body_limit ?? '1mb',
     headerAllowlist: Object.freeze((data.server?.header_allowlist ?? []).map((h) => h.toLowerCase())),
     upstreamTimeoutMs: data.server?.upstream_timeout_ms ?? 60_000,
+    auth,
   });
   const logSettings: DecisionLogSettings = { file: data.analytics?.decision_log?.file === undefined ? 'logs/decisions.jsonl' : data.analytics.decision_log.file, console: data.analytics?.decision_log?.console ?? false };
-  const decisionLog = options.mode === 'validate' ? null : new DecisionLog(logSettings, source.directory);
+  const decisionLog = options.mode === 'validate' ? null : new DecisionLog(logSettings, source.directory, (err) => options.logger.error('decision log write failed', { file: logSettings.file, error: errorMessage(err) }));
   return new Runtime(
     {
       version,
@@ -624,6 +697,8 @@ function assemble(data: PolicyData, source: PolicySource, view: PolicyView, sess
       server,
       resilience: Object.freeze({ ...DEFAULT_RESILIENCE, ...data.resilience }),
       health: options.health ?? new ModelHealth(),
+      limits: new KeyLimits(data.server?.auth?.keys ?? [], data.server?.auth?.limits_when_redis_down ?? 'per_replica', options.limitCounters ?? new LocalCounters(), shared),
+      shared,
       decisionLog,
       logPrompts: data.analytics?.decision_log?.log_prompts ?? false,
       plugins: instances.map(({ site }) => ({ kind: site.kind, name: site.plugin.discovered.name, at: formatPath(site.at) })),
@@ -649,14 +724,15 @@ function compileGate(
   let gate: Gate | null = null;
   if (route.gate) {
     const evaluators = route.gate.evaluators.map((entry, i): GateEvaluator => {
-      const evaluator = (instanceAt(['routes', routeName, 'gate', 'evaluators', i]) as Instance).instance as Evaluator;
+      const at = ['routes', routeName, 'gate', 'evaluators', i];
+      const evaluator = (instanceAt(at) as Instance).instance as Evaluator;
       Object.assign(upstreamParameters, evaluator.upstreamParameters ?? {});
       return Object.freeze({
         name: entry.name ?? entry.plugin,
         evaluator,
         weight: entry.weight ?? 1,
         threshold: entry.threshold ?? null,
-        when: entry.when ? (session.expressions.get(entry.when) as CompiledExpression) : null,
+        when: entry.when ? (session.expressions.get(expressionKey(entry.when, [...at, 'when'])) as CompiledExpression) : null,
       });
     });
     const threshold = route.gate.threshold ?? costs?.breakEven ?? DEFAULT_GATE_THRESHOLD;
@@ -671,7 +747,7 @@ function compileGate(
   }
   return {
     gate,
-    speculate: route.speculate ? (session.expressions.get(route.speculate.when) as CompiledExpression) : null,
+    speculate: route.speculate ? (session.expressions.get(expressionKey(route.speculate.when, ['routes', routeName, 'speculate', 'when'])) as CompiledExpression) : null,
     costs,
     upstreamParameters: Object.freeze(upstreamParameters),
   };

@@ -2,6 +2,7 @@
 // request takes the runtime in force when it arrives and keeps it to the end.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type winston from 'winston';
 import { TiergateError, errorMessage } from './errors.ts';
@@ -12,6 +13,8 @@ import { GatewayMetrics, metricsRouter } from './metrics.ts';
 import { DashboardAggregator } from './dashboard/aggregator.ts';
 import { dashboardRouter } from './dashboard/router.ts';
 import { Learning } from './learning.ts';
+import { callerOf, describeAuth, mayCall, requireAdmin, requireKey } from './auth.ts';
+import { redactDeep } from './secrets.ts';
 
 export interface GatewayOptions {
   configFile: string;
@@ -44,6 +47,12 @@ export function createApp(manager: RuntimeManager, logger: winston.Logger, state
   app.disable('x-powered-by');
   app.set('etag', false);
 
+  // Who may call what (src/auth.ts): a gateway key for the API, the admin token for the
+  // endpoints that show or change the policy, traffic and spend. Health checks stay open.
+  const auth = () => manager.runtime.server.auth;
+  app.use('/v1', requireKey(auth, logger));
+  app.use(['/admin', '/metrics', '/dashboard'], requireAdmin(auth, logger));
+
   app.post('/v1/chat/completions', async (req: Request, res: Response) => {
     const runtime = manager.acquire();
     try {
@@ -56,9 +65,11 @@ export function createApp(manager: RuntimeManager, logger: winston.Logger, state
   app.get('/v1/models', (_req, res) => {
     const runtime = manager.runtime;
     const created = Math.floor(runtime.loadedAt.getTime() / 1000);
+    // A key sees what it may call.
+    const caller = callerOf(res);
     const data = [
-      ...[...runtime.routes.values()].map((route) => ({ id: route.name, object: 'model', created, owned_by: 'tiergate', tiergate: { kind: 'route', router: route.routerPlugin, description: route.description ?? null } })),
-      ...[...runtime.models.values()].map((model) => ({ id: model.spec.name, object: 'model', created, owned_by: model.spec.provider, tiergate: { kind: 'model', tier: model.tier === null ? null : runtime.tiers[model.tier].name, provider_plugin: model.providerPlugin } })),
+      ...[...runtime.routes.values()].filter((route) => !caller || mayCall(caller.routes, route.name)).map((route) => ({ id: route.name, object: 'model', created, owned_by: 'tiergate', tiergate: { kind: 'route', router: route.routerPlugin, description: route.description ?? null } })),
+      ...[...runtime.models.values()].filter((model) => !caller || mayCall(caller.models, model.spec.name)).map((model) => ({ id: model.spec.name, object: 'model', created, owned_by: model.spec.provider, tiergate: { kind: 'model', tier: model.tier === null ? null : runtime.tiers[model.tier].name, provider_plugin: model.providerPlugin } })),
     ];
     res.json({ object: 'list', data });
   });
@@ -74,21 +85,24 @@ export function createApp(manager: RuntimeManager, logger: winston.Logger, state
 
   app.get('/admin/status', (_req, res) => {
     const runtime = manager.runtime;
-    res.json({
+    // What plugins describe (a bandit's Redis URL, an error quoting an upstream) may hold a secret.
+    res.json(redactDeep({
       ...manager.status(),
       inflight_requests: runtime.inflightRequests,
       routes: [...runtime.routes.keys()],
       tiers: runtime.tiers.map((t) => ({ name: t.name, models: t.models })),
       plugins: runtime.plugins,
       models_in_cooldown: runtime.health.snapshot(),
+      // state.redis: what the replicas share (limits, cooldowns), and whether it is reachable.
+      shared_state: runtime.shared ? { redis: runtime.shared.describe() } : null,
       // What learning routers (a bandit) have learned so far, by route.
       router_state: Object.fromEntries([...runtime.routes.values()].filter((route) => route.router.describe).map((route) => [route.name, safeDescribe(route.router.describe!.bind(route.router))])),
-    });
+    }));
   });
 
   app.post('/admin/reload', async (_req, res) => {
     const result = await manager.reload('admin');
-    res.status(result.outcome === 'rejected' ? 422 : 200).json(result);
+    res.status(result.outcome === 'rejected' ? 422 : 200).json(redactDeep(result));
   });
 
   for (const router of routers) app.use(router);
@@ -107,6 +121,24 @@ export function createApp(manager: RuntimeManager, logger: winston.Logger, state
   return app;
 }
 
+/**
+ * Requests Node's HTTP parser rejects before express sees them (a bad header, a broken
+ * chunked body, headers over the size limit) get the OpenAI error shape too, not Node's
+ * bare "400 Bad Request".
+ */
+function answerMalformedRequest(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const error =
+    err.code === 'HPE_HEADER_OVERFLOW' ? new TiergateError('TG_ERR_REQUEST_HEADERS_TOO_LARGE')
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new TiergateError('TG_ERR_REQUEST_TIMEOUT')
+    : new TiergateError('TG_ERR_REQUEST_HTTP', { reason: err.code ?? 'unreadable' });
+  const body = JSON.stringify(error.toOpenAI());
+  socket.end(`HTTP/1.1 ${error.status} ${http.STATUS_CODES[error.status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+}
+
 function safeDescribe(describe: () => unknown): unknown {
   try {
     return describe();
@@ -117,7 +149,7 @@ function safeDescribe(describe: () => unknown): unknown {
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const logger = options.logger ?? createLogger();
-  const managerOptions: ManagerOptions = { logger, mode: 'serve', debounceMs: options.debounceMs, env: options.env, builtinPluginRoot: options.builtinPluginRoot };
+  const managerOptions: ManagerOptions = { logger, mode: 'serve', debounceMs: options.debounceMs, env: options.env, builtinPluginRoot: options.builtinPluginRoot, listenHost: options.host };
   const manager = await RuntimeManager.start(options.configFile, managerOptions);
   const state = { shuttingDown: false };
   // Metrics and the dashboard see the gateway only through decision records and reload results.
@@ -125,10 +157,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const dashboard = new DashboardAggregator();
   // Learning routers (a bandit) get each outcome: the gate's score now, POST /v1/feedback later.
   const learning = new Learning(logger);
-  const observers = new Set<DecisionObserver>([(record) => metrics.observe(record), (record) => dashboard.observe(record), (record, runtime) => learning.observe(record, runtime)]);
+  // Per-key spend limits add each request's cost once it is known.
+  const observers = new Set<DecisionObserver>([(record) => metrics.observe(record), (record) => dashboard.observe(record), (record, runtime) => learning.observe(record, runtime), (record, runtime) => runtime.limits.observe(record)]);
   manager.onReload((result) => metrics.reloaded(result));
   const app = createApp(manager, logger, state, observers, [learning.feedbackRouter(() => manager.runtime), metricsRouter(metrics), dashboardRouter(dashboard, manager)]);
   const server = http.createServer(app);
+  server.on('clientError', answerMalformedRequest);
   // Long generations stream for minutes; Node's default request timeout would cut them.
   server.requestTimeout = 0;
   server.keepAliveTimeout = 65_000;
@@ -150,6 +184,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   if (options.watch !== false) manager.watch();
   const address = server.address() as AddressInfo;
   const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  const authLine = describeAuth(settings.auth, `${host.includes(':') ? `[${host}]` : host}:${address.port}`);
+  logger[authLine.level](authLine.message);
   let closing: Promise<void> | null = null;
   return {
     url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${address.port}`,

@@ -35,6 +35,10 @@ function summary(runtime: Runtime): string {
   if (runtime.features.length) lines.push('', `features: ${runtime.features.map(([name]) => name).join(', ')}`);
   const byKind = new Map<string, Set<string>>();
   for (const p of runtime.plugins) byKind.set(p.kind, (byKind.get(p.kind) ?? new Set()).add(p.name));
+  const auth = runtime.server.auth;
+  lines.push(`auth:     ${auth.hasKeys ? `keys ${auth.keyNames.join(', ')}` : auth.allowUnauthenticated ? 'none (allow_unauthenticated: authentication happens in front of tiergate)' : 'no keys: loopback clients only'}; admin token ${auth.hasAdminToken ? 'set' : auth.hasKeys ? 'not set (admin endpoints off)' : 'not set'}`);
+  const limits = runtime.limits.summary();
+  if (limits) lines.push(`limits:   ${limits}`);
   lines.push(`plugins:  ${[...byKind].map(([kind, names]) => `${kind}s ${[...names].join(', ')}`).join('; ')}`);
   return lines.join('\n');
 }

@@ -431,7 +431,8 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
   try {
     for (const mode of ['real', 'recorded'] as const) {
       if (!prepared.some((p) => p.gate === mode)) continue;
-      const runtime = await buildRuntime(settings.config, { logger, mode: 'validate', env: settings.env, rewrite: rewriter(settings.route, datasetFile, mapping, mode === 'recorded') });
+      // The dataset is named on the command line, not by the policy: its folder is granted.
+      const runtime = await buildRuntime(settings.config, { logger, mode: 'validate', env: settings.env, allowedPaths: [path.dirname(datasetFile)], rewrite: rewriter(settings.route, datasetFile, mapping, mode === 'recorded') });
       runtimes[mode] = { runtime, route: runtime.routes.get(settings.route) as RouteRuntime };
     }
     const buildMs = performance.now() - buildStarted;

@@ -1,39 +1,56 @@
 // JSON Schema validation for the policy and for every plugin's options, with one ajv
 // instance and two tiergate keywords:
 //   "x-jsonata": true           the string compiles as JSONata (compiled here, once)
-//   "x-ref": "model" | "tier" | "target" | "provider"
+//   "x-ref": "model" | "tier" | "target" | "provider" | "route"
 //                               the string names something the policy declares
+//   "x-secret": true            the string is a secret (an API key): it is registered
+//                               for redaction from every log line, error and admin answer
+//   "x-path": true              the string names a file, relative to the policy: it must
+//                               stay inside the policy's folder, symlinks resolved
 // Errors come back as located TiergateErrors with a readable message, all at once.
 import AjvModule, { type ErrorObject, type ValidateFunction, type SchemaValidateFunction } from 'ajv';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TiergateError, type ErrorCode } from '../errors.ts';
-import { closestName, compileExpression } from '../expressions.ts';
+import { closestName, compileExpression, type ExpressionLimits } from '../expressions.ts';
 import type { CompiledExpression, JsonSchema } from '../plugin-api.ts';
-import type { Path, PathSegment, PolicySource } from './source.ts';
+import { formatPath, type Path, type PathSegment, type PolicySource } from './source.ts';
+import { registerSecret } from '../secrets.ts';
+import { escapesFolders } from './paths.ts';
 
 const Ajv = AjvModule.default ?? (AjvModule as unknown as typeof AjvModule.default);
 
-export type ReferenceKind = 'model' | 'tier' | 'target' | 'provider';
+export type ReferenceKind = 'model' | 'tier' | 'target' | 'provider' | 'route';
 
 /** What the keywords check against while one policy is being validated. */
 export interface ValidationSession {
-  names: { models: ReadonlySet<string>; tiers: ReadonlySet<string>; providers: ReadonlySet<string> };
-  /** JSONata compiled during validation, by source text; reused by the runtime. */
+  names: { models: ReadonlySet<string>; tiers: ReadonlySet<string>; providers: ReadonlySet<string>; routes?: ReadonlySet<string> };
+  /** "x-path" options resolve against `baseDir` and must stay inside one of `folders` (default: baseDir only). */
+  files?: { baseDir: string; folders: readonly string[] };
+  /** JSONata compiled during validation, by expressionKey(text, where it is written); reused by the runtime. */
   expressions: Map<string, CompiledExpression>;
+  /** The policy's `expressions` limits, for everything compiled in this session (default: DEFAULT_EXPRESSION_LIMITS). */
+  limits?: ExpressionLimits;
 }
 
 // Validation is synchronous, so the session in force can be a module variable set
 // around each validate call; keywords read it.
 let activeSession: ValidationSession | null = null;
+// Where the data being validated sits in the policy, so that an expression's run-time
+// errors (a limit it breaks) name the line it is written on.
+let activeSite: { source: PolicySource; at: Path } | null = null;
 
-const jsonataKeyword: SchemaValidateFunction = function validateJsonata(enabled: boolean, data: unknown): boolean {
+const jsonataKeyword: SchemaValidateFunction = function validateJsonata(enabled: boolean, data: unknown, _parentSchema?: unknown, dataCxt?: { instancePath: string }): boolean {
   if (!enabled || typeof data !== 'string' || !activeSession) return true;
-  const cached = activeSession.expressions.get(data);
+  const at = activeSite && dataCxt ? [...activeSite.at, ...pointerToPath(dataCxt.instancePath)] : null;
+  const key = expressionKey(data, at ?? []);
+  const cached = activeSession.expressions.get(key);
   if (cached) return true;
-  const result = compileExpression(data);
+  const location = activeSite && at ? activeSite.source.locate(at) : undefined;
+  const result = compileExpression(data, { limits: activeSession.limits, location });
   if ('expression' in result) {
-    activeSession.expressions.set(data, result.expression);
+    activeSession.expressions.set(key, result.expression);
     return true;
   }
   jsonataKeyword.errors = [{ keyword: 'x-jsonata', message: result.problem.message, params: { offset: result.problem.offset } }];
@@ -42,8 +59,8 @@ const jsonataKeyword: SchemaValidateFunction = function validateJsonata(enabled:
 
 const referenceKeyword: SchemaValidateFunction = function validateReference(kind: ReferenceKind, data: unknown): boolean {
   if (typeof data !== 'string' || !activeSession) return true;
-  const { models, tiers, providers } = activeSession.names;
-  const candidates: Record<ReferenceKind, ReadonlySet<string>[]> = { model: [models], tier: [tiers], target: [tiers, models], provider: [providers] };
+  const { models, tiers, providers, routes = new Set<string>() } = activeSession.names;
+  const candidates: Record<ReferenceKind, ReadonlySet<string>[]> = { model: [models], tier: [tiers], target: [tiers, models], provider: [providers], route: [routes] };
   if (candidates[kind].some((set) => set.has(data))) return true;
   const all = candidates[kind].flatMap((set) => [...set]);
   const noun = kind === 'target' ? 'tier or model' : kind;
@@ -53,10 +70,26 @@ const referenceKeyword: SchemaValidateFunction = function validateReference(kind
   return false;
 };
 
+const secretKeyword: SchemaValidateFunction = function collectSecret(enabled: boolean, data: unknown): boolean {
+  if (enabled && typeof data === 'string') registerSecret(data);
+  return true;
+};
+
+const pathKeyword: SchemaValidateFunction = function validatePath(enabled: boolean, data: unknown): boolean {
+  const files = activeSession?.files;
+  if (!enabled || typeof data !== 'string' || !files) return true;
+  const problem = escapesFolders(path.resolve(files.baseDir, data), files.folders);
+  if (!problem) return true;
+  pathKeyword.errors = [{ keyword: 'x-path', message: `${JSON.stringify(data)} ${problem} ${files.folders.length === 1 ? `the policy's folder ${files.folders[0]}` : `the folders this policy may use (${files.folders.join(', ')})`}; files a policy names must stay inside it`, params: {} }];
+  return false;
+};
+
 // verbose: errors carry their parentSchema, which messageFor reads to suggest the key meant.
 export const ajv = new Ajv({ allErrors: true, strict: true, useDefaults: true, allowUnionTypes: true, verbose: true });
 ajv.addKeyword({ keyword: 'x-jsonata', type: 'string', schemaType: 'boolean', errors: true, validate: jsonataKeyword });
 ajv.addKeyword({ keyword: 'x-ref', type: 'string', schemaType: 'string', errors: true, validate: referenceKeyword });
+ajv.addKeyword({ keyword: 'x-secret', type: 'string', schemaType: 'boolean', errors: false, validate: secretKeyword });
+ajv.addKeyword({ keyword: 'x-path', type: 'string', schemaType: 'boolean', errors: true, validate: pathKeyword });
 
 const schemaPath = fileURLToPath(new URL('../../schemas/gateway.schema.json', import.meta.url));
 export const policySchema = JSON.parse(readFileSync(schemaPath, 'utf8')) as JsonSchema;
@@ -66,24 +99,35 @@ export function compileOptionsSchema(schema: JsonSchema): ValidateFunction {
   return ajv.compile(schema);
 }
 
-export function withSession<T>(session: ValidationSession, run: () => T): T {
+/**
+ * The key of a compiled expression in ValidationSession.expressions: its text and where
+ * it is written, so that the same text in two places reports each place's own location.
+ */
+export function expressionKey(text: string, at: Path): string {
+  return `${formatPath(at)}\n${text}`;
+}
+
+export function withSession<T>(session: ValidationSession, run: () => T, site: { source: PolicySource; at: Path } | null = null): T {
   const previous = activeSession;
+  const previousSite = activeSite;
   activeSession = session;
+  activeSite = site;
   try {
     return run();
   } finally {
     activeSession = previous;
+    activeSite = previousSite;
   }
 }
 
 /** Validates the whole policy document against schemas/gateway.schema.json. */
 export function validatePolicyDocument(source: PolicySource, session: ValidationSession): TiergateError[] {
-  return withSession(session, () => (validatePolicyShape(source.data) ? [] : toLocatedErrors(validatePolicyShape.errors ?? [], source, [], 'TG_ERR_CONFIG_SCHEMA')));
+  return withSession(session, () => (validatePolicyShape(source.data) ? [] : toLocatedErrors(validatePolicyShape.errors ?? [], source, [], 'TG_ERR_CONFIG_SCHEMA')), { source, at: [] });
 }
 
 /** Validates one plugin's options (data at `at` in the policy). Applies schema defaults to `options`. */
 export function validateOptions(validate: ValidateFunction, options: unknown, source: PolicySource, at: Path, session: ValidationSession): TiergateError[] {
-  return withSession(session, () => (validate(options) ? [] : toLocatedErrors(validate.errors ?? [], source, at, 'TG_ERR_PLUGIN_OPTIONS')));
+  return withSession(session, () => (validate(options) ? [] : toLocatedErrors(validate.errors ?? [], source, at, 'TG_ERR_PLUGIN_OPTIONS')), { source, at });
 }
 
 function pointerToPath(pointer: string): PathSegment[] {
@@ -133,6 +177,7 @@ function messageFor(error: ErrorObject): string {
 function codeFor(error: ErrorObject, fallback: ErrorCode): ErrorCode {
   if (error.keyword === 'x-jsonata') return 'TG_ERR_CONFIG_JSONATA';
   if (error.keyword === 'x-ref') return 'TG_ERR_CONFIG_REFERENCE';
+  if (error.keyword === 'x-path') return 'TG_ERR_CONFIG_PATH';
   return fallback;
 }
 
@@ -141,7 +186,8 @@ export function toLocatedErrors(errors: ErrorObject[], source: PolicySource, at:
   const seen = new Set<string>();
   for (const error of errors) {
     // ajv reports a failed propertyNames twice (the inner rule and the wrapper); keep the inner one.
-    if (error.keyword === 'propertyNames') continue;
+    // Likewise a failed if/then: the `then` rule (say, const "*") says what is wrong.
+    if (error.keyword === 'propertyNames' || error.keyword === 'if') continue;
     const params = error.params as Record<string, unknown>;
     let path: PathSegment[] = [...at, ...pointerToPath(error.instancePath)];
     let key = false;

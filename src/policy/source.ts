@@ -99,7 +99,20 @@ export function parsePolicyText(text: string, absolutePath: string, env: NodeJS.
 
   const lineCounter = new LineCounter();
   const document = parseDocument(masked, { lineCounter, prettyErrors: false, uniqueKeys: true });
-  const position = (offset: number) => lineCounter.linePos(offset);
+  // Lines are counted from the text itself: after a syntax error the parser can take
+  // several lines as one token, and its LineCounter then misses their line breaks.
+  const lineStarts = [0];
+  for (let at = masked.indexOf('\n'); at !== -1; at = masked.indexOf('\n', at + 1)) lineStarts.push(at + 1);
+  const position = (offset: number) => {
+    let low = 0;
+    let high = lineStarts.length - 1;
+    while (low < high) {
+      const mid = (low + high + 1) >> 1;
+      if (lineStarts[mid] <= offset) low = mid;
+      else high = mid - 1;
+    }
+    return { line: low + 1, col: offset - lineStarts[low] + 1 };
+  };
 
   if (document.errors.length > 0) {
     throw document.errors.map((e) => {
@@ -150,7 +163,8 @@ export function parsePolicyText(text: string, absolutePath: string, env: NodeJS.
     const { node, keyNode, depth } = nodeAt(document, at);
     const target = options.key && keyNode && depth === at.length ? keyNode : node;
     const base: SourceLocation = { file: displayName, path: formatPath(at) };
-    if (!target?.range) return base;
+    // An empty document has no node at all: its problems are at the top of the file.
+    if (!target?.range) return at.length === 0 ? { ...base, line: 1, column: 1 } : base;
     let offset = target.range[0];
     if (options.offsetInScalar !== undefined && depth === at.length && isScalar(target)) {
       offset = offsetInScalar(masked, target as Scalar, options.offsetInScalar);

@@ -641,7 +641,7 @@ const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    api_key: { type: 'string', description: 'Anthropic API key (sent as Authorization: Bearer). Usually ${ANTHROPIC_API_KEY} in the policy; empty means not set.' },
+    api_key: { type: 'string', 'x-secret': true, description: 'Anthropic API key (sent as Authorization: Bearer). Usually ${ANTHROPIC_API_KEY} in the policy; empty means not set.' },
     base_url: { type: 'string', pattern: '^https?://', description: `API root; the SDK appends /v1/messages. Default ${DEFAULT_BASE_URL}.` },
     default_max_tokens: { type: 'integer', minimum: 1, default: DEFAULT_MAX_TOKENS, description: 'max_tokens when a request sets neither max_tokens nor max_completion_tokens (Anthropic requires one).' },
     anthropic_version: {
@@ -649,7 +649,7 @@ const optionsSchema = {
       pattern: '^\\d{4}-\\d{2}-\\d{2}$',
       description: `anthropic-version header; default the SDK's (${SDK_API_VERSION}). temperature and top_p are forwarded only for versions before ${SAMPLING_REMOVED_IN}.`,
     },
-    headers: { type: 'object', additionalProperties: { type: 'string' }, description: 'Extra HTTP headers sent with every request.' },
+    headers: { type: 'object', additionalProperties: { type: 'string', 'x-secret': true }, description: 'Extra HTTP headers sent with every request (their values are treated as secrets).' },
   },
 };
 

@@ -79,6 +79,7 @@ export default {
       properties: {
         api_key: {
           type: 'string',
+          'x-secret': true,
           description: 'API key, sent as a bearer token. Required by OpenAI (write "${OPENAI_API_KEY}" to read it from the environment); omit it, or leave it empty, for local servers that need none.',
         },
         base_url: {
@@ -89,8 +90,8 @@ export default {
         organization: { type: 'string', minLength: 1, description: 'OpenAI organization ID, sent as OpenAI-Organization.' },
         headers: {
           type: 'object',
-          additionalProperties: { type: 'string' },
-          description: 'Extra headers sent with every request.',
+          additionalProperties: { type: 'string', 'x-secret': true },
+          description: 'Extra headers sent with every request (their values are treated as secrets).',
         },
       },
     },

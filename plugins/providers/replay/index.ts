@@ -90,7 +90,7 @@ const optionsSchema: JsonSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    dataset: { type: 'string', minLength: 1, description: 'JSONL file of recorded outcomes (format of ../shared/data/README.md), relative to the policy file.' },
+    dataset: { type: 'string', minLength: 1, 'x-path': true, description: 'JSONL file of recorded outcomes (format of ../shared/data/README.md), relative to the policy file.' },
     rows: {
       type: 'array',
       minItems: 1,

@@ -279,7 +279,7 @@ const banditRouter: RouterModule<BanditOptions> = {
           type: 'object',
           additionalProperties: false,
           properties: {
-            file: { type: 'string', minLength: 1, description: 'JSON file (relative to the policy folder) the state is kept in across restarts.' },
+            file: { type: 'string', minLength: 1, 'x-path': true, description: 'JSON file (relative to the policy folder) the state is kept in across restarts.' },
             flush_ms: { type: 'integer', minimum: 0, description: 'Debounce of file writes (default 200).' },
             redis: {
               type: 'object',

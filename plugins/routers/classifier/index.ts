@@ -71,7 +71,7 @@ const classifierRouter: RouterModule<ClassifierOptions> = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        model_path: { type: 'string', minLength: 1, description: 'The model artifact written by `tiergate train`, relative to the policy file. A change to it reloads the policy.' },
+        model_path: { type: 'string', minLength: 1, 'x-path': true, description: 'The model artifact written by `tiergate train`, relative to the policy file. A change to it reloads the policy.' },
         model: { type: 'object', additionalProperties: true, description: 'The artifact itself, inline (instead of model_path).' },
         threshold: { type: 'number', minimum: 0, maximum: 1, description: 'Route to a tier when P(its answer suffices) reaches this; default: the artifact\'s recommended threshold.' },
         tiers: { type: 'object', additionalProperties: { type: 'string', 'x-ref': 'tier' }, description: 'Artifact tier name → policy tier name, when they differ.' },
