@@ -42,7 +42,12 @@ export type Behaviour =
   /** Send headers and the first chunks (or half the JSON body), then destroy the socket. */
   | { kind: 'reset-mid-stream' }
   /** 200 with a body that is not JSON (or a broken SSE data line for streams). */
-  | { kind: 'malformed' };
+  | { kind: 'malformed' }
+  /**
+   * A slow drip: the headers at once, then the whole reply (JSON, or SSE for streams)
+   * in slices of `bytes` bytes, one every `intervalMs`.
+   */
+  | { kind: 'drip'; content?: string; bytes: number; intervalMs: number };
 
 /** A token and its log-probability; the fake fills in `bytes` and `top_logprobs`. */
 export interface FakeTokenLogprob {
@@ -70,6 +75,8 @@ export interface FakeOpenAI {
   /** Replaces the behaviour for subsequent requests. */
   behave(fn: BehaveFn): void;
   abortedCount(): number;
+  /** Requests whose response has neither finished nor been closed: upstream calls still open. */
+  activeRequests(): number;
   /** Resolves once at least `n` requests were aborted by their client (default timeout 2000 ms). */
   waitForAborted(n: number, timeoutMs?: number): Promise<void>;
   /** Stops listening and destroys every open socket. */
@@ -87,6 +94,7 @@ export async function startFakeOpenAI(options: { behave?: BehaveFn; port?: numbe
   const requests: RecordedRequest[] = [];
   const abortWaiters = new Set<() => void>();
   const sockets = new Set<Socket>();
+  let active = 0;
 
   const notifyAborted = () => {
     for (const check of [...abortWaiters]) check();
@@ -113,9 +121,11 @@ export async function startFakeOpenAI(options: { behave?: BehaveFn; port?: numbe
       aborted: false,
     };
     requests.push(record);
+    active++;
     // Set when the server itself kills the socket, which is not the client going away.
     let killedByServer = false;
     res.on('close', () => {
+      active--;
       if (!res.writableFinished && !killedByServer && !closing) {
         record.aborted = true;
         notifyAborted();
@@ -192,6 +202,29 @@ export async function startFakeOpenAI(options: { behave?: BehaveFn; port?: numbe
         await sleep(25, res);
         kill();
         return;
+      case 'drip': {
+        const content = behaviour.content ?? `echo: ${lastUserMessage(body.messages)}`;
+        const usage = { prompt_tokens: estimateMessagesTokens(body.messages), completion_tokens: Math.max(1, estimateTextTokens(content)) };
+        let text: string;
+        if (stream) {
+          const events: object[] = [chunk(id, created, model, { role: 'assistant', content: '' }, null), ...split(content).map((piece) => chunk(id, created, model, { content: piece }, null)), chunk(id, created, model, {}, 'stop')];
+          if (body.stream_options?.include_usage === true) events.push({ ...chunk(id, created, model, {}, null), choices: [], usage: withTotal(usage) });
+          text = events.map(sse).join('') + 'data: [DONE]\n\n';
+          startSse(res);
+        } else {
+          text = JSON.stringify(completion(id, created, model, content, 'stop', undefined, usage));
+          res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) });
+          res.flushHeaders();
+        }
+        const bytes = Buffer.from(text, 'utf8');
+        for (let at = 0; at < bytes.length; at += behaviour.bytes) {
+          if (at > 0) await sleep(behaviour.intervalMs, res);
+          if (res.destroyed) return;
+          res.write(bytes.subarray(at, at + behaviour.bytes));
+        }
+        res.end();
+        return;
+      }
       case 'reply': {
         const toolCalls = behaviour.tool_calls;
         const content = behaviour.content ?? (toolCalls?.length ? '' : `echo: ${lastUserMessage(body.messages)}`);
@@ -252,6 +285,7 @@ export async function startFakeOpenAI(options: { behave?: BehaveFn; port?: numbe
       behave = fn;
     },
     abortedCount: () => requests.filter((r) => r.aborted).length,
+    activeRequests: () => active,
     waitForAborted(n, timeoutMs = 2000) {
       return new Promise<void>((resolve, reject) => {
         const done = () => {

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { createLogger } from '../../src/logger.ts';
 import { startGateway, type Gateway } from '../../src/server.ts';
 import type { DecisionRecord } from '../../src/decision-log.ts';
+import type winston from 'winston';
 
 export interface TestGateway {
   gateway: Gateway;
@@ -101,7 +102,7 @@ ${extraRoutes}analytics:
 `;
 }
 
-export async function startTestGateway(policyYaml: string, options: { watch?: boolean; debounceMs?: number; env?: NodeJS.ProcessEnv; files?: Record<string, string> } = {}): Promise<TestGateway> {
+export async function startTestGateway(policyYaml: string, options: { watch?: boolean; debounceMs?: number; env?: NodeJS.ProcessEnv; files?: Record<string, string>; logger?: winston.Logger } = {}): Promise<TestGateway> {
   const dir = mkdtempSync(path.join(tmpdir(), 'tiergate-test-'));
   const policyFile = path.join(dir, 'gateway.yaml');
   writeFileSync(policyFile, policyYaml);
@@ -110,7 +111,7 @@ export async function startTestGateway(policyYaml: string, options: { watch?: bo
     mkdirSync(path.dirname(file), { recursive: true });
     writeFileSync(file, content);
   }
-  const logger = createLogger({ level: (process.env.TIERGATE_TEST_LOG_LEVEL as 'debug' | undefined) ?? 'silent' });
+  const logger = options.logger ?? createLogger({ level: (process.env.TIERGATE_TEST_LOG_LEVEL as 'debug' | undefined) ?? 'silent' });
   const gateway = await startGateway({ configFile: policyFile, port: 0, host: '127.0.0.1', logger, watch: options.watch ?? false, debounceMs: options.debounceMs ?? 50, env: options.env });
   const decisionLogFile = path.join(dir, 'decisions.jsonl');
   return {
