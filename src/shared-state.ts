@@ -33,13 +33,15 @@ interface Connection {
   users: number;
   /** Lua scripts defined on this client, by name. */
   scripts: Set<string>;
+  /** The first connection attempt, bounded: settles when it succeeds, fails or times out. */
+  firstAttempt: Promise<void>;
   /** One holder is done with it; the last one closes it. */
   release(): void;
 }
 
 const connections = new Map<string, Connection>();
 
-/** The URL with its password (and user) replaced, for status pages and logs. */
+/** The URL with its password masked, for status pages and logs. */
 export function displayUrl(url: string): string {
   try {
     const parsed = new URL(url);
@@ -50,12 +52,12 @@ export function displayUrl(url: string): string {
   }
 }
 
-function connect(url: string, timeoutMs: number): { connection: Connection; fresh: boolean } {
+function connect(url: string, timeoutMs: number): Connection {
   const id = `${url}\0${timeoutMs}`;
   const existing = connections.get(id);
   if (existing) {
     existing.users++;
-    return { connection: existing, fresh: false };
+    return existing;
   }
   const client = new Redis(url, {
     lazyConnect: true,
@@ -68,10 +70,16 @@ function connect(url: string, timeoutMs: number): { connection: Connection; fres
   // Each holder logs errors through its own logger; this one keeps an unheard error
   // from becoming an "unhandled error event".
   client.on('error', () => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const attempt = client.connect().then(
+    () => undefined,
+    () => undefined, // reported by each holder's 'error' listener; ioredis keeps retrying
+  );
   const connection: Connection = {
     client,
     users: 1,
     scripts: new Set(),
+    firstAttempt: Promise.race([attempt, new Promise<void>((resolve) => (timer = setTimeout(resolve, CONNECT_TIMEOUT_MS + 200)))]).finally(() => clearTimeout(timer)),
     release() {
       connection.users--;
       if (connection.users > 0) return;
@@ -81,7 +89,7 @@ function connect(url: string, timeoutMs: number): { connection: Connection; fres
     },
   };
   connections.set(id, connection);
-  return { connection, fresh: true };
+  return connection;
 }
 
 export type RedisScript = (keys: readonly string[], args: ReadonlyArray<string | number>) => Promise<unknown>;
@@ -91,6 +99,7 @@ export class SharedState {
   readonly refreshMs: number;
   private readonly lastWarning = new Map<string, number>();
   private readonly onError: (err: Error) => void;
+  private readonly onReady: () => void;
   private released = false;
   private cooldowns: SharedCooldowns | null = null;
 
@@ -103,23 +112,26 @@ export class SharedState {
     this.prefix = data.prefix ?? REDIS_DEFAULTS.prefix;
     this.refreshMs = data.refresh_ms ?? REDIS_DEFAULTS.refresh_ms;
     this.onError = (err) => this.warn(UNAVAILABLE, err);
+    // After an outage, say so once it is over (and let the next outage warn at once).
+    this.onReady = () => {
+      if (this.lastWarning.size === 0) return;
+      this.lastWarning.clear();
+      this.logger.info(formatLocated(this.location, 'Redis reachable again: limits and cooldowns are shared by the replicas again'), { redis: displayUrl(this.data.url) });
+    };
     connection.client.on('error', this.onError);
+    connection.client.on('ready', this.onReady);
   }
 
   /**
-   * Opens (or shares) the connection. A new connection gets one bounded attempt before
-   * the policy goes live, so that the first requests already see the shared counts;
-   * Redis being down delays a start by at most the connect timeout, never fails it.
+   * Opens (or shares) the connection. The policy goes live once the first connection
+   * attempt is over, so that the first requests already see the shared counts; Redis
+   * being down delays a start by at most the connect timeout, and never fails it.
    */
   static async open(data: RedisStateData, location: SourceLocation, logger: winston.Logger): Promise<SharedState> {
-    const { connection, fresh } = connect(data.url, data.timeout_ms ?? REDIS_DEFAULTS.timeout_ms);
+    const connection = connect(data.url, data.timeout_ms ?? REDIS_DEFAULTS.timeout_ms);
     const state = new SharedState(data, connection, location, logger);
-    if (fresh) {
-      let timer: NodeJS.Timeout | undefined;
-      const attempt = connection.client.connect().catch((err: unknown) => state.warn(UNAVAILABLE, err));
-      await Promise.race([attempt, new Promise((resolve) => (timer = setTimeout(resolve, CONNECT_TIMEOUT_MS + 200)))]);
-      clearTimeout(timer);
-    }
+    await connection.firstAttempt;
+    if (!state.up) state.warn(UNAVAILABLE);
     return state;
   }
 
@@ -172,6 +184,7 @@ export class SharedState {
     this.released = true;
     this.cooldowns?.stop();
     this.connection.client.off('error', this.onError);
+    this.connection.client.off('ready', this.onReady);
     this.connection.release();
   }
 }

@@ -114,6 +114,8 @@ describe('gateway keys and the admin token', () => {
   });
 
   test('a route or a model outside the key\'s allow-list is 403 TG_ERR_AUTH_FORBIDDEN (PermissionDeniedError)', async () => {
+    // Earlier tests wrote to the same log: wait for this test's three lines on top of theirs.
+    const before = tg.decisions().length;
     const route = await apiError(client(tg, TEAM_A_KEY).chat.completions.create(ask('billing')));
     assert.ok(route instanceof OpenAI.PermissionDeniedError);
     assert.equal(route.code, 'TG_ERR_AUTH_FORBIDDEN');
@@ -124,7 +126,7 @@ describe('gateway keys and the admin token', () => {
     // Streaming is refused the same way, before any upstream call.
     const streamed = await apiError(client(tg, TEAM_A_KEY).chat.completions.create({ ...ask('billing'), stream: true }));
     assert.equal(streamed.status, 403);
-    const lines = await tg.waitForDecisions(3);
+    const lines = await tg.waitForDecisions(before + 3);
     const refused = lines.filter((d) => d.error_code === 'TG_ERR_AUTH_FORBIDDEN');
     assert.ok(refused.length >= 3, 'refused requests are logged, with the key name');
     assert.ok(refused.every((d) => d.api_key_name === 'team-a' && d.attempts.length === 0));
