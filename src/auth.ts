@@ -16,12 +16,14 @@
 // matched shows in the time an answer takes.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
+import type http from 'node:http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type winston from 'winston';
 import { TiergateError } from './errors.ts';
 import { closestName } from './expressions.ts';
 import type { PolicySource } from './policy/source.ts';
 import type { KeyLimitsData, LimitsWhenRedisDown } from './limits.ts';
+import { sendJson } from './respond.ts';
 
 /** server.auth as the schema accepts it. */
 export interface AuthData {
@@ -145,22 +147,29 @@ export function validateAuth(server: { host?: string; header_allowlist?: string[
 // ---------------------------------------------------------------------------------
 // The request path
 
-const LOCALS_KEY = 'tiergateKey';
+/**
+ * The key each response's request authenticated with. Kept beside the response rather
+ * than in express's res.locals: the chat path authenticates on a plain node:http
+ * response (src/server.ts), with the same function express runs for /v1.
+ */
+const callers = new WeakMap<http.ServerResponse, GatewayKey>();
 
 /** The key that authenticated this request; undefined when the gateway has no keys. */
-export function callerOf(res: Response): GatewayKey | undefined {
-  return res.locals[LOCALS_KEY] as GatewayKey | undefined;
+export function callerOf(res: http.ServerResponse): GatewayKey | undefined {
+  return callers.get(res);
 }
 
-function bearerOf(req: Request): string | null {
+function bearerOf(req: http.IncomingMessage): string | null {
   const header = req.headers.authorization;
+  // Anthropic's SDKs send the key as x-api-key (POST /v1/messages); it is the same key.
+  if (header === undefined && typeof req.headers['x-api-key'] === 'string' && /^\S+$/.test(req.headers['x-api-key'])) return req.headers['x-api-key'];
   if (typeof header !== 'string') return null;
   const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
   return match ? match[1] : null;
 }
 
 /** The admin token as a bearer token, or as the password of HTTP Basic (what a browser sends). */
-function adminTokenOf(req: Request): string | null {
+function adminTokenOf(req: http.IncomingMessage): string | null {
   const bearer = bearerOf(req);
   if (bearer !== null) return bearer;
   const header = req.headers.authorization;
@@ -171,32 +180,47 @@ function adminTokenOf(req: Request): string | null {
   return colon < 0 ? null : decoded.slice(colon + 1);
 }
 
-function reject(res: Response, error: TiergateError, logger: winston.Logger, req: Request): void {
-  // Never the token: only what was asked for, by whom (a key's name), from where.
-  logger.warn('request refused', { code: error.code, method: req.method, path: req.originalUrl.split('?')[0], remote_address: req.socket.remoteAddress });
-  res.status(error.status).json(error.toOpenAI());
+/** The path asked for: express's originalUrl (req.url is relative to a mount point there), else the raw URL. */
+function pathOf(req: http.IncomingMessage): string {
+  return ((req as Partial<Request>).originalUrl ?? req.url ?? '').split('?')[0];
 }
 
-/** Guards the API (/v1/*): a gateway key when the policy has keys, else loopback clients only. */
+function reject(res: http.ServerResponse, error: TiergateError, logger: winston.Logger, req: http.IncomingMessage): void {
+  // Never the token: only what was asked for, by whom (a key's name), from where.
+  logger.warn('request refused', { code: error.code, method: req.method, path: pathOf(req), remote_address: req.socket.remoteAddress });
+  sendJson(res, error.status, error.toOpenAI());
+}
+
+/**
+ * Guards the API (/v1/*): a gateway key when the policy has keys, else loopback clients
+ * only. Express runs it for /v1 (a middleware); the chat path calls it directly, on the
+ * plain node:http request, so both authenticate the same way.
+ */
+export function checkKey(auth: GatewayAuth, req: http.IncomingMessage, res: http.ServerResponse, logger: winston.Logger): boolean {
+  if (!auth.hasKeys) {
+    if (auth.allowUnauthenticated || isLoopbackAddress(req.socket.remoteAddress)) return true;
+    reject(res, new TiergateError('TG_ERR_AUTH_LOOPBACK_ONLY'), logger, req);
+    return false;
+  }
+  const token = bearerOf(req);
+  if (token === null) {
+    res.setHeader('www-authenticate', 'Bearer realm="tiergate"');
+    reject(res, new TiergateError('TG_ERR_AUTH_MISSING'), logger, req);
+    return false;
+  }
+  const key = auth.identify(token);
+  if (!key) {
+    res.setHeader('www-authenticate', 'Bearer realm="tiergate", error="invalid_token"');
+    reject(res, new TiergateError('TG_ERR_AUTH_INVALID'), logger, req);
+    return false;
+  }
+  callers.set(res, key);
+  return true;
+}
+
 export function requireKey(current: () => GatewayAuth, logger: winston.Logger): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
-    const auth = current();
-    if (!auth.hasKeys) {
-      if (auth.allowUnauthenticated || isLoopbackAddress(req.socket.remoteAddress)) return next();
-      return reject(res, new TiergateError('TG_ERR_AUTH_LOOPBACK_ONLY'), logger, req);
-    }
-    const token = bearerOf(req);
-    if (token === null) {
-      res.setHeader('www-authenticate', 'Bearer realm="tiergate"');
-      return reject(res, new TiergateError('TG_ERR_AUTH_MISSING'), logger, req);
-    }
-    const key = auth.identify(token);
-    if (!key) {
-      res.setHeader('www-authenticate', 'Bearer realm="tiergate", error="invalid_token"');
-      return reject(res, new TiergateError('TG_ERR_AUTH_INVALID'), logger, req);
-    }
-    res.locals[LOCALS_KEY] = key;
-    next();
+    if (checkKey(current(), req, res, logger)) next();
   };
 }
 
@@ -204,7 +228,7 @@ export function requireKey(current: () => GatewayAuth, logger: winston.Logger): 
 export function requireAdmin(current: () => GatewayAuth, logger: winston.Logger): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
     const auth = current();
-    const path = req.originalUrl.split('?')[0];
+    const path = pathOf(req);
     if (auth.hasAdminToken) {
       const token = adminTokenOf(req);
       if (token !== null && auth.isAdminToken(token)) return next();

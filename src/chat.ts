@@ -2,6 +2,7 @@
 // OpenAI's shape (JSON or SSE), and write one decision line. Upstream calls are aborted
 // when the client goes away, so nobody pays for an answer no one reads.
 import { randomUUID } from 'node:crypto';
+import type http from 'node:http';
 import type { Request, Response } from 'express';
 import type winston from 'winston';
 import { TiergateError, errorMessage } from './errors.ts';
@@ -13,6 +14,7 @@ import type { Runtime } from './runtime.ts';
 import { checkChatBody } from './request-schema.ts';
 import { shadowAfterResponse } from './shadow.ts';
 import { authorizeTarget, callerOf } from './auth.ts';
+import { sendJson } from './respond.ts';
 import {
   ClientGone,
   TierFailure,
@@ -45,14 +47,15 @@ export const HEADER = {
   speculative: 'x-tiergate-speculative',
 } as const;
 
-export function sendError(res: Response, error: TiergateError): void {
+export function sendError(res: http.ServerResponse, error: TiergateError): void {
   if (res.headersSent) return;
   const retryAfter = error.retryAfterMs ?? (isUpstreamError(error.cause) ? error.cause.retryAfterMs : undefined);
   if (retryAfter !== undefined) res.setHeader('retry-after', String(Math.ceil(retryAfter / 1000)));
   const body = error.toOpenAI();
   const attempts = (error as TiergateError & { attempts?: unknown }).attempts;
-  res.status(error.status).json(attempts ? { error: { ...body.error, attempts } } : body);
+  sendJson(res, error.status, attempts ? { error: { ...body.error, attempts } } : body);
 }
+
 
 /** What the request ended with, for the decision line. */
 interface Outcome {
@@ -113,20 +116,99 @@ function record(runtime: Runtime, requestId: string, started: number, body: Chat
   return line;
 }
 
-/** Parses the body with the runtime's limits; resolves to the parsed body or rejects with a client error. */
-function parseBody(runtime: Runtime, req: Request, res: Response): Promise<unknown> {
+/**
+ * Parses the body with the runtime's limits; resolves to the parsed body or rejects with
+ * a client error. The common request (no content-encoding, no charset other than UTF-8)
+ * is read here with a byte limit and JSON.parse, as body-parser would read it but without
+ * its per-request cost (docs/bench/profile-findings.md, item 2); anything else (gzip, a
+ * charset to decode or refuse) goes through express.json (runtime.parseJson) as before.
+ */
+function parseBody(runtime: Runtime, req: http.IncomingMessage, res: http.ServerResponse): Promise<unknown> {
+  const encoding = req.headers['content-encoding'];
+  const type = req.headers['content-type'];
+  const plain = (encoding === undefined || encoding.toLowerCase() === 'identity') && (type === undefined || !/charset/i.test(type));
+  if (plain) return readJsonBody(req, runtime.bodyLimitBytes, runtime.server.bodyLimit);
   return new Promise((resolve, reject) => {
-    runtime.parseJson(req, res, (err?: unknown) => {
-      if (!err) return resolve(req.body);
-      const e = err as { type?: string; message?: string };
-      if (e.type === 'entity.too.large') reject(new TiergateError('TG_ERR_REQUEST_TOO_LARGE', { limit: runtime.server.bodyLimit }));
-      else if (e.type === 'entity.parse.failed') reject(new TiergateError('TG_ERR_REQUEST_JSON', { reason: e.message ?? 'parse error' }));
-      else reject(new TiergateError('TG_ERR_REQUEST_INVALID', { reason: e.message ?? String(err) }));
+    runtime.parseJson(req as Request, res as Response, (err?: unknown) => {
+      if (!err) return resolve((req as Request).body);
+      reject(bodyError(err, runtime.server.bodyLimit));
     });
   });
 }
 
-function setHeaders(res: Response, runtime: Runtime, routed: RoutedRequest, requestId: string, served: { model: string; tier: string | null; simulated: boolean }, gate: { result: DecisionRecord['gate']; escalations: number; quality: number | null; speculated: boolean }): void {
+function bodyError(err: unknown, limit: string): TiergateError {
+  const e = err as { type?: string; message?: string };
+  if (e.type === 'entity.too.large') return new TiergateError('TG_ERR_REQUEST_TOO_LARGE', { limit });
+  if (e.type === 'entity.parse.failed') return new TiergateError('TG_ERR_REQUEST_JSON', { reason: e.message ?? 'parse error' });
+  return new TiergateError('TG_ERR_REQUEST_INVALID', { reason: e.message ?? String(err) });
+}
+
+/**
+ * body-parser's json (strict: false) for an identity-encoded UTF-8 body: no body
+ * headers → undefined; an empty body → {}; a leading BOM is dropped; a declared or
+ * received length over the limit → 413 once the rest of the request has been read off;
+ * JSON.parse's own message for a syntax error.
+ */
+function readJsonBody(req: http.IncomingMessage, limitBytes: number, limit: string): Promise<unknown> {
+  const declared = req.headers['content-length'];
+  // type-is hasBody: a transfer-encoding, or a content-length that is a number.
+  if (req.headers['transfer-encoding'] === undefined && isNaN(declared as unknown as number)) return Promise.resolve(undefined);
+  return new Promise((resolve, reject) => {
+    const fail = (error: TiergateError) => {
+      // Read off the rest of the request before answering, as body-parser does: the
+      // client is still sending, and an early answer would reset its connection.
+      req.removeListener('data', onData);
+      if (req.complete || req.destroyed) return reject(error);
+      req.once('end', () => reject(error));
+      req.once('close', () => reject(error));
+      req.resume();
+    };
+    const parts: Buffer[] = [];
+    let received = 0;
+    const onData = (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > limitBytes) {
+        cleanup();
+        return fail(new TiergateError('TG_ERR_REQUEST_TOO_LARGE', { limit }));
+      }
+      parts.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      if (length !== null && received !== length) return reject(new TiergateError('TG_ERR_REQUEST_INVALID', { reason: 'request size did not match content length' }));
+      let text = (parts.length === 1 ? parts[0] : Buffer.concat(parts)).toString('utf8');
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+      if (text.length === 0) return resolve({});
+      try {
+        resolve(JSON.parse(text));
+      } catch (err) {
+        reject(new TiergateError('TG_ERR_REQUEST_JSON', { reason: (err as Error).message }));
+      }
+    };
+    const onAborted = () => {
+      cleanup();
+      reject(new TiergateError('TG_ERR_REQUEST_INVALID', { reason: 'request aborted' }));
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(new TiergateError('TG_ERR_REQUEST_INVALID', { reason: err.message }));
+    };
+    const cleanup = () => {
+      req.removeListener('data', onData);
+      req.removeListener('end', onEnd);
+      req.removeListener('aborted', onAborted);
+      req.removeListener('error', onError);
+    };
+    const length = declared === undefined ? null : Number.parseInt(declared, 10);
+    if (length !== null && length > limitBytes) return fail(new TiergateError('TG_ERR_REQUEST_TOO_LARGE', { limit }));
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('aborted', onAborted);
+    req.on('error', onError);
+  });
+}
+
+function setHeaders(res: http.ServerResponse, runtime: Runtime, routed: RoutedRequest, requestId: string, served: { model: string; tier: string | null; simulated: boolean }, gate: { result: DecisionRecord['gate']; escalations: number; quality: number | null; speculated: boolean }): void {
   if (routed.route) res.setHeader(HEADER.route, routed.route.name);
   res.setHeader(HEADER.model, served.model);
   if (served.tier) res.setHeader(HEADER.tier, served.tier);
@@ -142,7 +224,7 @@ function setHeaders(res: Response, runtime: Runtime, routed: RoutedRequest, requ
 /** Sees every line of the decision log as it is written: decisions, and shadow comparisons (kind "shadow"). */
 export type DecisionObserver = (line: DecisionRecord | ShadowRecord, runtime: Runtime) => void;
 
-export async function handleChatCompletion(runtime: Runtime, req: Request, res: Response, logger: winston.Logger, observers: ReadonlySet<DecisionObserver> = new Set()): Promise<void> {
+export async function handleChatCompletion(runtime: Runtime, req: http.IncomingMessage, res: http.ServerResponse, logger: winston.Logger, observers: ReadonlySet<DecisionObserver> = new Set()): Promise<void> {
   // The gateway key's name (never the key) on every decision line: who spent what.
   const apiKey = callerOf(res)?.name;
   const publish = (line: DecisionRecord | ShadowRecord) => {
@@ -230,23 +312,23 @@ function addedByGate(ctx: ExecutionContext): boolean {
   return ctx.routed.route?.upstreamParameters.logprobs === true && ctx.body.logprobs !== true;
 }
 
-function answerJson(ctx: ExecutionContext, executed: Execution, requestId: string, res: Response): Outcome {
+function answerJson(ctx: ExecutionContext, executed: Execution, requestId: string, res: http.ServerResponse): Outcome {
   const { answer } = executed;
   const { simulated: _marker, ...clean } = answer.result as typeof answer.result & { simulated?: boolean };
   clean.model = answer.model.spec.name;
   if (addedByGate(ctx)) clean.choices = clean.choices.map((choice) => ({ ...choice, logprobs: null }));
   setHeaders(res, ctx.runtime, ctx.routed, requestId, { model: answer.model.spec.name, tier: answer.tier, simulated: answer.simulated }, gateHeaderValues(executed));
-  res.status(200).json(clean);
+  sendJson(res, 200, clean);
   return outcomeOf(executed);
 }
 
-function startEventStream(res: Response): void {
+function startEventStream(res: http.ServerResponse): void {
   res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
   res.flushHeaders();
 }
 
 /** Gate "buffer": the gated answer is complete; send it as a stream. */
-function replayAsStream(ctx: ExecutionContext, executed: Execution, requestId: string, res: Response): Outcome {
+function replayAsStream(ctx: ExecutionContext, executed: Execution, requestId: string, res: http.ServerResponse): Outcome {
   const { answer } = executed;
   const wantsUsage = ctx.body.stream_options?.include_usage === true;
   setHeaders(res, ctx.runtime, ctx.routed, requestId, { model: answer.model.spec.name, tier: answer.tier, simulated: answer.simulated }, gateHeaderValues(executed));
@@ -266,7 +348,7 @@ function replayAsStream(ctx: ExecutionContext, executed: Execution, requestId: s
  * models before the first byte. With bypass, the assembled answer is gated afterwards,
  * for the decision log only.
  */
-async function streamThrough(ctx: ExecutionContext, requestId: string, res: Response): Promise<Outcome> {
+async function streamThrough(ctx: ExecutionContext, requestId: string, res: http.ServerResponse): Promise<Outcome> {
   const { runtime, routed, body, attempts } = ctx;
   const wantsUsage = body.stream_options?.include_usage === true;
   const stripLogprobs = addedByGate(ctx);
@@ -333,7 +415,7 @@ async function streamThrough(ctx: ExecutionContext, requestId: string, res: Resp
   };
 }
 
-function drained(res: Response, signal: AbortSignal): Promise<void> {
+function drained(res: http.ServerResponse, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     const onDrain = () => {
       signal.removeEventListener('abort', onAbort);

@@ -6,6 +6,7 @@ import jsonata from 'jsonata';
 import type { ChatMessage, CompiledExpression } from './plugin-api.ts';
 import { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from './tokens.ts';
 import { TiergateError, type SourceLocation } from './errors.ts';
+import { UNDECIDED, compileFast } from './expression-fast-path.ts';
 
 const BUILTIN_FUNCTIONS = new Set([
   'sum', 'count', 'max', 'min', 'average', 'string', 'substring', 'substringBefore', 'substringAfter', 'lowercase',
@@ -173,6 +174,18 @@ function unknownFunction(ast: AstNode): ExpressionProblem | null {
   return problem;
 }
 
+/** The custom functions an expression refers to (called or passed), or 'all' when it calls $eval. */
+function customFunctionsNamed(ast: AstNode): Set<string> | 'all' {
+  const names = new Set<string>();
+  let evaluates = false;
+  walkAst(ast, (node) => {
+    if (node.type !== 'variable' || typeof node.value !== 'string') return;
+    if (node.value === 'eval') evaluates = true;
+    if (Object.prototype.hasOwnProperty.call(CUSTOM_FUNCTIONS, node.value)) names.add(node.value);
+  });
+  return evaluates ? 'all' : names;
+}
+
 export function closestName(name: string, candidates: Iterable<string>): string | null {
   let best: string | null = null;
   let bestDistance = Math.max(2, Math.floor(name.length / 3)) + 1;
@@ -243,15 +256,28 @@ export function compileExpression(source: string, options: { limits?: Expression
       : Math.max(0, e.position - (e.token !== undefined && e.token !== null ? String(e.token).length : 1));
     return { problem: { message: e.message ?? String(err), offset } };
   }
-  const problem = unknownFunction(compiled.ast() as unknown as AstNode);
+  const ast = compiled.ast() as unknown as AstNode;
+  const problem = unknownFunction(ast);
   if (problem) return { problem };
+  // Only the functions the expression names: each registered one is bound into every
+  // evaluation's environment. $eval can name any, so it gets them all.
+  const named = customFunctionsNamed(ast);
   for (const [name, fn] of Object.entries(CUSTOM_FUNCTIONS)) {
+    if (named !== 'all' && !named.has(name)) continue;
     compiled.registerFunction(name, fn.implementation as (...args: unknown[]) => unknown, fn.signature);
   }
+  // The common shapes run as synchronous closures (src/expression-fast-path.ts); they
+  // answer UNDECIDED where JSONata's own evaluation (and its limits) must decide.
+  const fast = compileFast(ast as never);
   return {
     expression: {
       source,
+      ...(fast ? { evaluateSync: fast } : {}),
       async evaluate(input: unknown, bindings?: Record<string, unknown>): Promise<unknown> {
+        if (fast && bindings === undefined) {
+          const value = fast(input);
+          if (value !== UNDECIDED) return value;
+        }
         try {
           return await compiled.evaluate(input, bindings);
         } catch (err) {

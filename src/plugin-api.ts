@@ -91,6 +91,13 @@ export interface Logger {
 export interface CompiledExpression {
   readonly source: string;
   evaluate(input: unknown, bindings?: Record<string, unknown>): Promise<unknown>;
+  /**
+   * Present when the expression has a shape tiergate runs synchronously (a path compared
+   * with a literal, `in`, and/or, ...): the value `evaluate` would resolve to, or
+   * UNDECIDED (src/expression-fast-path.ts) when only `evaluate` can tell — call it then.
+   * Lets a caller with many conditions skip an await per condition.
+   */
+  evaluateSync?(input: unknown): unknown;
 }
 
 export interface PluginContext extends ValidationContext {

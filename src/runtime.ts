@@ -4,6 +4,7 @@
 // retired runtime disposes its plugins once its last request has finished.
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import express, { type RequestHandler } from 'express';
 import type winston from 'winston';
@@ -19,6 +20,9 @@ import { expressionKey, validateOptions, validatePolicyDocument, type Validation
 import { GatewayAuth, validateAuth, type AuthData } from './auth.ts';
 import { KeyLimits, LocalCounters, validateSharedState } from './limits.ts';
 import { SharedState, type RedisStateData } from './shared-state.ts';
+
+// body-parser's own size parser (a dependency of express, untyped): "1mb" means what it means to express.json.
+const parseBytes = (createRequire(import.meta.url)('bytes') as { parse(value: string | number): number | null }).parse;
 
 /** Keys of the request view that a feature may not shadow. */
 export const RESERVED_INPUT_NAMES = ['model', 'messages', 'parameters', 'metadata', 'headers', 'stream', 'features'];
@@ -207,6 +211,8 @@ export class Runtime {
   private retiredResolve: (() => void) | null = null;
   readonly loadedAt = new Date();
   readonly parseJson: RequestHandler;
+  /** server.body_limit in bytes, as body-parser reads it (the chat path's own reader, src/chat.ts). */
+  readonly bodyLimitBytes: number;
 
   readonly version: string;
   readonly file: string;
@@ -251,6 +257,7 @@ export class Runtime {
     // clear JSON error beats a confusing "missing messages". Not strict: valid JSON that
     // is not an object ("hi", 42) is a shape error checkChatBody reports, not a syntax error.
     this.parseJson = express.json({ limit: parts.server.bodyLimit, type: () => true, strict: false });
+    this.bodyLimitBytes = parseBytes(parts.server.bodyLimit) ?? 100 * 1024;
   }
 
   get tiers(): readonly TierSpec[] {

@@ -13,7 +13,8 @@ import { GatewayMetrics, metricsRouter } from './metrics.ts';
 import { DashboardAggregator } from './dashboard/aggregator.ts';
 import { dashboardRouter } from './dashboard/router.ts';
 import { Learning } from './learning.ts';
-import { callerOf, describeAuth, mayCall, requireAdmin, requireKey } from './auth.ts';
+import { messagesRouter } from './ingress/messages-router.ts';
+import { callerOf, checkKey, describeAuth, mayCall, requireAdmin, requireKey } from './auth.ts';
 import { redactDeep } from './secrets.ts';
 
 export interface GatewayOptions {
@@ -50,6 +51,8 @@ export function createApp(manager: RuntimeManager, logger: winston.Logger, state
   // Who may call what (src/auth.ts): a gateway key for the API, the admin token for the
   // endpoints that show or change the policy, traffic and spend. Health checks stay open.
   const auth = () => manager.runtime.server.auth;
+  // POST /v1/messages checks keys through the inner /v1/chat/completions call it makes (src/ingress).
+  app.use(messagesRouter(logger, () => manager.runtime.server.bodyLimit, auth));
   app.use('/v1', requireKey(auth, logger));
   app.use(['/admin', '/metrics', '/dashboard'], requireAdmin(auth, logger));
 
@@ -112,13 +115,41 @@ export function createApp(manager: RuntimeManager, logger: winston.Logger, state
   });
 
   // Last line of defence: nothing a client sends may crash the process.
-  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    const error = err instanceof TiergateError ? err : new TiergateError('TG_ERR_INTERNAL', { reason: errorMessage(err) }, { cause: err });
-    logger.error('request failed', { code: error.code, error: error.message });
-    if (res.headersSent) res.end();
-    else sendError(res, error);
-  });
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => lastResort(err, res, logger));
   return app;
+}
+
+function lastResort(err: unknown, res: http.ServerResponse, logger: winston.Logger): void {
+  const error = err instanceof TiergateError ? err : new TiergateError('TG_ERR_INTERNAL', { reason: errorMessage(err) }, { cause: err });
+  logger.error('request failed', { code: error.code, error: error.message });
+  if (res.headersSent) res.end();
+  else sendError(res, error);
+}
+
+const CHAT_PATH = '/v1/chat/completions';
+
+/**
+ * The request handler of the server: POST /v1/chat/completions on plain node:http,
+ * everything else through express. Express, its router and body-parser cost ~0.15–0.2 ms
+ * of CPU per request (docs/bench/profile-findings.md, item 2), as much as the rest of
+ * the request path. The chat path does what express did for it: the /v1 key check
+ * (checkKey, the function the express middleware runs), the handler, and the error
+ * handler's last resort. Only the exact path is taken here; its spellings that express
+ * also routes here (a trailing slash, other letter case) still go through express.
+ */
+export function createHandler(manager: RuntimeManager, logger: winston.Logger, observers: ReadonlySet<DecisionObserver>, app: express.Express): http.RequestListener {
+  return (req, res) => {
+    const url = req.url ?? '';
+    if (req.method !== 'POST' || !(url === CHAT_PATH || (url.startsWith(CHAT_PATH) && url.charCodeAt(CHAT_PATH.length) === 63 /* ? */))) {
+      app(req, res);
+      return;
+    }
+    if (!checkKey(manager.runtime.server.auth, req, res, logger)) return;
+    const runtime = manager.acquire();
+    handleChatCompletion(runtime, req, res, logger, observers)
+      .catch((err: unknown) => lastResort(err, res, logger))
+      .finally(() => runtime.leave());
+  };
 }
 
 /**
@@ -161,7 +192,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const observers = new Set<DecisionObserver>([(record) => metrics.observe(record), (record) => dashboard.observe(record), (record, runtime) => learning.observe(record, runtime), (record, runtime) => runtime.limits.observe(record)]);
   manager.onReload((result) => metrics.reloaded(result));
   const app = createApp(manager, logger, state, observers, [learning.feedbackRouter(() => manager.runtime), metricsRouter(metrics), dashboardRouter(dashboard, manager)]);
-  const server = http.createServer(app);
+  const server = http.createServer(createHandler(manager, logger, observers, app));
   server.on('clientError', answerMalformedRequest);
   // Long generations stream for minutes; Node's default request timeout would cut them.
   server.requestTimeout = 0;

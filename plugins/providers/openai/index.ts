@@ -19,6 +19,7 @@
 //   ends), so each case is mapped here.
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
+import { callerSignal, createNodeFetch } from '../../../src/node-fetch.ts';
 import {
   UpstreamError,
   isUpstreamError,
@@ -108,6 +109,9 @@ export default {
     if (configuredKey === undefined && baseURL === DEFAULT_BASE_URL) {
       ctx.logger.warn(`${ctx.at}: no api_key is set, so OpenAI will reject every request with 401`);
     }
+    // The SDK's transport, not the SDK: node:http with this instance's own keep-alive
+    // pool costs a fraction of the built-in fetch per call (src/node-fetch.ts).
+    const transport = createNodeFetch();
     const client = new OpenAI({
       apiKey,
       baseURL,
@@ -118,6 +122,7 @@ export default {
       timeout: SDK_TIMEOUT_MS,
       // Failures reach the host as UpstreamErrors and are logged there.
       logLevel: 'off',
+      fetch: transport.fetch,
     });
     const where = describeURL(baseURL);
     const fail = (err: unknown, signal: AbortSignal) => toUpstreamError(err, signal, { where, secret: configuredKey });
@@ -131,15 +136,12 @@ export default {
         checkOpen();
         // OpenAI rejects stream_options on a non-streaming request.
         const { stream_options: _streamOptions, ...body } = request;
-        const link = linkSignal(signal);
         try {
           const params = { ...body, stream: false } as unknown as ChatCompletionCreateParamsNonStreaming;
-          const reply: unknown = await client.chat.completions.create(params, { signal: link.signal });
+          const reply: unknown = await client.chat.completions.create(params, callerSignal(signal));
           return asChatResult(reply, where);
         } catch (err) {
           throw fail(err, signal);
-        } finally {
-          link.release();
         }
       },
 
@@ -151,12 +153,10 @@ export default {
           // The host needs usage on every stream to account cost.
           stream_options: { ...asRecord(request.stream_options), include_usage: true },
         } as unknown as ChatCompletionCreateParamsStreaming;
-        const link = linkSignal(signal);
         let chunks: AsyncIterator<unknown>;
         try {
-          chunks = (await client.chat.completions.create(params, { signal: link.signal }))[Symbol.asyncIterator]();
+          chunks = (await client.chat.completions.create(params, callerSignal(signal)))[Symbol.asyncIterator]();
         } catch (err) {
-          link.release();
           throw fail(err, signal);
         }
         let count = 0;
@@ -175,7 +175,6 @@ export default {
         } finally {
           // When the consumer stops early this cancels the upstream request.
           await chunks.return?.();
-          link.release();
         }
         // The SDK ends a cancelled stream quietly instead of throwing.
         if (signal.aborted) throw fail(undefined, signal);
@@ -183,8 +182,8 @@ export default {
       },
 
       async dispose() {
-        // The SDK holds no resources of its own (connections belong to the global fetch pool).
         disposed = true;
+        transport.close();
       },
     };
     return provider;
@@ -192,20 +191,6 @@ export default {
 } satisfies ProviderModule<Options>;
 
 // ---------------------------------------------------------------------------------
-
-/**
- * A per-call signal that follows the caller's. The SDK adds an abort listener to the
- * signal it is given and never removes it, so handing it a long-lived signal (say, one
- * shared by the attempts of a request) would pile up listeners; this one is dropped
- * with the call.
- */
-function linkSignal(signal: AbortSignal): { signal: AbortSignal; release(): void } {
-  const controller = new AbortController();
-  const forward = () => controller.abort(signal.reason);
-  if (signal.aborted) forward();
-  else signal.addEventListener('abort', forward, { once: true });
-  return { signal: controller.signal, release: () => signal.removeEventListener('abort', forward) };
-}
 
 function asRecord(value: unknown): Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};

@@ -3,6 +3,7 @@
 // holds the router has no opinion and the route's `default` applies.
 import type { CompiledExpression, OptionIssue, Router, RouterModule, RoutingContext, RoutingDecision } from '../../../src/plugin-api.ts';
 import { isTruthy } from '../../../src/expressions.ts';
+import { UNDECIDED } from '../../../src/expression-fast-path.ts';
 
 interface Rule {
   when: string;
@@ -73,8 +74,13 @@ const rulesRouter: RouterModule<RulesOptions> = {
     });
     return {
       async route(routing: RoutingContext): Promise<RoutingDecision | null> {
+        const input = routing.input;
         for (const rule of compiled) {
-          if (isTruthy(await rule.condition.evaluate(routing.input))) return rule.decision;
+          // Synchronous where the condition allows it: no await per rule.
+          const condition = rule.condition;
+          let value = condition.evaluateSync ? condition.evaluateSync(input) : UNDECIDED;
+          if (value === UNDECIDED) value = await condition.evaluate(input);
+          if (isTruthy(value)) return rule.decision;
         }
         return null;
       },
