@@ -528,7 +528,14 @@ export async function execute(ctx: ExecutionContext): Promise<Execution> {
 
 /** A chunk stream over an already complete answer (gate buffer mode). */
 export function* chunksOf(result: ChatResult, model: string): Generator<ChatChunk> {
-  const base = { id: result.id, object: 'chat.completion.chunk' as const, created: result.created, model };
+  const base = {
+    id: result.id,
+    object: 'chat.completion.chunk' as const,
+    created: result.created,
+    model,
+    // OpenAI sends it on every chunk; clients read it from any of them.
+    ...(result.system_fingerprint !== undefined ? { system_fingerprint: result.system_fingerprint } : {}),
+  };
   for (const choice of result.choices) {
     yield { ...base, choices: [{ index: choice.index, delta: { role: 'assistant', content: '' }, finish_reason: null }] };
     const content = choice.message?.content ?? '';

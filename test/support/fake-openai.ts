@@ -5,7 +5,10 @@
 // hangs, socket resets, garbage) that a real upstream produces only rarely. Requests
 // are recorded, including whether the client went away early, so tests can prove that
 // cancellation really reached the upstream. A reply can carry token logprobs, sent
-// (in OpenAI's shape) only when the request asks for them with `logprobs: true`.
+// (in OpenAI's shape) only when the request asks for them with `logprobs: true`, tool
+// calls (streamed whole, or the way OpenAI streams them: id and name first, then the
+// arguments in fragments), usage with OpenAI's token details, a system_fingerprint, and
+// several choices (`n` in the request, or `choices` in the behaviour).
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { ToolCall } from '../../src/plugin-api.ts';
@@ -18,10 +21,28 @@ export type Behaviour =
       content?: string;
       /** Defaults to 'stop' ('tool_calls' when tool_calls are given). */
       finish_reason?: 'stop' | 'length' | 'tool_calls';
-      /** Defaults to an estimate from the request's messages and the content. */
-      usage?: { prompt_tokens: number; completion_tokens: number };
-      /** Optional tool calls for the assistant message (streamed as one delta). */
+      /**
+       * Defaults to an estimate from the request's messages and the content. Extra fields
+       * (prompt_tokens_details, completion_tokens_details, ...) are sent as given;
+       * total_tokens is always prompt + completion.
+       */
+      usage?: FakeUsage;
+      /** Optional tool calls for the assistant message (streamed as `tool_call_deltas` says). */
       tool_calls?: ToolCall[];
+      /**
+       * How a stream carries tool calls: 'whole' (default) sends each call complete in one
+       * delta; 'split' streams them as OpenAI does: a first delta with index, id, type,
+       * name and empty arguments, then the arguments in fragments carrying only the index.
+       */
+      tool_call_deltas?: 'whole' | 'split';
+      /** Defaults to 'fp_fake'; null sends `system_fingerprint: null`. */
+      system_fingerprint?: string | null;
+      /**
+       * The choices of the answer, each like the fields above (and defaulting the same
+       * way). Without it the answer has one choice from the fields above, repeated `n`
+       * times when the request asks for `n` > 1.
+       */
+      choices?: FakeChoice[];
       /**
        * Per-token log-probabilities, returned as `choices[0].logprobs.content` only when
        * the request has `logprobs: true` (otherwise `logprobs: null`, as OpenAI does). In
@@ -49,10 +70,26 @@ export type Behaviour =
    */
   | { kind: 'drip'; content?: string; bytes: number; intervalMs: number };
 
-/** A token and its log-probability; the fake fills in `bytes` and `top_logprobs`. */
+/** A token and its log-probability; the fake fills in `bytes` and (unless given) `top_logprobs`. */
 export interface FakeTokenLogprob {
   token: string;
   logprob: number;
+  /** Alternatives at this position; defaults to none. */
+  top_logprobs?: Array<{ token: string; logprob: number }>;
+}
+
+export interface FakeUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  [extra: string]: unknown;
+}
+
+/** One choice of a reply (see the reply behaviour's fields of the same names). */
+export interface FakeChoice {
+  content?: string;
+  finish_reason?: 'stop' | 'length' | 'tool_calls' | 'content_filter';
+  tool_calls?: ToolCall[];
+  logprobs?: FakeTokenLogprob[];
 }
 
 export interface RecordedRequest {
@@ -64,6 +101,11 @@ export interface RecordedRequest {
   body: any;
   /** The client went away before the response finished. */
   aborted: boolean;
+  /**
+   * What a `reply` behaviour answered, for tests that compare it with what their client
+   * got: the chat completion, or (streams) the SSE events' objects in order, [DONE] left out.
+   */
+  answer?: object | object[];
 }
 
 export type BehaveFn = (body: any, req: RecordedRequest) => Behaviour;
@@ -84,6 +126,8 @@ export interface FakeOpenAI {
 }
 
 export const FAKE_MODEL_ID = 'fake-model';
+/** The system_fingerprint of every answer unless a behaviour says otherwise. */
+export const FAKE_FINGERPRINT = 'fp_fake';
 
 const defaultBehave: BehaveFn = () => ({ kind: 'reply' });
 
@@ -226,42 +270,63 @@ export async function startFakeOpenAI(options: { behave?: BehaveFn; port?: numbe
         return;
       }
       case 'reply': {
-        const toolCalls = behaviour.tool_calls;
-        const content = behaviour.content ?? (toolCalls?.length ? '' : `echo: ${lastUserMessage(body.messages)}`);
-        const finish = behaviour.finish_reason ?? (toolCalls?.length ? 'tool_calls' : 'stop');
+        const fingerprint = behaviour.system_fingerprint === undefined ? FAKE_FINGERPRINT : behaviour.system_fingerprint;
+        const requested = Number.isInteger(body.n) && body.n > 1 ? (body.n as number) : 1;
+        const specs: FakeChoice[] = behaviour.choices ?? Array.from({ length: requested }, () => behaviour);
+        const choices = specs.map((spec, index) => {
+          const toolCalls = spec.tool_calls;
+          const content = spec.content ?? (toolCalls?.length ? '' : `echo: ${lastUserMessage(body.messages)}`);
+          // Only sent when asked for, like OpenAI; a reply without them is a provider that has none.
+          const logprobs = body.logprobs === true && spec.logprobs ? spec.logprobs.map(logprobEntry) : null;
+          return { index, content, toolCalls, logprobs, finish: spec.finish_reason ?? (toolCalls?.length ? 'tool_calls' : 'stop') };
+        });
         const usage = behaviour.usage ?? {
           prompt_tokens: estimateMessagesTokens(body.messages),
-          completion_tokens: Math.max(1, estimateTextTokens(content)),
+          completion_tokens: choices.reduce((sum, c) => sum + Math.max(1, estimateTextTokens(c.content)), 0),
         };
-        // Only sent when asked for, like OpenAI; a reply without them is a provider that has none.
-        const logprobs = body.logprobs === true && behaviour.logprobs ? behaviour.logprobs.map(logprobEntry) : null;
         if (behaviour.delayMs) await sleep(behaviour.delayMs, res);
         if (res.destroyed) return;
         if (!stream) {
-          sendJson(res, 200, completion(id, created, model, content, finish, toolCalls, usage, logprobs));
+          const answer = {
+            ...completion(id, created, model, choices[0].content, choices[0].finish, choices[0].toolCalls, usage, choices[0].logprobs, fingerprint),
+            choices: choices.map((c) => completionChoice(c.index, c.content, c.finish, c.toolCalls, c.logprobs)),
+          };
+          record.answer = answer;
+          sendJson(res, 200, answer);
           return;
         }
         const includeUsage = body.stream_options?.include_usage === true;
         const extra = includeUsage ? { usage: null } : {};
-        const events: object[] = [chunk(id, created, model, { role: 'assistant', content: '', refusal: null }, null, extra)];
-        const contentPieces = split(content);
-        // Each content chunk carries the next share of the tokens; the last takes the rest.
-        const perPiece = logprobs ? Math.ceil(logprobs.length / Math.max(1, contentPieces.length)) : 0;
-        for (const [i, piece] of contentPieces.entries()) {
-          const pieceLogprobs = logprobs ? { content: logprobs.slice(i * perPiece, i === contentPieces.length - 1 ? undefined : (i + 1) * perPiece), refusal: null } : null;
-          events.push(chunk(id, created, model, { content: piece }, null, extra, pieceLogprobs));
+        const event = (index: number, delta: object, finish: string | null, logprobs: object | null = null) =>
+          chunk(id, created, model, delta, finish, extra, logprobs, fingerprint, index);
+        const events: object[] = [];
+        for (const { index, content, toolCalls, logprobs, finish } of choices) {
+          events.push(event(index, { role: 'assistant', content: '', refusal: null }, null));
+          const contentPieces = split(content);
+          // Each content chunk carries the next share of the tokens; the last takes the rest.
+          const perPiece = logprobs ? Math.ceil(logprobs.length / Math.max(1, contentPieces.length)) : 0;
+          for (const [i, piece] of contentPieces.entries()) {
+            const pieceLogprobs = logprobs ? { content: logprobs.slice(i * perPiece, i === contentPieces.length - 1 ? undefined : (i + 1) * perPiece), refusal: null } : null;
+            events.push(event(index, { content: piece }, null, pieceLogprobs));
+          }
+          if (toolCalls?.length && behaviour.tool_call_deltas === 'split') {
+            for (const [callIndex, call] of toolCalls.entries()) {
+              events.push(event(index, { tool_calls: [{ index: callIndex, id: call.id, type: call.type, function: { name: call.function.name, arguments: '' } }] }, null));
+              for (const fragment of split(call.function.arguments)) events.push(event(index, { tool_calls: [{ index: callIndex, function: { arguments: fragment } }] }, null));
+            }
+          } else if (toolCalls?.length) {
+            const deltas = toolCalls.map((call, callIndex) => ({ index: callIndex, ...call }));
+            events.push(event(index, { tool_calls: deltas }, null));
+          }
+          events.push(event(index, {}, finish));
         }
-        if (toolCalls?.length) {
-          const deltas = toolCalls.map((call, index) => ({ index, ...call }));
-          events.push(chunk(id, created, model, { tool_calls: deltas }, null, extra));
-        }
-        events.push(chunk(id, created, model, {}, finish, extra));
-        if (includeUsage) events.push({ ...chunk(id, created, model, {}, null), choices: [], usage: withTotal(usage) });
+        if (includeUsage) events.push({ ...chunk(id, created, model, {}, null, {}, null, fingerprint), choices: [], usage: withTotal(usage) });
+        record.answer = events;
         startSse(res);
-        for (const [i, event] of events.entries()) {
+        for (const [i, ev] of events.entries()) {
           if (i > 0 && behaviour.chunkDelayMs) await sleep(behaviour.chunkDelayMs, res);
           if (res.destroyed) return;
-          res.write(sse(event));
+          res.write(sse(ev));
         }
         res.end('data: [DONE]\n\n');
         return;
@@ -369,8 +434,8 @@ function sse(event: object): string {
   return `data: ${JSON.stringify(event)}\n\n`;
 }
 
-function withTotal(usage: { prompt_tokens: number; completion_tokens: number }) {
-  return { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens, total_tokens: usage.prompt_tokens + usage.completion_tokens };
+function withTotal(usage: FakeUsage) {
+  return { ...usage, prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens, total_tokens: usage.prompt_tokens + usage.completion_tokens };
 }
 
 function completion(
@@ -380,37 +445,43 @@ function completion(
   content: string,
   finish: string,
   toolCalls: ToolCall[] | undefined,
-  usage: { prompt_tokens: number; completion_tokens: number },
+  usage: FakeUsage,
   logprobs: object[] | null = null,
+  fingerprint: string | null = FAKE_FINGERPRINT,
 ) {
-  const message: Record<string, unknown> = { role: 'assistant', content: toolCalls?.length && content === '' ? null : content, refusal: null };
-  if (toolCalls?.length) message.tool_calls = toolCalls;
   return {
     id,
     object: 'chat.completion',
     created,
     model,
-    system_fingerprint: 'fp_fake',
-    choices: [{ index: 0, message, logprobs: logprobs ? { content: logprobs, refusal: null } : null, finish_reason: finish }],
+    system_fingerprint: fingerprint,
+    choices: [completionChoice(0, content, finish, toolCalls, logprobs)],
     usage: withTotal(usage),
   };
 }
 
-function chunk(id: string, created: number, model: string, delta: object, finish: string | null, extra: object = {}, logprobs: object | null = null) {
+function completionChoice(index: number, content: string, finish: string, toolCalls: ToolCall[] | undefined, logprobs: object[] | null) {
+  const message: Record<string, unknown> = { role: 'assistant', content: toolCalls?.length && content === '' ? null : content, refusal: null };
+  if (toolCalls?.length) message.tool_calls = toolCalls;
+  return { index, message, logprobs: logprobs ? { content: logprobs, refusal: null } : null, finish_reason: finish };
+}
+
+function chunk(id: string, created: number, model: string, delta: object, finish: string | null, extra: object = {}, logprobs: object | null = null, fingerprint: string | null = FAKE_FINGERPRINT, index = 0) {
   return {
     id,
     object: 'chat.completion.chunk',
     created,
     model,
-    system_fingerprint: 'fp_fake',
-    choices: [{ index: 0, delta, logprobs, finish_reason: finish }],
+    system_fingerprint: fingerprint,
+    choices: [{ index, delta, logprobs, finish_reason: finish }],
     ...extra,
   };
 }
 
-/** OpenAI's entry shape: `bytes` are the token's UTF-8 bytes; no alternatives are offered. */
+/** OpenAI's entry shape: `bytes` are the token's UTF-8 bytes; alternatives only when the behaviour gives them. */
 function logprobEntry(entry: FakeTokenLogprob) {
-  return { token: entry.token, logprob: entry.logprob, bytes: [...Buffer.from(entry.token, 'utf8')], top_logprobs: [] };
+  const bytes = (token: string) => [...Buffer.from(token, 'utf8')];
+  return { token: entry.token, logprob: entry.logprob, bytes: bytes(entry.token), top_logprobs: (entry.top_logprobs ?? []).map((alt) => ({ ...alt, bytes: bytes(alt.token) })) };
 }
 
 /** Splits content into up to three pieces (by code point, so surrogate pairs stay whole). */
