@@ -156,14 +156,15 @@ describe('hot reload under concurrent traffic', () => {
   test('policy edits apply without a single failed request; every answer is consistent with one live version', async (t) => {
     // Each edit flips the classification rule (small ↔ large) and changes something else
     // (simulator speed, an extra route, a feature), so consecutive versions differ.
+    // Answers take tens of ms (timeScale), so a swap almost always finds requests in flight.
     const policies = [
-      simulatorPolicy({ timeScale: 0.15, routes: rulesRoute('small', 'easy v0') }),
-      simulatorPolicy({ timeScale: 0.15, routes: rulesRoute('large', 'flipped v1') }),
+      simulatorPolicy({ timeScale: 0.3, routes: rulesRoute('small', 'easy v0') }),
+      simulatorPolicy({ timeScale: 0.3, routes: rulesRoute('large', 'flipped v1') }),
       simulatorPolicy({
-        timeScale: 0.1,
+        timeScale: 0.2,
         routes: rulesRoute('small', 'back v2', `  batch:\n    router: { plugin: rules, rules: [{ when: "true", tier: small }] }\n    default: small\n`),
       }),
-      simulatorPolicy({ timeScale: 0.1, routes: rulesRoute('large', 'final v3'), features: `  task_type: metadata.task_type\n  priority: metadata.priority` }),
+      simulatorPolicy({ timeScale: 0.2, routes: rulesRoute('large', 'final v3'), features: `  task_type: metadata.task_type\n  priority: metadata.priority` }),
     ];
     const expectedTier = new Map<string, 'small' | 'large'>();
     const expectedReason = new Map<string, string>();
