@@ -1,7 +1,8 @@
 // The decision log: one JSON line per request, the raw material of every routing
 // metric (cost saved, escalation rate, quality retention). Written through winston so a
 // team can add transports, but each line is the bare record and nothing else.
-import { mkdirSync } from 'node:fs';
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { finished } from 'node:stream';
 import path from 'node:path';
 import { once } from 'node:events';
 import winston from 'winston';
@@ -103,11 +104,27 @@ const RECORD = Symbol('decision');
 export class DecisionLog {
   private readonly logger: winston.Logger | null;
   private readonly fileTransport: winston.transports.FileTransportInstance | null = null;
+  /**
+   * The file alone (no console): the bytes winston's File transport writes (the record's
+   * JSON and "\n", appended), written straight to the file stream. Through winston each
+   * line crossed four streams (logger, format, transport, file) and was written with its
+   * own write(2); here lines written while a write is in flight go out together in one
+   * writev. ~4–5 % of the gateway's CPU per request in the profile.
+   */
+  private readonly file: WriteStream | null = null;
   private closing: Promise<void> | null = null;
 
   /** `onError`: a write or close failed (disk full, file gone); the process must not die of it. */
   constructor(settings: DecisionLogSettings, baseDir: string, onError: (err: Error) => void = () => undefined) {
     const transports: winston.transport[] = [];
+    if (settings.file && !settings.console) {
+      const filename = path.resolve(baseDir, settings.file);
+      mkdirSync(path.dirname(filename), { recursive: true });
+      this.file = createWriteStream(filename, { flags: 'a' });
+      this.file.on('error', onError);
+      this.logger = null;
+      return;
+    }
     if (settings.file) {
       const filename = path.resolve(baseDir, settings.file);
       mkdirSync(path.dirname(filename), { recursive: true });
@@ -123,12 +140,26 @@ export class DecisionLog {
   }
 
   write(record: DecisionRecord | ShadowRecord | FeedbackRecord): void {
-    if (!this.logger || this.closing) return;
+    if (this.closing) return;
+    if (this.file) {
+      // A failed file (reported once through onError) takes no more lines, as winston's did not.
+      if (!this.file.destroyed) this.file.write(`${JSON.stringify(record)}\n`);
+      return;
+    }
+    if (!this.logger) return;
     this.logger.log({ level: 'info', message: '', [RECORD]: record } as unknown as winston.LogEntry);
   }
 
   /** Flushes and closes. Idempotent. */
   close(): Promise<void> {
+    if (!this.closing && this.file) {
+      const file = this.file;
+      // 'finish': every line is in the file; an errored stream settles at once. Never rejects.
+      this.closing = new Promise<void>((resolve) => {
+        finished(file, () => resolve());
+        file.end();
+      });
+    }
     if (!this.closing) {
       const logger = this.logger;
       const file = this.fileTransport;

@@ -20,6 +20,7 @@
 // compression is asked for (no accept-encoding), so bodies arrive as sent.
 import http from 'node:http';
 import https from 'node:https';
+import { unnamed } from './unnamed.ts';
 
 /** The caller's own signal, passed through the SDK's per-request `fetchOptions` (see callerSignal). */
 export const CALLER_SIGNAL = 'tiergateCallerSignal';
@@ -148,13 +149,13 @@ class LeanResponse {
     this.bodyUsed = true;
     const inner = this.res[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     return {
-      next: () => inner.next().catch((err: unknown) => Promise.reject(this.failure() ?? terminated(err))),
-      return: async () => {
+      next: unnamed(() => inner.next().catch((err: unknown) => Promise.reject(this.failure() ?? terminated(err)))),
+      return: unnamed(async (): Promise<IteratorResult<Uint8Array>> => {
         // The reader stopped early (a cancelled stream): drop the connection.
         if (!this.res.complete) this.res.destroy();
         await inner.return?.().catch(() => undefined);
         return { done: true, value: undefined };
-      },
+      }),
     };
   }
 
@@ -228,6 +229,12 @@ export function createNodeFetch(options: NodeFetchOptions = {}): NodeFetch {
       const headers = headerRecord(init.headers);
       const payload = body as string | Uint8Array | undefined | null;
       if (payload !== undefined && payload !== null) headers['content-length'] = String(typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength);
+      // Handed over as a flat [name, value, …] list, node:http stores the header block in
+      // one pass (each name and value still validated) instead of a setHeader per header;
+      // the one thing it then does not add itself is Host, which is the URL's host (port
+      // only when not the default, IPv6 in brackets) as node:http would write it.
+      const flat: string[] = headers.host === undefined ? ['Host', url.host] : [];
+      for (const name in headers) flat.push(name, headers[name]);
       const transport = url.protocol === 'https:' ? https : http;
       const req = transport.request({
         agent: agents[url.protocol as 'http:' | 'https:'],
@@ -236,12 +243,12 @@ export function createNodeFetch(options: NodeFetchOptions = {}): NodeFetch {
         port: url.port || undefined,
         path: url.pathname + url.search,
         method: (init.method ?? 'GET').toUpperCase(),
-        headers,
+        headers: flat,
       });
       let aborted: unknown = null;
       let settled = false;
       let response: http.IncomingMessage | null = null;
-      const onAbort = function (this: AbortSignal) {
+      const onAbort = unnamed(function (this: AbortSignal) {
         if (aborted !== null) return;
         aborted = abortError(this);
         if (!settled) {
@@ -251,11 +258,11 @@ export function createNodeFetch(options: NodeFetchOptions = {}): NodeFetch {
         // Destroying the request also destroys its response: a body being read rejects.
         req.destroy(aborted as Error);
         response?.destroy(aborted as Error);
-      };
+      });
       for (const signal of signals) signal.addEventListener('abort', onAbort, { once: true });
-      const release = () => {
+      const release = unnamed(() => {
         for (const signal of signals) signal.removeEventListener('abort', onAbort);
-      };
+      });
       req.once('response', (res) => {
         response = res;
         // The listeners stay until the body is read or dropped: a stream is cancelled through them.
