@@ -147,6 +147,11 @@ export function validateAuth(server: { host?: string; header_allowlist?: string[
 // ---------------------------------------------------------------------------------
 // The request path
 
+/** A gateway without keys serves loopback clients only, unless authentication happens in front of it. */
+export function keylessAccepts(auth: GatewayAuth, remoteAddress: string | undefined): boolean {
+  return auth.allowUnauthenticated || isLoopbackAddress(remoteAddress);
+}
+
 /**
  * The key each response's request authenticated with. Kept beside the response rather
  * than in express's res.locals: the chat path authenticates on a plain node:http
@@ -198,7 +203,7 @@ function reject(res: http.ServerResponse, error: TiergateError, logger: winston.
  */
 export function checkKey(auth: GatewayAuth, req: http.IncomingMessage, res: http.ServerResponse, logger: winston.Logger): boolean {
   if (!auth.hasKeys) {
-    if (auth.allowUnauthenticated || isLoopbackAddress(req.socket.remoteAddress)) return true;
+    if (keylessAccepts(auth, req.socket.remoteAddress)) return true;
     reject(res, new TiergateError('TG_ERR_AUTH_LOOPBACK_ONLY'), logger, req);
     return false;
   }
@@ -237,7 +242,7 @@ export function requireAdmin(current: () => GatewayAuth, logger: winston.Logger)
       return reject(res, new TiergateError('TG_ERR_AUTH_ADMIN', { path }), logger, req);
     }
     if (auth.hasKeys) return reject(res, new TiergateError('TG_ERR_AUTH_ADMIN_DISABLED', { path }), logger, req);
-    if (auth.allowUnauthenticated || isLoopbackAddress(req.socket.remoteAddress)) return next();
+    if (keylessAccepts(auth, req.socket.remoteAddress)) return next();
     return reject(res, new TiergateError('TG_ERR_AUTH_LOOPBACK_ONLY'), logger, req);
   };
 }

@@ -57,7 +57,6 @@ export function sendError(res: http.ServerResponse, error: TiergateError): void 
   sendJson(res, error.status, attempts ? { error: { ...body.error, attempts } } : body);
 }
 
-
 /** What the request ended with, for the decision line. */
 interface Outcome {
   status: DecisionRecord['status'];
@@ -137,7 +136,8 @@ function parseBody(runtime: Runtime, req: http.IncomingMessage, res: http.Server
   });
 }
 
-function bodyError(err: unknown, limit: string): TiergateError {
+/** body-parser's error (express.json) as the catalogue's client error. */
+export function bodyError(err: unknown, limit: string): TiergateError {
   const e = err as { type?: string; message?: string };
   if (e.type === 'entity.too.large') return new TiergateError('TG_ERR_REQUEST_TOO_LARGE', { limit });
   if (e.type === 'entity.parse.failed') return new TiergateError('TG_ERR_REQUEST_JSON', { reason: e.message ?? 'parse error' });
@@ -227,7 +227,8 @@ export type DecisionObserver = (line: DecisionRecord | ShadowRecord, runtime: Ru
 
 export async function handleChatCompletion(runtime: Runtime, req: http.IncomingMessage, res: http.ServerResponse, logger: winston.Logger, observers: ReadonlySet<DecisionObserver> = new Set()): Promise<void> {
   // The gateway key's name (never the key) on every decision line: who spent what.
-  const apiKey = callerOf(res)?.name;
+  const caller = callerOf(res);
+  const apiKey = caller?.name;
   const publish = unnamed((line: DecisionRecord | ShadowRecord) => {
     if (apiKey !== undefined && !('kind' in line)) line.api_key_name = apiKey;
     runtime.decisionLog?.write(line);
@@ -251,7 +252,7 @@ export async function handleChatCompletion(runtime: Runtime, req: http.IncomingM
   const attempts: AttemptRecord[] = [];
   try {
     body = checkChatBody(await parseBody(runtime, req, res));
-    authorizeTarget(callerOf(res), body.model, runtime.routes.has(body.model) ? 'route' : runtime.models.has(body.model) ? 'model' : null);
+    if (caller) authorizeTarget(caller, body.model, runtime.routes.has(body.model) ? 'route' : runtime.models.has(body.model) ? 'model' : null);
     // Per-key limits (src/limits.ts): counted once the request is known to be valid and allowed.
     if (runtime.limits.has(apiKey)) await runtime.limits.admit(apiKey);
     routed = await routeRequest(runtime, body, requestView(body, req.headers, runtime.server.headerAllowlist));

@@ -237,6 +237,19 @@ function limitBreached(code: string | undefined, limits: ExpressionLimits): stri
 }
 
 /**
+ * An expression's value: at once when its fast path decides it (src/expression-fast-path.ts),
+ * else JSONata's evaluation, a promise. The callers on the request path (features, rules)
+ * await only in that case.
+ */
+export function evaluateNow(expression: CompiledExpression, input: unknown): unknown {
+  if (expression.evaluateSync) {
+    const value = expression.evaluateSync(input);
+    if (value !== UNDECIDED) return value;
+  }
+  return expression.evaluate(input);
+}
+
+/**
  * Compiles a JSONata expression, or explains what is wrong with it. `location` (where
  * the expression is written in the policy) is given to the errors its evaluations throw.
  */

@@ -1,20 +1,10 @@
 // Answers written on a plain node:http ServerResponse, for the paths that run without
-// express (POST /v1/chat/completions and its auth, src/server.ts).
+// express (POST /v1/chat/completions and its auth, src/server.ts); an express response
+// is one too, so the same function serves both.
 import type http from 'node:http';
 
-/**
- * res.status(n).json(value) on an express response — express middleware may wrap
- * res.json (the /v1/messages ingress reshapes errors that way) — and what it sends (with
- * etag off) on a plain ServerResponse: the chat path runs without express (server.ts).
- * Headers set before (x-tiergate-*) are kept either way.
- */
+/** What express's res.status(n).json(value) sends (with etag off); headers set before (x-tiergate-*) are kept. */
 export function sendJson(res: http.ServerResponse, status: number, value: unknown): void {
-  const viaExpress = res as http.ServerResponse & { json?: (body: unknown) => unknown };
-  if (typeof viaExpress.json === 'function') {
-    res.statusCode = status;
-    viaExpress.json(value);
-    return;
-  }
   const json = JSON.stringify(value);
   res.statusCode = status;
   if (!res.hasHeader('content-type')) res.setHeader('content-type', 'application/json; charset=utf-8');

@@ -3,7 +3,7 @@
 // returns something that does not exist) never fails the request: the route's default
 // applies and the reason says what went wrong.
 import { TiergateError, errorMessage } from './errors.ts';
-import { UNDECIDED } from './expression-fast-path.ts';
+import { evaluateNow } from './expressions.ts';
 import type { ChatMessage, RequestView, RoutingDecision } from './plugin-api.ts';
 import type { ModelRuntime, RouteRuntime, Runtime, Target } from './runtime.ts';
 
@@ -123,9 +123,8 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
   let routingError: string | undefined;
   try {
     for (const [name, expression] of runtime.features) {
-      // Synchronous where the feature's shape allows (src/expression-fast-path.ts).
-      const value = expression.evaluateSync ? expression.evaluateSync(view) : UNDECIDED;
-      features[name] = value === UNDECIDED ? await expression.evaluate(view) : value;
+      const value = evaluateNow(expression, view);
+      features[name] = value instanceof Promise ? await value : value;
     }
     input = { ...view, ...features, features };
     const decision = await route.router.route({ route: route.name, request: view, features, input });

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import winston from 'winston';
-import { startTestGateway, type TestGateway } from './support/gateway.ts';
+import { simulatorLadder, startTestGateway, type TestGateway } from './support/gateway.ts';
 import { buildRuntime } from '../src/runtime.ts';
 import { createLogger } from '../src/logger.ts';
 import { requestView, routeRequest, type ChatBody } from '../src/routing.ts';
@@ -34,20 +34,7 @@ const MAX_DEPTH = 200;
 function policy(timeoutMs = TIMEOUT_MS): string {
   return `version: 1
 expressions: { timeout_ms: ${timeoutMs}, max_depth: ${MAX_DEPTH} }
-providers:
-  sim:
-    plugin: simulator
-    time_scale: 0
-    profiles:
-      sim-small: { capability: 0.9, first_token_ms: 100, tokens_per_second: 200 }
-      sim-large: { capability: 0.95, first_token_ms: 300, tokens_per_second: 80 }
-models:
-  small-model: { provider: sim, upstream: sim-small, price: { input_per_mtok: 0.15, output_per_mtok: 0.6 } }
-  large-model: { provider: sim, upstream: sim-large, price: { input_per_mtok: 2.5, output_per_mtok: 10 } }
-tiers:
-  - { name: small, models: [small-model] }
-  - { name: large, models: [large-model] }
-features:
+${simulatorLadder({ smallCapability: 0.9 })}features:
   task_type: metadata.task_type
   spin: "metadata.spin = true ? ${ENDLESS_LOOP.replace(' > 0', '')} : 0"
 routes:

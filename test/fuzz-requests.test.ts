@@ -11,7 +11,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
-import { startTestGateway, type TestGateway } from './support/gateway.ts';
+import { simulatorLadder, startTestGateway, type TestGateway } from './support/gateway.ts';
 import { ERRORS } from '../src/errors.ts';
 
 const INVALID_RUNS = 300;
@@ -25,20 +25,7 @@ const POLICY = `version: 1
 server:
   body_limit: 16kb
   header_allowlist: [x-team, x-priority]
-providers:
-  sim:
-    plugin: simulator
-    time_scale: 0
-    profiles:
-      sim-small: { capability: 0.5, first_token_ms: 100, tokens_per_second: 200 }
-      sim-large: { capability: 0.95, first_token_ms: 300, tokens_per_second: 80 }
-models:
-  small-model: { provider: sim, upstream: sim-small, price: { input_per_mtok: 0.15, output_per_mtok: 0.6 } }
-  large-model: { provider: sim, upstream: sim-large, price: { input_per_mtok: 2.5, output_per_mtok: 10 } }
-tiers:
-  - { name: small, models: [small-model] }
-  - { name: large, models: [large-model] }
-features:
+${simulatorLadder()}features:
   task_type: metadata.task_type
   team: headers.\`x-team\`
   turns: $count(messages[role = 'user'])

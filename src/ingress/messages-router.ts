@@ -10,7 +10,9 @@
 import http from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type winston from 'winston';
-import { isLoopbackAddress, type GatewayAuth } from '../auth.ts';
+import { keylessAccepts, type GatewayAuth } from '../auth.ts';
+import { bodyError } from '../chat.ts';
+import { TiergateError } from '../errors.ts';
 import { MessagesRequestError, MessagesStreamTranslator, sseEvent, toAnthropicError, toAnthropicMessage, toChatBody } from './anthropic.ts';
 
 /** Request headers passed on to the inner call: credentials, and what routing may read. */
@@ -28,6 +30,11 @@ function forwardedHeaders(req: Request): Record<string, string> {
 }
 
 
+/** A catalogue error in Anthropic's shape (the code kept). */
+function sendError(res: Response, error: TiergateError): void {
+  res.status(error.status).json(toAnthropicError(error.status, error.toOpenAI()));
+}
+
 function copyTiergateHeaders(from: http.IncomingMessage, res: Response): void {
   for (const [name, value] of Object.entries(from.headers)) if ((name.startsWith('x-tiergate-') || name === 'retry-after') && value !== undefined) res.setHeader(name, value);
 }
@@ -36,9 +43,9 @@ export function messagesRouter(logger: winston.Logger, bodyLimit: () => string |
   const router = express.Router();
   router.use('/v1/messages', (req: Request, res: Response, next: NextFunction) => {
     const current = auth();
-    if (current.hasKeys || current.allowUnauthenticated || isLoopbackAddress(req.socket.remoteAddress)) return next();
+    if (current.hasKeys || keylessAccepts(current, req.socket.remoteAddress)) return next();
     logger.warn('request refused', { code: 'TG_ERR_AUTH_LOOPBACK_ONLY', method: req.method, path: '/v1/messages', remote_address: req.socket.remoteAddress });
-    res.status(403).json({ type: 'error', error: { type: 'permission_error', message: 'this gateway has no keys and serves loopback clients only', code: 'TG_ERR_AUTH_LOOPBACK_ONLY' } });
+    sendError(res, new TiergateError('TG_ERR_AUTH_LOOPBACK_ONLY'));
   });
   router.post('/v1/messages', (req, res, next) => express.json({ limit: bodyLimit(), type: () => true })(req, res, next), (req: Request, res: Response) => {
     let translated;
@@ -46,8 +53,7 @@ export function messagesRouter(logger: winston.Logger, bodyLimit: () => string |
       translated = toChatBody(req.body);
     } catch (err) {
       if (!(err instanceof MessagesRequestError)) throw err;
-      res.status(400).json({ type: 'error', error: { type: 'invalid_request_error', message: err.message } });
-      return;
+      return sendError(res, new TiergateError('TG_ERR_REQUEST_INVALID', { reason: err.message }, { param: err.path }));
     }
     const { body, stopSequences } = translated;
     const payload = Buffer.from(JSON.stringify(body));
@@ -64,7 +70,7 @@ export function messagesRouter(logger: winston.Logger, bodyLimit: () => string |
     inner.on('error', (err) => {
       if (res.headersSent) return res.destroy(err);
       logger.error('messages ingress: the inner call failed', { error: err.message });
-      res.status(502).json({ type: 'error', error: { type: 'api_error', message: `the gateway could not route the request: ${err.message}` } });
+      sendError(res, new TiergateError('TG_ERR_INGRESS', { reason: err.message }));
     });
     // A client that goes away cancels the routed call (and so the upstream call).
     res.on('close', () => {
@@ -72,17 +78,16 @@ export function messagesRouter(logger: winston.Logger, bodyLimit: () => string |
     });
     inner.end(payload);
   });
+  // express.json's failures: the same catalogue errors as /v1/chat/completions gives.
   router.use('/v1/messages', (err: unknown, _req: Request, res: Response, next: NextFunction) => {
     if (res.headersSent) return next(err);
-    const e = err as { status?: number; type?: string; message?: string };
-    const status = typeof e.status === 'number' && e.status >= 400 && e.status < 500 ? e.status : 400;
-    const message = e.type === 'entity.too.large' ? 'request body too large' : e.type === 'entity.parse.failed' ? `request body is not valid JSON: ${e.message}` : (e.message ?? 'bad request');
-    res.status(status).json({ type: 'error', error: { type: status === 413 ? 'request_too_large' : 'invalid_request_error', message } });
+    sendError(res, bodyError(err, String(bodyLimit())));
   });
   return router;
 }
 
 function relayJson(answer: http.IncomingMessage, res: Response, status: number, model: string, stopSequences: readonly string[]): void {
+  // Errors of the routed call arrive in OpenAI's shape, catalogue code included.
   const chunks: Buffer[] = [];
   answer.on('data', (c: Buffer) => chunks.push(c));
   answer.on('end', () => {
@@ -93,7 +98,7 @@ function relayJson(answer: http.IncomingMessage, res: Response, status: number, 
       parsed = null;
     }
     if (status >= 400) return void res.status(status).json(toAnthropicError(status, parsed));
-    if (parsed === null) return void res.status(502).json({ type: 'error', error: { type: 'api_error', message: 'the routed call answered with something that is not JSON' } });
+    if (parsed === null) return sendError(res, new TiergateError('TG_ERR_INGRESS', { reason: 'the routed call answered with something that is not JSON' }));
     res.status(200).json(toAnthropicMessage(parsed, model, stopSequences));
   });
   answer.on('error', () => res.destroy());

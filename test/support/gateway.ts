@@ -35,14 +35,17 @@ export interface TestGateway {
  * A minimal simulator-backed policy. `time_scale: 0` makes the simulator answer at once.
  * Pass `extra` to append top-level sections (YAML text).
  */
-export function simulatorPolicy(options: { timeScale?: number; routes?: string; features?: string; extra?: string } = {}): string {
-  return `version: 1
-providers:
+/**
+ * The two-tier simulated ladder most test policies stand on: providers, models and tiers
+ * (small-model < large-model), as YAML sections.
+ */
+export function simulatorLadder(options: { timeScale?: number; smallCapability?: number } = {}): string {
+  return `providers:
   sim:
     plugin: simulator
     time_scale: ${options.timeScale ?? 0}
     profiles:
-      sim-small: { capability: 0.5, first_token_ms: 100, tokens_per_second: 200 }
+      sim-small: { capability: ${options.smallCapability ?? 0.5}, first_token_ms: 100, tokens_per_second: 200 }
       sim-large: { capability: 0.95, first_token_ms: 300, tokens_per_second: 80 }
 models:
   small-model: { provider: sim, upstream: sim-small, price: { input_per_mtok: 0.15, output_per_mtok: 0.6 } }
@@ -50,7 +53,12 @@ models:
 tiers:
   - { name: small, models: [small-model] }
   - { name: large, models: [large-model] }
-features:
+`;
+}
+
+export function simulatorPolicy(options: { timeScale?: number; routes?: string; features?: string; extra?: string } = {}): string {
+  return `version: 1
+${simulatorLadder({ timeScale: options.timeScale })}features:
 ${options.features ?? "  task_type: metadata.task_type"}
 routes:
 ${options.routes ?? `  support:

@@ -2,8 +2,7 @@
 // written (no priority numbers) and the first whose `when` holds decides; when none
 // holds the router has no opinion and the route's `default` applies.
 import type { CompiledExpression, OptionIssue, Router, RouterModule, RoutingContext, RoutingDecision } from '../../../src/plugin-api.ts';
-import { isTruthy } from '../../../src/expressions.ts';
-import { UNDECIDED } from '../../../src/expression-fast-path.ts';
+import { evaluateNow, isTruthy } from '../../../src/expressions.ts';
 
 interface Rule {
   when: string;
@@ -77,9 +76,8 @@ const rulesRouter: RouterModule<RulesOptions> = {
         const input = routing.input;
         for (const rule of compiled) {
           // Synchronous where the condition allows it: no await per rule.
-          const condition = rule.condition;
-          let value = condition.evaluateSync ? condition.evaluateSync(input) : UNDECIDED;
-          if (value === UNDECIDED) value = await condition.evaluate(input);
+          let value = evaluateNow(rule.condition, input);
+          if (value instanceof Promise) value = await value;
           if (isTruthy(value)) return rule.decision;
         }
         return null;
