@@ -192,7 +192,38 @@ function terminated(cause: unknown): TypeError {
   return new TypeError('terminated', { cause });
 }
 
-export function createNodeFetch(options: NodeFetchOptions = {}): NodeFetch {
+/** One upstream request, as the pool sends it. */
+export interface HttpCall {
+  readonly url: URL;
+  readonly method: string;
+  /** Names and values, flat ([name, value, …]); Host is added from the URL when absent. */
+  readonly headers: string[];
+  readonly body?: string | Uint8Array | null;
+  /** Any of them aborting cancels the call, and the body being read. */
+  readonly signals: readonly AbortSignal[];
+}
+
+export interface HttpReply {
+  readonly response: http.IncomingMessage;
+  /** The AbortError once one of the call's signals fired (the body then fails too), else null. */
+  aborted(): unknown;
+}
+
+export interface HttpPool {
+  /**
+   * Sends the request; resolves once the response's headers arrive. Rejects with an
+   * AbortError when a signal fires first, or with the socket's own error.
+   */
+  send(call: HttpCall): Promise<HttpReply>;
+  /** Closes the kept-alive connections. Calls after it still work (on new connections). */
+  close(): void;
+}
+
+/**
+ * node:http / node:https with one keep-alive Agent per pool: the transport under both
+ * the SDK's fetch (createNodeFetch) and the providers that speak HTTP themselves.
+ */
+export function createHttpPool(options: NodeFetchOptions = {}): HttpPool {
   const idle = options.idleTimeoutMs ?? 30_000;
   // One pool per provider instance: its connections end with it (dispose), and one
   // provider's slow upstream never holds another's sockets.
@@ -200,41 +231,17 @@ export function createNodeFetch(options: NodeFetchOptions = {}): NodeFetch {
     'http:': new http.Agent({ keepAlive: true, timeout: idle, scheduling: 'lifo' }),
     'https:': new https.Agent({ keepAlive: true, timeout: idle, scheduling: 'lifo' }),
   };
-  // The SDKs call a handful of fixed URLs; parsing each once is enough.
-  const parsed = new Map<string, URL>();
-  const urlOf = (input: string): URL => {
-    let url = parsed.get(input);
-    if (!url) {
-      url = new URL(input);
-      if (parsed.size > 100) parsed.clear();
-      parsed.set(input, url);
-    }
-    return url;
-  };
 
-  function leanFetch(input: string | URL | Request, init: LeanInit = {}): Promise<LeanResponse> {
-    const href = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-    const body = init.body;
-    const plainBody = body === undefined || body === null || typeof body === 'string' || body instanceof Uint8Array;
-    if (typeof input === 'object' && !(input instanceof URL)) return globalThis.fetch(input, init as RequestInit) as unknown as Promise<LeanResponse>;
-    const url = urlOf(href);
-    if (!plainBody || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-      const { [CALLER_SIGNAL]: _caller, ...rest } = init;
-      return globalThis.fetch(href, rest as RequestInit) as unknown as Promise<LeanResponse>;
-    }
-    const signals = [init.signal, init[CALLER_SIGNAL]].filter((s): s is AbortSignal => s !== undefined && s !== null);
+  function send(call: HttpCall): Promise<HttpReply> {
+    const { url, signals, body } = call;
     for (const signal of signals) if (signal.aborted) return Promise.reject(abortError(signal));
-
-    return new Promise<LeanResponse>((resolve, reject) => {
-      const headers = headerRecord(init.headers);
-      const payload = body as string | Uint8Array | undefined | null;
-      if (payload !== undefined && payload !== null) headers['content-length'] = String(typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength);
+    return new Promise<HttpReply>((resolve, reject) => {
       // Handed over as a flat [name, value, …] list, node:http stores the header block in
       // one pass (each name and value still validated) instead of a setHeader per header;
       // the one thing it then does not add itself is Host, which is the URL's host (port
       // only when not the default, IPv6 in brackets) as node:http would write it.
-      const flat: string[] = headers.host === undefined ? ['Host', url.host] : [];
-      for (const name in headers) flat.push(name, headers[name]);
+      const headers = hasHost(call.headers) ? call.headers.slice() : ['Host', url.host, ...call.headers];
+      if (body !== undefined && body !== null) headers.push('content-length', String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength));
       const transport = url.protocol === 'https:' ? https : http;
       const req = transport.request({
         agent: agents[url.protocol as 'http:' | 'https:'],
@@ -242,8 +249,8 @@ export function createNodeFetch(options: NodeFetchOptions = {}): NodeFetch {
         hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
         port: url.port || undefined,
         path: url.pathname + url.search,
-        method: (init.method ?? 'GET').toUpperCase(),
-        headers: flat,
+        method: call.method,
+        headers,
       });
       let aborted: unknown = null;
       let settled = false;
@@ -255,7 +262,7 @@ export function createNodeFetch(options: NodeFetchOptions = {}): NodeFetch {
           settled = true;
           reject(aborted);
         }
-        // Destroying the request also destroys its response: a body being read rejects.
+        // Destroying the request also destroys its response: a body being read fails.
         req.destroy(aborted as Error);
         response?.destroy(aborted as Error);
       });
@@ -272,24 +279,78 @@ export function createNodeFetch(options: NodeFetchOptions = {}): NodeFetch {
           return;
         }
         settled = true;
-        resolve(new LeanResponse(href, res, () => aborted));
+        resolve({ response: res, aborted: () => aborted });
       });
       req.once('error', (err) => {
         if (settled) return;
         settled = true;
         release();
-        reject(aborted ?? new TypeError('fetch failed', { cause: err }));
+        reject(aborted ?? err);
       });
-      if (payload !== undefined && payload !== null) req.end(payload);
+      if (body !== undefined && body !== null) req.end(body);
       else req.end();
     });
   }
 
   return {
-    fetch: leanFetch as unknown as typeof globalThis.fetch,
+    send,
     close() {
       agents['http:'].destroy();
       agents['https:'].destroy();
     },
+  };
+}
+
+function hasHost(flat: readonly string[]): boolean {
+  for (let i = 0; i < flat.length; i += 2) if (flat[i].length === 4 && flat[i].toLowerCase() === 'host') return true;
+  return false;
+}
+
+/** Whether `err` is what the pool rejects with when a signal fired (a DOMException or Error named AbortError). */
+export function isAbortError(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { name?: unknown }).name === 'AbortError';
+}
+
+export function createNodeFetch(options: NodeFetchOptions = {}): NodeFetch {
+  const pool = createHttpPool(options);
+  // The SDKs call a handful of fixed URLs; parsing each once is enough.
+  const parsed = new Map<string, URL>();
+  const urlOf = (input: string): URL => {
+    let url = parsed.get(input);
+    if (!url) {
+      url = new URL(input);
+      if (parsed.size > 100) parsed.clear();
+      parsed.set(input, url);
+    }
+    return url;
+  };
+
+  async function leanFetch(input: string | URL | Request, init: LeanInit = {}): Promise<LeanResponse> {
+    const href = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    const body = init.body;
+    const plainBody = body === undefined || body === null || typeof body === 'string' || body instanceof Uint8Array;
+    if (typeof input === 'object' && !(input instanceof URL)) return globalThis.fetch(input, init as RequestInit) as unknown as Promise<LeanResponse>;
+    const url = urlOf(href);
+    if (!plainBody || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+      const { [CALLER_SIGNAL]: _caller, ...rest } = init;
+      return globalThis.fetch(href, rest as RequestInit) as unknown as Promise<LeanResponse>;
+    }
+    const signals = [init.signal, init[CALLER_SIGNAL]].filter((s): s is AbortSignal => s !== undefined && s !== null);
+    const headers = headerRecord(init.headers);
+    const flat: string[] = [];
+    for (const name in headers) if (name !== 'content-length') flat.push(name, headers[name]);
+    let reply: HttpReply;
+    try {
+      reply = await pool.send({ url, method: (init.method ?? 'GET').toUpperCase(), headers: flat, body: body as string | Uint8Array | undefined | null, signals });
+    } catch (err) {
+      // What undici rejects with: the AbortError, or TypeError("fetch failed") with the socket's error as cause.
+      throw isAbortError(err) ? err : new TypeError('fetch failed', { cause: err });
+    }
+    return new LeanResponse(href, reply.response, reply.aborted);
+  }
+
+  return {
+    fetch: leanFetch as unknown as typeof globalThis.fetch,
+    close: () => pool.close(),
   };
 }

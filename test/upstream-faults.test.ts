@@ -1,5 +1,6 @@
 // Upstream faults against a two-model tier, over real HTTP: the official openai SDK
-// talks to tiergate, tiergate's openai provider talks to fake-openai. Where
+// talks to tiergate, tiergate's openai provider (and, in a second round, its
+// openai_compatible provider) talks to fake-openai. Where
 // test/upstream.test.ts checks that each fault of a lone model becomes the right
 // catalogue error, this file checks what a tier makes of it: every fault that happens
 // before the first byte reaches the client (500, 429, a hang, a reset, garbage, a reply
@@ -27,11 +28,11 @@ process.on('warning', onWarning);
 const TIMEOUT_MS = 300;
 const RETRY_AFTER_MS = 150;
 
-function policy(baseURL: string): string {
+function policy(baseURL: string, provider: string): string {
   const price = '{ input_per_mtok: 1, output_per_mtok: 2 }';
   return `version: 1
 providers:
-  up: { plugin: openai, base_url: "${baseURL}", api_key: test-key }
+  up: { plugin: ${provider}, base_url: "${baseURL}", api_key: test-key }
 models:
   primary: { provider: up, upstream: fo-primary, price: ${price}, timeout_ms: ${TIMEOUT_MS} }
   secondary: { provider: up, upstream: fo-secondary, price: ${price}, timeout_ms: ${TIMEOUT_MS} }
@@ -96,7 +97,11 @@ const FAULTS: Fault[] = [
   { name: 'a reply dripping slower than the deadline', behaviour: { kind: 'drip', bytes: 8, intervalMs: 50 }, code: 'TG_ERR_UPSTREAM_TIMEOUT', retries: 1, stream: true, atLeastMs: 2 * TIMEOUT_MS - 50 },
 ];
 
-describe('upstream faults in a two-model tier', () => {
+const PROVIDERS = ['openai', 'openai_compatible'];
+let rounds = 0;
+
+for (const provider of PROVIDERS)
+describe(`upstream faults in a two-model tier (${provider} provider)`, () => {
   let openai: FakeOpenAI;
   let tg: TestGateway;
   let client: OpenAI;
@@ -106,7 +111,7 @@ describe('upstream faults in a two-model tier', () => {
   before(async () => {
     baseline = resources();
     openai = await startFakeOpenAI();
-    tg = await startTestGateway(policy(openai.baseURL));
+    tg = await startTestGateway(policy(openai.baseURL, provider));
     client = new OpenAI({ baseURL: tg.baseURL, apiKey: 'client-key', maxRetries: 0, timeout: 15_000 });
   });
 
@@ -313,8 +318,10 @@ describe('upstream faults in a two-model tier', () => {
       now = resources();
     }
     assert.deepEqual(grown(), [], `resources left after closing (before: ${JSON.stringify(baseline)})`);
-    process.off('unhandledRejection', onUnhandled);
-    process.off('warning', onWarning);
+    if (++rounds === PROVIDERS.length) {
+      process.off('unhandledRejection', onUnhandled);
+      process.off('warning', onWarning);
+    }
     assert.deepEqual(unhandled.map(String), [], 'no promise rejection went unhandled');
     assert.deepEqual(warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map(String), [], 'no abort-listener leak');
   });

@@ -1,4 +1,5 @@
-// The policies the benchmark runs: the openai provider pointed at the local upstream,
+// The policies the benchmark runs: the openai_compatible provider (or, as an ablation,
+// the SDK-based openai provider) pointed at the local upstream,
 // two tiers, three JSONata features, and `routes` routes of `rules` rules each. The
 // benchmark's request matches only a route's last rule, so every rule is evaluated:
 // decision times are the worst case for that many rules.
@@ -10,9 +11,11 @@ export interface PolicyShape {
   routes: number;
   /** Decision log file, or null for none (an ablation). */
   decisionLog: boolean;
+  /** The provider plugin that calls the upstream: openai_compatible (node:http), or openai (the official SDK). */
+  provider: 'openai_compatible' | 'openai';
 }
 
-export const BASE_SHAPE: PolicyShape = { rules: 10, routes: 1, decisionLog: true };
+export const BASE_SHAPE: PolicyShape = { rules: 10, routes: 1, decisionLog: true, provider: 'openai_compatible' };
 
 /** The route the benchmark's requests name: the last one, so a lookup is not lucky. */
 export function routeName(shape: PolicyShape): string {
@@ -44,7 +47,7 @@ export function policyYaml(shape: PolicyShape, upstreamPort: number): string {
     '  header_allowlist: [x-team]',
     'providers:',
     '  local:',
-    '    plugin: openai',
+    `    plugin: ${shape.provider}`,
     `    base_url: http://127.0.0.1:${upstreamPort}/v1`,
     'models:',
     '  small-model: { provider: local, upstream: bench-small, price: { input_per_mtok: 0.15, output_per_mtok: 0.60 } }',
@@ -69,7 +72,7 @@ export function policyYaml(shape: PolicyShape, upstreamPort: number): string {
 }
 
 export function writePolicy(dir: string, shape: PolicyShape, upstreamPort: number): string {
-  const folder = path.join(dir, `policy-${shape.rules}r-${shape.routes}routes${shape.decisionLog ? '' : '-nolog'}`);
+  const folder = path.join(dir, `policy-${shape.rules}r-${shape.routes}routes${shape.decisionLog ? '' : '-nolog'}-${shape.provider}`);
   mkdirSync(folder, { recursive: true });
   const file = path.join(folder, 'gateway.yaml');
   writeFileSync(file, policyYaml(shape, upstreamPort));

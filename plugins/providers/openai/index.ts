@@ -20,51 +20,20 @@
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
 import { callerSignal, createNodeFetch } from '../../../src/node-fetch.ts';
-import {
-  UpstreamError,
-  isUpstreamError,
-  type ChatChunk,
-  type ChatRequest,
-  type ChatResult,
-  type OptionIssue,
-  type Provider,
-  type ProviderModule,
-} from '../../../src/plugin-api.ts';
+import { asChatResult, clip, rootCause, configuredKey, describeURL, parseRetryAfter, redactor, validateBaseURL, wireFailure, wireOptionProperties, type OpenAIWireOptions } from '../../../src/openai-wire.ts';
+import { UpstreamError, isUpstreamError, type ChatChunk, type OptionIssue, type Provider, type ProviderModule } from '../../../src/plugin-api.ts';
 
-export interface Options {
-  /** Required by OpenAI; local OpenAI-compatible servers usually need none. */
-  api_key?: string;
-  /** Defaults to https://api.openai.com/v1. */
-  base_url?: string;
-  organization?: string;
-  /** Extra headers sent with every request. */
-  headers?: Record<string, string>;
-}
+/** api_key is required by OpenAI; local OpenAI-compatible servers usually need none. base_url defaults to https://api.openai.com/v1. */
+export type Options = OpenAIWireOptions;
 
 const DEFAULT_BASE_URL = 'https://api.openai.com/v1';
 /** Sent when no key is configured: the SDK insists on one, and local servers ignore it. */
 const NO_KEY = 'not-needed';
 /** The SDK's own timeout only backs up the host's; an hour never fires first in practice. */
 const SDK_TIMEOUT_MS = 60 * 60 * 1000;
-/** Upstream error bodies can be whole HTML pages; keep messages readable. */
-const MAX_DETAIL_CHARS = 300;
 
 function validate(options: Readonly<Options>): OptionIssue[] {
-  if (options.base_url === undefined) return [];
-  let url: URL;
-  try {
-    url = new URL(options.base_url);
-  } catch {
-    return [{ path: ['base_url'], message: `"${options.base_url}" is not a URL` }];
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    return [{ path: ['base_url'], message: `must be an http or https URL, not ${url.protocol}` }];
-  }
-  if (url.username || url.password) {
-    // fetch refuses such URLs, and they would leak into error messages.
-    return [{ path: ['base_url'], message: 'must not contain credentials; use api_key or headers' }];
-  }
-  return [];
+  return validateBaseURL(options.base_url);
 }
 
 export default {
@@ -77,24 +46,7 @@ export default {
     options: {
       type: 'object',
       additionalProperties: false,
-      properties: {
-        api_key: {
-          type: 'string',
-          'x-secret': true,
-          description: 'API key, sent as a bearer token. Required by OpenAI (write "${OPENAI_API_KEY}" to read it from the environment); omit it, or leave it empty, for local servers that need none.',
-        },
-        base_url: {
-          type: 'string',
-          minLength: 1,
-          description: 'Base URL of the API, up to and including /v1. Defaults to https://api.openai.com/v1.',
-        },
-        organization: { type: 'string', minLength: 1, description: 'OpenAI organization ID, sent as OpenAI-Organization.' },
-        headers: {
-          type: 'object',
-          additionalProperties: { type: 'string', 'x-secret': true },
-          description: 'Extra headers sent with every request (their values are treated as secrets).',
-        },
-      },
+      properties: wireOptionProperties('Base URL of the API, up to and including /v1. Defaults to https://api.openai.com/v1.'),
     },
     example: { api_key: 'sk-your-key', base_url: DEFAULT_BASE_URL },
   },
@@ -103,10 +55,9 @@ export default {
 
   async create(options, ctx) {
     const baseURL = options.base_url ?? DEFAULT_BASE_URL;
-    // An empty key is what `${OPENAI_API_KEY:-}` gives when the variable is unset.
-    const configuredKey = options.api_key === '' ? undefined : options.api_key;
-    const apiKey = configuredKey ?? NO_KEY;
-    if (configuredKey === undefined && baseURL === DEFAULT_BASE_URL) {
+    const secret = configuredKey(options);
+    const apiKey = secret ?? NO_KEY;
+    if (secret === undefined && baseURL === DEFAULT_BASE_URL) {
       ctx.logger.warn(`${ctx.at}: no api_key is set, so OpenAI will reject every request with 401`);
     }
     // The SDK's transport, not the SDK: node:http with this instance's own keep-alive
@@ -125,7 +76,7 @@ export default {
       fetch: transport.fetch,
     });
     const where = describeURL(baseURL);
-    const fail = (err: unknown, signal: AbortSignal) => toUpstreamError(err, signal, { where, secret: configuredKey });
+    const fail = (err: unknown, signal: AbortSignal) => toUpstreamError(err, signal, { where, secret });
     let disposed = false;
     const checkOpen = () => {
       if (disposed) throw new Error('the openai provider was used after dispose()');
@@ -178,7 +129,7 @@ export default {
         }
         // The SDK ends a cancelled stream quietly instead of throwing.
         if (signal.aborted) throw fail(undefined, signal);
-        if (count === 0) throw new UpstreamError('reply', `${where} ended the stream without sending any chunk (is it an SSE endpoint?)`);
+        if (count === 0) throw new UpstreamError('reply', wireFailure.noChunks(where));
       },
 
       async dispose() {
@@ -196,76 +147,28 @@ function asRecord(value: unknown): Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
 }
 
-function asChatResult(reply: unknown, where: string): ChatResult {
-  // The SDK returns the body as text when the content type is not JSON.
-  if (typeof reply !== 'object' || reply === null || !Array.isArray((reply as { choices?: unknown }).choices)) {
-    const got = typeof reply === 'string' ? `text: ${clip(reply)}` : JSON.stringify(reply) === undefined ? String(reply) : clip(JSON.stringify(reply));
-    throw new UpstreamError('reply', `${where} sent a reply that is not a chat completion (${got})`);
-  }
-  return reply as ChatResult;
-}
-
-/** The base URL without credentials, query or fragment: safe to put in messages. */
-function describeURL(baseURL: string): string {
-  try {
-    const url = new URL(baseURL);
-    return `${url.origin}${url.pathname.replace(/\/$/, '')}`;
-  } catch {
-    return 'the upstream';
-  }
-}
-
-function clip(text: string): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
-  return flat.length > MAX_DETAIL_CHARS ? `${flat.slice(0, MAX_DETAIL_CHARS)}…` : flat;
-}
-
-/** Milliseconds from retry-after-ms (a non-standard header OpenAI sends) or retry-after (seconds or an HTTP date). */
-function parseRetryAfter(headers: Headers | undefined): number | undefined {
-  const ms = Number.parseFloat(headers?.get('retry-after-ms') ?? '');
-  if (Number.isFinite(ms) && ms >= 0) return ms;
-  const value = headers?.get('retry-after');
-  if (!value) return undefined;
-  const seconds = Number.parseFloat(value);
-  if (Number.isFinite(seconds)) return seconds >= 0 ? seconds * 1000 : undefined;
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
-}
-
-/** The innermost useful description of a network error: "other side closed (UND_ERR_SOCKET)". */
-function rootCause(err: unknown): string {
-  let current = err;
-  let text = '';
-  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
-    const code = (current as { code?: unknown }).code;
-    text = current.message + (typeof code === 'string' ? ` (${code})` : '');
-    current = current.cause;
-  }
-  return text || String(err);
-}
-
 /** Maps anything the SDK (or fetch under it) throws to an UpstreamError. */
 function toUpstreamError(err: unknown, signal: AbortSignal, context: { where: string; secret?: string }): UpstreamError {
   if (isUpstreamError(err)) return err;
   const { where, secret } = context;
-  const redact = (text: string) => (secret && secret.length >= 4 ? text.split(secret).join('[redacted]') : text);
+  const redact = redactor(secret);
   const make = (failure: UpstreamError['failure'], message: string, extra: { status?: number; retryAfterMs?: number } = {}) =>
     new UpstreamError(failure, redact(message), { ...extra, cause: err });
 
-  if (signal.aborted || err instanceof APIUserAbortError) return make('aborted', 'the call was cancelled');
-  if (err instanceof APIConnectionTimeoutError) return make('timeout', `${where} did not answer in time`);
-  if (err instanceof APIConnectionError) return make('connection', `cannot reach ${where}: ${rootCause(err.cause ?? err)}`);
+  if (signal.aborted || err instanceof APIUserAbortError) return make('aborted', wireFailure.aborted());
+  if (err instanceof APIConnectionTimeoutError) return make('timeout', wireFailure.timeout(where));
+  if (err instanceof APIConnectionError) return make('connection', wireFailure.unreachable(where, err.cause ?? err));
   if (err instanceof APIError) {
     // The SDK prefixes its message with the status; the rest is the upstream's own words.
     const detail = clip(err.message.replace(/^\d+ /, ''));
-    if (err.status === undefined) return make('http', `${where} reported an error mid-stream: ${detail}`);
-    return make('http', `${where} answered HTTP ${err.status}${detail ? `: ${detail}` : ''}`, {
+    if (err.status === undefined) return make('http', wireFailure.midStream(where, detail));
+    return make('http', wireFailure.status(where, err.status, detail), {
       status: err.status,
-      retryAfterMs: parseRetryAfter(err.headers),
+      retryAfterMs: parseRetryAfter((name) => err.headers?.get(name)),
     });
   }
-  if (err instanceof SyntaxError) return make('reply', `${where} sent a reply that is not valid JSON: ${clip(err.message)}`);
+  if (err instanceof SyntaxError) return make('reply', wireFailure.notJson(where, err.message));
   // Undici reports a connection lost while reading the body as TypeError("terminated").
-  if (err instanceof TypeError) return make('connection', `the connection to ${where} broke: ${rootCause(err)}`);
+  if (err instanceof TypeError) return make('connection', wireFailure.broken(where, err));
   return make('reply', `unexpected failure talking to ${where}: ${err instanceof Error ? rootCause(err) : String(err)}`);
 }

@@ -1,0 +1,126 @@
+// What the two providers that speak OpenAI's chat completions wire format share: the
+// `openai` provider (through the official SDK) and `openai_compatible` (node:http
+// directly). Both must check their options, describe their upstream and word their
+// failures the same way, so that a policy can move a model from one to the other
+// without its logs, errors or retry behaviour changing.
+import { UpstreamError, type ChatResult, type OptionIssue } from './plugin-api.ts';
+
+/** Upstream error bodies can be whole HTML pages; keep messages readable. */
+const MAX_DETAIL_CHARS = 300;
+
+/** Options both providers take. */
+export interface OpenAIWireOptions {
+  /** The API key, sent as a bearer token. */
+  api_key?: string;
+  /** Base URL of the API, up to and including /v1. */
+  base_url?: string;
+  organization?: string;
+  /** Extra headers sent with every request. */
+  headers?: Record<string, string>;
+}
+
+/** The JSON Schema properties of OpenAIWireOptions, described for `tiergate validate` and the docs. */
+export function wireOptionProperties(baseURLDescription: string): Record<string, unknown> {
+  return {
+    api_key: {
+      type: 'string',
+      'x-secret': true,
+      description: 'API key, sent as a bearer token. Required by OpenAI (write "${OPENAI_API_KEY}" to read it from the environment); omit it, or leave it empty, for local servers that need none.',
+    },
+    base_url: { type: 'string', minLength: 1, description: baseURLDescription },
+    organization: { type: 'string', minLength: 1, description: 'OpenAI organization ID, sent as OpenAI-Organization.' },
+    headers: {
+      type: 'object',
+      additionalProperties: { type: 'string', 'x-secret': true },
+      description: 'Extra headers sent with every request (their values are treated as secrets).',
+    },
+  };
+}
+
+export function validateBaseURL(baseURL: string | undefined): OptionIssue[] {
+  if (baseURL === undefined) return [];
+  let url: URL;
+  try {
+    url = new URL(baseURL);
+  } catch {
+    return [{ path: ['base_url'], message: `"${baseURL}" is not a URL` }];
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    return [{ path: ['base_url'], message: `must be an http or https URL, not ${url.protocol}` }];
+  }
+  if (url.username || url.password) {
+    // fetch refuses such URLs, and they would leak into error messages.
+    return [{ path: ['base_url'], message: 'must not contain credentials; use api_key or headers' }];
+  }
+  return [];
+}
+
+/** An empty key is what `${OPENAI_API_KEY:-}` gives when the variable is unset: no key. */
+export function configuredKey(options: Readonly<OpenAIWireOptions>): string | undefined {
+  return options.api_key === '' ? undefined : options.api_key;
+}
+
+/** The base URL without credentials, query or fragment: safe to put in messages. */
+export function describeURL(baseURL: string): string {
+  try {
+    const url = new URL(baseURL);
+    return `${url.origin}${url.pathname.replace(/\/$/, '')}`;
+  } catch {
+    return 'the upstream';
+  }
+}
+
+export function clip(text: string): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > MAX_DETAIL_CHARS ? `${flat.slice(0, MAX_DETAIL_CHARS)}…` : flat;
+}
+
+/** Checks that a 200 reply is shaped like a chat completion (an SDK hands over a non-JSON body as text). */
+export function asChatResult(reply: unknown, where: string): ChatResult {
+  if (typeof reply !== 'object' || reply === null || !Array.isArray((reply as { choices?: unknown }).choices)) {
+    const got = typeof reply === 'string' ? `text: ${clip(reply)}` : JSON.stringify(reply) === undefined ? String(reply) : clip(JSON.stringify(reply));
+    throw new UpstreamError('reply', `${where} sent a reply that is not a chat completion (${got})`);
+  }
+  return reply as ChatResult;
+}
+
+/** Milliseconds from retry-after-ms (a non-standard header OpenAI sends) or retry-after (seconds or an HTTP date). */
+export function parseRetryAfter(header: (name: string) => string | null | undefined): number | undefined {
+  const ms = Number.parseFloat(header('retry-after-ms') ?? '');
+  if (Number.isFinite(ms) && ms >= 0) return ms;
+  const value = header('retry-after');
+  if (!value) return undefined;
+  const seconds = Number.parseFloat(value);
+  if (Number.isFinite(seconds)) return seconds >= 0 ? seconds * 1000 : undefined;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
+
+/** The innermost useful description of a network error: "other side closed (UND_ERR_SOCKET)". */
+export function rootCause(err: unknown): string {
+  let current = err;
+  let text = '';
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    const code = (current as { code?: unknown }).code;
+    text = current.message + (typeof code === 'string' ? ` (${code})` : '');
+    current = current.cause;
+  }
+  return text || String(err);
+}
+
+/** Removes the configured key from upstream words: upstreams quote the key they were sent. */
+export function redactor(secret: string | undefined): (text: string) => string {
+  return (text) => (secret && secret.length >= 4 ? text.split(secret).join('[redacted]') : text);
+}
+
+/** The messages both providers give each failure, so logs read the same whichever sent the call. */
+export const wireFailure = {
+  aborted: () => 'the call was cancelled',
+  timeout: (where: string) => `${where} did not answer in time`,
+  unreachable: (where: string, cause: unknown) => `cannot reach ${where}: ${rootCause(cause)}`,
+  broken: (where: string, cause: unknown) => `the connection to ${where} broke: ${rootCause(cause)}`,
+  status: (where: string, status: number, detail: string) => `${where} answered HTTP ${status}${detail ? `: ${detail}` : ''}`,
+  midStream: (where: string, detail: string) => `${where} reported an error mid-stream: ${detail}`,
+  notJson: (where: string, detail: string) => `${where} sent a reply that is not valid JSON: ${clip(detail)}`,
+  noChunks: (where: string) => `${where} ended the stream without sending any chunk (is it an SSE endpoint?)`,
+};
