@@ -1,10 +1,11 @@
 // Pieces of the request path measured on their own, in a process of their own on the
 // server CPU, for the report's profile findings: what one upstream call costs through
-// the openai provider (SDK over fetch) against bare fetch and node:http, and what one
-// JSONata condition costs against a plain predicate. CPU time per call from
-// process.cpuUsage(); prints one JSON object.
+// the openai_compatible provider (node:http) and the openai provider (the official SDK
+// over a node:http fetch) against bare fetch and node:http, and what one JSONata
+// condition costs against a plain predicate. CPU time per call from process.cpuUsage();
+// prints one JSON object.
 //
-//   node --import tsx scripts/bench/pieces.ts POLICY_FILE UPSTREAM_PORT CALLS
+//   node --import tsx scripts/bench/pieces.ts POLICY_FILE SDK_POLICY_FILE UPSTREAM_PORT CALLS
 import http from 'node:http';
 import jsonata from 'jsonata';
 import { compileExpression } from '../../src/expressions.ts';
@@ -14,7 +15,7 @@ import { buildRuntime } from '../../src/runtime.ts';
 
 import type { Piece } from './results.ts';
 
-const [policyFile, upstreamPort, callsText] = process.argv.slice(2);
+const [policyFile, sdkPolicyFile, upstreamPort, callsText] = process.argv.slice(2);
 const calls = Number(callsText);
 const CONCURRENCY = 50;
 const base = `http://127.0.0.1:${upstreamPort}/v1`;
@@ -70,16 +71,21 @@ function httpCall(body: string, stream: boolean): Promise<unknown> {
 
 const runtime = await buildRuntime(policyFile, { logger: createLogger({ level: 'silent' }), mode: 'validate' });
 const model = runtime.models.get('small-model')!;
+const sdkRuntime = await buildRuntime(sdkPolicyFile, { logger: createLogger({ level: 'silent' }), mode: 'validate' });
+const sdkModel = sdkRuntime.models.get('small-model')!;
+const readStream = async (m: typeof model) => {
+  for await (const _chunk of m.provider.stream({ ...request, stream: true }, { model: m.spec, signal: new AbortController().signal })) {
+    // read every chunk
+  }
+};
 const pieces: Piece[] = [];
 try {
-  pieces.push(await concurrent('upstream call, JSON: openai provider complete() (SDK over fetch)', calls, () => model.provider.complete(request, { model: model.spec, signal: new AbortController().signal })));
+  pieces.push(await concurrent('upstream call, JSON: openai_compatible provider complete() (node:http)', calls, () => model.provider.complete(request, { model: model.spec, signal: new AbortController().signal })));
+  pieces.push(await concurrent('upstream call, JSON: openai provider complete() (the SDK over a node:http fetch)', calls, () => sdkModel.provider.complete(request, { model: sdkModel.spec, signal: new AbortController().signal })));
   pieces.push(await concurrent('upstream call, JSON: global fetch + res.json()', calls, async () => (await fetch(`${base}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: payload })).json()));
   pieces.push(await concurrent('upstream call, JSON: node:http (keep-alive agent) + JSON.parse', calls, () => httpCall(payload, false)));
-  pieces.push(await concurrent('upstream call, SSE: openai provider stream() read to the end', calls, async () => {
-    for await (const _chunk of model.provider.stream({ ...request, stream: true }, { model: model.spec, signal: new AbortController().signal })) {
-      // read every chunk
-    }
-  }));
+  pieces.push(await concurrent('upstream call, SSE: openai_compatible provider stream() read to the end', calls, () => readStream(model)));
+  pieces.push(await concurrent('upstream call, SSE: openai provider stream() (the SDK) read to the end', calls, () => readStream(sdkModel)));
   pieces.push(await concurrent('upstream call, SSE: node:http + split lines + JSON.parse', calls, () => httpCall(streamPayload, true)));
 
   const input = { ...request, parameters: {}, metadata: { task_type: 'classification', domain: 'logistics' }, headers: { 'x-team': 'support' }, stream: false, task_type: 'classification', domain: 'logistics', prompt_tokens: 30, features: {} };
@@ -97,6 +103,7 @@ try {
 } finally {
   agent.destroy();
   await runtime.dispose();
+  await sdkRuntime.dispose();
 }
 process.stdout.write(JSON.stringify(pieces) + '\n');
 process.exit(0);

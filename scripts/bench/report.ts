@@ -63,7 +63,7 @@ export function renderReport(r: BenchResults, findings: string | null): string {
   out.push('');
   out.push('- **upstream, direct**: a minimal node:http server speaking the OpenAI wire format (scripts/bench/upstream.ts): a fixed `chat.completion`, or for `stream: true` an SSE stream of 5 chunks (+ usage when asked) and `[DONE]`.');
   out.push('- **pass-through proxy**: node:http piping request and response to that upstream over kept-alive connections (scripts/bench/proxy.ts), the floor for any Node gateway.');
-  out.push('- **tiergate**: `node bin/tiergate.js serve` with a generated policy: the `openai` provider pointed at the upstream (`base_url`), 3 JSONata features, a `rules` route with 10 rules of which only the last matches, decision log to a file and Prometheus metrics on (scripts/bench/policy.ts). No gate.');
+  out.push('- **tiergate**: `node bin/tiergate.js serve` with a generated policy: the `openai_compatible` provider (OpenAI’s wire format over node:http, the provider for self-hosted servers) pointed at the upstream (`base_url`), 3 JSONata features, a `rules` route with 10 rules of which only the last matches, decision log to a file and Prometheus metrics on (scripts/bench/policy.ts). No gate.');
   out.push('');
   out.push('## Targets');
   out.push('');
@@ -112,7 +112,7 @@ export function renderReport(r: BenchResults, findings: string | null): string {
   out.push('');
   out.push('## Scale');
   out.push('');
-  out.push(`Throughput at 50 connections, JSON, ${m.rounds} interleaved rounds of ${m.scale_duration_s} s after warming each new gateway with ${m.warm_requests} requests (at most ${m.scale_warm_s} s).` + ' Every request matches only its route\'s last rule (all rules are evaluated) and names the last route. The last two rows are ablations: the decision log off, and a concrete model named in `model` (no features, no router).');
+  out.push(`Throughput at 50 connections, JSON, ${m.rounds} interleaved rounds of ${m.scale_duration_s} s after warming each new gateway with ${m.warm_requests} requests (at most ${m.scale_warm_s} s).` + ' Every request matches only its route\'s last rule (all rules are evaluated) and names the last route. The last three rows are ablations: the decision log off; the upstream called through the SDK-based `openai` provider instead of `openai_compatible`; and a concrete model named in `model` (no features, no router).');
   out.push('');
   const proxyRow = r.scale[0].median;
   const baseRow = r.scale[1].median;

@@ -193,6 +193,7 @@ async function main(): Promise<void> {
     { label: '10 rules, 10 routes', shape: { ...BASE_SHAPE, routes: 10 } },
     { label: '10 rules, 100 routes', shape: { ...BASE_SHAPE, routes: 100 } },
     { label: '10 rules, 1 route, decision log off', shape: { ...BASE_SHAPE, decisionLog: false } },
+    { label: '10 rules, 1 route, openai provider (the official SDK)', shape: { ...BASE_SHAPE, provider: 'openai' } },
   ];
   const scaleGateways = await Promise.all(shapes.map(({ shape }) => startGateway(shape, behind.port)));
   const scaleTargets: Array<{ label: string; rules: number | null; routes: number | null; server: Server; body: string }> = [
@@ -232,7 +233,7 @@ async function main(): Promise<void> {
 
   phase('pieces');
   // Pieces of the request path, in a process of their own on the server CPU.
-  const piecesChild = startChild('pieces', [...TSX, path.join(import.meta.dirname, 'pieces.ts'), writePolicy(tmp, BASE_SHAPE, behind.port), String(behind.port), String(settings.pieceCalls)], { cpu: SERVER_CPU, cwd: root });
+  const piecesChild = startChild('pieces', [...TSX, path.join(import.meta.dirname, 'pieces.ts'), writePolicy(tmp, BASE_SHAPE, behind.port), writePolicy(tmp, { ...BASE_SHAPE, provider: 'openai' }, behind.port), String(behind.port), String(settings.pieceCalls)], { cpu: SERVER_CPU, cwd: root });
   const piecesExit = await piecesChild.exited();
   if (piecesExit !== 0) throw new Error(`scripts/bench/pieces.ts failed (exit ${piecesExit}):\n${piecesChild.stderr()}`);
   const pieces = JSON.parse(piecesChild.stdout().trim().split('\n').pop() as string) as Piece[];
