@@ -3,7 +3,7 @@
 // directly). Both must check their options, describe their upstream and word their
 // failures the same way, so that a policy can move a model from one to the other
 // without its logs, errors or retry behaviour changing.
-import { UpstreamError, type ChatResult, type OptionIssue } from './plugin-api.ts';
+import { UpstreamError, type ChatRequest, type ChatResult, type OptionIssue } from './plugin-api.ts';
 
 /** Upstream error bodies can be whole HTML pages; keep messages readable. */
 const MAX_DETAIL_CHARS = 300;
@@ -53,6 +53,21 @@ export function validateBaseURL(baseURL: string | undefined): OptionIssue[] {
     return [{ path: ['base_url'], message: 'must not contain credentials; use api_key or headers' }];
   }
   return [];
+}
+
+/** The body of a non-streaming call: OpenAI rejects stream_options on one. */
+export function completionBody(request: ChatRequest): Record<string, unknown> {
+  const { stream_options: _streamOptions, ...rest } = request;
+  return { ...rest, stream: false };
+}
+
+/** The body of a streaming call: it always asks for usage, which the host needs to account cost. */
+export function streamBody(request: ChatRequest): Record<string, unknown> {
+  return { ...request, stream: true, stream_options: { ...asRecord(request.stream_options), include_usage: true } };
+}
+
+export function asRecord(value: unknown): Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
 }
 
 /** An empty key is what `${OPENAI_API_KEY:-}` gives when the variable is unset: no key. */

@@ -20,7 +20,7 @@
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
 import { callerSignal, createNodeFetch } from '../../../src/node-fetch.ts';
-import { asChatResult, clip, rootCause, configuredKey, describeURL, parseRetryAfter, redactor, validateBaseURL, wireFailure, wireOptionProperties, type OpenAIWireOptions } from '../../../src/openai-wire.ts';
+import { asChatResult, clip, completionBody, rootCause, configuredKey, streamBody, describeURL, parseRetryAfter, redactor, validateBaseURL, wireFailure, wireOptionProperties, type OpenAIWireOptions } from '../../../src/openai-wire.ts';
 import { UpstreamError, isUpstreamError, type ChatChunk, type OptionIssue, type Provider, type ProviderModule } from '../../../src/plugin-api.ts';
 
 /** api_key is required by OpenAI; local OpenAI-compatible servers usually need none. base_url defaults to https://api.openai.com/v1. */
@@ -85,10 +85,8 @@ export default {
     const provider: Provider = {
       async complete(request, { signal }) {
         checkOpen();
-        // OpenAI rejects stream_options on a non-streaming request.
-        const { stream_options: _streamOptions, ...body } = request;
         try {
-          const params = { ...body, stream: false } as unknown as ChatCompletionCreateParamsNonStreaming;
+          const params = completionBody(request) as unknown as ChatCompletionCreateParamsNonStreaming;
           const reply: unknown = await client.chat.completions.create(params, callerSignal(signal));
           return asChatResult(reply, where);
         } catch (err) {
@@ -98,12 +96,7 @@ export default {
 
       async *stream(request, { signal }) {
         checkOpen();
-        const params = {
-          ...request,
-          stream: true,
-          // The host needs usage on every stream to account cost.
-          stream_options: { ...asRecord(request.stream_options), include_usage: true },
-        } as unknown as ChatCompletionCreateParamsStreaming;
+        const params = streamBody(request) as unknown as ChatCompletionCreateParamsStreaming;
         let chunks: AsyncIterator<unknown>;
         try {
           chunks = (await client.chat.completions.create(params, callerSignal(signal)))[Symbol.asyncIterator]();
@@ -142,10 +135,6 @@ export default {
 } satisfies ProviderModule<Options>;
 
 // ---------------------------------------------------------------------------------
-
-function asRecord(value: unknown): Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
-}
 
 /** Maps anything the SDK (or fetch under it) throws to an UpstreamError. */
 function toUpstreamError(err: unknown, signal: AbortSignal, context: { where: string; secret?: string }): UpstreamError {

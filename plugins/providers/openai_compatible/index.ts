@@ -18,7 +18,7 @@
 import type http from 'node:http';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { createHttpPool, isAbortError, type HttpReply } from '../../../src/node-fetch.ts';
-import { asChatResult, clip, configuredKey, describeURL, parseRetryAfter, redactor, validateBaseURL, wireFailure, wireOptionProperties, type OpenAIWireOptions } from '../../../src/openai-wire.ts';
+import { asChatResult, asRecord, clip, completionBody, configuredKey, streamBody, describeURL, parseRetryAfter, redactor, validateBaseURL, wireFailure, wireOptionProperties, type OpenAIWireOptions } from '../../../src/openai-wire.ts';
 import { UpstreamError, isUpstreamError, type ChatChunk, type ChatRequest, type OptionIssue, type Provider, type ProviderModule } from '../../../src/plugin-api.ts';
 import { unnamed } from '../../../src/unnamed.ts';
 
@@ -99,9 +99,7 @@ export default {
 
     const provider: Provider = {
       async complete(request, { signal }) {
-        // OpenAI rejects stream_options on a non-streaming request.
-        const { stream_options: _streamOptions, ...rest } = request;
-        const reply = await post(JSON.stringify({ ...rest, stream: false }), jsonHeaders, signal);
+        const reply = await post(JSON.stringify(completionBody(request)), jsonHeaders, signal);
         let text: string;
         try {
           text = await readBody(reply, signal, Infinity);
@@ -120,8 +118,7 @@ export default {
       },
 
       async *stream(request, { signal }) {
-        const body = JSON.stringify({ ...request, stream: true, stream_options: { ...asRecord(request.stream_options), include_usage: true } });
-        const reply = await post(body, streamHeaders, signal);
+        const reply = await post(JSON.stringify(streamBody(request)), streamHeaders, signal);
         const { response } = reply;
         response.setEncoding('utf8');
         const events: EventSourceMessage[] = [];
@@ -200,10 +197,6 @@ export default {
 } satisfies ProviderModule<Options>;
 
 // ---------------------------------------------------------------------------------
-
-function asRecord(value: unknown): Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
-}
 
 function headerOf(response: http.IncomingMessage, name: string): string | undefined {
   const value = response.headers[name];
