@@ -18,6 +18,7 @@ import { sendJson } from './respond.ts';
 import { unnamed } from './unnamed.ts';
 import {
   ClientGone,
+  ClientLink,
   TierFailure,
   allFailed,
   chunksOf,
@@ -242,7 +243,7 @@ export async function handleChatCompletion(runtime: Runtime, req: http.IncomingM
   });
   const started = performance.now();
   const requestId = `tg-${randomUUID()}`;
-  const client = new AbortController();
+  const client = new ClientLink();
   const onClose = unnamed(() => {
     if (!res.writableFinished) client.abort(new ClientGone());
   });
@@ -257,7 +258,7 @@ export async function handleChatCompletion(runtime: Runtime, req: http.IncomingM
     if (runtime.limits.has(apiKey)) await runtime.limits.admit(apiKey);
     routed = await routeRequest(runtime, body, requestView(body, req.headers, runtime.server.headerAllowlist));
     if (routed.reason.startsWith('routing error')) logger.warn('routing failed; route default applied', { request_id: requestId, route: routed.route?.name, reason: routed.reason });
-    const ctx: ExecutionContext = { runtime, routed, body, signal: client.signal, startedAt: started, attempts };
+    const ctx: ExecutionContext = { runtime, routed, body, client, startedAt: started, attempts };
     const gate = routed.route?.gate ?? null;
     let outcome: Outcome;
     if (body.stream === true && !(gate && gate.streaming === 'buffer')) {
@@ -271,7 +272,7 @@ export async function handleChatCompletion(runtime: Runtime, req: http.IncomingM
     shadowAfterResponse(runtime, routed, body, line, logger, publish);
     publish(line);
   } catch (err) {
-    const clientClosed = err instanceof ClientGone || client.signal.aborted;
+    const clientClosed = err instanceof ClientGone || client.aborted;
     const error = err instanceof TiergateError ? err : new TiergateError('TG_ERR_INTERNAL', { reason: errorMessage(err) }, { cause: err });
     if (!clientClosed) {
       if (error.status >= 500) logger.error('chat completion failed', { request_id: requestId, code: error.code, error: error.message });
@@ -387,14 +388,14 @@ async function streamThrough(ctx: ExecutionContext, requestId: string, res: http
         clean.model = model.spec.name;
         if (!wantsUsage) delete clean.usage;
         if (stripLogprobs) clean.choices = clean.choices.map((choice) => ({ ...choice, logprobs: null }));
-        if (!res.write(`data: ${JSON.stringify(clean)}\n\n`)) await drained(res, ctx.signal);
+        if (!res.write(`data: ${JSON.stringify(clean)}\n\n`)) await drained(res, ctx.client.signal);
       }
       next = await iterator.next();
       deadline.refresh();
     }
     res.end('data: [DONE]\n\n');
   } catch (err) {
-    if (ctx.signal.aborted) throw new ClientGone();
+    if (ctx.client.aborted) throw new ClientGone();
     failure = upstreamError(err, model, deadline);
     // Mid-stream: the status line is gone, so the error travels as a final event.
     res.end(`data: ${JSON.stringify(failure.toOpenAI())}\n\n`);

@@ -76,13 +76,92 @@ export interface Execution {
   speculated: boolean;
 }
 
+/**
+ * The client's side of one request: whether it went away, and the upstream calls to stop
+ * when it does. An AbortSignal for it is made only when something asks (a gate's
+ * evaluator, a stream waiting for the socket to drain, speculation, a backoff sleep):
+ * the common request links its call's deadline here directly. Making an AbortSignal and
+ * listening on it costs about as much as routing the request (on Node 20: the signal's
+ * EventTarget set-up, then add/removeEventListener), and every request used to make two
+ * (docs/bench/profile-findings.md, round 4).
+ */
+export class ClientLink {
+  private controller: AbortController | null = null;
+  private deadlines: CallDeadline[] | null = null;
+  private gone = false;
+  private why: unknown = undefined;
+
+  private unfollow: (() => void) | null = null;
+
+  /** A link that follows `signal` (a caller's own signal, as `tiergate eval` passes) until release(). */
+  static following(signal: AbortSignal): ClientLink {
+    const link = new ClientLink();
+    if (signal.aborted) {
+      link.abort(signal.reason);
+      return link;
+    }
+    const onAbort = () => link.abort(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    link.unfollow = () => signal.removeEventListener('abort', onAbort);
+    return link;
+  }
+
+  /** Stops following the signal given to following(): the request is over. */
+  release(): void {
+    this.unfollow?.();
+    this.unfollow = null;
+  }
+
+  get aborted(): boolean {
+    return this.gone;
+  }
+
+  get reason(): unknown {
+    return this.why;
+  }
+
+  /** Aborted when the client goes away (with the link's reason). Made on first use. */
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.gone) this.controller.abort(this.why);
+    }
+    return this.controller.signal;
+  }
+
+  /** The client went away: every linked call is aborted, then the signal. Idempotent. */
+  abort(reason: unknown): void {
+    if (this.gone) return;
+    this.gone = true;
+    this.why = reason;
+    const deadlines = this.deadlines;
+    this.deadlines = null;
+    if (deadlines) for (const deadline of deadlines) deadline.cancel(reason);
+    this.controller?.abort(reason);
+  }
+
+  /** @internal CallDeadline's: aborted with the client from now on. */
+  link(deadline: CallDeadline): void {
+    if (this.gone) return deadline.cancel(this.why);
+    (this.deadlines ??= []).push(deadline);
+  }
+
+  /** @internal */
+  unlink(deadline: CallDeadline): void {
+    const deadlines = this.deadlines;
+    if (!deadlines) return;
+    const at = deadlines.indexOf(deadline);
+    if (at >= 0) deadlines.splice(at, 1);
+  }
+}
+
 /** Per-request state the executor shares between calls. */
 export interface ExecutionContext {
   runtime: Runtime;
   routed: RoutedRequest;
   body: ChatBody;
   /** Aborted when the client goes away. */
-  signal: AbortSignal;
+  client: ClientLink;
   /** performance.now() when the request arrived. */
   startedAt: number;
   /** Every model call of the request, in the order started (filled even when it fails). */
@@ -127,28 +206,42 @@ export function upstreamBody(ctx: ExecutionContext, model: ModelRuntime): ChatRe
   return out;
 }
 
-/** A deadline for one upstream call, also cancelled by the request's signal. */
+/**
+ * A deadline for one upstream call, also cancelled by the request's client going away
+ * and, for a call that can lose a race (speculation), by `race`. The call's signal is the
+ * only AbortSignal the common request makes.
+ */
 export class CallDeadline {
   readonly controller = new AbortController();
   timedOut = false;
   private readonly timer: NodeJS.Timeout;
-  private readonly onParentAbort: () => void;
+  private readonly onRaceLost: (() => void) | null = null;
 
   constructor(
     readonly timeoutMs: number,
-    private readonly parent: AbortSignal,
+    private readonly client: ClientLink,
+    private readonly race: AbortSignal | null = null,
   ) {
     this.timer = setTimeout(() => {
       this.timedOut = true;
       this.controller.abort(new Error('upstream timeout'));
     }, timeoutMs);
-    this.onParentAbort = () => this.controller.abort(parent.reason);
-    if (parent.aborted) this.onParentAbort();
-    else parent.addEventListener('abort', this.onParentAbort, { once: true });
+    client.link(this);
+    if (race) {
+      const onRaceLost = () => this.cancel(race.reason);
+      this.onRaceLost = onRaceLost;
+      if (race.aborted) onRaceLost();
+      else race.addEventListener('abort', onRaceLost, { once: true });
+    }
   }
 
   get signal(): AbortSignal {
     return this.controller.signal;
+  }
+
+  /** Aborts the call (the client left, or the race was lost). */
+  cancel(reason: unknown): void {
+    this.controller.abort(reason);
   }
 
   /** A streamed chunk arrived: the timeout now measures the gap to the next one. */
@@ -158,7 +251,8 @@ export class CallDeadline {
 
   clear(): void {
     clearTimeout(this.timer);
-    this.parent.removeEventListener('abort', this.onParentAbort);
+    this.client.unlink(this);
+    if (this.race && this.onRaceLost) this.race.removeEventListener('abort', this.onRaceLost);
   }
 }
 
@@ -236,7 +330,7 @@ type ModelCall<T> = (model: ModelRuntime, deadline: CallDeadline, record: Attemp
  * TiergateError (the request itself was rejected). `keepDeadline` leaves the winning
  * call's deadline running, for a stream that is still being read.
  */
-async function failover<T>(ctx: ExecutionContext, models: ModelRuntime[], role: AttemptRole, signal: AbortSignal, call: ModelCall<T>, keepDeadline = false): Promise<T> {
+async function failover<T>(ctx: ExecutionContext, models: ModelRuntime[], role: AttemptRole, race: AbortSignal | null, call: ModelCall<T>, keepDeadline = false): Promise<T> {
   const { runtime, attempts } = ctx;
   const { resilience, health } = runtime;
   const available = models.filter((m) => !health.coolingDown(m.spec.name));
@@ -251,7 +345,7 @@ async function failover<T>(ctx: ExecutionContext, models: ModelRuntime[], role: 
     attempts.push(record);
     for (let retry = 0; ; retry++) {
       record.retries = retry;
-      const deadline = new CallDeadline(model.spec.timeout_ms, signal);
+      const deadline = new CallDeadline(model.spec.timeout_ms, ctx.client, race);
       let succeeded = false;
       try {
         const value = await call(model, deadline, record);
@@ -263,16 +357,16 @@ async function failover<T>(ctx: ExecutionContext, models: ModelRuntime[], role: 
         delete record.error_code;
         return value;
       } catch (err) {
-        if (ctx.signal.aborted) {
+        if (ctx.client.aborted) {
           Object.assign(record, { outcome: 'aborted', latency_ms: performance.now() - started });
           throw new ClientGone();
         }
-        if (signal.aborted) {
+        if (race?.aborted) {
           // This call lost a race (speculation): it was cut short on purpose. The
           // provider bills the prompt, so count it; the answer's tokens are unknown.
           const usage = estimatedUsage(ctx.body, '');
           Object.assign(record, { outcome: 'aborted', latency_ms: performance.now() - started, usage, usage_estimated: true, cost_usd: costOf(model, usage) });
-          throw signal.reason ?? err;
+          throw race.reason ?? err;
         }
         const error = upstreamError(err, model, deadline);
         Object.assign(record, { latency_ms: performance.now() - started, error_code: error.code, error: error.message });
@@ -281,8 +375,8 @@ async function failover<T>(ctx: ExecutionContext, models: ModelRuntime[], role: 
         lastError = error;
         const retryAfter = retryAfterOf(error);
         if (retry >= resilience.retries || (retryAfter !== undefined && retryAfter > resilience.max_backoff_ms) || health.coolingDown(model.spec.name)) break;
-        await sleep(Math.min(resilience.max_backoff_ms, Math.max(retryAfter ?? 0, backoffDelay(retry, resilience.backoff_ms))), signal).catch(() => undefined);
-        if (ctx.signal.aborted) throw new ClientGone();
+        await sleep(Math.min(resilience.max_backoff_ms, Math.max(retryAfter ?? 0, backoffDelay(retry, resilience.backoff_ms))), race ?? ctx.client.signal).catch(() => undefined);
+        if (ctx.client.aborted) throw new ClientGone();
       } finally {
         if (!(succeeded && keepDeadline)) deadline.clear();
       }
@@ -292,8 +386,9 @@ async function failover<T>(ctx: ExecutionContext, models: ModelRuntime[], role: 
 }
 
 /** A complete (non-streamed) answer from the first of the models that gives one. */
-export function callModels(ctx: ExecutionContext, models: ModelRuntime[], role: AttemptRole, signal: AbortSignal = ctx.signal): Promise<Answer> {
-  return failover(ctx, models, role, signal, async (model, deadline, record) => {
+/** `race`: aborts this call (a speculative call the cheap answer made unnecessary); the client going away always does. */
+export function callModels(ctx: ExecutionContext, models: ModelRuntime[], role: AttemptRole, race: AbortSignal | null = null): Promise<Answer> {
+  return failover(ctx, models, role, race, async (model, deadline, record) => {
     const result = await model.provider.complete(upstreamBody(ctx, model), { model: model.spec, signal: deadline.signal });
     if (!result || !Array.isArray(result.choices) || result.choices.length === 0) throw new TiergateError('TG_ERR_UPSTREAM_REPLY', { model: model.spec.name, reason: 'the reply has no choices' });
     const usage = result.usage ?? estimatedUsage(ctx.body, answerText(result));
@@ -320,7 +415,7 @@ export function openStream(ctx: ExecutionContext, models: ModelRuntime[]): Promi
     ctx,
     models,
     'routed',
-    ctx.signal,
+    null,
     async (model, deadline, record) => {
       const iterator = model.provider.stream(upstreamBody(ctx, model), { model: model.spec, signal: deadline.signal })[Symbol.asyncIterator]();
       try {
@@ -348,7 +443,7 @@ export async function runGate(ctx: ExecutionContext, gate: Gate, answer: Answer)
       const base = { name: entry.name, weight: entry.weight, threshold: entry.threshold };
       try {
         if (entry.when && !isTruthy(await entry.when.evaluate(routed.input))) return { ...base, score: null, skipped: true };
-        const evaluation = await entry.evaluator.evaluate(input, ctx.signal);
+        const evaluation = await entry.evaluator.evaluate(input, ctx.client.signal);
         for (const call of evaluation.spent ?? []) {
           const judge = ctx.runtime.models.get(call.model);
           if (judge) judgeCost += costOf(judge, call.usage);
@@ -462,7 +557,7 @@ export async function execute(ctx: ExecutionContext): Promise<Execution> {
     speculated = true;
     const strongAbort = new AbortController();
     const onClientGone = () => strongAbort.abort(new ClientGone());
-    ctx.signal.addEventListener('abort', onClientGone, { once: true });
+    ctx.client.signal.addEventListener('abort', onClientGone, { once: true });
     const strongTier = tier + 1;
     const strong = callModels(ctx, modelsFor(runtime, { kind: 'tier', tier: strongTier }), 'speculative', strongAbort.signal).then(
       (answer) => ({ answer }),
@@ -488,7 +583,7 @@ export async function execute(ctx: ExecutionContext): Promise<Execution> {
         throw settled.error;
       }
     } finally {
-      ctx.signal.removeEventListener('abort', onClientGone);
+      ctx.client.signal.removeEventListener('abort', onClientGone);
     }
   } else {
     if (tier !== null) tried.add(tier);

@@ -33,12 +33,94 @@ function processMetrics(): Registry {
 
 const label = (value: string | null | undefined): string => value ?? '';
 
+interface PendingSeries {
+  readonly labels: Record<string, string>;
+  amount: number;
+  /** Added to since the last collect (an addition of 0 still creates the series, as prom-client's inc does). */
+  dirty: boolean;
+}
+
+/**
+ * Sums for a prom-client counter (or gauge) kept by label values and handed over when
+ * prom-client collects (every scrape calls the metric's collect() first), so a request
+ * costs a few Map lookups instead of prom-client's per-call label hash: a string built
+ * from every label and looked up afresh, seven times a request. prom-client stays the
+ * registry and the exposition. Label values come from the policy, so the series are few.
+ */
+class Pending {
+  private readonly root = new Map<string, unknown>();
+  private readonly series: PendingSeries[] = [];
+
+  constructor(
+    private readonly labelNames: readonly string[],
+    /** A counter's: a negative amount is refused (prom-client would throw at scrape). */
+    private readonly monotonic: boolean,
+  ) {}
+
+  /** Adds `amount` to the series of these label values (in labelNames order). A non-finite amount is dropped, as prom-client would refuse it. */
+  add(amount: number, ...values: string[]): void {
+    if (!Number.isFinite(amount) || (this.monotonic && amount < 0)) return;
+    let node = this.root;
+    const last = values.length - 1;
+    for (let i = 0; i < last; i++) {
+      let next = node.get(values[i]) as Map<string, unknown> | undefined;
+      if (!next) {
+        next = new Map();
+        node.set(values[i], next);
+      }
+      node = next;
+    }
+    let leaf = node.get(values[last]) as PendingSeries | undefined;
+    if (!leaf) {
+      const labels: Record<string, string> = {};
+      this.labelNames.forEach((name, i) => (labels[name] = values[i]));
+      leaf = { labels, amount: 0, dirty: false };
+      node.set(values[last], leaf);
+      this.series.push(leaf);
+    }
+    leaf.amount += amount;
+    leaf.dirty = true;
+  }
+
+  /** Hands the sums to the metric (prom-client's collect hook). */
+  flushInto(metric: { inc(labels: Record<string, string>, value: number): void }): void {
+    for (const leaf of this.series) {
+      if (!leaf.dirty) continue;
+      metric.inc(leaf.labels, leaf.amount);
+      leaf.amount = 0;
+      leaf.dirty = false;
+    }
+  }
+}
+
+/** prom-client options for a counter or gauge fed through `pending`. */
+function batched<T extends string>(pending: Pending, labelNames: T[]) {
+  return {
+    labelNames,
+    collect(this: { inc(labels: Record<string, string>, value: number): void }) {
+      pending.flushInto(this);
+    },
+  };
+}
+
 export class GatewayMetrics {
   /** This gateway's tiergate_* metrics only. */
   readonly registry = new Registry();
   /** What GET /metrics shows: this gateway's metrics and the process metrics. */
   private readonly exposed: Registry;
 
+  /** Sums not yet handed to prom-client (see Pending): one per batched metric. */
+  private readonly pending = {
+    requests: new Pending(['route', 'model', 'tier', 'status', 'gate'], true),
+    tokens: new Pending(['model', 'kind'], true),
+    cost: new Pending(['route', 'model'], true),
+    bestCost: new Pending(['route'], true),
+    costSaved: new Pending(['route'], false),
+    escalations: new Pending(['route'], true),
+    escalatedRequests: new Pending(['route'], true),
+    decisions: new Pending(['route', 'tier', 'model'], true),
+    routingErrors: new Pending(['route', 'code'], true),
+  };
   private readonly requests: Counter<'route' | 'model' | 'tier' | 'status' | 'gate'>;
   private readonly duration: Histogram<'route'>;
   private readonly upstreamDuration: Histogram<'model'>;
@@ -60,7 +142,7 @@ export class GatewayMetrics {
     this.requests = new Counter({
       name: 'tiergate_requests_total',
       help: 'Chat completion requests, by route, served model and tier, status (ok, error, client_closed) and gate outcome (passed, failed, none, bypass).',
-      labelNames: ['route', 'model', 'tier', 'status', 'gate'],
+      ...batched(this.pending.requests, ['route', 'model', 'tier', 'status', 'gate']),
       registers,
     });
     this.duration = new Histogram({
@@ -80,19 +162,19 @@ export class GatewayMetrics {
     this.tokens = new Counter({
       name: 'tiergate_tokens_total',
       help: 'Tokens of every model call the gateway paid for (escalated, aborted speculative and served calls), by model and kind (prompt, completion).',
-      labelNames: ['model', 'kind'],
+      ...batched(this.pending.tokens, ['model', 'kind']),
       registers,
     });
     this.cost = new Counter({
       name: 'tiergate_cost_usd_total',
       help: 'What requests cost in USD, by route and by the model of each call; the gates\' own model calls (LLM judge) count under model="(gate)".',
-      labelNames: ['route', 'model'],
+      ...batched(this.pending.cost, ['route', 'model']),
       registers,
     });
     this.bestCost = new Counter({
       name: 'tiergate_best_cost_usd_total',
       help: 'What the answered requests would have cost on the route\'s always-best model, in USD. Savings: 1 - cost / best cost.',
-      labelNames: ['route'],
+      ...batched(this.pending.bestCost, ['route']),
       registers,
     });
     // A gauge, not a counter: an escalated request costs more than always-best would
@@ -100,19 +182,19 @@ export class GatewayMetrics {
     this.costSaved = new Gauge({
       name: 'tiergate_cost_saved_usd',
       help: 'Running sum of always-best cost minus actual cost of answered requests, in USD (falls when escalations cost more than they save).',
-      labelNames: ['route'],
+      ...batched(this.pending.costSaved, ['route']),
       registers,
     });
     this.escalations = new Counter({
       name: 'tiergate_escalations_total',
       help: 'Tier climbs after a failed gate or a failed tier (a request may climb more than once).',
-      labelNames: ['route'],
+      ...batched(this.pending.escalations, ['route']),
       registers,
     });
     this.escalatedRequests = new Counter({
       name: 'tiergate_escalated_requests_total',
       help: 'Requests that climbed at least once. Escalation rate: this over tiergate_requests_total.',
-      labelNames: ['route'],
+      ...batched(this.pending.escalatedRequests, ['route']),
       registers,
     });
     this.gateScore = new Histogram({
@@ -125,13 +207,13 @@ export class GatewayMetrics {
     this.decisions = new Counter({
       name: 'tiergate_decisions_total',
       help: 'Routing decisions: the tier and model the request was sent to first, before any escalation.',
-      labelNames: ['route', 'tier', 'model'],
+      ...batched(this.pending.decisions, ['route', 'tier', 'model']),
       registers,
     });
     this.routingErrors = new Counter({
       name: 'tiergate_routing_errors_total',
       help: 'Requests whose routing failed (an expression stopped by the expressions limits, a router that threw), so the route default applied; by route and error code.',
-      labelNames: ['route', 'code'],
+      ...batched(this.pending.routingErrors, ['route', 'code']),
       registers,
     });
     this.reloads = new Counter({
@@ -163,29 +245,29 @@ export class GatewayMetrics {
     if ('kind' in line) return;
     const record = line;
     const route = label(record.route);
-    this.requests.inc({ route, model: label(record.selected_model), tier: label(record.tier), status: record.status, gate: record.gate });
+    this.pending.requests.add(1, route, label(record.selected_model), label(record.tier), record.status, record.gate);
     this.duration.observe({ route }, record.latency_ms / 1000);
     if (record.upstream_latency_ms !== null && record.selected_model) this.upstreamDuration.observe({ model: record.selected_model }, record.upstream_latency_ms / 1000);
-    if (record.routed_model !== null) this.decisions.inc({ route, tier: label(record.routed_tier), model: record.routed_model });
-    if (record.routing_error) this.routingErrors.inc({ route, code: record.routing_error });
+    if (record.routed_model !== null) this.pending.decisions.add(1, route, label(record.routed_tier), record.routed_model);
+    if (record.routing_error) this.pending.routingErrors.add(1, route, record.routing_error);
     for (const attempt of record.attempts) {
       if (attempt.usage) {
-        this.tokens.inc({ model: attempt.model, kind: 'prompt' }, attempt.usage.prompt_tokens);
-        this.tokens.inc({ model: attempt.model, kind: 'completion' }, attempt.usage.completion_tokens);
+        this.pending.tokens.add(attempt.usage.prompt_tokens, attempt.model, 'prompt');
+        this.pending.tokens.add(attempt.usage.completion_tokens, attempt.model, 'completion');
       }
-      if (attempt.cost_usd > 0) this.cost.inc({ route, model: attempt.model }, attempt.cost_usd);
+      if (attempt.cost_usd > 0) this.pending.cost.add(attempt.cost_usd, route, attempt.model);
       const gate = attempt.gate;
       if (!gate) continue;
-      if (gate.cost_usd > 0) this.cost.inc({ route, model: '(gate)' }, gate.cost_usd);
+      if (gate.cost_usd > 0) this.pending.cost.add(gate.cost_usd, route, '(gate)');
       for (const evaluator of gate.evaluators) {
         if (!evaluator.skipped && evaluator.score !== null) this.gateScore.observe({ route, evaluator: evaluator.name }, evaluator.score);
       }
     }
-    if (record.best_cost_usd !== null && record.cost_usd !== null) this.bestCost.inc({ route }, record.best_cost_usd);
-    if (record.cost_saved_usd !== null) this.costSaved.inc({ route }, record.cost_saved_usd);
+    if (record.best_cost_usd !== null && record.cost_usd !== null) this.pending.bestCost.add(record.best_cost_usd, route);
+    if (record.cost_saved_usd !== null) this.pending.costSaved.add(record.cost_saved_usd, route);
     if (record.escalations > 0) {
-      this.escalations.inc({ route }, record.escalations);
-      this.escalatedRequests.inc({ route });
+      this.pending.escalations.add(record.escalations, route);
+      this.pending.escalatedRequests.add(1, route);
     }
   }
 

@@ -89,6 +89,56 @@ function checkDecision(runtime: Runtime, decision: RoutingDecision): Target {
 }
 
 /**
+ * Empty objects with the policy's feature names, cloned per request and then filled in.
+ * The names differ per policy, so adding them one by one (or spreading the features into
+ * the input) sends every store through V8's generic path, a property transition at a
+ * time; a clone of a template has them all already, and filling it is a plain store
+ * (docs/bench/profile-findings.md, round 4). Feature names never clash with the request's
+ * own fields (RESERVED_INPUT_NAMES).
+ */
+interface Templates {
+  features: Record<string, unknown>;
+  input: Record<string, unknown>;
+}
+
+const templates = new WeakMap<Runtime['features'], Templates>();
+
+function templatesOf(runtime: Runtime): Templates {
+  let found = templates.get(runtime.features);
+  if (!found) {
+    const features: Record<string, unknown> = {};
+    for (const [name] of runtime.features) features[name] = undefined;
+    // The input's keys in the order {...view, ...features, features} gives them.
+    const input: Record<string, unknown> = { model: undefined, messages: undefined, parameters: undefined, metadata: undefined, headers: undefined, stream: undefined, ...features, features: undefined };
+    found = { features, input };
+    templates.set(runtime.features, found);
+  }
+  return found;
+}
+
+/** The features computed so far: a feature that failed, and those after it, are left out. */
+function withoutMissing(features: Record<string, unknown>): Record<string, unknown> {
+  const present: Record<string, unknown> = {};
+  for (const name in features) if (features[name] !== undefined) present[name] = features[name];
+  return present;
+}
+
+/** What the policy's JSONata sees: the request view's fields, each feature by name, and `features` itself. */
+function inputOf(runtime: Runtime, template: Record<string, unknown>, view: RequestView, features: Record<string, unknown>): Record<string, unknown> {
+  const input = { ...template };
+  input.model = view.model;
+  input.messages = view.messages;
+  input.parameters = view.parameters;
+  input.metadata = view.metadata;
+  input.headers = view.headers;
+  input.stream = view.stream;
+  const names = runtime.features;
+  for (let i = 0; i < names.length; i++) input[names[i][0]] = features[names[i][0]];
+  input.features = features;
+  return input;
+}
+
+/**
  * Decides where a request goes. Rejects only for an unknown `model` (a client error).
  * `routeOverride` stands in for the route the body names (`tiergate eval` sweeping a
  * router's threshold).
@@ -114,19 +164,21 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
     };
   }
 
-  const features: Record<string, unknown> = {};
-  let input: Record<string, unknown> = { ...view, features };
+  const template = templatesOf(runtime);
+  let features: Record<string, unknown> = { ...template.features };
+  let input: Record<string, unknown> | null = null;
   let target: Target;
   let confidence: number;
   let reason: string;
   let thresholds: readonly number[] | null = null;
   let routingError: string | undefined;
   try {
-    for (const [name, expression] of runtime.features) {
+    for (let i = 0; i < runtime.features.length; i++) {
+      const [name, expression] = runtime.features[i];
       const value = evaluateNow(expression, view);
       features[name] = value instanceof Promise ? await value : value;
     }
-    input = { ...view, ...features, features };
+    input = inputOf(runtime, template.input, view, features);
     const decision = await route.router.route({ route: route.name, request: view, features, input });
     if (decision === null) {
       target = route.defaultTarget;
@@ -139,7 +191,7 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
       thresholds = decision.thresholds ?? null;
     }
   } catch (err) {
-    input = { ...view, ...features, features };
+    if (input === null) features = withoutMissing(features);
     target = route.defaultTarget;
     confidence = 0;
     // Located when the failure is an expression of the policy (say, one stopped by the
@@ -161,7 +213,8 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
     route,
     view,
     features,
-    input,
+    // A feature that failed leaves the ones before it: the input is built from what there is.
+    input: input ?? { ...view, ...features, features },
     model,
     tier,
     confidence,

@@ -20,7 +20,7 @@ import { errorMessage } from './errors.ts';
 import type { DecisionRecord, ShadowRecord } from './decision-log.ts';
 import type { ChatBody, RoutedRequest } from './routing.ts';
 import type { RouteRuntime, Runtime } from './runtime.ts';
-import { CallDeadline, answerText, costOf, estimatedUsage, runGate, upstreamBody, upstreamError, type AttemptRecord, type ExecutionContext } from './executor.ts';
+import { CallDeadline, ClientLink, answerText, costOf, estimatedUsage, runGate, upstreamBody, upstreamError, type AttemptRecord, type ExecutionContext } from './executor.ts';
 import { TiergateError } from './errors.ts';
 
 /** Eligible requests seen and shadowed, per route of one runtime (a reload starts afresh). */
@@ -79,9 +79,9 @@ async function runShadow(runtime: Runtime, routed: RoutedRequest, body: ChatBody
   const bestTier = best.tier === null ? null : runtime.tiers[best.tier].name;
   const started = performance.now();
   // Never aborted: the shadow belongs to no client. The deadline is the model's timeout.
-  const detached = new AbortController();
-  const deadline = new CallDeadline(best.spec.timeout_ms, detached.signal);
-  const ctx: ExecutionContext = { runtime, routed, body, signal: detached.signal, startedAt: started, attempts: [] };
+  const detached = new ClientLink();
+  const deadline = new CallDeadline(best.spec.timeout_ms, detached);
+  const ctx: ExecutionContext = { runtime, routed, body, client: detached, startedAt: started, attempts: [] };
   const base = {
     kind: 'shadow' as const,
     request_id: line.request_id,

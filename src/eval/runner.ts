@@ -16,7 +16,7 @@ import path from 'node:path';
 import type winston from 'winston';
 import { PolicyErrors, TiergateError, errorMessage } from '../errors.ts';
 import { compileExpression, isTruthy } from '../expressions.ts';
-import { costOf, execute, type AttemptRecord, type Execution } from '../executor.ts';
+import { ClientLink, costOf, execute, type AttemptRecord, type Execution } from '../executor.ts';
 import { createLogger } from '../logger.ts';
 import { readPolicySource, type PolicySource } from '../policy/source.ts';
 import { requestView, routeRequest, type ChatBody, type RoutedRequest } from '../routing.ts';
@@ -332,11 +332,14 @@ async function executeRow(target: EvalRuntime, routed: RoutedRequest, prepared: 
   const { row, body } = prepared;
   const attempts: AttemptRecord[] = [];
   let execution: Execution;
+  const client = ClientLink.following(signal);
   try {
-    execution = await execute({ runtime, routed: route === routed.route ? routed : { ...routed, route }, body, signal, startedAt: performance.now(), attempts });
+    execution = await execute({ runtime, routed: route === routed.route ? routed : { ...routed, route }, body, client, startedAt: performance.now(), attempts });
   } catch (err) {
     // Grouped by code in the report; the rows listed show where to look.
     throw new Skip(`no model answered (${err instanceof TiergateError ? err.code : errorMessage(err)})`);
+  } finally {
+    client.release();
   }
   const firstTier = routed.model.tier as number;
   const servedTier = execution.answer.model.tier;
