@@ -1,5 +1,5 @@
 // What the two providers that speak OpenAI's chat completions wire format share: the
-// `openai` provider (through the official SDK) and `openai_compatible` (node:http
+// `openai` provider (through the official SDK) and `openai_compatible` (undici
 // directly). Both must check their options, describe their upstream and word their
 // failures the same way, so that a policy can move a model from one to the other
 // without its logs, errors or retry behaviour changing.

@@ -1,6 +1,6 @@
 // The `openai_compatible` provider: a server that speaks OpenAI's chat completions wire
 // format — vLLM, Ollama, LM Studio, llama.cpp, TGI, a company's own model server —
-// called over node:http directly, without an SDK.
+// called with undici's connection pool directly, without an SDK.
 //
 // Why it exists beside `openai` (which calls the same wire format through the official
 // SDK): a self-hosted model is usually the cheap tier, the one most requests go to, and
@@ -8,16 +8,22 @@
 // per-call work (its header building, debug-log formatting, abort and timeout plumbing
 // and SSE decoding) costs about as much CPU as the rest of the gateway together
 // (docs/bench/profile-findings.md); this provider sends the one request the gateway
-// needs and parses the one reply, and nothing else. Use `openai` for api.openai.com.
+// needs and parses the one reply, and nothing else. It uses undici's Pool rather than
+// node:http: node:http's client (ClientRequest, the Agent's per-request option copy,
+// IncomingMessage) cost a tenth of the gateway's CPU per request more than undici's for
+// the same call (round 4 of the findings). Use `openai` for api.openai.com.
 //
 // Behaviour matches `openai` on purpose (test/provider-openai.test.ts runs both through
 // the same cases): request bodies pass through untouched, streams always ask for usage,
 // no retries (the host owns timeouts, retries and failover through the call's signal),
 // and every failure becomes an UpstreamError worded as `openai` words it
 // (src/openai-wire.ts), so moving a model between the two changes no log or error.
-import type http from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { createHttpPool, isAbortError, type HttpReply } from '../../../src/node-fetch.ts';
+import { Pool } from 'undici';
+import { isAbortError } from '../../../src/node-fetch.ts';
 import { asChatResult, asRecord, clip, completionBody, configuredKey, streamBody, describeURL, parseRetryAfter, redactor, validateBaseURL, wireFailure, wireOptionProperties, type OpenAIWireOptions } from '../../../src/openai-wire.ts';
 import { UpstreamError, isUpstreamError, type ChatChunk, type ChatRequest, type OptionIssue, type Provider, type ProviderModule } from '../../../src/plugin-api.ts';
 import { unnamed } from '../../../src/unnamed.ts';
@@ -58,42 +64,45 @@ export default {
     const where = describeURL(options.base_url);
     const secret = configuredKey(options);
     const redact = redactor(secret);
-    // Every call sends the same header block but for Accept: built once, as the flat list node:http takes.
-    const common: string[] = ['Host', url.host, 'content-type', 'application/json', 'user-agent', USER_AGENT];
+    const path = url.pathname + url.search;
+    // Every call sends the same header block but for Accept: built once, as the flat list undici takes (it adds Host and content-length).
+    const common: string[] = ['content-type', 'application/json', 'user-agent', USER_AGENT];
     if (secret !== undefined) common.push('authorization', `Bearer ${secret}`);
     if (options.organization !== undefined) common.push('openai-organization', options.organization);
     for (const [name, value] of Object.entries(options.headers ?? {})) common.push(name, value);
     const jsonHeaders = [...common, 'accept', 'application/json'];
     const streamHeaders = [...common, 'accept', 'text/event-stream'];
-    const pool = createHttpPool();
+    // Timeouts are the host's (each call's signal carries its deadline), so undici's own
+    // header and body timeouts are off: a long generation may pause longer than they allow.
+    const pool = new Pool(url.origin, { headersTimeout: 0, bodyTimeout: 0 });
     let disposed = false;
 
     const fail = (failure: UpstreamError['failure'], message: string, extra: { status?: number; retryAfterMs?: number; cause?: unknown } = {}) => new UpstreamError(failure, redact(message), extra);
 
     /** Sends the call; a non-2xx answer is thrown as failure "http" with the upstream's own message. */
-    async function post(body: string, headers: string[], signal: AbortSignal): Promise<HttpReply> {
+    async function post(body: string, headers: string[], signal: AbortSignal): Promise<Reply> {
       if (disposed) throw new Error('the openai_compatible provider was used after dispose()');
-      let reply: HttpReply;
+      let reply: Reply;
       try {
-        reply = await pool.send({ url, method: 'POST', headers, body, signals: [signal] });
+        const answer = await pool.request({ path, method: 'POST', headers, body, signal });
+        reply = { status: answer.statusCode, headers: answer.headers as IncomingHttpHeaders, body: answer.body };
       } catch (err) {
         if (signal.aborted || isAbortError(err)) throw fail('aborted', wireFailure.aborted(), { cause: err });
         throw fail('connection', wireFailure.unreachable(where, err), { cause: err });
       }
-      const { response } = reply;
-      const status = response.statusCode ?? 0;
+      const { status } = reply;
       if (status >= 200 && status < 300) return reply;
-      const text = await readBody(reply, signal, MAX_ERROR_BODY_BYTES).catch(() => '');
+      const text = await readBody(reply.body, MAX_ERROR_BODY_BYTES).catch(() => '');
       throw fail('http', wireFailure.status(where, status, errorDetail(text)), {
         status,
-        retryAfterMs: parseRetryAfter((name) => headerOf(response, name)),
+        retryAfterMs: parseRetryAfter((name) => headerOf(reply.headers, name)),
       });
     }
 
     /** A failure while reading a body that had started to arrive. */
-    function readFailure(err: unknown, reply: HttpReply, signal: AbortSignal): UpstreamError {
+    function readFailure(err: unknown, signal: AbortSignal): UpstreamError {
       if (isUpstreamError(err)) return err;
-      if (signal.aborted || reply.aborted() !== null) return fail('aborted', wireFailure.aborted(), { cause: err });
+      if (signal.aborted || isAbortError(err)) return fail('aborted', wireFailure.aborted(), { cause: err });
       return fail('connection', wireFailure.broken(where, err), { cause: err });
     }
 
@@ -102,16 +111,16 @@ export default {
         const reply = await post(JSON.stringify(completionBody(request)), jsonHeaders, signal);
         let text: string;
         try {
-          text = await readBody(reply, signal, Infinity);
+          text = await reply.body.text();
         } catch (err) {
-          throw readFailure(err, reply, signal);
+          throw readFailure(err, signal);
         }
         let parsed: unknown;
         try {
           parsed = JSON.parse(text);
         } catch (err) {
           // What the SDK does: a body not labelled JSON is reported as text, a malformed JSON body as not valid JSON.
-          if (!isJsonType(reply.response)) return asChatResult(text, where);
+          if (!isJsonType(reply.headers)) return asChatResult(text, where);
           throw fail('reply', wireFailure.notJson(where, (err as Error).message), { cause: err });
         }
         return asChatResult(parsed, where);
@@ -119,8 +128,9 @@ export default {
 
       async *stream(request, { signal }) {
         const reply = await post(JSON.stringify(streamBody(request)), streamHeaders, signal);
-        const { response } = reply;
-        response.setEncoding('utf8');
+        const response = reply.body;
+        // undici's body yields Buffers whatever its encoding: decode here, keeping a character split across chunks whole.
+        const decoder = new StringDecoder('utf8');
         const events: EventSourceMessage[] = [];
         let parseFailure: Error | null = null;
         const parser = createParser({
@@ -133,20 +143,20 @@ export default {
             if (err.type === 'max-buffer-size-exceeded') parseFailure = err;
           }),
         });
-        const pieces = response[Symbol.asyncIterator]() as AsyncIterator<string>;
+        const pieces = response[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
         let count = 0;
         let done = false;
         try {
           for (;;) {
-            let piece: IteratorResult<string>;
+            let piece: IteratorResult<Buffer>;
             try {
               piece = await pieces.next();
             } catch (err) {
-              throw readFailure(err, reply, signal);
+              throw readFailure(err, signal);
             }
             if (piece.done) break;
             if (done) continue; // after [DONE]: read to the end, so the connection can be kept
-            parser.feed(piece.value);
+            parser.feed(decoder.write(piece.value));
             if (parseFailure) throw fail('reply', `${where} sent a stream event longer than ${MAX_EVENT_CHARS} characters`);
             for (let i = 0; i < events.length; i++) {
               const chunk = chunkOf(events[i]);
@@ -161,7 +171,7 @@ export default {
           }
         } finally {
           // A consumer that stops early cancels the upstream request; a whole stream keeps its connection.
-          if (!response.complete) response.destroy();
+          if (!response.readableEnded) response.destroy();
           await pieces.return?.().catch(() => undefined);
         }
         if (signal.aborted) throw fail('aborted', wireFailure.aborted());
@@ -170,7 +180,8 @@ export default {
 
       async dispose() {
         disposed = true;
-        pool.close();
+        // No call is in flight by now (a runtime is disposed once its requests are over): drop the idle connections.
+        await pool.destroy().catch(() => undefined);
       },
     };
 
@@ -198,36 +209,37 @@ export default {
 
 // ---------------------------------------------------------------------------------
 
-function headerOf(response: http.IncomingMessage, name: string): string | undefined {
-  const value = response.headers[name];
+/** A reply whose status line and headers have arrived; the body is still to be read. */
+interface Reply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** undici's body stream (a Readable that also has text()). */
+  body: Readable & { text(): Promise<string> };
+}
+
+function headerOf(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
   return Array.isArray(value) ? value.join(', ') : value;
 }
 
-function isJsonType(response: http.IncomingMessage): boolean {
-  return /\bjson\b/i.test(response.headers['content-type'] ?? '');
+function isJsonType(headers: IncomingHttpHeaders): boolean {
+  const type = headerOf(headers, 'content-type');
+  return /\bjson\b/i.test(type ?? '');
 }
 
 /** The body as text, at most `limit` bytes (then the connection is dropped); rejects when the connection breaks or the call is cancelled. */
-function readBody(reply: HttpReply, signal: AbortSignal, limit: number): Promise<string> {
-  const { response } = reply;
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = [];
-    let size = 0;
-    response.on('data', (part: Buffer) => {
-      size += part.length;
-      if (size <= limit) parts.push(part);
-      else response.destroy();
-    });
-    const text = () => (parts.length === 1 ? parts[0] : Buffer.concat(parts)).toString('utf8');
-    response.once('end', () => resolve(text()));
-    response.once('error', (err) => reject(reply.aborted() ?? err));
-    // A connection closed before the end of the body emits 'aborted' then 'close' (and, in Node 20, 'error').
-    response.once('close', () => {
-      if (response.complete) return;
-      if (size > limit) resolve(text());
-      else reject(reply.aborted() ?? (signal.aborted ? signal.reason : new Error('other side closed')));
-    });
-  });
+async function readBody(body: Readable, limit: number): Promise<string> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const part of body as AsyncIterable<Buffer>) {
+    size += part.length;
+    if (size > limit) {
+      body.destroy();
+      break;
+    }
+    parts.push(part);
+  }
+  return (parts.length === 1 ? parts[0] : Buffer.concat(parts)).toString('utf8');
 }
 
 /** The upstream's own words from an error body: OpenAI's `error.message`, else the text. */
