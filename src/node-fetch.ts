@@ -220,8 +220,8 @@ export interface HttpPool {
 }
 
 /**
- * node:http / node:https with one keep-alive Agent per pool: the transport under both
- * the SDK's fetch (createNodeFetch). (openai_compatible calls through undici's Pool instead.)
+ * node:http / node:https with one keep-alive Agent per pool: the transport under the
+ * SDK's fetch (createNodeFetch). openai_compatible calls through undici's Pool instead.
  */
 export function createHttpPool(options: NodeFetchOptions = {}): HttpPool {
   const idle = options.idleTimeoutMs ?? 30_000;
