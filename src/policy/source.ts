@@ -157,7 +157,27 @@ export function parsePolicyText(text: string, absolutePath: string, env: NodeJS.
   });
   if (errors.length > 0) throw errors;
 
-  const data: unknown = document.toJS({ maxAliasCount: 1000 });
+  let data: unknown;
+  try {
+    data = document.toJS({ maxAliasCount: 1000 });
+  } catch (err) {
+    // Parsing accepts an alias whose anchor comes later or never (`*name`) and an alias
+    // bomb; only turning the document into data refuses them, by throwing. Located at the
+    // alias that does not resolve (else the first alias), as any other YAML error.
+    const found: { alias: YamlNode | null } = { alias: null };
+    visit(document, {
+      Alias(_key, node) {
+        found.alias ??= node;
+        if (node.resolve(document) === undefined) {
+          found.alias = node;
+          return visit.BREAK;
+        }
+      },
+    });
+    const { line, col } = position(found.alias?.range?.[0] ?? 0);
+    const reason = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+    throw [new TiergateError('TG_ERR_CONFIG_YAML', { reason }, { location: { file: displayName, line, column: col } })];
+  }
 
   const locate = (at: Path, options: { key?: boolean; offsetInScalar?: number } = {}): SourceLocation => {
     const { node, keyNode, depth } = nodeAt(document, at);
