@@ -11,7 +11,8 @@
 // Every model call is recorded as an attempt, with its cost, for the decision log.
 import { TiergateError, errorMessage } from './errors.ts';
 import { isTruthy } from './expressions.ts';
-import { isUpstreamError, type ChatChunk, type ChatRequest, type ChatResult, type EvalInput, type Usage } from './plugin-api.ts';
+import { EventEmitter } from 'node:events';
+import { isUpstreamError, type CallOptions, type CancellationEvents, type ChatChunk, type ChatRequest, type ChatResult, type EvalInput, type ModelSpec, type Usage } from './plugin-api.ts';
 import { estimateMessagesTokens, estimateTextTokens, messageText } from './tokens.ts';
 import type { ChatBody, RoutedRequest } from './routing.ts';
 import type { Gate, ModelRuntime, Runtime, Target } from './runtime.ts';
@@ -206,14 +207,29 @@ export function upstreamBody(ctx: ExecutionContext, model: ModelRuntime): ChatRe
   return out;
 }
 
+/** CallOptions.cancellation: an emitter that fires 'abort' once, as undici expects of one. */
+class Cancellation extends EventEmitter implements CancellationEvents {
+  aborted = false;
+  reason: unknown = undefined;
+
+  fire(reason: unknown): void {
+    this.aborted = true;
+    this.reason = reason;
+    this.emit('abort');
+  }
+}
+
 /**
  * A deadline for one upstream call, also cancelled by the request's client going away
- * and, for a call that can lose a race (speculation), by `race`. The call's signal is the
- * only AbortSignal the common request makes.
+ * and, for a call that can lose a race (speculation), by `race`. Neither its AbortSignal
+ * nor its emitter exists until the provider asks for one (CallOptions).
  */
 export class CallDeadline {
-  readonly controller = new AbortController();
   timedOut = false;
+  private controller: AbortController | null = null;
+  private events: Cancellation | null = null;
+  private cancelled = false;
+  private why: unknown = undefined;
   private readonly timer: NodeJS.Timeout;
   private readonly onRaceLost: (() => void) | null = null;
 
@@ -224,7 +240,7 @@ export class CallDeadline {
   ) {
     this.timer = setTimeout(() => {
       this.timedOut = true;
-      this.controller.abort(new Error('upstream timeout'));
+      this.cancel(new Error('upstream timeout'));
     }, timeoutMs);
     client.link(this);
     if (race) {
@@ -235,13 +251,41 @@ export class CallDeadline {
     }
   }
 
+  get aborted(): boolean {
+    return this.cancelled;
+  }
+
   get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.cancelled) this.controller.abort(this.why);
+    }
     return this.controller.signal;
   }
 
-  /** Aborts the call (the client left, or the race was lost). */
+  get cancellation(): CancellationEvents {
+    if (!this.events) {
+      this.events = new Cancellation();
+      if (this.cancelled) {
+        this.events.aborted = true;
+        this.events.reason = this.why;
+      }
+    }
+    return this.events;
+  }
+
+  /** What the provider is called with: the signal and the emitter are made when it reads them. */
+  callOptions(model: ModelSpec): CallOptions {
+    return new DeadlineCall(model, this);
+  }
+
+  /** Aborts the call (the client left, the race was lost, the time ran out). Idempotent. */
   cancel(reason: unknown): void {
-    this.controller.abort(reason);
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.why = reason;
+    this.controller?.abort(reason);
+    this.events?.fire(reason);
   }
 
   /** A streamed chunk arrived: the timeout now measures the gap to the next one. */
@@ -253,6 +297,21 @@ export class CallDeadline {
     clearTimeout(this.timer);
     this.client.unlink(this);
     if (this.race && this.onRaceLost) this.race.removeEventListener('abort', this.onRaceLost);
+  }
+}
+
+class DeadlineCall implements CallOptions {
+  constructor(
+    readonly model: ModelSpec,
+    private readonly deadline: CallDeadline,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.deadline.signal;
+  }
+
+  get cancellation(): CancellationEvents {
+    return this.deadline.cancellation;
   }
 }
 
@@ -389,7 +448,7 @@ async function failover<T>(ctx: ExecutionContext, models: ModelRuntime[], role: 
 /** `race`: aborts this call (a speculative call the cheap answer made unnecessary); the client going away always does. */
 export function callModels(ctx: ExecutionContext, models: ModelRuntime[], role: AttemptRole, race: AbortSignal | null = null): Promise<Answer> {
   return failover(ctx, models, role, race, async (model, deadline, record) => {
-    const result = await model.provider.complete(upstreamBody(ctx, model), { model: model.spec, signal: deadline.signal });
+    const result = await model.provider.complete(upstreamBody(ctx, model), deadline.callOptions(model.spec));
     if (!result || !Array.isArray(result.choices) || result.choices.length === 0) throw new TiergateError('TG_ERR_UPSTREAM_REPLY', { model: model.spec.name, reason: 'the reply has no choices' });
     const usage = result.usage ?? estimatedUsage(ctx.body, answerText(result));
     record.usage = usage;
@@ -417,7 +476,7 @@ export function openStream(ctx: ExecutionContext, models: ModelRuntime[]): Promi
     'routed',
     null,
     async (model, deadline, record) => {
-      const iterator = model.provider.stream(upstreamBody(ctx, model), { model: model.spec, signal: deadline.signal })[Symbol.asyncIterator]();
+      const iterator = model.provider.stream(upstreamBody(ctx, model), deadline.callOptions(model.spec))[Symbol.asyncIterator]();
       try {
         const first = await iterator.next();
         if (first.done) throw new TiergateError('TG_ERR_UPSTREAM_REPLY', { model: model.spec.name, reason: 'the stream ended before its first chunk' });

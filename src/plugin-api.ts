@@ -7,6 +7,7 @@
 // Types here are the OpenAI chat shapes: they are the lingua franca between the server,
 // the routers, the evaluators and every provider, so a provider that speaks OpenAI's
 // wire format can pass bodies through with no translation on the request path.
+import type { EventEmitter } from 'node:events';
 import { redactSecrets } from './secrets.ts';
 
 export type PluginKind = 'router' | 'evaluator' | 'provider';
@@ -201,9 +202,24 @@ export interface ChatChunk {
 
 export interface CallOptions {
   /** The policy's model being called. */
-  model: ModelSpec;
+  readonly model: ModelSpec;
   /** Aborted on client disconnect, on timeout, or when a speculative call loses. */
-  signal: AbortSignal;
+  readonly signal: AbortSignal;
+  /**
+   * The same cancellation as `signal`, as an EventEmitter that emits 'abort' once and has
+   * `aborted` and `reason` as a signal does: what undici accepts in place of a signal.
+   * The host makes `signal` only when a provider reads it, and an AbortSignal costs more
+   * to make on Node 20 than anything else in a fast call (docs/bench/profile-findings.md,
+   * round 4); a provider whose HTTP client takes an emitter can read this instead.
+   * Absent when the host has only a signal.
+   */
+  readonly cancellation?: CancellationEvents;
+}
+
+/** An AbortSignal's cancellation as an EventEmitter: 'abort' is emitted once, with no arguments. */
+export interface CancellationEvents extends EventEmitter {
+  readonly aborted: boolean;
+  readonly reason: unknown;
 }
 
 /**

@@ -96,7 +96,7 @@ async function runShadow(runtime: Runtime, routed: RoutedRequest, body: ChatBody
   try {
     let result;
     try {
-      result = await best.provider.complete(upstreamBody(ctx, best), { model: best.spec, signal: deadline.signal });
+      result = await best.provider.complete(upstreamBody(ctx, best), deadline.callOptions(best.spec));
       if (!result || !Array.isArray(result.choices) || result.choices.length === 0) throw new TiergateError('TG_ERR_UPSTREAM_REPLY', { model: best.spec.name, reason: 'the reply has no choices' });
     } catch (err) {
       throw upstreamError(err, best, deadline);

@@ -78,6 +78,33 @@ describe('ClientLink', () => {
     deadline.clear();
   });
 
+  test("a call's options carry the cancellation as a signal and as an emitter, both made on first read", () => {
+    const client = new ClientLink();
+    const deadline = new CallDeadline(60_000, client);
+    const call = deadline.callOptions({ name: 'm' } as never);
+    const events = call.cancellation!;
+    assert.equal(call.cancellation, events, 'one emitter per call');
+    let fired = 0;
+    events.on('abort', () => fired++);
+    assert.equal(events.aborted, false);
+    const gone = new ClientGone();
+    client.abort(gone);
+    deadline.cancel(new Error('a second cancel changes nothing'));
+    assert.equal(fired, 1);
+    assert.equal(events.aborted, true);
+    assert.equal(events.reason, gone);
+    // A signal asked for after the fact is aborted already, with the same reason.
+    assert.equal(call.signal.aborted, true);
+    assert.equal(call.signal.reason, gone);
+    deadline.clear();
+
+    const timedOut = new CallDeadline(60_000, new ClientLink());
+    timedOut.cancel(new Error('upstream timeout'));
+    const late = timedOut.callOptions({ name: 'm' } as never).cancellation!;
+    assert.equal(late.aborted, true, 'an emitter made after the cancel says so');
+    timedOut.clear();
+  });
+
   test('following(signal) aborts with the signal until release()', () => {
     const caller = new AbortController();
     const link = ClientLink.following(caller.signal);

@@ -25,7 +25,7 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { Pool } from 'undici';
 import { isAbortError } from '../../../src/node-fetch.ts';
 import { asChatResult, asRecord, clip, completionBody, configuredKey, streamBody, describeURL, parseRetryAfter, redactor, validateBaseURL, wireFailure, wireOptionProperties, type OpenAIWireOptions } from '../../../src/openai-wire.ts';
-import { UpstreamError, isUpstreamError, type ChatChunk, type ChatRequest, type OptionIssue, type Provider, type ProviderModule } from '../../../src/plugin-api.ts';
+import { UpstreamError, isUpstreamError, type CallOptions, type CancellationEvents, type ChatChunk, type ChatRequest, type OptionIssue, type Provider, type ProviderModule } from '../../../src/plugin-api.ts';
 import { unnamed } from '../../../src/unnamed.ts';
 
 export type Options = OpenAIWireOptions & { base_url: string };
@@ -80,7 +80,7 @@ export default {
     const fail = (failure: UpstreamError['failure'], message: string, extra: { status?: number; retryAfterMs?: number; cause?: unknown } = {}) => new UpstreamError(failure, redact(message), extra);
 
     /** Sends the call; a non-2xx answer is thrown as failure "http" with the upstream's own message. */
-    async function post(body: string, headers: string[], signal: AbortSignal): Promise<Reply> {
+    async function post(body: string, headers: string[], signal: Cancel): Promise<Reply> {
       if (disposed) throw new Error('the openai_compatible provider was used after dispose()');
       let reply: Reply;
       try {
@@ -100,14 +100,15 @@ export default {
     }
 
     /** A failure while reading a body that had started to arrive. */
-    function readFailure(err: unknown, signal: AbortSignal): UpstreamError {
+    function readFailure(err: unknown, signal: Cancel): UpstreamError {
       if (isUpstreamError(err)) return err;
       if (signal.aborted || isAbortError(err)) return fail('aborted', wireFailure.aborted(), { cause: err });
       return fail('connection', wireFailure.broken(where, err), { cause: err });
     }
 
     const provider: Provider = {
-      async complete(request, { signal }) {
+      async complete(request, call) {
+        const signal = cancelOf(call);
         const reply = await post(JSON.stringify(completionBody(request)), jsonHeaders, signal);
         let text: string;
         try {
@@ -126,7 +127,8 @@ export default {
         return asChatResult(parsed, where);
       },
 
-      async *stream(request, { signal }) {
+      async *stream(request, call) {
+        const signal = cancelOf(call);
         const reply = await post(JSON.stringify(streamBody(request)), streamHeaders, signal);
         const response = reply.body;
         // undici's body yields Buffers whatever its encoding: decode here, keeping a character split across chunks whole.
@@ -208,6 +210,16 @@ export default {
 } satisfies ProviderModule<Options>;
 
 // ---------------------------------------------------------------------------------
+
+/**
+ * How a call is cancelled: the host's emitter when it offers one (undici takes either, and
+ * the emitter spares the host an AbortSignal per call), else the call's signal.
+ */
+type Cancel = AbortSignal | CancellationEvents;
+
+function cancelOf(call: CallOptions): Cancel {
+  return call.cancellation ?? call.signal;
+}
 
 /** A reply whose status line and headers have arrived; the body is still to be read. */
 interface Reply {
