@@ -1,6 +1,6 @@
 // Pieces of the request path measured on their own, in a process of their own on the
 // server CPU, for the report's profile findings: what one upstream call costs through
-// the openai_compatible provider (node:http) and the openai provider (the official SDK
+// the openai_compatible provider (undici) and the openai provider (the official SDK
 // over a node:http fetch) against bare fetch and node:http, and what one JSONata
 // condition costs against a plain predicate. CPU time per call from process.cpuUsage();
 // prints one JSON object.
@@ -80,7 +80,7 @@ const readStream = async (m: typeof model) => {
 };
 const pieces: Piece[] = [];
 try {
-  pieces.push(await concurrent('upstream call, JSON: openai_compatible provider complete() (node:http)', calls, () => model.provider.complete(request, { model: model.spec, signal: new AbortController().signal })));
+  pieces.push(await concurrent('upstream call, JSON: openai_compatible provider complete() (undici)', calls, () => model.provider.complete(request, { model: model.spec, signal: new AbortController().signal })));
   pieces.push(await concurrent('upstream call, JSON: openai provider complete() (the SDK over a node:http fetch)', calls, () => sdkModel.provider.complete(request, { model: sdkModel.spec, signal: new AbortController().signal })));
   pieces.push(await concurrent('upstream call, JSON: global fetch + res.json()', calls, async () => (await fetch(`${base}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: payload })).json()));
   pieces.push(await concurrent('upstream call, JSON: node:http (keep-alive agent) + JSON.parse', calls, () => httpCall(payload, false)));

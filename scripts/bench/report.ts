@@ -63,7 +63,7 @@ export function renderReport(r: BenchResults, findings: string | null): string {
   out.push('');
   out.push('- **upstream, direct**: a minimal node:http server speaking the OpenAI wire format (scripts/bench/upstream.ts): a fixed `chat.completion`, or for `stream: true` an SSE stream of 5 chunks (+ usage when asked) and `[DONE]`.');
   out.push('- **pass-through proxy**: node:http piping request and response to that upstream over kept-alive connections (scripts/bench/proxy.ts), the floor for any Node gateway.');
-  out.push('- **tiergate**: `node bin/tiergate.js serve` with a generated policy: the `openai_compatible` provider (OpenAI’s wire format over node:http, the provider for self-hosted servers) pointed at the upstream (`base_url`), 3 JSONata features, a `rules` route with 10 rules of which only the last matches, decision log to a file and Prometheus metrics on (scripts/bench/policy.ts). No gate.');
+  out.push('- **tiergate**: `node bin/tiergate.js serve` with a generated policy: the `openai_compatible` provider (OpenAI’s wire format over undici, the provider for self-hosted servers) pointed at the upstream (`base_url`), 3 JSONata features, a `rules` route with 10 rules of which only the last matches, decision log to a file and Prometheus metrics on (scripts/bench/policy.ts). No gate.');
   out.push('');
   out.push('## Targets');
   out.push('');
