@@ -86,11 +86,33 @@ export interface Execution {
  * EventTarget set-up, then add/removeEventListener), and every request used to make two
  * (docs/bench/profile-findings.md, round 4).
  */
-export class ClientLink {
+/** A cancellation whose AbortSignal is made only when someone asks for it (already aborted when it fired first). */
+class LazyAbort {
   private controller: AbortController | null = null;
+  fired = false;
+  reason: unknown = undefined;
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.fired) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  /** False when it had fired already (the first reason stands). */
+  fire(reason: unknown): boolean {
+    if (this.fired) return false;
+    this.fired = true;
+    this.reason = reason;
+    this.controller?.abort(reason);
+    return true;
+  }
+}
+
+export class ClientLink {
+  private readonly state = new LazyAbort();
   private deadlines: CallDeadline[] | null = null;
-  private gone = false;
-  private why: unknown = undefined;
 
   private unfollow: (() => void) | null = null;
 
@@ -114,36 +136,29 @@ export class ClientLink {
   }
 
   get aborted(): boolean {
-    return this.gone;
+    return this.state.fired;
   }
 
   get reason(): unknown {
-    return this.why;
+    return this.state.reason;
   }
 
   /** Aborted when the client goes away (with the link's reason). Made on first use. */
   get signal(): AbortSignal {
-    if (!this.controller) {
-      this.controller = new AbortController();
-      if (this.gone) this.controller.abort(this.why);
-    }
-    return this.controller.signal;
+    return this.state.signal;
   }
 
-  /** The client went away: every linked call is aborted, then the signal. Idempotent. */
+  /** The client went away: the signal and every linked call are aborted. Idempotent. */
   abort(reason: unknown): void {
-    if (this.gone) return;
-    this.gone = true;
-    this.why = reason;
+    if (!this.state.fire(reason)) return;
     const deadlines = this.deadlines;
     this.deadlines = null;
     if (deadlines) for (const deadline of deadlines) deadline.cancel(reason);
-    this.controller?.abort(reason);
   }
 
   /** @internal CallDeadline's: aborted with the client from now on. */
   link(deadline: CallDeadline): void {
-    if (this.gone) return deadline.cancel(this.why);
+    if (this.state.fired) return deadline.cancel(this.state.reason);
     (this.deadlines ??= []).push(deadline);
   }
 
@@ -226,10 +241,8 @@ class Cancellation extends EventEmitter implements CancellationEvents {
  */
 export class CallDeadline {
   timedOut = false;
-  private controller: AbortController | null = null;
+  private readonly state = new LazyAbort();
   private events: Cancellation | null = null;
-  private cancelled = false;
-  private why: unknown = undefined;
   private readonly timer: NodeJS.Timeout;
   private readonly onRaceLost: (() => void) | null = null;
 
@@ -252,23 +265,19 @@ export class CallDeadline {
   }
 
   get aborted(): boolean {
-    return this.cancelled;
+    return this.state.fired;
   }
 
   get signal(): AbortSignal {
-    if (!this.controller) {
-      this.controller = new AbortController();
-      if (this.cancelled) this.controller.abort(this.why);
-    }
-    return this.controller.signal;
+    return this.state.signal;
   }
 
   get cancellation(): CancellationEvents {
     if (!this.events) {
       this.events = new Cancellation();
-      if (this.cancelled) {
+      if (this.state.fired) {
         this.events.aborted = true;
-        this.events.reason = this.why;
+        this.events.reason = this.state.reason;
       }
     }
     return this.events;
@@ -281,11 +290,7 @@ export class CallDeadline {
 
   /** Aborts the call (the client left, the race was lost, the time ran out). Idempotent. */
   cancel(reason: unknown): void {
-    if (this.cancelled) return;
-    this.cancelled = true;
-    this.why = reason;
-    this.controller?.abort(reason);
-    this.events?.fire(reason);
+    if (this.state.fire(reason)) this.events?.fire(reason);
   }
 
   /** A streamed chunk arrived: the timeout now measures the gap to the next one. */
