@@ -210,17 +210,23 @@ function readJsonBody(req: http.IncomingMessage, limitBytes: number, limit: stri
   });
 }
 
-function setHeaders(res: http.ServerResponse, runtime: Runtime, routed: RoutedRequest, requestId: string, served: { model: string; tier: string | null; simulated: boolean }, gate: { result: DecisionRecord['gate']; escalations: number; quality: number | null; speculated: boolean }): void {
-  if (routed.route) res.setHeader(HEADER.route, routed.route.name);
-  res.setHeader(HEADER.model, served.model);
-  if (served.tier) res.setHeader(HEADER.tier, served.tier);
-  res.setHeader(HEADER.decision, requestId);
-  res.setHeader(HEADER.version, runtime.version);
-  if (served.simulated) res.setHeader(HEADER.simulated, 'true');
-  res.setHeader(HEADER.gate, gate.result);
-  res.setHeader(HEADER.escalations, String(gate.escalations));
-  if (gate.quality !== null) res.setHeader(HEADER.quality, gate.quality.toFixed(3));
-  if (gate.speculated) res.setHeader(HEADER.speculative, 'true');
+/**
+ * The x-tiergate-* headers of an answer, as the flat [name, value, …] list writeHead
+ * takes. An answer's whole header block goes out in one writeHead call: node:http then
+ * writes the list as given, where a setHeader per header (about ten of them) would store
+ * and look up each one first (docs/bench/profile-findings.md, round 4).
+ */
+function tiergateHeaders(runtime: Runtime, routed: RoutedRequest, requestId: string, served: { model: string; tier: string | null; simulated: boolean }, gate: { result: DecisionRecord['gate']; escalations: number; quality: number | null; speculated: boolean }): string[] {
+  const headers: string[] = [];
+  if (routed.route) headers.push(HEADER.route, routed.route.name);
+  headers.push(HEADER.model, served.model);
+  if (served.tier) headers.push(HEADER.tier, served.tier);
+  headers.push(HEADER.decision, requestId, HEADER.version, runtime.version);
+  if (served.simulated) headers.push(HEADER.simulated, 'true');
+  headers.push(HEADER.gate, gate.result, HEADER.escalations, String(gate.escalations));
+  if (gate.quality !== null) headers.push(HEADER.quality, gate.quality.toFixed(3));
+  if (gate.speculated) headers.push(HEADER.speculative, 'true');
+  return headers;
 }
 
 /** Sees every line of the decision log as it is written: decisions, and shadow comparisons (kind "shadow"). */
@@ -320,8 +326,11 @@ function answerJson(ctx: ExecutionContext, executed: Execution, requestId: strin
   const { simulated: _marker, ...clean } = answer.result as typeof answer.result & { simulated?: boolean };
   clean.model = answer.model.spec.name;
   if (addedByGate(ctx)) clean.choices = clean.choices.map((choice) => ({ ...choice, logprobs: null }));
-  setHeaders(res, ctx.runtime, ctx.routed, requestId, { model: answer.model.spec.name, tier: answer.tier, simulated: answer.simulated }, gateHeaderValues(executed));
-  sendJson(res, 200, clean);
+  const headers = tiergateHeaders(ctx.runtime, ctx.routed, requestId, { model: answer.model.spec.name, tier: answer.tier, simulated: answer.simulated }, gateHeaderValues(executed));
+  const json = JSON.stringify(clean);
+  headers.push('content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(json)));
+  res.writeHead(200, headers);
+  res.end(json);
   return outcomeOf(executed);
 }
 
@@ -330,8 +339,9 @@ function answerJson(ctx: ExecutionContext, executed: Execution, requestId: strin
  * event straight after (and node:http corks the socket for the rest of the tick on
  * every write), so flushing it on its own would cost a syscall and gain no time.
  */
-function startEventStream(res: http.ServerResponse): void {
-  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+function startEventStream(res: http.ServerResponse, headers: string[]): void {
+  headers.push('content-type', 'text/event-stream; charset=utf-8', 'cache-control', 'no-cache', 'connection', 'keep-alive', 'x-accel-buffering', 'no');
+  res.writeHead(200, headers);
 }
 
 
@@ -339,8 +349,7 @@ function startEventStream(res: http.ServerResponse): void {
 function replayAsStream(ctx: ExecutionContext, executed: Execution, requestId: string, res: http.ServerResponse): Outcome {
   const { answer } = executed;
   const wantsUsage = ctx.body.stream_options?.include_usage === true;
-  setHeaders(res, ctx.runtime, ctx.routed, requestId, { model: answer.model.spec.name, tier: answer.tier, simulated: answer.simulated }, gateHeaderValues(executed));
-  startEventStream(res);
+  startEventStream(res, tiergateHeaders(ctx.runtime, ctx.routed, requestId, { model: answer.model.spec.name, tier: answer.tier, simulated: answer.simulated }, gateHeaderValues(executed)));
   let events = '';
   const result = addedByGate(ctx) ? { ...answer.result, choices: answer.result.choices.map((c) => ({ ...c, logprobs: null })) } : answer.result;
   for (const chunk of chunksOf({ ...result, usage: answer.usage }, answer.model.spec.name)) {
@@ -374,8 +383,7 @@ async function streamThrough(ctx: ExecutionContext, requestId: string, res: http
   const simulated = opened.first.simulated === true;
   const kept: ChatChunk[] = [];
   let usage: Usage | null = null;
-  setHeaders(res, runtime, routed, requestId, { model: model.spec.name, tier: attempt.tier, simulated }, { result: gate ? 'bypass' : 'none', escalations: 0, quality: null, speculated: false });
-  startEventStream(res);
+  startEventStream(res, tiergateHeaders(runtime, routed, requestId, { model: model.spec.name, tier: attempt.tier, simulated }, { result: gate ? 'bypass' : 'none', escalations: 0, quality: null, speculated: false }));
   let next: IteratorResult<ChatChunk & { simulated?: boolean }> = { done: false, value: opened.first };
   let failure: TiergateError | null = null;
   try {
