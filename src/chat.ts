@@ -212,9 +212,8 @@ function readJsonBody(req: http.IncomingMessage, limitBytes: number, limit: stri
 
 /**
  * The x-tiergate-* headers of an answer, as the flat [name, value, …] list writeHead
- * takes. An answer's whole header block goes out in one writeHead call: node:http then
- * writes the list as given, where a setHeader per header (about ten of them) would store
- * and look up each one first (docs/bench/profile-findings.md, round 4).
+ * takes: an answer's whole header block goes out in one writeHead call (sendJson,
+ * startEventStream).
  */
 function tiergateHeaders(runtime: Runtime, routed: RoutedRequest, requestId: string, served: { model: string; tier: string | null; simulated: boolean }, gate: { result: DecisionRecord['gate']; escalations: number; quality: number | null; speculated: boolean }): string[] {
   const headers: string[] = [];
@@ -326,11 +325,7 @@ function answerJson(ctx: ExecutionContext, executed: Execution, requestId: strin
   const { simulated: _marker, ...clean } = answer.result as typeof answer.result & { simulated?: boolean };
   clean.model = answer.model.spec.name;
   if (addedByGate(ctx)) clean.choices = clean.choices.map((choice) => ({ ...choice, logprobs: null }));
-  const headers = tiergateHeaders(ctx.runtime, ctx.routed, requestId, { model: answer.model.spec.name, tier: answer.tier, simulated: answer.simulated }, gateHeaderValues(executed));
-  const json = JSON.stringify(clean);
-  headers.push('content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(json)));
-  res.writeHead(200, headers);
-  res.end(json);
+  sendJson(res, 200, clean, tiergateHeaders(ctx.runtime, ctx.routed, requestId, { model: answer.model.spec.name, tier: answer.tier, simulated: answer.simulated }, gateHeaderValues(executed)));
   return outcomeOf(executed);
 }
 

@@ -77,18 +77,19 @@ export interface Execution {
   speculated: boolean;
 }
 
+/** CallOptions.cancellation: an emitter that emits 'abort' once, as undici expects of one. */
+class Cancellation extends EventEmitter implements CancellationEvents {
+  aborted = false;
+  reason: unknown = undefined;
+}
+
 /**
- * The client's side of one request: whether it went away, and the upstream calls to stop
- * when it does. An AbortSignal for it is made only when something asks (a gate's
- * evaluator, a stream waiting for the socket to drain, speculation, a backoff sleep):
- * the common request links its call's deadline here directly. Making an AbortSignal and
- * listening on it costs about as much as routing the request (on Node 20: the signal's
- * EventTarget set-up, then add/removeEventListener), and every request used to make two
- * (docs/bench/profile-findings.md, round 4).
+ * One cancellation, seen as an AbortSignal or as an emitter, each made only when someone
+ * asks for it (and already aborted when the cancellation came first).
  */
-/** A cancellation whose AbortSignal is made only when someone asks for it (already aborted when it fired first). */
 class LazyAbort {
   private controller: AbortController | null = null;
+  private emitter: Cancellation | null = null;
   fired = false;
   reason: unknown = undefined;
 
@@ -100,20 +101,42 @@ class LazyAbort {
     return this.controller.signal;
   }
 
+  get events(): CancellationEvents {
+    if (!this.emitter) {
+      this.emitter = new Cancellation();
+      this.emitter.aborted = this.fired;
+      this.emitter.reason = this.reason;
+    }
+    return this.emitter;
+  }
+
   /** False when it had fired already (the first reason stands). */
   fire(reason: unknown): boolean {
     if (this.fired) return false;
     this.fired = true;
     this.reason = reason;
     this.controller?.abort(reason);
+    if (this.emitter) {
+      this.emitter.aborted = true;
+      this.emitter.reason = reason;
+      this.emitter.emit('abort');
+    }
     return true;
   }
 }
 
+/**
+ * The client's side of one request: whether it went away, and the upstream calls to stop
+ * when it does. An AbortSignal for it is made only when something asks (a gate's
+ * evaluator, a stream waiting for the socket to drain, speculation, a backoff sleep):
+ * the common request links its call's deadline here directly. Making an AbortSignal and
+ * listening on it costs about as much as routing the request (on Node 20: the signal's
+ * EventTarget set-up, then add/removeEventListener), and every request used to make two
+ * (docs/bench/profile-findings.md, round 4).
+ */
 export class ClientLink {
   private readonly state = new LazyAbort();
   private deadlines: CallDeadline[] | null = null;
-
   private unfollow: (() => void) | null = null;
 
   /** A link that follows `signal` (a caller's own signal, as `tiergate eval` passes) until release(). */
@@ -222,18 +245,6 @@ export function upstreamBody(ctx: ExecutionContext, model: ModelRuntime): ChatRe
   return out;
 }
 
-/** CallOptions.cancellation: an emitter that fires 'abort' once, as undici expects of one. */
-class Cancellation extends EventEmitter implements CancellationEvents {
-  aborted = false;
-  reason: unknown = undefined;
-
-  fire(reason: unknown): void {
-    this.aborted = true;
-    this.reason = reason;
-    this.emit('abort');
-  }
-}
-
 /**
  * A deadline for one upstream call, also cancelled by the request's client going away
  * and, for a call that can lose a race (speculation), by `race`. Neither its AbortSignal
@@ -242,7 +253,6 @@ class Cancellation extends EventEmitter implements CancellationEvents {
 export class CallDeadline {
   timedOut = false;
   private readonly state = new LazyAbort();
-  private events: Cancellation | null = null;
   private readonly timer: NodeJS.Timeout;
   private readonly onRaceLost: (() => void) | null = null;
 
@@ -264,23 +274,12 @@ export class CallDeadline {
     }
   }
 
-  get aborted(): boolean {
-    return this.state.fired;
-  }
-
   get signal(): AbortSignal {
     return this.state.signal;
   }
 
   get cancellation(): CancellationEvents {
-    if (!this.events) {
-      this.events = new Cancellation();
-      if (this.state.fired) {
-        this.events.aborted = true;
-        this.events.reason = this.state.reason;
-      }
-    }
-    return this.events;
+    return this.state.events;
   }
 
   /** What the provider is called with: the signal and the emitter are made when it reads them. */
@@ -290,7 +289,7 @@ export class CallDeadline {
 
   /** Aborts the call (the client left, the race was lost, the time ran out). Idempotent. */
   cancel(reason: unknown): void {
-    if (this.state.fire(reason)) this.events?.fire(reason);
+    this.state.fire(reason);
   }
 
   /** A streamed chunk arrived: the timeout now measures the gap to the next one. */

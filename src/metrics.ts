@@ -47,12 +47,12 @@ interface PendingSeries {
  * from every label and looked up afresh, seven times a request. prom-client stays the
  * registry and the exposition. Label values come from the policy, so the series are few.
  */
-class Pending {
+class Pending<T extends string> {
   private readonly root = new Map<string, unknown>();
   private readonly series: PendingSeries[] = [];
 
   constructor(
-    private readonly labelNames: readonly string[],
+    readonly labelNames: T[],
     /** A counter's: a negative amount is refused (prom-client would throw at scrape). */
     private readonly monotonic: boolean,
   ) {}
@@ -94,9 +94,9 @@ class Pending {
 }
 
 /** prom-client options for a counter or gauge fed through `pending`. */
-function batched<T extends string>(pending: Pending, labelNames: T[]) {
+function batched<T extends string>(pending: Pending<T>) {
   return {
-    labelNames,
+    labelNames: pending.labelNames,
     collect(this: { inc(labels: Record<string, string>, value: number): void }) {
       pending.flushInto(this);
     },
@@ -142,7 +142,7 @@ export class GatewayMetrics {
     this.requests = new Counter({
       name: 'tiergate_requests_total',
       help: 'Chat completion requests, by route, served model and tier, status (ok, error, client_closed) and gate outcome (passed, failed, none, bypass).',
-      ...batched(this.pending.requests, ['route', 'model', 'tier', 'status', 'gate']),
+      ...batched(this.pending.requests),
       registers,
     });
     this.duration = new Histogram({
@@ -162,19 +162,19 @@ export class GatewayMetrics {
     this.tokens = new Counter({
       name: 'tiergate_tokens_total',
       help: 'Tokens of every model call the gateway paid for (escalated, aborted speculative and served calls), by model and kind (prompt, completion).',
-      ...batched(this.pending.tokens, ['model', 'kind']),
+      ...batched(this.pending.tokens),
       registers,
     });
     this.cost = new Counter({
       name: 'tiergate_cost_usd_total',
       help: 'What requests cost in USD, by route and by the model of each call; the gates\' own model calls (LLM judge) count under model="(gate)".',
-      ...batched(this.pending.cost, ['route', 'model']),
+      ...batched(this.pending.cost),
       registers,
     });
     this.bestCost = new Counter({
       name: 'tiergate_best_cost_usd_total',
       help: 'What the answered requests would have cost on the route\'s always-best model, in USD. Savings: 1 - cost / best cost.',
-      ...batched(this.pending.bestCost, ['route']),
+      ...batched(this.pending.bestCost),
       registers,
     });
     // A gauge, not a counter: an escalated request costs more than always-best would
@@ -182,19 +182,19 @@ export class GatewayMetrics {
     this.costSaved = new Gauge({
       name: 'tiergate_cost_saved_usd',
       help: 'Running sum of always-best cost minus actual cost of answered requests, in USD (falls when escalations cost more than they save).',
-      ...batched(this.pending.costSaved, ['route']),
+      ...batched(this.pending.costSaved),
       registers,
     });
     this.escalations = new Counter({
       name: 'tiergate_escalations_total',
       help: 'Tier climbs after a failed gate or a failed tier (a request may climb more than once).',
-      ...batched(this.pending.escalations, ['route']),
+      ...batched(this.pending.escalations),
       registers,
     });
     this.escalatedRequests = new Counter({
       name: 'tiergate_escalated_requests_total',
       help: 'Requests that climbed at least once. Escalation rate: this over tiergate_requests_total.',
-      ...batched(this.pending.escalatedRequests, ['route']),
+      ...batched(this.pending.escalatedRequests),
       registers,
     });
     this.gateScore = new Histogram({
@@ -207,13 +207,13 @@ export class GatewayMetrics {
     this.decisions = new Counter({
       name: 'tiergate_decisions_total',
       help: 'Routing decisions: the tier and model the request was sent to first, before any escalation.',
-      ...batched(this.pending.decisions, ['route', 'tier', 'model']),
+      ...batched(this.pending.decisions),
       registers,
     });
     this.routingErrors = new Counter({
       name: 'tiergate_routing_errors_total',
       help: 'Requests whose routing failed (an expression stopped by the expressions limits, a router that threw), so the route default applied; by route and error code.',
-      ...batched(this.pending.routingErrors, ['route', 'code']),
+      ...batched(this.pending.routingErrors),
       registers,
     });
     this.reloads = new Counter({

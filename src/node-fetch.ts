@@ -193,7 +193,7 @@ function terminated(cause: unknown): TypeError {
 }
 
 /** One upstream request, as the pool sends it. */
-export interface HttpCall {
+interface HttpCall {
   readonly url: URL;
   readonly method: string;
   /** Names and values, flat ([name, value, …]); Host is added from the URL when absent. */
@@ -203,13 +203,13 @@ export interface HttpCall {
   readonly signals: readonly AbortSignal[];
 }
 
-export interface HttpReply {
+interface HttpReply {
   readonly response: http.IncomingMessage;
   /** The AbortError once one of the call's signals fired (the body then fails too), else null. */
   aborted(): unknown;
 }
 
-export interface HttpPool {
+interface HttpPool {
   /**
    * Sends the request; resolves once the response's headers arrive. Rejects with an
    * AbortError when a signal fires first, or with the socket's own error.
@@ -223,7 +223,7 @@ export interface HttpPool {
  * node:http / node:https with one keep-alive Agent per pool: the transport under the
  * SDK's fetch (createNodeFetch). openai_compatible calls through undici's Pool instead.
  */
-export function createHttpPool(options: NodeFetchOptions = {}): HttpPool {
+function createHttpPool(options: NodeFetchOptions = {}): HttpPool {
   const idle = options.idleTimeoutMs ?? 30_000;
   // One pool per provider instance: its connections end with it (dispose), and one
   // provider's slow upstream never holds another's sockets.
