@@ -96,7 +96,16 @@ export interface FeedbackRecord {
 export interface DecisionLogSettings {
   file: string | null;
   console: boolean;
+  /**
+   * How long a line may wait in memory to leave with later ones (the file alone, no
+   * console): one write(2) per interval instead of one per request. 0: each event-loop
+   * turn's lines are written at once.
+   */
+  flushMs?: number;
 }
+
+/** The default `flush_ms`: at one request at a time, a write per request cost ~15 % of its CPU (docs/bench/profile-findings.md, item 20). */
+export const DEFAULT_FLUSH_MS = 50;
 
 const RECORD = Symbol('decision');
 
@@ -108,8 +117,7 @@ export class DecisionLog {
    * JSON and "\n", appended), written straight to the file. Through winston each line
    * crossed four streams (logger, format, transport, file) and was written with its own
    * write(2); a file stream still cost a buffered chunk and a Buffer per line. Here the
-   * lines of one event-loop turn, and those written while a write is in flight, leave
-   * together as one string in one write(2) (LineAppender).
+   * lines of a flush interval leave together as one string in one write(2) (LineAppender).
    */
   private readonly file: LineAppender | null = null;
   private closing: Promise<void> | null = null;
@@ -120,7 +128,7 @@ export class DecisionLog {
     if (settings.file && !settings.console) {
       const filename = path.resolve(baseDir, settings.file);
       mkdirSync(path.dirname(filename), { recursive: true });
-      this.file = new LineAppender(filename, onError);
+      this.file = new LineAppender(filename, settings.flushMs ?? DEFAULT_FLUSH_MS, onError);
       this.logger = null;
       return;
     }
@@ -169,12 +177,19 @@ export class DecisionLog {
   }
 }
 
+/** Waiting lines that are written at once, whatever the interval: a burst does not pile up in memory. */
+const HIGH_WATER_CHARS = 256 * 1024;
+
 /**
  * Appends lines to a file (opened with O_APPEND, so a replica's or an older runtime's
- * lines never overwrite these). Lines written in one event-loop turn, or while a write is
- * in flight, are joined and written with one write(2). Nothing is dropped unless the
- * file fails: the first failure (cannot open, disk full, …) goes to `onError` once and
- * the appender takes no more lines, so a broken log never takes the process down.
+ * lines never overwrite these). A line waits up to `flushMs` to leave with the lines
+ * after it in one write(2), or less once 256 K characters wait; lines written while a
+ * write is in flight go in the next one. Why wait: each write is a hand-off to libuv's
+ * thread pool and back, and at one request at a time that hand-off, not the bytes, was
+ * the cost (docs/bench/profile-findings.md, item 20). close() writes everything at once.
+ * Nothing is dropped unless the file fails: the first failure (cannot open, disk full, …)
+ * goes to `onError` once and the appender takes no more lines, so a broken log never
+ * takes the process down.
  */
 class LineAppender {
   private fd: number | null = null;
@@ -183,12 +198,16 @@ class LineAppender {
   /** Closed for good: the file descriptor is released. */
   private ended = false;
   private writing = false;
-  private scheduled = false;
+  /** A flush is due: on the next turn (`immediate`) or when `timer` fires. */
+  private immediate = false;
+  private timer: NodeJS.Timeout | null = null;
   private pending: string[] = [];
+  private pendingChars = 0;
   private readonly idle: Array<() => void> = [];
 
   constructor(
     filename: string,
+    private readonly flushMs: number,
     private readonly onError: (err: Error) => void,
   ) {
     open(filename, 'a', (err, fd) => {
@@ -203,12 +222,14 @@ class LineAppender {
   write(line: string): void {
     if (this.failed || this.closed) return;
     this.pending.push(line);
+    this.pendingChars += line.length;
     this.schedule();
   }
 
   /** Resolves once every line written before it is in the file (or the file has failed) and the file is closed. Never rejects. */
   close(): Promise<void> {
     this.closed = true;
+    this.cancelTimer();
     if (this.ended) return Promise.resolve();
     return new Promise<void>((resolve) => {
       this.idle.push(resolve);
@@ -217,18 +238,34 @@ class LineAppender {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.writing || this.fd === null || this.pending.length === 0) return;
-    this.scheduled = true;
+    if (this.immediate || this.writing || this.fd === null || this.pending.length === 0) return;
+    if (this.flushMs > 0 && this.pendingChars < HIGH_WATER_CHARS) {
+      this.timer ??= setTimeout(() => {
+        this.timer = null;
+        this.flush();
+      }, this.flushMs);
+      return;
+    }
+    this.cancelTimer();
+    this.immediate = true;
     setImmediate(() => {
-      this.scheduled = false;
+      this.immediate = false;
       this.flush();
     });
   }
 
+  private cancelTimer(): void {
+    if (this.timer === null) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+  }
+
   private flush(): void {
+    this.cancelTimer();
     if (this.writing || this.fd === null || this.failed || this.pending.length === 0) return this.settle();
     const data = Buffer.from(this.pending.length === 1 ? this.pending[0] : this.pending.join(''));
     this.pending = [];
+    this.pendingChars = 0;
     this.writing = true;
     this.writeAll(this.fd, data, 0);
   }
@@ -242,15 +279,17 @@ class LineAppender {
       // A short write (rare for a regular file): the rest goes next, before any newer line.
       if (offset + written < data.length) return this.writeAll(fd, data, offset + written);
       this.writing = false;
-      if (this.pending.length > 0) this.flush();
-      else this.settle();
+      if (this.closed) return this.settle();
+      this.schedule();
     });
   }
 
   private fail(err: Error): void {
     if (this.failed) return;
     this.failed = true;
+    this.cancelTimer();
     this.pending = [];
+    this.pendingChars = 0;
     this.onError(err);
     this.settle();
   }

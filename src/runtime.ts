@@ -38,7 +38,7 @@ interface PolicyData {
   features?: Record<string, string>;
   expressions?: Partial<ExpressionLimits>;
   routes: Record<string, RouteData>;
-  analytics?: { decision_log?: { file?: string | null; console?: boolean; log_prompts?: boolean } };
+  analytics?: { decision_log?: { file?: string | null; console?: boolean; log_prompts?: boolean; flush_ms?: number } };
   resilience?: Partial<Resilience>;
   state?: { redis?: RedisStateData };
 }
@@ -691,7 +691,7 @@ function assemble(data: PolicyData, source: PolicySource, view: PolicyView, sess
     upstreamTimeoutMs: data.server?.upstream_timeout_ms ?? 60_000,
     auth,
   });
-  const logSettings: DecisionLogSettings = { file: data.analytics?.decision_log?.file === undefined ? 'logs/decisions.jsonl' : data.analytics.decision_log.file, console: data.analytics?.decision_log?.console ?? false };
+  const logSettings: DecisionLogSettings = { file: data.analytics?.decision_log?.file === undefined ? 'logs/decisions.jsonl' : data.analytics.decision_log.file, console: data.analytics?.decision_log?.console ?? false, flushMs: data.analytics?.decision_log?.flush_ms };
   const decisionLog = options.mode === 'validate' ? null : new DecisionLog(logSettings, source.directory, (err) => options.logger.error('decision log write failed', { file: logSettings.file, error: errorMessage(err) }));
   return new Runtime(
     {
