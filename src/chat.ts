@@ -228,10 +228,46 @@ function tiergateHeaders(runtime: Runtime, routed: RoutedRequest, requestId: str
   return headers;
 }
 
+/**
+ * The chat requests in flight, so that a shutdown past server.shutdown_timeout_ms can
+ * stop them. A request is stopped through its ClientLink with a TiergateError as the
+ * reason (a client that goes away aborts it with ClientGone): its upstream calls are
+ * cancelled, and it answers with that error instead of going silent, so that it still
+ * ends with a response and a decision line.
+ */
+export class InFlightRequests {
+  private readonly links = new Set<ClientLink>();
+  private stoppedWith: TiergateError | null = null;
+
+  get size(): number {
+    return this.links.size;
+  }
+
+  add(link: ClientLink): void {
+    this.links.add(link);
+    // A request that arrives on a kept-alive connection after the stop is stopped too.
+    if (this.stoppedWith) link.abort(this.stoppedWith);
+  }
+
+  delete(link: ClientLink): void {
+    this.links.delete(link);
+  }
+
+  stopAll(reason: TiergateError): void {
+    this.stoppedWith = reason;
+    for (const link of this.links) link.abort(reason);
+  }
+}
+
+/** The gateway's error when the request was stopped by the gateway (InFlightRequests.stopAll), else null. */
+function stoppedBy(client: ClientLink): TiergateError | null {
+  return client.aborted && client.reason instanceof TiergateError ? client.reason : null;
+}
+
 /** Sees every line of the decision log as it is written: decisions, and shadow comparisons (kind "shadow"). */
 export type DecisionObserver = (line: DecisionRecord | ShadowRecord, runtime: Runtime) => void;
 
-export async function handleChatCompletion(runtime: Runtime, req: http.IncomingMessage, res: http.ServerResponse, logger: winston.Logger, observers: ReadonlySet<DecisionObserver> = new Set()): Promise<void> {
+export async function handleChatCompletion(runtime: Runtime, req: http.IncomingMessage, res: http.ServerResponse, logger: winston.Logger, observers: ReadonlySet<DecisionObserver> = new Set(), inFlight?: InFlightRequests): Promise<void> {
   // The gateway key's name (never the key) on every decision line: who spent what.
   const caller = callerOf(res);
   const apiKey = caller?.name;
@@ -253,6 +289,7 @@ export async function handleChatCompletion(runtime: Runtime, req: http.IncomingM
     if (!res.writableFinished) client.abort(new ClientGone());
   });
   res.on('close', onClose);
+  inFlight?.add(client);
   let body: ChatBody | null = null;
   let routed: RoutedRequest | null = null;
   const attempts: AttemptRecord[] = [];
@@ -277,10 +314,12 @@ export async function handleChatCompletion(runtime: Runtime, req: http.IncomingM
     shadowAfterResponse(runtime, routed, body, line, logger, publish);
     publish(line);
   } catch (err) {
-    const clientClosed = err instanceof ClientGone || client.aborted;
-    const error = err instanceof TiergateError ? err : new TiergateError('TG_ERR_INTERNAL', { reason: errorMessage(err) }, { cause: err });
+    const stopped = stoppedBy(client);
+    const clientClosed = stopped === null && (err instanceof ClientGone || client.aborted);
+    const error = stopped ?? (err instanceof TiergateError ? err : new TiergateError('TG_ERR_INTERNAL', { reason: errorMessage(err) }, { cause: err }));
     if (!clientClosed) {
-      if (error.status >= 500) logger.error('chat completion failed', { request_id: requestId, code: error.code, error: error.message });
+      // A stop at shutdown is logged once, by the shutdown, not per request.
+      if (error.status >= 500 && !stopped) logger.error('chat completion failed', { request_id: requestId, code: error.code, error: error.message });
       if (!res.headersSent) {
         // A failed request is logged too; the id lets the client find its line.
         res.setHeader(HEADER.decision, requestId);
@@ -291,6 +330,7 @@ export async function handleChatCompletion(runtime: Runtime, req: http.IncomingM
     publish(record(runtime, requestId, started, body, routed, { status: clientClosed ? 'client_closed' : 'error', attempts, errorCode: clientClosed ? undefined : error.code }));
   } finally {
     res.off('close', onClose);
+    inFlight?.delete(client);
   }
 }
 
@@ -398,8 +438,9 @@ async function streamThrough(ctx: ExecutionContext, requestId: string, res: http
     }
     res.end('data: [DONE]\n\n');
   } catch (err) {
-    if (ctx.client.aborted) throw new ClientGone();
-    failure = upstreamError(err, model, deadline);
+    const stopped = stoppedBy(ctx.client);
+    if (ctx.client.aborted && !stopped) throw new ClientGone();
+    failure = stopped ?? upstreamError(err, model, deadline);
     // Mid-stream: the status line is gone, so the error travels as a final event.
     res.end(`data: ${JSON.stringify(failure.toOpenAI())}\n\n`);
   } finally {

@@ -66,6 +66,7 @@ export const ERRORS = {
   TG_ERR_UPSTREAM_REPLY: { status: 502, type: 'api_error', template: 'upstream {model} sent a reply tiergate cannot read: {reason}' },
   TG_ERR_ALL_FAILED: { status: 502, type: 'api_error', template: 'every model tried failed: {summary}' },
   TG_ERR_UNAVAILABLE: { status: 503, type: 'api_error', template: '{reason}' },
+  TG_ERR_SHUTTING_DOWN: { status: 503, type: 'api_error', template: 'the gateway is shutting down and stopped this request after {timeout_ms} ms (server.shutdown_timeout_ms); send it again' },
   TG_ERR_INTERNAL: { status: 500, type: 'api_error', template: 'internal error: {reason}' },
   // `tiergate eval`: the recorded dataset and how the policy's models map onto it.
   TG_ERR_EVAL_DATA: { status: 500, type: 'config_error', template: 'dataset: {reason}' },

@@ -30,7 +30,7 @@ export const RESERVED_INPUT_NAMES = ['model', 'messages', 'parameters', 'metadat
 // The shape of a policy once it has passed schemas/gateway.schema.json.
 interface PolicyData {
   version: 1;
-  server?: { port?: number; host?: string; body_limit?: string; header_allowlist?: string[]; upstream_timeout_ms?: number; auth?: AuthData };
+  server?: { port?: number; host?: string; body_limit?: string; header_allowlist?: string[]; upstream_timeout_ms?: number; shutdown_timeout_ms?: number; auth?: AuthData };
   plugins?: { paths?: string[] };
   providers: Record<string, { plugin: string; timeout_ms?: number; [option: string]: unknown }>;
   models: Record<string, { provider: string; upstream?: string; price: { input_per_mtok: number; output_per_mtok: number }; timeout_ms?: number }>;
@@ -133,6 +133,8 @@ export interface ServerSettings {
   readonly bodyLimit: string;
   readonly headerAllowlist: readonly string[];
   readonly upstreamTimeoutMs: number;
+  /** How long a SIGTERM waits for requests in flight before stopping them (server.shutdown_timeout_ms). */
+  readonly shutdownTimeoutMs: number;
   /** Gateway keys and the admin token (server.auth); reloads with the policy. */
   readonly auth: GatewayAuth;
 }
@@ -689,6 +691,7 @@ function assemble(data: PolicyData, source: PolicySource, view: PolicyView, sess
     bodyLimit: data.server?.body_limit ?? '1mb',
     headerAllowlist: Object.freeze((data.server?.header_allowlist ?? []).map((h) => h.toLowerCase())),
     upstreamTimeoutMs: data.server?.upstream_timeout_ms ?? 60_000,
+    shutdownTimeoutMs: data.server?.shutdown_timeout_ms ?? 25_000,
     auth,
   });
   const logSettings: DecisionLogSettings = { file: data.analytics?.decision_log?.file === undefined ? 'logs/decisions.jsonl' : data.analytics.decision_log.file, console: data.analytics?.decision_log?.console ?? false, flushMs: data.analytics?.decision_log?.flush_ms };

@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type winston from 'winston';
 import { TiergateError, errorMessage } from './errors.ts';
-import { handleChatCompletion, sendError, type DecisionObserver } from './chat.ts';
+import { InFlightRequests, handleChatCompletion, sendError, type DecisionObserver } from './chat.ts';
 import { RuntimeManager, type ManagerOptions } from './reload.ts';
 import { createLogger } from './logger.ts';
 import { GatewayMetrics, metricsRouter } from './metrics.ts';
@@ -38,12 +38,17 @@ export interface Gateway {
   readonly logger: winston.Logger;
   /** Calls `observer` with every decision record from now on; returns an unsubscribe. */
   observeDecisions(observer: DecisionObserver): () => void;
-  /** Stops accepting, lets in-flight requests finish, flushes the decision log. */
+  /**
+   * Stops accepting, lets in-flight requests finish, flushes the decision log. Requests
+   * still in flight after server.shutdown_timeout_ms are stopped (stopInFlight).
+   */
   close(): Promise<void>;
+  /** Stops the chat requests in flight now, as the shutdown deadline does (a second SIGTERM). */
+  stopInFlight(): void;
 }
 
 /** `routers` are mounted after the built-in endpoints, before the 404 handler (GET /metrics, /dashboard). */
-export function createApp(manager: RuntimeManager, logger: winston.Logger, state: { shuttingDown: boolean }, observers: ReadonlySet<DecisionObserver> = new Set(), routers: readonly express.Router[] = []): express.Express {
+export function createApp(manager: RuntimeManager, logger: winston.Logger, state: { shuttingDown: boolean }, observers: ReadonlySet<DecisionObserver> = new Set(), routers: readonly express.Router[] = [], inFlight?: InFlightRequests): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -59,7 +64,7 @@ export function createApp(manager: RuntimeManager, logger: winston.Logger, state
   app.post('/v1/chat/completions', async (req: Request, res: Response) => {
     const runtime = manager.acquire();
     try {
-      await handleChatCompletion(runtime, req, res, logger, observers);
+      await handleChatCompletion(runtime, req, res, logger, observers, inFlight);
     } finally {
       runtime.leave();
     }
@@ -137,7 +142,7 @@ const CHAT_PATH = '/v1/chat/completions';
  * handler's last resort. Only the exact path is taken here; its spellings that express
  * also routes here (a trailing slash, other letter case) still go through express.
  */
-export function createHandler(manager: RuntimeManager, logger: winston.Logger, observers: ReadonlySet<DecisionObserver>, app: express.Express): http.RequestListener {
+export function createHandler(manager: RuntimeManager, logger: winston.Logger, observers: ReadonlySet<DecisionObserver>, app: express.Express, inFlight?: InFlightRequests): http.RequestListener {
   return (req, res) => {
     const url = req.url ?? '';
     if (req.method !== 'POST' || !(url === CHAT_PATH || (url.startsWith(CHAT_PATH) && url.charCodeAt(CHAT_PATH.length) === 63 /* ? */))) {
@@ -146,7 +151,7 @@ export function createHandler(manager: RuntimeManager, logger: winston.Logger, o
     }
     if (!checkKey(manager.runtime.server.auth, req, res, logger)) return;
     const runtime = manager.acquire();
-    handleChatCompletion(runtime, req, res, logger, observers)
+    handleChatCompletion(runtime, req, res, logger, observers, inFlight)
       .catch((err: unknown) => lastResort(err, res, logger))
       .finally(() => runtime.leave());
   };
@@ -191,8 +196,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // Per-key spend limits add each request's cost once it is known.
   const observers = new Set<DecisionObserver>([(record) => metrics.observe(record), (record) => dashboard.observe(record), (record, runtime) => learning.observe(record, runtime), (record, runtime) => runtime.limits.observe(record)]);
   manager.onReload((result) => metrics.reloaded(result));
-  const app = createApp(manager, logger, state, observers, [learning.feedbackRouter(() => manager.runtime), metricsRouter(metrics), dashboardRouter(dashboard, manager)]);
-  const server = http.createServer(createHandler(manager, logger, observers, app));
+  const inFlight = new InFlightRequests();
+  const app = createApp(manager, logger, state, observers, [learning.feedbackRouter(() => manager.runtime), metricsRouter(metrics), dashboardRouter(dashboard, manager)], inFlight);
+  const server = http.createServer(createHandler(manager, logger, observers, app, inFlight));
   server.on('clientError', answerMalformedRequest);
   // Long generations stream for minutes; Node's default request timeout would cut them.
   server.requestTimeout = 0;
@@ -218,6 +224,25 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const authLine = describeAuth(settings.auth, `${host.includes(':') ? `[${host}]` : host}:${address.port}`);
   logger[authLine.level](authLine.message);
   let closing: Promise<void> | null = null;
+  let stopped = false;
+  const stopTimers: NodeJS.Timeout[] = [];
+  const stopInFlight = (timeoutMs: number) => {
+    if (stopped) return;
+    stopped = true;
+    if (inFlight.size > 0) logger.warn('shutting down: stopping the requests still in flight', { in_flight: inFlight.size, timeout_ms: timeoutMs });
+    inFlight.stopAll(new TiergateError('TG_ERR_SHUTTING_DOWN', { timeout_ms: timeoutMs }, { retryAfterMs: 1000 }));
+    // A stopped request answers at once. A connection still open a second later (a
+    // client that does not read) is cut; a request still running two seconds after that
+    // (a plugin that ignores cancellation) does not hold the exit: the policy's plugins
+    // are disposed and its decision log flushed without it.
+    stopTimers.push(
+      setTimeout(() => server.closeAllConnections(), 1000),
+      setTimeout(() => {
+        logger.error('shutting down: a request did not end when stopped; disposing the policy without it', { in_flight: inFlight.size });
+        void manager.runtime.dispose();
+      }, 3000),
+    );
+  };
   return {
     url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${address.port}`,
     port: address.port,
@@ -232,17 +257,27 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       if (!closing) {
         state.shuttingDown = true;
         closing = (async () => {
-          const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+          const drained = new Promise<void>((resolve) => server.close(() => resolve()));
           // Keep-alive connections become idle as their last request finishes; close
           // them as they do, or close() would wait for the keep-alive timeout.
           server.closeIdleConnections();
           const sweeper = setInterval(() => server.closeIdleConnections(), 50);
-          await stopped;
+          // Past the deadline, requests are stopped rather than waited for: an
+          // orchestrator's SIGKILL would lose them and their decision lines.
+          const timeoutMs = manager.runtime.server.shutdownTimeoutMs;
+          const deadline = setTimeout(() => stopInFlight(timeoutMs), timeoutMs);
+          await drained;
           clearInterval(sweeper);
+          // The deadline still holds while the runtime waits for its requests to end.
           await manager.close();
+          clearTimeout(deadline);
+          for (const timer of stopTimers) clearTimeout(timer);
         })();
       }
       return closing;
+    },
+    stopInFlight() {
+      stopInFlight(0);
     },
   };
 }

@@ -30,9 +30,13 @@ export function register(program: Command): void {
       process.on('SIGHUP', () => void gateway.manager.reload('signal'));
       let stopping = false;
       const stop = (signal: string) => {
-        if (stopping) return;
+        if (stopping) {
+          // A second signal: stop the requests in flight now instead of waiting for them.
+          gateway.stopInFlight();
+          return;
+        }
         stopping = true;
-        logger.info('shutting down: finishing in-flight requests', { signal });
+        logger.info('shutting down: finishing in-flight requests', { signal, timeout_ms: gateway.manager.runtime.server.shutdownTimeoutMs });
         void gateway.close().then(() => {
           logger.info('stopped');
           process.exit(0);
