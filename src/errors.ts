@@ -41,6 +41,7 @@ export const ERRORS = {
   TG_ERR_REQUEST_UNKNOWN_MODEL: { status: 404, type: 'not_found_error', template: 'model "{model}" is neither a route nor a model of this gateway; GET /v1/models lists them' },
   TG_ERR_FEEDBACK_INVALID: { status: 400, type: 'invalid_request_error', template: 'feedback: {reason}' },
   TG_ERR_FEEDBACK_UNKNOWN: { status: 404, type: 'not_found_error', template: 'no recent decision has request_id "{request_id}" (unknown, or older than the last {capacity} decisions or {ttl_s} s)' },
+  TG_ERR_FEEDBACK_FORBIDDEN: { status: 403, type: 'permission_error', template: 'request_id "{request_id}" was not made with {key}: only the key that made a request may score it' },
   TG_ERR_FEEDBACK_DUPLICATE: { status: 409, type: 'invalid_request_error', template: 'request_id "{request_id}" already has feedback (score {score}); a decision takes one score' },
   TG_ERR_FEEDBACK_UNAVAILABLE: { status: 503, type: 'api_error', template: 'request_id "{request_id}" was not served by this replica and the shared decision store cannot be reached ({reason}); retry later' },
   TG_ERR_NOT_FOUND: { status: 404, type: 'not_found_error', template: 'no such endpoint: {method} {path}' },

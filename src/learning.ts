@@ -20,6 +20,7 @@ import type { DecisionRecord, FeedbackRecord, ShadowRecord } from './decision-lo
 import type { FeedbackClaim, FeedbackWindow, RoutedDecision, Router, RoutingOutcome, SharedDecisions } from './plugin-api.ts';
 import type { Runtime } from './runtime.ts';
 import { sendError } from './chat.ts';
+import { callerOf } from './auth.ts';
 
 interface Remembered {
   route: string | null;
@@ -30,6 +31,8 @@ interface Remembered {
   at: number;
   /** The score this decision took, once it has. */
   score: number | null;
+  /** The gateway key the request came with, by name; null without keys. */
+  apiKey: string | null;
 }
 
 /** The decision feedback applies to: from this replica's memory or from a shared store. */
@@ -66,12 +69,12 @@ export class Learning {
   /** A DecisionObserver. */
   observe(line: DecisionRecord | ShadowRecord, runtime: Runtime): void {
     if ('kind' in line || line.status !== 'ok') return;
-    const remembered: Remembered = { route: line.route, arm: line.routed_tier ?? line.routed_model, features: line.request_features, cost_usd: line.cost_usd, latency_ms: line.latency_ms, at: Date.now(), score: null };
+    const remembered: Remembered = { route: line.route, arm: line.routed_tier ?? line.routed_model, features: line.request_features, cost_usd: line.cost_usd, latency_ms: line.latency_ms, at: Date.now(), score: null, apiKey: line.api_key_name ?? null };
     this.recent.set(line.request_id, remembered);
     if (this.recent.size > this.capacity) this.recent.delete(this.recent.keys().next().value as string);
     const shared = remembered.route === null ? undefined : runtime.routes.get(remembered.route)?.router.sharedDecisions;
     if (shared && remembered.route !== null && remembered.arm !== null) {
-      const decision: RoutedDecision = { route: remembered.route, request_id: line.request_id, arm: remembered.arm, features: remembered.features, cost_usd: remembered.cost_usd, latency_ms: remembered.latency_ms };
+      const decision: RoutedDecision = { route: remembered.route, request_id: line.request_id, arm: remembered.arm, features: remembered.features, cost_usd: remembered.cost_usd, latency_ms: remembered.latency_ms, ...(remembered.apiKey === null ? {} : { api_key_name: remembered.apiKey }) };
       try {
         shared.remember(decision, this.window);
       } catch (err) {
@@ -108,15 +111,20 @@ export class Learning {
   /**
    * Takes the decision `requestId` for `score`, once: through the shared store of the
    * route that served it (of every route with one, when this replica did not serve it),
-   * else from this replica's memory.
+   * else from this replica's memory. Only the gateway key that made the request
+   * (`caller`, by name) may: a decision made with a key is someone's traffic, and a
+   * score from another team would teach their router.
    */
-  private async claim(runtime: Runtime, requestId: string, score: number): Promise<Claimed> {
+  private async claim(runtime: Runtime, requestId: string, score: number, caller: string | null): Promise<Claimed> {
     const duplicate = (earlier: number | null) => new TiergateError('TG_ERR_FEEDBACK_DUPLICATE', { request_id: requestId, score: earlier ?? 'unknown' }, { param: 'request_id' });
+    // The other key's name is not told: key names are the operator's, not the callers'.
+    const forbidden = () => new TiergateError('TG_ERR_FEEDBACK_FORBIDDEN', { request_id: requestId, key: caller === null ? 'no key' : `key "${caller}"` }, { param: 'request_id' });
     const local = this.recall(requestId);
+    if (local && local.apiKey !== null && local.apiKey !== caller) throw forbidden();
     if (local && local.score !== null) throw duplicate(local.score);
     const stores = sharedStores(runtime, local ? local.route : undefined);
     if (stores.length > 0) {
-      const results = await Promise.allSettled(stores.map(({ store }) => store.claim(requestId, score, this.window)));
+      const results = await Promise.allSettled(stores.map(({ store }) => store.claim(requestId, score, this.window, caller)));
       const answers: FeedbackClaim[] = [];
       const failures: string[] = [];
       results.forEach((result, i) => {
@@ -126,6 +134,7 @@ export class Learning {
           this.logger.warn('feedback: a shared decision store cannot be reached; using what this replica remembers', { at: `routes.${stores[i].route}.router`, request_id: requestId, error: errorMessage(result.reason) });
         }
       });
+      if (answers.some((a) => a.status === 'forbidden')) throw forbidden();
       const claimed = answers.find((a) => a.status === 'claimed');
       if (claimed) {
         if (local) local.score = score;
@@ -157,7 +166,7 @@ export class Learning {
       if (typeof requestId !== 'string' || requestId === '') throw new TiergateError('TG_ERR_FEEDBACK_INVALID', { reason: 'request_id must be a non-empty string (the x-tiergate-decision-id header of the answer)' }, { param: 'request_id' });
       if (typeof score !== 'number' || !(score >= 0 && score <= 1)) throw new TiergateError('TG_ERR_FEEDBACK_INVALID', { reason: 'score must be a number in [0, 1]' }, { param: 'score' });
       const runtime = current();
-      const decision = await this.claim(runtime, requestId, score);
+      const decision = await this.claim(runtime, requestId, score, callerOf(res)?.name ?? null);
       const learned = this.teach(runtime, requestId, decision, score, 'feedback');
       const line: FeedbackRecord = { kind: 'feedback', request_id: requestId, route: decision.route, score, timestamp: new Date().toISOString() };
       runtime.decisionLog?.write(line);

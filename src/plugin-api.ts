@@ -308,6 +308,8 @@ export interface RoutedDecision {
   /** Everything the request cost (escalations and judge calls included); null when unknown. */
   readonly cost_usd: number | null;
   readonly latency_ms: number;
+  /** The gateway key the request came with (server.auth.keys), by name; absent without keys. Only that key may score it. */
+  readonly api_key_name?: string;
 }
 
 /**
@@ -330,7 +332,9 @@ export interface FeedbackWindow {
 export type FeedbackClaim =
   | { readonly status: 'claimed'; readonly decision: RoutedDecision }
   | { readonly status: 'already_scored'; readonly decision: RoutedDecision; readonly score: number | null }
-  | { readonly status: 'unknown' };
+  | { readonly status: 'unknown' }
+  /** The decision was made with another gateway key (RoutedDecision.api_key_name): not claimed. */
+  | { readonly status: 'forbidden' };
 
 /**
  * Recent decisions kept where every replica reaches them (a router whose statistics are
@@ -347,10 +351,12 @@ export interface SharedDecisions {
   remember(decision: RoutedDecision, window: FeedbackWindow): void;
   /**
    * Atomically takes the decision for one score: the first claim wins, later ones get
-   * `already_scored`. Rejects when the store cannot be reached (the host then falls back
-   * to what this replica remembers).
+   * `already_scored`. `caller` is the name of the gateway key the feedback came with
+   * (null without keys): a decision remembered with another api_key_name must answer
+   * `forbidden` and stay unclaimed. Rejects when the store cannot be reached (the host
+   * then falls back to what this replica remembers).
    */
-  claim(requestId: string, score: number, window: FeedbackWindow): Promise<FeedbackClaim>;
+  claim(requestId: string, score: number, window: FeedbackWindow, caller: string | null): Promise<FeedbackClaim>;
 }
 
 export interface Router extends Disposable {

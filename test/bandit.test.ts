@@ -211,10 +211,10 @@ describe('learning', () => {
       const decision = (id: string): RoutedDecision => ({ route: 'test', request_id: id, arm: 'small', features: { x: 1 }, cost_usd: 0.001, latency_ms: 12 });
       for (let i = 1; i <= 5; i++) a.sharedDecisions!.remember(decision(`r${i}`), window);
       // remember() does not wait; a's next command runs after its writes.
-      assert.deepEqual(await a.sharedDecisions!.claim('r5', 0.4, window), { status: 'claimed', decision: decision('r5') });
-      assert.deepEqual(await b.sharedDecisions!.claim('r5', 0.9, window), { status: 'already_scored', decision: decision('r5'), score: 0.4 });
-      assert.deepEqual(await b.sharedDecisions!.claim('r1', 0.9, window), { status: 'unknown' }, 'the oldest beyond the capacity is dropped');
-      assert.equal((await b.sharedDecisions!.claim('r3', 1, window)).status, 'claimed');
+      assert.deepEqual(await a.sharedDecisions!.claim('r5', 0.4, window, null), { status: 'claimed', decision: decision('r5') });
+      assert.deepEqual(await b.sharedDecisions!.claim('r5', 0.9, window, null), { status: 'already_scored', decision: decision('r5'), score: 0.4 });
+      assert.deepEqual(await b.sharedDecisions!.claim('r1', 0.9, window, null), { status: 'unknown' }, 'the oldest beyond the capacity is dropped');
+      assert.equal((await b.sharedDecisions!.claim('r3', 1, window, null)).status, 'claimed');
       assert.equal(await redis.zcard(`${key}:decisions:order`), 3);
       assert.equal(await redis.hlen(`${key}:decisions`), 3 + 2, 'three decisions, two of them scored');
       const ttl = await redis.pttl(`${key}:decisions`);
@@ -224,8 +224,20 @@ describe('learning', () => {
       a.sharedDecisions!.remember(decision('r6'), short);
       await waitFor('r6 stored', async () => (await redis.zscore(`${key}:decisions:order`, 'r6')) !== null);
       await sleep(120);
-      assert.deepEqual(await b.sharedDecisions!.claim('r6', 1, short), { status: 'unknown' });
+      assert.deepEqual(await b.sharedDecisions!.claim('r6', 1, short, null), { status: 'unknown' });
       assert.equal(await redis.exists(`${key}:decisions`, `${key}:decisions:order`), 0);
+
+      // A decision made with a gateway key is claimed only with that key; a refusal leaves it unclaimed.
+      const owned: RoutedDecision = { ...decision('r7'), api_key_name: 'team-a' };
+      a.sharedDecisions!.remember(owned, window);
+      assert.deepEqual(await b.sharedDecisions!.claim('r7', 0.2, window, 'team-b'), { status: 'forbidden' });
+      assert.deepEqual(await b.sharedDecisions!.claim('r7', 0.2, window, null), { status: 'forbidden' });
+      assert.deepEqual(await b.sharedDecisions!.claim('r7', 0.3, window, 'team-a'), { status: 'claimed', decision: owned });
+      assert.deepEqual(await a.sharedDecisions!.claim('r7', 0.9, window, 'team-b'), { status: 'forbidden' }, 'still not theirs once scored');
+      assert.deepEqual(await a.sharedDecisions!.claim('r7', 0.9, window, 'team-a'), { status: 'already_scored', decision: owned, score: 0.3 });
+      // One made without a key is anyone's.
+      a.sharedDecisions!.remember(decision('r8'), window);
+      assert.equal((await b.sharedDecisions!.claim('r8', 0.5, window, 'team-b')).status, 'claimed');
     } finally {
       redis.disconnect();
       await a.dispose();
@@ -242,7 +254,7 @@ describe('learning', () => {
       const warning = warnings.find((w) => /feedback for decisions made now is accepted only by the replica that served them/.test(w.message));
       assert.ok(warning, JSON.stringify(warnings));
       assert.deepEqual({ at: warning.meta?.at, key: warning.meta?.key }, { at: 'routes.test.router', key: `${PREFIX}:nowhere` });
-      await assert.rejects(router.sharedDecisions!.claim('r1', 1, { ttl_ms: 1000, capacity: 10 }), /Redis is not connected \(key tiergate-test:bandit:/);
+      await assert.rejects(router.sharedDecisions!.claim('r1', 1, { ttl_ms: 1000, capacity: 10 }, null), /Redis is not connected \(key tiergate-test:bandit:/);
       await router.learn!(outcome('small', 0.2));
       assert.deepEqual(arms(router).small, { mean: 0.2, count: 1 });
     } finally {
@@ -266,8 +278,9 @@ async function waitFor<T>(what: string, probe: () => T | Promise<T>, timeoutMs =
   }
 }
 
-function banditPolicy(router: string, gate = ''): string {
+function banditPolicy(router: string, gate = '', extra?: string): string {
   return simulatorPolicy({
+    extra,
     routes: `  learn:
     router:
       plugin: bandit
@@ -290,14 +303,15 @@ async function status(url: string): Promise<Status> {
   return (await res.json()) as Status;
 }
 
-async function ask(url: string): Promise<{ decisionId: string; tier: string | null }> {
-  const openai = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'x', maxRetries: 0, timeout: 15_000 });
+async function ask(url: string, apiKey = 'x'): Promise<{ decisionId: string; tier: string | null }> {
+  const openai = new OpenAI({ baseURL: `${url}/v1`, apiKey, maxRetries: 0, timeout: 15_000 });
   const { response } = await openai.chat.completions.create({ model: 'learn', messages: [{ role: 'user', content: 'What is 2 + 2?' }] }).withResponse();
   return { decisionId: response.headers.get('x-tiergate-decision-id')!, tier: response.headers.get('x-tiergate-tier') };
 }
 
-async function feedback(url: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(`${url}/v1/feedback`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+async function feedback(url: string, body: unknown, apiKey?: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const headers: Record<string, string> = { 'content-type': 'application/json', ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}) };
+  const res = await fetch(`${url}/v1/feedback`, { method: 'POST', headers, body: typeof body === 'string' ? body : JSON.stringify(body) });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
@@ -338,6 +352,31 @@ describe('over HTTP', () => {
       assert.equal(logs.badLines, 0);
       const fed = await readFeedback(tg.decisionLogFile);
       assert.deepEqual({ bad: fed.badLines, scores: [...fed.scores] }, { bad: 0, scores: [[first.decisionId, [0.1]]] });
+    } finally {
+      await tg.close();
+    }
+  });
+
+  test('with gateway keys, only the key that made a request may score it: another key gets 403 and the decision stays open', async () => {
+    const keys = { TEAM_A_KEY: 'tg-team-a-feedback-0123456789', TEAM_B_KEY: 'tg-team-b-feedback-9876543210' };
+    const auth = 'server:\n  auth:\n    keys:\n      - { name: team-a, key: ${TEAM_A_KEY}, routes: "*" }\n      - { name: team-b, key: ${TEAM_B_KEY}, routes: "*" }\n';
+    const tg = await startTestGateway(banditPolicy('epsilon: 0\nseed: 1', '', auth), { env: keys });
+    try {
+      const made = await ask(tg.url, keys.TEAM_A_KEY);
+      await tg.waitForDecisions(1);
+      const theirs = await feedback(tg.url, { request_id: made.decisionId, score: 0 }, keys.TEAM_B_KEY);
+      assert.equal(theirs.status, 403, JSON.stringify(theirs.body));
+      const error = theirs.body.error as { code: string; message: string; type: string; param: string };
+      assert.deepEqual({ code: error.code, type: error.type, param: error.param }, { code: 'TG_ERR_FEEDBACK_FORBIDDEN', type: 'permission_error', param: 'request_id' });
+      assert.match(error.message, /key "team-b"/);
+      assert.doesNotMatch(error.message, /team-a/, 'the owner key is not named to another caller');
+      assert.equal((await feedback(tg.url, { request_id: made.decisionId, score: 0 })).status, 401, 'no key: not even asked');
+      const ours = await feedback(tg.url, { request_id: made.decisionId, score: 0.25 }, keys.TEAM_A_KEY);
+      assert.equal(ours.status, 200, JSON.stringify(ours.body));
+      assert.equal(ours.body.learned, true);
+      await waitFor('one feedback line', () => tg.decisionLogText().includes('"kind":"feedback"'));
+      const fed = tg.decisionLogText().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.kind === 'feedback');
+      assert.deepEqual(fed.map((l) => l.score), [0.25], 'the refused score was not logged');
     } finally {
       await tg.close();
     }

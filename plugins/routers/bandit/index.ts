@@ -175,7 +175,8 @@ return redis.call('HINCRBY', key, 'updates', 1)
 `;
 
 // Recent decisions, for feedback from any replica. KEYS[1]: a hash (d:<id> → the decision
-// as JSON, s:<id> → its score once claimed); KEYS[2]: a sorted set of ids by time (ms, by
+// as JSON, s:<id> → its score once claimed, o:<id> → the name of the gateway key that made
+// the request, when it came with one); KEYS[2]: a sorted set of ids by time (ms, by
 // Redis's clock). Both expire with the window when idle; each write drops what is older
 // than the window and the oldest beyond `capacity`, so memory stays bounded.
 const REMEMBER_SCRIPT = `
@@ -183,10 +184,11 @@ local id, ttl, capacity = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[1], 'd:' .. id, ARGV[2])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'o:' .. id, ARGV[5]) end
 redis.call('ZADD', KEYS[2], now, id)
 local function drop(ids)
   for _, old in ipairs(ids) do
-    redis.call('HDEL', KEYS[1], 'd:' .. old, 's:' .. old)
+    redis.call('HDEL', KEYS[1], 'd:' .. old, 's:' .. old, 'o:' .. old)
     redis.call('ZREM', KEYS[2], old)
   end
 end
@@ -199,7 +201,8 @@ return 1
 `;
 
 // Takes a decision for one score, atomically: {'claimed', decision}, {'already_scored',
-// decision, score} or {'unknown'} (never stored, dropped, or older than the window).
+// decision, score}, {'forbidden'} (made with another gateway key than ARGV[4]; '' is no
+// key) or {'unknown'} (never stored, dropped, or older than the window).
 const CLAIM_SCRIPT = `
 local id, ttl = ARGV[1], tonumber(ARGV[3])
 local decision = redis.call('HGET', KEYS[1], 'd:' .. id)
@@ -208,14 +211,16 @@ if not decision or not at then return {'unknown'} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now - tonumber(at) > ttl then return {'unknown'} end
+local owner = redis.call('HGET', KEYS[1], 'o:' .. id)
+if owner and owner ~= ARGV[4] then return {'forbidden'} end
 if redis.call('HSETNX', KEYS[1], 's:' .. id, ARGV[2]) == 0 then return {'already_scored', decision, redis.call('HGET', KEYS[1], 's:' .. id)} end
 return {'claimed', decision}
 `;
 
 type RedisWithScripts = Redis & {
   banditUpdate(key: string, arm: string, reward: string, alpha: string, x: string): Promise<number>;
-  banditRemember(decisions: string, order: string, id: string, decision: string, ttlMs: string, capacity: string): Promise<number>;
-  banditClaim(decisions: string, order: string, id: string, score: string, ttlMs: string): Promise<string[]>;
+  banditRemember(decisions: string, order: string, id: string, decision: string, ttlMs: string, capacity: string, owner: string): Promise<number>;
+  banditClaim(decisions: string, order: string, id: string, score: string, ttlMs: string, caller: string): Promise<string[]>;
 };
 
 /** A decision as stored in Redis, checked on the way back (another replica, maybe another version, wrote it). */
@@ -223,7 +228,7 @@ function decisionFromJson(raw: string): RoutedDecision | null {
   try {
     const d = JSON.parse(raw) as Partial<RoutedDecision>;
     if (typeof d.route !== 'string' || typeof d.request_id !== 'string' || typeof d.arm !== 'string' || typeof d.latency_ms !== 'number') return null;
-    return { route: d.route, request_id: d.request_id, arm: d.arm, features: d.features && typeof d.features === 'object' ? d.features : {}, cost_usd: typeof d.cost_usd === 'number' ? d.cost_usd : null, latency_ms: d.latency_ms };
+    return { route: d.route, request_id: d.request_id, arm: d.arm, features: d.features && typeof d.features === 'object' ? d.features : {}, cost_usd: typeof d.cost_usd === 'number' ? d.cost_usd : null, latency_ms: d.latency_ms, ...(typeof d.api_key_name === 'string' ? { api_key_name: d.api_key_name } : {}) };
   } catch {
     return null;
   }
@@ -425,11 +430,12 @@ const banditRouter: RouterModule<BanditOptions> = {
               warn(notShared, new Error(disposed ? 'router disposed' : 'not connected'));
               return;
             }
-            redis.banditRemember(decisionKeys[0], decisionKeys[1], decision.request_id, JSON.stringify(decision), String(Math.max(1, Math.round(window.ttl_ms))), String(Math.max(1, window.capacity))).catch((err: unknown) => warn(notShared, err));
+            redis.banditRemember(decisionKeys[0], decisionKeys[1], decision.request_id, JSON.stringify(decision), String(Math.max(1, Math.round(window.ttl_ms))), String(Math.max(1, window.capacity)), decision.api_key_name ?? '').catch((err: unknown) => warn(notShared, err));
           },
-          async claim(requestId: string, score: number, window: FeedbackWindow): Promise<FeedbackClaim> {
+          async claim(requestId: string, score: number, window: FeedbackWindow, caller: string | null): Promise<FeedbackClaim> {
             if (!redis || !redisUp) throw new Error(`Redis is not connected (key ${redisOptions.key})`);
-            const [status, raw, taken] = await redis.banditClaim(decisionKeys[0], decisionKeys[1], requestId, String(score), String(Math.max(1, Math.round(window.ttl_ms))));
+            const [status, raw, taken] = await redis.banditClaim(decisionKeys[0], decisionKeys[1], requestId, String(score), String(Math.max(1, Math.round(window.ttl_ms))), caller ?? '');
+            if (status === 'forbidden') return { status: 'forbidden' };
             const decision = status === 'unknown' ? null : decisionFromJson(raw);
             if (!decision) return { status: 'unknown' };
             if (status === 'claimed') return { status: 'claimed', decision };
