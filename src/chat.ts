@@ -421,29 +421,56 @@ async function streamThrough(ctx: ExecutionContext, requestId: string, res: http
   startEventStream(res, tiergateHeaders(runtime, routed, requestId, { model: model.spec.name, tier: attempt.tier, simulated }, { result: gate ? 'bypass' : 'none', escalations: 0, quality: null, speculated: false }));
   let next: IteratorResult<ChatChunk & { simulated?: boolean }> = { done: false, value: opened.first };
   let failure: TiergateError | null = null;
+  // The events of one upstream read leave in one write, on the next tick (after the
+  // microtasks that hand over the read's other chunks): each res.write is a piece of the
+  // chunked encoding, four writes to the socket, and a read usually carries several events.
+  let unsent = '';
+  let flushing = false;
+  const flush = () => {
+    flushing = false;
+    if (unsent === '' || res.writableEnded || res.destroyed) return;
+    const events = unsent;
+    unsent = '';
+    res.write(events);
+  };
   try {
     while (!next.done) {
       const chunk = next.value;
       if (chunk.usage) usage = chunk.usage;
       kept.push(chunk);
       if (chunk.choices.length > 0 || wantsUsage) {
-        const { simulated: _marker, ...clean } = chunk;
+        // Copied without the marker, and without the usage the client did not ask for (not
+        // deleted afterwards: a delete makes the copy a dictionary, slow to serialise).
+        let clean: ChatChunk;
+        if (wantsUsage) {
+          const { simulated: _marker, ...rest } = chunk;
+          clean = rest;
+        } else {
+          const { simulated: _marker, usage: _usage, ...rest } = chunk;
+          clean = rest;
+        }
         clean.model = model.spec.name;
-        if (!wantsUsage) delete clean.usage;
         if (stripLogprobs) clean.choices = clean.choices.map((choice) => ({ ...choice, logprobs: null }));
-        if (!res.write(`data: ${JSON.stringify(clean)}\n\n`)) await drained(res, ctx.client.signal);
+        unsent += `data: ${JSON.stringify(clean)}\n\n`;
+        if (!flushing) {
+          flushing = true;
+          process.nextTick(flush);
+        }
       }
       next = await iterator.next();
       deadline.refresh();
+      // A slow client slows the upstream: no more reading while the socket's buffer is full.
+      if (res.writableNeedDrain) await drained(res, ctx.client.signal);
     }
-    res.end('data: [DONE]\n\n');
+    res.end(`${unsent}data: [DONE]\n\n`);
   } catch (err) {
     const stopped = stoppedBy(ctx.client);
     if (ctx.client.aborted && !stopped) throw new ClientGone();
     failure = stopped ?? upstreamError(err, model, deadline);
     // Mid-stream: the status line is gone, so the error travels as a final event.
-    res.end(`data: ${JSON.stringify(failure.toOpenAI())}\n\n`);
+    res.end(`${unsent}data: ${JSON.stringify(failure.toOpenAI())}\n\n`);
   } finally {
+    unsent = '';
     deadline.clear();
     void iterator.return?.(undefined)?.catch(() => undefined);
   }
