@@ -4,7 +4,7 @@
 // around and during the run.
 import http from 'node:http';
 import autocannon from 'autocannon';
-import { cpuMicros, machineBusyMicros, ownCpuMicros, rssBytes } from './processes.ts';
+import { cpuMicros, machineMicros, ownCpuMicros, rssBytes } from './processes.ts';
 import { Samples, quantile } from './stats.ts';
 
 export interface LoadResult {
@@ -23,6 +23,8 @@ export interface LoadResult {
   rss_max_mb: number;
   /** Cores' worth of CPU that processes other than the benchmark's used meanwhile: noise from a shared machine. */
   foreign_cpu: number;
+  /** Cores' worth of CPU time the hypervisor took from this machine meanwhile (/proc/stat steal). */
+  stolen_cpu: number;
 }
 
 export interface LoadOptions {
@@ -44,7 +46,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   }, 200);
   const cpuBefore = cpuMicros(options.serverPid);
   const ownBefore = ownCpuMicros();
-  const machineBefore = machineBusyMicros();
+  const machineBefore = machineMicros();
   const started = performance.now();
   let result: autocannon.Result;
   try {
@@ -75,7 +77,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   }
   const elapsedS = (performance.now() - started) / 1000;
   const cpuUs = cpuMicros(options.serverPid) - cpuBefore;
-  const foreignUs = machineBusyMicros() - machineBefore - (ownCpuMicros() - ownBefore);
+  const machineAfter = machineMicros();
+  const foreignUs = machineAfter.busy - machineBefore.busy - (ownCpuMicros() - ownBefore);
   rssMax = Math.max(rssMax, rssBytes(options.serverPid));
   const values = latencies.values();
   await settle(options.serverPid);
@@ -90,6 +93,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     cpu_utilisation: cpuUs / 1e6 / elapsedS,
     rss_max_mb: rssMax / (1024 * 1024),
     foreign_cpu: Math.max(0, foreignUs / 1e6 / elapsedS),
+    stolen_cpu: (machineAfter.stolen - machineBefore.stolen) / 1e6 / elapsedS,
   };
 }
 

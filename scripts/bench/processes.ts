@@ -145,11 +145,16 @@ export function ownCpuMicros(): number {
   return total;
 }
 
-/** Busy CPU time of the whole machine (every core), in microseconds, from /proc/stat. */
-export function machineBusyMicros(): number {
+/**
+ * CPU time of the whole machine (every core), in microseconds, from /proc/stat: `busy`
+ * is what ran in this machine (user, nice, system, irq, softirq); `stolen` is the time a
+ * core wanted to run and the hypervisor ran something else ("steal"), the noise of a
+ * shared host that no process here accounts for.
+ */
+export function machineMicros(): { busy: number; stolen: number } {
   const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0];
   const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
-  return ((user + nice + system + irq + softirq + (steal ?? 0)) * 1e6) / CLOCK_TICKS_PER_SECOND;
+  return { busy: ((user + nice + system + irq + softirq) * 1e6) / CLOCK_TICKS_PER_SECOND, stolen: ((steal ?? 0) * 1e6) / CLOCK_TICKS_PER_SECOND };
 }
 
 /** Resident set size in bytes, from /proc/<pid>/status. */

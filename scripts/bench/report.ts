@@ -38,9 +38,15 @@ function loadTable(median: Record<TargetName, LoadResult>): string {
       num(m.rss_max_mb),
       ratio(m.rss_max_mb, proxy.rss_max_mb),
       num(m.foreign_cpu, 2),
+      stolen(m),
     ];
   });
-  return table(['', 'req/s', '×proxy', 'p50 ms', '×proxy', 'p99 ms', '×proxy', 'added p50 ms (over direct)', '×proxy', 'server CPU µs/req', '×proxy', 'server CPU use', 'server RSS MB', '×proxy', 'other load (cores)'], rows);
+  return table(['', 'req/s', '×proxy', 'p50 ms', '×proxy', 'p99 ms', '×proxy', 'added p50 ms (over direct)', '×proxy', 'server CPU µs/req', '×proxy', 'server CPU use', 'server RSS MB', '×proxy', 'other load (cores)', 'stolen (cores)'], rows);
+}
+
+/** Results written before the steal column existed have no stolen_cpu. */
+function stolen(m: LoadResult): string {
+  return typeof m.stolen_cpu === 'number' && Number.isFinite(m.stolen_cpu) ? num(m.stolen_cpu, 2) : '–';
 }
 
 function selfTable(entries: SelfTime[], withWhere: boolean, column = 'self ms'): string {
@@ -88,7 +94,7 @@ export function renderReport(r: BenchResults, findings: string | null): string {
       out.push('');
     }
   }
-  out.push('Latency is from autocannon\'s per-response times (float ms); "added" is the target\'s p50 minus the direct p50. Server CPU is user + system time of the server process from `/proc/<pid>/stat` over the run, divided by the 2xx responses; "CPU use" is the share of one core it used (100 % = the server\'s core is saturated). RSS is the largest `VmRSS` sampled every 200 ms. "Other load" is the CPU that processes outside the benchmark used meanwhile (from `/proc/stat`, in cores): on a shared machine it is the noise to read the row with.');
+  out.push('Latency is from autocannon\'s per-response times (float ms); "added" is the target\'s p50 minus the direct p50. Server CPU is user + system time of the server process from `/proc/<pid>/stat` over the run, divided by the 2xx responses; "CPU use" is the share of one core it used (100 % = the server\'s core is saturated). RSS is the largest `VmRSS` sampled every 200 ms. "Other load" is the CPU that processes outside the benchmark used meanwhile (from `/proc/stat`, in cores): on a shared machine it is the noise to read the row with. "Stolen" is the time the hypervisor ran something else while this machine\'s cores wanted to run (`steal` in `/proc/stat`, in cores): it slows every figure of the row and no process here accounts for it.');
   out.push('');
   out.push('## Time to first streamed byte');
   out.push('');
