@@ -691,8 +691,9 @@ export function* chunksOf(result: ChatResult, model: string): Generator<ChatChun
     object: 'chat.completion.chunk' as const,
     created: result.created,
     model,
-    // OpenAI sends it on every chunk; clients read it from any of them.
+    // OpenAI sends these on every chunk; clients read them from any of them.
     ...(result.system_fingerprint !== undefined ? { system_fingerprint: result.system_fingerprint } : {}),
+    ...(result.service_tier !== undefined ? { service_tier: result.service_tier } : {}),
   };
   for (const choice of result.choices) {
     yield { ...base, choices: [{ index: choice.index, delta: { role: 'assistant', content: '' }, finish_reason: null }] };

@@ -413,10 +413,10 @@ describe('clients → tiergate → an OpenAI-format upstream', () => {
       assert.deepEqual(tokensOf(1), ['Hi']);
     });
 
-    test('through a gated route (streams buffered, gated, replayed): tool_calls, finish_reason, system_fingerprint, logprobs and usage come back', async () => {
+    test('through a gated route (streams buffered, gated, replayed): tool_calls, finish_reason, system_fingerprint, service_tier, logprobs and usage come back', async () => {
       const mark = marker();
       const logprobs = [{ token: 'Checking', logprob: -0.05, top_logprobs: [{ token: 'Checking', logprob: -0.05 }] }];
-      fake.behave(() => ({ kind: 'reply', content: 'Checking.', tool_calls: TOOL_CALLS, logprobs, usage: USAGE, system_fingerprint: 'fp_gated01' }));
+      fake.behave(() => ({ kind: 'reply', content: 'Checking.', tool_calls: TOOL_CALLS, logprobs, usage: USAGE, system_fingerprint: 'fp_gated01', service_tier: 'default' }));
       const json = await client.chat.completions.create({ model: 'gated', messages: [{ role: 'user', content: `Weather? ${mark}` }], tools: [weatherTool, timeTool], logprobs: true, top_logprobs: 1 });
       const [up] = upstreamWith(mark);
       assertForwardedAsSent(up, sentWith(mark));
@@ -435,6 +435,7 @@ describe('clients → tiergate → an OpenAI-format upstream', () => {
         assert.equal(chunk.created, answer.created);
         assert.equal(chunk.model, SERVED_MODEL);
         assert.equal(chunk.system_fingerprint, 'fp_gated01', 'every replayed chunk carries the upstream system_fingerprint');
+        assert.equal(chunk.service_tier, 'default', 'and its service_tier');
       }
       assert.equal(chunks.map((c) => c.choices[0]?.delta.content ?? '').join(''), 'Checking.');
       assert.deepEqual(toolCallsOf(chunks), TOOL_CALLS);

@@ -37,6 +37,8 @@ export type Behaviour =
       tool_call_deltas?: 'whole' | 'split';
       /** Defaults to 'fp_fake'; null sends `system_fingerprint: null`. */
       system_fingerprint?: string | null;
+      /** Sent as `service_tier` on the answer and on every chunk, as OpenAI does; absent by default. */
+      service_tier?: string;
       /**
        * The choices of the answer, each like the fields above (and defaulting the same
        * way). Without it the answer has one choice from the fields above, repeated `n`
@@ -271,6 +273,7 @@ export async function startFakeOpenAI(options: { behave?: BehaveFn; port?: numbe
       }
       case 'reply': {
         const fingerprint = behaviour.system_fingerprint === undefined ? FAKE_FINGERPRINT : behaviour.system_fingerprint;
+        const serviceTier = behaviour.service_tier === undefined ? {} : { service_tier: behaviour.service_tier };
         const requested = Number.isInteger(body.n) && body.n > 1 ? (body.n as number) : 1;
         const specs: FakeChoice[] = behaviour.choices ?? Array.from({ length: requested }, () => behaviour);
         const choices = specs.map((spec, index) => {
@@ -289,6 +292,7 @@ export async function startFakeOpenAI(options: { behave?: BehaveFn; port?: numbe
         if (!stream) {
           const answer = {
             ...completion(id, created, model, choices[0].content, choices[0].finish, choices[0].toolCalls, usage, choices[0].logprobs, fingerprint),
+            ...serviceTier,
             choices: choices.map((c) => completionChoice(c.index, c.content, c.finish, c.toolCalls, c.logprobs)),
           };
           record.answer = answer;
@@ -296,7 +300,7 @@ export async function startFakeOpenAI(options: { behave?: BehaveFn; port?: numbe
           return;
         }
         const includeUsage = body.stream_options?.include_usage === true;
-        const extra = includeUsage ? { usage: null } : {};
+        const extra = { ...(includeUsage ? { usage: null } : {}), ...serviceTier };
         const event = (index: number, delta: object, finish: string | null, logprobs: object | null = null) =>
           chunk(id, created, model, delta, finish, extra, logprobs, fingerprint, index);
         const events: object[] = [];
@@ -320,7 +324,7 @@ export async function startFakeOpenAI(options: { behave?: BehaveFn; port?: numbe
           }
           events.push(event(index, {}, finish));
         }
-        if (includeUsage) events.push({ ...chunk(id, created, model, {}, null, {}, null, fingerprint), choices: [], usage: withTotal(usage) });
+        if (includeUsage) events.push({ ...chunk(id, created, model, {}, null, serviceTier, null, fingerprint), choices: [], usage: withTotal(usage) });
         record.answer = events;
         startSse(res);
         for (const [i, ev] of events.entries()) {
