@@ -464,7 +464,8 @@ async function serve(policyFile: string): Promise<Process> {
 describe('replicas', () => {
   test('two gateway processes on one Redis key learn as one', async () => {
     const key = `${PREFIX}:replicas`;
-    redisKeys.push(key);
+    // The decisions kept for feedback live next to the statistics.
+    redisKeys.push(key, `${key}:decisions`, `${key}:decisions:order`);
     const dir = mkdtempSync(path.join(tmpdir(), 'tiergate-bandit-replicas-'));
     const policyFile = path.join(dir, 'gateway.yaml');
     writeFileSync(policyFile, banditPolicy(`epsilon: 0\nseed: 1\nstate: { redis: { url: "${REDIS_URL}", key: "${key}", refresh_ms: 50 } }`).replace('decision_log: { file: decisions.jsonl }', 'decision_log: { file: null }'));
