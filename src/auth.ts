@@ -29,6 +29,7 @@ import { sendJson } from './respond.ts';
 export interface AuthData {
   keys?: Array<{ name: string; key: string; routes: '*' | string[]; models?: '*' | string[]; limits?: KeyLimitsData }>;
   admin_token?: string;
+  metrics_token?: string;
   allow_unauthenticated?: boolean;
   limits_when_redis_down?: LimitsWhenRedisDown;
 }
@@ -54,6 +55,7 @@ export class GatewayAuth {
   readonly allowUnauthenticated: boolean;
   private readonly keys: ReadonlyArray<{ key: GatewayKey; digest: Buffer }>;
   private readonly adminDigest: Buffer | null;
+  private readonly metricsDigest: Buffer | null;
 
   constructor(data: AuthData | undefined) {
     this.keys = (data?.keys ?? []).map((entry) => ({
@@ -62,6 +64,7 @@ export class GatewayAuth {
     }));
     this.keyNames = Object.freeze(this.keys.map((k) => k.key.name));
     this.adminDigest = data?.admin_token === undefined ? null : digest(data.admin_token);
+    this.metricsDigest = data?.metrics_token === undefined ? null : digest(data.metrics_token);
     this.allowUnauthenticated = data?.allow_unauthenticated === true;
   }
 
@@ -83,6 +86,15 @@ export class GatewayAuth {
 
   isAdminToken(token: string): boolean {
     return this.adminDigest !== null && timingSafeEqual(digest(token), this.adminDigest);
+  }
+
+  get hasMetricsToken(): boolean {
+    return this.metricsDigest !== null;
+  }
+
+  /** The scraper's token (server.auth.metrics_token): GET /metrics only. */
+  isMetricsToken(token: string): boolean {
+    return this.metricsDigest !== null && timingSafeEqual(digest(token), this.metricsDigest);
   }
 }
 
@@ -128,6 +140,8 @@ export function validateAuth(server: { host?: string; header_allowlist?: string[
     else values.set(entry.key, i);
   });
   if (auth?.admin_token !== undefined && values.has(auth.admin_token)) problem(`admin_token is the same as the key of "${keys[values.get(auth.admin_token) as number].name}"; a gateway key must not open the admin endpoints`, ['auth', 'admin_token']);
+  if (auth?.metrics_token !== undefined && values.has(auth.metrics_token)) problem(`metrics_token is the same as the key of "${keys[values.get(auth.metrics_token) as number].name}"; a gateway key must not open /metrics`, ['auth', 'metrics_token']);
+  if (auth?.metrics_token !== undefined && auth.metrics_token === auth.admin_token) problem('metrics_token is the same as admin_token; give the scraper its own token, or leave metrics_token out and give it the admin token', ['auth', 'metrics_token']);
   if (auth?.allow_unauthenticated === true && keys.length > 0) problem('allow_unauthenticated cannot be combined with keys: with keys, every request needs one', ['auth', 'allow_unauthenticated'], true);
   (server?.header_allowlist ?? []).forEach((header, i) => {
     if (UNREADABLE_HEADERS.includes(header.toLowerCase())) problem(`${header.toLowerCase()} carries the client's credentials; routing expressions may not read it (it could reach the decision log)`, ['header_allowlist', i]);
@@ -234,6 +248,11 @@ export function requireAdmin(current: () => GatewayAuth, logger: winston.Logger)
   return (req: Request, res: Response, next: NextFunction) => {
     const auth = current();
     const path = pathOf(req);
+    // The scraper's token opens the metrics and nothing else (express matches /metrics in any letter case).
+    if (auth.hasMetricsToken && req.method === 'GET' && path.toLowerCase().replace(/\/+$/, '') === '/metrics') {
+      const token = adminTokenOf(req);
+      if (token !== null && auth.isMetricsToken(token)) return next();
+    }
     if (auth.hasAdminToken) {
       const token = adminTokenOf(req);
       if (token !== null && auth.isAdminToken(token)) return next();
@@ -263,7 +282,8 @@ export function authorizeTarget(key: GatewayKey | undefined, name: string, kind:
 
 /** One start-up line on who may call the gateway. */
 export function describeAuth(auth: GatewayAuth, host: string): { level: 'info' | 'warn'; message: string } {
-  const admin = auth.hasAdminToken ? 'the admin endpoints (/admin, /metrics, /dashboard) need the admin token' : auth.hasKeys ? 'the admin endpoints (/admin, /metrics, /dashboard) are disabled: no server.auth.admin_token' : null;
+  const scraper = auth.hasMetricsToken ? ' (/metrics also takes the metrics token)' : '';
+  const admin = auth.hasAdminToken ? `the admin endpoints (/admin, /metrics, /dashboard) need the admin token${scraper}` : auth.hasKeys ? `the admin endpoints (/admin, /metrics, /dashboard) are disabled: no server.auth.admin_token${scraper}` : null;
   if (auth.hasKeys) return { level: 'info', message: `auth: ${auth.keyNames.length} gateway key${auth.keyNames.length === 1 ? '' : 's'} (${auth.keyNames.join(', ')}); ${admin}` };
   if (auth.allowUnauthenticated) return { level: 'warn', message: `auth: none (server.auth.allow_unauthenticated): every client that reaches ${host} may call the gateway${admin ? `; ${admin}` : ' and its admin endpoints'}; authentication must happen in front of tiergate` };
   return { level: 'info', message: `auth: no gateway keys (server.auth.keys), so tiergate serves loopback clients only, on ${host}${admin ? `; ${admin}` : ''}; add keys to serve the network` };

@@ -189,6 +189,28 @@ describe('keys reload with the policy', () => {
     assert.equal((await client(tg, rotated).chat.completions.create(ask('support'))).object, 'chat.completion');
   });
 
+  test('metrics_token opens GET /metrics (bearer or Basic) and nothing else; the admin token still opens it', async (t) => {
+    const METRICS_TOKEN = 'tg-scraper-0123456789abcdef';
+    const tg = await startTestGateway(authPolicy(KEYS + '    admin_token: ${ADMIN_TOKEN}\n    metrics_token: ${METRICS_TOKEN}\n'), { env: { ...env, METRICS_TOKEN } });
+    t.after(() => tg.close());
+    for (const headers of [bearer(METRICS_TOKEN), basic(METRICS_TOKEN), bearer(ADMIN_TOKEN)]) {
+      const res = await get(`${tg.url}/metrics`, headers);
+      assert.equal(res.status, 200, JSON.stringify(headers));
+      assert.match(res.body, /tiergate_requests_total/);
+    }
+    assert.equal((await get(`${tg.url}/Metrics`, bearer(METRICS_TOKEN))).status, 200, 'any letter case, as express routes it');
+    for (const endpoint of ['/admin/status', '/dashboard/data', '/dashboard/']) {
+      const res = await get(`${tg.url}${endpoint}`, bearer(METRICS_TOKEN));
+      assert.equal(res.status, 401, endpoint);
+      assert.equal(res.body.error.code, 'TG_ERR_AUTH_ADMIN');
+    }
+    const reload = await fetch(`${tg.url}/admin/reload`, { method: 'POST', headers: bearer(METRICS_TOKEN) });
+    assert.equal(reload.status, 401, 'the scraper cannot reload the policy');
+    assert.equal((await apiError(client(tg, METRICS_TOKEN).chat.completions.create(ask('support')))).code, 'TG_ERR_AUTH_INVALID', 'nor call the API');
+    assert.equal((await get(`${tg.url}/metrics`, bearer(METRICS_TOKEN + 'x'))).status, 401);
+    assert.equal((await get(`${tg.url}/metrics`)).status, 401);
+  });
+
   test('keys but no admin_token: the admin endpoints are disabled (403), even from loopback', async (t) => {
     const tg = await startTestGateway(authPolicy(KEYS), { env });
     t.after(() => tg.close());
@@ -319,6 +341,16 @@ describe('server.auth: located errors', () => {
     assert.match(errors[1], /server\.auth\.keys\[2\]\.key: this key is the same as the key of "a".*\[TG_ERR_CONFIG_AUTH\]/);
     assert.match(errors[2], /server\.auth\.admin_token: admin_token is the same as the key of "a".*\[TG_ERR_CONFIG_AUTH\]/);
     for (const e of errors) for (const secret of [TEAM_A_KEY, OPS_KEY]) assert.ok(!e.includes(secret), e);
+  });
+
+  test('metrics_token differs from every key and from the admin token', async () => {
+    const { errors } = await check(`    keys:\n      - { name: a, key: \${TEAM_A_KEY}, routes: '*' }\n    metrics_token: \${TEAM_A_KEY}\n`);
+    assert.equal(errors.length, 1, errors.join('\n'));
+    assert.match(errors[0], /server\.auth\.metrics_token: metrics_token is the same as the key of "a".*\[TG_ERR_CONFIG_AUTH\]/);
+    const same = await check(`    keys:\n      - { name: a, key: \${TEAM_A_KEY}, routes: '*' }\n    admin_token: \${OPS_KEY}\n    metrics_token: \${OPS_KEY}\n`);
+    assert.equal(same.errors.length, 1, same.errors.join('\n'));
+    assert.match(same.errors[0], /server\.auth\.metrics_token: metrics_token is the same as admin_token.*\[TG_ERR_CONFIG_AUTH\]/);
+    for (const e of [...errors, ...same.errors]) for (const secret of [TEAM_A_KEY, OPS_KEY]) assert.ok(!e.includes(secret), e);
   });
 
   test('a key must be at least 16 characters; an empty ${VAR:-} is refused, not treated as "no auth"', async () => {

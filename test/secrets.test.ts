@@ -25,6 +25,7 @@ const SECRETS = {
   PROVIDER_HEADER: 'hdr-PROVIDER-SECRET-5566778899',
   TEAM_KEY: 'tg-team-SECRET-1a2b3c4d5e6f',
   ADMIN_TOKEN: 'tg-admin-SECRET-0f1e2d3c4b5a',
+  METRICS_TOKEN: 'tg-scraper-SECRET-6a7b8c9d0e1f',
 };
 const LITERAL_KEY = 'tg-literal-SECRET-in-the-file-77aa';
 const ALL_SECRETS = [...Object.values(SECRETS), LITERAL_KEY];
@@ -37,6 +38,7 @@ server:
       - { name: team-a, key: \${TEAM_KEY}, routes: ${broken ? '[ok, ${TEAM_KEY}]' : "'*'"}, models: '*' }
       - { name: in-file, key: ${LITERAL_KEY}, routes: [ok] }
     admin_token: \${ADMIN_TOKEN}
+    metrics_token: \${METRICS_TOKEN}
 providers:
   up:
     plugin: openai
@@ -142,8 +144,10 @@ test('no provider key, gateway key or admin token appears in any log, error, adm
     await call('/v1/chat/completions', json(SECRETS.TEAM_KEY.slice(0, -1), ask('ok'))),
     await call('/admin/status', { headers: { authorization: `Bearer ${SECRETS.TEAM_KEY}` } }),
     await call('/metrics', { headers: { authorization: `Bearer ${SECRETS.PROVIDER_KEY}` } }),
+    await call('/admin/status', { headers: { authorization: `Bearer ${SECRETS.METRICS_TOKEN}` } }),
+    await call('/metrics', { headers: { authorization: `Bearer ${SECRETS.METRICS_TOKEN}` } }),
   ];
-  assert.deepEqual(raw.map((r) => r.status), [502, 200, 200, 502, 200, 403, 400, 400, 404, 401, 401, 401, 401, 401, 401]);
+  assert.deepEqual(raw.map((r) => r.status), [502, 200, 200, 502, 200, 403, 400, 400, 404, 401, 401, 401, 401, 401, 401, 401, 200]);
 
   // A reload whose errors would quote a gateway key and the provider key.
   writeFileSync(file, policy(fake.baseURL, true));
