@@ -85,17 +85,21 @@ export class GatewayAuth {
   }
 
   isAdminToken(token: string): boolean {
-    return this.adminDigest !== null && timingSafeEqual(digest(token), this.adminDigest);
+    return matches(token, this.adminDigest);
   }
 
   get hasMetricsToken(): boolean {
     return this.metricsDigest !== null;
   }
 
-  /** The scraper's token (server.auth.metrics_token): GET /metrics only. */
+  /** The scraper's token (server.auth.metrics_token): /metrics only. */
   isMetricsToken(token: string): boolean {
-    return this.metricsDigest !== null && timingSafeEqual(digest(token), this.metricsDigest);
+    return matches(token, this.metricsDigest);
   }
+}
+
+function matches(token: string, expected: Buffer | null): boolean {
+  return expected !== null && timingSafeEqual(digest(token), expected);
 }
 
 // ---------------------------------------------------------------------------------
@@ -244,17 +248,14 @@ export function requireKey(current: () => GatewayAuth, logger: winston.Logger): 
 }
 
 /** Guards /admin/*, /metrics and /dashboard with the admin token. */
-export function requireAdmin(current: () => GatewayAuth, logger: winston.Logger): RequestHandler {
+export function requireAdmin(current: () => GatewayAuth, logger: winston.Logger, scope: 'admin' | 'metrics' = 'admin'): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
     const auth = current();
     const path = pathOf(req);
-    // The scraper's token opens the metrics and nothing else (express matches /metrics in any letter case).
-    if (auth.hasMetricsToken && req.method === 'GET' && path.toLowerCase().replace(/\/+$/, '') === '/metrics') {
-      const token = adminTokenOf(req);
-      if (token !== null && auth.isMetricsToken(token)) return next();
-    }
+    const token = adminTokenOf(req);
+    // Guarding /metrics, the scraper's token (server.auth.metrics_token) opens it too.
+    if (scope === 'metrics' && token !== null && auth.isMetricsToken(token)) return next();
     if (auth.hasAdminToken) {
-      const token = adminTokenOf(req);
       if (token !== null && auth.isAdminToken(token)) return next();
       // Basic lets a browser ask for the token (any user name) and resend it with every dashboard request.
       res.setHeader('www-authenticate', 'Basic realm="tiergate admin", charset="UTF-8"');

@@ -243,6 +243,10 @@ export class InFlightRequests {
     return this.links.size;
   }
 
+  get stopped(): boolean {
+    return this.stoppedWith !== null;
+  }
+
   add(link: ClientLink): void {
     this.links.add(link);
     // A request that arrives on a kept-alive connection after the stop is stopped too.
@@ -424,10 +428,9 @@ async function streamThrough(ctx: ExecutionContext, requestId: string, res: http
   // The events of one upstream read leave in one write, on the next tick (after the
   // microtasks that hand over the read's other chunks): each res.write is a piece of the
   // chunked encoding, four writes to the socket, and a read usually carries several events.
+  // A flush is due exactly while `unsent` holds something.
   let unsent = '';
-  let flushing = false;
   const flush = () => {
-    flushing = false;
     if (unsent === '' || res.writableEnded || res.destroyed) return;
     const events = unsent;
     unsent = '';
@@ -451,11 +454,8 @@ async function streamThrough(ctx: ExecutionContext, requestId: string, res: http
         }
         clean.model = model.spec.name;
         if (stripLogprobs) clean.choices = clean.choices.map((choice) => ({ ...choice, logprobs: null }));
+        if (unsent === '') process.nextTick(flush);
         unsent += `data: ${JSON.stringify(clean)}\n\n`;
-        if (!flushing) {
-          flushing = true;
-          process.nextTick(flush);
-        }
       }
       next = await iterator.next();
       deadline.refresh();

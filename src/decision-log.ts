@@ -104,8 +104,8 @@ export interface DecisionLogSettings {
   flushMs?: number;
 }
 
-/** The default `flush_ms`: at one request at a time, a write per request cost ~15 % of its CPU (docs/bench/profile-findings.md, item 20). */
-export const DEFAULT_FLUSH_MS = 50;
+/** The default `flush_ms`: at one request at a time, a write per request was ~10 % of the main thread (docs/bench/profile-findings.md, item 20). */
+const DEFAULT_FLUSH_MS = 50;
 
 const RECORD = Symbol('decision');
 

@@ -59,7 +59,9 @@ export function createApp(manager: RuntimeManager, logger: winston.Logger, state
   // POST /v1/messages checks keys through the inner /v1/chat/completions call it makes (src/ingress).
   app.use(messagesRouter(logger, () => manager.runtime.server.bodyLimit, auth));
   app.use('/v1', requireKey(auth, logger));
-  app.use(['/admin', '/metrics', '/dashboard'], requireAdmin(auth, logger));
+  app.use(['/admin', '/dashboard'], requireAdmin(auth, logger));
+  // A scraper's own token (server.auth.metrics_token) opens the metrics, and only them.
+  app.use('/metrics', requireAdmin(auth, logger, 'metrics'));
 
   app.post('/v1/chat/completions', async (req: Request, res: Response) => {
     const runtime = manager.acquire();
@@ -224,11 +226,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const authLine = describeAuth(settings.auth, `${host.includes(':') ? `[${host}]` : host}:${address.port}`);
   logger[authLine.level](authLine.message);
   let closing: Promise<void> | null = null;
-  let stopped = false;
   const stopTimers: NodeJS.Timeout[] = [];
   const stopInFlight = (timeoutMs: number) => {
-    if (stopped) return;
-    stopped = true;
+    if (inFlight.stopped) return;
     if (inFlight.size > 0) logger.warn('shutting down: stopping the requests still in flight', { in_flight: inFlight.size, timeout_ms: timeoutMs });
     inFlight.stopAll(new TiergateError('TG_ERR_SHUTTING_DOWN', { timeout_ms: timeoutMs }, { retryAfterMs: 1000 }));
     // A stopped request answers at once. A connection still open a second later (a
