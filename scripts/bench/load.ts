@@ -122,6 +122,9 @@ export interface TtfbResult {
   total_p50_ms: number;
   requests: number;
   errors: number;
+  /** As in LoadResult: cores other processes and the hypervisor's steal took meanwhile. */
+  foreign_cpu: number;
+  stolen_cpu: number;
 }
 
 /** Sequential streamed requests over one kept-alive connection, timed to the first body byte. */
@@ -132,6 +135,9 @@ export async function measureTtfb(url: string, body: string, count: number): Pro
   const first = new Samples();
   const total = new Samples();
   let errors = 0;
+  const ownBefore = ownCpuMicros();
+  const machineBefore = machineMicros();
+  const started = performance.now();
   try {
     for (let i = 0; i < count; i++) {
       try {
@@ -166,7 +172,11 @@ export async function measureTtfb(url: string, body: string, count: number): Pro
   } finally {
     agent.destroy();
   }
+  const elapsedS = (performance.now() - started) / 1000;
+  const machineAfter = machineMicros();
   return {
+    foreign_cpu: Math.max(0, (machineAfter.busy - machineBefore.busy - (ownCpuMicros() - ownBefore)) / 1e6 / elapsedS),
+    stolen_cpu: (machineAfter.stolen - machineBefore.stolen) / 1e6 / elapsedS,
     ttfb_p50_ms: quantile(first.values(), 0.5),
     ttfb_p99_ms: quantile(first.values(), 0.99),
     total_p50_ms: quantile(total.values(), 0.5),

@@ -2,6 +2,7 @@
 import type { DecisionTiming } from './decision.ts';
 import type { LoadResult, TtfbResult } from './load.ts';
 import type { ProfileSummary } from './profile.ts';
+import type { WarmReport, WarmSettings } from './warm.ts';
 import { median } from './stats.ts';
 
 export const TARGETS = ['direct', 'proxy', 'tiergate'] as const;
@@ -11,13 +12,52 @@ export type Mode = 'json' | 'sse';
 export interface LoadCell {
   mode: Mode;
   connections: number;
+  /** Every round set run, disturbed ones included. */
   rounds: Record<TargetName, LoadResult[]>;
+  /** The round sets the medians are of (indices into `rounds`); absent before round 6: all of them. */
+  used?: number[];
   median: Record<TargetName, LoadResult>;
 }
 
 export interface TtfbCell {
   rounds: Record<TargetName, TtfbResult[]>;
+  used?: number[];
   median: Record<TargetName, TtfbResult>;
+}
+
+/**
+ * A round set (direct, proxy, tiergate in turn) during which other processes and the
+ * hypervisor's steal took more than this many cores of the 2 is run again: at one
+ * connection a request's latency is its CPU, and on a quiet machine both stay under
+ * ~0.1 cores, while a busy host took 0.5–0.6 and tripled even the direct p50.
+ */
+export const DISTURBED_CORES = 0.25;
+
+export interface Disturbable {
+  foreign_cpu: number;
+  /** Absent from results written before the steal column. */
+  stolen_cpu?: number;
+}
+
+/** The cores the machine did not give the benchmark during a run: other processes plus steal. */
+export function disturbanceOf(run: Disturbable): number {
+  return run.foreign_cpu + (run.stolen_cpu ?? 0);
+}
+
+/** A round set's disturbance: its most disturbed run's. */
+export function setDisturbance(rounds: Record<TargetName, readonly Disturbable[]>, set: number): number {
+  return Math.max(...TARGETS.map((t) => disturbanceOf(rounds[t][set])));
+}
+
+/** The `count` least disturbed round sets, in the order they ran; chosen by disturbance alone, never by result. */
+export function leastDisturbed(rounds: Record<TargetName, readonly Disturbable[]>, count: number): number[] {
+  const sets = rounds.direct.map((_, set) => ({ set, disturbance: setDisturbance(rounds, set) }));
+  return sets.sort((a, b) => a.disturbance - b.disturbance || a.set - b.set).slice(0, count).map((s) => s.set).sort((a, b) => a - b);
+}
+
+/** Medians of each target over the round sets `used`. */
+export function mediansOver<R extends object>(rounds: Record<TargetName, R[]>, used: readonly number[]): Record<TargetName, R> {
+  return Object.fromEntries(TARGETS.map((t) => [t, medianOf(used.map((set) => rounds[t][set]))])) as Record<TargetName, R>;
 }
 
 export interface ScaleRow {
@@ -26,6 +66,8 @@ export interface ScaleRow {
   routes: number | null;
   rounds: LoadResult[];
   median: LoadResult;
+  /** Its own warm-up; null when its server was warm already (absent before round 6). */
+  warm?: WarmReport | null;
 }
 
 export interface Piece {
@@ -55,11 +97,15 @@ export interface BenchResults {
     load_average_at_start: number[];
     quick: boolean;
     duration_s: number;
-    gateway_warm_s: number;
-    warm_requests: number;
     scale_duration_s: number;
-    scale_warm_s: number;
+    /** Absent from runs before the settled warm-up (round 6), which warmed by a count of requests. */
+    warm?: { targets: WarmSettings; one_cell: WarmSettings; cells: string[]; warmed: Record<TargetName, WarmReport> };
+    gateway_warm_s?: number;
+    warm_requests?: number;
+    scale_warm_s?: number;
     rounds: number;
+    /** Round sets run beyond `rounds` at most, in place of disturbed ones (absent before round 6). */
+    extra_rounds?: number;
     ttfb_requests: number;
     wall_s: number;
   };

@@ -25,7 +25,8 @@ import { BASE_SHAPE, chatBody, routeName, writePolicy, type PolicyShape } from '
 import { CPU_COUNT, HAS_TASKSET, freePort, killAll, pinSelf, startChild, stopAll, waitReady, type Child } from './processes.ts';
 import { summariseProfile } from './profile.ts';
 import { renderReport } from './report.ts';
-import { TARGETS, medianOf, type BenchResults, type LoadCell, type Mode, type Piece, type ScaleRow, type TargetName, type TtfbCell } from './results.ts';
+import { describeWarm, warmUntilSettled, type WarmCell, type WarmReport, type WarmSettings } from './warm.ts';
+import { DISTURBED_CORES, TARGETS, leastDisturbed, medianOf, mediansOver, setDisturbance, type Disturbable, type BenchResults, type LoadCell, type Mode, type Piece, type ScaleRow, type TargetName, type TtfbCell } from './results.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const { values: flags } = parseArgs({
@@ -39,8 +40,12 @@ const { values: flags } = parseArgs({
 });
 const quick = flags.quick === true;
 const settings = quick
-  ? { duration: 1, scaleDuration: 1, rounds: 3, warm: 0.5, gatewayWarm: 6, scaleWarm: 4, warmRequests: 2500, ttfbRequests: 200, decisionBudgetMs: 300, profileS: 2, pieceCalls: 1000 }
-  : { duration: 2.5, scaleDuration: 2, rounds: 3, warm: 0.5, gatewayWarm: 10, scaleWarm: 6, warmRequests: 4000, ttfbRequests: 500, decisionBudgetMs: 1000, profileS: 5, pieceCalls: 2000 };
+  ? { duration: 1, scaleDuration: 1, rounds: 3, extraRounds: 3, warm: 0.5, ttfbRequests: 200, decisionBudgetMs: 300, profileS: 2, pieceCalls: 1000 }
+  : { duration: 2.5, scaleDuration: 2, rounds: 3, extraRounds: 3, warm: 0.5, ttfbRequests: 500, decisionBudgetMs: 1000, profileS: 5, pieceCalls: 2000 };
+/** Every target's warm-up in the cells it is measured in (scripts/bench/warm.ts); the same for all three. */
+const targetWarm: WarmSettings = quick ? { stepSeconds: 0.5, minPasses: 2, patience: 1, maxSeconds: 12, tolerance: 0.05 } : { stepSeconds: 1, minPasses: 3, patience: 2, maxSeconds: 45, tolerance: 0.05 };
+/** A gateway or echo server measured in one cell only (scale, the HTTP layer, the profile). */
+const oneCellWarm: WarmSettings = quick ? { stepSeconds: 0.5, minPasses: 2, patience: 1, maxSeconds: 4, tolerance: 0.05 } : { stepSeconds: 1, minPasses: 4, patience: 2, maxSeconds: 15, tolerance: 0.05 };
 const SERVER_CPU = 0;
 const CLIENT_CPU = 1;
 const TSX = ['--import', 'tsx'];
@@ -116,6 +121,24 @@ function describeLoad(r: LoadResult): string {
   return `${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.p50_ms.toFixed(3)} ms  p99 ${r.p99_ms.toFixed(3)} ms  cpu ${r.cpu_us_per_request.toFixed(0)} µs/req (${(r.cpu_utilisation * 100).toFixed(0)} %)  rss ${r.rss_max_mb.toFixed(0)} MB  others ${r.foreign_cpu.toFixed(2)} cores${r.errors || r.non2xx ? `  errors ${r.errors} non-2xx ${r.non2xx}` : ''}`;
 }
 
+/**
+ * Interleaved round sets (direct, proxy, tiergate, direct, …) until `settings.rounds`
+ * of them ran on a quiet machine (at most DISTURBED_CORES of other load and steal), or
+ * `settings.extraRounds` more than that were run; the medians are then of the
+ * `settings.rounds` least disturbed sets. Every set stays in the results.
+ */
+async function roundSets<R extends Disturbable>(label: string, measure: (target: TargetName, round: number) => Promise<R>): Promise<{ rounds: Record<TargetName, R[]>; used: number[] }> {
+  const rounds = { direct: [], proxy: [], tiergate: [] } as Record<TargetName, R[]>;
+  let quiet = 0;
+  for (let set = 0; quiet < settings.rounds && set < settings.rounds + settings.extraRounds; set++) {
+    for (const target of TARGETS) rounds[target].push(await measure(target, set + 1));
+    const disturbance = setDisturbance(rounds, set);
+    if (disturbance <= DISTURBED_CORES) quiet++;
+    else log(`${label}  round ${set + 1} disturbed (${disturbance.toFixed(2)} cores of other load and steal): ${quiet < settings.rounds && set + 1 < settings.rounds + settings.extraRounds ? 'one more round' : 'no rounds left'}`);
+  }
+  return { rounds, used: leastDisturbed(rounds, settings.rounds) };
+}
+
 async function main(): Promise<void> {
   const pinned = HAS_TASKSET && CPU_COUNT >= 2 && pinSelf(CLIENT_CPU);
   log(`tiergate bench${quick ? ' (quick)' : ''}: ${settings.rounds} rounds of ${settings.duration} s; ${pinned ? `servers on CPU ${SERVER_CPU}, load generator on CPU ${CLIENT_CPU}` : 'not pinned (no taskset or a single CPU)'}`);
@@ -133,56 +156,42 @@ async function main(): Promise<void> {
     await checkTarget(target, servers[target], bodies.sse, true, target === 'tiergate' ? 'small' : undefined);
   }
 
-  // A freshly started tiergate needs several seconds of load before its JIT settles
-  // (CPU per request falls from ~8 ms to ~1.5 ms over its first ~3,000 requests); the
-  // Node servers need far less.
-  // JIT warm-up goes by calls, not seconds: warm in one-second runs until enough
-  // requests have been served (a gateway slowed by a busy machine gets more time), up
-  // to a time limit (a 1,000-rule gateway serves ~50 requests a second).
-  const warm = async (server: Server, body: string, maxSeconds: number, requests = settings.warmRequests) => {
-    let served = 0;
-    for (const until = performance.now() + maxSeconds * 1000; served < requests && performance.now() < until; ) {
-      const seconds = Math.min(1, Math.max(0.2, (until - performance.now()) / 1000));
-      served += (await runLoad({ url: server.url + CHAT_PATH, body, connections: 50, durationSeconds: seconds, serverPid: server.child.pid })).requests;
-    }
-  };
+  phase('warm-up');
+  // Every target warmed alike, in the four cells it is measured in, until its CPU per
+  // request has settled (scripts/bench/warm.ts): a fresh tiergate's JIT goes on
+  // compiling for tens of seconds, and again whenever it meets a cell it has not seen.
+  const cells: WarmCell[] = (['json', 'sse'] as Mode[]).flatMap((mode) => [1, 50].map((connections) => ({ label: `${mode} ${connections}`, body: bodies[mode], connections })));
+  const warmed = {} as Record<TargetName, WarmReport>;
   for (const target of TARGETS) {
-    const seconds = target === 'tiergate' ? settings.gatewayWarm : 1;
-    await warm(servers[target], bodies.json, seconds * 0.6, settings.warmRequests * 0.6);
-    await warm(servers[target], bodies.sse, seconds * 0.4, settings.warmRequests * 0.4);
+    warmed[target] = await warmUntilSettled(servers[target].url + CHAT_PATH, servers[target].child.pid, cells, targetWarm);
+    log(`warm  ${target.padEnd(8)} ${describeWarm(warmed[target])}`);
   }
-  log(`warmed up (tiergate: ${settings.warmRequests} requests or ${settings.gatewayWarm} s of load)`);
+  const warmOne = (server: Server, body: string) => warmUntilSettled(server.url + CHAT_PATH, server.child.pid, [{ label: 'json 50', body, connections: 50 }], oneCellWarm);
 
   phase('throughput and latency');
   // Throughput and latency: interleaved rounds.
   const load: LoadCell[] = [];
   for (const mode of ['json', 'sse'] as Mode[]) {
     for (const connections of [1, 50]) {
-      const rounds = { direct: [], proxy: [], tiergate: [] } as Record<TargetName, LoadResult[]>;
       for (const target of TARGETS) await runLoad({ url: servers[target].url + CHAT_PATH, body: bodies[mode], connections, durationSeconds: settings.warm, serverPid: servers[target].child.pid });
-      for (let round = 1; round <= settings.rounds; round++) {
-        for (const target of TARGETS) {
-          const result = await runLoad({ url: servers[target].url + CHAT_PATH, body: bodies[mode], connections, durationSeconds: settings.duration, serverPid: servers[target].child.pid });
-          rounds[target].push(result);
-          log(`${mode.padEnd(4)} ${String(connections).padStart(2)} conn  round ${round}  ${target.padEnd(8)} ${describeLoad(result)}`);
-        }
-      }
-      load.push({ mode, connections, rounds, median: { direct: medianOf(rounds.direct), proxy: medianOf(rounds.proxy), tiergate: medianOf(rounds.tiergate) } });
+      const { rounds, used } = await roundSets(`${mode.padEnd(4)} ${String(connections).padStart(2)} conn`, async (target, round) => {
+        const result = await runLoad({ url: servers[target].url + CHAT_PATH, body: bodies[mode], connections, durationSeconds: settings.duration, serverPid: servers[target].child.pid });
+        log(`${mode.padEnd(4)} ${String(connections).padStart(2)} conn  round ${round}  ${target.padEnd(8)} ${describeLoad(result)}  stolen ${result.stolen_cpu.toFixed(2)}`);
+        return result;
+      });
+      load.push({ mode, connections, rounds, used, median: mediansOver(rounds, used) });
     }
   }
 
   phase('time to first streamed byte');
   // Time to first streamed byte, one connection, sequential requests.
-  const ttfbRounds = { direct: [], proxy: [], tiergate: [] } as Record<TargetName, TtfbResult[]>;
   for (const target of TARGETS) await measureTtfb(servers[target].url + CHAT_PATH, bodies.sse, 100);
-  for (let round = 1; round <= settings.rounds; round++) {
-    for (const target of TARGETS) {
-      const result = await measureTtfb(servers[target].url + CHAT_PATH, bodies.sse, settings.ttfbRequests);
-      ttfbRounds[target].push(result);
-      log(`ttfb         round ${round}  ${target.padEnd(8)} first byte p50 ${result.ttfb_p50_ms.toFixed(3)} ms  p99 ${result.ttfb_p99_ms.toFixed(3)} ms  whole ${result.total_p50_ms.toFixed(3)} ms`);
-    }
-  }
-  const ttfb: TtfbCell = { rounds: ttfbRounds, median: { direct: medianOf(ttfbRounds.direct), proxy: medianOf(ttfbRounds.proxy), tiergate: medianOf(ttfbRounds.tiergate) } };
+  const ttfbSets = await roundSets('ttfb', async (target, round) => {
+    const result = await measureTtfb(servers[target].url + CHAT_PATH, bodies.sse, settings.ttfbRequests);
+    log(`ttfb         round ${round}  ${target.padEnd(8)} first byte p50 ${result.ttfb_p50_ms.toFixed(3)} ms  p99 ${result.ttfb_p99_ms.toFixed(3)} ms  whole ${result.total_p50_ms.toFixed(3)} ms  others ${result.foreign_cpu.toFixed(2)}  stolen ${result.stolen_cpu.toFixed(2)}`);
+    return result;
+  });
+  const ttfb: TtfbCell = { ...ttfbSets, median: mediansOver(ttfbSets.rounds, ttfbSets.used) };
   await direct.child.stop();
 
   phase('scale');
@@ -204,7 +213,14 @@ async function main(): Promise<void> {
   ];
   for (const [i, target] of scaleTargets.entries()) await checkTarget(target.label, target.server, target.body, false, i > 0 ? 'small' : undefined);
   const scaleRounds = scaleTargets.map(() => [] as LoadResult[]);
-  for (const target of scaleTargets) await warm(target.server, target.body, scaleGateways.includes(target.server) ? settings.scaleWarm : settings.warm, scaleGateways.includes(target.server) ? settings.warmRequests : 1);
+  const scaleWarmed: Array<WarmReport | null> = [];
+  for (const [i, target] of scaleTargets.entries()) {
+    // The proxy and the first gateway are warm already; the named-model row is that
+    // gateway, on a path (no routing) its warm-up did not take.
+    const fresh = i >= 2;
+    scaleWarmed.push(fresh ? await warmOne(target.server, target.body) : null);
+    if (fresh) log(`warm  ${target.label.padEnd(48)} ${describeWarm(scaleWarmed.at(-1) as WarmReport)}`);
+  }
   for (let round = 1; round <= settings.rounds; round++) {
     for (const [i, target] of scaleTargets.entries()) {
       const result = await runLoad({ url: target.server.url + CHAT_PATH, body: target.body, connections: 50, durationSeconds: settings.scaleDuration, serverPid: target.server.child.pid });
@@ -212,7 +228,7 @@ async function main(): Promise<void> {
       log(`scale  round ${round}  ${target.label.padEnd(48)} ${describeLoad(result)}`);
     }
   }
-  const scale: ScaleRow[] = scaleTargets.map((t, i) => ({ label: t.label, rules: t.rules, routes: t.routes, rounds: scaleRounds[i], median: medianOf(scaleRounds[i]) }));
+  const scale: ScaleRow[] = scaleTargets.map((t, i) => ({ label: t.label, rules: t.rules, routes: t.routes, rounds: scaleRounds[i], median: medianOf(scaleRounds[i]), warm: scaleWarmed[i] }));
   await Promise.all(scaleGateways.map((g) => g.child.stop()));
 
   phase('HTTP layer alone');
@@ -220,7 +236,8 @@ async function main(): Promise<void> {
   const echoes = await Promise.all((['http', 'express'] as const).map((kind) => startScript(`echo (${kind})`, 'echo.ts', [kind], SERVER_CPU)));
   const layerLabels = ['node:http: parse the JSON body, answer a fixed completion', 'express + express.json + res.json, as src/server.ts and src/chat.ts use them'];
   const layerRounds = echoes.map(() => [] as LoadResult[]);
-  for (const echo of echoes) await warm(echo, bodies.json, settings.warm, 2000);
+  const layerWarmed: WarmReport[] = [];
+  for (const echo of echoes) layerWarmed.push(await warmOne(echo, bodies.json));
   for (let round = 1; round <= settings.rounds; round++) {
     for (const [i, echo] of echoes.entries()) {
       const result = await runLoad({ url: echo.url + CHAT_PATH, body: bodies.json, connections: 50, durationSeconds: settings.scaleDuration, serverPid: echo.child.pid });
@@ -228,7 +245,7 @@ async function main(): Promise<void> {
       log(`layer  round ${round}  ${layerLabels[i].slice(0, 48).padEnd(48)} ${describeLoad(result)}`);
     }
   }
-  const layers: ScaleRow[] = echoes.map((_, i) => ({ label: layerLabels[i], rules: null, routes: null, rounds: layerRounds[i], median: medianOf(layerRounds[i]) }));
+  const layers: ScaleRow[] = echoes.map((_, i) => ({ label: layerLabels[i], rules: null, routes: null, rounds: layerRounds[i], median: medianOf(layerRounds[i]), warm: layerWarmed[i] }));
   await Promise.all(echoes.map((e) => e.child.stop()));
 
   phase('pieces');
@@ -258,7 +275,8 @@ async function main(): Promise<void> {
     const profileDir = path.join(tmp, 'profile');
     mkdirSync(profileDir, { recursive: true });
     const profiled = await startGateway(BASE_SHAPE, behind.port, ['--cpu-prof', '--cpu-prof-interval', '250', '--cpu-prof-dir', profileDir]);
-    await warm(profiled, bodies.json, settings.gatewayWarm);
+    const profileWarmed = await warmOne(profiled, bodies.json);
+    log(`warm  profiled gateway ${describeWarm(profileWarmed)}`);
     const loadStart = performance.now();
     const result = await runLoad({ url: profiled.url + CHAT_PATH, body: bodies.json, connections: 50, durationSeconds: settings.profileS, serverPid: profiled.child.pid });
     const loadEnd = performance.now();
@@ -294,10 +312,9 @@ async function main(): Promise<void> {
       quick,
       duration_s: settings.duration,
       scale_duration_s: settings.scaleDuration,
-      scale_warm_s: settings.scaleWarm,
-      gateway_warm_s: settings.gatewayWarm,
-      warm_requests: settings.warmRequests,
+      warm: { targets: targetWarm, one_cell: oneCellWarm, cells: cells.map((c) => c.label), warmed },
       rounds: settings.rounds,
+      extra_rounds: settings.extraRounds,
       ttfb_requests: settings.ttfbRequests,
       wall_s: Math.round((performance.now() - wallStart) / 1000),
     },
