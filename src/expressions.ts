@@ -7,6 +7,7 @@ import type { ChatMessage, CompiledExpression } from './plugin-api.ts';
 import { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from './tokens.ts';
 import { TiergateError, type SourceLocation } from './errors.ts';
 import { UNDECIDED, compileFast } from './expression-fast-path.ts';
+import { LinearRegExp, linearRegExpProblem } from './linear-regex.ts';
 
 const BUILTIN_FUNCTIONS = new Set([
   'sum', 'count', 'max', 'min', 'average', 'string', 'substring', 'substringBefore', 'substringAfter', 'lowercase',
@@ -156,6 +157,24 @@ function walkAst(node: unknown, visitNode: (n: AstNode) => void, seen = new Set<
   for (const value of Object.values(node)) walkAst(value, visitNode, seen);
 }
 
+/**
+ * A regex literal RE2 cannot match (src/linear-regex.ts): refused when the policy loads,
+ * at the literal's place, rather than failing at the first request it meets.
+ */
+function unsupportedRegex(ast: AstNode): ExpressionProblem | null {
+  let problem: ExpressionProblem | null = null;
+  walkAst(ast, (node) => {
+    // A regex literal is the one node whose value is a RegExp (JSONata compiles it when parsing).
+    if (problem || !(node.value instanceof RegExp)) return;
+    const reason = linearRegExpProblem(node.value.source, node.value.flags);
+    if (reason === null) return;
+    // The position is just past the literal: /source/ and the flags written (JSONata adds g).
+    const written = node.value.source.length + 2 + node.value.flags.replace('g', '').length;
+    problem = { message: `regular expression ${reason}`, offset: typeof node.position === 'number' ? Math.max(0, node.position - written) : undefined };
+  });
+  return problem;
+}
+
 function unknownFunction(ast: AstNode): ExpressionProblem | null {
   const bound = boundNames(ast);
   let problem: ExpressionProblem | null = null;
@@ -258,7 +277,9 @@ export function compileExpression(source: string, options: { limits?: Expression
   const location = options.location;
   let compiled: ReturnType<typeof jsonata>;
   try {
-    compiled = jsonata(source, { timeout: limits.timeout_ms, stack: limits.max_depth, sequence: limits.max_sequence });
+    // Regex literals run on RE2, so that no pattern can backtrack past timeout_ms: a
+    // match is one step, which the time limit cannot interrupt (src/linear-regex.ts).
+    compiled = jsonata(source, { timeout: limits.timeout_ms, stack: limits.max_depth, sequence: limits.max_sequence, RegexEngine: LinearRegExp as unknown as RegExpConstructor });
   } catch (err) {
     const e = err as JsonataError;
     // JSONata's position is just after the offending token; at the end of the expression
@@ -270,7 +291,7 @@ export function compileExpression(source: string, options: { limits?: Expression
     return { problem: { message: e.message ?? String(err), offset } };
   }
   const ast = compiled.ast() as unknown as AstNode;
-  const problem = unknownFunction(ast);
+  const problem = unknownFunction(ast) ?? unsupportedRegex(ast);
   if (problem) return { problem };
   // Only the functions the expression names: each registered one is bound into every
   // evaluation's environment. $eval can name any, so it gets them all.

@@ -10,6 +10,13 @@
 import type { EventEmitter } from 'node:events';
 import { redactSecrets } from './secrets.ts';
 
+/**
+ * For patterns a policy gives a plugin: a RegExp look-alike that matches in linear time
+ * (RE2), so that no pattern can hang the gateway; `linearRegExpProblem` says why a
+ * pattern is refused (lookaround, backreferences), for the plugin's option error.
+ */
+export { LinearRegExp, linearRegExpProblem } from './linear-regex.ts';
+
 export type PluginKind = 'router' | 'evaluator' | 'provider';
 
 /** A JSON Schema (draft 2020-12 subset that ajv understands). Objects should be closed (`additionalProperties: false`). */

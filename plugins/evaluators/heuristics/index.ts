@@ -14,7 +14,10 @@
 //   answers use them now and then.
 // - repetition: the share of word 6-grams that already occurred earlier in the answer; a
 //   generation loop repeats whole phrases, ordinary prose and code almost never do.
-import type { ChatMessage, CompiledExpression, EvalInput, Evaluation, Evaluator, EvaluatorModule, JsonSchema } from '../../../src/plugin-api.ts';
+import { LinearRegExp, type ChatMessage, type CompiledExpression, type EvalInput, type Evaluation, type Evaluator, type EvaluatorModule, type JsonSchema } from '../../../src/plugin-api.ts';
+
+/** A built-in RegExp, or a policy's pattern on RE2 (LinearRegExp): both answer exec. */
+type Pattern = Pick<RegExp, 'exec'>;
 import { isTruthy } from '../../../src/expressions.ts';
 import { messageText } from '../../../src/tokens.ts';
 
@@ -105,12 +108,12 @@ const optionsSchema: JsonSchema = {
     refusal_patterns: {
       type: 'array',
       items: { type: 'string', minLength: 1 },
-      description: 'Extra refusal regexes (case-insensitive), looked for in the first 300 characters of the answer, in addition to the built-in list.',
+      description: 'Extra refusal regexes (case-insensitive; matched in linear time by RE2: no lookaround or backreferences), looked for in the first 300 characters of the answer, in addition to the built-in list.',
     },
     hedge_patterns: {
       type: 'array',
       items: { type: 'string', minLength: 1 },
-      description: 'Extra hedge regexes (case-insensitive), looked for anywhere in the answer, in addition to the built-in list.',
+      description: 'Extra hedge regexes (case-insensitive, RE2 as refusal_patterns), looked for anywhere in the answer, in addition to the built-in list.',
     },
     max_repeated_share: {
       type: 'number',
@@ -158,7 +161,7 @@ function excerpt(text: string, max = 60): string {
   return oneLine.length <= max ? oneLine : oneLine.slice(0, max - 1) + '…';
 }
 
-function firstMatch(patterns: readonly RegExp[], text: string): string | null {
+function firstMatch(patterns: readonly Pattern[], text: string): string | null {
   for (const pattern of patterns) {
     const m = pattern.exec(text);
     if (m) return m[0];
@@ -207,12 +210,18 @@ function expressionInput(input: EvalInput, answer: Answer): Record<string, unkno
   };
 }
 
-function compilePatterns(patterns: readonly string[] | undefined, key: string, optionError: (path: ReadonlyArray<string | number>, message: string) => Error): RegExp[] {
+/** A policy's patterns, on RE2: one that backtracks on a long answer would hold every request. */
+function compilePatterns(patterns: readonly string[] | undefined, key: string, optionError: (path: ReadonlyArray<string | number>, message: string) => Error): Pattern[] {
   return (patterns ?? []).map((source, i) => {
     try {
-      return new RegExp(source, 'i');
+      new RegExp(source, 'i');
     } catch (err) {
       throw optionError([key, i], `not a valid regular expression: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    try {
+      return new LinearRegExp(source, 'i');
+    } catch (err) {
+      throw optionError([key, i], `not supported: ${err instanceof Error ? err.message : String(err)}`);
     }
   });
 }
@@ -221,11 +230,11 @@ class HeuristicsEvaluator implements Evaluator {
   readonly #minChars: number;
   readonly #maxRepeatedShare: number;
   readonly #penalties: Readonly<Record<Check, number>>;
-  readonly #refusals: readonly RegExp[];
-  readonly #hedges: readonly RegExp[];
+  readonly #refusals: readonly Pattern[];
+  readonly #hedges: readonly Pattern[];
   readonly #shortOk: CompiledExpression | null;
 
-  constructor(options: Readonly<HeuristicsOptions>, refusals: RegExp[], hedges: RegExp[], shortOk: CompiledExpression | null) {
+  constructor(options: Readonly<HeuristicsOptions>, refusals: Pattern[], hedges: Pattern[], shortOk: CompiledExpression | null) {
     this.#minChars = options.min_chars ?? DEFAULT_MIN_CHARS;
     this.#maxRepeatedShare = options.max_repeated_share ?? DEFAULT_MAX_REPEATED_SHARE;
     this.#penalties = { ...DEFAULT_PENALTIES, ...options.penalties };

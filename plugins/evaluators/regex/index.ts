@@ -6,7 +6,7 @@
 // through. Otherwise the score is the share of `must_match` patterns that match (1 when
 // there are none), so two of three required elements score 0.67 and the decision log
 // names the missing one.
-import type { EvalInput, Evaluation, Evaluator, EvaluatorModule, JsonSchema, OptionIssue } from '../../../src/plugin-api.ts';
+import { LinearRegExp, type EvalInput, type Evaluation, type Evaluator, type EvaluatorModule, type JsonSchema, type OptionIssue } from '../../../src/plugin-api.ts';
 
 interface RegexOptions {
   /** Every pattern should match the answer; the score is the share that do. */
@@ -25,21 +25,22 @@ const optionsSchema: JsonSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    must_match: patternList('Regexes (JavaScript syntax) the answer should match; the score is the share that match.'),
+    must_match: patternList('Regexes (JavaScript syntax, matched in linear time by RE2: no lookaround or backreferences) the answer should match; the score is the share that match.'),
     must_not_match: patternList('Regexes the answer must not match; any match scores 0 whatever else holds.'),
     flags: {
       type: 'string',
-      // g and y make RegExp.test stateful between answers, so they are not offered.
-      pattern: '^[imsuv]*$',
+      // g and y make RegExp.test stateful between answers, so they are not offered; v's
+      // set operations are beyond RE2.
+      pattern: '^[imsu]*$',
       default: DEFAULT_FLAGS,
-      description: 'RegExp flags for every pattern, from i, m, s, u, v (default "i": case-insensitive).',
+      description: 'RegExp flags for every pattern, from i, m, s, u (default "i": case-insensitive).',
     },
   },
 };
 
 interface Rule {
   source: string;
-  pattern: RegExp;
+  pattern: LinearRegExp;
 }
 
 class RegexEvaluator implements Evaluator {
@@ -92,12 +93,18 @@ export default {
     } catch (err) {
       throw ctx.optionError(['flags'], `not valid RegExp flags: ${err instanceof Error ? err.message : String(err)}`);
     }
+    // RE2, not RegExp: a pattern that backtracks on a long answer would hold every request.
     const compile = (key: 'must_match' | 'must_not_match'): Rule[] =>
       (options[key] ?? []).map((source, i) => {
         try {
-          return { source, pattern: new RegExp(source, flags) };
+          new RegExp(source, flags);
         } catch (err) {
           throw ctx.optionError([key, i], `not a valid regular expression: ${err instanceof Error ? err.message : String(err)}`);
+        }
+        try {
+          return { source, pattern: new LinearRegExp(source, flags) };
+        } catch (err) {
+          throw ctx.optionError([key, i], `not supported: ${err instanceof Error ? err.message : String(err)}`);
         }
       });
     return new RegexEvaluator(compile('must_match'), compile('must_not_match'));
