@@ -13,7 +13,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { simulatorLadder, startTestGateway, type TestGateway } from './support/gateway.ts';
+import jsonata from 'jsonata';
 import { LinearRegExp, linearRegExpProblem } from '../src/linear-regex.ts';
+import { compileExpression } from '../src/expressions.ts';
 import { buildRuntime } from '../src/runtime.ts';
 import { createLogger } from '../src/logger.ts';
 import { PolicyErrors } from '../src/errors.ts';
@@ -56,6 +58,17 @@ describe('LinearRegExp matches as RegExp does', () => {
       assert.equal(new LinearRegExp(pattern, flags.replace('g', '')).test(input), new RegExp(pattern, flags.replace('g', '')).test(input));
     });
   }
+
+  test("JSONata's regex functions give what they give on RegExp, through the gateway's compiler", async () => {
+    const input = { s: 'foo, bar; 12-ab baz@qux 34-cd fooo' };
+    for (const source of ['$match(s, /(\\d+)-(\\w+)/)', '$replace(s, /o+/, "0")', '$split(s, /[,;]\\s*/)', '$contains(s, /FOO/i)', '$match(s, /o/).index', '$replace(s, /(\\w+)@(\\w+)/, "$2 at $1")']) {
+      const compiled = compileExpression(source);
+      assert.ok('expression' in compiled, source);
+      // As JSON: JSONata marks its result sequences with properties of its own.
+      const plain = (value: unknown) => JSON.parse(JSON.stringify(value)) as unknown;
+      assert.deepEqual(plain(await compiled.expression.evaluate(input)), plain(await jsonata(source).evaluate(input)), source);
+    }
+  });
 
   test('a catastrophic pattern takes time linear in the input', () => {
     const re = new LinearRegExp(BACKTRACKING);
