@@ -43,10 +43,8 @@ export interface WarmReport {
 export async function warmUntilSettled(url: string, serverPid: number, cells: readonly WarmCell[], settings: WarmSettings): Promise<WarmReport> {
   const started = performance.now();
   const passes: number[][] = [];
-  const lowest = cells.map(() => Number.POSITIVE_INFINITY);
   let requests = 0;
   let settled = false;
-  let flat = 0;
   const until = started + settings.maxSeconds * 1000;
   while (!settled && performance.now() < until) {
     const pass: number[] = [];
@@ -55,14 +53,28 @@ export async function warmUntilSettled(url: string, serverPid: number, cells: re
       requests += result.requests;
       pass.push(result.cpu_us_per_request);
     }
-    // The first pass only sets the lowest figures; NaN (no 2xx answers) never settles.
-    const cheaper = pass.some((cpu, i) => !(cpu >= lowest[i] * (1 - settings.tolerance)));
-    pass.forEach((cpu, i) => (lowest[i] = Math.min(lowest[i], cpu)));
     passes.push(pass);
-    flat = cheaper ? 0 : flat + 1;
-    settled = passes.length >= settings.minPasses && flat >= settings.patience;
+    settled = hasSettled(passes, settings);
   }
   return { seconds: (performance.now() - started) / 1000, requests, passes: passes.length, settled, cpu_us_per_request: passes };
+}
+
+/**
+ * Whether passes so far (each cell's CPU µs per request, pass by pass) show a settled
+ * target: at least `minPasses`, and the last `patience` of them each lowered no cell's
+ * figure more than `tolerance` below that cell's lowest before it. The first pass only
+ * sets the lowest figures; a NaN (no 2xx answers) never settles.
+ */
+export function hasSettled(passes: readonly (readonly number[])[], settings: Pick<WarmSettings, 'minPasses' | 'patience' | 'tolerance'>): boolean {
+  if (passes.length < settings.minPasses || passes.length <= settings.patience) return false;
+  for (let k = passes.length - settings.patience; k < passes.length; k++) {
+    const cheaper = passes[k].some((cpu, i) => {
+      const lowest = Math.min(...passes.slice(0, k).map((pass) => pass[i]));
+      return !(cpu >= lowest * (1 - settings.tolerance));
+    });
+    if (cheaper) return false;
+  }
+  return true;
 }
 
 export function describeWarm(report: WarmReport): string {
