@@ -3,14 +3,16 @@
 // A target is warmed in every cell it will be measured in (JSON and SSE, 1 and 50
 // connections), in turn, one short run each: a pass. V8 optimises for what it has seen,
 // so a cell first met in the measured rounds would be measured while its functions are
-// compiled afresh (the compiler thread shares the pinned core). Passes repeat until a
-// pass brings no cell's CPU per request more than `tolerance` below that cell's lowest
-// so far (`patience` passes in a row), or the time is up. "Stopped getting cheaper" rather than "the same as last
-// time": on a shared host a pass's figure jumps up and down by 20 % or more with other
-// load, which would keep a same-as-before test from ever passing, while warming up only
-// ever makes a request cheaper. Traced with --trace-opt (round 6 of docs/bench/profile-findings.md):
-// a fresh tiergate compiled ~270 functions in its first 3 s and ~120 more on meeting one
-// connection after 15 s at ten; one connection's p50 kept falling for ~25 s of load.
+// compiled afresh (the compiler thread shares the pinned core). Passes repeat until
+// `patience` passes in a row bring no cell's CPU per request more than `tolerance` below
+// that cell's lowest so far, or the time is up. "Stopped getting cheaper" rather than
+// "the same as last time": on a shared host a pass's figure jumps up and down by 20 % or
+// more with other load, which would keep a same-as-before test from ever passing, while
+// warming up only ever makes a request cheaper.
+//
+// Traced with --trace-opt (round 6 of docs/bench/profile-findings.md): a fresh tiergate
+// compiled ~270 functions in its first 3 s, and ~120 more on meeting one connection
+// after 15 s at ten; one connection's p50 kept falling for ~25 s of load.
 import { runLoad } from './load.ts';
 
 export interface WarmCell {
