@@ -21,6 +21,7 @@ import type { FeedbackClaim, FeedbackWindow, RoutedDecision, Router, RoutingOutc
 import type { Runtime } from './runtime.ts';
 import { sendError } from './chat.ts';
 import { callerOf } from './auth.ts';
+import { RecentMap } from './recent-map.ts';
 
 interface Remembered {
   route: string | null;
@@ -52,7 +53,7 @@ export interface LearningOptions {
 }
 
 export class Learning {
-  private readonly recent = new Map<string, Remembered>();
+  private readonly recent: RecentMap<string, Remembered>;
   readonly capacity: number;
   readonly ttlMs: number;
   private readonly window: FeedbackWindow;
@@ -64,6 +65,7 @@ export class Learning {
     this.capacity = options.capacity ?? 10_000;
     this.ttlMs = options.ttlMs ?? 24 * 3600_000;
     this.window = { ttl_ms: this.ttlMs, capacity: this.capacity };
+    this.recent = new RecentMap(this.capacity);
   }
 
   /** A DecisionObserver. */
@@ -71,7 +73,6 @@ export class Learning {
     if ('kind' in line || line.status !== 'ok') return;
     const remembered: Remembered = { route: line.route, arm: line.routed_tier ?? line.routed_model, features: line.request_features, cost_usd: line.cost_usd, latency_ms: line.latency_ms, at: Date.now(), score: null, apiKey: line.api_key_name ?? null };
     this.recent.set(line.request_id, remembered);
-    if (this.recent.size > this.capacity) this.recent.delete(this.recent.keys().next().value as string);
     const shared = remembered.route === null ? undefined : runtime.routes.get(remembered.route)?.router.sharedDecisions;
     if (shared && remembered.route !== null && remembered.arm !== null) {
       const decision: RoutedDecision = { route: remembered.route, request_id: line.request_id, arm: remembered.arm, features: remembered.features, cost_usd: remembered.cost_usd, latency_ms: remembered.latency_ms, ...(remembered.apiKey === null ? {} : { api_key_name: remembered.apiKey }) };
