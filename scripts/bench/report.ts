@@ -12,9 +12,11 @@ const ms = (x: number) => num(x, 3);
 const ratio = (x: number, reference: number) => (Number.isFinite(x) && Number.isFinite(reference) && reference !== 0 ? `${num(x / reference, 2)}×` : '–');
 const pct = (x: number) => `${num(x * 100, 1)} %`;
 
+/** A Markdown table; a | inside a cell (a regex in a piece's name) is escaped, or it would split the cell. */
 function table(head: string[], rows: string[][], align?: string[]): string {
-  const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (align?.[i] ?? (i === 0 ? ':--' : '--:'))).join('|')}|`];
-  for (const row of rows) lines.push(`| ${row.join(' | ')} |`);
+  const cells = (row: string[]) => `| ${row.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`;
+  const lines = [cells(head), `|${head.map((_, i) => (align?.[i] ?? (i === 0 ? ':--' : '--:'))).join('|')}|`];
+  for (const row of rows) lines.push(cells(row));
   return lines.join('\n');
 }
 
