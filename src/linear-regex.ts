@@ -48,6 +48,24 @@ function compile(source: string, flags: string): RE2JS {
   return re;
 }
 
+/**
+ * A pattern from a plugin's options, on RE2. Throws an Error whose message is the option
+ * error to report: "not a valid regular expression: …" when JavaScript rejects it too,
+ * "not supported: …" when only RE2 does.
+ */
+export function policyPattern(source: string, flags: string): LinearRegExp {
+  try {
+    new RegExp(source, flags);
+  } catch (err) {
+    throw new Error(`not a valid regular expression: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  try {
+    return new LinearRegExp(source, flags);
+  } catch (err) {
+    throw new Error(`not supported: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
+
 /** RE2's message, with why it refuses what JavaScript accepts. */
 function explain(message: string): string {
   const text = message.replace(/^error parsing regexp: /, '');

@@ -12,10 +12,11 @@ import { redactSecrets } from './secrets.ts';
 
 /**
  * For patterns a policy gives a plugin: a RegExp look-alike that matches in linear time
- * (RE2), so that no pattern can hang the gateway; `linearRegExpProblem` says why a
- * pattern is refused (lookaround, backreferences), for the plugin's option error.
+ * (RE2), so that no pattern can hang the gateway. `policyPattern` compiles one and says,
+ * as its error's message, why a pattern is refused (invalid, or lookaround and
+ * backreferences), for the plugin's option error.
  */
-export { LinearRegExp, linearRegExpProblem } from './linear-regex.ts';
+export { LinearRegExp, linearRegExpProblem, policyPattern } from './linear-regex.ts';
 
 export type PluginKind = 'router' | 'evaluator' | 'provider';
 

@@ -45,8 +45,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     rssMax = Math.max(rssMax, rssBytes(options.serverPid));
   }, 200);
   const cpuBefore = cpuMicros(options.serverPid);
-  const ownBefore = ownCpuMicros();
-  const machineBefore = machineMicros();
+  const machine = watchMachine();
   const started = performance.now();
   let result: autocannon.Result;
   try {
@@ -77,8 +76,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   }
   const elapsedS = (performance.now() - started) / 1000;
   const cpuUs = cpuMicros(options.serverPid) - cpuBefore;
-  const machineAfter = machineMicros();
-  const foreignUs = machineAfter.busy - machineBefore.busy - (ownCpuMicros() - ownBefore);
+  const others = machine.stop();
   rssMax = Math.max(rssMax, rssBytes(options.serverPid));
   const values = latencies.values();
   await settle(options.serverPid);
@@ -92,8 +90,25 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     cpu_us_per_request: ok > 0 ? cpuUs / ok : Number.NaN,
     cpu_utilisation: cpuUs / 1e6 / elapsedS,
     rss_max_mb: rssMax / (1024 * 1024),
-    foreign_cpu: Math.max(0, foreignUs / 1e6 / elapsedS),
-    stolen_cpu: (machineAfter.stolen - machineBefore.stolen) / 1e6 / elapsedS,
+    ...others,
+  };
+}
+
+/**
+ * Starts watching the machine; stop() gives the cores' worth of CPU that processes other
+ * than the benchmark's used meanwhile, and that the hypervisor stole (/proc/stat).
+ */
+function watchMachine(): { stop(): { foreign_cpu: number; stolen_cpu: number } } {
+  const ownBefore = ownCpuMicros();
+  const before = machineMicros();
+  const started = performance.now();
+  return {
+    stop() {
+      const elapsedS = (performance.now() - started) / 1000;
+      const after = machineMicros();
+      const foreignUs = after.busy - before.busy - (ownCpuMicros() - ownBefore);
+      return { foreign_cpu: Math.max(0, foreignUs / 1e6 / elapsedS), stolen_cpu: (after.stolen - before.stolen) / 1e6 / elapsedS };
+    },
   };
 }
 
@@ -135,9 +150,7 @@ export async function measureTtfb(url: string, body: string, count: number): Pro
   const first = new Samples();
   const total = new Samples();
   let errors = 0;
-  const ownBefore = ownCpuMicros();
-  const machineBefore = machineMicros();
-  const started = performance.now();
+  const machine = watchMachine();
   try {
     for (let i = 0; i < count; i++) {
       try {
@@ -172,11 +185,8 @@ export async function measureTtfb(url: string, body: string, count: number): Pro
   } finally {
     agent.destroy();
   }
-  const elapsedS = (performance.now() - started) / 1000;
-  const machineAfter = machineMicros();
   return {
-    foreign_cpu: Math.max(0, (machineAfter.busy - machineBefore.busy - (ownCpuMicros() - ownBefore)) / 1e6 / elapsedS),
-    stolen_cpu: (machineAfter.stolen - machineBefore.stolen) / 1e6 / elapsedS,
+    ...machine.stop(),
     ttfb_p50_ms: quantile(first.values(), 0.5),
     ttfb_p99_ms: quantile(first.values(), 0.99),
     total_p50_ms: quantile(total.values(), 0.5),

@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { DecisionTiming } from './decision.ts';
-import { measureTtfb, runLoad, type LoadResult, type TtfbResult } from './load.ts';
+import { measureTtfb, runLoad, type LoadResult } from './load.ts';
 import { BASE_SHAPE, chatBody, routeName, writePolicy, type PolicyShape } from './policy.ts';
 import { CPU_COUNT, HAS_TASKSET, freePort, killAll, pinSelf, startChild, stopAll, waitReady, type Child } from './processes.ts';
 import { summariseProfile } from './profile.ts';

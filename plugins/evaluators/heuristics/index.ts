@@ -14,12 +14,12 @@
 //   answers use them now and then.
 // - repetition: the share of word 6-grams that already occurred earlier in the answer; a
 //   generation loop repeats whole phrases, ordinary prose and code almost never do.
-import { LinearRegExp, type ChatMessage, type CompiledExpression, type EvalInput, type Evaluation, type Evaluator, type EvaluatorModule, type JsonSchema } from '../../../src/plugin-api.ts';
+import { policyPattern, type ChatMessage, type CompiledExpression, type EvalInput, type Evaluation, type Evaluator, type EvaluatorModule, type JsonSchema } from '../../../src/plugin-api.ts';
+import { isTruthy } from '../../../src/expressions.ts';
+import { messageText } from '../../../src/tokens.ts';
 
 /** A built-in RegExp, or a policy's pattern on RE2 (LinearRegExp): both answer exec. */
 type Pattern = Pick<RegExp, 'exec'>;
-import { isTruthy } from '../../../src/expressions.ts';
-import { messageText } from '../../../src/tokens.ts';
 
 type Check = 'empty' | 'filtered' | 'truncated' | 'refusal' | 'hedge' | 'repetition' | 'too_short';
 const CHECKS: readonly Check[] = ['empty', 'filtered', 'truncated', 'refusal', 'hedge', 'repetition', 'too_short'];
@@ -214,14 +214,9 @@ function expressionInput(input: EvalInput, answer: Answer): Record<string, unkno
 function compilePatterns(patterns: readonly string[] | undefined, key: string, optionError: (path: ReadonlyArray<string | number>, message: string) => Error): Pattern[] {
   return (patterns ?? []).map((source, i) => {
     try {
-      new RegExp(source, 'i');
+      return policyPattern(source, 'i');
     } catch (err) {
-      throw optionError([key, i], `not a valid regular expression: ${err instanceof Error ? err.message : String(err)}`);
-    }
-    try {
-      return new LinearRegExp(source, 'i');
-    } catch (err) {
-      throw optionError([key, i], `not supported: ${err instanceof Error ? err.message : String(err)}`);
+      throw optionError([key, i], (err as Error).message);
     }
   });
 }

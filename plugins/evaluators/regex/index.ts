@@ -6,7 +6,7 @@
 // through. Otherwise the score is the share of `must_match` patterns that match (1 when
 // there are none), so two of three required elements score 0.67 and the decision log
 // names the missing one.
-import { LinearRegExp, type EvalInput, type Evaluation, type Evaluator, type EvaluatorModule, type JsonSchema, type OptionIssue } from '../../../src/plugin-api.ts';
+import { policyPattern, type LinearRegExp, type EvalInput, type Evaluation, type Evaluator, type EvaluatorModule, type JsonSchema, type OptionIssue } from '../../../src/plugin-api.ts';
 
 interface RegexOptions {
   /** Every pattern should match the answer; the score is the share that do. */
@@ -97,14 +97,9 @@ export default {
     const compile = (key: 'must_match' | 'must_not_match'): Rule[] =>
       (options[key] ?? []).map((source, i) => {
         try {
-          new RegExp(source, flags);
+          return { source, pattern: policyPattern(source, flags) };
         } catch (err) {
-          throw ctx.optionError([key, i], `not a valid regular expression: ${err instanceof Error ? err.message : String(err)}`);
-        }
-        try {
-          return { source, pattern: new LinearRegExp(source, flags) };
-        } catch (err) {
-          throw ctx.optionError([key, i], `not supported: ${err instanceof Error ? err.message : String(err)}`);
+          throw ctx.optionError([key, i], (err as Error).message);
         }
       });
     return new RegexEvaluator(compile('must_match'), compile('must_not_match'));
