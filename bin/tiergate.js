@@ -3,7 +3,7 @@
 // load, which also lets teams drop .ts plugins into plugins/ and hot-reload them.
 // Both hooks, as `node --import tsx` does: a team's plugin folder outside an ES-module
 // package is loaded as CommonJS, and only tsx's require hook lets an edit of it be
-// loaded afresh on reload (see loadPlugin in src/plugins.ts).
+// loaded afresh on reload (see loadPlugin in src/policy/plugins.ts).
 import v8 from 'node:v8';
 import { register } from 'tsx/esm/api';
 import { register as registerCommonJs } from 'tsx/cjs/api';
@@ -22,4 +22,4 @@ v8.setFlagsFromString('--heap-growing-percent=50');
 
 register();
 registerCommonJs();
-await import('../src/cli.ts');
+await import('../src/cli/index.ts');

@@ -19,10 +19,10 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import winston from 'winston';
 import bandit, { type BanditOptions } from '../plugins/routers/bandit/index.ts';
-import type { PluginContext, PolicyView, RoutingContext } from '../src/plugin-api.ts';
-import { loadDataset, messagesOf, recordedUsage, scoreOf, type DatasetRow } from '../src/eval/dataset.ts';
-import { estimateMessagesTokens } from '../src/tokens.ts';
-import { mulberry32 } from '../src/random.ts';
+import type { PluginContext, PolicyView, RoutingContext } from '../src/plugin-sdk/plugin-api.ts';
+import { loadDataset, messagesOf, recordedUsage, scoreOf, type DatasetRow } from '../src/analysis/eval/dataset.ts';
+import { estimateMessagesTokens } from '../src/plugin-sdk/tokens.ts';
+import { mulberry32 } from '../src/common/random.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({ options: { data: { type: 'string', default: path.resolve(REPO, '../shared/data/routellm_gpt4_vs_mixtral.jsonl') }, out: { type: 'string', default: path.join(REPO, 'docs/bandit-regret.md') } } });

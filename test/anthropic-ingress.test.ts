@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import Anthropic from '@anthropic-ai/sdk';
 import { startFakeOpenAI, type FakeOpenAI } from './support/fake-openai.ts';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
-import { MessagesStreamTranslator, toChatBody, MessagesRequestError } from '../src/ingress/anthropic.ts';
+import { MessagesStreamTranslator, toChatBody, MessagesRequestError } from '../src/faces/anthropic-messages/translate.ts';
 
 const KEY = 'team-key-0123456789abcdef';
 

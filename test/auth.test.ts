@@ -12,11 +12,11 @@ import OpenAI from 'openai';
 import winston from 'winston';
 import { simulatorPolicy, startTestGateway, type TestGateway } from './support/gateway.ts';
 import { apiError } from './support/http.ts';
-import { startGateway } from '../src/server.ts';
-import { buildRuntime } from '../src/runtime.ts';
-import { createLogger } from '../src/logger.ts';
-import { PolicyErrors } from '../src/errors.ts';
-import { GatewayAuth, isLoopbackHost } from '../src/auth.ts';
+import { startGateway } from '../src/faces/server.ts';
+import { buildRuntime } from '../src/policy/runtime.ts';
+import { createLogger } from '../src/observe/logger.ts';
+import { PolicyErrors } from '../src/common/errors.ts';
+import { GatewayAuth, isLoopbackHost } from '../src/faces/auth.ts';
 
 const TEAM_A_KEY = 'tg-team-a-0123456789abcdef';
 const OPS_KEY = 'tg-ops-fedcba9876543210';

@@ -14,9 +14,9 @@ import OpenAI from 'openai';
 import { Redis } from 'ioredis';
 import winston from 'winston';
 import bandit, { ewmaStep, rewardOf, type BanditOptions } from '../plugins/routers/bandit/index.ts';
-import type { FeedbackWindow, Logger, PluginContext, PolicyView, RoutedDecision, Router, RoutingContext, RoutingOutcome } from '../src/plugin-api.ts';
-import { mulberry32 } from '../src/analytics/metrics.ts';
-import { readFeedback, readLogs } from '../src/report.ts';
+import type { FeedbackWindow, Logger, PluginContext, PolicyView, RoutedDecision, Router, RoutingContext, RoutingOutcome } from '../src/plugin-sdk/plugin-api.ts';
+import { mulberry32 } from '../src/analysis/metrics.ts';
+import { readFeedback, readLogs } from '../src/analysis/report.ts';
 import { simulatorPolicy, startTestGateway } from './support/gateway.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -1,5 +1,5 @@
 // The classifier router over real HTTP: a gateway serving a policy whose route uses a
-// model trained here (src/learn/train.ts on a few synthetic rows), the official openai
+// model trained here (src/analysis/learn/train.ts on a few synthetic rows), the official openai
 // SDK as the client, the offline simulator as the upstream. A short easy prompt and a
 // long reasoning-heavy one must land on different tiers, visible in the x-tiergate-*
 // headers and in the decision log's reason; editing the model file hot-reloads it.
@@ -9,10 +9,10 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
-import { trainClassifier, type TrainingRow } from '../src/learn/train.ts';
-import { defaultFeatureSpec } from '../src/learn/features.ts';
-import type { ClassifierArtifact } from '../src/learn/artifact.ts';
-import type { DecisionRecord } from '../src/decision-log.ts';
+import { trainClassifier, type TrainingRow } from '../src/analysis/learn/train.ts';
+import { defaultFeatureSpec } from '../src/analysis/learn/features.ts';
+import type { ClassifierArtifact } from '../src/analysis/learn/artifact.ts';
+import type { DecisionRecord } from '../src/observe/decision-log.ts';
 import { simulatorPolicy, startTestGateway, type TestGateway } from './support/gateway.ts';
 
 const gateways: TestGateway[] = [];

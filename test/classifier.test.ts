@@ -7,17 +7,17 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { buildRuntime, type Runtime } from '../src/runtime.ts';
-import { RuntimeManager } from '../src/reload.ts';
-import { createLogger } from '../src/logger.ts';
-import { PolicyErrors } from '../src/errors.ts';
-import { requestView, routeRequest, type ChatBody } from '../src/routing.ts';
-import { compileExtractor, defaultFeatureSpec, specHash, specProblems } from '../src/learn/features.ts';
-import { auc, trainLogistic, predict } from '../src/learn/logistic.ts';
-import { artifactProblems, compileClassifier, type ClassifierArtifact } from '../src/learn/artifact.ts';
-import { trainClassifier, type TrainingRow } from '../src/learn/train.ts';
-import { loadTrainingRows } from '../src/commands/train.ts';
-import type { ChatMessage } from '../src/plugin-api.ts';
+import { buildRuntime, type Runtime } from '../src/policy/runtime.ts';
+import { RuntimeManager } from '../src/policy/reload.ts';
+import { createLogger } from '../src/observe/logger.ts';
+import { PolicyErrors } from '../src/common/errors.ts';
+import { requestView, routeRequest, type ChatBody } from '../src/pipeline/route.ts';
+import { compileExtractor, defaultFeatureSpec, specHash, specProblems } from '../src/analysis/learn/features.ts';
+import { auc, trainLogistic, predict } from '../src/analysis/learn/logistic.ts';
+import { artifactProblems, compileClassifier, type ClassifierArtifact } from '../src/analysis/learn/artifact.ts';
+import { trainClassifier, type TrainingRow } from '../src/analysis/learn/train.ts';
+import { loadTrainingRows } from '../src/cli/commands/train.ts';
+import type { ChatMessage } from '../src/plugin-sdk/plugin-api.ts';
 
 const logger = createLogger({ level: 'silent' });
 const DATA = path.resolve(import.meta.dirname, '../../shared/data/routellm_gpt4_vs_mixtral.jsonl');
@@ -269,7 +269,7 @@ function groupedRows(n: number): TrainingRow[] {
 }
 
 test('rankingTargets: gain is 1 when the tier wins, ½ on a tie, 0 when a higher tier does better; label keeps 0/1', async () => {
-  const { labelsOf, rankingTargets } = await import('../src/learn/train.ts');
+  const { labelsOf, rankingTargets } = await import('../src/analysis/learn/train.ts');
   const rows: TrainingRow[] = [
     { id: 'a', messages: user('a'), quality: [1, 0, 0], cost: [1, 2, 3], labelTier: null },
     { id: 'b', messages: user('b'), quality: [1, 1, 1], cost: [1, 2, 3], labelTier: null },
@@ -308,7 +308,7 @@ test('group prior: P(group | prompt) is learned from a training-only label, stac
 });
 
 test('int8 weights: encoding keeps each weight within half a quantisation step', async () => {
-  const { encodeInt8, decodeInt8 } = await import('../src/learn/artifact.ts');
+  const { encodeInt8, decodeInt8 } = await import('../src/analysis/learn/artifact.ts');
   const K = 3;
   const weights = Float32Array.from({ length: 30 }, (_, i) => Math.sin(i * 1.7) * (1 + (i % K)));
   const encoded = encodeInt8(weights, K);
@@ -330,7 +330,7 @@ test('L2 candidates: the one with the best held-out APGR is trained on every row
 });
 
 test('quantileThresholds: both ends and the values at evenly spaced ranks, ascending', async () => {
-  const { quantileThresholds } = await import('../src/analytics/metrics.ts');
+  const { quantileThresholds } = await import('../src/analysis/metrics.ts');
   const values = Array.from({ length: 1000 }, (_, i) => 0.7 + (i / 1000) * 0.2);
   const t = quantileThresholds(values, 11);
   assert.equal(t.length, 11);

@@ -12,8 +12,8 @@ import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/ch
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { observedPolicy, startTestGateway, type TestGateway } from './support/gateway.ts';
 import { apiError } from './support/http.ts';
-import type { DecisionRecord } from '../src/decision-log.ts';
-import { DashboardAggregator } from '../src/dashboard/aggregator.ts';
+import type { DecisionRecord } from '../src/observe/decision-log.ts';
+import { DashboardAggregator } from '../src/observe/dashboard/aggregator.ts';
 
 // ---------------------------------------------------------------------------------
 // The aggregator, without a browser

@@ -7,7 +7,7 @@ import fs, { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { DecisionLog, type FeedbackRecord } from '../src/decision-log.ts';
+import { DecisionLog, type FeedbackRecord } from '../src/observe/decision-log.ts';
 
 function line(i: number): FeedbackRecord {
   return { kind: 'feedback', request_id: `r-${i}`, timestamp: new Date(0).toISOString(), score: i / 10_000 } as unknown as FeedbackRecord;

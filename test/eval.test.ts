@@ -10,10 +10,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { TiergateError } from '../src/errors.ts';
-import { runEval, type EvalSettings, type RowRun } from '../src/eval/runner.ts';
-import type { DatasetRow, RecordedOutcome } from '../src/eval/dataset.ts';
-import { UpstreamError, isUpstreamError, type ChatRequest, type ModelSpec } from '../src/plugin-api.ts';
+import { TiergateError } from '../src/common/errors.ts';
+import { runEval, type EvalSettings, type RowRun } from '../src/analysis/eval/runner.ts';
+import type { DatasetRow, RecordedOutcome } from '../src/analysis/eval/dataset.ts';
+import { UpstreamError, isUpstreamError, type ChatRequest, type ModelSpec } from '../src/plugin-sdk/plugin-api.ts';
 import replay from '../plugins/providers/replay/index.ts';
 import { collect, testPluginContext } from './support/plugin-context.ts';
 

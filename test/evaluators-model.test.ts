@@ -23,11 +23,11 @@ import {
   type PluginContext,
   type Provider,
   type RequestView,
-} from '../src/plugin-api.ts';
-import { buildRuntime, type Runtime } from '../src/runtime.ts';
-import { PolicyErrors } from '../src/errors.ts';
-import { createLogger } from '../src/logger.ts';
-import { estimateMessagesTokens, estimateTextTokens } from '../src/tokens.ts';
+} from '../src/plugin-sdk/plugin-api.ts';
+import { buildRuntime, type Runtime } from '../src/policy/runtime.ts';
+import { PolicyErrors } from '../src/common/errors.ts';
+import { createLogger } from '../src/observe/logger.ts';
+import { estimateMessagesTokens, estimateTextTokens } from '../src/plugin-sdk/tokens.ts';
 import { collect, testPluginContext, type LogLine } from './support/plugin-context.ts';
 import { startFakeOpenAI, type FakeOpenAI, type FakeTokenLogprob } from './support/fake-openai.ts';
 import { simulatorPolicy } from './support/gateway.ts';

@@ -11,8 +11,8 @@ import jsonSchema from '../plugins/evaluators/json_schema/index.ts';
 import regex from '../plugins/evaluators/regex/index.ts';
 import jsonata from '../plugins/evaluators/jsonata/index.ts';
 import simulator from '../plugins/providers/simulator/index.ts';
-import { BUILTIN_PLUGIN_ROOT, discoverPlugins, loadPlugin } from '../src/plugins.ts';
-import type { ChatChoice, ChatMessage, ChatResult, EvalInput, Evaluation, Evaluator, FinishReason, ModelSpec, PluginContext } from '../src/plugin-api.ts';
+import { BUILTIN_PLUGIN_ROOT, discoverPlugins, loadPlugin } from '../src/policy/plugins.ts';
+import type { ChatChoice, ChatMessage, ChatResult, EvalInput, Evaluation, Evaluator, FinishReason, ModelSpec, PluginContext } from '../src/plugin-sdk/plugin-api.ts';
 import { testPluginContext } from './support/plugin-context.ts';
 
 const DATA = path.resolve(import.meta.dirname, '../../shared/data');

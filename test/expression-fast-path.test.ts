@@ -1,4 +1,4 @@
-// The synchronous fast path for simple JSONata shapes (src/expression-fast-path.ts)
+// The synchronous fast path for simple JSONata shapes (src/expressions/fast-path.ts)
 // against JSONata itself: fast-check builds expressions of the handled shapes and inputs
 // with every kind of value at the paths they read (missing, null, booleans, numbers,
 // strings, objects, arrays, mixed types), and each evaluation must agree — the same
@@ -7,8 +7,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import jsonata from 'jsonata';
 import fc from 'fast-check';
-import { compileFast, UNDECIDED } from '../src/expression-fast-path.ts';
-import { CUSTOM_FUNCTIONS, compileExpression } from '../src/expressions.ts';
+import { compileFast, UNDECIDED } from '../src/expressions/fast-path.ts';
+import { CUSTOM_FUNCTIONS, compileExpression } from '../src/expressions/compile.ts';
 
 const seed = process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined;
 const NAMES = ['a', 'b', 'task_type', 'x-team'];

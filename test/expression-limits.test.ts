@@ -17,10 +17,10 @@ import path from 'node:path';
 import OpenAI from 'openai';
 import winston from 'winston';
 import { simulatorLadder, startTestGateway, type TestGateway } from './support/gateway.ts';
-import { buildRuntime } from '../src/runtime.ts';
-import { createLogger } from '../src/logger.ts';
-import { requestView, routeRequest, type ChatBody } from '../src/routing.ts';
-import type { DecisionRecord } from '../src/decision-log.ts';
+import { buildRuntime } from '../src/policy/runtime.ts';
+import { createLogger } from '../src/observe/logger.ts';
+import { requestView, routeRequest, type ChatBody } from '../src/pipeline/route.ts';
+import type { DecisionRecord } from '../src/observe/decision-log.ts';
 
 // Each of these runs for seconds without a guard (measured: 2 to 4 s on a laptop).
 const ENDLESS_LOOP = '($f := function($n){ $n > 300000 ? $n : $f($n + 1) }; $f(0)) > 0'; // tail call: only time stops it

@@ -12,7 +12,7 @@ import net from 'node:net';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { simulatorLadder, startTestGateway, type TestGateway } from './support/gateway.ts';
-import { ERRORS } from '../src/errors.ts';
+import { ERRORS } from '../src/common/errors.ts';
 
 const INVALID_RUNS = 300;
 const ANY_BODY_RUNS = 200;

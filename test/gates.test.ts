@@ -17,12 +17,12 @@ import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParams
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
 import { apiError } from './support/http.ts';
 import { startFakeOpenAI, type Behaviour, type FakeOpenAI, type RecordedRequest } from './support/fake-openai.ts';
-import type { DecisionRecord } from '../src/decision-log.ts';
-import type { AttemptRecord } from '../src/executor.ts';
-import { buildRuntime } from '../src/runtime.ts';
-import { PolicyErrors } from '../src/errors.ts';
-import { createLogger } from '../src/logger.ts';
-import { estimateMessagesTokens } from '../src/tokens.ts';
+import type { DecisionRecord } from '../src/observe/decision-log.ts';
+import type { AttemptRecord } from '../src/pipeline/execute.ts';
+import { buildRuntime } from '../src/policy/runtime.ts';
+import { PolicyErrors } from '../src/common/errors.ts';
+import { createLogger } from '../src/observe/logger.ts';
+import { estimateMessagesTokens } from '../src/plugin-sdk/tokens.ts';
 import { promptDifficulty } from '../plugins/providers/simulator/index.ts';
 
 const unhandled: unknown[] = [];

@@ -1,4 +1,4 @@
-// src/analytics/metrics.ts and chart.ts: hand-made cases worked out by hand, then the
+// src/analysis/metrics.ts and chart.ts: hand-made cases worked out by hand, then the
 // published figures that ../shared/data reproduces (RouteLLM's GPT-4 vs Mixtral outcomes).
 // The only hard-coded expectations on real data are published figures.
 import { test } from 'node:test';
@@ -28,8 +28,8 @@ import {
   type CurvePoint,
   type PolicyRowResult,
   type RowOutcomes,
-} from '../src/analytics/metrics.ts';
-import { costQualitySvg } from '../src/analytics/chart.ts';
+} from '../src/analysis/metrics.ts';
+import { costQualitySvg } from '../src/analysis/chart.ts';
 
 function close(actual: number, expected: number, tolerance = 1e-12, what = ''): void {
   assert.ok(Math.abs(actual - expected) <= tolerance, `${what} expected ${expected}, got ${actual} (±${tolerance})`);

@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import winston from 'winston';
 import { stringify } from 'yaml';
-import { BUILTIN_PLUGIN_ROOT, discoverPlugins, loadPlugin, type LoadedPlugin } from '../src/plugins.ts';
-import { buildRuntime } from '../src/runtime.ts';
-import { PolicyErrors } from '../src/errors.ts';
+import { BUILTIN_PLUGIN_ROOT, discoverPlugins, loadPlugin, type LoadedPlugin } from '../src/policy/plugins.ts';
+import { buildRuntime } from '../src/policy/runtime.ts';
+import { PolicyErrors } from '../src/common/errors.ts';
 import { testPluginContext } from './support/plugin-context.ts';
-import type { Disposable, ModelSpec, PluginContext, PolicyView } from '../src/plugin-api.ts';
+import type { Disposable, ModelSpec, PluginContext, PolicyView } from '../src/plugin-sdk/plugin-api.ts';
 
 const CONTRACT_FIXTURES = path.resolve(import.meta.dirname, 'fixtures/contract-plugins');
 const catalogue = discoverPlugins([BUILTIN_PLUGIN_ROOT]);
@@ -55,7 +55,7 @@ test('src/ names no particular plugin: discovery is the only registry', () => {
   walk(path.resolve(import.meta.dirname, '../src'));
   for (const plugin of catalogue.plugins.values()) {
     for (const file of files) {
-      // Module specifiers are not plugin references: src/expressions.ts imports the npm
+      // Module specifiers are not plugin references: src/expressions/compile.ts imports the npm
       // package 'jsonata', which shares its name with the jsonata evaluator.
       const code = readFileSync(file, 'utf8').replace(/\/\/.*$/gm, '').replace(/\bfrom\s+(['"])[^'"\n]+\1/g, 'from <module>');
       assert.ok(!new RegExp(`['"\`]${plugin.name}['"\`]`).test(code), `${path.relative(process.cwd(), file)} names the ${plugin.kind} plugin "${plugin.name}"`);

@@ -9,9 +9,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { buildRuntime } from '../src/runtime.ts';
-import { createLogger } from '../src/logger.ts';
-import { PolicyErrors, type TiergateError } from '../src/errors.ts';
+import { buildRuntime } from '../src/policy/runtime.ts';
+import { createLogger } from '../src/observe/logger.ts';
+import { PolicyErrors, type TiergateError } from '../src/common/errors.ts';
 import { simulatorPolicy } from './support/gateway.ts';
 
 const ROUTER_PLUGIN = `export default {

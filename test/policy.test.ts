@@ -14,9 +14,9 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { buildRuntime } from '../src/runtime.ts';
-import { createLogger } from '../src/logger.ts';
-import { PolicyErrors, TiergateError } from '../src/errors.ts';
+import { buildRuntime } from '../src/policy/runtime.ts';
+import { createLogger } from '../src/observe/logger.ts';
+import { PolicyErrors, TiergateError } from '../src/common/errors.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '..');
 const fixtures = path.join(repoRoot, 'test/fixtures/policies');

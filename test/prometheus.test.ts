@@ -9,7 +9,7 @@ import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { observedPolicy, simulatorPolicy, startTestGateway, type TestGateway } from './support/gateway.ts';
 import { apiError } from './support/http.ts';
-import type { DecisionRecord } from '../src/decision-log.ts';
+import type { DecisionRecord } from '../src/observe/decision-log.ts';
 import { promptDifficulty } from '../plugins/providers/simulator/index.ts';
 
 // ---------------------------------------------------------------------------------

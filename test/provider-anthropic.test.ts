@@ -6,7 +6,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import anthropic, { fromAnthropicMessage, parseRetryAfter, toAnthropicRequest, toUpstreamError } from '../plugins/providers/anthropic/index.ts';
 import type { AnthropicOptions } from '../plugins/providers/anthropic/index.ts';
 import { testPluginContext, type LogLine } from './support/plugin-context.ts';
-import { isUpstreamError, type CallOptions, type ChatChunk, type ChatRequest, type ModelSpec, type PluginContext, type Provider, type UpstreamError } from '../src/plugin-api.ts';
+import { isUpstreamError, type CallOptions, type ChatChunk, type ChatRequest, type ModelSpec, type PluginContext, type Provider, type UpstreamError } from '../src/plugin-sdk/plugin-api.ts';
 import { startFakeAnthropic, type FakeAnthropic } from './support/fake-anthropic.ts';
 
 const API_KEY = 'sk-ant-test-0123456789';

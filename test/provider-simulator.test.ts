@@ -11,9 +11,9 @@ import {
   type ModelSpec,
   type Provider,
   type UpstreamError,
-} from '../src/plugin-api.ts';
+} from '../src/plugin-sdk/plugin-api.ts';
 import { collect, testPluginContext, upstreamFailure, type LogLine } from './support/plugin-context.ts';
-import { estimateMessagesTokens, estimateTextTokens } from '../src/tokens.ts';
+import { estimateMessagesTokens, estimateTextTokens } from '../src/plugin-sdk/tokens.ts';
 
 const small: ModelSpec = { name: 'small', provider: 'sim', upstream: 'sim-small', price: { input_per_mtok: 0.15, output_per_mtok: 0.6 }, timeout_ms: 5000 };
 const large: ModelSpec = { name: 'large', provider: 'sim', upstream: 'sim-large', price: { input_per_mtok: 2.5, output_per_mtok: 10 }, timeout_ms: 5000 };

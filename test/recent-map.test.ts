@@ -1,8 +1,8 @@
-// RecentMap (src/recent-map.ts): the decisions kept for feedback, and the compiled policy
+// RecentMap (src/common/recent-map.ts): the decisions kept for feedback, and the compiled policy
 // regexes, keep their newest `capacity` entries and forget the oldest first.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RecentMap } from '../src/recent-map.ts';
+import { RecentMap } from '../src/common/recent-map.ts';
 
 test('keeps the newest `capacity` entries, forgetting the oldest added first', () => {
   const map = new RecentMap<string, number>(3);

@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
-import { policyFingerprint, type Runtime } from '../src/runtime.ts';
-import type { ReloadResult, ReloadStatus } from '../src/reload.ts';
-import type { DecisionRecord } from '../src/decision-log.ts';
+import { policyFingerprint, type Runtime } from '../src/policy/runtime.ts';
+import type { ReloadResult, ReloadStatus } from '../src/policy/reload.ts';
+import type { DecisionRecord } from '../src/observe/decision-log.ts';
 import { simulatorPolicy, startTestGateway, type TestGateway } from './support/gateway.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -22,8 +22,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
 import { Redis } from 'ioredis';
 import { parseAllDocuments } from 'yaml';
-import { buildRuntime } from '../src/runtime.ts';
-import { createLogger } from '../src/logger.ts';
+import { buildRuntime } from '../src/policy/runtime.ts';
+import { createLogger } from '../src/observe/logger.ts';
 import { apiError } from './support/http.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -14,11 +14,11 @@ import { promisify } from 'node:util';
 import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
-import type { DecisionRecord, ShadowRecord } from '../src/decision-log.ts';
-import { buildReport, readFeedback, readLogs, renderMarkdown, renderTable, type GroupMetrics, type Report, type ReportOptions } from '../src/report.ts';
-import { buildRuntime } from '../src/runtime.ts';
-import { PolicyErrors } from '../src/errors.ts';
-import { createLogger } from '../src/logger.ts';
+import type { DecisionRecord, ShadowRecord } from '../src/observe/decision-log.ts';
+import { buildReport, readFeedback, readLogs, renderMarkdown, renderTable, type GroupMetrics, type Report, type ReportOptions } from '../src/analysis/report.ts';
+import { buildRuntime } from '../src/policy/runtime.ts';
+import { PolicyErrors } from '../src/common/errors.ts';
+import { createLogger } from '../src/observe/logger.ts';
 
 const unhandled: unknown[] = [];
 const onUnhandled = (reason: unknown) => unhandled.push(reason);

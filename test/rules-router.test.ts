@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { buildRuntime, type Runtime } from '../src/runtime.ts';
-import { createLogger } from '../src/logger.ts';
-import { requestView, routeRequest, type ChatBody } from '../src/routing.ts';
+import { buildRuntime, type Runtime } from '../src/policy/runtime.ts';
+import { createLogger } from '../src/observe/logger.ts';
+import { requestView, routeRequest, type ChatBody } from '../src/pipeline/route.ts';
 import { simulatorPolicy } from './support/gateway.ts';
 
 const logger = createLogger({ level: 'silent' });

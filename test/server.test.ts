@@ -6,7 +6,7 @@ import OpenAI, { APIError } from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { simulatorPolicy, startTestGateway, type TestGateway } from './support/gateway.ts';
 import { apiError } from './support/http.ts';
-import type { DecisionRecord } from '../src/decision-log.ts';
+import type { DecisionRecord } from '../src/observe/decision-log.ts';
 
 const PRICES = {
   'small-model': { input_per_mtok: 0.15, output_per_mtok: 0.6 },

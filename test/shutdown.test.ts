@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
-import type { DecisionRecord } from '../src/decision-log.ts';
+import type { DecisionRecord } from '../src/observe/decision-log.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const JSON_REQUESTS = 4;

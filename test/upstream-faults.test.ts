@@ -16,7 +16,7 @@ import OpenAI, { APIError } from 'openai';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
 import { startFakeOpenAI, type Behaviour, type FakeOpenAI } from './support/fake-openai.ts';
 import { apiError } from './support/http.ts';
-import type { DecisionRecord } from '../src/decision-log.ts';
+import type { DecisionRecord } from '../src/observe/decision-log.ts';
 
 const unhandled: unknown[] = [];
 const onUnhandled = (reason: unknown) => unhandled.push(reason);

@@ -10,7 +10,7 @@ import { startTestGateway, type TestGateway } from './support/gateway.ts';
 import { apiError } from './support/http.ts';
 import { startFakeOpenAI, type FakeOpenAI } from './support/fake-openai.ts';
 import { startFakeAnthropic, type FakeAnthropic } from './support/fake-anthropic.ts';
-import type { DecisionRecord } from '../src/decision-log.ts';
+import type { DecisionRecord } from '../src/observe/decision-log.ts';
 
 const unhandled: unknown[] = [];
 const onUnhandled = (reason: unknown) => unhandled.push(reason);

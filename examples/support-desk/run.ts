@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
-import { createLogger } from '../../src/logger.ts';
-import { startGateway } from '../../src/server.ts';
-import type { DecisionRecord } from '../../src/decision-log.ts';
-import { mulberry32 } from '../../src/random.ts';
+import { createLogger } from '../../src/observe/logger.ts';
+import { startGateway } from '../../src/faces/server.ts';
+import type { DecisionRecord } from '../../src/observe/decision-log.ts';
+import { mulberry32 } from '../../src/common/random.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 

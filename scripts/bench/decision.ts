@@ -1,10 +1,10 @@
 // The routing step in-process, without HTTP: the runtime is built from a benchmark
 // policy exactly as `tiergate serve` builds it, and routeRequest (features, then the
-// rules router, then the decision checks: src/routing.ts) is timed call by call. The
+// rules router, then the decision checks: src/pipeline/route.ts) is timed call by call. The
 // router alone (rules only, features given) is timed too, to split the two.
-import { createLogger } from '../../src/logger.ts';
-import { requestView, routeRequest, type ChatBody } from '../../src/routing.ts';
-import { buildRuntime } from '../../src/runtime.ts';
+import { createLogger } from '../../src/observe/logger.ts';
+import { requestView, routeRequest, type ChatBody } from '../../src/pipeline/route.ts';
+import { buildRuntime } from '../../src/policy/runtime.ts';
 import { chatBody, routeName, type PolicyShape } from './policy.ts';
 import { Samples, quantile } from './stats.ts';
 

@@ -1,6 +1,6 @@
 // What the HTTP layer alone costs: a server that parses the chat request's JSON body
 // and answers a fixed chat.completion, with no upstream: `http` on node:http alone, or
-// `express` the way src/server.ts and src/chat.ts do it (express.json with the
+// `express` the way src/faces/server.ts and src/faces/openai-chat/handler.ts do it (express.json with the
 // runtime's options, res.status().json()).
 //
 //   node --import tsx scripts/bench/echo.ts PORT http|express

@@ -10,11 +10,11 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import jsonata from 'jsonata';
-import { compileExpression } from '../../src/expressions.ts';
-import { createLogger } from '../../src/logger.ts';
-import { RecentMap } from '../../src/recent-map.ts';
-import type { ChatRequest } from '../../src/plugin-api.ts';
-import { buildRuntime } from '../../src/runtime.ts';
+import { compileExpression } from '../../src/expressions/compile.ts';
+import { createLogger } from '../../src/observe/logger.ts';
+import { RecentMap } from '../../src/common/recent-map.ts';
+import type { ChatRequest } from '../../src/plugin-sdk/plugin-api.ts';
+import { buildRuntime } from '../../src/policy/runtime.ts';
 
 import type { Piece } from './results.ts';
 
@@ -98,13 +98,13 @@ try {
   const bare = jsonata("task_type = 'kind_1'");
   const predicate = (x: typeof input) => x.task_type === 'kind_1';
   const n = calls * 10;
-  pieces.push(await sequential("JSONata condition task_type = 'kind_1' (as compiled by src/expressions.ts)", n, () => condition.expression.evaluate(input)));
+  pieces.push(await sequential("JSONata condition task_type = 'kind_1' (as compiled by src/expressions/compile.ts)", n, () => condition.expression.evaluate(input)));
   pieces.push(await sequential('the same condition, plain jsonata() without the custom functions registered', n, () => bare.evaluate(input)));
   pieces.push(await sequential('the same condition as a JS predicate', n, () => predicate(input)));
   pieces.push(await sequential('feature $estimateTokens()', n, () => tokens.expression.evaluate(input)));
   pieces.push(await sequential('new AbortController() (Node 20: makeTransferable)', n, () => new AbortController().signal));
 
-  // Remembering a decision for feedback (src/learning.ts), one per request: 10,000 kept.
+  // Remembering a decision for feedback (src/pipeline/feedback.ts), one per request: 10,000 kept.
   const ids = Array.from({ length: 2 * n + 10_000 }, (_, i) => `tg-${i.toString(36)}-${randomUUID()}`);
   const recent = new RecentMap<string, number>(10_000);
   const idiom = new Map<string, number>();
@@ -113,20 +113,20 @@ try {
     idiom.set(ids[i], i);
   }
   let next = 10_000;
-  pieces.push(await sequential('remember a decision, 10,000 kept: RecentMap.set (src/recent-map.ts)', n, () => recent.set(ids[next], next++)));
+  pieces.push(await sequential('remember a decision, 10,000 kept: RecentMap.set (src/common/recent-map.ts)', n, () => recent.set(ids[next], next++)));
   next = 10_000;
   pieces.push(await sequential('the same with a Map and map.delete(map.keys().next().value), the idiom RecentMap replaced', n, () => {
     idiom.set(ids[next], next++);
     if (idiom.size > 10_000) idiom.delete(idiom.keys().next().value as string);
   }));
 
-  // A policy regex runs on RE2 (src/linear-regex.ts), against V8's backtracking RegExp.
+  // A policy regex runs on RE2 (src/plugin-sdk/linear-regex.ts), against V8's backtracking RegExp.
   const prompt = { ...input, prompt: `${'I was charged twice for my order last week and would like to know what happened. '.repeat(6)}Please refund me.` };
   const onRe2 = compileExpression('$contains(prompt, /refund|chargeback|invoice/i)');
   if (!('expression' in onRe2)) throw new Error('the pieces regex does not compile');
   const onRegExp = jsonata('$contains(prompt, /refund|chargeback|invoice/i)');
   const missing = { ...prompt, prompt: prompt.prompt.replace('refund', 'reply') };
-  pieces.push(await sequential('JSONata $contains(prompt, /refund|chargeback|invoice/i), 500-character prompt, no match, on RE2 (as compiled by src/expressions.ts)', n, () => onRe2.expression.evaluate(missing)));
+  pieces.push(await sequential('JSONata $contains(prompt, /refund|chargeback|invoice/i), 500-character prompt, no match, on RE2 (as compiled by src/expressions/compile.ts)', n, () => onRe2.expression.evaluate(missing)));
   pieces.push(await sequential("the same on V8's RegExp (plain jsonata(), backtracking)", n, () => onRegExp.evaluate(missing)));
   pieces.push(await sequential('the same, a match near the end of the prompt, on RE2', n, () => onRe2.expression.evaluate(prompt)));
   pieces.push(await sequential("the same match on V8's RegExp", n, () => onRegExp.evaluate(prompt)));

@@ -159,7 +159,7 @@ export function renderReport(r: BenchResults, findings: string | null): string {
     r.scale.map((row) => [row.label, num(row.median.rps), ratio(row.median.rps, proxyRow.rps), ratio(row.median.rps, baseRow.rps), ms(row.median.p50_ms), ratio(row.median.p50_ms, proxyRow.p50_ms), ms(row.median.p99_ms), num(row.median.cpu_us_per_request), ratio(row.median.cpu_us_per_request, proxyRow.cpu_us_per_request), num(row.median.rss_max_mb), ratio(row.median.rss_max_mb, proxyRow.rss_max_mb), num(row.median.foreign_cpu, 2), ...(m.warm ? [row.warm ? warmCell(row.warm) : 'warm already'] : [])]),
   ));
   out.push('');
-  out.push('Decision time in-process: the runtime built from the policy as `tiergate serve` builds it, `routeRequest` (src/routing.ts: features, the rules router, the decision checks) timed call by call after a warm-up; "router alone" is the rules router\'s `route()` with the features already evaluated.');
+  out.push('Decision time in-process: the runtime built from the policy as `tiergate serve` builds it, `routeRequest` (src/pipeline/route.ts: features, the rules router, the decision checks) timed call by call after a warm-up; "router alone" is the rules router\'s `route()` with the features already evaluated.');
   out.push('');
   out.push(table(
     ['rules', 'routes', 'routeRequest p50 µs', 'p99 µs', 'router alone p50 µs', 'router µs per rule', 'calls'],

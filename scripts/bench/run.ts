@@ -234,7 +234,7 @@ async function main(): Promise<void> {
   phase('HTTP layer alone');
   // The HTTP layer alone (no upstream): node:http against express as tiergate uses it.
   const echoes = await Promise.all((['http', 'express'] as const).map((kind) => startScript(`echo (${kind})`, 'echo.ts', [kind], SERVER_CPU)));
-  const layerLabels = ['node:http: parse the JSON body, answer a fixed completion', 'express + express.json + res.json, as src/server.ts and src/chat.ts use them'];
+  const layerLabels = ['node:http: parse the JSON body, answer a fixed completion', 'express + express.json + res.json, as src/faces/server.ts and src/faces/openai-chat/handler.ts use them'];
   const layerRounds = echoes.map(() => [] as LoadResult[]);
   const layerWarmed: WarmReport[] = [];
   for (const echo of echoes) layerWarmed.push(await warmOne(echo, bodies.json));

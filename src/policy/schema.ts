@@ -12,11 +12,11 @@ import AjvModule, { type ErrorObject, type ValidateFunction, type SchemaValidate
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TiergateError, type ErrorCode } from '../errors.ts';
-import { closestName, compileExpression, type ExpressionLimits } from '../expressions.ts';
-import type { CompiledExpression, JsonSchema } from '../plugin-api.ts';
+import { TiergateError, type ErrorCode } from '../common/errors.ts';
+import { closestName, compileExpression, type ExpressionLimits } from '../expressions/compile.ts';
+import type { CompiledExpression, JsonSchema } from '../plugin-sdk/plugin-api.ts';
 import { formatPath, type Path, type PathSegment, type PolicySource } from './source.ts';
-import { registerSecret } from '../secrets.ts';
+import { registerSecret } from '../common/secrets.ts';
 import { escapesFolders } from './paths.ts';
 
 const Ajv = AjvModule.default ?? (AjvModule as unknown as typeof AjvModule.default);

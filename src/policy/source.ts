@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { LineCounter, parseDocument, parse as parseYamlScalar, visit, isMap, isSeq, isScalar, isPair, type Document, type Node as YamlNode, type Scalar } from 'yaml';
-import { TiergateError, type SourceLocation } from '../errors.ts';
+import { TiergateError, type SourceLocation } from '../common/errors.ts';
 
 export type PathSegment = string | number;
 export type Path = ReadonlyArray<PathSegment>;

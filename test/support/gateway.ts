@@ -3,9 +3,9 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createLogger } from '../../src/logger.ts';
-import { startGateway, type Gateway } from '../../src/server.ts';
-import type { DecisionRecord } from '../../src/decision-log.ts';
+import { createLogger } from '../../src/observe/logger.ts';
+import { startGateway, type Gateway } from '../../src/faces/server.ts';
+import type { DecisionRecord } from '../../src/observe/decision-log.ts';
 import type winston from 'winston';
 
 export interface TestGateway {

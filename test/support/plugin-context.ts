@@ -1,8 +1,8 @@
 // For tests that call a plugin directly: a PluginContext (expressions compiled for real,
 // log lines kept for assertions) and helpers for provider calls.
 import assert from 'node:assert/strict';
-import { compileExpression } from '../../src/expressions.ts';
-import { isUpstreamError, type ChatChunk, type PluginContext, type PolicyView, type UpstreamError } from '../../src/plugin-api.ts';
+import { compileExpression } from '../../src/expressions/compile.ts';
+import { isUpstreamError, type ChatChunk, type PluginContext, type PolicyView, type UpstreamError } from '../../src/plugin-sdk/plugin-api.ts';
 
 export interface LogLine {
   level: string;

@@ -14,9 +14,9 @@
 //   answers use them now and then.
 // - repetition: the share of word 6-grams that already occurred earlier in the answer; a
 //   generation loop repeats whole phrases, ordinary prose and code almost never do.
-import { policyPattern, type ChatMessage, type CompiledExpression, type EvalInput, type Evaluation, type Evaluator, type EvaluatorModule, type JsonSchema } from '../../../src/plugin-api.ts';
-import { isTruthy } from '../../../src/expressions.ts';
-import { messageText } from '../../../src/tokens.ts';
+import { policyPattern, type ChatMessage, type CompiledExpression, type EvalInput, type Evaluation, type Evaluator, type EvaluatorModule, type JsonSchema } from '../../../src/plugin-sdk/plugin-api.ts';
+import { isTruthy } from '../../../src/expressions/compile.ts';
+import { messageText } from '../../../src/plugin-sdk/tokens.ts';
 
 /** A built-in RegExp, or a policy's pattern on RE2 (LinearRegExp): both answer exec. */
 type Pattern = Pick<RegExp, 'exec'>;

@@ -10,7 +10,7 @@
 // `required` keys that are present, which tells "one field missing" from "wrong shape"
 // in the decision log and lets a lenient gate (threshold 0.4, say) accept near misses.
 import AjvModule, { type ErrorObject, type ValidateFunction } from 'ajv';
-import type { EvalInput, Evaluation, Evaluator, EvaluatorModule, JsonSchema } from '../../../src/plugin-api.ts';
+import type { EvalInput, Evaluation, Evaluator, EvaluatorModule, JsonSchema } from '../../../src/plugin-sdk/plugin-api.ts';
 
 const Ajv = AjvModule.default ?? (AjvModule as unknown as typeof AjvModule.default);
 

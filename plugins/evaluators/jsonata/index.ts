@@ -15,7 +15,7 @@
 // else — nothing (undefined), null, a string, an object — scores 0 and says why, and so
 // does an evaluation error: a broken gate fails answers loudly in the decision log
 // instead of crashing the request.
-import type { CompiledExpression, EvalInput, Evaluation, Evaluator, EvaluatorModule, JsonSchema } from '../../../src/plugin-api.ts';
+import type { CompiledExpression, EvalInput, Evaluation, Evaluator, EvaluatorModule, JsonSchema } from '../../../src/plugin-sdk/plugin-api.ts';
 
 interface JsonataOptions {
   /** JSONata returning the score: a number in [0, 1] or a boolean. */

@@ -21,8 +21,8 @@
 //   error is a plain Error wrapping the cause, never the UpstreamError itself: the host
 //   must not mistake the judge's failure for a failure of the model that answered (and
 //   retry it, fail it over or cool it down).
-import type { ChatMessage, ChatRequest, ChatResult, EvalInput, Evaluation, Evaluator, EvaluatorModule, PluginContext, Usage } from '../../../src/plugin-api.ts';
-import { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from '../../../src/tokens.ts';
+import type { ChatMessage, ChatRequest, ChatResult, EvalInput, Evaluation, Evaluator, EvaluatorModule, PluginContext, Usage } from '../../../src/plugin-sdk/plugin-api.ts';
+import { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from '../../../src/plugin-sdk/tokens.ts';
 
 export interface Options {
   /** The policy model that judges (a name under `models:`). */

@@ -25,7 +25,7 @@
 //   and pulls a mean or weighted combine toward the middle. Choose pass when other
 //   evaluators should decide alone on providers without logprobs, fail when an answer
 //   that cannot be checked must escalate.
-import type { ChatResult, EvalInput, Evaluation, Evaluator, EvaluatorModule, PluginContext } from '../../../src/plugin-api.ts';
+import type { ChatResult, EvalInput, Evaluation, Evaluator, EvaluatorModule, PluginContext } from '../../../src/plugin-sdk/plugin-api.ts';
 
 export type Aggregate = 'mean' | 'min' | 'p10';
 export type WhenMissing = 'pass' | 'fail' | 'neutral';

@@ -18,7 +18,7 @@
 //
 // It imports types only, so a copy works from any folder listed in plugins.paths (the
 // import is erased at load; fix its path, or drop it in a .js plugin).
-import type { ChatMessage, EvalInput, Evaluation, Evaluator, EvaluatorModule } from '../../../src/plugin-api.ts';
+import type { ChatMessage, EvalInput, Evaluation, Evaluator, EvaluatorModule } from '../../../src/plugin-sdk/plugin-api.ts';
 
 interface Options {
   /** Phrases that count as a shipment state in an answer. */

@@ -6,7 +6,7 @@
 //
 // An answer without a recorded score (not from the replay provider, or streamed: chunks
 // assembled for a gate keep only the text) scores 0 and says why.
-import type { EvalInput, Evaluation, Evaluator, EvaluatorModule, JsonSchema } from '../../../src/plugin-api.ts';
+import type { EvalInput, Evaluation, Evaluator, EvaluatorModule, JsonSchema } from '../../../src/plugin-sdk/plugin-api.ts';
 
 type RecordedScoreOptions = Record<string, never>;
 

@@ -6,7 +6,7 @@
 // through. Otherwise the score is the share of `must_match` patterns that match (1 when
 // there are none), so two of three required elements score 0.67 and the decision log
 // names the missing one.
-import { policyPattern, type LinearRegExp, type EvalInput, type Evaluation, type Evaluator, type EvaluatorModule, type JsonSchema, type OptionIssue } from '../../../src/plugin-api.ts';
+import { policyPattern, type LinearRegExp, type EvalInput, type Evaluation, type Evaluator, type EvaluatorModule, type JsonSchema, type OptionIssue } from '../../../src/plugin-sdk/plugin-api.ts';
 
 interface RegexOptions {
   /** Every pattern should match the answer; the score is the share that do. */

@@ -50,8 +50,8 @@ import {
   type ProviderModule,
   type ToolCall,
   type Usage,
-} from '../../../src/plugin-api.ts';
-import { messageText } from '../../../src/tokens.ts';
+} from '../../../src/plugin-sdk/plugin-api.ts';
+import { messageText } from '../../../src/plugin-sdk/tokens.ts';
 
 export interface AnthropicOptions {
   /** Optional so that the example creates without secrets; Anthropic itself answers 401 without one. */

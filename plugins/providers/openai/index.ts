@@ -19,9 +19,9 @@
 //   ends), so each case is mapped here.
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
-import { callerSignal, createNodeFetch } from '../../../src/node-fetch.ts';
-import { asChatResult, clip, completionBody, rootCause, configuredKey, streamBody, describeURL, parseRetryAfter, redactor, validateBaseURL, wireFailure, wireOptionProperties, type OpenAIWireOptions } from '../../../src/openai-wire.ts';
-import { UpstreamError, isUpstreamError, type ChatChunk, type OptionIssue, type Provider, type ProviderModule } from '../../../src/plugin-api.ts';
+import { callerSignal, createNodeFetch } from '../../../src/plugin-sdk/node-fetch.ts';
+import { asChatResult, clip, completionBody, rootCause, configuredKey, streamBody, describeURL, parseRetryAfter, redactor, validateBaseURL, wireFailure, wireOptionProperties, type OpenAIWireOptions } from '../../../src/plugin-sdk/openai-wire.ts';
+import { UpstreamError, isUpstreamError, type ChatChunk, type OptionIssue, type Provider, type ProviderModule } from '../../../src/plugin-sdk/plugin-api.ts';
 
 /** api_key is required by OpenAI; local OpenAI-compatible servers usually need none. base_url defaults to https://api.openai.com/v1. */
 export type Options = OpenAIWireOptions;
@@ -61,7 +61,7 @@ export default {
       ctx.logger.warn(`${ctx.at}: no api_key is set, so OpenAI will reject every request with 401`);
     }
     // The SDK's transport, not the SDK: node:http with this instance's own keep-alive
-    // pool costs a fraction of the built-in fetch per call (src/node-fetch.ts).
+    // pool costs a fraction of the built-in fetch per call (src/plugin-sdk/node-fetch.ts).
     const transport = createNodeFetch();
     const client = new OpenAI({
       apiKey,

@@ -17,16 +17,16 @@
 // the same cases): request bodies pass through untouched, streams always ask for usage,
 // no retries (the host owns timeouts, retries and failover through the call's signal),
 // and every failure becomes an UpstreamError worded as `openai` words it
-// (src/openai-wire.ts), so moving a model between the two changes no log or error.
+// (src/plugin-sdk/openai-wire.ts), so moving a model between the two changes no log or error.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { Pool } from 'undici';
-import { isAbortError } from '../../../src/node-fetch.ts';
-import { asChatResult, asRecord, clip, completionBody, configuredKey, streamBody, describeURL, parseRetryAfter, redactor, validateBaseURL, wireFailure, wireOptionProperties, type OpenAIWireOptions } from '../../../src/openai-wire.ts';
-import { UpstreamError, isUpstreamError, type CallOptions, type CancellationEvents, type ChatChunk, type ChatRequest, type OptionIssue, type Provider, type ProviderModule } from '../../../src/plugin-api.ts';
-import { unnamed } from '../../../src/unnamed.ts';
+import { isAbortError } from '../../../src/plugin-sdk/node-fetch.ts';
+import { asChatResult, asRecord, clip, completionBody, configuredKey, streamBody, describeURL, parseRetryAfter, redactor, validateBaseURL, wireFailure, wireOptionProperties, type OpenAIWireOptions } from '../../../src/plugin-sdk/openai-wire.ts';
+import { UpstreamError, isUpstreamError, type CallOptions, type CancellationEvents, type ChatChunk, type ChatRequest, type OptionIssue, type Provider, type ProviderModule } from '../../../src/plugin-sdk/plugin-api.ts';
+import { unnamed } from '../../../src/common/unnamed.ts';
 
 export type Options = OpenAIWireOptions & { base_url: string };
 

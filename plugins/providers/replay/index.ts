@@ -16,9 +16,9 @@
 // ladder fails over and escalates as it would for a model that did not answer; an
 // unknown conversation or dataset model is a 404.
 import path from 'node:path';
-import type { CallOptions, ChatChunk, ChatRequest, ChatResult, JsonSchema, OptionIssue, Provider, ProviderModule, Usage } from '../../../src/plugin-api.ts';
-import { UpstreamError } from '../../../src/plugin-api.ts';
-import { ROW_ID_FIELD, conversationKey, datasetOf, loadDataset, recordedCost, recordedUsage, type Dataset, type DatasetRow } from '../../../src/eval/dataset.ts';
+import type { CallOptions, ChatChunk, ChatRequest, ChatResult, JsonSchema, OptionIssue, Provider, ProviderModule, Usage } from '../../../src/plugin-sdk/plugin-api.ts';
+import { UpstreamError } from '../../../src/plugin-sdk/plugin-api.ts';
+import { ROW_ID_FIELD, conversationKey, datasetOf, loadDataset, recordedCost, recordedUsage, type Dataset, type DatasetRow } from '../../../src/analysis/eval/dataset.ts';
 
 interface ReplayOptions {
   /** JSONL file of recorded outcomes, relative to the policy's folder. */

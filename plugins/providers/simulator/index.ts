@@ -24,9 +24,9 @@ import type {
   ProviderModule,
   Usage,
   ValidationContext,
-} from '../../../src/plugin-api.ts';
-import { UpstreamError } from '../../../src/plugin-api.ts';
-import { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from '../../../src/tokens.ts';
+} from '../../../src/plugin-sdk/plugin-api.ts';
+import { UpstreamError } from '../../../src/plugin-sdk/plugin-api.ts';
+import { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from '../../../src/plugin-sdk/tokens.ts';
 
 // ---------------------------------------------------------------------------------
 // Options

@@ -32,8 +32,8 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import type { FeedbackClaim, FeedbackWindow, OptionIssue, RoutedDecision, Router, RouterModule, RoutingContext, RoutingDecision, RoutingOutcome, SharedDecisions } from '../../../src/plugin-api.ts';
-import { mulberry32 } from '../../../src/random.ts';
+import type { FeedbackClaim, FeedbackWindow, OptionIssue, RoutedDecision, Router, RouterModule, RoutingContext, RoutingDecision, RoutingOutcome, SharedDecisions } from '../../../src/plugin-sdk/plugin-api.ts';
+import { mulberry32 } from '../../../src/common/random.ts';
 
 export interface BanditOptions {
   algorithm?: 'epsilon_greedy' | 'linucb';

@@ -1,13 +1,13 @@
 // A learned router: a model trained by `tiergate train` predicts, for each tier below
 // the top, the probability that its answer suffices; the request goes to the cheapest
 // tier whose probability reaches the threshold, else to the top tier. The features are
-// computed by the same code that trained the model (src/learn/features.ts), and the
+// computed by the same code that trained the model (src/analysis/learn/features.ts), and the
 // artifact's feature spec is checked at load. A changed model file reloads the policy.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { OptionIssue, Router, RouterModule, RoutingContext, RoutingDecision } from '../../../src/plugin-api.ts';
-import { artifactProblems, chooseTier, compileClassifier, type ClassifierArtifact, type CompiledClassifier } from '../../../src/learn/artifact.ts';
-import { defaultFeatureSpec, specHash } from '../../../src/learn/features.ts';
+import type { OptionIssue, Router, RouterModule, RoutingContext, RoutingDecision } from '../../../src/plugin-sdk/plugin-api.ts';
+import { artifactProblems, chooseTier, compileClassifier, type ClassifierArtifact, type CompiledClassifier } from '../../../src/analysis/learn/artifact.ts';
+import { defaultFeatureSpec, specHash } from '../../../src/analysis/learn/features.ts';
 
 interface ClassifierOptions {
   model_path?: string;

@@ -1,8 +1,8 @@
 // Explicit routing rules: fast to write, easy to audit. Rules are tried in the order
 // written (no priority numbers) and the first whose `when` holds decides; when none
 // holds the router has no opinion and the route's `default` applies.
-import type { CompiledExpression, OptionIssue, Router, RouterModule, RoutingContext, RoutingDecision } from '../../../src/plugin-api.ts';
-import { evaluateNow, isTruthy } from '../../../src/expressions.ts';
+import type { CompiledExpression, OptionIssue, Router, RouterModule, RoutingContext, RoutingDecision } from '../../../src/plugin-sdk/plugin-api.ts';
+import { evaluateNow, isTruthy } from '../../../src/expressions/compile.ts';
 
 interface Rule {
   when: string;

@@ -1,0 +1,291 @@
+// Who may call the gateway (server.auth in gateway.yaml).
+//
+// - Gateway keys: clients send `Authorization: Bearer <key>`. Each key has a name and an
+//   allow-list of routes and of concrete models it may call by name. The name (never the
+//   key) goes into the decision line, errors and logs.
+// - The admin token guards /admin/*, /metrics and /dashboard: they reveal the policy,
+//   its errors, traffic and spend, and /admin/reload acts. Accepted as a bearer token, or
+//   as the password of HTTP Basic so that a browser can open the dashboard.
+// - Whatever has no credential configured is served to loopback clients only: no keys,
+//   and the API answers 127.0.0.1 / ::1 only (the policy may not even listen elsewhere);
+//   keys but no admin token, and the admin endpoints are off, since behind a local
+//   reverse proxy every client would look like loopback.
+//
+// Tokens are compared as HMACs (a per-process random key) with timingSafeEqual, against
+// every key without stopping at a match: neither the length of a key nor which key
+// matched shows in the time an answer takes.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { isIP } from 'node:net';
+import type http from 'node:http';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type winston from 'winston';
+import { TiergateError } from '../common/errors.ts';
+import { closestName } from '../expressions/compile.ts';
+import type { PolicySource } from '../policy/source.ts';
+import type { KeyLimitsData, LimitsWhenRedisDown } from '../state/limits.ts';
+import { sendJson } from './respond.ts';
+
+/** server.auth as the schema accepts it. */
+export interface AuthData {
+  keys?: Array<{ name: string; key: string; routes: '*' | string[]; models?: '*' | string[]; limits?: KeyLimitsData }>;
+  admin_token?: string;
+  metrics_token?: string;
+  allow_unauthenticated?: boolean;
+  limits_when_redis_down?: LimitsWhenRedisDown;
+}
+
+type AllowList = '*' | ReadonlySet<string>;
+
+/** A gateway key as the request path sees it: its name and what it may call. */
+export interface GatewayKey {
+  readonly name: string;
+  readonly routes: AllowList;
+  readonly models: AllowList;
+}
+
+const HMAC_KEY = randomBytes(32);
+const digest = (token: string): Buffer => createHmac('sha256', HMAC_KEY).update(token, 'utf8').digest();
+
+export function mayCall(list: AllowList, name: string): boolean {
+  return list === '*' || list.has(name);
+}
+
+export class GatewayAuth {
+  readonly keyNames: readonly string[];
+  readonly allowUnauthenticated: boolean;
+  private readonly keys: ReadonlyArray<{ key: GatewayKey; digest: Buffer }>;
+  private readonly adminDigest: Buffer | null;
+  private readonly metricsDigest: Buffer | null;
+
+  constructor(data: AuthData | undefined) {
+    this.keys = (data?.keys ?? []).map((entry) => ({
+      key: Object.freeze({ name: entry.name, routes: entry.routes === '*' ? '*' : new Set(entry.routes), models: entry.models === undefined ? new Set<string>() : entry.models === '*' ? '*' : new Set(entry.models) }),
+      digest: digest(entry.key),
+    }));
+    this.keyNames = Object.freeze(this.keys.map((k) => k.key.name));
+    this.adminDigest = data?.admin_token === undefined ? null : digest(data.admin_token);
+    this.metricsDigest = data?.metrics_token === undefined ? null : digest(data.metrics_token);
+    this.allowUnauthenticated = data?.allow_unauthenticated === true;
+  }
+
+  get hasKeys(): boolean {
+    return this.keys.length > 0;
+  }
+
+  get hasAdminToken(): boolean {
+    return this.adminDigest !== null;
+  }
+
+  /** The key this token is, or null. Constant time in the token and in which key matched. */
+  identify(token: string): GatewayKey | null {
+    const presented = digest(token);
+    let found: GatewayKey | null = null;
+    for (const { key, digest: expected } of this.keys) if (timingSafeEqual(presented, expected) && found === null) found = key;
+    return found;
+  }
+
+  isAdminToken(token: string): boolean {
+    return matches(token, this.adminDigest);
+  }
+
+  get hasMetricsToken(): boolean {
+    return this.metricsDigest !== null;
+  }
+
+  /** The scraper's token (server.auth.metrics_token): /metrics only. */
+  isMetricsToken(token: string): boolean {
+    return matches(token, this.metricsDigest);
+  }
+}
+
+function matches(token: string, expected: Buffer | null): boolean {
+  return expected !== null && timingSafeEqual(digest(token), expected);
+}
+
+// ---------------------------------------------------------------------------------
+// Addresses
+
+/** Whether a listen address only accepts connections from this machine. */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  if (bare.toLowerCase() === 'localhost') return true;
+  return isIP(bare) !== 0 && isLoopbackAddress(bare);
+}
+
+/** Whether a peer address (req.socket.remoteAddress) is this machine. */
+export function isLoopbackAddress(address: string | undefined): boolean {
+  if (!address) return false;
+  return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.') || address === '0:0:0:0:0:0:0:1';
+}
+
+// ---------------------------------------------------------------------------------
+// Rules between fields (the schema checks the shape, x-ref the route and model names)
+
+const UNREADABLE_HEADERS = ['authorization', 'proxy-authorization', 'cookie'];
+
+/**
+ * `listenHost` is the address the gateway was told to listen on in place of
+ * server.host (--host), when it was.
+ */
+export function validateAuth(server: { host?: string; header_allowlist?: string[]; auth?: AuthData } | undefined, source: PolicySource, listenHost?: string): TiergateError[] {
+  const errors: TiergateError[] = [];
+  const problem = (reason: string, at: ReadonlyArray<string | number>, key = false) => errors.push(new TiergateError('TG_ERR_CONFIG_AUTH', { reason }, { location: source.locate(['server', ...at], { key }) }));
+  const auth = server?.auth;
+  const keys = auth?.keys ?? [];
+  const names = new Map<string, number>();
+  const values = new Map<string, number>();
+  keys.forEach((entry, i) => {
+    const sameName = names.get(entry.name);
+    if (sameName !== undefined) problem(`key name "${entry.name}" is also used by keys[${sameName}]; every key needs its own name (it is what logs and budgets see)`, ['auth', 'keys', i, 'name']);
+    else names.set(entry.name, i);
+    const sameValue = values.get(entry.key);
+    // Never quote the value: the message names the other entry instead.
+    if (sameValue !== undefined) problem(`this key is the same as the key of "${keys[sameValue].name}"; every key must be different, or the gateway cannot tell them apart`, ['auth', 'keys', i, 'key']);
+    else values.set(entry.key, i);
+  });
+  if (auth?.admin_token !== undefined && values.has(auth.admin_token)) problem(`admin_token is the same as the key of "${keys[values.get(auth.admin_token) as number].name}"; a gateway key must not open the admin endpoints`, ['auth', 'admin_token']);
+  if (auth?.metrics_token !== undefined && values.has(auth.metrics_token)) problem(`metrics_token is the same as the key of "${keys[values.get(auth.metrics_token) as number].name}"; a gateway key must not open /metrics`, ['auth', 'metrics_token']);
+  if (auth?.metrics_token !== undefined && auth.metrics_token === auth.admin_token) problem('metrics_token is the same as admin_token; give the scraper its own token, or leave metrics_token out and give it the admin token', ['auth', 'metrics_token']);
+  if (auth?.allow_unauthenticated === true && keys.length > 0) problem('allow_unauthenticated cannot be combined with keys: with keys, every request needs one', ['auth', 'allow_unauthenticated'], true);
+  (server?.header_allowlist ?? []).forEach((header, i) => {
+    if (UNREADABLE_HEADERS.includes(header.toLowerCase())) problem(`${header.toLowerCase()} carries the client's credentials; routing expressions may not read it (it could reach the decision log)`, ['header_allowlist', i]);
+  });
+  if (keys.length === 0 && auth?.allow_unauthenticated !== true) {
+    const host = listenHost ?? server?.host;
+    if (host !== undefined && !isLoopbackHost(host)) {
+      const what = listenHost !== undefined && listenHost !== server?.host ? `listening on ${host} (asked for on the command line, in place of server.host)` : `host ${host}`;
+      const known = host === '0.0.0.0' || host === '::' ? ' (every address)' : '';
+      // Located at server.host, or at the nearest key above it when the file has none.
+      problem(`${what}${known} needs server.auth.keys: without keys tiergate accepts loopback only (127.0.0.1, ::1, localhost), so that an open gateway is never reachable from the network by accident. Add keys, or set server.auth.allow_unauthenticated: true when authentication happens in front of tiergate`, ['host']);
+    }
+  }
+  return errors;
+}
+
+// ---------------------------------------------------------------------------------
+// The request path
+
+/** A gateway without keys serves loopback clients only, unless authentication happens in front of it. */
+export function keylessAccepts(auth: GatewayAuth, remoteAddress: string | undefined): boolean {
+  return auth.allowUnauthenticated || isLoopbackAddress(remoteAddress);
+}
+
+/**
+ * The key each response's request authenticated with. Kept beside the response rather
+ * than in express's res.locals: the chat path authenticates on a plain node:http
+ * response (src/faces/server.ts), with the same function express runs for /v1.
+ */
+const callers = new WeakMap<http.ServerResponse, GatewayKey>();
+
+/** The key that authenticated this request; undefined when the gateway has no keys. */
+export function callerOf(res: http.ServerResponse): GatewayKey | undefined {
+  return callers.get(res);
+}
+
+function bearerOf(req: http.IncomingMessage): string | null {
+  const header = req.headers.authorization;
+  // Anthropic's SDKs send the key as x-api-key (POST /v1/messages); it is the same key.
+  if (header === undefined && typeof req.headers['x-api-key'] === 'string' && /^\S+$/.test(req.headers['x-api-key'])) return req.headers['x-api-key'];
+  if (typeof header !== 'string') return null;
+  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
+  return match ? match[1] : null;
+}
+
+/** The admin token as a bearer token, or as the password of HTTP Basic (what a browser sends). */
+function adminTokenOf(req: http.IncomingMessage): string | null {
+  const bearer = bearerOf(req);
+  if (bearer !== null) return bearer;
+  const header = req.headers.authorization;
+  const match = typeof header === 'string' ? /^Basic[ \t]+([A-Za-z0-9+/=]+)[ \t]*$/i.exec(header) : null;
+  if (!match) return null;
+  const decoded = Buffer.from(match[1], 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon < 0 ? null : decoded.slice(colon + 1);
+}
+
+/** The path asked for: express's originalUrl (req.url is relative to a mount point there), else the raw URL. */
+function pathOf(req: http.IncomingMessage): string {
+  return ((req as Partial<Request>).originalUrl ?? req.url ?? '').split('?')[0];
+}
+
+function reject(res: http.ServerResponse, error: TiergateError, logger: winston.Logger, req: http.IncomingMessage): void {
+  // Never the token: only what was asked for, by whom (a key's name), from where.
+  logger.warn('request refused', { code: error.code, method: req.method, path: pathOf(req), remote_address: req.socket.remoteAddress });
+  sendJson(res, error.status, error.toOpenAI());
+}
+
+/**
+ * Guards the API (/v1/*): a gateway key when the policy has keys, else loopback clients
+ * only. Express runs it for /v1 (a middleware); the chat path calls it directly, on the
+ * plain node:http request, so both authenticate the same way.
+ */
+export function checkKey(auth: GatewayAuth, req: http.IncomingMessage, res: http.ServerResponse, logger: winston.Logger): boolean {
+  if (!auth.hasKeys) {
+    if (keylessAccepts(auth, req.socket.remoteAddress)) return true;
+    reject(res, new TiergateError('TG_ERR_AUTH_LOOPBACK_ONLY'), logger, req);
+    return false;
+  }
+  const token = bearerOf(req);
+  if (token === null) {
+    res.setHeader('www-authenticate', 'Bearer realm="tiergate"');
+    reject(res, new TiergateError('TG_ERR_AUTH_MISSING'), logger, req);
+    return false;
+  }
+  const key = auth.identify(token);
+  if (!key) {
+    res.setHeader('www-authenticate', 'Bearer realm="tiergate", error="invalid_token"');
+    reject(res, new TiergateError('TG_ERR_AUTH_INVALID'), logger, req);
+    return false;
+  }
+  callers.set(res, key);
+  return true;
+}
+
+export function requireKey(current: () => GatewayAuth, logger: winston.Logger): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (checkKey(current(), req, res, logger)) next();
+  };
+}
+
+/** Guards /admin/*, /metrics and /dashboard with the admin token. */
+export function requireAdmin(current: () => GatewayAuth, logger: winston.Logger, scope: 'admin' | 'metrics' = 'admin'): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const auth = current();
+    const path = pathOf(req);
+    const token = adminTokenOf(req);
+    // Guarding /metrics, the scraper's token (server.auth.metrics_token) opens it too.
+    if (scope === 'metrics' && token !== null && auth.isMetricsToken(token)) return next();
+    if (auth.hasAdminToken) {
+      if (token !== null && auth.isAdminToken(token)) return next();
+      // Basic lets a browser ask for the token (any user name) and resend it with every dashboard request.
+      res.setHeader('www-authenticate', 'Basic realm="tiergate admin", charset="UTF-8"');
+      return reject(res, new TiergateError('TG_ERR_AUTH_ADMIN', { path }), logger, req);
+    }
+    if (auth.hasKeys) return reject(res, new TiergateError('TG_ERR_AUTH_ADMIN_DISABLED', { path }), logger, req);
+    if (keylessAccepts(auth, req.socket.remoteAddress)) return next();
+    return reject(res, new TiergateError('TG_ERR_AUTH_LOOPBACK_ONLY'), logger, req);
+  };
+}
+
+/**
+ * Throws 403 when the request's key may not call `name` (a route, or a concrete model).
+ * A name that is neither is left to the unknown-model error.
+ */
+export function authorizeTarget(key: GatewayKey | undefined, name: string, kind: 'route' | 'model' | null): void {
+  if (!key || kind === null) return;
+  const list = kind === 'route' ? key.routes : key.models;
+  if (mayCall(list, name)) return;
+  const describe = (l: AllowList) => (l === '*' ? 'all' : l.size === 0 ? 'none' : [...l].join(', '));
+  const suggestion = list === '*' ? null : closestName(name, [...list]);
+  const hint = ` (it may call routes: ${describe(key.routes)}; models: ${describe(key.models)})` + (suggestion ? `; did you mean "${suggestion}"?` : '');
+  throw new TiergateError('TG_ERR_AUTH_FORBIDDEN', { key: key.name, kind, name, hint });
+}
+
+/** One start-up line on who may call the gateway. */
+export function describeAuth(auth: GatewayAuth, host: string): { level: 'info' | 'warn'; message: string } {
+  const scraper = auth.hasMetricsToken ? ' (/metrics also takes the metrics token)' : '';
+  const admin = auth.hasAdminToken ? `the admin endpoints (/admin, /metrics, /dashboard) need the admin token${scraper}` : auth.hasKeys ? `the admin endpoints (/admin, /metrics, /dashboard) are disabled: no server.auth.admin_token${scraper}` : null;
+  if (auth.hasKeys) return { level: 'info', message: `auth: ${auth.keyNames.length} gateway key${auth.keyNames.length === 1 ? '' : 's'} (${auth.keyNames.join(', ')}); ${admin}` };
+  if (auth.allowUnauthenticated) return { level: 'warn', message: `auth: none (server.auth.allow_unauthenticated): every client that reaches ${host} may call the gateway${admin ? `; ${admin}` : ' and its admin endpoints'}; authentication must happen in front of tiergate` };
+  return { level: 'info', message: `auth: no gateway keys (server.auth.keys), so tiergate serves loopback clients only, on ${host}${admin ? `; ${admin}` : ''}; add keys to serve the network` };
+}
