@@ -1,8 +1,8 @@
 // ClientLink: the client's side of a request, which links each upstream call's deadline
-// directly instead of through an AbortSignal per request (src/pipeline/execute.ts).
+// directly instead of through an AbortSignal per request (src/pipeline/cancellation.ts).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { CallDeadline, ClientGone, ClientLink } from '../src/pipeline/execute.ts';
+import { CallDeadline, ClientGone, ClientLink } from '../src/pipeline/cancellation.ts';
 
 describe('ClientLink', () => {
   test('the client going away aborts every linked call, with the reason, and only once', () => {

@@ -209,36 +209,48 @@ function pathOf(req: http.IncomingMessage): string {
 }
 
 function reject(res: http.ServerResponse, error: TiergateError, logger: winston.Logger, req: http.IncomingMessage): void {
-  // Never the token: only what was asked for, by whom (a key's name), from where.
-  logger.warn('request refused', { code: error.code, method: req.method, path: pathOf(req), remote_address: req.socket.remoteAddress });
+  logRefusal(logger, req, error);
   sendJson(res, error.status, error.toOpenAI());
 }
 
 /**
+ * Who calls the API (/v1/*): the gateway key when the policy has keys (undefined: no
+ * keys, and the client is one the keyless gateway serves), or the refusal. Writes
+ * nothing, so every face answers a refusal in its own shape.
+ */
+export function authenticate(auth: GatewayAuth, req: http.IncomingMessage): GatewayKey | undefined | TiergateError {
+  if (!auth.hasKeys) return keylessAccepts(auth, req.socket.remoteAddress) ? undefined : new TiergateError('TG_ERR_AUTH_LOOPBACK_ONLY');
+  const token = bearerOf(req);
+  if (token === null) return new TiergateError('TG_ERR_AUTH_MISSING');
+  return auth.identify(token) ?? new TiergateError('TG_ERR_AUTH_INVALID');
+}
+
+/** Logs a refused request: never the token, only what was asked for, from where. */
+export function logRefusal(logger: winston.Logger, req: http.IncomingMessage, error: TiergateError): void {
+  logger.warn('request refused', { code: error.code, method: req.method, path: pathOf(req), remote_address: req.socket.remoteAddress });
+}
+
+/**
  * Guards the API (/v1/*): a gateway key when the policy has keys, else loopback clients
- * only. Express runs it for /v1 (a middleware); the chat path calls it directly, on the
- * plain node:http request, so both authenticate the same way.
+ * only. Express runs it for /v1 (a middleware); the chat door calls it directly, on the
+ * plain node:http request, so both authenticate the same way. A refusal is answered in
+ * OpenAI's error shape; the key, when there is one, is callerOf(res) from now on.
  */
 export function checkKey(auth: GatewayAuth, req: http.IncomingMessage, res: http.ServerResponse, logger: winston.Logger): boolean {
-  if (!auth.hasKeys) {
-    if (keylessAccepts(auth, req.socket.remoteAddress)) return true;
-    reject(res, new TiergateError('TG_ERR_AUTH_LOOPBACK_ONLY'), logger, req);
+  const key = authenticate(auth, req);
+  if (key instanceof TiergateError) {
+    refuseApiCall(res, key, logger, req);
     return false;
   }
-  const token = bearerOf(req);
-  if (token === null) {
-    res.setHeader('www-authenticate', 'Bearer realm="tiergate"');
-    reject(res, new TiergateError('TG_ERR_AUTH_MISSING'), logger, req);
-    return false;
-  }
-  const key = auth.identify(token);
-  if (!key) {
-    res.setHeader('www-authenticate', 'Bearer realm="tiergate", error="invalid_token"');
-    reject(res, new TiergateError('TG_ERR_AUTH_INVALID'), logger, req);
-    return false;
-  }
-  callers.set(res, key);
+  if (key) callers.set(res, key);
   return true;
+}
+
+/** Answers authenticate()'s refusal in OpenAI's error shape, with the challenge a bearer client expects. */
+export function refuseApiCall(res: http.ServerResponse, error: TiergateError, logger: winston.Logger, req: http.IncomingMessage): void {
+  if (error.code === 'TG_ERR_AUTH_MISSING') res.setHeader('www-authenticate', 'Bearer realm="tiergate"');
+  else if (error.code === 'TG_ERR_AUTH_INVALID') res.setHeader('www-authenticate', 'Bearer realm="tiergate", error="invalid_token"');
+  reject(res, error, logger, req);
 }
 
 export function requireKey(current: () => GatewayAuth, logger: winston.Logger): RequestHandler {
@@ -279,6 +291,11 @@ export function authorizeTarget(key: GatewayKey | undefined, name: string, kind:
   const suggestion = list === '*' ? null : closestName(name, [...list]);
   const hint = ` (it may call routes: ${describe(key.routes)}; models: ${describe(key.models)})` + (suggestion ? `; did you mean "${suggestion}"?` : '');
   throw new TiergateError('TG_ERR_AUTH_FORBIDDEN', { key: key.name, kind, name, hint });
+}
+
+/** authorizeTarget for the name a chat body asks for (`model`), as a route or a model of the policy in force. */
+export function authorizeChatTarget(key: GatewayKey | undefined, policy: { readonly routes: ReadonlyMap<string, unknown>; readonly models: ReadonlyMap<string, unknown> }, name: string): void {
+  if (key) authorizeTarget(key, name, policy.routes.has(name) ? 'route' : policy.models.has(name) ? 'model' : null);
 }
 
 /** One start-up line on who may call the gateway. */

@@ -1,7 +1,10 @@
 // Answers written on a plain node:http ServerResponse, for the paths that run without
 // express (POST /v1/chat/completions and its auth, src/faces/server.ts); an express response
-// is one too, so the same function serves both.
+// is one too, so the same functions serve both.
 import type http from 'node:http';
+import type winston from 'winston';
+import { TiergateError, errorMessage } from '../common/errors.ts';
+import { isUpstreamError } from '../plugin-sdk/plugin-api.ts';
 
 /**
  * What express's res.status(n).json(value) sends (with etag off); headers set before are
@@ -15,4 +18,43 @@ export function sendJson(res: http.ServerResponse, status: number, value: unknow
   headers.push('content-length', String(Buffer.byteLength(json)));
   res.writeHead(status, headers);
   res.end(json);
+}
+
+/** A catalogue error in OpenAI's error shape (with the attempts, when nothing answered). */
+export function sendError(res: http.ServerResponse, error: TiergateError): void {
+  if (res.headersSent) return;
+  const retryAfter = retryAfterOf(error);
+  if (retryAfter !== undefined) res.setHeader('retry-after', String(Math.ceil(retryAfter / 1000)));
+  const body = error.toOpenAI();
+  const attempts = (error as TiergateError & { attempts?: unknown }).attempts;
+  sendJson(res, error.status, attempts ? { error: { ...body.error, attempts } } : body);
+}
+
+/** How long the client should wait before trying again, when the error (or the upstream's) says. */
+export function retryAfterOf(error: TiergateError): number | undefined {
+  return error.retryAfterMs ?? (isUpstreamError(error.cause) ? error.cause.retryAfterMs : undefined);
+}
+
+/** Last line of defence: nothing a client sends may crash the process. */
+export function lastResort(err: unknown, res: http.ServerResponse, logger: winston.Logger): void {
+  const error = err instanceof TiergateError ? err : new TiergateError('TG_ERR_INTERNAL', { reason: errorMessage(err) }, { cause: err });
+  logger.error('request failed', { code: error.code, error: error.message });
+  if (res.headersSent) res.end();
+  else sendError(res, error);
+}
+
+/** Resolves once the response's buffer has drained; rejects with the signal's reason when it aborts first. */
+export function drained(res: http.ServerResponse, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onDrain = () => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    };
+    const onAbort = () => {
+      res.off('drain', onDrain);
+      reject(signal.reason);
+    };
+    res.once('drain', onDrain);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }

@@ -1,21 +1,30 @@
-// The HTTP face of tiergate: OpenAI-compatible endpoints, health, and admin. Each
-// request takes the runtime in force when it arrives and keeps it to the end.
+// The HTTP server of tiergate: it composes the faces (OpenAI chat, Anthropic messages,
+// models, feedback, health, admin, metrics, the dashboard) and runs the server's life
+// (listen, reload watching, shutdown). Each request takes the runtime in force when it
+// arrives and keeps it to the end.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type winston from 'winston';
-import { TiergateError, errorMessage } from '../common/errors.ts';
-import { InFlightRequests, handleChatCompletion, sendError, type DecisionObserver } from './openai-chat/handler.ts';
+import { TiergateError } from '../common/errors.ts';
 import { RuntimeManager, type ManagerOptions } from '../policy/reload.ts';
 import { createLogger } from '../observe/logger.ts';
 import { GatewayMetrics, metricsRouter } from '../observe/prometheus.ts';
 import { DashboardAggregator } from '../observe/dashboard/aggregator.ts';
 import { dashboardRouter } from '../observe/dashboard/router.ts';
+import { InFlightRequests } from '../pipeline/cancellation.ts';
+import type { PipelineServices } from '../pipeline/exchange.ts';
 import { Learning } from '../pipeline/feedback.ts';
+import type { DecisionObserver } from '../pipeline/record.ts';
+import { adminRouter } from './admin/router.ts';
 import { messagesRouter } from './anthropic-messages/router.ts';
-import { callerOf, checkKey, describeAuth, mayCall, requireAdmin, requireKey } from './auth.ts';
-import { redactDeep } from '../common/secrets.ts';
+import { describeAuth, requireAdmin, requireKey } from './auth.ts';
+import { feedbackRouter } from './feedback.ts';
+import { healthRouter } from './health.ts';
+import { modelsRouter } from './models.ts';
+import { chatDoor, isChatRequest } from './openai-chat/handler.ts';
+import { lastResort, sendError } from './respond.ts';
 
 export interface GatewayOptions {
   configFile: string;
@@ -47,8 +56,12 @@ export interface Gateway {
   stopInFlight(): void;
 }
 
-/** `routers` are mounted after the built-in endpoints, before the 404 handler (GET /metrics, /dashboard). */
-export function createApp(manager: RuntimeManager, logger: winston.Logger, state: { shuttingDown: boolean }, observers: ReadonlySet<DecisionObserver> = new Set(), routers: readonly express.Router[] = [], inFlight?: InFlightRequests): express.Express {
+/**
+ * Everything but the chat door, on express: the Anthropic face, the /v1 key check, the
+ * admin guard, then `routers` in order (models, feedback, health, admin, metrics, the
+ * dashboard), the 404 and the last resort.
+ */
+export function createApp(manager: RuntimeManager, logger: winston.Logger, routers: readonly express.Router[], messages: express.Router): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -56,64 +69,12 @@ export function createApp(manager: RuntimeManager, logger: winston.Logger, state
   // Who may call what (src/faces/auth.ts): a gateway key for the API, the admin token for the
   // endpoints that show or change the policy, traffic and spend. Health checks stay open.
   const auth = () => manager.runtime.server.auth;
-  // POST /v1/messages checks keys through the inner /v1/chat/completions call it makes (src/ingress).
-  app.use(messagesRouter(logger, () => manager.runtime.server.bodyLimit, auth));
+  // POST /v1/messages authenticates its caller itself, answering in Anthropic's shape.
+  app.use(messages);
   app.use('/v1', requireKey(auth, logger));
   app.use(['/admin', '/dashboard'], requireAdmin(auth, logger));
   // A scraper's own token (server.auth.metrics_token) opens the metrics, and only them.
   app.use('/metrics', requireAdmin(auth, logger, 'metrics'));
-
-  app.post('/v1/chat/completions', async (req: Request, res: Response) => {
-    const runtime = manager.acquire();
-    try {
-      await handleChatCompletion(runtime, req, res, logger, observers, inFlight);
-    } finally {
-      runtime.leave();
-    }
-  });
-
-  app.get('/v1/models', (_req, res) => {
-    const runtime = manager.runtime;
-    const created = Math.floor(runtime.loadedAt.getTime() / 1000);
-    // A key sees what it may call.
-    const caller = callerOf(res);
-    const data = [
-      ...[...runtime.routes.values()].filter((route) => !caller || mayCall(caller.routes, route.name)).map((route) => ({ id: route.name, object: 'model', created, owned_by: 'tiergate', tiergate: { kind: 'route', router: route.routerPlugin, description: route.description ?? null } })),
-      ...[...runtime.models.values()].filter((model) => !caller || mayCall(caller.models, model.spec.name)).map((model) => ({ id: model.spec.name, object: 'model', created, owned_by: model.spec.provider, tiergate: { kind: 'model', tier: model.tier === null ? null : runtime.tiers[model.tier].name, provider_plugin: model.providerPlugin } })),
-    ];
-    res.json({ object: 'list', data });
-  });
-
-  app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
-  });
-
-  app.get('/readyz', (_req, res) => {
-    if (state.shuttingDown) res.status(503).json({ status: 'shutting_down' });
-    else res.json({ status: 'ready', policy_version: manager.runtime.version });
-  });
-
-  app.get('/admin/status', (_req, res) => {
-    const runtime = manager.runtime;
-    // What plugins describe (a bandit's Redis URL, an error quoting an upstream) may hold a secret.
-    res.json(redactDeep({
-      ...manager.status(),
-      inflight_requests: runtime.inflightRequests,
-      routes: [...runtime.routes.keys()],
-      tiers: runtime.tiers.map((t) => ({ name: t.name, models: t.models })),
-      plugins: runtime.plugins,
-      models_in_cooldown: runtime.health.snapshot(),
-      // state.redis: what the replicas share (limits, cooldowns), and whether it is reachable.
-      shared_state: runtime.shared ? { redis: runtime.shared.describe() } : null,
-      // What learning routers (a bandit) have learned so far, by route.
-      router_state: Object.fromEntries([...runtime.routes.values()].filter((route) => route.router.describe).map((route) => [route.name, safeDescribe(route.router.describe!.bind(route.router))])),
-    }));
-  });
-
-  app.post('/admin/reload', async (_req, res) => {
-    const result = await manager.reload('admin');
-    res.status(result.outcome === 'rejected' ? 422 : 200).json(redactDeep(result));
-  });
 
   for (const router of routers) app.use(router);
 
@@ -126,36 +87,15 @@ export function createApp(manager: RuntimeManager, logger: winston.Logger, state
   return app;
 }
 
-function lastResort(err: unknown, res: http.ServerResponse, logger: winston.Logger): void {
-  const error = err instanceof TiergateError ? err : new TiergateError('TG_ERR_INTERNAL', { reason: errorMessage(err) }, { cause: err });
-  logger.error('request failed', { code: error.code, error: error.message });
-  if (res.headersSent) res.end();
-  else sendError(res, error);
-}
-
-const CHAT_PATH = '/v1/chat/completions';
-
 /**
- * The request handler of the server: POST /v1/chat/completions on plain node:http,
- * everything else through express. Express, its router and body-parser cost ~0.15–0.2 ms
- * of CPU per request (docs/bench/profile-findings.md, item 2), as much as the rest of
- * the request path. The chat path does what express did for it: the /v1 key check
- * (checkKey, the function the express middleware runs), the handler, and the error
- * handler's last resort. Only the exact path is taken here; its spellings that express
- * also routes here (a trailing slash, other letter case) still go through express.
+ * The request handler of the server: POST /v1/chat/completions through the chat face's
+ * own door on plain node:http (src/faces/openai-chat/handler.ts), everything else
+ * through express.
  */
-export function createHandler(manager: RuntimeManager, logger: winston.Logger, observers: ReadonlySet<DecisionObserver>, app: express.Express, inFlight?: InFlightRequests): http.RequestListener {
+export function createHandler(chat: http.RequestListener, app: express.Express): http.RequestListener {
   return (req, res) => {
-    const url = req.url ?? '';
-    if (req.method !== 'POST' || !(url === CHAT_PATH || (url.startsWith(CHAT_PATH) && url.charCodeAt(CHAT_PATH.length) === 63 /* ? */))) {
-      app(req, res);
-      return;
-    }
-    if (!checkKey(manager.runtime.server.auth, req, res, logger)) return;
-    const runtime = manager.acquire();
-    handleChatCompletion(runtime, req, res, logger, observers, inFlight)
-      .catch((err: unknown) => lastResort(err, res, logger))
-      .finally(() => runtime.leave());
+    if (isChatRequest(req)) chat(req, res);
+    else app(req, res);
   };
 }
 
@@ -177,14 +117,6 @@ function answerMalformedRequest(err: NodeJS.ErrnoException, socket: Duplex): voi
   socket.end(`HTTP/1.1 ${error.status} ${http.STATUS_CODES[error.status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }
 
-function safeDescribe(describe: () => unknown): unknown {
-  try {
-    return describe();
-  } catch (err) {
-    return { error: errorMessage(err) };
-  }
-}
-
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const logger = options.logger ?? createLogger();
   const managerOptions: ManagerOptions = { logger, mode: 'serve', debounceMs: options.debounceMs, env: options.env, builtinPluginRoot: options.builtinPluginRoot, listenHost: options.host };
@@ -199,8 +131,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const observers = new Set<DecisionObserver>([(record) => metrics.observe(record), (record) => dashboard.observe(record), (record, runtime) => learning.observe(record, runtime), (record, runtime) => runtime.limits.observe(record)]);
   manager.onReload((result) => metrics.reloaded(result));
   const inFlight = new InFlightRequests();
-  const app = createApp(manager, logger, state, observers, [learning.feedbackRouter(() => manager.runtime), metricsRouter(metrics), dashboardRouter(dashboard, manager)], inFlight);
-  const server = http.createServer(createHandler(manager, logger, observers, app, inFlight));
+  const pipeline: PipelineServices = { logger, observers, inFlight };
+  const app = createApp(manager, logger, [modelsRouter(manager), feedbackRouter(learning, () => manager.runtime), healthRouter(manager, state), adminRouter(manager), metricsRouter(metrics), dashboardRouter(dashboard, manager)], messagesRouter(manager, pipeline));
+  const server = http.createServer(createHandler(chatDoor(manager, pipeline), app));
   server.on('clientError', answerMalformedRequest);
   // Long generations stream for minutes; Node's default request timeout would cut them.
   server.requestTimeout = 0;

@@ -6,7 +6,48 @@ import path from 'node:path';
 import { once } from 'node:events';
 import winston from 'winston';
 import type { Usage } from '../plugin-sdk/plugin-api.ts';
-import type { AttemptRecord } from '../pipeline/execute.ts';
+
+// The records of one request's model calls and gate verdicts belong to the decision
+// record: the pipeline fills them in, the log, metrics and reports read them.
+
+export type AttemptRole = 'routed' | 'escalation' | 'fallback' | 'speculative';
+
+export interface EvaluatorResult {
+  name: string;
+  score: number | null;
+  weight: number;
+  threshold: number | null;
+  skipped?: boolean;
+  error?: string;
+  details?: Record<string, unknown>;
+}
+
+export interface GateResult {
+  score: number | null;
+  passed: boolean;
+  threshold: number;
+  evaluators: EvaluatorResult[];
+  /** What the evaluators' own model calls (an LLM judge) cost. */
+  cost_usd: number;
+  latency_ms: number;
+}
+
+export interface AttemptRecord {
+  model: string;
+  tier: string | null;
+  role: AttemptRole;
+  /** Milliseconds after the request arrived. */
+  started_ms: number;
+  latency_ms: number;
+  outcome: 'ok' | 'failed' | 'aborted' | 'skipped_cooldown';
+  retries: number;
+  error_code?: string;
+  error?: string;
+  usage?: Usage;
+  usage_estimated?: boolean;
+  cost_usd: number;
+  gate?: GateResult;
+}
 
 export interface DecisionRecord {
   request_id: string;

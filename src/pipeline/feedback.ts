@@ -3,7 +3,7 @@
 // A decision observer sees every decision line; for a route whose router has `learn`, it
 // sends the outcome with the gate's score as quality. It also remembers recent decisions
 // (a bounded LRU: request_id → route, first arm, features, cost, latency), so that a
-// later POST /v1/feedback {request_id, score} — a human's or a downstream system's
+// later POST /v1/feedback {request_id, score} (src/faces/feedback.ts) — a human's or a downstream system's
 // judgement — becomes a reward too. A decision takes one score: a second is refused.
 // Feedback is appended to the decision log as {"kind":"feedback", request_id, route,
 // score, timestamp}.
@@ -13,14 +13,11 @@
 // there, atomically, once. The write happens after the response is sent and never
 // waits; when the shared store is down, this replica's memory still answers for the
 // requests it served.
-import express, { type NextFunction, type Request, type Response } from 'express';
 import type winston from 'winston';
 import { TiergateError, errorMessage } from '../common/errors.ts';
 import type { DecisionRecord, FeedbackRecord, ShadowRecord } from '../observe/decision-log.ts';
 import type { FeedbackClaim, FeedbackWindow, RoutedDecision, Router, RoutingOutcome, SharedDecisions } from '../plugin-sdk/plugin-api.ts';
 import type { Runtime } from '../policy/runtime.ts';
-import { sendError } from '../faces/openai-chat/handler.ts';
-import { callerOf } from '../faces/auth.ts';
 import { RecentMap } from '../common/recent-map.ts';
 
 interface Remembered {
@@ -43,6 +40,15 @@ interface Claimed {
   features: Readonly<Record<string, unknown>>;
   cost_usd: number | null;
   latency_ms: number;
+}
+
+/** What a feedback did: the decision it scored, and whether a router learned from it. */
+export interface FeedbackTaken {
+  request_id: string;
+  route: string | null;
+  arm: string | null;
+  score: number;
+  learned: boolean;
 }
 
 export interface LearningOptions {
@@ -157,29 +163,17 @@ export class Learning {
     return local;
   }
 
-  /** POST /v1/feedback {request_id, score (0..1)}. `current` gives the runtime in force. */
-  feedbackRouter(current: () => Runtime): express.Router {
-    const router = express.Router();
-    router.post('/v1/feedback', express.json({ limit: '16kb' }), async (req: Request, res: Response) => {
-      const body = req.body as unknown;
-      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new TiergateError('TG_ERR_FEEDBACK_INVALID', { reason: 'the body must be a JSON object {request_id, score}' });
-      const { request_id: requestId, score } = body as Record<string, unknown>;
-      if (typeof requestId !== 'string' || requestId === '') throw new TiergateError('TG_ERR_FEEDBACK_INVALID', { reason: 'request_id must be a non-empty string (the x-tiergate-decision-id header of the answer)' }, { param: 'request_id' });
-      if (typeof score !== 'number' || !(score >= 0 && score <= 1)) throw new TiergateError('TG_ERR_FEEDBACK_INVALID', { reason: 'score must be a number in [0, 1]' }, { param: 'score' });
-      const runtime = current();
-      const decision = await this.claim(runtime, requestId, score, callerOf(res)?.name ?? null);
-      const learned = this.teach(runtime, requestId, decision, score, 'feedback');
-      const line: FeedbackRecord = { kind: 'feedback', request_id: requestId, route: decision.route, score, timestamp: new Date().toISOString() };
-      runtime.decisionLog?.write(line);
-      res.json({ object: 'feedback', request_id: requestId, route: decision.route, arm: decision.arm, score, learned });
-    });
-    router.use('/v1/feedback', (err: unknown, _req: Request, res: Response, next: NextFunction) => {
-      if (err instanceof TiergateError) return sendError(res, err);
-      const e = err as { type?: string; message?: string };
-      if (e.type === 'entity.parse.failed' || e.type === 'entity.too.large') return sendError(res, new TiergateError('TG_ERR_FEEDBACK_INVALID', { reason: e.message ?? 'unreadable body' }));
-      next(err);
-    });
-    return router;
+  /**
+   * A score for an earlier decision (POST /v1/feedback, src/faces/feedback.ts): claimed
+   * once, taught to the route's router when it learns, and appended to the decision log.
+   * `caller`: the gateway key's name the feedback came with (null without keys).
+   */
+  async feedback(runtime: Runtime, requestId: string, score: number, caller: string | null): Promise<FeedbackTaken> {
+    const decision = await this.claim(runtime, requestId, score, caller);
+    const learned = this.teach(runtime, requestId, decision, score, 'feedback');
+    const line: FeedbackRecord = { kind: 'feedback', request_id: requestId, route: decision.route, score, timestamp: new Date().toISOString() };
+    runtime.decisionLog?.write(line);
+    return { request_id: requestId, route: decision.route, arm: decision.arm, score, learned };
   }
 }
 

@@ -6,6 +6,7 @@ import { TiergateError, errorMessage } from '../common/errors.ts';
 import { evaluateNow } from '../expressions/compile.ts';
 import type { ChatMessage, RequestView, RoutingDecision } from '../plugin-sdk/plugin-api.ts';
 import type { ModelRuntime, RouteRuntime, Runtime, Target } from '../policy/runtime.ts';
+import { resolveTarget, targetName, tierName } from '../policy/targets.ts';
 
 export interface ChatBody {
   model: string;
@@ -35,7 +36,12 @@ export interface RoutedRequest {
   readonly bestModel: ModelRuntime;
 }
 
-/** Body fields that are tiergate's or the transport's, not parameters for the model. */
+/**
+ * Body fields that are tiergate's or the transport's, not parameters for the model: the
+ * one filter between the client's body and the provider's request (src/pipeline/wire.ts,
+ * upstreamBody, sends the view's parameters). metadata is tiergate's routing input, and
+ * OpenAI rejects it unless `store` is set; the provider decides stream and its options.
+ */
 const NOT_PARAMETERS = new Set(['model', 'messages', 'metadata', 'stream', 'stream_options']);
 
 export function requestView(body: ChatBody, headers: Record<string, string | string[] | undefined>, allowlist: readonly string[]): RequestView {
@@ -54,19 +60,6 @@ export function requestView(body: ChatBody, headers: Record<string, string | str
     headers: visibleHeaders,
     stream: body.stream === true,
   };
-}
-
-function modelForTarget(runtime: Runtime, target: Target): { model: ModelRuntime; tier: string | null } {
-  if (target.kind === 'tier') {
-    const tier = runtime.tiers[target.tier];
-    return { model: runtime.models.get(tier.models[0]) as ModelRuntime, tier: tier.name };
-  }
-  const model = runtime.models.get(target.model) as ModelRuntime;
-  return { model, tier: model.tier === null ? null : runtime.tiers[model.tier].name };
-}
-
-function targetName(runtime: Runtime, target: Target): string {
-  return target.kind === 'tier' ? runtime.tiers[target.tier].name : target.model;
 }
 
 /** Everything on the ladder other than the chosen model, cheapest first. */
@@ -155,7 +148,7 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
       features: {},
       input: { ...view, features: {} },
       model,
-      tier: model.tier === null ? null : runtime.tiers[model.tier].name,
+      tier: tierName(runtime, model.tier),
       confidence: null,
       reason: 'model requested by name: no routing',
       thresholds: null,
@@ -208,7 +201,9 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
     target = { kind: 'tier', tier: target.tier + 1 };
     reason += `; confidence ${confidence.toFixed(2)} is below the break-even ${costs.breakEven.toFixed(2)} of under:over routing costs ${costs.underRouting}:${costs.overRouting}, so ${from} → ${runtime.tiers[target.tier].name}`;
   }
-  const { model, tier } = modelForTarget(runtime, target);
+  // The target's first model is the one it routes to; the rest are its failover.
+  const model = resolveTarget(runtime, target)[0];
+  const tier = tierName(runtime, model.tier);
   return {
     route,
     view,

@@ -20,8 +20,19 @@ import { errorMessage } from '../common/errors.ts';
 import type { DecisionRecord, ShadowRecord } from '../observe/decision-log.ts';
 import type { ChatBody, RoutedRequest } from './route.ts';
 import type { RouteRuntime, Runtime } from '../policy/runtime.ts';
-import { CallDeadline, ClientLink, answerText, costOf, estimatedUsage, runGate, upstreamBody, upstreamError, type AttemptRecord, type ExecutionContext } from './execute.ts';
 import { TiergateError } from '../common/errors.ts';
+import type { AttemptRecord } from '../observe/decision-log.ts';
+import { CallDeadline, ClientLink } from './cancellation.ts';
+import type { ExecutionContext } from './execution-context.ts';
+import { upstreamError } from './failover.ts';
+import { runGate } from './gate.ts';
+import { answerText, costOf, estimatedUsage } from './usage.ts';
+import { upstreamBody } from './wire.ts';
+
+/** Where the shadow line goes: the request's own decision log and observers. */
+export interface ShadowPublisher {
+  publish(line: ShadowRecord): void;
+}
 
 /** Eligible requests seen and shadowed, per route of one runtime (a reload starts afresh). */
 const counters = new WeakMap<RouteRuntime, { eligible: number; shadowed: number }>();
@@ -56,14 +67,14 @@ function eligible(route: RouteRuntime | null, line: DecisionRecord): route is Ro
  * request is sampled, marks the line `shadowed: true` and schedules the shadow call.
  * Never throws and never waits.
  */
-export function shadowAfterResponse(runtime: Runtime, routed: RoutedRequest | null, body: ChatBody | null, line: DecisionRecord, logger: winston.Logger, publish: (shadow: ShadowRecord) => void): void {
+export function shadowAfterResponse(runtime: Runtime, routed: RoutedRequest | null, body: ChatBody | null, line: DecisionRecord, logger: winston.Logger, publisher: ShadowPublisher): void {
   try {
     const route = routed?.route ?? null;
     if (!routed || !body || !eligible(route, line) || !sampled(route, route.shadow.sample)) return;
     line.shadowed = true;
     runtime.enter();
     setImmediate(() => {
-      runShadow(runtime, routed, body, line, logger, publish)
+      runShadow(runtime, routed, body, line, logger, publisher)
         .catch((err: unknown) => logger.warn('shadow evaluation failed', { request_id: line.request_id, error: errorMessage(err) }))
         .finally(() => runtime.leave());
     });
@@ -72,7 +83,7 @@ export function shadowAfterResponse(runtime: Runtime, routed: RoutedRequest | nu
   }
 }
 
-async function runShadow(runtime: Runtime, routed: RoutedRequest, body: ChatBody, line: DecisionRecord, logger: winston.Logger, publish: (shadow: ShadowRecord) => void): Promise<void> {
+async function runShadow(runtime: Runtime, routed: RoutedRequest, body: ChatBody, line: DecisionRecord, logger: winston.Logger, publisher: ShadowPublisher): Promise<void> {
   const route = routed.route as RouteRuntime;
   const gate = route.gate!;
   const best = routed.bestModel;
@@ -137,7 +148,7 @@ async function runShadow(runtime: Runtime, routed: RoutedRequest, body: ChatBody
       timestamp: new Date().toISOString(),
     };
   }
-  publish(shadow);
+  publisher.publish(shadow);
 }
 
 const round3 = (ms: number) => Math.round(ms * 1000) / 1000;

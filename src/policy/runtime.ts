@@ -12,7 +12,7 @@ import { PolicyErrors, TiergateError, errorMessage, type SourceLocation } from '
 import { DEFAULT_EXPRESSION_LIMITS, compileExpression, type ExpressionLimits } from '../expressions/compile.ts';
 import { childLogger } from '../observe/logger.ts';
 import { DecisionLog, type DecisionLogSettings } from '../observe/decision-log.ts';
-import { ModelHealth } from '../state/health.ts';
+import { ModelHealth, type Resilience } from '../state/health.ts';
 import { BUILTIN_PLUGIN_ROOT, discoverPlugins, loadPlugin, type LoadedPlugin, type PluginCatalogue } from './plugins.ts';
 import type { ChatRequest, ChatResult, CompiledExpression, Disposable, Evaluator, ModelSpec, PluginContext, PluginKind, PolicyView, Provider, Router, TierSpec } from '../plugin-sdk/plugin-api.ts';
 import { readPolicySource, formatPath, type Path, type PolicySource } from './source.ts';
@@ -20,6 +20,7 @@ import { expressionKey, validateOptions, validatePolicyDocument, type Validation
 import { GatewayAuth, validateAuth, type AuthData } from '../faces/auth.ts';
 import { KeyLimits, LocalCounters, validateSharedState } from '../state/limits.ts';
 import { SharedState, type RedisStateData } from '../state/shared-state.ts';
+import { targetNamed } from './targets.ts';
 
 // body-parser's own size parser (a dependency of express, untyped): "1mb" means what it means to express.json.
 const parseBytes = (createRequire(import.meta.url)('bytes') as { parse(value: string | number): number | null }).parse;
@@ -58,15 +59,6 @@ interface RouteData {
   speculate?: { when: string };
   shadow?: { sample: number };
   costs?: { under_routing: number; over_routing: number };
-}
-
-/** Retries, failover and cooldown of failing models. */
-export interface Resilience {
-  readonly retries: number;
-  readonly backoff_ms: number;
-  readonly max_backoff_ms: number;
-  readonly failure_threshold: number;
-  readonly cooldown_ms: number;
 }
 
 export type GateCombine = 'min' | 'mean' | 'weighted';
@@ -652,8 +644,7 @@ function pluginContext(site: PluginSite, source: PolicySource, session: Validati
 }
 
 function targetOf(name: string, view: PolicyView): Target {
-  const tier = view.tiers.findIndex((t) => t.name === name);
-  return tier >= 0 ? { kind: 'tier', tier } : { kind: 'model', model: name };
+  return targetNamed(name, view.tiers);
 }
 
 function assemble(data: PolicyData, source: PolicySource, view: PolicyView, session: ValidationSession, instances: Instance[], version: string, roots: string[], watchFiles: readonly string[], options: BuildOptions, shared: SharedState | null): Runtime {

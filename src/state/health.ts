@@ -5,7 +5,15 @@
 // cooldown this process starts is published, and the ones other replicas started are
 // adopted, so a model one replica found failing is skipped by all. Consecutive failures
 // stay per process: each replica decides on its own evidence when to start one.
-import type { Resilience } from '../policy/runtime.ts';
+
+/** Retries, failover and cooldown of failing models (the policy's `resilience`). */
+export interface Resilience {
+  readonly retries: number;
+  readonly backoff_ms: number;
+  readonly max_backoff_ms: number;
+  readonly failure_threshold: number;
+  readonly cooldown_ms: number;
+}
 
 /** Where cooldowns go to reach the other replicas. Calls must not block or throw. */
 export interface CooldownSharing {

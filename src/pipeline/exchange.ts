@@ -1,0 +1,156 @@
+// One chat request's way through the pipeline, for a face that has parsed it:
+//
+//   admit    per-key limits (src/state/limits.ts)
+//   route    context → router → decision (src/pipeline/route.ts)
+//   execute  the ladder to a complete answer (execute.ts), or a stream opened with
+//            failover before its first chunk (stream.ts)
+//   record   one decision line (record.ts), then shadow (shadow.ts); observers (metrics,
+//            the dashboard, learning, spend limits) see every line
+//
+// The face renders what run() gives it (a complete answer, or an open stream it reads
+// through a ChunkSink) and says how the response ended: answered(), stream() (which
+// reads to the end), or failed() (an error, or the client gone). Exactly one decision
+// line is written, whichever way the request ends. Nothing here touches a response.
+import { randomUUID } from 'node:crypto';
+import type winston from 'winston';
+import { TiergateError, errorMessage } from '../common/errors.ts';
+import type { AttemptRecord, DecisionRecord, ShadowRecord } from '../observe/decision-log.ts';
+import type { Runtime } from '../policy/runtime.ts';
+import { modelsFrom } from '../policy/targets.ts';
+import { ClientGone, ClientLink, stoppedBy, type InFlightRequests } from './cancellation.ts';
+import { execute } from './execute.ts';
+import type { Execution, ExecutionContext } from './execution-context.ts';
+import { TierFailure, allFailed } from './failover.ts';
+import { decisionLine, servedOutcome, type DecisionObserver, type RequestOutcome } from './record.ts';
+import { requestView, routeRequest, type ChatBody, type RoutedRequest } from './route.ts';
+import { shadowAfterResponse } from './shadow.ts';
+import { openStream, streamThrough, type ChunkSink, type OpenStream } from './stream.ts';
+
+/** What the pipeline needs from the gateway around it; one for the life of the server. */
+export interface PipelineServices {
+  readonly logger: winston.Logger;
+  /** See every decision line (and shadow line) as it is written. */
+  readonly observers: ReadonlySet<DecisionObserver>;
+  /** The requests a shutdown may stop. */
+  readonly inFlight?: InFlightRequests;
+}
+
+/** What run() gives the face: a complete answer, or a stream that has begun. */
+export type ChatResponse = Execution | OpenStream;
+
+/** Request headers, lower-cased, as node:http gives them. */
+export type RequestHeaders = Readonly<Record<string, string | string[] | undefined>>;
+
+export class ChatExchange {
+  readonly startedAt = performance.now();
+  /** The decision id: x-tiergate-decision-id, and request_id on the decision line. */
+  readonly requestId = `tg-${randomUUID()}`;
+  /** The face aborts it with ClientGone when the client goes away. */
+  readonly client = new ClientLink();
+  private body: ChatBody | null = null;
+  private routed: RoutedRequest | null = null;
+  private readonly attempts: AttemptRecord[] = [];
+  private context: ExecutionContext | null = null;
+  private recorded = false;
+
+  /**
+   * `runtime`: the policy in force when the request arrived, held (acquired) by the face
+   * to the end. `callerName`: the gateway key's name (never the key), on every decision
+   * line: who spent what; per-key limits count by it.
+   */
+  constructor(
+    readonly runtime: Runtime,
+    private readonly services: PipelineServices,
+    readonly callerName: string | undefined,
+  ) {
+    services.inFlight?.add(this.client);
+  }
+
+  /** The checked body: from now on a failure is recorded with it. */
+  received(body: ChatBody): void {
+    this.body = body;
+  }
+
+  /** Admits, routes and executes the received body. Rejects with a TiergateError, ClientGone, or TG_ERR_ALL_FAILED. */
+  async run(headers: RequestHeaders): Promise<ChatResponse> {
+    const { runtime, callerName } = this;
+    const body = this.body as ChatBody;
+    // Counted once the request is known to be valid and allowed.
+    if (runtime.limits.has(callerName)) await runtime.limits.admit(callerName);
+    const routed = await routeRequest(runtime, body, requestView(body, headers, runtime.server.headerAllowlist));
+    this.routed = routed;
+    if (routed.reason.startsWith('routing error')) this.services.logger.warn('routing failed; route default applied', { request_id: this.requestId, route: routed.route?.name, reason: routed.reason });
+    const ctx: ExecutionContext = { runtime, routed, body, client: this.client, startedAt: this.startedAt, attempts: this.attempts };
+    this.context = ctx;
+    const gate = routed.route?.gate ?? null;
+    if (body.stream === true && !(gate && gate.streaming === 'buffer')) {
+      try {
+        return await openStream(ctx, modelsFrom(runtime, routed.model));
+      } catch (err) {
+        if (err instanceof TierFailure) throw allFailed(ctx.attempts, err.lastError);
+        throw err;
+      }
+    }
+    return execute(ctx);
+  }
+
+  /** The context the stages ran in (after run()): a face shapes the answer with it (src/pipeline/wire.ts). */
+  get executionContext(): ExecutionContext {
+    return this.context as ExecutionContext;
+  }
+
+  /** The route the request was routed through, once routed. */
+  get routeName(): string | null {
+    return this.routed?.route?.name ?? null;
+  }
+
+  /** The face has sent the complete answer. */
+  answered(executed: Execution): void {
+    this.finish(servedOutcome(executed));
+  }
+
+  /**
+   * Reads an open stream to its end into the face's sink, then records it. Rejects with
+   * ClientGone when the client went away (the face then calls failed()).
+   */
+  async stream(opened: OpenStream, sink: ChunkSink): Promise<void> {
+    this.finish(await streamThrough(this.executionContext, opened, sink));
+  }
+
+  /**
+   * The request failed (before or while answering). Records it and returns the error the
+   * client is to get, or null when the client went away and gets nothing.
+   */
+  failed(err: unknown): TiergateError | null {
+    const stopped = stoppedBy(this.client);
+    const clientClosed = stopped === null && (err instanceof ClientGone || this.client.aborted);
+    const error = stopped ?? (err instanceof TiergateError ? err : new TiergateError('TG_ERR_INTERNAL', { reason: errorMessage(err) }, { cause: err }));
+    // A stop at shutdown is logged once, by the shutdown, not per request.
+    if (!clientClosed && error.status >= 500 && !stopped) this.services.logger.error('chat completion failed', { request_id: this.requestId, code: error.code, error: error.message });
+    this.finish({ status: clientClosed ? 'client_closed' : 'error', attempts: this.attempts, errorCode: clientClosed ? undefined : error.code });
+    return clientClosed ? null : error;
+  }
+
+  /** Writes a line of the decision log and shows it to the observers. */
+  publish(line: DecisionRecord | ShadowRecord): void {
+    if (this.callerName !== undefined && !('kind' in line)) line.api_key_name = this.callerName;
+    this.runtime.decisionLog?.write(line);
+    for (const observe of this.services.observers) {
+      try {
+        observe(line, this.runtime);
+      } catch (err) {
+        this.services.logger.warn('a decision observer failed', { error: errorMessage(err) });
+      }
+    }
+  }
+
+  private finish(outcome: RequestOutcome): void {
+    if (this.recorded) return;
+    this.recorded = true;
+    this.services.inFlight?.delete(this.client);
+    const line = decisionLine(this.runtime, this.requestId, this.startedAt, this.body, this.routed, outcome);
+    // The response has been ended: a sampled request is marked and shadowed off the client's path.
+    if (outcome.status === 'ok' && this.routed) shadowAfterResponse(this.runtime, this.routed, this.body, line, this.services.logger, this);
+    this.publish(line);
+  }
+}
