@@ -20,7 +20,7 @@ import { expressionKey, validateOptions, validatePolicyDocument, type Validation
 import { GatewayAuth, validateAuth, type AuthData } from '../faces/auth.ts';
 import { KeyLimits, LocalCounters, validateSharedState } from '../state/limits.ts';
 import { SharedState, type RedisStateData } from '../state/shared-state.ts';
-import { targetNamed } from './targets.ts';
+import { targetNamed, type Target } from './targets.ts';
 
 // body-parser's own size parser (a dependency of express, untyped): "1mb" means what it means to express.json.
 const parseBytes = (createRequire(import.meta.url)('bytes') as { parse(value: string | number): number | null }).parse;
@@ -90,7 +90,7 @@ export interface RoutingCosts {
   readonly breakEven: number;
 }
 
-export type Target = { kind: 'tier'; tier: number } | { kind: 'model'; model: string };
+export type { Target };
 
 export interface RouteRuntime {
   readonly name: string;

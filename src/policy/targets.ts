@@ -2,12 +2,21 @@
 // name (a route's default and fallback, a router's decision). This is the one place
 // that turns a target into the models that serve it.
 import type { TierSpec } from '../plugin-sdk/plugin-api.ts';
-import type { ModelRuntime, Target } from './runtime.ts';
+
+/** A tier by its place on the ladder (0 is the cheapest), or a model by name. */
+export type Target = { kind: 'tier'; tier: number } | { kind: 'model'; model: string };
+
+/** A model as targets see it: a runtime's ModelRuntime (src/policy/runtime.ts). */
+interface TargetModel {
+  readonly spec: { readonly name: string };
+  /** Index of the tier holding the model, or null when it is in none. */
+  readonly tier: number | null;
+}
 
 /** What a target is resolved against: the ladder and the models of one runtime. */
-export interface TargetScope {
+export interface TargetScope<Model extends TargetModel = TargetModel> {
   readonly tiers: readonly TierSpec[];
-  readonly models: ReadonlyMap<string, ModelRuntime>;
+  readonly models: ReadonlyMap<string, Model>;
 }
 
 /** A name the policy gives a target (a tier's or a model's) as a Target: tier names win, and no model may share one. */
@@ -26,19 +35,19 @@ export function targetName(scope: TargetScope, target: Target): string {
  * request resolves at least one target (more when it fails over or climbs the ladder),
  * so each list is built once rather than per request.
  */
-interface Resolutions {
-  readonly byTier: ReadonlyArray<readonly ModelRuntime[]>;
-  readonly byModel: ReadonlyMap<string, readonly ModelRuntime[]>;
+interface Resolutions<Model> {
+  readonly byTier: ReadonlyArray<readonly Model[]>;
+  readonly byModel: ReadonlyMap<string, readonly Model[]>;
 }
 
-const resolutions = new WeakMap<TargetScope['models'], Resolutions>();
+const resolutions = new WeakMap<TargetScope['models'], Resolutions<TargetModel>>();
 
-function resolutionsOf(scope: TargetScope): Resolutions {
-  let found = resolutions.get(scope.models);
+function resolutionsOf<Model extends TargetModel>(scope: TargetScope<Model>): Resolutions<Model> {
+  let found = resolutions.get(scope.models) as Resolutions<Model> | undefined;
   if (!found) {
-    const modelNamed = (name: string) => scope.models.get(name) as ModelRuntime;
+    const modelNamed = (name: string) => scope.models.get(name) as Model;
     const byTier = scope.tiers.map((tier) => Object.freeze(tier.models.map(modelNamed)));
-    const byModel = new Map<string, readonly ModelRuntime[]>();
+    const byModel = new Map<string, readonly Model[]>();
     for (const [name, model] of scope.models) {
       // A model named on its own fails over to its tier-mates, in the tier's order.
       const mates = model.tier === null ? [] : byTier[model.tier].filter((m) => m !== model);
@@ -55,13 +64,13 @@ function resolutionsOf(scope: TargetScope): Resolutions {
  * order; a model first, then the other models of its tier. The first one is the model
  * the target routes to. The list is shared: never change it.
  */
-export function resolveTarget(scope: TargetScope, target: Target): readonly ModelRuntime[] {
+export function resolveTarget<Model extends TargetModel>(scope: TargetScope<Model>, target: Target): readonly Model[] {
   const found = resolutionsOf(scope);
   return target.kind === 'tier' ? found.byTier[target.tier] : (found.byModel.get(target.model) ?? []);
 }
 
 /** The models to try for a request routed to `model`: that model, then its tier-mates. */
-export function modelsFrom(scope: TargetScope, model: ModelRuntime): readonly ModelRuntime[] {
+export function modelsFrom<Model extends TargetModel>(scope: TargetScope<Model>, model: Model): readonly Model[] {
   return resolutionsOf(scope).byModel.get(model.spec.name) ?? [model];
 }
 
