@@ -63,7 +63,6 @@ export const ERRORS = {
   TG_ERR_UPSTREAM_REJECTED: { status: 400, type: 'invalid_request_error', template: 'upstream {model} rejected the request (HTTP {status}): {reason}' },
   TG_ERR_UPSTREAM_RATE_LIMITED: { status: 429, type: 'rate_limit_error', template: 'upstream {model} is rate limited: {reason}' },
   TG_ERR_UPSTREAM_TIMEOUT: { status: 504, type: 'timeout_error', template: 'upstream {model} did not answer within {timeout_ms} ms' },
-  TG_ERR_INGRESS: { status: 502, type: 'api_error', template: 'the gateway could not route the request: {reason}' },
   TG_ERR_UPSTREAM_REPLY: { status: 502, type: 'api_error', template: 'upstream {model} sent a reply tiergate cannot read: {reason}' },
   TG_ERR_ALL_FAILED: { status: 502, type: 'api_error', template: 'every model tried failed: {summary}' },
   TG_ERR_UNAVAILABLE: { status: 503, type: 'api_error', template: '{reason}' },
