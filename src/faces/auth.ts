@@ -171,9 +171,10 @@ export function keylessAccepts(auth: GatewayAuth, remoteAddress: string | undefi
 }
 
 /**
- * The key each response's request authenticated with. Kept beside the response rather
- * than in express's res.locals: the chat path authenticates on a plain node:http
- * response (src/faces/server.ts), with the same function express runs for /v1.
+ * The key each response's request authenticated with, for the express endpoints behind
+ * the /v1 check (models, feedback). Kept beside the response rather than in express's
+ * res.locals, so that checkKey also serves a plain node:http response. The chat faces
+ * call authenticate() and hand the key to the pipeline themselves.
  */
 const callers = new WeakMap<http.ServerResponse, GatewayKey>();
 

@@ -74,7 +74,8 @@ export class ChatExchange {
   /** Admits, routes and executes the received body. Rejects with a TiergateError, ClientGone, or TG_ERR_ALL_FAILED. */
   async run(headers: RequestHeaders): Promise<ChatResponse> {
     const { runtime, callerName } = this;
-    const body = this.body as ChatBody;
+    const body = this.body;
+    if (body === null) throw new TiergateError('TG_ERR_INTERNAL', { reason: 'a face ran a chat request before it received its body' });
     // Counted once the request is known to be valid and allowed.
     if (runtime.limits.has(callerName)) await runtime.limits.admit(callerName);
     const routed = await routeRequest(runtime, body, requestView(body, headers, runtime.server.headerAllowlist));
