@@ -1,5 +1,5 @@
 // Answers written on a plain node:http ServerResponse, for the paths that run without
-// express (POST /v1/chat/completions and its auth, src/faces/server.ts); an express response
+// express (the chat door and its auth, src/faces/openai-chat/handler.ts); an express response
 // is one too, so the same functions serve both.
 import type http from 'node:http';
 import type winston from 'winston';

@@ -1,7 +1,7 @@
 // The Anthropic Messages API as a second way in (POST /v1/messages). A request is
 // translated into the OpenAI-shaped chat body the rest of tiergate speaks, goes through
 // the same routes, gates and ladders, and the answer (or its stream) is translated back.
-// Pure functions and one stream translator: the HTTP wiring is in src/faces/server.ts.
+// Pure functions and one stream translator: the HTTP face is router.ts beside it.
 //
 // Mapping, Anthropic → OpenAI:
 //   system (string | text blocks)        → a leading system message
