@@ -24,7 +24,8 @@ import {
   type Provider,
   type RequestView,
 } from '../src/plugin-sdk/plugin-api.ts';
-import { buildRuntime, type Runtime } from '../src/policy/runtime.ts';
+import { buildRuntime } from '../src/policy/compile.ts';
+import type { Runtime } from '../src/policy/runtime.ts';
 import { PolicyErrors } from '../src/common/errors.ts';
 import { createLogger } from '../src/observe/logger.ts';
 import { estimateMessagesTokens, estimateTextTokens } from '../src/plugin-sdk/tokens.ts';

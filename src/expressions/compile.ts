@@ -7,6 +7,7 @@ import type { CompiledExpression } from '../plugin-sdk/plugin-api.ts';
 import { TiergateError, type SourceLocation } from '../common/errors.ts';
 import { UNDECIDED, compileFast } from './fast-path.ts';
 import { CUSTOM_FUNCTIONS } from './functions.ts';
+import { DEFAULT_EXPRESSION_LIMITS } from '../policy/defaults.ts';
 import { LinearRegExp, linearRegExpProblem } from '../plugin-sdk/linear-regex.ts';
 
 const BUILTIN_FUNCTIONS = new Set([
@@ -147,8 +148,6 @@ export interface ExpressionLimits {
   readonly max_depth: number;
   readonly max_sequence: number;
 }
-
-export const DEFAULT_EXPRESSION_LIMITS: ExpressionLimits = Object.freeze({ timeout_ms: 500, max_depth: 500, max_sequence: 1_000_000 });
 
 /** jsonata's guardrail error codes, as the limit each one enforces. */
 function limitBreached(code: string | undefined, limits: ExpressionLimits): string | null {

@@ -14,6 +14,7 @@ import { Redis } from 'ioredis';
 import type winston from 'winston';
 import { errorMessage, formatLocated, type SourceLocation } from '../common/errors.ts';
 import type { CooldownSharing, ModelHealth } from './health.ts';
+import { DEFAULT_REDIS } from '../policy/defaults.ts';
 
 /** state.redis as the schema accepts it. */
 export interface RedisStateData {
@@ -23,7 +24,7 @@ export interface RedisStateData {
   refresh_ms?: number;
 }
 
-export const REDIS_DEFAULTS = Object.freeze({ prefix: 'tiergate', timeout_ms: 250, refresh_ms: 500 });
+export const REDIS_DEFAULTS = DEFAULT_REDIS;
 const CONNECT_TIMEOUT_MS = 1000;
 const WARN_EVERY_MS = 30_000;
 const UNAVAILABLE = 'Redis unavailable; until it is back, model cooldowns stay on each replica and per-key limits follow server.auth.limits_when_redis_down';
