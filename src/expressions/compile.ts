@@ -8,6 +8,7 @@ import { TiergateError, type SourceLocation } from '../common/errors.ts';
 import { UNDECIDED, compileFast } from './fast-path.ts';
 import { CUSTOM_FUNCTIONS } from './functions.ts';
 import { DEFAULT_EXPRESSION_LIMITS } from '../policy/defaults.ts';
+import type { ExpressionLimitsData } from '../policy/policy-data.ts';
 import { LinearRegExp, linearRegExpProblem } from '../plugin-sdk/linear-regex.ts';
 
 const BUILTIN_FUNCTIONS = new Set([
@@ -143,11 +144,7 @@ function editDistance(a: string, b: string): number {
  * `sequence` options, checked at every evaluation step), so concurrent evaluations of
  * one compiled expression do not share a budget.
  */
-export interface ExpressionLimits {
-  readonly timeout_ms: number;
-  readonly max_depth: number;
-  readonly max_sequence: number;
-}
+export type ExpressionLimits = Readonly<ExpressionLimitsData>;
 
 /** jsonata's guardrail error codes, as the limit each one enforces. */
 function limitBreached(code: string | undefined, limits: ExpressionLimits): string | null {
