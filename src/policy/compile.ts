@@ -1,176 +1,50 @@
-// Stage 4 of the policy compiler, and its driver: buildRuntime runs every stage on one
-// policy file and returns a Runtime (runtime.ts) or throws every problem found, located.
-//
-//   source.ts        read the file: YAML, ${VAR} interpolation, locations
-//   schema.ts        the shape (schemas/gateway.schema.json): fills in defaults, compiles JSONata
-//   plugin-sites.ts  each plugin entry: its plugin found, its options checked
-//   semantic.ts      the rules between fields
-//   compile.ts       (here) secrets registered, plugins created, expressions, gates and
-//                    routes assembled into a Runtime
-//   reload.ts        after: the atomic swap of the runtime in force
+// Stage 4 of the policy compiler: buildRuntime turns one policy file into a Runtime
+// (runtime.ts), or throws every problem found, located. Before: validate.ts runs stages
+// 1 to 3 (source.ts, schema.ts, plugin-sites.ts, semantic.ts) and returns the valid
+// policy. Here: its secrets are registered, its plugins created aside, and its routes,
+// gates, models and settings assembled. After: reload.ts swaps the runtime in.
 //
 // Nothing before this stage has side effects: the policy's secrets are registered for
 // redaction here, once the policy is valid, before any plugin is created.
 import path from 'node:path';
 import type winston from 'winston';
 import { PolicyErrors, TiergateError, errorMessage, type SourceLocation } from '../common/errors.ts';
-import { redactValues, registerSecret } from '../common/secrets.ts';
-import { compileExpression, type ExpressionLimits } from '../expressions/compile.ts';
+import { registerSecret } from '../common/secrets.ts';
+import { compileExpression } from '../expressions/compile.ts';
 import { childLogger } from '../observe/logger.ts';
 import { DecisionLog, type DecisionLogSettings } from '../observe/decision-log.ts';
 import { ModelHealth } from '../state/health.ts';
 import { GatewayAuth } from '../faces/auth.ts';
 import { KeyLimits, LocalCounters } from '../state/limits.ts';
 import { SharedState } from '../state/shared-state.ts';
-import type { ChatRequest, ChatResult, CompiledExpression, Evaluator, ModelSpec, PluginContext, PolicyView, Provider, Router } from '../plugin-sdk/plugin-api.ts';
-import { DEFAULT_EXPRESSION_LIMITS } from './defaults.ts';
-import { discoverPlugins, type PluginCatalogue } from './plugins.ts';
+import type { ChatRequest, ChatResult, CompiledExpression, Evaluator, PluginContext, PolicyView, Provider, Router } from '../plugin-sdk/plugin-api.ts';
 import type { PolicyData, RouteData } from './policy-data.ts';
-import { checkPluginSite, collectErrors, isRecord, pluginEntries, pluginRoots, type PluginSite } from './plugin-sites.ts';
+import type { PluginSite } from './plugin-sites.ts';
 import { Runtime, disposeAll, type Gate, type GateEvaluator, type ModelRuntime, type PluginInstance, type RouteRuntime, type RoutingCosts, type ServerSettings, type Target } from './runtime.ts';
-import { expressionKey, validatePolicyDocument, type ValidationSession } from './schema.ts';
-import { checkSemantics } from './semantic.ts';
-import { readPolicySource, formatPath, type Path, type PolicySource } from './source.ts';
-import { versionOf, withFiles } from './version.ts';
+import { expressionKey, type ValidationSession } from './schema.ts';
+import { formatPath, type Path, type PolicySource } from './source.ts';
+import { redacted, validatePolicy, type ValidateOptions } from './validate.ts';
+import { withFiles } from './version.ts';
 
-export interface BuildOptions {
+export interface BuildOptions extends ValidateOptions {
   logger: winston.Logger;
   /** 'validate' creates and disposes plugins but opens no decision log. */
   mode?: 'serve' | 'validate';
-  builtinPluginRoot?: string;
-  env?: NodeJS.ProcessEnv;
-  /** The address the gateway listens on in place of server.host (--host): checked like server.host. */
-  listenHost?: string;
-  /**
-   * Folders, besides the policy's own, that files named by the policy ("x-path" options:
-   * model files, state files, datasets, the decision log) may be in. Granted by whoever
-   * runs tiergate (`tiergate eval` grants its dataset's folder), never by the policy.
-   */
-  allowedPaths?: readonly string[];
   /** Model health to share across reloads (the manager keeps one). */
   health?: ModelHealth;
   /** Per-key limit counts of this process, kept across reloads like health (the manager keeps one). */
   limitCounters?: LocalCounters;
-  /**
-   * Edits the policy data as read (interpolated, not yet validated) before anything
-   * else sees it; errors still point into the file. `tiergate eval` swaps in recorded
-   * answers this way.
-   */
-  rewrite?: (data: unknown) => unknown;
 }
 
 // A gate's threshold when the policy sets none and has no costs to derive one from: not
 // a schema default, since whether the policy wrote a threshold decides where it comes from.
 const DEFAULT_GATE_THRESHOLD = 0.5;
 
-/**
- * The policy's `expressions` limits, read before validation because expressions are
- * compiled during it. A value the schema will reject falls back to its default here.
- */
-function expressionLimitsOf(data: unknown): ExpressionLimits {
-  const given = isRecord(data) && isRecord(data.expressions) ? data.expressions : {};
-  const pick = (key: keyof ExpressionLimits) => {
-    const value = given[key];
-    return typeof value === 'number' && Number.isInteger(value) && value > 0 ? value : DEFAULT_EXPRESSION_LIMITS[key];
-  };
-  return Object.freeze({ timeout_ms: pick('timeout_ms'), max_depth: pick('max_depth'), max_sequence: pick('max_sequence') });
-}
-
-function namesOf(value: unknown): Set<string> {
-  return new Set(isRecord(value) ? Object.keys(value) : []);
-}
-
-function tierNamesOf(value: unknown): Set<string> {
-  const names = new Set<string>();
-  if (Array.isArray(value)) for (const tier of value) if (isRecord(tier) && typeof tier.name === 'string') names.add(tier.name);
-  return names;
-}
-
-/**
- * The policy's secrets: every value a schema marks "x-secret" (collected by schema
- * validation) and the password in state.redis.url, in both spellings (the URL carries
- * it percent-encoded, Redis receives it decoded).
- */
-function policySecrets(session: ValidationSession, data: unknown): string[] {
-  const secrets = [...session.secrets];
-  const url = isRecord(data) && isRecord(data.state) && isRecord(data.state.redis) ? data.state.redis.url : undefined;
-  const password = typeof url === 'string' && URL.canParse(url) ? new URL(url).password : '';
-  if (password) {
-    try {
-      secrets.push(decodeURIComponent(password));
-    } catch {
-      // Not valid percent-encoding: Redis receives it as written.
-    }
-    secrets.push(password);
-  }
-  return secrets;
-}
-
-/**
- * Errors with the policy's secrets replaced (they are not registered while the policy is
- * not valid), then the environment's values by their ${NAME}: some messages quote what
- * they found.
- */
-function redacted(errors: TiergateError[], source: PolicySource, secrets: readonly string[]): TiergateError[] {
-  const hide = (text: string) => source.redact(redactValues(text, secrets));
-  for (const error of errors) {
-    error.message = hide(error.message);
-    for (const [name, value] of Object.entries(error.params)) if (typeof value === 'string') error.params[name] = hide(value);
-    if (error.location?.path) error.location = { ...error.location, path: hide(error.location.path) };
-  }
-  return errors;
-}
-
 /** Parses, validates, compiles and creates a policy. Throws PolicyErrors with every problem found. */
 export async function buildRuntime(configFile: string, options: BuildOptions): Promise<Runtime> {
-  let source: PolicySource;
-  try {
-    source = readPolicySource(configFile, options.env);
-  } catch (caught) {
-    throw new PolicyErrors(collectErrors(caught));
-  }
-  if (options.rewrite) source = { ...source, data: options.rewrite(source.data) };
-  const errors: TiergateError[] = [];
+  const valid = await validatePolicy(configFile, options);
+  const { source, data, view, session, sites, secrets } = valid;
   const at = (p: Path, key = false): SourceLocation => source.locate(p, { key });
-  const raw = source.data;
-  // Schema validation fills in defaults in place, so the version hashes the data as read
-  // (what policyFingerprint sees too) or an unchanged file would never be recognised.
-  const dataAsRead = JSON.stringify(raw);
-  const declared = isRecord(raw) ? raw : {};
-
-  const session: ValidationSession = {
-    names: { models: namesOf(declared.models), tiers: tierNamesOf(declared.tiers), providers: namesOf(declared.providers), routes: namesOf(declared.routes) },
-    expressions: new Map(),
-    secrets: new Set(),
-    files: { baseDir: source.directory, folders: [source.directory, ...(options.allowedPaths ?? []).map((p) => path.resolve(p))] },
-    limits: expressionLimitsOf(raw),
-  };
-  errors.push(...validatePolicyDocument(source, session));
-  // Past the schema, defaults filled in: the shape the rest of the compiler reads.
-  const data = errors.length === 0 ? (raw as PolicyData) : null;
-
-  const { roots, missing } = pluginRoots(raw, source, options.builtinPluginRoot);
-  for (const { index, folder } of missing) errors.push(new TiergateError('TG_ERR_PLUGIN_PATH', { reason: `plugin folder ${folder} does not exist` }, { location: at(['plugins', 'paths', index]) }));
-  let catalogue: PluginCatalogue | null = null;
-  try {
-    catalogue = discoverPlugins(roots);
-  } catch (caught) {
-    errors.push(...collectErrors(caught));
-  }
-
-  const policyView = data ? makePolicyView(data) : null;
-  const sites: PluginSite[] = [];
-  if (catalogue) {
-    for (const candidate of pluginEntries(raw)) {
-      const site = await checkPluginSite(candidate, catalogue, source, session, policyView, errors);
-      if (site) sites.push(site);
-    }
-  }
-
-  if (data) errors.push(...checkSemantics(data, source, { listenHost: options.listenHost, serving: options.mode !== 'validate' }));
-  const secrets = policySecrets(session, raw);
-  if (errors.length > 0 || !data || !policyView || !catalogue) throw new PolicyErrors(redacted(errors, source, secrets));
-  const view = policyView;
   // Valid: from here on the policy's secrets are kept out of every output, before any
   // plugin is created (a provider may log or throw its key).
   for (const secret of secrets) registerSecret(secret);
@@ -206,7 +80,7 @@ export async function buildRuntime(configFile: string, options: BuildOptions): P
   try {
     if (data.state?.redis && options.mode !== 'validate') shared = await SharedState.open(data.state.redis, at(['state', 'redis']), options.logger);
     const watchFiles = [...built.watchFiles].sort();
-    built.runtime = assemble(data, source, view, session, instances, withFiles(versionOf(source, dataAsRead, catalogue), watchFiles), roots, watchFiles, options, shared);
+    built.runtime = assemble(data, source, view, session, instances, withFiles(valid.version, watchFiles), valid.pluginRoots, watchFiles, options, shared);
     // The newest policy decides whether cooldowns are shared between replicas.
     if (options.mode !== 'validate') {
       if (shared) shared.shareCooldowns(built.runtime.health);
@@ -218,25 +92,6 @@ export async function buildRuntime(configFile: string, options: BuildOptions): P
     await disposeAll(instances, options.logger);
     throw err;
   }
-}
-
-function makePolicyView(data: PolicyData): PolicyView {
-  const upstreamTimeout = data.server.upstream_timeout_ms;
-  const models = new Map<string, ModelSpec>();
-  for (const [name, model] of Object.entries(data.models)) {
-    models.set(name, Object.freeze({
-      name,
-      provider: model.provider,
-      upstream: model.upstream ?? name,
-      price: Object.freeze({ ...model.price }),
-      timeout_ms: model.timeout_ms ?? data.providers[model.provider]?.timeout_ms ?? upstreamTimeout,
-    }));
-  }
-  return Object.freeze({
-    models,
-    tiers: Object.freeze(data.tiers.map((t) => Object.freeze({ name: t.name, models: Object.freeze([...t.models]) }))),
-    featureNames: Object.freeze(Object.keys(data.features)),
-  });
 }
 
 function pluginContext(site: PluginSite, source: PolicySource, session: ValidationSession, view: PolicyView, logger: winston.Logger, built: { runtime: Runtime | null; watchFiles: Set<string> }): PluginContext {
