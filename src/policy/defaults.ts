@@ -4,8 +4,8 @@
 // validated policy (an expression compiled with no policy, a decision log opened by a
 // test, the Redis connection) reads it here, from the schema, rather than repeating it.
 //
-// Imports nothing from the rest of tiergate: expressions, observability and state read it
-// without depending on the compiler.
+// Imports nothing from the rest of tiergate at run time (types only): expressions,
+// observability and state read it without depending on the compiler.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { JsonSchema } from '../plugin-sdk/plugin-api.ts';
