@@ -3,7 +3,7 @@
 // policy has no side effects (its secrets are registered only once it compiles).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { generatePolicyTypes, TYPES_FILE } from '../scripts/gen-policy-types.ts';
@@ -84,4 +84,17 @@ test('validating registers no secret: a rejected policy\'s are only kept out of 
   const runtime = await buildRuntime(policyFile(t, withToken('')), { logger, mode: 'validate' });
   t.after(() => runtime.dispose());
   assert.equal(redactSecrets(`token ${token}`), `token ${REDACTED}`);
+});
+
+test('the default decision log is held to the policy\'s folder like one the policy names', async (t) => {
+  const file = policyFile(t, MINIMAL);
+  const elsewhere = mkdtempSync(path.join(tmpdir(), 'tiergate-compiler-elsewhere-'));
+  t.after(() => rmSync(elsewhere, { recursive: true, force: true }));
+  symlinkSync(elsewhere, path.join(path.dirname(file), 'logs'));
+  const errors = await buildRuntime(file, { logger, mode: 'validate' }).then(
+    () => assert.fail('logs/ leads out of the policy\'s folder'),
+    (err: unknown) => (err instanceof PolicyErrors ? err.errors : assert.fail(String(err))),
+  );
+  assert.deepEqual(errors.map((e) => [e.code, e.location?.path]), [['TG_ERR_CONFIG_PATH', 'analytics.decision_log.file']]);
+  assert.match(errors[0].message, /leads through a symbolic link to .*, outside the policy's folder/);
 });
