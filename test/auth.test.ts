@@ -13,7 +13,7 @@ import winston from 'winston';
 import { simulatorPolicy, startTestGateway, type TestGateway } from './support/gateway.ts';
 import { apiError } from './support/http.ts';
 import { startGateway } from '../src/faces/server.ts';
-import { buildRuntime } from '../src/policy/runtime.ts';
+import { buildRuntime } from '../src/policy/compile.ts';
 import { createLogger } from '../src/observe/logger.ts';
 import { PolicyErrors } from '../src/common/errors.ts';
 import { GatewayAuth, isLoopbackHost } from '../src/faces/auth.ts';

@@ -24,7 +24,8 @@ import {
   type Provider,
   type RequestView,
 } from '../src/plugin-sdk/plugin-api.ts';
-import { buildRuntime, type Runtime } from '../src/policy/runtime.ts';
+import { buildRuntime } from '../src/policy/compile.ts';
+import type { Runtime } from '../src/policy/runtime.ts';
 import { PolicyErrors } from '../src/common/errors.ts';
 import { createLogger } from '../src/observe/logger.ts';
 import { estimateMessagesTokens, estimateTextTokens } from '../src/plugin-sdk/tokens.ts';
@@ -77,7 +78,7 @@ describe('llm_judge', () => {
   const callModel: PluginContext['callModel'] = async (model, request, signal) => {
     calls.push({ model, request });
     assert.equal(model, judge.name, 'the judge calls the model its options name');
-    // The cast as in runtime.ts: Omit over ChatRequest's index signature drops `messages` from the type.
+    // The cast as in src/policy/compile.ts: Omit over ChatRequest's index signature drops `messages` from the type.
     return provider.complete({ ...request, model: judge.upstream } as ChatRequest, { model: judge, signal });
   };
   const ctx = testPluginContext({ at: 'routes.support.gate.evaluators[0]', callModel });

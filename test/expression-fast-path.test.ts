@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import jsonata from 'jsonata';
 import fc from 'fast-check';
 import { compileFast, UNDECIDED } from '../src/expressions/fast-path.ts';
-import { CUSTOM_FUNCTIONS, compileExpression } from '../src/expressions/compile.ts';
+import { compileExpression } from '../src/expressions/compile.ts';
+import { CUSTOM_FUNCTIONS } from '../src/expressions/functions.ts';
 
 const seed = process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined;
 const NAMES = ['a', 'b', 'task_type', 'x-team'];

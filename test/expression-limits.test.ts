@@ -17,7 +17,7 @@ import path from 'node:path';
 import OpenAI from 'openai';
 import winston from 'winston';
 import { simulatorLadder, startTestGateway, type TestGateway } from './support/gateway.ts';
-import { buildRuntime } from '../src/policy/runtime.ts';
+import { buildRuntime } from '../src/policy/compile.ts';
 import { createLogger } from '../src/observe/logger.ts';
 import { requestView, routeRequest, type ChatBody } from '../src/pipeline/route.ts';
 import type { DecisionRecord } from '../src/observe/decision-log.ts';

@@ -19,7 +19,7 @@ import { apiError } from './support/http.ts';
 import { startFakeOpenAI, type Behaviour, type FakeOpenAI, type RecordedRequest } from './support/fake-openai.ts';
 import type { DecisionRecord } from '../src/observe/decision-log.ts';
 import type { AttemptRecord } from '../src/observe/decision-log.ts';
-import { buildRuntime } from '../src/policy/runtime.ts';
+import { buildRuntime } from '../src/policy/compile.ts';
 import { PolicyErrors } from '../src/common/errors.ts';
 import { createLogger } from '../src/observe/logger.ts';
 import { estimateMessagesTokens } from '../src/plugin-sdk/tokens.ts';

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parsePolicyText } from '../src/policy/source.ts';
-import { buildRuntime } from '../src/policy/runtime.ts';
+import { buildRuntime } from '../src/policy/compile.ts';
 import { createLogger } from '../src/observe/logger.ts';
 import { PolicyErrors, TiergateError } from '../src/common/errors.ts';
 import { simulatorPolicy } from './support/gateway.ts';

@@ -16,7 +16,7 @@ import { simulatorLadder, startTestGateway, type TestGateway } from './support/g
 import jsonata from 'jsonata';
 import { LinearRegExp, linearRegExpProblem } from '../src/plugin-sdk/linear-regex.ts';
 import { compileExpression } from '../src/expressions/compile.ts';
-import { buildRuntime } from '../src/policy/runtime.ts';
+import { buildRuntime } from '../src/policy/compile.ts';
 import { createLogger } from '../src/observe/logger.ts';
 import { PolicyErrors } from '../src/common/errors.ts';
 import regexEvaluator from '../plugins/evaluators/regex/index.ts';

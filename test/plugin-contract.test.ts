@@ -9,7 +9,7 @@ import path from 'node:path';
 import winston from 'winston';
 import { stringify } from 'yaml';
 import { BUILTIN_PLUGIN_ROOT, discoverPlugins, loadPlugin, type LoadedPlugin } from '../src/policy/plugins.ts';
-import { buildRuntime } from '../src/policy/runtime.ts';
+import { buildRuntime } from '../src/policy/compile.ts';
 import { PolicyErrors } from '../src/common/errors.ts';
 import { testPluginContext } from './support/plugin-context.ts';
 import type { Disposable, ModelSpec, PluginContext, PolicyView } from '../src/plugin-sdk/plugin-api.ts';

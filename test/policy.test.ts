@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { buildRuntime } from '../src/policy/runtime.ts';
+import { buildRuntime } from '../src/policy/compile.ts';
 import { createLogger } from '../src/observe/logger.ts';
 import { PolicyErrors, TiergateError } from '../src/common/errors.ts';
 

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readlinkSync } from 'node:fs';
 import OpenAI from 'openai';
-import { policyFingerprint } from '../src/policy/runtime.ts';
+import { policyFingerprint } from '../src/policy/version.ts';
 import type { ReloadResult } from '../src/policy/reload.ts';
 import type { DecisionRecord } from '../src/observe/decision-log.ts';
 import { simulatorPolicy, startTestGateway } from './support/gateway.ts';

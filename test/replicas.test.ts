@@ -22,7 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
 import { Redis } from 'ioredis';
 import { parseAllDocuments } from 'yaml';
-import { buildRuntime } from '../src/policy/runtime.ts';
+import { buildRuntime } from '../src/policy/compile.ts';
 import { createLogger } from '../src/observe/logger.ts';
 import { apiError } from './support/http.ts';
 

@@ -16,7 +16,7 @@ import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParams
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
 import type { DecisionRecord, ShadowRecord } from '../src/observe/decision-log.ts';
 import { buildReport, readFeedback, readLogs, renderMarkdown, renderTable, type GroupMetrics, type Report, type ReportOptions } from '../src/analysis/report.ts';
-import { buildRuntime } from '../src/policy/runtime.ts';
+import { buildRuntime } from '../src/policy/compile.ts';
 import { PolicyErrors } from '../src/common/errors.ts';
 import { createLogger } from '../src/observe/logger.ts';
 

@@ -4,7 +4,7 @@
 // router alone (rules only, features given) is timed too, to split the two.
 import { createLogger } from '../../src/observe/logger.ts';
 import { requestView, routeRequest, type ChatBody } from '../../src/pipeline/route.ts';
-import { buildRuntime } from '../../src/policy/runtime.ts';
+import { buildRuntime } from '../../src/policy/compile.ts';
 import { chatBody, routeName, type PolicyShape } from './policy.ts';
 import { Samples, quantile } from './stats.ts';
 

@@ -14,7 +14,7 @@ import { compileExpression } from '../../src/expressions/compile.ts';
 import { createLogger } from '../../src/observe/logger.ts';
 import { RecentMap } from '../../src/common/recent-map.ts';
 import type { ChatRequest } from '../../src/plugin-sdk/plugin-api.ts';
-import { buildRuntime } from '../../src/policy/runtime.ts';
+import { buildRuntime } from '../../src/policy/compile.ts';
 
 import type { Piece } from './results.ts';
 

@@ -32,6 +32,7 @@ import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import path from 'node:path';
 import Table from 'cli-table3';
+import { DEFAULT_DECISION_LOG } from '../policy/defaults.ts';
 import type { DecisionRecord, ShadowRecord } from '../observe/decision-log.ts';
 import { TARGETS as TARGET_VALUES, quantile } from './metrics.ts';
 
@@ -260,7 +261,7 @@ export function parseWindow(text: string): number | null {
 export function decisionLogOf(policyFile: string, data: unknown): string | null {
   const analytics = isRecord(data) && isRecord(data.analytics) ? data.analytics : null;
   const log = analytics && isRecord(analytics.decision_log) ? analytics.decision_log : null;
-  const file = log && 'file' in log ? log.file : 'logs/decisions.jsonl';
+  const file = log && 'file' in log ? log.file : DEFAULT_DECISION_LOG.file;
   return typeof file === 'string' ? path.resolve(path.dirname(path.resolve(policyFile)), file) : null;
 }
 

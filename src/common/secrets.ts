@@ -1,6 +1,6 @@
 // Secrets never leave the process: provider keys, gateway keys and the admin token are
-// registered here when a policy is validated (every option a schema marks
-// "x-secret": true), and every error, log line and admin answer is passed through
+// registered here when a valid policy is compiled (every option a schema marks
+// "x-secret": true; src/policy/compile.ts), and every error, log line and admin answer is passed through
 // redactSecrets. A value once registered stays registered for the process's life: a
 // rotated-out key is still a secret, and redacting more than needed costs nothing.
 //
@@ -18,6 +18,18 @@ export function registerSecret(value: string): void {
   if (value.length < MIN_SECRET_LENGTH || registered.has(value)) return;
   registered.add(value);
   ordered = [...registered].sort((a, b) => b.length - a.length);
+}
+
+/**
+ * `text` with each of `values` that registerSecret would keep replaced by [redacted],
+ * registering none: for the errors of a policy that is not valid, whose secrets are
+ * never registered.
+ */
+export function redactValues(text: string, values: Iterable<string>): string {
+  let out = text;
+  const secrets = [...new Set(values)].filter((v) => v.length >= MIN_SECRET_LENGTH).sort((a, b) => b.length - a.length);
+  for (const secret of secrets) if (out.includes(secret)) out = out.split(secret).join(REDACTED);
+  return out;
 }
 
 /** `text` with every registered secret replaced by [redacted]. */

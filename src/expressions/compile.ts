@@ -3,10 +3,12 @@
 // to functions that do not exist: JSONata itself only notices those when the
 // expression runs, which for a routing rule means in production.
 import jsonata from 'jsonata';
-import type { ChatMessage, CompiledExpression } from '../plugin-sdk/plugin-api.ts';
-import { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from '../plugin-sdk/tokens.ts';
+import type { CompiledExpression } from '../plugin-sdk/plugin-api.ts';
 import { TiergateError, type SourceLocation } from '../common/errors.ts';
 import { UNDECIDED, compileFast } from './fast-path.ts';
+import { CUSTOM_FUNCTIONS } from './functions.ts';
+import { DEFAULT_EXPRESSION_LIMITS } from '../policy/defaults.ts';
+import type { ExpressionLimitsData } from '../policy/policy-data.ts';
 import { LinearRegExp, linearRegExpProblem } from '../plugin-sdk/linear-regex.ts';
 
 const BUILTIN_FUNCTIONS = new Set([
@@ -18,103 +20,6 @@ const BUILTIN_FUNCTIONS = new Set([
   'encodeUrlComponent', 'encodeUrl', 'decodeUrlComponent', 'decodeUrl', 'eval', 'toMillis', 'fromMillis', 'clone',
   'now', 'millis',
 ]);
-
-interface FunctionFocus {
-  environment: { lookup(name: string): unknown };
-}
-
-/** The root input of the evaluation (`$$`), for functions that default to the whole request. */
-function rootOf(focus: FunctionFocus): Record<string, unknown> {
-  const root = focus.environment.lookup('$');
-  return root !== null && typeof root === 'object' ? (root as Record<string, unknown>) : {};
-}
-
-function messagesOf(focus: FunctionFocus): ChatMessage[] {
-  const messages = rootOf(focus).messages;
-  return Array.isArray(messages) ? (messages as ChatMessage[]) : [];
-}
-
-function textOf(value: unknown): string {
-  if (typeof value === 'string') return value;
-  if (Array.isArray(value)) return value.map((v) => (v && typeof v === 'object' && 'content' in v ? messageText((v as ChatMessage).content) : textOf(v))).join('\n');
-  if (value === undefined || value === null) return '';
-  return typeof value === 'object' ? JSON.stringify(value) : String(value);
-}
-
-const CODE_PATTERN = /```|^\s{4}\S|\b(def|function|class|import|return|const|let|var|public|static)\b[^\n]*[({=;:]/m;
-
-interface CustomFunction {
-  signature: string;
-  implementation: (this: FunctionFocus, ...args: never[]) => unknown;
-  help: string;
-}
-
-/** Functions tiergate adds to JSONata for common routing needs. Documented in the README. */
-export const CUSTOM_FUNCTIONS: Record<string, CustomFunction> = {
-  estimateTokens: {
-    signature: '<x?:n>',
-    help: 'estimated tokens of a string or messages array; of the whole conversation when called with no argument',
-    implementation(this: FunctionFocus, value?: unknown) {
-      if (value === undefined) return estimateMessagesTokens(messagesOf(this));
-      if (Array.isArray(value) && value.every((m) => m && typeof m === 'object' && 'role' in m)) return estimateMessagesTokens(value as ChatMessage[]);
-      return estimateTextTokens(textOf(value));
-    },
-  },
-  lastUserMessage: {
-    signature: '<:s>',
-    help: 'text of the last user message',
-    implementation(this: FunctionFocus) {
-      return lastUserMessage(messagesOf(this));
-    },
-  },
-  systemPrompt: {
-    signature: '<:s>',
-    help: 'text of the system (and developer) messages, joined',
-    implementation(this: FunctionFocus) {
-      return messagesOf(this).filter((m) => m.role === 'system' || m.role === 'developer').map((m) => messageText(m.content)).join('\n');
-    },
-  },
-  conversationText: {
-    signature: '<:s>',
-    help: 'text of every message, joined',
-    implementation(this: FunctionFocus) {
-      return messagesOf(this).map((m) => messageText(m.content)).join('\n');
-    },
-  },
-  containsAny: {
-    signature: '<s-a<s>:b>',
-    help: 'true when the text contains any of the words or phrases, case-insensitively, on word boundaries',
-    implementation(text?: string, words?: string[]) {
-      if (!text || !words) return false;
-      const lower = text.toLowerCase();
-      return words.some((word) => {
-        const w = word.toLowerCase();
-        let at = lower.indexOf(w);
-        while (at !== -1) {
-          const before = at === 0 ? '' : lower[at - 1];
-          const after = lower[at + w.length] ?? '';
-          if (!/\w/.test(before) && !/\w/.test(after)) return true;
-          at = lower.indexOf(w, at + 1);
-        }
-        return false;
-      });
-    },
-  },
-  wordCount: {
-    signature: '<s-:n>',
-    help: 'number of words in the text',
-    implementation(text?: string) {
-      return text ? text.split(/\s+/).filter(Boolean).length : 0;
-    },
-  },
-  hasCode: {
-    signature: '<s?:b>',
-    help: 'true when the text (or the last user message) looks like it contains code',
-    implementation(this: FunctionFocus, text?: string) {
-      return CODE_PATTERN.test(text ?? lastUserMessage(messagesOf(this)));
-    },
-  },
-};
 
 export interface ExpressionProblem {
   message: string;
@@ -239,13 +144,7 @@ function editDistance(a: string, b: string): number {
  * `sequence` options, checked at every evaluation step), so concurrent evaluations of
  * one compiled expression do not share a budget.
  */
-export interface ExpressionLimits {
-  readonly timeout_ms: number;
-  readonly max_depth: number;
-  readonly max_sequence: number;
-}
-
-export const DEFAULT_EXPRESSION_LIMITS: ExpressionLimits = Object.freeze({ timeout_ms: 500, max_depth: 500, max_sequence: 1_000_000 });
+export type ExpressionLimits = Readonly<ExpressionLimitsData>;
 
 /** jsonata's guardrail error codes, as the limit each one enforces. */
 function limitBreached(code: string | undefined, limits: ExpressionLimits): string | null {

@@ -15,7 +15,7 @@
 // the caller evaluates with JSONata itself, which gives the real answer or the real
 // error, under the policy's `expressions` limits. test/expression-fast-path.test.ts
 // checks both agree on generated inputs.
-import { CUSTOM_FUNCTIONS } from './compile.ts';
+import { CUSTOM_FUNCTIONS } from './functions.ts';
 import { unnamed } from '../common/unnamed.ts';
 
 /** The closure could not decide; evaluate with JSONata. */

@@ -21,18 +21,8 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type winston from 'winston';
 import { TiergateError } from '../common/errors.ts';
 import { closestName } from '../expressions/compile.ts';
-import type { PolicySource } from '../policy/source.ts';
-import type { KeyLimitsData, LimitsWhenRedisDown } from '../state/limits.ts';
+import type { AuthData } from '../policy/policy-data.ts';
 import { sendJson } from './respond.ts';
-
-/** server.auth as the schema accepts it. */
-export interface AuthData {
-  keys?: Array<{ name: string; key: string; routes: '*' | string[]; models?: '*' | string[]; limits?: KeyLimitsData }>;
-  admin_token?: string;
-  metrics_token?: string;
-  allow_unauthenticated?: boolean;
-  limits_when_redis_down?: LimitsWhenRedisDown;
-}
 
 type AllowList = '*' | ReadonlySet<string>;
 
@@ -57,7 +47,8 @@ export class GatewayAuth {
   private readonly adminDigest: Buffer | null;
   private readonly metricsDigest: Buffer | null;
 
-  constructor(data: AuthData | undefined) {
+  /** `data` is server.auth; partial, since a GatewayAuth is also made outside a validated policy (defaults not filled in). */
+  constructor(data: Partial<AuthData> | undefined) {
     this.keys = (data?.keys ?? []).map((entry) => ({
       key: Object.freeze({ name: entry.name, routes: entry.routes === '*' ? '*' : new Set(entry.routes), models: entry.models === undefined ? new Set<string>() : entry.models === '*' ? '*' : new Set(entry.models) }),
       digest: digest(entry.key),
@@ -116,50 +107,6 @@ export function isLoopbackHost(host: string): boolean {
 export function isLoopbackAddress(address: string | undefined): boolean {
   if (!address) return false;
   return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.') || address === '0:0:0:0:0:0:0:1';
-}
-
-// ---------------------------------------------------------------------------------
-// Rules between fields (the schema checks the shape, x-ref the route and model names)
-
-const UNREADABLE_HEADERS = ['authorization', 'proxy-authorization', 'cookie'];
-
-/**
- * `listenHost` is the address the gateway was told to listen on in place of
- * server.host (--host), when it was.
- */
-export function validateAuth(server: { host?: string; header_allowlist?: string[]; auth?: AuthData } | undefined, source: PolicySource, listenHost?: string): TiergateError[] {
-  const errors: TiergateError[] = [];
-  const problem = (reason: string, at: ReadonlyArray<string | number>, key = false) => errors.push(new TiergateError('TG_ERR_CONFIG_AUTH', { reason }, { location: source.locate(['server', ...at], { key }) }));
-  const auth = server?.auth;
-  const keys = auth?.keys ?? [];
-  const names = new Map<string, number>();
-  const values = new Map<string, number>();
-  keys.forEach((entry, i) => {
-    const sameName = names.get(entry.name);
-    if (sameName !== undefined) problem(`key name "${entry.name}" is also used by keys[${sameName}]; every key needs its own name (it is what logs and budgets see)`, ['auth', 'keys', i, 'name']);
-    else names.set(entry.name, i);
-    const sameValue = values.get(entry.key);
-    // Never quote the value: the message names the other entry instead.
-    if (sameValue !== undefined) problem(`this key is the same as the key of "${keys[sameValue].name}"; every key must be different, or the gateway cannot tell them apart`, ['auth', 'keys', i, 'key']);
-    else values.set(entry.key, i);
-  });
-  if (auth?.admin_token !== undefined && values.has(auth.admin_token)) problem(`admin_token is the same as the key of "${keys[values.get(auth.admin_token) as number].name}"; a gateway key must not open the admin endpoints`, ['auth', 'admin_token']);
-  if (auth?.metrics_token !== undefined && values.has(auth.metrics_token)) problem(`metrics_token is the same as the key of "${keys[values.get(auth.metrics_token) as number].name}"; a gateway key must not open /metrics`, ['auth', 'metrics_token']);
-  if (auth?.metrics_token !== undefined && auth.metrics_token === auth.admin_token) problem('metrics_token is the same as admin_token; give the scraper its own token, or leave metrics_token out and give it the admin token', ['auth', 'metrics_token']);
-  if (auth?.allow_unauthenticated === true && keys.length > 0) problem('allow_unauthenticated cannot be combined with keys: with keys, every request needs one', ['auth', 'allow_unauthenticated'], true);
-  (server?.header_allowlist ?? []).forEach((header, i) => {
-    if (UNREADABLE_HEADERS.includes(header.toLowerCase())) problem(`${header.toLowerCase()} carries the client's credentials; routing expressions may not read it (it could reach the decision log)`, ['header_allowlist', i]);
-  });
-  if (keys.length === 0 && auth?.allow_unauthenticated !== true) {
-    const host = listenHost ?? server?.host;
-    if (host !== undefined && !isLoopbackHost(host)) {
-      const what = listenHost !== undefined && listenHost !== server?.host ? `listening on ${host} (asked for on the command line, in place of server.host)` : `host ${host}`;
-      const known = host === '0.0.0.0' || host === '::' ? ' (every address)' : '';
-      // Located at server.host, or at the nearest key above it when the file has none.
-      problem(`${what}${known} needs server.auth.keys: without keys tiergate accepts loopback only (127.0.0.1, ::1, localhost), so that an open gateway is never reachable from the network by accident. Add keys, or set server.auth.allow_unauthenticated: true when authentication happens in front of tiergate`, ['host']);
-    }
-  }
-  return errors;
 }
 
 // ---------------------------------------------------------------------------------

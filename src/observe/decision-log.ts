@@ -5,6 +5,7 @@ import { close as closeFd, mkdirSync, open, write } from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
 import winston from 'winston';
+import { DEFAULT_DECISION_LOG } from '../policy/defaults.ts';
 import type { Usage } from '../plugin-sdk/plugin-api.ts';
 
 // The records of one request's model calls and gate verdicts belong to the decision
@@ -145,8 +146,8 @@ export interface DecisionLogSettings {
   flushMs?: number;
 }
 
-/** The default `flush_ms`: at one request at a time, a write per request was ~10 % of the main thread (docs/bench/profile-findings.md, item 20). */
-const DEFAULT_FLUSH_MS = 50;
+/** The default `flush_ms` (the schema's): at one request at a time, a write per request was ~10 % of the main thread (docs/bench/profile-findings.md, item 20). */
+const DEFAULT_FLUSH_MS = DEFAULT_DECISION_LOG.flush_ms;
 
 const RECORD = Symbol('decision');
 

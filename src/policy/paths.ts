@@ -1,4 +1,4 @@
-// Where a path really leads. A policy names files (plugin folders, model artifacts, state
+// Where a path really leads (used by schema.ts's "x-path" and by plugin discovery). A policy names files (plugin folders, model artifacts, state
 // files, the decision log); each must stay inside the folders it may use, and `..` or a
 // symbolic link must not lead it out. Paths are compared after resolving every link,
 // including a dangling one at the end (writing through it would create its target).

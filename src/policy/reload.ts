@@ -1,11 +1,14 @@
-// Hot reload. Build the new runtime aside (parse → validate → compile → create), then
-// swap one reference. Requests keep the runtime they started with; the old runtime is
+// Stage 6 of the policy compiler: the atomic swap. Before: compile.ts builds a Runtime
+// (runtime.ts) from the file. Hot reload builds the new runtime aside (parse → validate →
+// compile → create), then swaps one reference. Requests keep the runtime they started with; the old runtime is
 // disposed when its last request ends. A failed build changes nothing but the status.
 import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type winston from 'winston';
 import { PolicyErrors, TiergateError, errorMessage } from '../common/errors.ts';
-import { buildRuntime, policyFingerprint, type BuildOptions, Runtime } from './runtime.ts';
+import { buildRuntime, type BuildOptions } from './compile.ts';
+import type { Runtime } from './runtime.ts';
+import { policyFingerprint } from './version.ts';
 import { ModelHealth } from '../state/health.ts';
 import { LocalCounters } from '../state/limits.ts';
 

@@ -1,23 +1,26 @@
-// JSON Schema validation for the policy and for every plugin's options, with one ajv
-// instance and two tiergate keywords:
+// Stage 2 of the policy compiler: the shape. Before: source.ts read the file into data.
+// Here the data is checked against schemas/gateway.schema.json (and, through
+// plugin-sites.ts, each plugin's options against the schema the plugin declares), with
+// one ajv instance that fills in every `default` (defaults.ts) and four tiergate keywords:
 //   "x-jsonata": true           the string compiles as JSONata (compiled here, once)
 //   "x-ref": "model" | "tier" | "target" | "provider" | "route"
 //                               the string names something the policy declares
-//   "x-secret": true            the string is a secret (an API key): it is registered
-//                               for redaction from every log line, error and admin answer
+//   "x-secret": true            the string is a secret (an API key): it is collected in
+//                               the session, and compile.ts registers it for redaction
+//                               from every log line, error and admin answer once the
+//                               policy is valid (validating registers nothing)
 //   "x-path": true              the string names a file, relative to the policy: it must
 //                               stay inside the policy's folder, symlinks resolved
 // Errors come back as located TiergateErrors with a readable message, all at once.
+// After: semantic.ts checks the rules between fields.
 import AjvModule, { type ErrorObject, type ValidateFunction, type SchemaValidateFunction } from 'ajv';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { TiergateError, type ErrorCode } from '../common/errors.ts';
 import { closestName, compileExpression, type ExpressionLimits } from '../expressions/compile.ts';
 import type { CompiledExpression, JsonSchema } from '../plugin-sdk/plugin-api.ts';
 import { formatPath, type Path, type PathSegment, type PolicySource } from './source.ts';
-import { registerSecret } from '../common/secrets.ts';
 import { escapesFolders } from './paths.ts';
+import { policySchema } from './defaults.ts';
 
 const Ajv = AjvModule.default ?? (AjvModule as unknown as typeof AjvModule.default);
 
@@ -32,6 +35,8 @@ export interface ValidationSession {
   expressions: Map<string, CompiledExpression>;
   /** The policy's `expressions` limits, for everything compiled in this session (default: DEFAULT_EXPRESSION_LIMITS). */
   limits?: ExpressionLimits;
+  /** Every value a schema marks "x-secret": registered for redaction once the policy compiles, not while it is validated. */
+  secrets: Set<string>;
 }
 
 // Validation is synchronous, so the session in force can be a module variable set
@@ -71,7 +76,7 @@ const referenceKeyword: SchemaValidateFunction = function validateReference(kind
 };
 
 const secretKeyword: SchemaValidateFunction = function collectSecret(enabled: boolean, data: unknown): boolean {
-  if (enabled && typeof data === 'string') registerSecret(data);
+  if (enabled && typeof data === 'string') activeSession?.secrets.add(data);
   return true;
 };
 
@@ -91,8 +96,6 @@ ajv.addKeyword({ keyword: 'x-ref', type: 'string', schemaType: 'string', errors:
 ajv.addKeyword({ keyword: 'x-secret', type: 'string', schemaType: 'boolean', errors: false, validate: secretKeyword });
 ajv.addKeyword({ keyword: 'x-path', type: 'string', schemaType: 'boolean', errors: true, validate: pathKeyword });
 
-const schemaPath = fileURLToPath(new URL('../../schemas/gateway.schema.json', import.meta.url));
-export const policySchema = JSON.parse(readFileSync(schemaPath, 'utf8')) as JsonSchema;
 const validatePolicyShape = ajv.compile(policySchema);
 
 export function compileOptionsSchema(schema: JsonSchema): ValidateFunction {

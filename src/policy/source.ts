@@ -1,6 +1,7 @@
-// Reads gateway.yaml into plain data while keeping the YAML document, so that every
-// later error (schema, plugin options, JSONata, references) can point at a line and
-// column of the file the user edited.
+// Stage 1 of the policy compiler: the source. Reads gateway.yaml into plain data while
+// keeping the YAML document, so that every later error (schema.ts, plugin-sites.ts,
+// semantic.ts, compile.ts) can point at a line and column of the file the user edited.
+// Nothing comes before; schema.ts checks the data next.
 //
 // ${VAR} / ${VAR:-default} interpolation happens before parsing (so it works inside
 // flow mappings like `{ api_key: ${KEY} }`), but each reference is first replaced by a

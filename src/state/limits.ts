@@ -12,21 +12,12 @@
 // atomic, on Redis's clock, keys expiring with their window); without it, and while
 // Redis is down when limits_when_redis_down is per_replica (the default), each process
 // counts alone. LocalCounters outlive reloads (the manager keeps one), like cooldowns.
-import { TiergateError, type SourceLocation } from '../common/errors.ts';
+import { TiergateError } from '../common/errors.ts';
 import type { DecisionRecord, ShadowRecord } from '../observe/decision-log.ts';
-import type { PolicySource } from '../policy/source.ts';
-import { registerSecret } from '../common/secrets.ts';
+import type { AuthData, KeyLimitsData } from '../policy/policy-data.ts';
 import type { RedisScript, SharedState } from './shared-state.ts';
 
-/** server.auth.keys[].limits as the schema accepts it. */
-export interface KeyLimitsData {
-  requests_per_minute?: number;
-  requests_per_day?: number;
-  usd_per_minute?: number;
-  usd_per_day?: number;
-}
-
-export type LimitsWhenRedisDown = 'per_replica' | 'reject';
+export type LimitsWhenRedisDown = NonNullable<AuthData['limits_when_redis_down']>;
 
 type WindowName = 'minute' | 'day';
 const WINDOWS: ReadonlyArray<{ name: WindowName; seconds: number; requests: keyof KeyLimitsData; usd: keyof KeyLimitsData }> = [
@@ -203,26 +194,4 @@ export class KeyLimits {
       this.local.spend(name, limits, cost);
     }
   }
-}
-
-/** Rules between fields for state.redis and the limits (the schema checks the shape). */
-export function validateSharedState(data: { server?: { auth?: { limits_when_redis_down?: LimitsWhenRedisDown } }; state?: { redis?: { url: string } } }, source: PolicySource): TiergateError[] {
-  const errors: TiergateError[] = [];
-  const url = data.state?.redis?.url;
-  if (url !== undefined) {
-    let parsed: URL | null = null;
-    try {
-      parsed = new URL(url);
-    } catch {
-      errors.push(new TiergateError('TG_ERR_CONFIG_RULE', { reason: 'not a URL; write redis://[:password@]host:port[/db] (rediss:// for TLS)' }, { location: source.locate(['state', 'redis', 'url']) }));
-    }
-    // The password inside the URL is a secret: redacted from every output, like an API key.
-    if (parsed?.password) registerSecret(decodeURIComponent(parsed.password));
-    if (parsed?.password) registerSecret(parsed.password);
-  }
-  if (data.server?.auth?.limits_when_redis_down !== undefined && data.state?.redis === undefined) {
-    const location: SourceLocation = source.locate(['server', 'auth', 'limits_when_redis_down'], { key: true });
-    errors.push(new TiergateError('TG_ERR_CONFIG_RULE', { reason: 'limits_when_redis_down applies only when the limits are shared through Redis (state.redis); without it every replica counts alone' }, { location }));
-  }
-  return errors;
 }

@@ -14,16 +14,13 @@ import { Redis } from 'ioredis';
 import type winston from 'winston';
 import { errorMessage, formatLocated, type SourceLocation } from '../common/errors.ts';
 import type { CooldownSharing, ModelHealth } from './health.ts';
+import { DEFAULT_REDIS } from '../policy/defaults.ts';
+import type { RedisStateData as PolicyRedisData } from '../policy/policy-data.ts';
 
-/** state.redis as the schema accepts it. */
-export interface RedisStateData {
-  url: string;
-  prefix?: string;
-  timeout_ms?: number;
-  refresh_ms?: number;
-}
+/** state.redis (src/policy/policy-data.ts), its defaults optional: they are applied here too (REDIS_DEFAULTS). */
+export type RedisStateData = Pick<PolicyRedisData, 'url'> & Partial<Omit<PolicyRedisData, 'url'>>;
 
-export const REDIS_DEFAULTS = Object.freeze({ prefix: 'tiergate', timeout_ms: 250, refresh_ms: 500 });
+export const REDIS_DEFAULTS = DEFAULT_REDIS;
 const CONNECT_TIMEOUT_MS = 1000;
 const WARN_EVERY_MS = 30_000;
 const UNAVAILABLE = 'Redis unavailable; until it is back, model cooldowns stay on each replica and per-key limits follow server.auth.limits_when_redis_down';

@@ -24,7 +24,8 @@ import { costOf } from '../../pipeline/usage.ts';
 import { createLogger } from '../../observe/logger.ts';
 import { readPolicySource, type PolicySource } from '../../policy/source.ts';
 import { requestView, routeRequest, type ChatBody, type RoutedRequest } from '../../pipeline/route.ts';
-import { buildRuntime, type RouteRuntime, type Runtime } from '../../policy/runtime.ts';
+import { buildRuntime } from '../../policy/compile.ts';
+import type { RouteRuntime, Runtime } from '../../policy/runtime.ts';
 import {
   TARGETS,
   aiq,

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { PolicyErrors, TiergateError, errorMessage } from '../../common/errors.ts';
 import { readPolicySource } from '../../policy/source.ts';
+import { DEFAULT_DECISION_LOG } from '../../policy/defaults.ts';
 import { DEFAULT_EPSILON, GROUP_BY, buildReport, decisionLogOf, parseWindow, policyHints, readFeedback, readLogs, renderMarkdown, renderTable, type GroupBy, type PolicyHints } from '../../analysis/report.ts';
 import { DEFAULT_CONFIG, printErrors } from './common.ts';
 
@@ -62,7 +63,7 @@ export function register(program: Command): void {
   program
     .command('report')
     .description('routing metrics from decision logs (cost savings, escalation rate, quality retention, routing accuracy) against the targets')
-    .option('--log <file...>', 'decision log(s), JSON lines (default: the policy\'s analytics.decision_log.file, else logs/decisions.jsonl)')
+    .option('--log <file...>', `decision log(s), JSON lines (default: the policy's analytics.decision_log.file, else ${DEFAULT_DECISION_LOG.file})`)
     .option('-c, --config <file>', `policy file, for the default log and the tier order (default: ${DEFAULT_CONFIG} when present)`)
     .addOption(new Option('--by <group>', 'group by').choices(GROUP_BY).default('route'))
     .option('--window <length>', 'time window for --by window: 15m, 1h, 1d (implies --by window)', parseWindowOption, '1h')
@@ -78,7 +79,7 @@ export function register(program: Command): void {
         const policy = readPolicy(flags.config);
         let logs = flags.log;
         if (!logs?.length) {
-          const fromPolicy = policy ? decisionLogOf(policy.file, policy.data) : 'logs/decisions.jsonl';
+          const fromPolicy = policy ? decisionLogOf(policy.file, policy.data) : DEFAULT_DECISION_LOG.file;
           if (fromPolicy === null) throw new Error(`${policy?.file} writes no decision log (analytics.decision_log.file is null): pass --log <file>`);
           logs = [path.relative(process.cwd(), fromPolicy) || fromPolicy];
         }

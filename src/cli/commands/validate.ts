@@ -2,7 +2,8 @@
 // (plugins created, then disposed) and prints a one-screen summary, or every error.
 import type { Command } from 'commander';
 import { createLogger } from '../../observe/logger.ts';
-import { buildRuntime, type Runtime } from '../../policy/runtime.ts';
+import { buildRuntime } from '../../policy/compile.ts';
+import type { Runtime } from '../../policy/runtime.ts';
 import { DEFAULT_CONFIG, printErrors } from './common.ts';
 
 function summary(runtime: Runtime): string {
