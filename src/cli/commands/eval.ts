@@ -37,6 +37,12 @@ function choice<T extends string>(values: readonly T[]): (value: string) => T {
   };
 }
 
+/** real or recorded; the old default `auto` is refused with why, so a script that passed it does not silently change meaning. */
+function gateMode(value: string): GateMode {
+  if (value === 'auto') throw new InvalidArgumentError('auto is gone: it gated the rows without answer texts on their recorded scores, an answer key no deployment has. Use real (the default) or recorded (the perfect judge, an upper bound)');
+  return choice(['real', 'recorded'] as const)(value);
+}
+
 function wholeNumber(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('a whole number ≥ 0');
@@ -110,7 +116,7 @@ export function register(program: Command): void {
     .option('--map-file <file>', 'the same mapping as a YAML or JSON object')
     .option('--split <split>', 'rows to evaluate: train, test or all', choice(['train', 'test', 'all'] as const), 'all')
     .option('--where <jsonata>', 'only rows for which this JSONata expression over the row holds, e.g. "source = \'gsm8k\'"')
-    .option('--gate <mode>', 'auto: the route\'s evaluators judge rows with answer texts, recorded scores gate the rest; real; recorded', choice(['auto', 'real', 'recorded'] as const), 'auto')
+    .option('--gate <mode>', 'real: the route\'s evaluators judge the recorded answer texts, rows without texts are left out and counted; recorded: the perfect judge (upper bound), the recorded scores gate every row', gateMode, 'real')
     .option('--quality-target <score>', 'recorded score at which an answer is good enough (oracle tier, gate precision/recall)', share, 0.5)
     .option('--sweep <n>', 'gate thresholds to sweep, evenly spaced over [0, 1], for the cost–quality curve (0: none)', sweepPoints, 11)
     .option('--limit <n>', 'evaluate at most this many rows', wholeNumber)
