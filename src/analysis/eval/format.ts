@@ -81,8 +81,8 @@ export function comparisonGrid(report: EvalReport, marks: { pass: string; fail: 
 
 function sweepGrid(report: EvalReport): Grid {
   return {
-    header: [`${report.sweep_of ?? 'gate'} threshold`, 'strong-call share', 'mean quality', 'total cost', 'escalation rate', 'cost savings', 'quality retention'],
-    rows: report.sweep.map((p) => [p.threshold.toFixed(2), percent(p.strong_share), number(p.quality), usd(p.cost), percent(p.escalation_rate), percent(p.cost_savings), percent(p.quality_retention)]),
+    header: [`${report.sweep_of ?? 'gate'} threshold`, 'strong-call share', 'mean quality', 'total cost', 'escalation rate', 'cost savings', 'quality retention', 'random at equal cost'],
+    rows: report.sweep.map((p) => [p.threshold.toFixed(2), percent(p.strong_share), number(p.quality), usd(p.cost), percent(p.escalation_rate), percent(p.cost_savings), percent(p.quality_retention), percent(p.equal_cost_retention)]),
   };
 }
 
@@ -146,9 +146,11 @@ function markdownTable(grid: Grid): string {
   return lines.join('\n');
 }
 
-/** The report as Markdown (a heading, the context, the tables and the notes). */
-export function markdownReport(report: EvalReport, chartFile?: string): string {
-  const out = [`# tiergate eval: route \`${report.policy.route}\``, '', ...contextLines(report).map((l) => (l.startsWith('  ') ? `  - ${l.trim()}` : `- ${l}`)), '', markdownTable(comparisonGrid(report))];
+/** The report as Markdown (a heading, the command when given, the context, the tables and the notes). */
+export function markdownReport(report: EvalReport, chartFile?: string, command?: string): string {
+  // The command that made the report, so a committed report can be made again.
+  const made = command ? ['```sh', command, '```', ''] : [];
+  const out = [`# tiergate eval: route \`${report.policy.route}\``, '', ...made, ...contextLines(report).map((l) => (l.startsWith('  ') ? `  - ${l.trim()}` : `- ${l}`)), '', markdownTable(comparisonGrid(report))];
   const refused = refusedLine(report);
   if (refused) out.push('', refused);
   const gate = gateLine(report);

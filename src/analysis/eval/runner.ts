@@ -103,6 +103,8 @@ export interface SweepPoint extends CurvePoint {
   escalation_rate: number;
   cost_savings: number;
   quality_retention: number;
+  /** Quality retention of random at equal cost (the best mix of fixed tiers) at this point's cost: what the point has to beat. */
+  equal_cost_retention: number;
   routing_accuracy: number;
 }
 
@@ -651,7 +653,8 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
         progress(phase);
       }
       const m = summarize(evaluated, results, qualityTarget);
-      sweep.push({ ...toCurvePoint(m, phase), threshold, escalation_rate: m.escalation_rate, cost_savings: m.cost_savings, quality_retention: m.quality_retention, routing_accuracy: m.routing_accuracy });
+      const equalCost = baselineMetrics(evaluated, qualityTarget, m.total_cost).random_equal_cost.quality_retention;
+      sweep.push({ ...toCurvePoint(m, phase), threshold, escalation_rate: m.escalation_rate, cost_savings: m.cost_savings, quality_retention: m.quality_retention, equal_cost_retention: equalCost, routing_accuracy: m.routing_accuracy });
     }
     const sweepMs = performance.now() - sweepStarted;
     const sweepMoves = sweepMoved(sweep);
@@ -703,7 +706,7 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
     for (const [name, e] of errors) notes.push(`evaluator ${name} failed on ${e.answers} answers (scored 0), e.g. ${e.example}`);
     notes.push(`random at equal cost is the best mix of fixed tiers that spends what the policy spends (the hull of the tiers' cost–quality points: ${tierNames.filter((_, i) => hullVertices.has(i)).join(' → ')})`);
     if (refused !== null) notes.push(refused);
-    if (sweepMoves === false) notes.push(`the sweep does not move: all ${sweep.length} ${routerSweep ? 'router' : 'gate'} thresholds give the same point (cost ${sweep[0].cost.toPrecision(4)}, quality ${sweep[0].quality.toFixed(3)}), so there is no cost–quality curve, only one point: ${routerSweep ? "the router's decisions" : "the gate's scores"} do not cross any threshold on these rows`);
+    if (sweepMoves === false) notes.push(`the sweep does not move: all ${sweep.length} ${routerSweep ? 'router' : 'gate'} thresholds give the same point (cost $${sweep[0].cost.toPrecision(3)}, quality ${sweep[0].quality.toFixed(3)}), so there is no cost–quality curve, only one point: ${routerSweep ? "the router's decisions" : "the gate's scores"} do not cross any threshold on these rows`);
     if (points.length === 0) notes.push('APGR, CPT and AIQ of the policy use its one operating point (pass --sweep N for the threshold curve)');
 
     const report: EvalReport = {

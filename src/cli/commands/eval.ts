@@ -100,6 +100,13 @@ function routeOf(opts: EvalCommandOptions): string {
   throw new TiergateError('TG_ERR_EVAL_OPTIONS', { reason: `name the route to evaluate with --route${routes.length ? ` (routes: ${routes.join(', ')})` : ''}` });
 }
 
+/** This invocation as a shell command (`tiergate eval …`), quoted where a word needs it. */
+function commandLine(): string {
+  const at = process.argv.indexOf('eval');
+  const args = at >= 0 ? process.argv.slice(at) : ['eval'];
+  return ['tiergate', ...args.map((a) => (/^[\w./=:@%+,-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))].join(' ');
+}
+
 function write(file: string, content: string): void {
   mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   writeFileSync(file, content);
@@ -162,7 +169,7 @@ export function register(program: Command): void {
         if (opts.chart) write(opts.chart, await chartSvg(report));
         if (opts.markdown) {
           const chart = opts.chart ? path.relative(path.dirname(path.resolve(opts.markdown)), path.resolve(opts.chart)) : undefined;
-          write(opts.markdown, markdownReport(report, chart));
+          write(opts.markdown, markdownReport(report, chart, commandLine()));
         }
         for (const [flag, file] of [['json', opts.json], ['markdown', opts.markdown], ['chart', opts.chart]] as const) {
           if (file && file !== '-') process.stderr.write(`wrote ${flag} to ${file}\n`);
