@@ -109,6 +109,15 @@ function gateLine(report: EvalReport): string | null {
   return `gate precision ${percent(g.precision)}, recall ${percent(g.recall)} of ${whose} against recorded scores ≥ ${report.quality_target} (first answers: ${g.tp} passed and good, ${g.fp} passed but not good, ${g.fn} failed but good, ${g.tn} failed and not good)`;
 }
 
+/** The policy's regret against the best fixed tier in hindsight, and whether its router learned. */
+function regretLine(report: EvalReport): string | null {
+  const r = report.regret;
+  if (!r) return null;
+  const curve = r.curve.length > 1 ? `; cumulative after ${r.curve.map((c) => `${c.rows}: ${c.regret.toFixed(1)}`).join(', ')}` : '';
+  const learned = r.learned ? ` — the router learned from ${r.outcomes_taught} outcomes as it went` : '';
+  return `regret against the best fixed tier (${r.best_fixed_tier}; reward = recorded quality − ${r.lambda}·cost_usd·1000): ${r.total.toFixed(2)} over ${report.dataset.evaluated} rows in replay order (${r.per_row.toFixed(4)} per row)${learned}${curve}`;
+}
+
 /** The line under the table that says why gap closed, APGR and CPT are refused. */
 function refusedLine(report: EvalReport): string | null {
   return report.curve_metrics_refused === null ? null : `† ${report.curve_metrics_refused}`;
@@ -133,6 +142,8 @@ export function terminalReport(report: EvalReport): string {
   if (refused) out.push(refused);
   const gate = gateLine(report);
   if (gate) out.push(gate);
+  const regret = regretLine(report);
+  if (regret) out.push(regret);
   if (report.sweep.length > 0) out.push('', sweepTitle(report), tableOf(sweepGrid(report)));
   if (report.notes.length > 0) out.push('', ...report.notes.map((n) => `note: ${n}`));
   out.push('', `${report.dataset.evaluated} rows × ${1 + report.sweep.length} runs in ${((report.timing.run_ms + report.timing.sweep_ms) / 1000).toFixed(1)} s (${report.timing.rows_per_second} rows/s)`);
@@ -155,6 +166,8 @@ export function markdownReport(report: EvalReport, chartFile?: string, command?:
   if (refused) out.push('', refused);
   const gate = gateLine(report);
   if (gate) out.push('', gate);
+  const regret = regretLine(report);
+  if (regret) out.push('', regret);
   if (report.sweep.length > 0) out.push('', '## Threshold sweep', '', ...(report.sweep_moves === false ? [sweepTitle(report).replace(/:$/, '.'), ''] : []), markdownTable(sweepGrid(report)));
   if (chartFile) out.push('', `![cost–quality curve](${chartFile})`);
   if (report.notes.length > 0) out.push('', '## Notes', '', ...report.notes.map((n) => `- ${n}`));

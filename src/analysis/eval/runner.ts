@@ -18,6 +18,13 @@
 // (keeping threshold, combine and max_escalations), run beside the policy on the same
 // rows. `--gate recorded` makes that perfect judge the policy measured.
 //
+// Routers that learn (the bandit) learn here as they do in the gateway: rows are replayed
+// in file order, and each row's decision line goes through the gateway's own learning
+// path (src/pipeline/feedback.ts, Learning.observe), which hands the router the gate's
+// score of the served answer. So the bandit's numbers are those of a bandit that learned
+// from what the gate said, row after row — not of its prior. The report gives every
+// policy's regret against the best fixed tier in hindsight.
+//
 // The replay provider and the recorded_score evaluator are imported below only to read
 // their ids; the runtime discovers and loads them like any other plugin.
 import path from 'node:path';
@@ -29,6 +36,8 @@ import { createLogger } from '../../observe/logger.ts';
 import { readPolicySource, type PolicySource } from '../../policy/source.ts';
 import { requestView, routeRequest, type ChatBody, type RoutedRequest } from '../../pipeline/route.ts';
 import { buildRuntime, type RouteRuntime, type Runtime } from '../../policy/runtime.ts';
+import { Learning } from '../../pipeline/feedback.ts';
+import type { DecisionRecord } from '../../observe/decision-log.ts';
 import {
   TARGETS,
   aiq,
@@ -117,6 +126,23 @@ export interface CurveMetrics {
   aiq: number | null;
 }
 
+/** A policy against the best fixed tier in hindsight, row by row in replay order (issue 16, point 4). */
+export interface RegretReport {
+  /** reward = recorded quality − λ·cost_usd·1000, λ the router's own cost weight (`lambda`, else 0). */
+  lambda: number;
+  /** The tier whose fixed policy has the largest total reward on the rows. */
+  best_fixed_tier: string;
+  /** Σ reward(best fixed tier) − Σ reward(policy), over every row; negative when the policy beats it. */
+  total: number;
+  per_row: number;
+  /** Cumulative regret after each tenth of the rows (replay order). */
+  curve: Array<{ rows: number; regret: number }>;
+  /** The router learned from the rows through the gateway's learning path (it has `learn`). */
+  learned: boolean;
+  /** Outcomes handed to the router (rows whose served answer had a gate score). */
+  outcomes_taught: number;
+}
+
 export interface EvalReport {
   policy: { file: string; version: string; route: string; router: string; gate_evaluators: string[]; threshold: number | null; max_escalations: number | null };
   dataset: {
@@ -153,6 +179,7 @@ export interface EvalReport {
   /** Each fixed tier on the rows, and which of them make the hull that random at equal cost mixes. */
   tier_points: Array<{ tier: string; cost: number; quality: number; on_hull: boolean }>;
   gate_accuracy: GateConfusion | null;
+  regret: RegretReport;
   sweep: SweepPoint[];
   /** false when every sweep point is the same (cost, quality): the threshold changes nothing; null without a sweep. */
   sweep_moves: boolean | null;
@@ -255,6 +282,9 @@ function rewriter(routeName: string, datasetFile: string, mapping: Readonly<Reco
     out.resilience = { ...(isRecord(out.resilience) ? out.resilience : {}), retries: 0, cooldown_ms: 0 };
     const route = isRecord(out.routes) ? out.routes[routeName] : undefined;
     if (recordedGate && isRecord(route) && isRecord(route.gate)) route.gate.evaluators = [{ plugin: recordedScoreEvaluator.meta.id }];
+    // A learning router starts from nothing and keeps what it learns to itself: an eval
+    // must neither start from production's state (file or Redis) nor write to it.
+    if (isRecord(route) && isRecord(route.router) && Object.hasOwn(route.router, 'state')) delete route.router.state;
     return out;
   };
 }
@@ -402,6 +432,64 @@ async function executeRow(target: EvalRuntime, routed: RoutedRequest, prepared: 
       costEstimated: cost.estimated,
     },
   };
+}
+
+/**
+ * The decision line the gateway would write for this request (src/faces/openai-chat/
+ * handler.ts), with what the learning path reads filled in: route, first arm, features,
+ * cost and the gate's score of the served answer. A replay has no real latency: 0.
+ */
+function decisionLine(runtime: Runtime, routed: RoutedRequest, executed: Executed, requestId: string): DecisionRecord {
+  const { execution, cost } = executed;
+  const served = execution.answer.model;
+  return {
+    request_id: requestId,
+    timestamp: new Date(0).toISOString(),
+    route: routed.route?.name ?? null,
+    request_features: routed.features,
+    routed_model: routed.model.spec.name,
+    routed_tier: routed.tier,
+    selected_model: served.spec.name,
+    tier: served.tier === null ? null : (runtime.tiers[served.tier]?.name ?? null),
+    alternative_models: routed.alternatives,
+    confidence: routed.confidence,
+    routing_reason: routed.reason,
+    latency_ms: 0,
+    upstream_latency_ms: null,
+    stream: false,
+    usage: null,
+    cost_usd: cost.cost,
+    best_model: routed.bestModel.spec.name,
+    best_cost_usd: null,
+    cost_saved_usd: null,
+    policy_version: runtime.version,
+    was_escalated: execution.escalations > 0,
+    escalations: execution.escalations,
+    gate: execution.gate,
+    quality_score: execution.qualityScore,
+    speculated: execution.speculated,
+    attempts: [],
+    simulated: true,
+    status: 'ok',
+  };
+}
+
+/** A policy's regret against the best fixed tier in hindsight (RegretReport). */
+export function regretOf(rows: readonly RowOutcomes[], results: readonly PolicyRowResult[], lambda: number, tierNames: readonly string[]): Omit<RegretReport, 'learned' | 'outcomes_taught'> {
+  const reward = (quality: number, cost: number) => quality - lambda * cost * 1000;
+  const width = rows.length === 0 ? 0 : rows[0].tiers.length;
+  const totals = Array.from({ length: width }, (_, tier) => rows.reduce((sum, row) => sum + reward(row.tiers[tier].quality, row.tiers[tier].cost), 0));
+  let best = 0;
+  for (let tier = 1; tier < width; tier++) if (totals[tier] > totals[best]) best = tier;
+  const curve: RegretReport['curve'] = [];
+  let regret = 0;
+  const step = Math.max(1, Math.ceil(rows.length / 10));
+  for (const [i, row] of rows.entries()) {
+    const result = results[i];
+    regret += reward(row.tiers[best].quality, row.tiers[best].cost) - reward(result.quality, result.cost);
+    if ((i + 1) % step === 0 || i === rows.length - 1) curve.push({ rows: i + 1, regret });
+  }
+  return { lambda, best_fixed_tier: tierNames[best] ?? `tier ${best}`, total: regret, per_row: rows.length === 0 ? Number.NaN : regret / rows.length, curve };
 }
 
 // ---------------------------------------------------------------------------------
@@ -563,6 +651,17 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
       return { routed, ...(await executeRow(target, routed, p, route, signal)) };
     };
 
+    // Routers that learn are taught through the gateway's learning path, row after row.
+    const teacher = (target: EvalRuntime) => (typeof target.route.router.learn === 'function' ? new Learning(logger, { capacity: 16 }) : null);
+    const policyTeacher = teacher(policy);
+    let taught = 0;
+    const teach = (learning: Learning | null, target: EvalRuntime, routed: RoutedRequest, executed: Executed, id: string): boolean => {
+      if (!learning) return false;
+      const line = decisionLine(target.runtime, routed, executed, `eval-${id}`);
+      learning.observe(line, target.runtime);
+      return line.quality_score !== null;
+    };
+
     // The policy as configured.
     const runStarted = performance.now();
     const routedOf = new Map<string, RoutedRequest>();
@@ -573,7 +672,12 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
     for (const [i, p] of usable.entries()) {
       if (i % YIELD_EVERY === YIELD_EVERY - 1) await tick();
       try {
-        const { routed, run, cost, execution } = await runRow(policy, p);
+        const executed = await runRow(policy, p);
+        const { routed, run, cost, execution } = executed;
+        if (teach(policyTeacher, policy, routed, executed, p.row.id)) taught++;
+        // Learning may finish a microtask later (the bandit's learn is async): let it land
+        // before the next row is routed, as it has by the next request in the gateway.
+        if (policyTeacher) await tick();
         routedOf.set(p.row.id, routed);
         runs.push(run);
         recordedCalls += cost.recordedCalls;
@@ -603,10 +707,16 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
     let judgeFallbacks = 0;
     if (judge && judge !== policy) {
       judgeResults = [];
+      // A learning router under the perfect judge learns from the recorded scores: the
+      // upper bound of what it could learn from a gate.
+      const judgeTeacher = teacher(judge);
       for (const [i, run] of runs.entries()) {
         if (i % YIELD_EVERY === YIELD_EVERY - 1) await tick();
         try {
-          judgeResults.push((await runRow(judge, preparedOf.get(run.id) as PreparedRow)).run);
+          const executed = await runRow(judge, preparedOf.get(run.id) as PreparedRow);
+          teach(judgeTeacher, judge, executed.routed, executed, run.id);
+          if (judgeTeacher) await tick();
+          judgeResults.push(executed.run);
         } catch (err) {
           if (!(err instanceof Skip)) throw err;
           // The same models answer as for the policy, so this does not happen; should it,
@@ -692,6 +802,10 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
       oracle: twoTiers ? at([], oraclePoint) : noCurve,
     };
 
+    const routerOptions = shape ? shape.routes[settings.route]?.router : undefined;
+    const lambda = isRecord(routerOptions) && typeof routerOptions.lambda === 'number' ? routerOptions.lambda : 0;
+    const regret: RegretReport = { ...regretOf(evaluated, runs, lambda, tierNames), learned: policyTeacher !== null, outcomes_taught: taught };
+
     const skippedList = [...skipped].map(([reason, ids]) => ({ reason, rows: ids.length, examples: ids.slice(0, 3) }));
     const real = gate && gateMode === 'real' ? runs.length : 0;
     const recorded = gate && gateMode === 'recorded' ? runs.length : 0;
@@ -708,6 +822,13 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
     if (refused !== null) notes.push(refused);
     if (sweepMoves === false) notes.push(`the sweep does not move: all ${sweep.length} ${routerSweep ? 'router' : 'gate'} thresholds give the same point (cost $${sweep[0].cost.toPrecision(3)}, quality ${sweep[0].quality.toFixed(3)}), so there is no cost–quality curve, only one point: ${routerSweep ? "the router's decisions" : "the gate's scores"} do not cross any threshold on these rows`);
     if (points.length === 0) notes.push('APGR, CPT and AIQ of the policy use its one operating point (pass --sweep N for the threshold curve)');
+    if (policyTeacher) {
+      notes.push(
+        taught > 0
+          ? `router ${policy.route.routerPlugin} learned as it routed: rows replayed in order, each outcome (the gate's score of the served answer) taught through the gateway's learning path (${taught} of ${runs.length} rows); the sweep replays its decisions from that run`
+          : `router ${policy.route.routerPlugin} learns from gate scores, but no served answer had one (no gate on the route): it routed on its prior alone`,
+      );
+    }
 
     const report: EvalReport = {
       policy: {
@@ -732,6 +853,7 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
       curve_metrics_refused: refused,
       tier_points: tierPoints(evaluated).map((p) => ({ tier: tierNames[p.tier], cost: p.cost, quality: p.quality, on_hull: hullVertices.has(p.tier) })),
       gate_accuracy: gate ? gatePrecisionRecall(runs, evaluated, qualityTarget) : null,
+      regret,
       sweep,
       sweep_moves: sweepMoves,
       sweep_of: routerSweep ? 'router' : 'gate',
