@@ -13,6 +13,9 @@
 # - routerbench-learned: examples/learned/routerbench.yaml (three tiers, the classifier
 #   router, no gate) on RouterBench's test split: where the hull of the tiers (random at
 #   equal cost) matters, because the middle tier is on it.
+# - bandit-routellm-gsm8k: the bandit router (docs/eval/bandit-routellm.yaml) on the GSM8K
+#   test rows, replayed in order and taught through the gateway's learning path; its
+#   regret against the best fixed tier is in the report.
 set -e
 DATA=${DATA:-../shared/data}
 if [ ! -f "$DATA/routellm_gpt4_vs_mixtral.jsonl" ] || [ ! -f "$DATA/routerbench_subset_11models.jsonl" ]; then
@@ -27,3 +30,5 @@ tg eval -c examples/routellm/gateway.yaml -d "$DATA/routellm_gpt4_vs_mixtral.jso
   --markdown docs/eval/routellm-test-perfect-judge.md --chart docs/eval/routellm-test-perfect-judge.svg
 tg eval -c examples/learned/routerbench.yaml -d "$DATA/routerbench_subset_11models.jsonl" --route bench --split test --sweep 41 --no-progress \
   --markdown docs/eval/routerbench-learned.md --chart docs/eval/routerbench-learned.svg
+tg eval -c docs/eval/bandit-routellm.yaml -d "$DATA/routellm_gpt4_vs_mixtral.jsonl" --route qa --split test --where "source = 'gsm8k'" --no-progress \
+  --markdown docs/eval/bandit-routellm-gsm8k.md --chart docs/eval/bandit-routellm-gsm8k.svg

@@ -104,7 +104,8 @@ function routeOf(opts: EvalCommandOptions): string {
 function commandLine(): string {
   const at = process.argv.indexOf('eval');
   const args = at >= 0 ? process.argv.slice(at) : ['eval'];
-  return ['tiergate', ...args.map((a) => (/^[\w./=:@%+,-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))].join(' ');
+  const quote = (a: string) => (/^[\w./=:@%+,-]+$/.test(a) ? a : /^[^"$`\\!]*$/.test(a) ? `"${a}"` : `'${a.replace(/'/g, `'\\''`)}'`);
+  return ['tiergate', ...args.map(quote)].join(' ');
 }
 
 function write(file: string, content: string): void {
