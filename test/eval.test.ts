@@ -163,9 +163,9 @@ describe('tiergate eval on a crafted dataset', () => {
     assert.ok(report.notes.some((n) => /recorded scores/.test(n)), report.notes.join('\n'));
   });
 
-  test('real gate: the heuristics and JSONata evaluators judge the recorded answer texts', async () => {
+  test('real gate (the default): the heuristics and JSONata evaluators judge the recorded answer texts', async () => {
     const ws = workspace();
-    const { report, rows } = await evalOf({ ...ws, gate: 'auto' });
+    const { report, rows } = await evalOf({ ...ws });
     const r = byId(rows);
     // easy: right but no digit → has_number fails it → escalated (a false negative of the gate).
     checkRow(r.easy, { firstTier: 0, servedTier: 1, quality: 1, cost: 0.011, escalated: true, firstPassedGate: false, gate: 'real' });
@@ -183,7 +183,7 @@ describe('tiergate eval on a crafted dataset', () => {
     assert.deepEqual([g.tp, g.fp, g.fn, g.tn], [2, 1, 1, 1]);
     close(g.precision, 2 / 3, 'precision');
     close(g.recall, 2 / 3, 'recall');
-    assert.deepEqual({ mode: report.gate.mode, real: report.gate.real_rows, recorded: report.gate.recorded_rows }, { mode: 'auto', real: 5, recorded: 0 });
+    assert.deepEqual({ mode: report.gate.mode, real: report.gate.real_rows, recorded: report.gate.recorded_rows, unjudgeable: report.gate.unjudgeable_rows }, { mode: 'real', real: 5, recorded: 0, unjudgeable: 0 });
     assert.deepEqual(report.policy.gate_evaluators, ['heuristics', 'has_number']);
   });
 
@@ -225,20 +225,31 @@ describe('tiergate eval on a crafted dataset', () => {
       { id: 'priced', source: 'trivia', split: 'test', prompt, outcomes: { A: { score: 1, output_chars: 40 }, B: { score: 1 }, S: { score: 1, output_tokens: 3 } } },
       { id: 'texts', source: 'trivia', split: 'test', prompt, outcomes: { A: { score: 0, response: 'I have no idea, sorry.' }, B: { score: 0, response: 'No.' }, S: { score: 1, response: 'A full and careful answer.' } } },
     ];
+    // The textless row is priced where the recorded score gates it (the perfect judge), and
+    // left out, counted, where a real gate would have to judge a text it does not have.
     const ws = workspace(rows);
-    const { report, rows: runs, outcomes } = await evalOf({ ...ws, gate: 'auto' });
+    const { report, rows: runs, outcomes } = await evalOf({ ...ws, gate: 'recorded' });
     const r = byId(runs);
     // weak-a: 6 prompt tokens × $1/M + 10 completion tokens (40 characters) × $2/M.
     checkRow(r.priced, { servedTier: 0, cost: (6 * 1 + 10 * 2) / 1e6, gate: 'recorded', costEstimated: true });
-    // weak-a hedges ("I have no idea") → escalated: 6 + 6 tokens at weak prices, then 6 + 7 at strong prices.
-    checkRow(r.texts, { servedTier: 1, escalated: true, gate: 'real', cost: (6 * 1 + 6 * 2) / 1e6 + (6 * 10 + 7 * 20) / 1e6 });
+    // weak-a scores 0 → the perfect judge escalates: 6 + 6 tokens at weak prices, then 6 + 7 at strong prices.
+    checkRow(r.texts, { servedTier: 1, escalated: true, gate: 'recorded', cost: (6 * 1 + 6 * 2) / 1e6 + (6 * 10 + 7 * 20) / 1e6 });
     const priced = outcomes.find((o) => o.id === 'priced')!;
     close(priced.tiers[1].cost, (6 * 10 + 3 * 20) / 1e6, 'strong tier cost from recorded output tokens');
     assert.equal(priced.tiers[1].costEstimated, true);
     assert.equal(report.costs.estimated, true);
-    assert.deepEqual({ real: report.gate.real_rows, recorded: report.gate.recorded_rows }, { real: 1, recorded: 1 });
     assert.ok(report.notes.some((n) => /costs estimated from the policy's prices/.test(n)), report.notes.join('\n'));
-    assert.ok(report.notes.some((n) => /judged the answer texts of 1 rows; 1 rows without texts were gated on their recorded scores/.test(n)), report.notes.join('\n'));
+
+    // The default, real gate: the hedge in weak-a's text escalates "texts" exactly as the
+    // perfect judge did; "priced" has no text, so it is left out and counted, never gated
+    // on its recorded score.
+    const real = await evalOf({ ...ws });
+    assert.deepEqual(real.rows.map((x) => x.id), ['texts']);
+    checkRow(byId(real.rows).texts, { servedTier: 1, escalated: true, gate: 'real', cost: (6 * 1 + 6 * 2) / 1e6 + (6 * 10 + 7 * 20) / 1e6 });
+    assert.deepEqual({ real: real.report.gate.real_rows, recorded: real.report.gate.recorded_rows, unjudgeable: real.report.gate.unjudgeable_rows }, { real: 1, recorded: 0, unjudgeable: 1 });
+    assert.deepEqual(real.report.dataset.skipped.map((s) => [s.rows, s.examples]), [[1, ['priced']]]);
+    assert.match(real.report.dataset.skipped[0].reason, /no answer text .* a real gate cannot judge it/);
+    assert.ok(real.report.notes.some((n) => /1 of 2 selected rows left out/.test(n)), real.report.notes.join('\n'));
   });
 
   test('a threshold sweep re-executes every row; threshold 0 escalates nothing', async () => {
@@ -339,7 +350,8 @@ describe('tiergate eval, the command', () => {
     const run = await tiergate(['eval', '-c', ws.config, '-d', ws.data, ...maps, '--split', 'test', '--gate', 'recorded', '--sweep', '3', '--json', out('report.json'), '--markdown', out('report.md'), '--chart', out('curve.svg')]);
     assert.equal(run.code, 0, run.stderr);
     for (const pattern of TARGET_ROWS) assert.match(run.stdout, pattern);
-    assert.match(run.stdout, /gate: recorded — recorded scores/);
+    assert.match(run.stdout, /gate: recorded — the perfect judge \(upper bound\): recorded scores stand in/);
+    assert.match(run.stdout, /policy with the perfect judge \(upper bound\)/, 'the policy column says whose judgement it is');
     const report = JSON.parse(readFileSync(out('report.json'), 'utf8'));
     assert.equal(report.dataset.evaluated, 5);
     close(report.metrics.cost_savings, 1 - 0.0655 / 0.08, 'cost savings in the JSON');
@@ -373,7 +385,14 @@ routes:
     const run = await tiergate(['eval', '-c', config, '-d', ROUTELLM, '--map', 'mixtral=mistralai/Mixtral-8x7B-Instruct-v0.1', '--map', 'gpt-4=gpt-4-1106-preview', '--split', 'test', '--where', "source = 'gsm8k' or subset = 'anatomy'", '--limit', '400', '--sweep', '3']);
     assert.equal(run.code, 0, run.stderr);
     for (const pattern of TARGET_ROWS) assert.match(run.stdout, pattern);
-    assert.match(run.stdout, /400 rows evaluated of 400 selected \(15441 in the file; split test/);
+    // GSM8K rows carry both answers' texts; MMLU (anatomy) rows carry none, so a real gate
+    // cannot judge them: they are left out and counted, never gated on recorded scores.
+    const evaluated = Number(/(\d+) rows evaluated of 400 selected \(15441 in the file; split test/.exec(run.stdout)?.[1]);
+    const left = Number(/skipped (\d+) × no answer text for some model of the ladder: a real gate cannot judge it/.exec(run.stdout)?.[1]);
+    assert.ok(evaluated > 0 && left > 0 && evaluated + left === 400, run.stdout);
+    assert.match(run.stdout, /skipped \d+ × no answer text[^\n]*\(e\.g\. routellm\/mmlu\/anatomy\//);
+    assert.match(run.stdout, /gate: real — the route's evaluators on the recorded answer texts of \d+ rows; no recorded score read/);
+    assert.match(run.stdout, /perfect judge \(upper bound\)/, 'the upper bound is shown beside the policy, labelled');
     assert.match(run.stdout, /costs: estimated from policy prices/);
   });
 });

@@ -46,7 +46,8 @@ export async function costQualitySvg(
         ...(axis === 'strong_share' ? { scale: { domain: [0, 1] }, axis: { format: '.0%' } } : { scale: { zero: false } }),
       },
       y: { field: 'quality', type: 'quantitative', title: 'Mean quality', scale: { zero: false } },
-      color: { field: 'series', type: 'nominal', title: null, sort: series.map((s) => s.name) },
+      // The legend names say what a series is ("… (upper bound)"): never cut them short.
+      color: { field: 'series', type: 'nominal', title: null, sort: series.map((s) => s.name), legend: { labelLimit: 0 } },
       order: { field: 'x', type: 'quantitative' },
     },
   };

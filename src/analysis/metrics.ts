@@ -1,5 +1,6 @@
 // The numbers `tiergate eval` and `tiergate report` print: the seed's four routing
-// metrics, the always-best / always-cheapest / random / oracle baselines, RouteLLM's
+// metrics, the always-best / always-cheapest / random-at-equal-cost (the tiers' hull) /
+// oracle baselines, RouteLLM's
 // PGR, APGR and CPT, RouterBench's AIQ, and the quality gate's precision and recall.
 //
 // Pure functions over plain data: no I/O, no clock, no global state, so the eval runner,
@@ -271,13 +272,21 @@ export function toCurvePoint(metrics: PolicyMetrics, label?: string): CurvePoint
  * The four reference policies on the same rows, as metrics and as curve points:
  * - always_cheapest: every row to tier 0;
  * - always_best: every row to the top tier (cost savings 0, quality retention 1);
- * - oracle: every row straight to its oracle tier, paying only that tier (routing accuracy 1);
- * - random_equal_cost: a router that sends each row to the top tier with probability p
- *   and to tier 0 otherwise, p chosen so its expected total cost equals `policyCost`
- *   (clamped to [0, 1]; 0 when the top tier costs no more than tier 0 in total).
- *   Its metrics are exact expectations over the coin flips — every number is linear in
- *   the per-row probabilities — so no random numbers are drawn and `seed` is accepted
- *   only so callers that pass one keep working. For one sampled realisation use
+ * - oracle: every row straight to its oracle tier (DESIGN §5), paying only that tier
+ *   (routing accuracy 1). This is the only oracle the eval reports: table, chart and
+ *   curve metrics all use it;
+ * - random_equal_cost: the best mix of fixed tiers that spends `policyCost` (DESIGN §5,
+ *   RouterBench's zero router): the point of the tiers' cost–quality hull at that cost
+ *   (tierHull). Each row goes to one of the two hull tiers around that cost, with the
+ *   probabilities that make the expected total cost `policyCost`; below the hull's
+ *   cheapest point it is that point, beyond its best point it is that point (spending
+ *   more never has to mean doing worse). With two tiers where the top one is dearer and
+ *   better this is the old tier-0/top coin flip; with more tiers a middle tier on the
+ *   hull makes it stronger, which is the point: mixing only the cheapest and the top
+ *   tier flatters any router that uses the middle.
+ *   Its metrics are exact expectations — every number is linear in the per-row
+ *   probabilities — so no random numbers are drawn and `seed` is accepted only so
+ *   callers that pass one keep working. For one sampled realisation use
  *   randomPolicyResults().
  */
 export function baselines(
@@ -291,7 +300,7 @@ export function baselines(
     ...metrics,
     ...toCurvePoint(metrics, label),
   });
-  const p = equalCostStrongShare(rows, policyCost);
+  const mix = equalCostMix(rows, policyCost);
   // The rows are the policies' own input here, so no id matching is needed.
   const cheapest = new Tally(qualityTarget);
   const best = new Tally(qualityTarget);
@@ -303,12 +312,7 @@ export function baselines(
     cheapest.outcome(row, fixedTierResult(row, 0), 1);
     best.outcome(row, fixedTierResult(row, top), 1);
     oracle.outcome(row, fixedTierResult(row, oracleTier(row, qualityTarget)), 1);
-    if (top === 0 || p === 0) random.outcome(row, fixedTierResult(row, 0), 1);
-    else if (p === 1) random.outcome(row, fixedTierResult(row, top), 1);
-    else {
-      random.outcome(row, fixedTierResult(row, 0), 1 - p);
-      random.outcome(row, fixedTierResult(row, top), p);
-    }
+    for (const { tier, weight } of mix) if (weight > 0) random.outcome(row, fixedTierResult(row, tier), weight);
   }
   return {
     always_cheapest: withPoint('always_cheapest', cheapest.finish()),
@@ -318,7 +322,93 @@ export function baselines(
   };
 }
 
-/** The share p of rows a tier-0/top random router must send to the top tier for its expected total cost to equal `cost`, clamped to [0, 1]. */
+/** A fixed tier on a row set: every row sent to it, totals over the rows. */
+export interface TierPoint {
+  tier: number;
+  /** Σ cost of the tier over the rows. */
+  cost: number;
+  /** Mean quality of the tier over the rows. */
+  quality: number;
+}
+
+/** Each fixed tier's (total cost, mean quality) on the rows, tier order. Rows must have the same number of tiers. */
+export function tierPoints(rows: RowOutcomes[]): TierPoint[] {
+  const width = rows.length === 0 ? 0 : rows[0].tiers.length;
+  const points: TierPoint[] = Array.from({ length: width }, (_, tier) => ({ tier, cost: 0, quality: 0 }));
+  for (const row of rows) {
+    if (row.tiers.length !== width) throw new Error(`row ${row.id} has ${row.tiers.length} tiers, the others ${width}`);
+    for (const [tier, t] of row.tiers.entries()) {
+      points[tier].cost += t.cost;
+      points[tier].quality += t.quality;
+    }
+  }
+  for (const p of points) p.quality = rows.length === 0 ? Number.NaN : p.quality / rows.length;
+  return points;
+}
+
+/**
+ * The vertices of the fixed tiers' cost–quality hull (DESIGN §5 "random at equal cost"):
+ * any mix of two tiers — each row to one of them at random — costs and scores the same
+ * mix of their totals, so the best quality reachable at a cost is the upper concave hull
+ * of the tiers' points, from the cheapest point (best quality among equally cheap ones)
+ * up to the best one. A tier under a chord between two others, or dearer and no better
+ * than one, is never part of the best mix. Sorted by cost.
+ */
+export function tierHull(rows: RowOutcomes[]): TierPoint[] {
+  const points = tierPoints(rows)
+    .filter((p) => Number.isFinite(p.cost) && Number.isFinite(p.quality))
+    .sort((a, b) => a.cost - b.cost || b.quality - a.quality);
+  const hull: TierPoint[] = [];
+  for (const p of points) {
+    const last = hull[hull.length - 1];
+    if (last && p.quality <= last.quality + EPS) continue; // dearer (or as dear) and no better
+    // Drop the last vertex while it lies on or under the chord to p.
+    while (hull.length >= 2) {
+      const o = hull[hull.length - 2];
+      const a = hull[hull.length - 1];
+      if ((a.cost - o.cost) * (p.quality - o.quality) - (a.quality - o.quality) * (p.cost - o.cost) >= 0) hull.pop();
+      else break;
+    }
+    hull.push(p);
+  }
+  return hull;
+}
+
+/** The tiers (and their shares of rows) of the best mix of fixed tiers whose expected total cost is `cost`; weights sum to 1. */
+export function equalCostMix(rows: RowOutcomes[], cost: number): Array<{ tier: number; weight: number }> {
+  const hull = tierHull(rows);
+  if (hull.length === 0) return [{ tier: 0, weight: 1 }];
+  if (!(cost > hull[0].cost)) return [{ tier: hull[0].tier, weight: 1 }];
+  for (let i = 1; i < hull.length; i++) {
+    const a = hull[i - 1];
+    const b = hull[i];
+    if (cost >= b.cost) continue;
+    const w = (cost - a.cost) / (b.cost - a.cost);
+    return [
+      { tier: a.tier, weight: 1 - w },
+      { tier: b.tier, weight: w },
+    ];
+  }
+  return [{ tier: hull[hull.length - 1].tier, weight: 1 }];
+}
+
+/** The hull of equalCostMix as curve points (one per vertex), for charts and AIQ. */
+export function tierHullCurve(rows: RowOutcomes[], names: readonly string[] = []): CurvePoint[] {
+  const n = rows.length;
+  return tierHull(rows).map((p) => ({
+    label: names[p.tier] ?? `tier ${p.tier}`,
+    strong_share: n === 0 ? Number.NaN : p.tier === topTier(rows[0]) ? 1 : 0,
+    cost: p.cost,
+    quality: p.quality,
+  }));
+}
+
+/**
+ * The share p of rows a tier-0/top random router must send to the top tier for its
+ * expected total cost to equal `cost`, clamped to [0, 1]. This is the two-tier mix the
+ * eval used before the hull: kept for RouteLLM's two-model figures, where the hull is
+ * this same line whenever the top tier is the dearer and better one.
+ */
 export function equalCostStrongShare(rows: RowOutcomes[], cost: number): number {
   let weak = 0;
   let strong = 0;
@@ -510,14 +600,35 @@ export function randomRouterCurve(rows: RowOutcomes[], steps = 10): CurvePoint[]
 }
 
 /**
+ * Why PGR, APGR, CPT and "gap closed" mean nothing on these rows, or null when they do.
+ * They measure the share of the weak–strong gap a policy recovers, which presumes the top
+ * tier is the best (DESIGN §5): where a lower tier scores better on the data, "the gap"
+ * is not what the policy has to close, and the same formula printed 2.08 for a policy
+ * that did no better than that middle tier. `names` label the tiers in the reason.
+ */
+export function pgrRefusal(rows: RowOutcomes[], names: readonly string[] = []): string | null {
+  const points = tierPoints(rows);
+  if (points.length < 2) return 'one tier: there is no weak–strong gap';
+  const top = points[points.length - 1];
+  const name = (tier: number) => names[tier] ?? `tier ${tier}`;
+  const better = points.filter((p) => p.tier !== top.tier && p.quality > top.quality + EPS).sort((a, b) => b.quality - a.quality);
+  if (better.length === 0) return null;
+  const b = better[0];
+  return `the top tier is not the best on these rows (${name(b.tier)} scores ${b.quality.toFixed(3)}, the top tier ${name(top.tier)} ${top.quality.toFixed(3)}): PGR, APGR, CPT and gap closed assume it is, so they are not reported`;
+}
+
+/**
  * The best possible two-model router at each strong-call budget (RouteLLM's
- * get_optimal_accuracy): with budget c it sends to the top tier the c·n rows where the top
+ * get_optimal_accuracy). Not the eval's oracle: `tiergate eval` reports one oracle, the
+ * per-row oracle tier of DESIGN §5 (baselines().oracle), in its table and its chart
+ * alike. This curve is kept to check RouteLLM's published figures, whose "optimal"
+ * router it is; with budget c it sends to the top tier the c·n rows where the top
  * tier gains most over tier 0 — only rows with a positive gain — and the rest to tier 0.
  * A fractional last row counts in proportion (the expectation of a random tie-break).
  * Points carry the share actually used, which stops growing once every row with a gain
  * is routed up. `steps` + 1 budgets, c = 0, 1/steps, …, 1.
  */
-export function oracleCurve(rows: RowOutcomes[], steps = 10): CurvePoint[] {
+export function optimalBudgetCurve(rows: RowOutcomes[], steps = 10): CurvePoint[] {
   const n = rows.length;
   let weakQ = 0;
   let weakC = 0;
@@ -544,9 +655,12 @@ export function oracleCurve(rows: RowOutcomes[], steps = 10): CurvePoint[] {
       q += part * gains[whole].dq;
       c += part * gains[whole].dc;
     }
-    return { label: 'oracle', strong_share: n === 0 ? Number.NaN : budget / n, cost: c, quality: n === 0 ? Number.NaN : q / n };
+    return { label: 'optimal budget', strong_share: n === 0 ? Number.NaN : budget / n, cost: c, quality: n === 0 ? Number.NaN : q / n };
   });
 }
+
+/** @deprecated the name of optimalBudgetCurve before the eval settled on one oracle (DESIGN §5); it is not that oracle. */
+export const oracleCurve = optimalBudgetCurve;
 
 // ---------------------------------------------------------------------------
 // RouterBench: AIQ

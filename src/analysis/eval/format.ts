@@ -3,16 +3,26 @@
 import Table from 'cli-table3';
 import { costQualitySvg } from '../chart.ts';
 import type { BaselineName, CurvePoint, PolicyMetrics } from '../metrics.ts';
-import type { CurveMetrics, EvalReport } from './runner.ts';
+import { PERFECT_JUDGE, type CurveMetrics, type EvalReport } from './runner.ts';
 
-type Column = 'policy' | BaselineName;
-const COLUMNS: ReadonlyArray<{ key: Column; title: string }> = [
-  { key: 'policy', title: 'policy' },
-  { key: 'always_cheapest', title: 'always-cheapest' },
-  { key: 'always_best', title: 'always-best' },
-  { key: 'random_equal_cost', title: 'random (equal cost)' },
-  { key: 'oracle', title: 'oracle' },
-];
+// Every column that reads recorded scores to decide (the perfect judge, the oracle) says
+// it is an upper bound in its title, so no table can be read as a deployable result.
+type Column = 'policy' | BaselineName | 'perfect_judge';
+const RANDOM_TITLE = 'random at equal cost (best tier mix)';
+const ORACLE_TITLE = 'oracle (upper bound)';
+
+function columns(report: EvalReport): Array<{ key: Column; title: string }> {
+  const out: Array<{ key: Column; title: string }> = [
+    { key: 'policy', title: report.gate.mode === 'recorded' ? `policy with the ${PERFECT_JUDGE}` : 'policy' },
+    { key: 'always_cheapest', title: 'always-cheapest' },
+    { key: 'always_best', title: 'always-best' },
+    { key: 'random_equal_cost', title: RANDOM_TITLE },
+  ];
+  // In recorded mode the policy column already is the perfect judge.
+  if (report.baselines.perfect_judge && report.gate.mode !== 'recorded') out.push({ key: 'perfect_judge', title: PERFECT_JUDGE });
+  out.push({ key: 'oracle', title: ORACLE_TITLE });
+  return out;
+}
 
 const TARGETED = ['routing_accuracy', 'cost_savings', 'quality_retention', 'escalation_rate'] as const;
 type Targeted = (typeof TARGETED)[number];
@@ -48,8 +58,11 @@ interface Grid {
 
 /** The comparison of the policy with the baselines, as rows of cells. */
 export function comparisonGrid(report: EvalReport, marks: { pass: string; fail: string } = { pass: '✓', fail: '✗' }): Grid {
-  const metricsOf = (c: Column): PolicyMetrics => (c === 'policy' ? report.metrics : report.baselines[c]);
+  const COLUMNS = columns(report);
+  const metricsOf = (c: Column): PolicyMetrics => (c === 'policy' ? report.metrics : (report.baselines[c] as PolicyMetrics));
   const curveOf = (c: Column): CurveMetrics => report.curve_metrics[c];
+  // Where the ladder is not monotone these are refused, not printed (DESIGN §5).
+  const gapCell = (c: Column, value: (m: CurveMetrics) => string) => (report.curve_metrics_refused !== null && c !== 'always_cheapest' && c !== 'always_best' ? 'refused †' : value(curveOf(c)));
   const estimated = report.costs.estimated ? ' (est.)' : '';
   const rows: string[][] = [];
   for (const key of TARGETED) {
@@ -58,17 +71,18 @@ export function comparisonGrid(report: EvalReport, marks: { pass: string; fail: 
   rows.push(['strong-call share', '', ...COLUMNS.map(({ key: c }) => percent(metricsOf(c).strong_call_share))]);
   rows.push(['mean quality', '', ...COLUMNS.map(({ key: c }) => number(metricsOf(c).mean_quality))]);
   rows.push([`total cost${estimated}`, '', ...COLUMNS.map(({ key: c }) => usd(metricsOf(c).total_cost))]);
-  rows.push(['APGR', '', ...COLUMNS.map(({ key: c }) => number(curveOf(c).apgr))]);
-  rows.push(['CPT(50 %)', '', ...COLUMNS.map(({ key: c }) => percent(curveOf(c).cpt50))]);
-  rows.push(['CPT(80 %)', '', ...COLUMNS.map(({ key: c }) => percent(curveOf(c).cpt80))]);
+  rows.push(['gap closed (PGR)', '', ...COLUMNS.map(({ key: c }) => gapCell(c, (m) => number(m.pgr)))]);
+  rows.push(['APGR', '', ...COLUMNS.map(({ key: c }) => gapCell(c, (m) => number(m.apgr)))]);
+  rows.push(['CPT(50 %)', '', ...COLUMNS.map(({ key: c }) => gapCell(c, (m) => percent(m.cpt50)))]);
+  rows.push(['CPT(80 %)', '', ...COLUMNS.map(({ key: c }) => gapCell(c, (m) => percent(m.cpt80)))]);
   rows.push(['AIQ', '', ...COLUMNS.map(({ key: c }) => number(curveOf(c).aiq))]);
   return { header: ['', 'target', ...COLUMNS.map((c) => c.title)], rows };
 }
 
 function sweepGrid(report: EvalReport): Grid {
   return {
-    header: [`${report.sweep_of ?? 'gate'} threshold`, 'strong-call share', 'mean quality', 'total cost', 'escalation rate', 'cost savings', 'quality retention'],
-    rows: report.sweep.map((p) => [p.threshold.toFixed(2), percent(p.strong_share), number(p.quality), usd(p.cost), percent(p.escalation_rate), percent(p.cost_savings), percent(p.quality_retention)]),
+    header: [`${report.sweep_of ?? 'gate'} threshold`, 'strong-call share', 'mean quality', 'total cost', 'escalation rate', 'cost savings', 'quality retention', 'random at equal cost'],
+    rows: report.sweep.map((p) => [p.threshold.toFixed(2), percent(p.strong_share), number(p.quality), usd(p.cost), percent(p.escalation_rate), percent(p.cost_savings), percent(p.quality_retention), percent(p.equal_cost_retention)]),
   };
 }
 
@@ -82,8 +96,8 @@ export function contextLines(report: EvalReport): string[] {
   lines.push(`tiers: ${report.tiers.map((t) => `${t.name} = ${t.model} → ${t.dataset_model}`).join('; ')}`);
   lines.push(`quality target ${report.quality_target}: a tier's answer is good enough when its recorded score reaches it (oracle tier, routing accuracy, gate precision/recall)`);
   if (report.gate.mode === 'none') lines.push('gate: none on this route');
-  else if (report.gate.real_rows > 0 && report.gate.recorded_rows > 0) lines.push(`gate: ${report.gate.mode} — real evaluators on ${report.gate.real_rows} rows with answer texts, recorded scores on ${report.gate.recorded_rows} rows`);
-  else lines.push(`gate: ${report.gate.mode} — ${report.gate.recorded_rows > 0 ? 'recorded scores' : 'real evaluators on the recorded answer texts'}`);
+  else if (report.gate.mode === 'recorded') lines.push(`gate: recorded — the ${PERFECT_JUDGE}: recorded scores stand in for the route's evaluators on all ${report.gate.recorded_rows} rows; not deployable`);
+  else lines.push(`gate: real — the route's evaluators on the recorded answer texts of ${report.gate.real_rows} rows; no recorded score read on the policy's path${report.gate.unjudgeable_rows > 0 ? `; ${report.gate.unjudgeable_rows} rows without answer texts left out` : ''}`);
   lines.push(report.costs.estimated ? 'costs: estimated from policy prices × tokens where the dataset records no cost' : 'costs: as recorded in the dataset');
   return lines;
 }
@@ -91,7 +105,27 @@ export function contextLines(report: EvalReport): string[] {
 function gateLine(report: EvalReport): string | null {
   const g = report.gate_accuracy;
   if (!g) return null;
-  return `gate precision ${percent(g.precision)}, recall ${percent(g.recall)} against recorded scores ≥ ${report.quality_target} (first answers: ${g.tp} passed and good, ${g.fp} passed but not good, ${g.fn} failed but good, ${g.tn} failed and not good)`;
+  const whose = report.gate.mode === 'recorded' ? `the ${PERFECT_JUDGE}` : "the route's evaluators";
+  return `gate precision ${percent(g.precision)}, recall ${percent(g.recall)} of ${whose} against recorded scores ≥ ${report.quality_target} (first answers: ${g.tp} passed and good, ${g.fp} passed but not good, ${g.fn} failed but good, ${g.tn} failed and not good)`;
+}
+
+/** The policy's regret against the best fixed tier in hindsight, and whether its router learned. */
+function regretLine(report: EvalReport): string | null {
+  const r = report.regret;
+  if (!r) return null;
+  const curve = r.curve.length > 1 ? `; cumulative after ${r.curve.map((c) => `${c.rows}: ${c.regret.toFixed(1)}`).join(', ')}` : '';
+  const learned = r.learned ? ` — the router learned from ${r.outcomes_taught} outcomes as it went` : '';
+  return `regret against the best fixed tier (${r.best_fixed_tier}; reward = recorded quality − ${r.lambda}·cost_usd·1000): ${r.total.toFixed(2)} over ${report.dataset.evaluated} rows in replay order (${r.per_row.toFixed(4)} per row)${learned}${curve}`;
+}
+
+/** The line under the table that says why gap closed, APGR and CPT are refused. */
+function refusedLine(report: EvalReport): string | null {
+  return report.curve_metrics_refused === null ? null : `† ${report.curve_metrics_refused}`;
+}
+
+function sweepTitle(report: EvalReport): string {
+  if (report.sweep_moves === false) return `threshold sweep — it does not move: all ${report.sweep.length} thresholds give the same point, so there is no curve:`;
+  return 'threshold sweep (the cost–quality curve):';
 }
 
 function tableOf(grid: Grid): string {
@@ -104,9 +138,13 @@ function tableOf(grid: Grid): string {
 /** The report for a terminal. */
 export function terminalReport(report: EvalReport): string {
   const out = [...contextLines(report), '', tableOf(comparisonGrid(report))];
+  const refused = refusedLine(report);
+  if (refused) out.push(refused);
   const gate = gateLine(report);
   if (gate) out.push(gate);
-  if (report.sweep.length > 0) out.push('', 'threshold sweep (the cost–quality curve):', tableOf(sweepGrid(report)));
+  const regret = regretLine(report);
+  if (regret) out.push(regret);
+  if (report.sweep.length > 0) out.push('', sweepTitle(report), tableOf(sweepGrid(report)));
   if (report.notes.length > 0) out.push('', ...report.notes.map((n) => `note: ${n}`));
   out.push('', `${report.dataset.evaluated} rows × ${1 + report.sweep.length} runs in ${((report.timing.run_ms + report.timing.sweep_ms) / 1000).toFixed(1)} s (${report.timing.rows_per_second} rows/s)`);
   return out.join('\n') + '\n';
@@ -119,25 +157,37 @@ function markdownTable(grid: Grid): string {
   return lines.join('\n');
 }
 
-/** The report as Markdown (a heading, the context, the tables and the notes). */
-export function markdownReport(report: EvalReport, chartFile?: string): string {
-  const out = [`# tiergate eval: route \`${report.policy.route}\``, '', ...contextLines(report).map((l) => (l.startsWith('  ') ? `  - ${l.trim()}` : `- ${l}`)), '', markdownTable(comparisonGrid(report))];
+/** The report as Markdown (a heading, the command when given, the context, the tables and the notes). */
+export function markdownReport(report: EvalReport, chartFile?: string, command?: string): string {
+  // The command that made the report, so a committed report can be made again.
+  const made = command ? ['```sh', command, '```', ''] : [];
+  const out = [`# tiergate eval: route \`${report.policy.route}\``, '', ...made, ...contextLines(report).map((l) => (l.startsWith('  ') ? `  - ${l.trim()}` : `- ${l}`)), '', markdownTable(comparisonGrid(report))];
+  const refused = refusedLine(report);
+  if (refused) out.push('', refused);
   const gate = gateLine(report);
   if (gate) out.push('', gate);
-  if (report.sweep.length > 0) out.push('', '## Threshold sweep', '', markdownTable(sweepGrid(report)));
+  const regret = regretLine(report);
+  if (regret) out.push('', regret);
+  if (report.sweep.length > 0) out.push('', '## Threshold sweep', '', ...(report.sweep_moves === false ? [sweepTitle(report).replace(/:$/, '.'), ''] : []), markdownTable(sweepGrid(report)));
   if (chartFile) out.push('', `![cost–quality curve](${chartFile})`);
   if (report.notes.length > 0) out.push('', '## Notes', '', ...report.notes.map((n) => `- ${n}`));
   return out.join('\n') + '\n';
 }
 
-/** The cost–quality chart: the policy's threshold curve, the random and oracle curves, and the fixed baselines. */
+/**
+ * The cost–quality chart: the policy's curve (its sweep), the tiers' hull (random at
+ * equal cost: what mixing fixed tiers reaches at each cost), the perfect-judge point and
+ * the oracle point — the same oracle as the table's — and the two fixed baselines.
+ */
 export function chartSvg(report: EvalReport): Promise<string> {
   const point = (b: PolicyMetrics & CurvePoint, label: string): CurvePoint => ({ label, strong_share: b.strong_share, cost: b.cost, quality: b.quality });
+  const policyName = `${report.gate.mode === 'recorded' ? `policy with the ${PERFECT_JUDGE}` : 'policy'}${report.sweep.length > 0 ? (report.sweep_moves === false ? ' (sweep does not move)' : ' (sweep)') : ''}`;
   return costQualitySvg(
     [
-      { name: report.sweep.length > 0 ? 'policy (sweep)' : 'policy', points: report.curves.policy },
-      { name: 'random', points: report.curves.random },
-      { name: 'oracle', points: report.curves.oracle },
+      { name: policyName, points: report.curves.policy },
+      { name: 'random at equal cost (tier hull)', points: report.curves.hull },
+      ...(report.curves.perfect_judge.length > 0 && report.gate.mode !== 'recorded' ? [{ name: PERFECT_JUDGE, points: report.curves.perfect_judge }] : []),
+      { name: ORACLE_TITLE, points: report.curves.oracle },
       { name: 'always-cheapest', points: [point(report.baselines.always_cheapest, 'always-cheapest')] },
       { name: 'always-best', points: [point(report.baselines.always_best, 'always-best')] },
     ],

@@ -37,6 +37,12 @@ function choice<T extends string>(values: readonly T[]): (value: string) => T {
   };
 }
 
+/** real or recorded; the old default `auto` is refused with why, so a script that passed it does not silently change meaning. */
+function gateMode(value: string): GateMode {
+  if (value === 'auto') throw new InvalidArgumentError('auto is gone: it gated the rows without answer texts on their recorded scores, an answer key no deployment has. Use real (the default) or recorded (the perfect judge, an upper bound)');
+  return choice(['real', 'recorded'] as const)(value);
+}
+
 function wholeNumber(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('a whole number ≥ 0');
@@ -94,6 +100,14 @@ function routeOf(opts: EvalCommandOptions): string {
   throw new TiergateError('TG_ERR_EVAL_OPTIONS', { reason: `name the route to evaluate with --route${routes.length ? ` (routes: ${routes.join(', ')})` : ''}` });
 }
 
+/** This invocation as a shell command (`tiergate eval …`), quoted where a word needs it. */
+function commandLine(): string {
+  const at = process.argv.indexOf('eval');
+  const args = at >= 0 ? process.argv.slice(at) : ['eval'];
+  const quote = (a: string) => (/^[\w./=:@%+,-]+$/.test(a) ? a : /^[^"$`\\!]*$/.test(a) ? `"${a}"` : `'${a.replace(/'/g, `'\\''`)}'`);
+  return ['tiergate', ...args.map(quote)].join(' ');
+}
+
 function write(file: string, content: string): void {
   mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   writeFileSync(file, content);
@@ -110,7 +124,7 @@ export function register(program: Command): void {
     .option('--map-file <file>', 'the same mapping as a YAML or JSON object')
     .option('--split <split>', 'rows to evaluate: train, test or all', choice(['train', 'test', 'all'] as const), 'all')
     .option('--where <jsonata>', 'only rows for which this JSONata expression over the row holds, e.g. "source = \'gsm8k\'"')
-    .option('--gate <mode>', 'auto: the route\'s evaluators judge rows with answer texts, recorded scores gate the rest; real; recorded', choice(['auto', 'real', 'recorded'] as const), 'auto')
+    .option('--gate <mode>', 'real: the route\'s evaluators judge the recorded answer texts, rows without texts are left out and counted; recorded: the perfect judge (upper bound), the recorded scores gate every row', gateMode, 'real')
     .option('--quality-target <score>', 'recorded score at which an answer is good enough (oracle tier, gate precision/recall)', share, 0.5)
     .option('--sweep <n>', 'gate thresholds to sweep, evenly spaced over [0, 1], for the cost–quality curve (0: none)', sweepPoints, 11)
     .option('--limit <n>', 'evaluate at most this many rows', wholeNumber)
@@ -156,7 +170,7 @@ export function register(program: Command): void {
         if (opts.chart) write(opts.chart, await chartSvg(report));
         if (opts.markdown) {
           const chart = opts.chart ? path.relative(path.dirname(path.resolve(opts.markdown)), path.resolve(opts.chart)) : undefined;
-          write(opts.markdown, markdownReport(report, chart));
+          write(opts.markdown, markdownReport(report, chart, commandLine()));
         }
         for (const [flag, file] of [['json', opts.json], ['markdown', opts.markdown], ['chart', opts.chart]] as const) {
           if (file && file !== '-') process.stderr.write(`wrote ${flag} to ${file}\n`);
