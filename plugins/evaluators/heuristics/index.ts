@@ -14,9 +14,18 @@
 //   answers use them now and then.
 // - repetition: the share of word 6-grams that already occurred earlier in the answer; a
 //   generation loop repeats whole phrases, ordinary prose and code almost never do.
-import { policyPattern, type ChatMessage, type CompiledExpression, type EvalInput, type Evaluation, type Evaluator, type EvaluatorModule, type JsonSchema } from '../../../src/plugin-sdk/plugin-api.ts';
-import { isTruthy } from '../../../src/expressions/compile.ts';
-import { messageText } from '../../../src/plugin-sdk/tokens.ts';
+import {
+  isTruthy,
+  messageText,
+  policyPattern,
+  type ChatMessage,
+  type CompiledExpression,
+  type EvalInput,
+  type Evaluation,
+  type Evaluator,
+  type EvaluatorModule,
+  type JsonSchema,
+} from 'tiergate/plugin';
 
 /** A built-in RegExp, or a policy's pattern on RE2 (LinearRegExp): both answer exec. */
 type Pattern = Pick<RegExp, 'exec'>;
@@ -305,6 +314,7 @@ export default {
   meta: {
     id: 'heuristics',
     kind: 'evaluator',
+    contract: 1,
     description:
       'Cheap checks for obviously bad answers: empty, too short, refusal, hedging, truncation (finish_reason length), content filter and repetition loops. Score 1 when clean; each triggered check multiplies it by (1 - its penalty).',
     options: optionsSchema,

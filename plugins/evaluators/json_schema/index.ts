@@ -10,7 +10,7 @@
 // `required` keys that are present, which tells "one field missing" from "wrong shape"
 // in the decision log and lets a lenient gate (threshold 0.4, say) accept near misses.
 import AjvModule, { type ErrorObject, type ValidateFunction } from 'ajv';
-import type { EvalInput, Evaluation, Evaluator, EvaluatorModule, JsonSchema } from '../../../src/plugin-sdk/plugin-api.ts';
+import type { EvalInput, Evaluation, Evaluator, EvaluatorModule, JsonSchema } from 'tiergate/plugin';
 
 const Ajv = AjvModule.default ?? (AjvModule as unknown as typeof AjvModule.default);
 
@@ -167,6 +167,7 @@ export default {
   meta: {
     id: 'json_schema',
     kind: 'evaluator',
+    contract: 1,
     description:
       'The answer is JSON (whole, in a ```json fence or embedded in text, per extract) that validates against a JSON Schema. 1 valid; 0.5 × share of required top-level keys present when it parses but does not validate; 0 when there is no JSON.',
     options: optionsSchema,

@@ -21,8 +21,21 @@
 //   error is a plain Error wrapping the cause, never the UpstreamError itself: the host
 //   must not mistake the judge's failure for a failure of the model that answered (and
 //   retry it, fail it over or cool it down).
-import type { ChatMessage, ChatRequest, ChatResult, EvalInput, Evaluation, Evaluator, EvaluatorModule, PluginContext, Usage } from '../../../src/plugin-sdk/plugin-api.ts';
-import { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from '../../../src/plugin-sdk/tokens.ts';
+import {
+  estimateMessagesTokens,
+  estimateTextTokens,
+  lastUserMessage,
+  messageText,
+  type ChatMessage,
+  type ChatRequest,
+  type ChatResult,
+  type EvalInput,
+  type Evaluation,
+  type Evaluator,
+  type EvaluatorModule,
+  type PluginContext,
+  type Usage,
+} from 'tiergate/plugin';
 
 export interface Options {
   /** The policy model that judges (a name under `models:`). */
@@ -214,6 +227,7 @@ export default {
   meta: {
     id: 'llm_judge',
     kind: 'evaluator',
+    contract: 1,
     description:
       'A model of the policy grades the answer against a rubric on a 1–10 scale (score = (s−1)/9). ' +
       "The judge call's tokens count toward the request's cost; an unreadable verdict scores 0.",

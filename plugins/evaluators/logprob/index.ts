@@ -25,7 +25,7 @@
 //   and pulls a mean or weighted combine toward the middle. Choose pass when other
 //   evaluators should decide alone on providers without logprobs, fail when an answer
 //   that cannot be checked must escalate.
-import type { ChatResult, EvalInput, Evaluation, Evaluator, EvaluatorModule, PluginContext } from '../../../src/plugin-sdk/plugin-api.ts';
+import type { ChatResult, EvalInput, Evaluation, Evaluator, EvaluatorModule, PluginContext } from 'tiergate/plugin';
 
 export type Aggregate = 'mean' | 'min' | 'p10';
 export type WhenMissing = 'pass' | 'fail' | 'neutral';
@@ -104,6 +104,7 @@ export default {
   meta: {
     id: 'logprob',
     kind: 'evaluator',
+    contract: 1,
     description:
       "Confidence from the answer's token log-probabilities (score = exp(aggregate logprob)); asks the provider for logprobs. " +
       'Providers that return none are scored by when_missing.',

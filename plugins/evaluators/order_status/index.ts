@@ -18,7 +18,7 @@
 //
 // It imports types only, so a copy works from any folder listed in plugins.paths (the
 // import is erased at load; fix its path, or drop it in a .js plugin).
-import type { ChatMessage, EvalInput, Evaluation, Evaluator, EvaluatorModule } from '../../../src/plugin-sdk/plugin-api.ts';
+import type { ChatMessage, EvalInput, Evaluation, Evaluator, EvaluatorModule } from 'tiergate/plugin';
 
 interface Options {
   /** Phrases that count as a shipment state in an answer. */
@@ -115,6 +115,7 @@ export default {
   meta: {
     id: 'order_status',
     kind: 'evaluator',
+    contract: 1,
     description:
       'Team example: an answer to "where is my order?" must state a shipment state and repeat the order number the customer gave. ' +
       'Other questions pass (score 1, applies: false).',

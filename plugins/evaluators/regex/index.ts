@@ -6,7 +6,16 @@
 // through. Otherwise the score is the share of `must_match` patterns that match (1 when
 // there are none), so two of three required elements score 0.67 and the decision log
 // names the missing one.
-import { policyPattern, type LinearRegExp, type EvalInput, type Evaluation, type Evaluator, type EvaluatorModule, type JsonSchema, type OptionIssue } from '../../../src/plugin-sdk/plugin-api.ts';
+import {
+  policyPattern,
+  type EvalInput,
+  type Evaluation,
+  type Evaluator,
+  type EvaluatorModule,
+  type JsonSchema,
+  type LinearRegExp,
+  type OptionIssue,
+} from 'tiergate/plugin';
 
 interface RegexOptions {
   /** Every pattern should match the answer; the score is the share that do. */
@@ -73,6 +82,7 @@ export default {
   meta: {
     id: 'regex',
     kind: 'evaluator',
+    contract: 1,
     description:
       'Regex rules on the answer text: the score is the share of must_match patterns that match, and 0 when any must_not_match pattern matches.',
     options: optionsSchema,

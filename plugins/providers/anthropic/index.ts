@@ -37,6 +37,7 @@ import type {
 } from '@anthropic-ai/sdk/resources/messages';
 import {
   isUpstreamError,
+  messageText,
   UpstreamError,
   type CallOptions,
   type ChatChunk,
@@ -50,8 +51,7 @@ import {
   type ProviderModule,
   type ToolCall,
   type Usage,
-} from '../../../src/plugin-sdk/plugin-api.ts';
-import { messageText } from '../../../src/plugin-sdk/tokens.ts';
+} from 'tiergate/plugin';
 
 export interface AnthropicOptions {
   /** Optional so that the example creates without secrets; Anthropic itself answers 401 without one. */
@@ -657,6 +657,7 @@ export default {
   meta: {
     id: 'anthropic',
     kind: 'provider',
+    contract: 1,
     description: "Anthropic's Messages API through the official SDK, translated to and from OpenAI chat completions (streaming included).",
     options: optionsSchema,
     example: { default_max_tokens: DEFAULT_MAX_TOKENS },

@@ -23,9 +23,31 @@ import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { Pool } from 'undici';
-import { isAbortError } from '../../../src/plugin-sdk/node-fetch.ts';
-import { asChatResult, asRecord, clip, completionBody, configuredKey, streamBody, describeURL, parseRetryAfter, redactor, validateBaseURL, wireFailure, wireOptionProperties, type OpenAIWireOptions } from '../../../src/plugin-sdk/openai-wire.ts';
-import { UpstreamError, isUpstreamError, type CallOptions, type CancellationEvents, type ChatChunk, type ChatRequest, type OptionIssue, type Provider, type ProviderModule } from '../../../src/plugin-sdk/plugin-api.ts';
+import {
+  asChatResult,
+  asRecord,
+  clip,
+  completionBody,
+  configuredKey,
+  describeURL,
+  isAbortError,
+  isUpstreamError,
+  parseRetryAfter,
+  redactor,
+  streamBody,
+  UpstreamError,
+  validateBaseURL,
+  wireFailure,
+  wireOptionProperties,
+  type CallOptions,
+  type CancellationEvents,
+  type ChatChunk,
+  type ChatRequest,
+  type OpenAIWireOptions,
+  type OptionIssue,
+  type Provider,
+  type ProviderModule,
+} from 'tiergate/plugin';
 import { unnamed } from '../../../src/common/unnamed.ts';
 
 export type Options = OpenAIWireOptions & { base_url: string };
@@ -44,6 +66,7 @@ export default {
   meta: {
     id: 'openai_compatible',
     kind: 'provider',
+    contract: 1,
     description:
       'Calls a server that speaks the OpenAI chat completions wire format (vLLM, Ollama, LM Studio, llama.cpp, TGI, …) ' +
       'over HTTP directly, with less overhead per call than the SDK-based openai provider. base_url is required.',

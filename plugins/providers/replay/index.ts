@@ -16,9 +16,26 @@
 // ladder fails over and escalates as it would for a model that did not answer; an
 // unknown conversation or dataset model is a 404.
 import path from 'node:path';
-import type { CallOptions, ChatChunk, ChatRequest, ChatResult, JsonSchema, OptionIssue, Provider, ProviderModule, Usage } from '../../../src/plugin-sdk/plugin-api.ts';
-import { UpstreamError } from '../../../src/plugin-sdk/plugin-api.ts';
-import { ROW_ID_FIELD, conversationKey, datasetOf, loadDataset, recordedCost, recordedUsage, type Dataset, type DatasetRow } from '../../../src/analysis/eval/dataset.ts';
+import {
+  conversationKey,
+  datasetOf,
+  loadDataset,
+  recordedCost,
+  recordedUsage,
+  ROW_ID_FIELD,
+  UpstreamError,
+  type CallOptions,
+  type ChatChunk,
+  type ChatRequest,
+  type ChatResult,
+  type Dataset,
+  type DatasetRow,
+  type JsonSchema,
+  type OptionIssue,
+  type Provider,
+  type ProviderModule,
+  type Usage,
+} from 'tiergate/plugin';
 
 interface ReplayOptions {
   /** JSONL file of recorded outcomes, relative to the policy's folder. */
@@ -216,6 +233,8 @@ export default {
   meta: {
     id: 'replay',
     kind: 'provider',
+    contract: 1,
+    capabilities: ['replays-recorded-outcomes'],
     description:
       'Recorded answers of real models from a dataset of outcomes (JSONL, or rows inline): each call answers with the response, token counts and score recorded for that prompt and model. No network. Used by `tiergate eval`.',
     options: optionsSchema,

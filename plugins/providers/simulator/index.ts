@@ -11,22 +11,25 @@
 // shape, deterministic like everything else: close to 0 (confident) for competent
 // answers and clearly lower for hedges, refusals and truncations, so a confidence gate
 // (the logprob evaluator) can be exercised offline.
-import type {
-  CallOptions,
-  ChatChunk,
-  ChatMessage,
-  ChatRequest,
-  ChatResult,
-  FinishReason,
-  JsonSchema,
-  OptionIssue,
-  Provider,
-  ProviderModule,
-  Usage,
-  ValidationContext,
-} from '../../../src/plugin-sdk/plugin-api.ts';
-import { UpstreamError } from '../../../src/plugin-sdk/plugin-api.ts';
-import { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from '../../../src/plugin-sdk/tokens.ts';
+import {
+  estimateMessagesTokens,
+  estimateTextTokens,
+  lastUserMessage,
+  messageText,
+  UpstreamError,
+  type CallOptions,
+  type ChatChunk,
+  type ChatMessage,
+  type ChatRequest,
+  type ChatResult,
+  type FinishReason,
+  type JsonSchema,
+  type OptionIssue,
+  type Provider,
+  type ProviderModule,
+  type Usage,
+  type ValidationContext,
+} from 'tiergate/plugin';
 
 // ---------------------------------------------------------------------------------
 // Options
@@ -628,6 +631,7 @@ export default {
   meta: {
     id: 'simulator',
     kind: 'provider',
+    contract: 1,
     description:
       'Offline simulated models: deterministic answers whose quality depends on prompt difficulty versus model capability, with realistic latency, usage, failures and (when asked) token logprobs. No network, no API keys.',
     options: optionsSchema,

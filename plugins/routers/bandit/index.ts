@@ -32,8 +32,19 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import type { FeedbackClaim, FeedbackWindow, OptionIssue, RoutedDecision, Router, RouterModule, RoutingContext, RoutingDecision, RoutingOutcome, SharedDecisions } from '../../../src/plugin-sdk/plugin-api.ts';
-import { mulberry32 } from '../../../src/common/random.ts';
+import {
+  mulberry32,
+  type FeedbackClaim,
+  type FeedbackWindow,
+  type OptionIssue,
+  type RoutedDecision,
+  type Router,
+  type RouterModule,
+  type RoutingContext,
+  type RoutingDecision,
+  type RoutingOutcome,
+  type SharedDecisions,
+} from 'tiergate/plugin';
 
 export interface BanditOptions {
   algorithm?: 'epsilon_greedy' | 'linucb';
@@ -266,6 +277,7 @@ const banditRouter: RouterModule<BanditOptions> = {
   meta: {
     id: 'bandit',
     kind: 'router',
+    contract: 1,
     description: 'Learns the best tier from outcomes (gate scores, POST /v1/feedback): epsilon-greedy over EWMA rewards, or contextual LinUCB over policy features. reward = quality − λ·cost_usd·1000 − μ·latency_s.',
     options: {
       type: 'object',

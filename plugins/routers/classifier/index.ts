@@ -5,9 +5,20 @@
 // artifact's feature spec is checked at load. A changed model file reloads the policy.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { OptionIssue, Router, RouterModule, RoutingContext, RoutingDecision } from '../../../src/plugin-sdk/plugin-api.ts';
-import { artifactProblems, chooseTier, compileClassifier, type ClassifierArtifact, type CompiledClassifier } from '../../../src/analysis/learn/artifact.ts';
-import { defaultFeatureSpec, specHash } from '../../../src/analysis/learn/features.ts';
+import {
+  artifactProblems,
+  chooseTier,
+  compileClassifier,
+  defaultFeatureSpec,
+  specHash,
+  type ClassifierArtifact,
+  type CompiledClassifier,
+  type OptionIssue,
+  type Router,
+  type RouterModule,
+  type RoutingContext,
+  type RoutingDecision,
+} from 'tiergate/plugin';
 
 interface ClassifierOptions {
   model_path?: string;
@@ -66,6 +77,7 @@ const classifierRouter: RouterModule<ClassifierOptions> = {
   meta: {
     id: 'classifier',
     kind: 'router',
+    contract: 1,
     description: 'A learned router (tiergate train): the cheapest tier whose predicted probability of a good-enough answer reaches the threshold.',
     options: {
       type: 'object',

@@ -1,8 +1,16 @@
 // Explicit routing rules: fast to write, easy to audit. Rules are tried in the order
 // written (no priority numbers) and the first whose `when` holds decides; when none
 // holds the router has no opinion and the route's `default` applies.
-import type { CompiledExpression, OptionIssue, Router, RouterModule, RoutingContext, RoutingDecision } from '../../../src/plugin-sdk/plugin-api.ts';
-import { evaluateNow, isTruthy } from '../../../src/expressions/compile.ts';
+import {
+  evaluateNow,
+  isTruthy,
+  type CompiledExpression,
+  type OptionIssue,
+  type Router,
+  type RouterModule,
+  type RoutingContext,
+  type RoutingDecision,
+} from 'tiergate/plugin';
 
 interface Rule {
   when: string;
@@ -25,6 +33,7 @@ const rulesRouter: RouterModule<RulesOptions> = {
   meta: {
     id: 'rules',
     kind: 'router',
+    contract: 1,
     description: 'Ordered rules: the first JSONata condition that holds picks the tier or model.',
     options: {
       type: 'object',

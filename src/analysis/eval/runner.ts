@@ -10,8 +10,9 @@
 // metrics of src/analysis/metrics.ts. A threshold sweep re-executes every row with the
 // gate threshold overridden, which gives the policy's cost–quality curve.
 //
-// The replay provider and the recorded_score evaluator are imported below only to read
-// their ids; the runtime discovers and loads them like any other plugin.
+// The replay provider and the recorded_score evaluator are found by the capability their
+// meta declares (pluginWithCapability), never by name; the runtime then discovers and
+// loads them like any other plugin.
 import path from 'node:path';
 import type winston from 'winston';
 import { PolicyErrors, TiergateError, errorMessage } from '../../common/errors.ts';
@@ -21,6 +22,7 @@ import { createLogger } from '../../observe/logger.ts';
 import { readPolicySource, type PolicySource } from '../../policy/source.ts';
 import { requestView, routeRequest, type ChatBody, type RoutedRequest } from '../../pipeline/route.ts';
 import { buildRuntime, type RouteRuntime, type Runtime } from '../../policy/runtime.ts';
+import { pluginWithCapability } from '../../policy/plugins.ts';
 import {
   TARGETS,
   aiq,
@@ -41,8 +43,6 @@ import {
   quantileThresholds,
 } from '../metrics.ts';
 import { ROW_ID_FIELD, loadDataset, messagesOf, recordedCost, recordedUsage, scoreOf, type Dataset, type DatasetRow } from './dataset.ts';
-import replayProvider from '../../../plugins/providers/replay/index.ts';
-import recordedScoreEvaluator from '../../../plugins/evaluators/recorded_score/index.ts';
 
 export type GateMode = 'auto' | 'real' | 'recorded';
 export type Split = 'train' | 'test' | 'all';
@@ -207,12 +207,27 @@ export function resolveMapping(shape: PolicyShape, routeName: string, dataset: D
 }
 
 /** The policy data with replayed answers (and, for the recorded gate, the recorded_score evaluator). */
-function rewriter(routeName: string, datasetFile: string, mapping: Readonly<Record<string, string>>, recordedGate: boolean): (data: unknown) => unknown {
+/** The plugins that replay recorded outcomes and score with them, by what their meta declares. */
+interface RecordedOutcomePlugins {
+  replayProvider: string;
+  recordedScoreEvaluator: string;
+}
+
+async function recordedOutcomePlugins(): Promise<RecordedOutcomePlugins> {
+  const replayProvider = await pluginWithCapability('provider', 'replays-recorded-outcomes');
+  const recordedScoreEvaluator = await pluginWithCapability('evaluator', 'scores-recorded-outcomes');
+  if (!replayProvider || !recordedScoreEvaluator) {
+    throw optionsError(`tiergate's plugins include no ${!replayProvider ? 'provider declaring the capability replays-recorded-outcomes' : 'evaluator declaring the capability scores-recorded-outcomes'}: eval cannot replay the dataset`);
+  }
+  return { replayProvider, recordedScoreEvaluator };
+}
+
+function rewriter(routeName: string, datasetFile: string, mapping: Readonly<Record<string, string>>, recordedGate: boolean, plugins: RecordedOutcomePlugins): (data: unknown) => unknown {
   return (data: unknown) => {
     if (!isRecord(data)) return data;
     const out = structuredClone(data);
     const providers = isRecord(out.providers) ? out.providers : {};
-    out.providers = { ...providers, [REPLAY_PROVIDER]: { plugin: replayProvider.meta.id, dataset: datasetFile } };
+    out.providers = { ...providers, [REPLAY_PROVIDER]: { plugin: plugins.replayProvider, dataset: datasetFile } };
     if (isRecord(out.models)) {
       for (const [name, model] of Object.entries(out.models)) {
         if (!isRecord(model)) continue;
@@ -225,7 +240,7 @@ function rewriter(routeName: string, datasetFile: string, mapping: Readonly<Reco
     // put a model in cooldown for the rows after it.
     out.resilience = { ...(isRecord(out.resilience) ? out.resilience : {}), retries: 0, cooldown_ms: 0 };
     const route = isRecord(out.routes) ? out.routes[routeName] : undefined;
-    if (recordedGate && isRecord(route) && isRecord(route.gate)) route.gate.evaluators = [{ plugin: recordedScoreEvaluator.meta.id }];
+    if (recordedGate && isRecord(route) && isRecord(route.gate)) route.gate.evaluators = [{ plugin: plugins.recordedScoreEvaluator }];
     return out;
   };
 }
@@ -431,11 +446,12 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
   // Build what is needed: the real gate, the recorded one, or both.
   const buildStarted = performance.now();
   const runtimes: Partial<Record<'real' | 'recorded', EvalRuntime>> = {};
+  const recordedPlugins = await recordedOutcomePlugins();
   try {
     for (const mode of ['real', 'recorded'] as const) {
       if (!prepared.some((p) => p.gate === mode)) continue;
       // The dataset is named on the command line, not by the policy: its folder is granted.
-      const runtime = await buildRuntime(settings.config, { logger, mode: 'validate', env: settings.env, allowedPaths: [path.dirname(datasetFile)], rewrite: rewriter(settings.route, datasetFile, mapping, mode === 'recorded') });
+      const runtime = await buildRuntime(settings.config, { logger, mode: 'validate', env: settings.env, allowedPaths: [path.dirname(datasetFile)], rewrite: rewriter(settings.route, datasetFile, mapping, mode === 'recorded', recordedPlugins) });
       runtimes[mode] = { runtime, route: runtime.routes.get(settings.route) as RouteRuntime };
     }
     const buildMs = performance.now() - buildStarted;
