@@ -24,7 +24,7 @@ import {
   type Evaluation,
   type Evaluator,
   type EvaluatorModule,
-  type JsonSchema,
+  type OptionsFrom,
 } from 'tiergate/plugin';
 
 /** A built-in RegExp, or a policy's pattern on RE2 (LinearRegExp): both answer exec. */
@@ -32,21 +32,6 @@ type Pattern = Pick<RegExp, 'exec'>;
 
 type Check = 'empty' | 'filtered' | 'truncated' | 'refusal' | 'hedge' | 'repetition' | 'too_short';
 const CHECKS: readonly Check[] = ['empty', 'filtered', 'truncated', 'refusal', 'hedge', 'repetition', 'too_short'];
-
-interface HeuristicsOptions {
-  /** Trimmed answers shorter than this are too short, unless a short answer is wanted. */
-  min_chars?: number;
-  /** JSONata: when it holds, a short answer is fine (e.g. "request.metadata.task_type = 'classification'"). */
-  short_ok_when?: string;
-  /** Extra refusal regexes (case-insensitive), looked for in the opening of the answer. */
-  refusal_patterns?: string[];
-  /** Extra hedge regexes (case-insensitive), looked for anywhere in the answer. */
-  hedge_patterns?: string[];
-  /** The repetition check fires at or above this share of repeated word 6-grams. */
-  max_repeated_share?: number;
-  /** Per-check penalty overrides in [0, 1]; 0 turns a check off. */
-  penalties?: Partial<Record<Check, number>>;
-}
 
 /** Score multiplier of each check is (1 - penalty). Documented in the README table. */
 const DEFAULT_PENALTIES: Readonly<Record<Check, number>> = {
@@ -101,9 +86,16 @@ const SOFT_HEDGE_DENSITY = 1 / 30;
 const SHORT_ANSWER_CUE =
   /\b(?:classify|classification|categori[sz]e|categories|label|sentiment|which category|tag (?:this|it)|spam|yes or no|yes\/no|true or false|one word|single word|one letter|single letter|single choice|(?:only|just) (?:the |a |one )?(?:letter|number|word|label|option|choice|name|answer)|answer with (?:only|just)|without (?:any )?explanation|no explanation)\b/i;
 
-const penaltySchema: JsonSchema = { type: 'number', minimum: 0, maximum: 1 };
+const penaltySchema = { type: 'number', minimum: 0, maximum: 1 } as const;
 
-const optionsSchema: JsonSchema = {
+/** A penalty schema per check, typed by check, so that the derived options type names every check. */
+function penaltyProperties(): Record<Check, typeof penaltySchema & { description: string }> {
+  const properties = {} as Record<Check, typeof penaltySchema & { description: string }>;
+  for (const check of CHECKS) properties[check] = { ...penaltySchema, description: `Penalty of the ${check} check (default ${DEFAULT_PENALTIES[check]}).` };
+  return properties;
+}
+
+const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
@@ -135,10 +127,12 @@ const optionsSchema: JsonSchema = {
       type: 'object',
       additionalProperties: false,
       description: 'Per-check penalty in [0, 1]: a triggered check multiplies the score by (1 - penalty); 0 turns the check off.',
-      properties: Object.fromEntries(CHECKS.map((check) => [check, { ...penaltySchema, description: `Penalty of the ${check} check (default ${DEFAULT_PENALTIES[check]}).` }])),
+      properties: penaltyProperties(),
     },
   },
-};
+} as const;
+
+type HeuristicsOptions = OptionsFrom<typeof optionsSchema>;
 
 interface Finding {
   check: Check;

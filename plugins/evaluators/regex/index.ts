@@ -12,25 +12,16 @@ import {
   type Evaluation,
   type Evaluator,
   type EvaluatorModule,
-  type JsonSchema,
   type LinearRegExp,
   type OptionIssue,
+  type OptionsFrom,
 } from 'tiergate/plugin';
-
-interface RegexOptions {
-  /** Every pattern should match the answer; the score is the share that do. */
-  must_match?: string[];
-  /** No pattern may match the answer; any match scores 0. */
-  must_not_match?: string[];
-  /** RegExp flags for every pattern (default "i"). */
-  flags?: string;
-}
 
 const DEFAULT_FLAGS = 'i';
 
-const patternList = (description: string): JsonSchema => ({ type: 'array', items: { type: 'string', minLength: 1 }, description });
+const patternList = (description: string) => ({ type: 'array', items: { type: 'string', minLength: 1 }, description }) as const;
 
-const optionsSchema: JsonSchema = {
+const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
@@ -45,7 +36,9 @@ const optionsSchema: JsonSchema = {
       description: 'RegExp flags for every pattern, from i, m, s, u (default "i": case-insensitive).',
     },
   },
-};
+} as const;
+
+type RegexOptions = OptionsFrom<typeof optionsSchema>;
 
 interface Rule {
   source: string;

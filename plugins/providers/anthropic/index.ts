@@ -47,20 +47,12 @@ import {
   type FinishReason,
   type Logger,
   type OptionIssue,
+  type OptionsFrom,
   type Provider,
   type ProviderModule,
   type ToolCall,
   type Usage,
 } from 'tiergate/plugin';
-
-export interface AnthropicOptions {
-  /** Optional so that the example creates without secrets; Anthropic itself answers 401 without one. */
-  api_key?: string;
-  base_url?: string;
-  default_max_tokens?: number;
-  anthropic_version?: string;
-  headers?: Record<string, string>;
-}
 
 const DEFAULT_BASE_URL = 'https://api.anthropic.com';
 const DEFAULT_MAX_TOKENS = 1024;
@@ -651,7 +643,10 @@ const optionsSchema = {
     },
     headers: { type: 'object', additionalProperties: { type: 'string', 'x-secret': true }, description: 'Extra HTTP headers sent with every request (their values are treated as secrets).' },
   },
-};
+} as const;
+
+/** api_key is optional so that the example creates without secrets; Anthropic itself answers 401 without one. */
+export type AnthropicOptions = OptionsFrom<typeof optionsSchema>;
 
 export default {
   meta: {

@@ -37,14 +37,20 @@ import {
   wireFailure,
   wireOptionProperties,
   type ChatChunk,
-  type OpenAIWireOptions,
+  type OptionsFrom,
   type OptionIssue,
   type Provider,
   type ProviderModule,
 } from 'tiergate/plugin';
 
+const optionsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: wireOptionProperties('Base URL of the API, up to and including /v1. Defaults to https://api.openai.com/v1.'),
+} as const;
+
 /** api_key is required by OpenAI; local OpenAI-compatible servers usually need none. base_url defaults to https://api.openai.com/v1. */
-export type Options = OpenAIWireOptions;
+export type Options = OptionsFrom<typeof optionsSchema>;
 
 const DEFAULT_BASE_URL = 'https://api.openai.com/v1';
 /** Sent when no key is configured: the SDK insists on one, and local servers ignore it. */
@@ -64,11 +70,7 @@ export default {
     description:
       'Calls an OpenAI-compatible chat completions API: OpenAI, or a local server such as vLLM, Ollama or LM Studio. ' +
       'OpenAI needs api_key; local servers usually do not.',
-    options: {
-      type: 'object',
-      additionalProperties: false,
-      properties: wireOptionProperties('Base URL of the API, up to and including /v1. Defaults to https://api.openai.com/v1.'),
-    },
+    options: optionsSchema,
     example: { api_key: 'sk-your-key', base_url: DEFAULT_BASE_URL },
   },
 

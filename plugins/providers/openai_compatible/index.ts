@@ -43,14 +43,21 @@ import {
   type CancellationEvents,
   type ChatChunk,
   type ChatRequest,
-  type OpenAIWireOptions,
+  type OptionsFrom,
   type OptionIssue,
   type Provider,
   type ProviderModule,
 } from 'tiergate/plugin';
 import { unnamed } from '../../../src/common/unnamed.ts';
 
-export type Options = OpenAIWireOptions & { base_url: string };
+const optionsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['base_url'],
+  properties: wireOptionProperties('Base URL of the server, up to and including /v1 (e.g. http://127.0.0.1:8000/v1 for vLLM, http://127.0.0.1:11434/v1 for Ollama).'),
+} as const;
+
+export type Options = OptionsFrom<typeof optionsSchema>;
 
 const USER_AGENT = 'tiergate';
 /** An error body is read this far for its message; the rest is dropped with the connection. */
@@ -70,12 +77,7 @@ export default {
     description:
       'Calls a server that speaks the OpenAI chat completions wire format (vLLM, Ollama, LM Studio, llama.cpp, TGI, …) ' +
       'over HTTP directly, with less overhead per call than the SDK-based openai provider. base_url is required.',
-    options: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['base_url'],
-      properties: wireOptionProperties('Base URL of the server, up to and including /v1 (e.g. http://127.0.0.1:8000/v1 for vLLM, http://127.0.0.1:11434/v1 for Ollama).'),
-    },
+    options: optionsSchema,
     example: { base_url: 'http://127.0.0.1:8000/v1' },
   },
 

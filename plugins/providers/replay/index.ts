@@ -30,21 +30,12 @@ import {
   type ChatResult,
   type Dataset,
   type DatasetRow,
-  type JsonSchema,
   type OptionIssue,
+  type OptionsFrom,
   type Provider,
   type ProviderModule,
   type Usage,
 } from 'tiergate/plugin';
-
-interface ReplayOptions {
-  /** JSONL file of recorded outcomes, relative to the policy's folder. */
-  dataset?: string;
-  /** Rows given inline (same shape as a JSONL line). */
-  rows?: DatasetRow[];
-  /** Upstream model name → dataset model name; an unlisted name is used as is. */
-  models?: Record<string, string>;
-}
 
 /** What a replayed result carries besides the OpenAI fields. */
 export interface RecordedInfo {
@@ -56,10 +47,10 @@ export interface RecordedInfo {
   usage_estimated: boolean;
 }
 
-const nullableNumber: JsonSchema = { type: ['number', 'null'], minimum: 0 };
+const nullableNumber = { type: ['number', 'null'], minimum: 0 } as const;
 
 /** One recorded row, as in the JSONL format (inline rows use its core fields). */
-const rowSchema: JsonSchema = {
+const rowSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['id', 'prompt', 'outcomes'],
@@ -101,9 +92,9 @@ const rowSchema: JsonSchema = {
     // Provenance: free-form by the dataset format's definition, never read here.
     meta: { type: 'object', additionalProperties: true },
   },
-};
+} as const;
 
-const optionsSchema: JsonSchema = {
+const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
@@ -120,7 +111,12 @@ const optionsSchema: JsonSchema = {
       additionalProperties: { type: 'string', minLength: 1 },
     },
   },
-};
+} as const;
+
+// Inline rows are typed as the dataset format's rows (DatasetRow, whose roles are any
+// string), so that rows read from a JSONL file can be passed inline as they are; the
+// schema still accepts only the chat roles.
+type ReplayOptions = Omit<OptionsFrom<typeof optionsSchema>, 'rows'> & { rows?: DatasetRow[] };
 
 function placeholder(row: DatasetRow, model: string, score: number): string {
   return `[replay: ${model} has no recorded answer text for ${row.id}; its recorded score is ${score}]`;

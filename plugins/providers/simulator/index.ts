@@ -23,8 +23,8 @@ import {
   type ChatRequest,
   type ChatResult,
   type FinishReason,
-  type JsonSchema,
   type OptionIssue,
+  type OptionsFrom,
   type Provider,
   type ProviderModule,
   type Usage,
@@ -34,27 +34,7 @@ import {
 // ---------------------------------------------------------------------------------
 // Options
 
-export interface SimulatorProfile {
-  /** 0..1: the hardest prompt difficulty this model answers competently. */
-  capability: number;
-  first_token_ms: number;
-  tokens_per_second: number;
-  /** 0..1: latency is multiplied by a per-prompt factor in [1 - jitter, 1 + jitter]. */
-  jitter?: number;
-  /** 0..1: share of prompts for which this model fails with HTTP 503. */
-  failure_rate?: number;
-}
-
-export interface SimulatorOptions {
-  /** Upstream model name → behaviour. */
-  profiles?: Record<string, SimulatorProfile>;
-  /** Multiplies every delay; 0 answers instantly. */
-  time_scale?: number;
-  /** Used for an upstream name that `profiles` does not list. */
-  default_profile?: SimulatorProfile;
-}
-
-const profileSchema: JsonSchema = {
+const profileSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['capability', 'first_token_ms', 'tokens_per_second'],
@@ -65,9 +45,11 @@ const profileSchema: JsonSchema = {
     jitter: { type: 'number', minimum: 0, maximum: 1, description: 'Deterministic per-prompt latency spread: factor in [1-jitter, 1+jitter].' },
     failure_rate: { type: 'number', minimum: 0, maximum: 1, description: 'Deterministic share of prompts that fail with HTTP 503.' },
   },
-};
+} as const;
 
-const optionsSchema: JsonSchema = {
+export type SimulatorProfile = OptionsFrom<typeof profileSchema>;
+
+const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
@@ -80,7 +62,9 @@ const optionsSchema: JsonSchema = {
     time_scale: { type: 'number', minimum: 0, default: 1, description: 'Multiplies every delay (0 = instant).' },
     default_profile: { ...profileSchema, description: 'Profile for upstream names not in profiles; without it they get HTTP 404.' },
   },
-};
+} as const;
+
+export type SimulatorOptions = OptionsFrom<typeof optionsSchema>;
 
 // ---------------------------------------------------------------------------------
 // Hashing: FNV-1a, 32-bit. Stable across runs and platforms, which Math.random and
