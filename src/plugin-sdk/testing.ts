@@ -25,6 +25,8 @@ import { buildRuntime } from '../policy/runtime.ts';
 import { PLUGIN_CONTRACT_VERSION, type Disposable, type ModelSpec, type PluginContext, type PluginKind, type PolicyView } from './plugin-api.ts';
 import * as thisEntry from './testing.ts';
 
+export type { DiscoveredPlugin };
+
 // A CommonJS test file of a team, run in a process that already loaded tiergate, gets this module too.
 shareWithCommonJsPlugins('tiergate/testing', thisEntry);
 
@@ -33,7 +35,7 @@ export interface ContractOptions {
   readonly options?: Readonly<Record<string, unknown>>;
   /** Only plugins of this kind (for a folder of plugins); for one plugin folder, the kind it must be. */
   readonly kind?: PluginKind;
-  /** The longest `create` may take, in ms: create must be cheap (default 2000, generous for a loaded machine). */
+  /** The longest `create` may take, in ms (default 5000: far above a cheap create even on a loaded machine, far below a network timeout). */
   readonly createBudgetMs?: number;
 }
 
@@ -105,7 +107,7 @@ function fail(message: string): never {
   throw new Error(message);
 }
 
-async function loaded(plugin: DiscoveredPlugin): Promise<LoadedPlugin> {
+async function loadOrFail(plugin: DiscoveredPlugin): Promise<LoadedPlugin> {
   try {
     return await loadPlugin(plugin);
   } catch (err) {
@@ -157,7 +159,7 @@ export const CONTRACT_CHECKS: readonly ContractCheck[] = [
   {
     name: 'loads, declares the contract version, its options schema compiles and accepts its example',
     async run(discovered, options) {
-      const plugin = await loaded(discovered);
+      const plugin = await loadOrFail(discovered);
       const meta = plugin.module.meta;
       if (meta.id !== discovered.name) fail(`meta.id is ${JSON.stringify(meta.id)}, the folder "${discovered.name}"`);
       if (meta.kind !== discovered.kind) fail(`meta.kind is ${JSON.stringify(meta.kind)}, the folder's kind ${discovered.kind}`);
@@ -171,10 +173,10 @@ export const CONTRACT_CHECKS: readonly ContractCheck[] = [
   {
     name: 'create is cheap, then dispose works, and dispose is idempotent',
     async run(discovered, options) {
-      const plugin = await loaded(discovered);
+      const plugin = await loadOrFail(discovered);
       const createOptionsValue = createOptions(plugin, options);
       plugin.validateOptions(createOptionsValue);
-      const budgetMs = options.createBudgetMs ?? 2000;
+      const budgetMs = options.createBudgetMs ?? 5000;
       const started = performance.now();
       const instance: Disposable = await plugin.module.create(createOptionsValue, testPluginContext({ at: `test.${discovered.name}`, policy: CONTRACT_POLICY }));
       const tookMs = performance.now() - started;
@@ -187,7 +189,7 @@ export const CONTRACT_CHECKS: readonly ContractCheck[] = [
   {
     name: 'dispose after a failed build is safe',
     async run(discovered, options) {
-      const plugin = await loaded(discovered);
+      const plugin = await loadOrFail(discovered);
       const pluginOptions = createOptions(plugin, options);
       const dir = mkdtempSync(path.join(tmpdir(), 'tiergate-contract-'));
       try {

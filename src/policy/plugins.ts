@@ -164,7 +164,8 @@ export function shareWithCommonJsPlugins(specifier: SdkSpecifier, namespace: obj
   resolution._resolveFilename = function (request, parent, isMain, options) {
     const entry = commonJsEntries.get(request as SdkSpecifier);
     if (!entry) return resolveFilename.call(this, request, parent, isMain, options);
-    if (!requireCache[entry.file]) {
+    // Also over a copy compiled from the same file earlier: the gateway's instance is the one to share.
+    if (requireCache[entry.file]?.exports !== entry.namespace) {
       const shared = new Module(entry.file);
       shared.filename = entry.file;
       shared.exports = entry.namespace;
@@ -204,7 +205,7 @@ function contractProblem(discovered: DiscoveredPlugin, declared: unknown): Tierg
   const params =
     declared === undefined
       ? { plugin, declared: 'declares no contract version', fix: `write it against contract ${PLUGIN_CONTRACT_VERSION} and declare that in its meta as the number itself, contract: ${PLUGIN_CONTRACT_VERSION}` }
-      : { plugin, declared: `was written for plugin contract ${JSON.stringify(declared)}`, fix: `port it to contract ${PLUGIN_CONTRACT_VERSION} (the plugin guide in tiergate's README says what changed), then set meta.contract to ${PLUGIN_CONTRACT_VERSION}` };
+      : { plugin, declared: `was written for plugin contract ${JSON.stringify(declared)}`, fix: `port it to contract ${PLUGIN_CONTRACT_VERSION} (the plugin guide in tiergate's README describes it), then set meta.contract to ${PLUGIN_CONTRACT_VERSION}` };
   return new TiergateError('TG_ERR_PLUGIN_CONTRACT', { ...params, speaks: PLUGIN_CONTRACT_VERSION }, { location: { file: displayNameFor(discovered.entry) } });
 }
 
