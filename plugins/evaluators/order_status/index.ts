@@ -16,8 +16,8 @@
 // Everything here is plain string matching on purpose: it is fast (no model call), free,
 // and anyone on the team can read it and add a word when the shop grows a new state.
 //
-// It imports types only, so a copy works from any folder listed in plugins.paths (the
-// import is erased at load; fix its path, or drop it in a .js plugin).
+// It imports only the package entry 'tiergate/plugin', so a copy works unchanged from any
+// folder listed in plugins.paths: the gateway resolves that import to its own SDK.
 import type { ChatMessage, EvalInput, Evaluation, Evaluator, EvaluatorModule, OptionsFrom } from 'tiergate/plugin';
 
 const optionsSchema = {
