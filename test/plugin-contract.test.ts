@@ -45,6 +45,16 @@ test('src/ names no particular plugin: discovery is the only registry', () => {
   }
 });
 
+test('src/ imports no plugin module, not even to read its id', () => {
+  const walk = (dir: string): string[] => readdirSync(dir).flatMap((entry) => {
+    const full = path.join(dir, entry);
+    return statSync(full).isDirectory() ? walk(full) : full.endsWith('.ts') ? [full] : [];
+  });
+  for (const file of walk(path.resolve(import.meta.dirname, '../src'))) {
+    assert.doesNotMatch(readFileSync(file, 'utf8'), /from\s+['"](?:\.\.\/)+plugins\//, `${path.relative(process.cwd(), file)} imports a plugin`);
+  }
+});
+
 test('built-in plugins use only the SDK: no plugin imports from src/', () => {
   for (const plugin of catalogue.plugins.values()) {
     // unnamed.ts is on its way out of the code base altogether, hot path included.
