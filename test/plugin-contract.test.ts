@@ -1,42 +1,24 @@
-// One contract test over every discovered plugin (DESIGN.md §7.7): its options schema
-// compiles and accepts its own example, create then dispose works, dispose is
-// idempotent, and dispose after a failed build (another plugin's create threw) is safe.
+// One contract test over every discovered plugin (DESIGN.md §7.7), run through the
+// package's own testing entry (`tiergate/testing`), as a team runs it over its folder:
+// each plugin declares the contract version, its options schema compiles and accepts its
+// example, create is cheap, create then dispose works, dispose is idempotent, and dispose
+// after a failed build (another plugin's create threw) is safe. Then the contract
+// version itself: a plugin declaring none, or another, is refused with a located error.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import winston from 'winston';
 import { stringify } from 'yaml';
-import { BUILTIN_PLUGIN_ROOT, discoverPlugins, loadPlugin, type LoadedPlugin } from '../src/policy/plugins.ts';
+import { PLUGIN_CONTRACT_VERSION } from 'tiergate/plugin';
+import { checkPluginContract, describePluginContract, PluginContractError } from 'tiergate/testing';
+import { BUILTIN_PLUGIN_ROOT, discoverPlugins, loadPlugin } from '../src/policy/plugins.ts';
 import { buildRuntime } from '../src/policy/compile.ts';
-import { PolicyErrors } from '../src/common/errors.ts';
-import { testPluginContext } from './support/plugin-context.ts';
-import type { Disposable, ModelSpec, PluginContext, PolicyView } from '../src/plugin-sdk/plugin-api.ts';
+import { createLogger } from '../src/observe/logger.ts';
+import { PolicyErrors, TiergateError } from '../src/common/errors.ts';
+import { simulatorPolicy } from './support/gateway.ts';
 
-const CONTRACT_FIXTURES = path.resolve(import.meta.dirname, 'fixtures/contract-plugins');
 const catalogue = discoverPlugins([BUILTIN_PLUGIN_ROOT]);
-
-/** A logger that keeps what it is told, so a test can assert nothing went wrong quietly. */
-function recordingLogger(): { logger: winston.Logger; lines: Array<{ level: string; message: string }> } {
-  const lines: Array<{ level: string; message: string }> = [];
-  const logger = winston.createLogger({ level: 'debug', transports: [new winston.transports.Console({ silent: true })] });
-  logger.on('data', (info: { level: string; message: string }) => lines.push({ level: info.level, message: info.message }));
-  return { logger, lines };
-}
-
-const policyView: PolicyView = {
-  models: new Map<string, ModelSpec>([['m', { name: 'm', provider: 'p', upstream: 'm', price: { input_per_mtok: 1, output_per_mtok: 1 }, timeout_ms: 1000 }]]),
-  tiers: [
-    { name: 'small', models: ['m'] },
-    { name: 'large', models: ['m'] },
-  ],
-  featureNames: [],
-};
-
-function directContext(plugin: LoadedPlugin): PluginContext {
-  return testPluginContext({ at: `test.${plugin.discovered.name}`, policy: policyView });
-}
 
 test('discovery finds the built-in plugins of every kind in plugins/', () => {
   const names = [...catalogue.plugins.values()].map((p) => `${p.kind}:${p.name}`);
@@ -63,65 +45,123 @@ test('src/ names no particular plugin: discovery is the only registry', () => {
   }
 });
 
-for (const discovered of catalogue.plugins.values()) {
-  const label = `${discovered.kind} plugin "${discovered.name}"`;
-
-  test(`${label}: loads, its options schema compiles and accepts its example`, async () => {
-    const plugin = await loadPlugin(discovered);
-    assert.equal(plugin.module.meta.id, discovered.name);
-    assert.equal(plugin.module.meta.kind, discovered.kind);
-    const example = structuredClone(plugin.module.meta.example);
-    assert.ok(plugin.validateOptions(example), `example rejected by its own schema: ${JSON.stringify(plugin.validateOptions.errors)}`);
-    assert.equal(plugin.validateOptions({ surely_not_an_option: true, ...(example as object) }), false, 'unknown option keys are rejected');
+test('src/ imports no plugin module, not even to read its id', () => {
+  const walk = (dir: string): string[] => readdirSync(dir).flatMap((entry) => {
+    const full = path.join(dir, entry);
+    return statSync(full).isDirectory() ? walk(full) : full.endsWith('.ts') ? [full] : [];
   });
+  for (const file of walk(path.resolve(import.meta.dirname, '../src'))) {
+    assert.doesNotMatch(readFileSync(file, 'utf8'), /from\s+['"](?:\.\.\/)+plugins\//, `${path.relative(process.cwd(), file)} imports a plugin`);
+  }
+});
 
-  test(`${label}: create then dispose works, and dispose is idempotent`, async () => {
-    const plugin = await loadPlugin(discovered);
-    const options = structuredClone(plugin.module.meta.example);
-    plugin.validateOptions(options);
-    const instance: Disposable = await plugin.module.create(options as object, directContext(plugin));
-    assert.equal(typeof instance.dispose, 'function');
-    await instance.dispose();
-    await instance.dispose();
-  });
+test('built-in plugins use only the SDK: no plugin imports from src/', () => {
+  for (const plugin of catalogue.plugins.values()) {
+    // unnamed.ts is on its way out of the code base altogether, hot path included.
+    const code = readFileSync(plugin.entry, 'utf8').replace(/^import \{ unnamed \} from '[./]+\/src\/common\/unnamed\.ts';$/m, '');
+    assert.doesNotMatch(code, /from\s+['"](?:\.\.\/)+src\//, `${plugin.kind} plugin "${plugin.name}" imports tiergate's internals; import from 'tiergate/plugin'`);
+  }
+});
 
-  test(`${label}: dispose after a failed build is safe`, async () => {
-    const plugin = await loadPlugin(discovered);
-    const example = plugin.module.meta.example as Record<string, unknown>;
-    // A policy that creates this plugin, then a router whose create throws: the build
-    // must fail with a located create error and dispose what it had created, cleanly.
-    const providerEntry: Record<string, unknown> | null = discovered.kind === 'provider' ? { plugin: discovered.name, ...example } : null;
-    const simulatorExample = (await loadPlugin(catalogue.get('provider', 'simulator')!)).module.meta.example as { profiles: Record<string, unknown> };
-    const upstream = Object.keys((providerEntry?.profiles as Record<string, unknown> | undefined) ?? simulatorExample.profiles)[0] ?? 'm';
-    const policy = {
-      version: 1,
-      plugins: { paths: [CONTRACT_FIXTURES] },
-      providers: { p: providerEntry ?? { plugin: 'simulator', ...simulatorExample } },
-      models: { m: { provider: 'p', upstream, price: { input_per_mtok: 1, output_per_mtok: 2 } } },
-      tiers: [
-        { name: 'small', models: ['m'] },
-        { name: 'large', models: ['m2'] },
-      ],
-      routes: {
-        ...(discovered.kind === 'router' ? { a: { router: { plugin: discovered.name, ...example }, default: 'large' } } : {}),
-        z: { router: { plugin: 'explodes' }, default: 'large' },
-      },
-    };
-    (policy.models as Record<string, unknown>).m2 = { provider: 'p', upstream, price: { input_per_mtok: 2, output_per_mtok: 4 } };
-    const dir = mkdtempSync(path.join(tmpdir(), 'tiergate-contract-'));
-    try {
-      const file = path.join(dir, 'gateway.yaml');
-      writeFileSync(file, stringify(policy));
-      const { logger, lines } = recordingLogger();
-      await assert.rejects(buildRuntime(file, { logger, mode: 'validate' }), (err: unknown) => {
-        assert.ok(err instanceof PolicyErrors, String(err));
-        assert.deepEqual(err.errors.map((e) => e.code), ['TG_ERR_PLUGIN_CREATE'], err.message);
-        assert.match(err.errors[0].located(), /gateway\.yaml:\d+:\d+ routes\.z\.router\.plugin: plugin failed to start: explodes on purpose/);
-        return true;
-      });
-      assert.deepEqual(lines.filter((l) => /dispose failed/.test(l.message)), [], 'every created instance disposed without error');
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+// Every built-in plugin, then a folder of plugins as plugins.paths lists it.
+describePluginContract(BUILTIN_PLUGIN_ROOT);
+describePluginContract(path.join(import.meta.dirname, 'fixtures', 'gate-plugins'));
+
+// ---------------------------------------------------------------------------------
+// The contract version
+
+function evaluatorSource(contract: string): string {
+  return `export default {
+  meta: {
+    id: 'dated',
+    kind: 'evaluator',${contract}
+    description: 'Scores every answer 1.',
+    options: { type: 'object', additionalProperties: false, properties: {} },
+    example: {},
+  },
+  async create() {
+    return { async evaluate() { return { score: 1 }; }, async dispose() {} };
+  },
+};
+`;
+}
+
+/** A policy folder with a plugins.paths folder holding one evaluator, "dated", declaring `contract`. */
+function datedPlugin(t: { after(fn: () => void): void }, contract: string): { dir: string; folder: string; entry: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'tiergate-contract-version-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const folder = path.join(dir, 'team-plugins', 'evaluators', 'dated');
+  mkdirSync(folder, { recursive: true });
+  const entry = path.join(folder, 'index.mjs');
+  writeFileSync(entry, evaluatorSource(contract));
+  return { dir, folder, entry };
+}
+
+const CONTRACT_CASES = [
+  { label: 'another contract version', contract: '\n    contract: 2,', says: /evaluator plugin "dated"(?: \([^)]*\))? was written for plugin contract 2, but this tiergate speaks plugin contract 1: port it to contract 1/ },
+  { label: 'no contract version', contract: '', says: /evaluator plugin "dated"(?: \([^)]*\))? declares no contract version, but this tiergate speaks plugin contract 1: .*contract: 1/ },
+];
+
+for (const { label, contract, says } of CONTRACT_CASES) {
+  test(`a plugin declaring ${label} is refused with a located error naming its file and the policy site`, async (t) => {
+    const { dir, folder, entry } = datedPlugin(t, contract);
+    const discovered = discoverPlugins([path.join(dir, 'team-plugins')]).get('evaluator', 'dated')!;
+
+    // Loaded on its own: located at the plugin's file.
+    await assert.rejects(loadPlugin(discovered), (err: unknown) => {
+      assert.ok(err instanceof TiergateError, String(err));
+      assert.equal(err.code, 'TG_ERR_PLUGIN_CONTRACT');
+      assert.match(err.located(), /index\.mjs: /);
+      assert.match(err.located(), says);
+      return true;
+    });
+
+    // Used by a policy: located at the site that names it, and naming the plugin's file.
+    const policyFile = path.join(dir, 'gateway.yaml');
+    writeFileSync(
+      policyFile,
+      simulatorPolicy({
+        extra: 'plugins: { paths: [team-plugins] }\n',
+        routes: `  support:
+    router: { plugin: rules, rules: [] }
+    default: small
+    gate:
+      evaluators:
+        - plugin: dated`,
+      }),
+    );
+    await assert.rejects(loadPlugin(discovered, { file: 'gateway.yaml', line: 30, column: 11, path: 'routes.support.gate.evaluators[0].plugin' }), (err: unknown) => {
+      assert.ok(err instanceof TiergateError, String(err));
+      assert.equal(err.code, 'TG_ERR_PLUGIN_CONTRACT');
+      assert.match(err.located(), /^gateway\.yaml:30:11 routes\.support\.gate\.evaluators\[0\]\.plugin: evaluator plugin "dated" \(.*index\.mjs\) /);
+      assert.match(err.located(), says);
+      return true;
+    });
+    await assert.rejects(buildRuntime(policyFile, { logger: createLogger({ level: 'error' }), mode: 'validate' }), (err: unknown) => {
+      assert.ok(err instanceof PolicyErrors, String(err));
+      assert.deepEqual(err.errors.map((e) => e.code), ['TG_ERR_PLUGIN_CONTRACT'], err.message);
+      assert.match(err.errors[0].located(), says);
+      return true;
+    });
+
+    // The exported contract test says the same.
+    await assert.rejects(checkPluginContract(folder), (err: unknown) => {
+      assert.ok(err instanceof PluginContractError, String(err));
+      assert.match(err.message, /TG_ERR_PLUGIN_CONTRACT/);
+      return true;
+    });
+
+    // Declaring the version this tiergate speaks fixes it.
+    writeFileSync(entry, evaluatorSource(`\n    contract: ${PLUGIN_CONTRACT_VERSION},`));
+    await checkPluginContract(folder);
   });
 }
+
+test('the exported contract test reports every broken check of a plugin, not only the first', async () => {
+  await assert.rejects(checkPluginContract(path.join(import.meta.dirname, 'fixtures', 'plugins-broken', 'id-mismatch', 'routers', 'smart')), (err: unknown) => {
+    assert.ok(err instanceof PluginContractError, String(err));
+    assert.equal(err.failures.length, 3, err.message);
+    assert.match(err.message, /meta\.id is "clever" but the folder is "smart"/);
+    return true;
+  });
+});

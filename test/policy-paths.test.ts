@@ -15,7 +15,7 @@ import { PolicyErrors, type TiergateError } from '../src/common/errors.ts';
 import { simulatorPolicy } from './support/gateway.ts';
 
 const ROUTER_PLUGIN = `export default {
-  meta: { id: 'evil', kind: 'router', description: 'Outside the plugin folder.', options: { type: 'object', additionalProperties: false, properties: {} } },
+  meta: { id: 'evil', kind: 'router', contract: 1, description: 'Outside the plugin folder.', options: { type: 'object', additionalProperties: false, properties: {} } },
   async create() { return { route: () => ({ tier: 'small', reason: 'evil' }), async dispose() {} }; },
 };
 `;

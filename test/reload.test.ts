@@ -442,6 +442,7 @@ function alwaysSmallRouter(reason: string): string {
   meta: {
     id: 'always-small',
     kind: 'router',
+    contract: 1,
     description: 'Routes everything to the small tier (team plugin used by the reload test).',
     options: { type: 'object', additionalProperties: false, properties: {} },
     example: {},
@@ -566,6 +567,7 @@ export default {
   meta: {
     id: 'recorder',
     kind: 'provider',
+    contract: 1,
     description: 'Test provider: answers with its label, records its lifecycle.',
     options: { type: 'object', additionalProperties: false, required: ['label'], properties: { label: { type: 'string' } } },
     example: { label: 'example' },

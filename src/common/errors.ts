@@ -26,6 +26,7 @@ export const ERRORS = {
   // Plugin errors: discovery, contract and options.
   TG_ERR_PLUGIN_UNKNOWN: { status: 500, type: 'config_error', template: 'unknown {kind} plugin "{name}"{hint}' },
   TG_ERR_PLUGIN_INVALID: { status: 500, type: 'config_error', template: '{reason}' },
+  TG_ERR_PLUGIN_CONTRACT: { status: 500, type: 'config_error', template: '{plugin} {declared}, but this tiergate speaks plugin contract {speaks}: {fix}' },
   TG_ERR_PLUGIN_LOAD: { status: 500, type: 'config_error', template: 'plugin failed to load: {reason}' },
   TG_ERR_PLUGIN_OPTIONS: { status: 500, type: 'config_error', template: '{reason}' },
   TG_ERR_PLUGIN_CREATE: { status: 500, type: 'config_error', template: 'plugin failed to start: {reason}' },

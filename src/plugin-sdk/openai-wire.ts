@@ -3,24 +3,13 @@
 // directly). Both must check their options, describe their upstream and word their
 // failures the same way, so that a policy can move a model from one to the other
 // without its logs, errors or retry behaviour changing.
-import { UpstreamError, type ChatRequest, type ChatResult, type OptionIssue } from './plugin-api.ts';
+import { UpstreamError, type ChatRequest, type ChatResult, type OptionIssue, type OptionsFrom } from './plugin-api.ts';
 
 /** Upstream error bodies can be whole HTML pages; keep messages readable. */
 const MAX_DETAIL_CHARS = 300;
 
-/** Options both providers take. */
-export interface OpenAIWireOptions {
-  /** The API key, sent as a bearer token. */
-  api_key?: string;
-  /** Base URL of the API, up to and including /v1. */
-  base_url?: string;
-  organization?: string;
-  /** Extra headers sent with every request. */
-  headers?: Record<string, string>;
-}
-
-/** The JSON Schema properties of OpenAIWireOptions, described for `tiergate validate` and the docs. */
-export function wireOptionProperties(baseURLDescription: string): Record<string, unknown> {
+/** The JSON Schema properties of the options both providers take, described for `tiergate validate` and the docs. */
+export function wireOptionProperties(baseURLDescription: string) {
   return {
     api_key: {
       type: 'string',
@@ -34,8 +23,11 @@ export function wireOptionProperties(baseURLDescription: string): Record<string,
       additionalProperties: { type: 'string', 'x-secret': true },
       description: 'Extra headers sent with every request (their values are treated as secrets).',
     },
-  };
+  } as const;
 }
+
+/** Options both providers take: api_key (a bearer token), base_url (up to and including /v1), organization, extra headers. */
+export type OpenAIWireOptions = OptionsFrom<{ type: 'object'; additionalProperties: false; properties: ReturnType<typeof wireOptionProperties> }>;
 
 export function validateBaseURL(baseURL: string | undefined): OptionIssue[] {
   if (baseURL === undefined) return [];

@@ -8,6 +8,7 @@
 // the routers, the evaluators and every provider, so a provider that speaks OpenAI's
 // wire format can pass bodies through with no translation on the request path.
 import type { EventEmitter } from 'node:events';
+import type { FromSchema, JSONSchema } from 'json-schema-to-ts';
 import { redactSecrets } from '../common/secrets.ts';
 
 /**
@@ -20,6 +21,30 @@ export { LinearRegExp, linearRegExpProblem, policyPattern } from './linear-regex
 
 export type PluginKind = 'router' | 'evaluator' | 'provider';
 
+/**
+ * The version of this contract. A plugin declares the version it was written for
+ * (`meta.contract`); the host refuses a plugin that declares none or another one, with a
+ * located error, rather than run it against shapes it was not written for. Raised only
+ * when a change would break a plugin written for the previous version.
+ */
+export const PLUGIN_CONTRACT_VERSION = 1;
+
+/**
+ * The options type a plugin's options schema describes, so that the type is written
+ * once: declare the schema `as const` and write `type MyOptions = OptionsFrom<typeof
+ * optionsSchema>`. A property with a `default` stays optional: a plugin created directly
+ * (in a unit test) gets no defaults filled in, so the plugin keeps its own fallback.
+ */
+export type OptionsFrom<Schema extends JSONSchema> = FromSchema<Schema, { keepDefaultedPropertiesOptional: true }>;
+
+/**
+ * What a plugin can do for tiergate's own tools, declared so that no tool names a plugin:
+ * `tiergate eval` looks for the provider that replays recorded outcomes (its `dataset`
+ * option names the JSONL file) and for the evaluator that scores an answer with its
+ * recorded score.
+ */
+export type PluginCapability = 'replays-recorded-outcomes' | 'scores-recorded-outcomes';
+
 /** A JSON Schema (draft 2020-12 subset that ajv understands). Objects should be closed (`additionalProperties: false`). */
 export type JsonSchema = Record<string, unknown>;
 
@@ -27,6 +52,8 @@ export interface PluginMeta<Options = unknown> {
   /** Must equal the plugin's folder name. */
   id: string;
   kind: PluginKind;
+  /** The contract version the plugin was written for: PLUGIN_CONTRACT_VERSION. */
+  contract: typeof PLUGIN_CONTRACT_VERSION;
   description: string;
   /**
    * JSON Schema of the options object. The host compiles it once and validates before
@@ -37,6 +64,8 @@ export interface PluginMeta<Options = unknown> {
   options: JsonSchema;
   /** Options that create successfully with no network and no files; used by the contract test and the docs. */
   example: Options;
+  /** See PluginCapability. */
+  capabilities?: readonly PluginCapability[];
 }
 
 /** A problem `validate` found, with a path relative to the plugin's options. */

@@ -91,7 +91,7 @@ export async function checkPluginSite(
   }
   let plugin: LoadedPlugin;
   try {
-    plugin = await loadPlugin(discovered);
+    plugin = await loadPlugin(discovered, source.locate([...at, 'plugin']));
   } catch (caught) {
     errors.push(...collectErrors(caught));
     return null;

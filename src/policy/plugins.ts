@@ -4,24 +4,42 @@
 // hash in the URL, so an edited plugin is imported afresh on reload while an
 // unchanged one is reused. Code is imported only from inside the configured folders: a
 // plugin folder or entry file whose symbolic link leads elsewhere is refused.
+//
+// A plugin imports the SDK as 'tiergate/plugin' (src/plugin-sdk/index.ts). Wherever the
+// plugin lives, that specifier resolves to this gateway's own SDK module, for ES modules
+// through the resolve hook and for plugins loaded as CommonJS through the require
+// resolution below: one module instance, so the classes a plugin throws are the ones the
+// gateway checks for, and a team's plugin folder needs no install of tiergate to load.
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { createRequire, register } from 'node:module';
+import { Module, createRequire, register } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ValidateFunction } from 'ajv';
-import { TiergateError, errorMessage } from '../common/errors.ts';
-import type { Disposable, JsonSchema, PluginKind, PluginModule } from '../plugin-sdk/plugin-api.ts';
+import { TiergateError, errorMessage, type SourceLocation } from '../common/errors.ts';
+import { PLUGIN_CONTRACT_VERSION, type Disposable, type JsonSchema, type PluginCapability, type PluginKind, type PluginModule } from '../plugin-sdk/plugin-api.ts';
+import * as pluginSdk from '../plugin-sdk/index.ts';
 import { compileOptionsSchema } from './schema.ts';
 import { displayNameFor } from './source.ts';
 import { escapesFolders } from './paths.ts';
 
 export const PLUGIN_KINDS: readonly PluginKind[] = ['router', 'evaluator', 'provider'];
 const KIND_FOLDERS: Record<PluginKind, string> = { router: 'routers', evaluator: 'evaluators', provider: 'providers' };
-const ENTRY_FILES = ['index.ts', 'index.js', 'index.mjs'];
+export const PLUGIN_ENTRY_FILES = ['index.ts', 'index.js', 'index.mjs'];
 
-// Every file of a plugin folder takes the folder's version, not only its entry (see the hook).
-register(new URL('./plugin-version-hooks.mjs', import.meta.url));
+/** The package's SDK entries (package.json "exports"), by the specifier a plugin imports. */
+export type SdkSpecifier = 'tiergate/plugin' | 'tiergate/testing';
+
+// Beside this file, whether it runs from src/ (.ts) or compiled (.js).
+const ownExtension = path.extname(fileURLToPath(import.meta.url));
+const SDK_ENTRY_URLS: Record<SdkSpecifier, string> = {
+  'tiergate/plugin': new URL(`../plugin-sdk/index${ownExtension}`, import.meta.url).href,
+  'tiergate/testing': new URL(`../plugin-sdk/testing${ownExtension}`, import.meta.url).href,
+};
+
+// Every file of a plugin folder takes the folder's version, not only its entry, and the
+// SDK specifiers resolve to this gateway's modules (see the hook).
+register(new URL('./plugin-version-hooks.mjs', import.meta.url), { data: { sdkEntries: SDK_ENTRY_URLS } });
 
 /** The built-in plugins ship in the same layout as a team's own. */
 export const BUILTIN_PLUGIN_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'plugins');
@@ -86,7 +104,7 @@ export function discoverPlugins(roots: readonly string[]): PluginCatalogue {
       for (const name of readdirSync(kindFolder).sort()) {
         const folder = path.join(kindFolder, name);
         if (name.startsWith('.') || !isDirectory(folder)) continue;
-        const entryName = ENTRY_FILES.find((file) => existsSync(path.join(folder, file)));
+        const entryName = PLUGIN_ENTRY_FILES.find((file) => existsSync(path.join(folder, file)));
         if (!entryName) continue;
         const escape = escapesFolders(folder, [root]) ?? escapesFolders(path.join(folder, entryName), [root]);
         if (escape) {
@@ -123,8 +141,48 @@ const lastImported = new Map<string, { hash: string; exported: unknown }>();
 // whatever the URL's query says.
 const requireCache = createRequire(import.meta.url).cache;
 
-/** Imports a plugin (once per content version) and checks it against the contract. Rejects with a located TiergateError. */
-export function loadPlugin(discovered: DiscoveredPlugin): Promise<LoadedPlugin> {
+// What Node's CommonJS loader resolves a require() with; not in @types/node.
+interface CommonJsResolution {
+  _resolveFilename(request: string, parent: unknown, isMain: boolean, options?: unknown): string;
+}
+const commonJsEntries = new Map<SdkSpecifier, { file: string; namespace: object }>();
+
+/**
+ * Makes require(specifier) in a plugin loaded as CommonJS return the gateway's own ES
+ * module namespace (tsx compiles the plugin's `import … from 'tiergate/plugin'` to such a
+ * require). Without it, Node would look for tiergate in the plugin folder's node_modules,
+ * and tsx would compile a second copy of the SDK when found.
+ */
+export function shareWithCommonJsPlugins(specifier: SdkSpecifier, namespace: object): void {
+  commonJsEntries.set(specifier, { file: fileURLToPath(SDK_ENTRY_URLS[specifier]), namespace });
+}
+
+{
+  const resolution = Module as unknown as CommonJsResolution;
+  const resolveFilename = resolution._resolveFilename;
+  // Only the SDK specifiers are answered here; every other request goes on unchanged.
+  resolution._resolveFilename = function (request, parent, isMain, options) {
+    const entry = commonJsEntries.get(request as SdkSpecifier);
+    if (!entry) return resolveFilename.call(this, request, parent, isMain, options);
+    // Also over a copy compiled from the same file earlier: the gateway's instance is the one to share.
+    if (requireCache[entry.file]?.exports !== entry.namespace) {
+      const shared = new Module(entry.file);
+      shared.filename = entry.file;
+      shared.exports = entry.namespace;
+      shared.loaded = true;
+      requireCache[entry.file] = shared;
+    }
+    return entry.file;
+  };
+  shareWithCommonJsPlugins('tiergate/plugin', pluginSdk);
+}
+
+/**
+ * Imports a plugin (once per content version) and checks it against the contract. Rejects
+ * with a located TiergateError. `usedAt` is the policy site that names the plugin: a
+ * plugin written for another contract version is reported there, naming the plugin's file.
+ */
+export function loadPlugin(discovered: DiscoveredPlugin, usedAt?: SourceLocation): Promise<LoadedPlugin> {
   const cacheKey = `${discovered.entry}#${discovered.hash}`;
   let pending = loaded.get(cacheKey);
   if (!pending) {
@@ -133,7 +191,36 @@ export function loadPlugin(discovered: DiscoveredPlugin): Promise<LoadedPlugin> 
     // A failed import is not cached: the user may fix the file and reload.
     pending.catch(() => loaded.delete(cacheKey));
   }
-  return pending;
+  if (!usedAt) return pending;
+  return pending.catch((err: unknown) => {
+    if (!(err instanceof TiergateError) || err.code !== 'TG_ERR_PLUGIN_CONTRACT') throw err;
+    throw new TiergateError('TG_ERR_PLUGIN_CONTRACT', { ...err.params, plugin: `${err.params.plugin} (${displayNameFor(discovered.entry)})` }, { location: usedAt });
+  });
+}
+
+/** The contract version a plugin declares, checked before anything else of its meta (whose shape that version defines). */
+function contractProblem(discovered: DiscoveredPlugin, declared: unknown): TiergateError | null {
+  if (declared === PLUGIN_CONTRACT_VERSION) return null;
+  const plugin = `${discovered.kind} plugin "${discovered.name}"`;
+  const params =
+    declared === undefined
+      ? { plugin, declared: 'declares no contract version', fix: `write it against contract ${PLUGIN_CONTRACT_VERSION} and declare that in its meta as the number itself, contract: ${PLUGIN_CONTRACT_VERSION}` }
+      : { plugin, declared: `was written for plugin contract ${JSON.stringify(declared)}`, fix: `port it to contract ${PLUGIN_CONTRACT_VERSION} (the plugin guide in tiergate's README describes it), then set meta.contract to ${PLUGIN_CONTRACT_VERSION}` };
+  return new TiergateError('TG_ERR_PLUGIN_CONTRACT', { ...params, speaks: PLUGIN_CONTRACT_VERSION }, { location: { file: displayNameFor(discovered.entry) } });
+}
+
+/**
+ * The name of the plugin of this kind that declares the capability, or null. For
+ * tiergate's own tools, which must not name a plugin; a plugin that fails to load is
+ * passed over (the policy build reports it where it is used).
+ */
+export async function pluginWithCapability(kind: PluginKind, capability: PluginCapability, roots: readonly string[] = [BUILTIN_PLUGIN_ROOT]): Promise<string | null> {
+  const catalogue = discoverPlugins(roots);
+  for (const name of catalogue.names(kind)) {
+    const plugin = await loadPlugin(catalogue.get(kind, name)!).catch(() => null);
+    if (plugin?.module.meta.capabilities?.includes(capability)) return name;
+  }
+  return null;
 }
 
 async function importPlugin(discovered: DiscoveredPlugin): Promise<LoadedPlugin> {
@@ -160,12 +247,15 @@ async function importPlugin(discovered: DiscoveredPlugin): Promise<LoadedPlugin>
   if (!candidate || typeof candidate !== 'object') throw invalid('must default-export a plugin module: { meta, create }');
   const meta = candidate.meta;
   if (!meta || typeof meta !== 'object') throw invalid('the default export has no `meta` object');
+  const contractError = contractProblem(discovered, (meta as { contract?: unknown }).contract);
+  if (contractError) throw contractError;
   if (meta.id !== discovered.name) throw invalid(`meta.id is ${JSON.stringify(meta.id)} but the folder is "${discovered.name}"; they must match`);
   if (meta.kind !== discovered.kind) throw invalid(`meta.kind is ${JSON.stringify(meta.kind)} but the plugin sits in the ${KIND_FOLDERS[discovered.kind]} folder`);
   if (typeof meta.description !== 'string' || !meta.description) throw invalid('meta.description must be a non-empty string');
   if (!meta.options || typeof meta.options !== 'object') throw invalid('meta.options must be a JSON Schema object for the plugin options');
   if (typeof candidate.create !== 'function') throw invalid('create(options, ctx) must be a function');
   if (candidate.validate !== undefined && typeof candidate.validate !== 'function') throw invalid('validate, when present, must be a function');
+  if (meta.capabilities !== undefined && !(Array.isArray(meta.capabilities) && meta.capabilities.every((c) => typeof c === 'string'))) throw invalid('meta.capabilities, when present, must be an array of strings');
   const openObject = findOpenObject(meta.options, 'options');
   if (openObject) throw invalid(`${openObject} is an object schema without "additionalProperties": false; plugin options must reject unknown keys`);
   let validateOptions: ValidateFunction;

@@ -1,36 +1,10 @@
 // For tests that call a plugin directly: a PluginContext (expressions compiled for real,
 // log lines kept for assertions) and helpers for provider calls.
 import assert from 'node:assert/strict';
-import { compileExpression } from '../../src/expressions/compile.ts';
-import { isUpstreamError, type ChatChunk, type PluginContext, type PolicyView, type UpstreamError } from '../../src/plugin-sdk/plugin-api.ts';
+import { isUpstreamError, type ChatChunk, type UpstreamError } from '../../src/plugin-sdk/plugin-api.ts';
 
-export interface LogLine {
-  level: string;
-  message: string;
-  meta?: Record<string, unknown>;
-}
-
-export function testPluginContext(options: { at: string; logs?: LogLine[]; policy?: PolicyView; callModel?: PluginContext['callModel'] }): PluginContext {
-  const logs = options.logs ?? [];
-  const record = (level: string) => (message: string, meta?: Record<string, unknown>) => void logs.push({ level, message, meta });
-  return {
-    at: options.at,
-    baseDir: process.cwd(),
-    policy: options.policy ?? { models: new Map(), tiers: [], featureNames: [] },
-    logger: { error: record('error'), warn: record('warn'), info: record('info'), debug: record('debug') },
-    expression(source) {
-      const compiled = compileExpression(source);
-      if ('problem' in compiled) throw new Error(compiled.problem.message);
-      return compiled.expression;
-    },
-    optionError: (path, message) => new Error(`${path.join('.')}: ${message}`),
-    callModel:
-      options.callModel ??
-      (async () => {
-        throw new Error('this test gives the plugin no models to call');
-      }),
-  };
-}
+// The context itself is the SDK's, the one a team's own plugin tests use.
+export { testPluginContext, type LogLine } from 'tiergate/testing';
 
 /** Every chunk of a provider stream. */
 export async function collect(iterable: AsyncIterable<ChatChunk>): Promise<ChatChunk[]> {

@@ -14,30 +14,24 @@
 //   answers use them now and then.
 // - repetition: the share of word 6-grams that already occurred earlier in the answer; a
 //   generation loop repeats whole phrases, ordinary prose and code almost never do.
-import { policyPattern, type ChatMessage, type CompiledExpression, type EvalInput, type Evaluation, type Evaluator, type EvaluatorModule, type JsonSchema } from '../../../src/plugin-sdk/plugin-api.ts';
-import { isTruthy } from '../../../src/expressions/compile.ts';
-import { messageText } from '../../../src/plugin-sdk/tokens.ts';
+import {
+  isTruthy,
+  messageText,
+  policyPattern,
+  type ChatMessage,
+  type CompiledExpression,
+  type EvalInput,
+  type Evaluation,
+  type Evaluator,
+  type EvaluatorModule,
+  type OptionsFrom,
+} from 'tiergate/plugin';
 
 /** A built-in RegExp, or a policy's pattern on RE2 (LinearRegExp): both answer exec. */
 type Pattern = Pick<RegExp, 'exec'>;
 
 type Check = 'empty' | 'filtered' | 'truncated' | 'refusal' | 'hedge' | 'repetition' | 'too_short';
 const CHECKS: readonly Check[] = ['empty', 'filtered', 'truncated', 'refusal', 'hedge', 'repetition', 'too_short'];
-
-interface HeuristicsOptions {
-  /** Trimmed answers shorter than this are too short, unless a short answer is wanted. */
-  min_chars?: number;
-  /** JSONata: when it holds, a short answer is fine (e.g. "request.metadata.task_type = 'classification'"). */
-  short_ok_when?: string;
-  /** Extra refusal regexes (case-insensitive), looked for in the opening of the answer. */
-  refusal_patterns?: string[];
-  /** Extra hedge regexes (case-insensitive), looked for anywhere in the answer. */
-  hedge_patterns?: string[];
-  /** The repetition check fires at or above this share of repeated word 6-grams. */
-  max_repeated_share?: number;
-  /** Per-check penalty overrides in [0, 1]; 0 turns a check off. */
-  penalties?: Partial<Record<Check, number>>;
-}
 
 /** Score multiplier of each check is (1 - penalty). Documented in the README table. */
 const DEFAULT_PENALTIES: Readonly<Record<Check, number>> = {
@@ -92,9 +86,16 @@ const SOFT_HEDGE_DENSITY = 1 / 30;
 const SHORT_ANSWER_CUE =
   /\b(?:classify|classification|categori[sz]e|categories|label|sentiment|which category|tag (?:this|it)|spam|yes or no|yes\/no|true or false|one word|single word|one letter|single letter|single choice|(?:only|just) (?:the |a |one )?(?:letter|number|word|label|option|choice|name|answer)|answer with (?:only|just)|without (?:any )?explanation|no explanation)\b/i;
 
-const penaltySchema: JsonSchema = { type: 'number', minimum: 0, maximum: 1 };
+const penaltySchema = { type: 'number', minimum: 0, maximum: 1 } as const;
 
-const optionsSchema: JsonSchema = {
+/** A penalty schema per check, typed by check, so that the derived options type names every check. */
+function penaltyProperties(): Record<Check, typeof penaltySchema & { description: string }> {
+  const properties = {} as Record<Check, typeof penaltySchema & { description: string }>;
+  for (const check of CHECKS) properties[check] = { ...penaltySchema, description: `Penalty of the ${check} check (default ${DEFAULT_PENALTIES[check]}).` };
+  return properties;
+}
+
+const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
@@ -126,10 +127,12 @@ const optionsSchema: JsonSchema = {
       type: 'object',
       additionalProperties: false,
       description: 'Per-check penalty in [0, 1]: a triggered check multiplies the score by (1 - penalty); 0 turns the check off.',
-      properties: Object.fromEntries(CHECKS.map((check) => [check, { ...penaltySchema, description: `Penalty of the ${check} check (default ${DEFAULT_PENALTIES[check]}).` }])),
+      properties: penaltyProperties(),
     },
   },
-};
+} as const;
+
+type HeuristicsOptions = OptionsFrom<typeof optionsSchema>;
 
 interface Finding {
   check: Check;
@@ -305,6 +308,7 @@ export default {
   meta: {
     id: 'heuristics',
     kind: 'evaluator',
+    contract: 1,
     description:
       'Cheap checks for obviously bad answers: empty, too short, refusal, hedging, truncation (finish_reason length), content filter and repetition loops. Score 1 when clean; each triggered check multiplies it by (1 - its penalty).',
     options: optionsSchema,

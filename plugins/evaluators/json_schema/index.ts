@@ -10,18 +10,11 @@
 // `required` keys that are present, which tells "one field missing" from "wrong shape"
 // in the decision log and lets a lenient gate (threshold 0.4, say) accept near misses.
 import AjvModule, { type ErrorObject, type ValidateFunction } from 'ajv';
-import type { EvalInput, Evaluation, Evaluator, EvaluatorModule, JsonSchema } from '../../../src/plugin-sdk/plugin-api.ts';
+import type { EvalInput, Evaluation, Evaluator, EvaluatorModule, OptionsFrom } from 'tiergate/plugin';
 
 const Ajv = AjvModule.default ?? (AjvModule as unknown as typeof AjvModule.default);
 
 type Extract = 'strict' | 'lenient';
-
-interface JsonSchemaOptions {
-  /** The JSON Schema (draft-07) the answer must satisfy. */
-  schema: JsonSchema;
-  /** strict: the whole answer is JSON; lenient: also a fenced block or JSON embedded in text. */
-  extract?: Extract;
-}
 
 /** Validation errors reported in details: enough to see what is wrong, small enough for a log line. */
 const MAX_REPORTED_ERRORS = 3;
@@ -30,7 +23,7 @@ const MAX_CANDIDATES = 20;
 /** …and looks for embedded JSON from at most this many opening brackets. */
 const MAX_OPENINGS = 200;
 
-const optionsSchema: JsonSchema = {
+const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['schema'],
@@ -47,7 +40,9 @@ const optionsSchema: JsonSchema = {
       description: 'strict: the whole answer (trimmed) must be JSON. lenient: also accept a ```json fenced block or a JSON object/array embedded in text; the first one that validates wins.',
     },
   },
-};
+} as const;
+
+type JsonSchemaOptions = OptionsFrom<typeof optionsSchema>;
 
 interface Candidate {
   value: unknown;
@@ -167,6 +162,7 @@ export default {
   meta: {
     id: 'json_schema',
     kind: 'evaluator',
+    contract: 1,
     description:
       'The answer is JSON (whole, in a ```json fence or embedded in text, per extract) that validates against a JSON Schema. 1 valid; 0.5 × share of required top-level keys present when it parses but does not validate; 0 when there is no JSON.',
     options: optionsSchema,

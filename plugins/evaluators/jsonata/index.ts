@@ -15,14 +15,9 @@
 // else — nothing (undefined), null, a string, an object — scores 0 and says why, and so
 // does an evaluation error: a broken gate fails answers loudly in the decision log
 // instead of crashing the request.
-import type { CompiledExpression, EvalInput, Evaluation, Evaluator, EvaluatorModule, JsonSchema } from '../../../src/plugin-sdk/plugin-api.ts';
+import type { CompiledExpression, EvalInput, Evaluation, Evaluator, EvaluatorModule, OptionsFrom } from 'tiergate/plugin';
 
-interface JsonataOptions {
-  /** JSONata returning the score: a number in [0, 1] or a boolean. */
-  expression: string;
-}
-
-const optionsSchema: JsonSchema = {
+const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['expression'],
@@ -35,7 +30,9 @@ const optionsSchema: JsonSchema = {
         'JSONata over {request, response, answer, finish_reason, features, model, messages} returning the score: a number (clamped to [0, 1]) or a boolean (true = 1). Anything else, or an error, scores 0.',
     },
   },
-};
+} as const;
+
+type JsonataOptions = OptionsFrom<typeof optionsSchema>;
 
 function describe(value: unknown): string {
   if (value === null) return 'null';
@@ -92,6 +89,7 @@ export default {
   meta: {
     id: 'jsonata',
     kind: 'evaluator',
+    contract: 1,
     description:
       'A custom gate in the policy: a JSONata expression over the request and the answer returns the score (a number clamped to [0, 1], or a boolean). Other results and errors score 0 with the reason.',
     options: optionsSchema,

@@ -21,17 +21,22 @@
 //   error is a plain Error wrapping the cause, never the UpstreamError itself: the host
 //   must not mistake the judge's failure for a failure of the model that answered (and
 //   retry it, fail it over or cool it down).
-import type { ChatMessage, ChatRequest, ChatResult, EvalInput, Evaluation, Evaluator, EvaluatorModule, PluginContext, Usage } from '../../../src/plugin-sdk/plugin-api.ts';
-import { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from '../../../src/plugin-sdk/tokens.ts';
-
-export interface Options {
-  /** The policy model that judges (a name under `models:`). */
-  model: string;
-  /** What a good answer is; the judge grades against it. */
-  rubric?: string;
-  /** Each of system prompt, question and answer is cut to this many characters. */
-  max_chars?: number;
-}
+import {
+  estimateMessagesTokens,
+  estimateTextTokens,
+  lastUserMessage,
+  messageText,
+  type ChatMessage,
+  type ChatRequest,
+  type ChatResult,
+  type EvalInput,
+  type Evaluation,
+  type Evaluator,
+  type EvaluatorModule,
+  type OptionsFrom,
+  type PluginContext,
+  type Usage,
+} from 'tiergate/plugin';
 
 export const DEFAULT_RUBRIC =
   'Correctness: the answer is factually and logically right. ' +
@@ -42,6 +47,29 @@ const DEFAULT_MAX_CHARS = 4000;
 const JUDGE_MAX_TOKENS = 200;
 /** Reasons and reply excerpts in the decision log stay readable. */
 const MAX_DETAIL_CHARS = 200;
+
+const optionsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['model'],
+  properties: {
+    model: { type: 'string', 'x-ref': 'model', description: 'The policy model that judges (a name under models:). A cheap, capable model is usual.' },
+    rubric: {
+      type: 'string',
+      minLength: 1,
+      default: DEFAULT_RUBRIC,
+      description: 'What a good answer is, in words; the judge grades against it. Defaults to correctness, completeness and following instructions.',
+    },
+    max_chars: {
+      type: 'integer',
+      minimum: 100,
+      default: DEFAULT_MAX_CHARS,
+      description: 'System prompt, question and answer are each cut to this many characters in the judge prompt (bounds the judge cost).',
+    },
+  },
+} as const;
+
+export type Options = OptionsFrom<typeof optionsSchema>;
 
 // ---------------------------------------------------------------------------------
 // The prompt
@@ -214,29 +242,11 @@ export default {
   meta: {
     id: 'llm_judge',
     kind: 'evaluator',
+    contract: 1,
     description:
       'A model of the policy grades the answer against a rubric on a 1–10 scale (score = (s−1)/9). ' +
       "The judge call's tokens count toward the request's cost; an unreadable verdict scores 0.",
-    options: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['model'],
-      properties: {
-        model: { type: 'string', 'x-ref': 'model', description: 'The policy model that judges (a name under models:). A cheap, capable model is usual.' },
-        rubric: {
-          type: 'string',
-          minLength: 1,
-          default: DEFAULT_RUBRIC,
-          description: 'What a good answer is, in words; the judge grades against it. Defaults to correctness, completeness and following instructions.',
-        },
-        max_chars: {
-          type: 'integer',
-          minimum: 100,
-          default: DEFAULT_MAX_CHARS,
-          description: 'System prompt, question and answer are each cut to this many characters in the judge prompt (bounds the judge cost).',
-        },
-      },
-    },
+    options: optionsSchema,
     example: { model: 'gpt-4o-mini', rubric: 'The answer is correct, complete and polite.' },
   },
 

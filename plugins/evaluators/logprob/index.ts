@@ -25,17 +25,30 @@
 //   and pulls a mean or weighted combine toward the middle. Choose pass when other
 //   evaluators should decide alone on providers without logprobs, fail when an answer
 //   that cannot be checked must escalate.
-import type { ChatResult, EvalInput, Evaluation, Evaluator, EvaluatorModule, PluginContext } from '../../../src/plugin-sdk/plugin-api.ts';
+import type { ChatResult, EvalInput, Evaluation, Evaluator, EvaluatorModule, OptionsFrom, PluginContext } from 'tiergate/plugin';
 
-export type Aggregate = 'mean' | 'min' | 'p10';
-export type WhenMissing = 'pass' | 'fail' | 'neutral';
+const optionsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    aggregate: {
+      type: 'string',
+      enum: ['mean', 'min', 'p10'],
+      default: 'mean',
+      description: 'mean: geometric mean token probability; min: the least likely token; p10: 10th-percentile token (robust to one outlier).',
+    },
+    when_missing: {
+      type: 'string',
+      enum: ['pass', 'fail', 'neutral'],
+      default: 'neutral',
+      description: 'Score when the answer has no logprobs: pass = 1, fail = 0, neutral = 0.5 (passes the default 0.5 threshold, fails stricter ones).',
+    },
+  },
+} as const;
 
-export interface Options {
-  /** How token logprobs become one number (default mean). */
-  aggregate?: Aggregate;
-  /** Score when the answer carries no logprobs (default neutral = 0.5). */
-  when_missing?: WhenMissing;
-}
+export type Options = OptionsFrom<typeof optionsSchema>;
+export type Aggregate = NonNullable<Options['aggregate']>;
+export type WhenMissing = NonNullable<Options['when_missing']>;
 
 const MISSING_SCORE: Record<WhenMissing, number> = { pass: 1, fail: 0, neutral: 0.5 };
 
@@ -104,27 +117,11 @@ export default {
   meta: {
     id: 'logprob',
     kind: 'evaluator',
+    contract: 1,
     description:
       "Confidence from the answer's token log-probabilities (score = exp(aggregate logprob)); asks the provider for logprobs. " +
       'Providers that return none are scored by when_missing.',
-    options: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        aggregate: {
-          type: 'string',
-          enum: ['mean', 'min', 'p10'],
-          default: 'mean',
-          description: 'mean: geometric mean token probability; min: the least likely token; p10: 10th-percentile token (robust to one outlier).',
-        },
-        when_missing: {
-          type: 'string',
-          enum: ['pass', 'fail', 'neutral'],
-          default: 'neutral',
-          description: 'Score when the answer has no logprobs: pass = 1, fail = 0, neutral = 0.5 (passes the default 0.5 threshold, fails stricter ones).',
-        },
-      },
-    },
+    options: optionsSchema,
     example: { aggregate: 'mean', when_missing: 'neutral' },
   },
 

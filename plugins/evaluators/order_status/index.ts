@@ -16,16 +16,29 @@
 // Everything here is plain string matching on purpose: it is fast (no model call), free,
 // and anyone on the team can read it and add a word when the shop grows a new state.
 //
-// It imports types only, so a copy works from any folder listed in plugins.paths (the
-// import is erased at load; fix its path, or drop it in a .js plugin).
-import type { ChatMessage, EvalInput, Evaluation, Evaluator, EvaluatorModule } from '../../../src/plugin-sdk/plugin-api.ts';
+// It imports only the package entry 'tiergate/plugin', so a copy works unchanged from any
+// folder listed in plugins.paths: the gateway resolves that import to its own SDK.
+import type { ChatMessage, EvalInput, Evaluation, Evaluator, EvaluatorModule, OptionsFrom } from 'tiergate/plugin';
 
-interface Options {
-  /** Phrases that count as a shipment state in an answer. */
-  states?: string[];
-  /** When the question has an order number, the answer must repeat it for a full score. */
-  require_order_number?: boolean;
-}
+const optionsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    states: {
+      type: 'array',
+      minItems: 1,
+      items: { type: 'string', minLength: 1 },
+      description: 'Phrases that count as a shipment state (whole words, any case). Defaults to processing, shipped, in transit, out for delivery, delivered, returned, cancelled and more.',
+    },
+    require_order_number: {
+      type: 'boolean',
+      default: true,
+      description: 'When the question has an order number, an answer that does not repeat it scores 0.5 instead of 1.',
+    },
+  },
+} as const;
+
+type Options = OptionsFrom<typeof optionsSchema>;
 
 const DEFAULT_STATES = [
   'processing', 'being prepared', 'packed', 'ready to ship', 'shipped', 'dispatched', 'on its way', 'in transit',
@@ -115,26 +128,11 @@ export default {
   meta: {
     id: 'order_status',
     kind: 'evaluator',
+    contract: 1,
     description:
       'Team example: an answer to "where is my order?" must state a shipment state and repeat the order number the customer gave. ' +
       'Other questions pass (score 1, applies: false).',
-    options: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        states: {
-          type: 'array',
-          minItems: 1,
-          items: { type: 'string', minLength: 1 },
-          description: 'Phrases that count as a shipment state (whole words, any case). Defaults to processing, shipped, in transit, out for delivery, delivered, returned, cancelled and more.',
-        },
-        require_order_number: {
-          type: 'boolean',
-          default: true,
-          description: 'When the question has an order number, an answer that does not repeat it scores 0.5 instead of 1.',
-        },
-      },
-    },
+    options: optionsSchema,
     example: { states: ['shipped', 'in transit', 'out for delivery', 'delivered'], require_order_number: true },
   },
 

@@ -6,11 +6,11 @@
 //
 // An answer without a recorded score (not from the replay provider, or streamed: chunks
 // assembled for a gate keep only the text) scores 0 and says why.
-import type { EvalInput, Evaluation, Evaluator, EvaluatorModule, JsonSchema } from '../../../src/plugin-sdk/plugin-api.ts';
+import type { EvalInput, Evaluation, Evaluator, EvaluatorModule, OptionsFrom } from 'tiergate/plugin';
 
-type RecordedScoreOptions = Record<string, never>;
+const optionsSchema = { type: 'object', additionalProperties: false, properties: {} } as const;
 
-const optionsSchema: JsonSchema = { type: 'object', additionalProperties: false, properties: {} };
+type RecordedScoreOptions = OptionsFrom<typeof optionsSchema>;
 
 class RecordedScoreEvaluator implements Evaluator {
   async evaluate(input: EvalInput, _signal: AbortSignal): Promise<Evaluation> {
@@ -29,6 +29,8 @@ export default {
   meta: {
     id: 'recorded_score',
     kind: 'evaluator',
+    contract: 1,
+    capabilities: ['scores-recorded-outcomes'],
     description: "The recorded score of a replayed answer (from the replay provider's dataset): a perfect judge, for `tiergate eval`. Other answers score 0.",
     options: optionsSchema,
     example: {},

@@ -6,22 +6,22 @@
 // through. Otherwise the score is the share of `must_match` patterns that match (1 when
 // there are none), so two of three required elements score 0.67 and the decision log
 // names the missing one.
-import { policyPattern, type LinearRegExp, type EvalInput, type Evaluation, type Evaluator, type EvaluatorModule, type JsonSchema, type OptionIssue } from '../../../src/plugin-sdk/plugin-api.ts';
-
-interface RegexOptions {
-  /** Every pattern should match the answer; the score is the share that do. */
-  must_match?: string[];
-  /** No pattern may match the answer; any match scores 0. */
-  must_not_match?: string[];
-  /** RegExp flags for every pattern (default "i"). */
-  flags?: string;
-}
+import {
+  policyPattern,
+  type EvalInput,
+  type Evaluation,
+  type Evaluator,
+  type EvaluatorModule,
+  type LinearRegExp,
+  type OptionIssue,
+  type OptionsFrom,
+} from 'tiergate/plugin';
 
 const DEFAULT_FLAGS = 'i';
 
-const patternList = (description: string): JsonSchema => ({ type: 'array', items: { type: 'string', minLength: 1 }, description });
+const patternList = (description: string) => ({ type: 'array', items: { type: 'string', minLength: 1 }, description }) as const;
 
-const optionsSchema: JsonSchema = {
+const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
@@ -36,7 +36,9 @@ const optionsSchema: JsonSchema = {
       description: 'RegExp flags for every pattern, from i, m, s, u (default "i": case-insensitive).',
     },
   },
-};
+} as const;
+
+type RegexOptions = OptionsFrom<typeof optionsSchema>;
 
 interface Rule {
   source: string;
@@ -73,6 +75,7 @@ export default {
   meta: {
     id: 'regex',
     kind: 'evaluator',
+    contract: 1,
     description:
       'Regex rules on the answer text: the score is the share of must_match patterns that match, and 0 when any must_not_match pattern matches.',
     options: optionsSchema,

@@ -37,6 +37,7 @@ import type {
 } from '@anthropic-ai/sdk/resources/messages';
 import {
   isUpstreamError,
+  messageText,
   UpstreamError,
   type CallOptions,
   type ChatChunk,
@@ -46,21 +47,12 @@ import {
   type FinishReason,
   type Logger,
   type OptionIssue,
+  type OptionsFrom,
   type Provider,
   type ProviderModule,
   type ToolCall,
   type Usage,
-} from '../../../src/plugin-sdk/plugin-api.ts';
-import { messageText } from '../../../src/plugin-sdk/tokens.ts';
-
-export interface AnthropicOptions {
-  /** Optional so that the example creates without secrets; Anthropic itself answers 401 without one. */
-  api_key?: string;
-  base_url?: string;
-  default_max_tokens?: number;
-  anthropic_version?: string;
-  headers?: Record<string, string>;
-}
+} from 'tiergate/plugin';
 
 const DEFAULT_BASE_URL = 'https://api.anthropic.com';
 const DEFAULT_MAX_TOKENS = 1024;
@@ -651,12 +643,16 @@ const optionsSchema = {
     },
     headers: { type: 'object', additionalProperties: { type: 'string', 'x-secret': true }, description: 'Extra HTTP headers sent with every request (their values are treated as secrets).' },
   },
-};
+} as const;
+
+/** api_key is optional so that the example creates without secrets; Anthropic itself answers 401 without one. */
+export type AnthropicOptions = OptionsFrom<typeof optionsSchema>;
 
 export default {
   meta: {
     id: 'anthropic',
     kind: 'provider',
+    contract: 1,
     description: "Anthropic's Messages API through the official SDK, translated to and from OpenAI chat completions (streaming included).",
     options: optionsSchema,
     example: { default_max_tokens: DEFAULT_MAX_TOKENS },

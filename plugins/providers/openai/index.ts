@@ -19,12 +19,38 @@
 //   ends), so each case is mapped here.
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
-import { callerSignal, createNodeFetch } from '../../../src/plugin-sdk/node-fetch.ts';
-import { asChatResult, clip, completionBody, rootCause, configuredKey, streamBody, describeURL, parseRetryAfter, redactor, validateBaseURL, wireFailure, wireOptionProperties, type OpenAIWireOptions } from '../../../src/plugin-sdk/openai-wire.ts';
-import { UpstreamError, isUpstreamError, type ChatChunk, type OptionIssue, type Provider, type ProviderModule } from '../../../src/plugin-sdk/plugin-api.ts';
+import {
+  asChatResult,
+  callerSignal,
+  clip,
+  completionBody,
+  configuredKey,
+  createNodeFetch,
+  describeURL,
+  isUpstreamError,
+  parseRetryAfter,
+  redactor,
+  rootCause,
+  streamBody,
+  UpstreamError,
+  validateBaseURL,
+  wireFailure,
+  wireOptionProperties,
+  type ChatChunk,
+  type OptionsFrom,
+  type OptionIssue,
+  type Provider,
+  type ProviderModule,
+} from 'tiergate/plugin';
+
+const optionsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: wireOptionProperties('Base URL of the API, up to and including /v1. Defaults to https://api.openai.com/v1.'),
+} as const;
 
 /** api_key is required by OpenAI; local OpenAI-compatible servers usually need none. base_url defaults to https://api.openai.com/v1. */
-export type Options = OpenAIWireOptions;
+export type Options = OptionsFrom<typeof optionsSchema>;
 
 const DEFAULT_BASE_URL = 'https://api.openai.com/v1';
 /** Sent when no key is configured: the SDK insists on one, and local servers ignore it. */
@@ -40,14 +66,11 @@ export default {
   meta: {
     id: 'openai',
     kind: 'provider',
+    contract: 1,
     description:
       'Calls an OpenAI-compatible chat completions API: OpenAI, or a local server such as vLLM, Ollama or LM Studio. ' +
       'OpenAI needs api_key; local servers usually do not.',
-    options: {
-      type: 'object',
-      additionalProperties: false,
-      properties: wireOptionProperties('Base URL of the API, up to and including /v1. Defaults to https://api.openai.com/v1.'),
-    },
+    options: optionsSchema,
     example: { api_key: 'sk-your-key', base_url: DEFAULT_BASE_URL },
   },
 

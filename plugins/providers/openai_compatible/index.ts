@@ -23,12 +23,41 @@ import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { Pool } from 'undici';
-import { isAbortError } from '../../../src/plugin-sdk/node-fetch.ts';
-import { asChatResult, asRecord, clip, completionBody, configuredKey, streamBody, describeURL, parseRetryAfter, redactor, validateBaseURL, wireFailure, wireOptionProperties, type OpenAIWireOptions } from '../../../src/plugin-sdk/openai-wire.ts';
-import { UpstreamError, isUpstreamError, type CallOptions, type CancellationEvents, type ChatChunk, type ChatRequest, type OptionIssue, type Provider, type ProviderModule } from '../../../src/plugin-sdk/plugin-api.ts';
+import {
+  asChatResult,
+  asRecord,
+  clip,
+  completionBody,
+  configuredKey,
+  describeURL,
+  isAbortError,
+  isUpstreamError,
+  parseRetryAfter,
+  redactor,
+  streamBody,
+  UpstreamError,
+  validateBaseURL,
+  wireFailure,
+  wireOptionProperties,
+  type CallOptions,
+  type CancellationEvents,
+  type ChatChunk,
+  type ChatRequest,
+  type OptionsFrom,
+  type OptionIssue,
+  type Provider,
+  type ProviderModule,
+} from 'tiergate/plugin';
 import { unnamed } from '../../../src/common/unnamed.ts';
 
-export type Options = OpenAIWireOptions & { base_url: string };
+const optionsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['base_url'],
+  properties: wireOptionProperties('Base URL of the server, up to and including /v1 (e.g. http://127.0.0.1:8000/v1 for vLLM, http://127.0.0.1:11434/v1 for Ollama).'),
+} as const;
+
+export type Options = OptionsFrom<typeof optionsSchema>;
 
 const USER_AGENT = 'tiergate';
 /** An error body is read this far for its message; the rest is dropped with the connection. */
@@ -44,15 +73,11 @@ export default {
   meta: {
     id: 'openai_compatible',
     kind: 'provider',
+    contract: 1,
     description:
       'Calls a server that speaks the OpenAI chat completions wire format (vLLM, Ollama, LM Studio, llama.cpp, TGI, …) ' +
       'over HTTP directly, with less overhead per call than the SDK-based openai provider. base_url is required.',
-    options: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['base_url'],
-      properties: wireOptionProperties('Base URL of the server, up to and including /v1 (e.g. http://127.0.0.1:8000/v1 for vLLM, http://127.0.0.1:11434/v1 for Ollama).'),
-    },
+    options: optionsSchema,
     example: { base_url: 'http://127.0.0.1:8000/v1' },
   },
 

@@ -16,18 +16,26 @@
 // ladder fails over and escalates as it would for a model that did not answer; an
 // unknown conversation or dataset model is a 404.
 import path from 'node:path';
-import type { CallOptions, ChatChunk, ChatRequest, ChatResult, JsonSchema, OptionIssue, Provider, ProviderModule, Usage } from '../../../src/plugin-sdk/plugin-api.ts';
-import { UpstreamError } from '../../../src/plugin-sdk/plugin-api.ts';
-import { ROW_ID_FIELD, conversationKey, datasetOf, loadDataset, recordedCost, recordedUsage, type Dataset, type DatasetRow } from '../../../src/analysis/eval/dataset.ts';
-
-interface ReplayOptions {
-  /** JSONL file of recorded outcomes, relative to the policy's folder. */
-  dataset?: string;
-  /** Rows given inline (same shape as a JSONL line). */
-  rows?: DatasetRow[];
-  /** Upstream model name → dataset model name; an unlisted name is used as is. */
-  models?: Record<string, string>;
-}
+import {
+  conversationKey,
+  datasetOf,
+  loadDataset,
+  recordedCost,
+  recordedUsage,
+  ROW_ID_FIELD,
+  UpstreamError,
+  type CallOptions,
+  type ChatChunk,
+  type ChatRequest,
+  type ChatResult,
+  type Dataset,
+  type DatasetRow,
+  type OptionIssue,
+  type OptionsFrom,
+  type Provider,
+  type ProviderModule,
+  type Usage,
+} from 'tiergate/plugin';
 
 /** What a replayed result carries besides the OpenAI fields. */
 export interface RecordedInfo {
@@ -39,10 +47,10 @@ export interface RecordedInfo {
   usage_estimated: boolean;
 }
 
-const nullableNumber: JsonSchema = { type: ['number', 'null'], minimum: 0 };
+const nullableNumber = { type: ['number', 'null'], minimum: 0 } as const;
 
 /** One recorded row, as in the JSONL format (inline rows use its core fields). */
-const rowSchema: JsonSchema = {
+const rowSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['id', 'prompt', 'outcomes'],
@@ -84,9 +92,9 @@ const rowSchema: JsonSchema = {
     // Provenance: free-form by the dataset format's definition, never read here.
     meta: { type: 'object', additionalProperties: true },
   },
-};
+} as const;
 
-const optionsSchema: JsonSchema = {
+const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
@@ -103,7 +111,12 @@ const optionsSchema: JsonSchema = {
       additionalProperties: { type: 'string', minLength: 1 },
     },
   },
-};
+} as const;
+
+// Inline rows are typed as the dataset format's rows (DatasetRow, whose roles are any
+// string), so that rows read from a JSONL file can be passed inline as they are; the
+// schema still accepts only the chat roles.
+type ReplayOptions = Omit<OptionsFrom<typeof optionsSchema>, 'rows'> & { rows?: DatasetRow[] };
 
 function placeholder(row: DatasetRow, model: string, score: number): string {
   return `[replay: ${model} has no recorded answer text for ${row.id}; its recorded score is ${score}]`;
@@ -216,6 +229,8 @@ export default {
   meta: {
     id: 'replay',
     kind: 'provider',
+    contract: 1,
+    capabilities: ['replays-recorded-outcomes'],
     description:
       'Recorded answers of real models from a dataset of outcomes (JSONL, or rows inline): each call answers with the response, token counts and score recorded for that prompt and model. No network. Used by `tiergate eval`.',
     options: optionsSchema,

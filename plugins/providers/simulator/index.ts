@@ -11,47 +11,30 @@
 // shape, deterministic like everything else: close to 0 (confident) for competent
 // answers and clearly lower for hedges, refusals and truncations, so a confidence gate
 // (the logprob evaluator) can be exercised offline.
-import type {
-  CallOptions,
-  ChatChunk,
-  ChatMessage,
-  ChatRequest,
-  ChatResult,
-  FinishReason,
-  JsonSchema,
-  OptionIssue,
-  Provider,
-  ProviderModule,
-  Usage,
-  ValidationContext,
-} from '../../../src/plugin-sdk/plugin-api.ts';
-import { UpstreamError } from '../../../src/plugin-sdk/plugin-api.ts';
-import { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from '../../../src/plugin-sdk/tokens.ts';
+import {
+  estimateMessagesTokens,
+  estimateTextTokens,
+  lastUserMessage,
+  messageText,
+  UpstreamError,
+  type CallOptions,
+  type ChatChunk,
+  type ChatMessage,
+  type ChatRequest,
+  type ChatResult,
+  type FinishReason,
+  type OptionIssue,
+  type OptionsFrom,
+  type Provider,
+  type ProviderModule,
+  type Usage,
+  type ValidationContext,
+} from 'tiergate/plugin';
 
 // ---------------------------------------------------------------------------------
 // Options
 
-export interface SimulatorProfile {
-  /** 0..1: the hardest prompt difficulty this model answers competently. */
-  capability: number;
-  first_token_ms: number;
-  tokens_per_second: number;
-  /** 0..1: latency is multiplied by a per-prompt factor in [1 - jitter, 1 + jitter]. */
-  jitter?: number;
-  /** 0..1: share of prompts for which this model fails with HTTP 503. */
-  failure_rate?: number;
-}
-
-export interface SimulatorOptions {
-  /** Upstream model name → behaviour. */
-  profiles?: Record<string, SimulatorProfile>;
-  /** Multiplies every delay; 0 answers instantly. */
-  time_scale?: number;
-  /** Used for an upstream name that `profiles` does not list. */
-  default_profile?: SimulatorProfile;
-}
-
-const profileSchema: JsonSchema = {
+const profileSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['capability', 'first_token_ms', 'tokens_per_second'],
@@ -62,9 +45,11 @@ const profileSchema: JsonSchema = {
     jitter: { type: 'number', minimum: 0, maximum: 1, description: 'Deterministic per-prompt latency spread: factor in [1-jitter, 1+jitter].' },
     failure_rate: { type: 'number', minimum: 0, maximum: 1, description: 'Deterministic share of prompts that fail with HTTP 503.' },
   },
-};
+} as const;
 
-const optionsSchema: JsonSchema = {
+export type SimulatorProfile = OptionsFrom<typeof profileSchema>;
+
+const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
@@ -77,7 +62,9 @@ const optionsSchema: JsonSchema = {
     time_scale: { type: 'number', minimum: 0, default: 1, description: 'Multiplies every delay (0 = instant).' },
     default_profile: { ...profileSchema, description: 'Profile for upstream names not in profiles; without it they get HTTP 404.' },
   },
-};
+} as const;
+
+export type SimulatorOptions = OptionsFrom<typeof optionsSchema>;
 
 // ---------------------------------------------------------------------------------
 // Hashing: FNV-1a, 32-bit. Stable across runs and platforms, which Math.random and
@@ -628,6 +615,7 @@ export default {
   meta: {
     id: 'simulator',
     kind: 'provider',
+    contract: 1,
     description:
       'Offline simulated models: deterministic answers whose quality depends on prompt difficulty versus model capability, with realistic latency, usage, failures and (when asked) token logprobs. No network, no API keys.',
     options: optionsSchema,

@@ -32,22 +32,57 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import type { FeedbackClaim, FeedbackWindow, OptionIssue, RoutedDecision, Router, RouterModule, RoutingContext, RoutingDecision, RoutingOutcome, SharedDecisions } from '../../../src/plugin-sdk/plugin-api.ts';
-import { mulberry32 } from '../../../src/common/random.ts';
+import {
+  mulberry32,
+  type FeedbackClaim,
+  type FeedbackWindow,
+  type OptionIssue,
+  type OptionsFrom,
+  type RoutedDecision,
+  type Router,
+  type RouterModule,
+  type RoutingContext,
+  type RoutingDecision,
+  type RoutingOutcome,
+  type SharedDecisions,
+} from 'tiergate/plugin';
 
-export interface BanditOptions {
-  algorithm?: 'epsilon_greedy' | 'linucb';
-  arms?: string[];
-  epsilon?: number;
-  alpha?: number;
-  prior?: number;
-  ucb_width?: number;
-  lambda?: number;
-  mu?: number;
-  context_features?: string[];
-  state?: { file?: string; redis?: { url: string; key: string; refresh_ms?: number }; flush_ms?: number };
-  seed?: number;
-}
+const optionsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    algorithm: { enum: ['epsilon_greedy', 'linucb'], description: 'epsilon_greedy (default) or linucb (contextual, over context_features).' },
+    arms: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', 'x-ref': 'tier' }, description: 'Tiers to choose among (default: every tier).' },
+    epsilon: { type: 'number', minimum: 0, maximum: 1, description: 'epsilon_greedy: share of requests sent to a random arm (default 0.1).' },
+    alpha: { type: 'number', exclusiveMinimum: 0, maximum: 1, description: 'Weight of the newest reward in the EWMA (default 0.3, as in the seed).' },
+    prior: { type: 'number', description: 'Expected reward of an arm never rewarded (default 0.5).' },
+    ucb_width: { type: 'number', minimum: 0, description: 'linucb: width c of the confidence bonus (default 0.5).' },
+    lambda: { type: 'number', minimum: 0, description: 'Cost weight: reward −= λ × cost_usd × 1000 (per dollar per thousand requests; default 0).' },
+    mu: { type: 'number', minimum: 0, description: 'Latency weight: reward −= μ × latency in seconds (default 0).' },
+    context_features: { type: 'array', uniqueItems: true, items: { type: 'string', minLength: 1 }, description: "linucb: the policy's features that form the context (numbers; booleans as 0/1; anything else 0)." },
+    state: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        file: { type: 'string', minLength: 1, 'x-path': true, description: 'JSON file (relative to the policy folder) the state is kept in across restarts.' },
+        flush_ms: { type: 'integer', minimum: 0, description: 'Debounce of file writes (default 200).' },
+        redis: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['url', 'key'],
+          properties: {
+            url: { type: 'string', minLength: 1, description: 'redis://host:port/db' },
+            key: { type: 'string', minLength: 1, description: 'Hash key shared by every replica that should learn as one.' },
+            refresh_ms: { type: 'integer', minimum: 10, description: 'How often the local copy is refreshed from Redis (default 250).' },
+          },
+        },
+      },
+    },
+    seed: { type: 'integer', description: 'Seeds exploration (deterministic routing for tests and replays).' },
+  },
+} as const;
+
+export type BanditOptions = OptionsFrom<typeof optionsSchema>;
 
 export interface ArmStats {
   mean: number;
@@ -266,41 +301,9 @@ const banditRouter: RouterModule<BanditOptions> = {
   meta: {
     id: 'bandit',
     kind: 'router',
+    contract: 1,
     description: 'Learns the best tier from outcomes (gate scores, POST /v1/feedback): epsilon-greedy over EWMA rewards, or contextual LinUCB over policy features. reward = quality − λ·cost_usd·1000 − μ·latency_s.',
-    options: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        algorithm: { enum: ['epsilon_greedy', 'linucb'], description: 'epsilon_greedy (default) or linucb (contextual, over context_features).' },
-        arms: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', 'x-ref': 'tier' }, description: 'Tiers to choose among (default: every tier).' },
-        epsilon: { type: 'number', minimum: 0, maximum: 1, description: 'epsilon_greedy: share of requests sent to a random arm (default 0.1).' },
-        alpha: { type: 'number', exclusiveMinimum: 0, maximum: 1, description: 'Weight of the newest reward in the EWMA (default 0.3, as in the seed).' },
-        prior: { type: 'number', description: 'Expected reward of an arm never rewarded (default 0.5).' },
-        ucb_width: { type: 'number', minimum: 0, description: 'linucb: width c of the confidence bonus (default 0.5).' },
-        lambda: { type: 'number', minimum: 0, description: 'Cost weight: reward −= λ × cost_usd × 1000 (per dollar per thousand requests; default 0).' },
-        mu: { type: 'number', minimum: 0, description: 'Latency weight: reward −= μ × latency in seconds (default 0).' },
-        context_features: { type: 'array', uniqueItems: true, items: { type: 'string', minLength: 1 }, description: "linucb: the policy's features that form the context (numbers; booleans as 0/1; anything else 0)." },
-        state: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            file: { type: 'string', minLength: 1, 'x-path': true, description: 'JSON file (relative to the policy folder) the state is kept in across restarts.' },
-            flush_ms: { type: 'integer', minimum: 0, description: 'Debounce of file writes (default 200).' },
-            redis: {
-              type: 'object',
-              additionalProperties: false,
-              required: ['url', 'key'],
-              properties: {
-                url: { type: 'string', minLength: 1, description: 'redis://host:port/db' },
-                key: { type: 'string', minLength: 1, description: 'Hash key shared by every replica that should learn as one.' },
-                refresh_ms: { type: 'integer', minimum: 10, description: 'How often the local copy is refreshed from Redis (default 250).' },
-              },
-            },
-          },
-        },
-        seed: { type: 'integer', description: 'Seeds exploration (deterministic routing for tests and replays).' },
-      },
-    },
+    options: optionsSchema,
     example: { algorithm: 'epsilon_greedy', epsilon: 0.1, seed: 1 },
   },
 

@@ -5,16 +5,34 @@
 // artifact's feature spec is checked at load. A changed model file reloads the policy.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { OptionIssue, Router, RouterModule, RoutingContext, RoutingDecision } from '../../../src/plugin-sdk/plugin-api.ts';
-import { artifactProblems, chooseTier, compileClassifier, type ClassifierArtifact, type CompiledClassifier } from '../../../src/analysis/learn/artifact.ts';
-import { defaultFeatureSpec, specHash } from '../../../src/analysis/learn/features.ts';
+import {
+  artifactProblems,
+  chooseTier,
+  compileClassifier,
+  defaultFeatureSpec,
+  specHash,
+  type ClassifierArtifact,
+  type CompiledClassifier,
+  type OptionIssue,
+  type OptionsFrom,
+  type Router,
+  type RouterModule,
+  type RoutingContext,
+  type RoutingDecision,
+} from 'tiergate/plugin';
 
-interface ClassifierOptions {
-  model_path?: string;
-  model?: Record<string, unknown>;
-  threshold?: number;
-  tiers?: Record<string, string>;
-}
+const optionsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    model_path: { type: 'string', minLength: 1, 'x-path': true, description: 'The model artifact written by `tiergate train`, relative to the policy file. A change to it reloads the policy.' },
+    model: { type: 'object', additionalProperties: true, description: 'The artifact itself, inline (instead of model_path).' },
+    threshold: { type: 'number', minimum: 0, maximum: 1, description: 'Route to a tier when P(its answer suffices) reaches this; default: the artifact\'s recommended threshold.' },
+    tiers: { type: 'object', additionalProperties: { type: 'string', 'x-ref': 'tier' }, description: 'Artifact tier name → policy tier name, when they differ.' },
+  },
+} as const;
+
+type ClassifierOptions = OptionsFrom<typeof optionsSchema>;
 
 /** A tiny valid artifact (two tiers, a handful of weights): the plugin's example, usable with no file. */
 function exampleArtifact(): Record<string, unknown> {
@@ -66,17 +84,9 @@ const classifierRouter: RouterModule<ClassifierOptions> = {
   meta: {
     id: 'classifier',
     kind: 'router',
+    contract: 1,
     description: 'A learned router (tiergate train): the cheapest tier whose predicted probability of a good-enough answer reaches the threshold.',
-    options: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        model_path: { type: 'string', minLength: 1, 'x-path': true, description: 'The model artifact written by `tiergate train`, relative to the policy file. A change to it reloads the policy.' },
-        model: { type: 'object', additionalProperties: true, description: 'The artifact itself, inline (instead of model_path).' },
-        threshold: { type: 'number', minimum: 0, maximum: 1, description: 'Route to a tier when P(its answer suffices) reaches this; default: the artifact\'s recommended threshold.' },
-        tiers: { type: 'object', additionalProperties: { type: 'string', 'x-ref': 'tier' }, description: 'Artifact tier name → policy tier name, when they differ.' },
-      },
-    },
+    options: optionsSchema,
     example: { model: exampleArtifact() },
   },
 

@@ -1,20 +1,42 @@
 // Explicit routing rules: fast to write, easy to audit. Rules are tried in the order
 // written (no priority numbers) and the first whose `when` holds decides; when none
 // holds the router has no opinion and the route's `default` applies.
-import type { CompiledExpression, OptionIssue, Router, RouterModule, RoutingContext, RoutingDecision } from '../../../src/plugin-sdk/plugin-api.ts';
-import { evaluateNow, isTruthy } from '../../../src/expressions/compile.ts';
+import {
+  evaluateNow,
+  isTruthy,
+  type CompiledExpression,
+  type OptionIssue,
+  type OptionsFrom,
+  type Router,
+  type RouterModule,
+  type RoutingContext,
+  type RoutingDecision,
+} from 'tiergate/plugin';
 
-interface Rule {
-  when: string;
-  tier?: string;
-  model?: string;
-  confidence?: number;
-  reason?: string;
-}
+const optionsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['rules'],
+  properties: {
+    rules: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['when'],
+        properties: {
+          when: { type: 'string', minLength: 1, 'x-jsonata': true, description: 'JSONata over the request and the features; the rule holds when the result is truthy.' },
+          tier: { type: 'string', 'x-ref': 'tier' },
+          model: { type: 'string', 'x-ref': 'model' },
+          confidence: { type: 'number', minimum: 0, maximum: 1, description: 'How sure the rule is (default 1); speculation and analytics read it.' },
+          reason: { type: 'string', minLength: 1, description: 'Why, in words; logged with every decision this rule makes.' },
+        },
+      },
+    },
+  },
+} as const;
 
-interface RulesOptions {
-  rules: Rule[];
-}
+type RulesOptions = OptionsFrom<typeof optionsSchema>;
 
 interface CompiledRule {
   condition: CompiledExpression;
@@ -25,29 +47,9 @@ const rulesRouter: RouterModule<RulesOptions> = {
   meta: {
     id: 'rules',
     kind: 'router',
+    contract: 1,
     description: 'Ordered rules: the first JSONata condition that holds picks the tier or model.',
-    options: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['rules'],
-      properties: {
-        rules: {
-          type: 'array',
-          items: {
-            type: 'object',
-            additionalProperties: false,
-            required: ['when'],
-            properties: {
-              when: { type: 'string', minLength: 1, 'x-jsonata': true, description: 'JSONata over the request and the features; the rule holds when the result is truthy.' },
-              tier: { type: 'string', 'x-ref': 'tier' },
-              model: { type: 'string', 'x-ref': 'model' },
-              confidence: { type: 'number', minimum: 0, maximum: 1, description: 'How sure the rule is (default 1); speculation and analytics read it.' },
-              reason: { type: 'string', minLength: 1, description: 'Why, in words; logged with every decision this rule makes.' },
-            },
-          },
-        },
-      },
-    },
+    options: optionsSchema,
     example: { rules: [{ when: "metadata.task_type = 'classification'", tier: 'small', confidence: 0.9 }] },
   },
 

@@ -25,8 +25,9 @@
 // from what the gate said, row after row — not of its prior. The report gives every
 // policy's regret against the best fixed tier in hindsight.
 //
-// The replay provider and the recorded_score evaluator are imported below only to read
-// their ids; the runtime discovers and loads them like any other plugin.
+// The replay provider and the recorded_score evaluator are found by the capability their
+// meta declares (pluginWithCapability), never by name; the runtime then discovers and
+// loads them like any other plugin.
 import path from 'node:path';
 import type winston from 'winston';
 import { PolicyErrors, TiergateError, errorMessage } from '../../common/errors.ts';
@@ -41,6 +42,7 @@ import { readPolicySource, type PolicySource } from '../../policy/source.ts';
 import { requestView, routeRequest, type ChatBody, type RoutedRequest } from '../../pipeline/route.ts';
 import { buildRuntime } from '../../policy/compile.ts';
 import type { RouteRuntime, Runtime } from '../../policy/runtime.ts';
+import { pluginWithCapability } from '../../policy/plugins.ts';
 import { Learning } from '../../pipeline/feedback.ts';
 import type { DecisionRecord } from '../../observe/decision-log.ts';
 import {
@@ -67,8 +69,6 @@ import {
   quantileThresholds,
 } from '../metrics.ts';
 import { ROW_ID_FIELD, loadDataset, messagesOf, recordedCost, recordedUsage, scoreOf, type Dataset, type DatasetRow } from './dataset.ts';
-import replayProvider from '../../../plugins/providers/replay/index.ts';
-import recordedScoreEvaluator from '../../../plugins/evaluators/recorded_score/index.ts';
 
 export type GateMode = 'real' | 'recorded';
 
@@ -267,13 +267,28 @@ export function resolveMapping(shape: PolicyShape, routeName: string, dataset: D
   return mapping;
 }
 
+/** The plugins that replay recorded outcomes and score with them, by what their meta declares. */
+interface RecordedOutcomePlugins {
+  replayProvider: string;
+  recordedScoreEvaluator: string;
+}
+
+async function recordedOutcomePlugins(): Promise<RecordedOutcomePlugins> {
+  const replayProvider = await pluginWithCapability('provider', 'replays-recorded-outcomes');
+  const recordedScoreEvaluator = await pluginWithCapability('evaluator', 'scores-recorded-outcomes');
+  if (!replayProvider || !recordedScoreEvaluator) {
+    throw optionsError(`tiergate's plugins include no ${!replayProvider ? 'provider declaring the capability replays-recorded-outcomes' : 'evaluator declaring the capability scores-recorded-outcomes'}: eval cannot replay the dataset`);
+  }
+  return { replayProvider, recordedScoreEvaluator };
+}
+
 /** The policy data with replayed answers (and, for the recorded gate, the recorded_score evaluator). */
-function rewriter(routeName: string, datasetFile: string, mapping: Readonly<Record<string, string>>, recordedGate: boolean): (data: unknown) => unknown {
+function rewriter(routeName: string, datasetFile: string, mapping: Readonly<Record<string, string>>, recordedGate: boolean, plugins: RecordedOutcomePlugins): (data: unknown) => unknown {
   return (data: unknown) => {
     if (!isRecord(data)) return data;
     const out = structuredClone(data);
     const providers = isRecord(out.providers) ? out.providers : {};
-    out.providers = { ...providers, [REPLAY_PROVIDER]: { plugin: replayProvider.meta.id, dataset: datasetFile } };
+    out.providers = { ...providers, [REPLAY_PROVIDER]: { plugin: plugins.replayProvider, dataset: datasetFile } };
     if (isRecord(out.models)) {
       for (const [name, model] of Object.entries(out.models)) {
         if (!isRecord(model)) continue;
@@ -286,7 +301,7 @@ function rewriter(routeName: string, datasetFile: string, mapping: Readonly<Reco
     // put a model in cooldown for the rows after it.
     out.resilience = { ...(isRecord(out.resilience) ? out.resilience : {}), retries: 0, cooldown_ms: 0 };
     const route = isRecord(out.routes) ? out.routes[routeName] : undefined;
-    if (recordedGate && isRecord(route) && isRecord(route.gate)) route.gate.evaluators = [{ plugin: recordedScoreEvaluator.meta.id }];
+    if (recordedGate && isRecord(route) && isRecord(route.gate)) route.gate.evaluators = [{ plugin: plugins.recordedScoreEvaluator }];
     // A learning router starts from nothing and keeps what it learns to itself: an eval
     // must neither start from production's state (file or Redis) nor write to it.
     if (isRecord(route) && isRecord(route.router) && Object.hasOwn(route.router, 'state')) delete route.router.state;
@@ -575,9 +590,10 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
   // Build the policy, and beside it the perfect judge: the same route gated on recorded scores.
   const buildStarted = performance.now();
   const built: EvalRuntime[] = [];
+  const recordedPlugins = await recordedOutcomePlugins();
   const build = async (recordedGate: boolean): Promise<EvalRuntime> => {
     // The dataset is named on the command line, not by the policy: its folder is granted.
-    const runtime = await buildRuntime(settings.config, { logger, mode: 'validate', env: settings.env, allowedPaths: [path.dirname(datasetFile)], rewrite: rewriter(settings.route, datasetFile, mapping, recordedGate) });
+    const runtime = await buildRuntime(settings.config, { logger, mode: 'validate', env: settings.env, allowedPaths: [path.dirname(datasetFile)], rewrite: rewriter(settings.route, datasetFile, mapping, recordedGate, recordedPlugins) });
     const target = { runtime, route: runtime.routes.get(settings.route) as RouteRuntime, recorded: recordedGate };
     built.push(target);
     return target;

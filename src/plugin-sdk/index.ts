@@ -1,0 +1,61 @@
+// The plugin SDK: the one door a plugin uses, published as `tiergate/plugin`. Built-in
+// plugins and a team's own import only this entry, so what a plugin may rely on is
+// written here and nowhere else; everything else in src/ can move without breaking a
+// plugin. The gateway hands a plugin this very module instance (see the resolve hook in
+// src/policy/plugin-version-hooks.mjs), so `instanceof UpstreamError` holds across it.
+//
+// The helpers below live in the rooms that own them and are re-exported, not copied:
+// the gateway and its plugins keep one implementation of each.
+
+// The contract: plugin modules, their instances, the chat shapes, PLUGIN_CONTRACT_VERSION,
+// OptionsFrom, UpstreamError and the linear-time pattern compiler (policyPattern).
+export * from './plugin-api.ts';
+
+// Speaking OpenAI's wire format to an upstream: request bodies, option schema pieces,
+// error mapping and redaction shared by the openai and openai_compatible providers.
+export {
+  asChatResult,
+  asRecord,
+  clip,
+  completionBody,
+  configuredKey,
+  describeURL,
+  parseRetryAfter,
+  redactor,
+  rootCause,
+  streamBody,
+  validateBaseURL,
+  wireFailure,
+  wireOptionProperties,
+  type OpenAIWireOptions,
+} from './openai-wire.ts';
+
+// Token estimates and message text, as the gateway itself counts them.
+export { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from './tokens.ts';
+
+// A fetch over node:http(s) with a keep-alive pool, for SDK clients that take a fetch.
+export { callerSignal, createNodeFetch, isAbortError, type NodeFetch, type NodeFetchOptions } from './node-fetch.ts';
+
+// JSONata values as the policy reads them: truthiness, and the synchronous answer of a
+// compiled expression when it has one (CompiledExpression.evaluateSync).
+export { evaluateNow, isTruthy } from '../expressions/compile.ts';
+
+// A seedable PRNG, so a randomised plugin (a bandit) can be made reproducible in tests.
+export { mulberry32 } from '../common/random.ts';
+
+// The learned classifier's artifact and features, computed by the same code that trains it.
+export { artifactProblems, chooseTier, compileClassifier, type ClassifierArtifact, type CompiledClassifier } from '../analysis/learn/artifact.ts';
+export { defaultFeatureSpec, specHash, type FeatureSpec } from '../analysis/learn/features.ts';
+
+// Recorded outcomes (the JSONL format of ../shared/data), for a provider that replays them.
+export {
+  ROW_ID_FIELD,
+  conversationKey,
+  datasetOf,
+  loadDataset,
+  recordedCost,
+  recordedUsage,
+  type Dataset,
+  type DatasetRow,
+  type RecordedOutcome,
+} from '../analysis/eval/dataset.ts';
