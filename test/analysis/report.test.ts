@@ -14,15 +14,14 @@ import { promisify } from 'node:util';
 import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { watchUnhandledRejections } from '../support/unhandled.ts';
 import type { DecisionRecord, ShadowRecord } from '../../src/observe/decision-log.ts';
 import { buildReport, readFeedback, readLogs, renderMarkdown, renderTable, type GroupMetrics, type Report, type ReportOptions } from '../../src/analysis/report.ts';
 import { buildRuntime } from '../../src/policy/runtime.ts';
 import { PolicyErrors } from '../../src/common/errors.ts';
 import { createLogger } from '../../src/observe/logger.ts';
 
-const unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
-process.on('unhandledRejection', onUnhandled);
+const rejections = watchUnhandledRejections();
 
 const repoRoot = path.resolve(import.meta.dirname, '../..');
 const scratch = mkdtempSync(path.join(tmpdir(), 'tiergate-report-'));
@@ -446,8 +445,6 @@ describe('policy: shadow', () => {
 
 describe('after everything', () => {
   test('no promise rejection went unhandled during the file', async () => {
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    process.off('unhandledRejection', onUnhandled);
-    assert.deepEqual(unhandled.map(String), []);
+    await rejections.assertNone();
   });
 });

@@ -20,7 +20,6 @@ import { simulatorLadder, startTestGateway, type TestGateway } from '../support/
 import { buildRuntime } from '../../src/policy/runtime.ts';
 import { createLogger } from '../../src/observe/logger.ts';
 import { requestView, routeRequest, type ChatBody } from '../../src/pipeline/route.ts';
-import type { DecisionRecord } from '../../src/observe/decision-log.ts';
 
 // Each of these runs for seconds without a guard (measured: 2 to 4 s on a laptop).
 const ENDLESS_LOOP = '($f := function($n){ $n > 300000 ? $n : $f($n + 1) }; $f(0)) > 0'; // tail call: only time stops it
@@ -114,16 +113,6 @@ describe('JSONata limits: a runaway expression is stopped, never a hung gateway'
     return { tier: response.headers.get('x-tiergate-tier'), id: response.headers.get('x-tiergate-decision-id') ?? '', ms, content: (data as OpenAI.ChatCompletion).choices[0].message.content ?? '' };
   }
 
-  async function lineOf(id: string): Promise<DecisionRecord> {
-    const deadline = Date.now() + 3000;
-    for (;;) {
-      const line = tg.decisions().find((d) => d.request_id === id);
-      if (line) return line;
-      if (Date.now() > deadline) assert.fail(`no decision line for ${id}`);
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  }
-
   /** The routing_reason a stopped expression at `where` (rule text in the policy) must produce. */
   function stoppedReason(route: string, rule: number, expression: string, limit: RegExp | string): RegExp {
     const { line, column } = positionOf(yaml, `"${expression}"`, `\n  ${route}:\n`);
@@ -144,7 +133,7 @@ describe('JSONata limits: a runaway expression is stopped, never a hung gateway'
     assert.equal(answer.tier, 'large', 'the route default applied');
     assert.ok(answer.content.length > 0, 'the client got a full answer');
     assert.ok(answer.ms < 2000, `stopped near ${TIMEOUT_MS} ms, not after the seconds the loop needs (${answer.ms.toFixed(0)} ms)`);
-    const line = await lineOf(answer.id);
+    const line = await tg.waitForDecision(answer.id);
     assert.equal(line.status, 'ok');
     assert.equal(line.routing_error, 'TG_ERR_EXPRESSION_LIMIT');
     assert.equal(line.confidence, 0);
@@ -160,7 +149,7 @@ describe('JSONata limits: a runaway expression is stopped, never a hung gateway'
     const answer = await ask('busy');
     assert.equal(answer.tier, 'large');
     assert.ok(answer.ms < 2000, `${answer.ms.toFixed(0)} ms`);
-    const line = await lineOf(answer.id);
+    const line = await tg.waitForDecision(answer.id);
     assert.match(line.routing_reason, stoppedReason('busy', 0, BUSY_MAP, `ran longer than ${TIMEOUT_MS} ms (expressions.timeout_ms); check for an endless loop`));
   });
 
@@ -168,7 +157,7 @@ describe('JSONata limits: a runaway expression is stopped, never a hung gateway'
     const answer = await ask('deep');
     assert.equal(answer.tier, 'large');
     assert.ok(answer.ms < 2000, `${answer.ms.toFixed(0)} ms`);
-    const line = await lineOf(answer.id);
+    const line = await tg.waitForDecision(answer.id);
     assert.equal(line.routing_error, 'TG_ERR_EXPRESSION_LIMIT');
     assert.match(line.routing_reason, stoppedReason('deep', 0, DEEP_RECURSION, `nested deeper than ${MAX_DEPTH} steps (expressions.max_depth); check for endless recursion`));
   });
@@ -177,7 +166,7 @@ describe('JSONata limits: a runaway expression is stopped, never a hung gateway'
     const answer = await ask('huge');
     assert.equal(answer.tier, 'large');
     assert.ok(answer.ms < 1000, `${answer.ms.toFixed(0)} ms`);
-    const line = await lineOf(answer.id);
+    const line = await tg.waitForDecision(answer.id);
     assert.match(line.routing_reason, stoppedReason('huge', 0, HUGE_RANGE, 'built a sequence longer than 1000000 items (expressions.max_sequence)'));
   });
 
@@ -185,7 +174,7 @@ describe('JSONata limits: a runaway expression is stopped, never a hung gateway'
     const spinning = await ask('ok', { task_type: 'classification', spin: true });
     assert.equal(spinning.tier, 'large', 'the feature failed, so the route default applied');
     assert.ok(spinning.ms < 2000, `${spinning.ms.toFixed(0)} ms`);
-    const line = await lineOf(spinning.id);
+    const line = await tg.waitForDecision(spinning.id);
     const { line: row, column } = positionOf(yaml, `"metadata.spin = true ?`);
     assert.ok(
       line.routing_reason.startsWith(`routing error (${tg.policyFile}:${row}:${column} features.spin: expression stopped: ran longer than ${TIMEOUT_MS} ms`),
@@ -193,7 +182,7 @@ describe('JSONata limits: a runaway expression is stopped, never a hung gateway'
     );
     const calm = await ask('ok', { task_type: 'classification' });
     assert.equal(calm.tier, 'small', 'without the trigger the rule decides');
-    assert.equal((await lineOf(calm.id)).routing_error, undefined);
+    assert.equal((await tg.waitForDecision(calm.id)).routing_error, undefined);
   });
 
   test('while runaway expressions are being stopped, other requests keep being answered', async () => {
@@ -212,7 +201,7 @@ describe('JSONata limits: a runaway expression is stopped, never a hung gateway'
   test('a gate condition that runs away is stopped too: the evaluator scores 0 with the reason', async () => {
     const answer = await ask('gated');
     assert.ok(answer.ms < 2000, `${answer.ms.toFixed(0)} ms`);
-    const line = await lineOf(answer.id);
+    const line = await tg.waitForDecision(answer.id);
     const evaluator = line.attempts[0].gate?.evaluators[0] as { name: string; score: number; error?: string } | undefined;
     assert.equal(evaluator?.name, 'runaway');
     assert.equal(evaluator?.score, 0);
@@ -227,7 +216,7 @@ describe('JSONata limits: a runaway expression is stopped, never a hung gateway'
     assert.equal(reload.outcome, 'applied');
     assert.notEqual(reload.policy_version, v0);
     const answer = await ask('busy');
-    assert.match((await lineOf(answer.id)).routing_reason, /ran longer than 30 ms \(expressions\.timeout_ms\)/);
+    assert.match((await tg.waitForDecision(answer.id)).routing_reason, /ran longer than 30 ms \(expressions\.timeout_ms\)/);
     tg.writePolicy(yaml);
     assert.equal(((await (await fetch(`${tg.url}/admin/reload`, { method: 'POST' })).json()) as { policy_version: string }).policy_version, v0);
   });

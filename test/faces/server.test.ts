@@ -163,7 +163,7 @@ describe('gateway over HTTP (simulator)', () => {
     assert.equal(response.headers.get('x-tiergate-tier'), 'small');
     assert.equal(response.headers.get('x-tiergate-route'), null, 'no route was involved');
     const id = response.headers.get('x-tiergate-decision-id');
-    const lines = await waitForDecision(tg, id);
+    const lines = await tg.waitForDecision(id);
     assert.equal(lines.route, null);
     assert.equal(lines.selected_model, 'small-model');
     assert.match(lines.routing_reason, /no routing/);
@@ -310,17 +310,6 @@ describe('gateway over HTTP (simulator)', () => {
     });
   });
 });
-
-async function waitForDecision(tg: TestGateway, requestId: string | null): Promise<DecisionRecord> {
-  assert.ok(requestId, 'a decision id header');
-  const deadline = Date.now() + 3000;
-  for (;;) {
-    const line = tg.decisions().find((d) => d.request_id === requestId);
-    if (line) return line;
-    if (Date.now() > deadline) assert.fail(`no decision line for ${requestId}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 describe('decision log', () => {
   const MARKER = 'zq-marker-7f3a9c';

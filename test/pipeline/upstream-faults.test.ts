@@ -16,7 +16,6 @@ import OpenAI, { APIError } from 'openai';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { startFakeOpenAI, type Behaviour, type FakeOpenAI } from '../support/fake-openai.ts';
 import { apiError } from '../support/http.ts';
-import type { DecisionRecord } from '../../src/observe/decision-log.ts';
 
 const unhandled: unknown[] = [];
 const onUnhandled = (reason: unknown) => unhandled.push(reason);
@@ -144,16 +143,6 @@ describe(`upstream faults in a two-model tier (${provider} provider)`, () => {
     return { status: response.status, model: response.headers.get('x-tiergate-model'), content, id: response.headers.get('x-tiergate-decision-id') ?? '', ms: performance.now() - started };
   }
 
-  async function lineOf(id: string): Promise<DecisionRecord> {
-    const deadline = Date.now() + 3000;
-    for (;;) {
-      const line = tg.decisions().find((d) => d.request_id === id);
-      if (line) return line;
-      if (Date.now() > deadline) assert.fail(`no decision line for ${id}`);
-      await sleep(5);
-    }
-  }
-
   /**
    * Once the client has its whole answer, everything the request opened must close
    * promptly: its upstream calls, its place in the runtime, its timers (deadlines,
@@ -183,7 +172,7 @@ describe(`upstream faults in a two-model tier (${provider} provider)`, () => {
         assert.equal(reply.content, 'answer from fo-secondary');
         if (fault.atLeastMs) assert.ok(reply.ms >= fault.atLeastMs, `the deadline was honoured (${reply.ms.toFixed(0)} ms)`);
         assert.ok(reply.ms < 5000, `bounded (${reply.ms.toFixed(0)} ms)`);
-        const line = await lineOf(reply.id);
+        const line = await tg.waitForDecision(reply.id);
         assert.equal(line.status, 'ok');
         assert.equal(line.selected_model, 'secondary');
         assert.equal(line.stream, stream);
@@ -206,7 +195,7 @@ describe(`upstream faults in a two-model tier (${provider} provider)`, () => {
     assert.equal(reply.model, 'primary');
     assert.equal(reply.content, 'answer after waiting');
     assert.ok(reply.ms >= RETRY_AFTER_MS - 5, `waited for retry-after (${reply.ms.toFixed(0)} ms)`);
-    const [attempt] = (await lineOf(reply.id)).attempts;
+    const [attempt] = (await tg.waitForDecision(reply.id)).attempts;
     assert.equal(attempt.outcome, 'ok');
     assert.equal(attempt.retries, 1);
     await assertSettled('short retry-after');
@@ -220,7 +209,7 @@ describe(`upstream faults in a two-model tier (${provider} provider)`, () => {
     assert.equal(reply.model, 'primary');
     assert.equal(reply.content, content);
     assert.ok(reply.ms > TIMEOUT_MS, `the stream outlasted one timeout (${reply.ms.toFixed(0)} ms)`);
-    const line = await lineOf(reply.id);
+    const line = await tg.waitForDecision(reply.id);
     assert.equal(line.status, 'ok');
     assert.deepEqual(line.attempts.map((a) => a.outcome), ['ok']);
     await assertSettled('slow-drip stream');
@@ -252,7 +241,7 @@ describe(`upstream faults in a two-model tier (${provider} provider)`, () => {
         assert.ok(!body.error.message.includes('test-key'), 'the upstream key never leaks');
         assert.deepEqual(body.error.attempts.map((a) => [a.model, a.error_code, a.retries]), [['primary', code, 1], ['secondary', code, 1]]);
         assert.ok(elapsed < 5000, `bounded (${elapsed.toFixed(0)} ms)`);
-        const line = await lineOf(res.headers.get('x-tiergate-decision-id') ?? '');
+        const line = await tg.waitForDecision(res.headers.get('x-tiergate-decision-id') ?? '');
         assert.equal(line.status, 'error');
         assert.equal(line.error_code, 'TG_ERR_ALL_FAILED');
         await assertSettled(`all failed: ${behaviour.kind}`);

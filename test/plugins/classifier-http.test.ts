@@ -12,7 +12,6 @@ import OpenAI from 'openai';
 import { trainClassifier, type TrainingRow } from '../../src/analysis/learn/train.ts';
 import { defaultFeatureSpec } from '../../src/analysis/learn/features.ts';
 import type { ClassifierArtifact } from '../../src/analysis/learn/artifact.ts';
-import type { DecisionRecord } from '../../src/observe/decision-log.ts';
 import { simulatorPolicy, startTestGateway, type TestGateway } from '../support/gateway.ts';
 
 const gateways: TestGateway[] = [];
@@ -60,17 +59,6 @@ async function ask(openai: OpenAI, content: string) {
   return { text: data.choices[0].message.content, tier: response.headers.get('x-tiergate-tier'), model: response.headers.get('x-tiergate-model'), route: response.headers.get('x-tiergate-route'), decisionId: response.headers.get('x-tiergate-decision-id'), version: response.headers.get('x-tiergate-policy-version') };
 }
 
-/** The decision log line of one request (the log is written asynchronously). */
-async function decisionLine(tg: TestGateway, requestId: string | null): Promise<DecisionRecord> {
-  const deadline = Date.now() + 3000;
-  for (;;) {
-    const line = tg.decisions().find((l) => l.request_id === requestId);
-    if (line) return line;
-    if (Date.now() > deadline) assert.fail(`no decision line for ${requestId} within 3 s`);
-    await sleep(10);
-  }
-}
-
 const EASY_PROMPT = 'What is the capital of Italy?';
 const HARD_PROMPT = hardPrompt(3);
 
@@ -86,7 +74,7 @@ test('classifier router over HTTP: an easy prompt goes small, a reasoning-heavy 
   const hard = await ask(openai, HARD_PROMPT);
   assert.deepEqual({ route: hard.route, tier: hard.tier, model: hard.model }, { route: 'qa', tier: 'large', model: 'large-model' });
 
-  const [easyLine, hardLine] = [await decisionLine(tg, easy.decisionId), await decisionLine(tg, hard.decisionId)];
+  const [easyLine, hardLine] = [await tg.waitForDecision(easy.decisionId), await tg.waitForDecision(hard.decisionId)];
   assert.match(easyLine.routing_reason, /^classifier: small at [01]\.\d\d \(P\(small suffices\) [01]\.\d\d ≥ 0\.5\)$/);
   assert.match(hardLine.routing_reason, /^classifier: large at [01]\.\d\d \(P\(small suffices\) [01]\.\d\d < 0\.5\)$/);
   assert.deepEqual([easyLine.routed_tier, hardLine.routed_tier], ['small', 'large']);
@@ -103,7 +91,7 @@ test('classifier router over HTTP: an easy prompt goes small, a reasoning-heavy 
   assert.notEqual(after.version, before, 'no reload within 5 s of the model file changing');
   assert.deepEqual({ tier: after.tier, model: after.model }, { tier: 'large', model: 'large-model' });
   assert.equal((await ask(openai, HARD_PROMPT)).tier, 'small');
-  const reloaded = await decisionLine(tg, after.decisionId);
+  const reloaded = await tg.waitForDecision(after.decisionId);
   assert.match(reloaded.routing_reason, /^classifier: large at [01]\.\d\d /);
   assert.equal(reloaded.policy_version, after.version);
 });
