@@ -6,12 +6,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
-import winston from 'winston';
 import { simulatorPolicy, startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { apiError } from '../support/http.ts';
+import { capturingLogger } from '../support/logs.ts';
 import { startGateway } from '../../src/faces/server.ts';
 import { buildRuntime } from '../../src/policy/runtime.ts';
 import { createLogger } from '../../src/observe/logger.ts';
@@ -60,19 +59,6 @@ async function get(url: string, headers: Record<string, string> = {}): Promise<{
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 const basic = (password: string) => ({ authorization: `Basic ${Buffer.from(`admin:${password}`).toString('base64')}` });
-
-/** A logger whose JSON lines are kept, formatted like the real one. */
-function capturingLogger(): { logger: winston.Logger; lines: () => Array<Record<string, unknown>> } {
-  const chunks: string[] = [];
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      chunks.push(String(chunk));
-      done();
-    },
-  });
-  const logger = winston.createLogger({ level: 'debug', format: winston.format.json(), transports: [new winston.transports.Stream({ stream })] });
-  return { logger, lines: () => chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
-}
 
 describe('gateway keys and the admin token', () => {
   let tg: TestGateway;

@@ -1,7 +1,7 @@
 // Upstream faults against a two-model tier, over real HTTP: the official openai SDK
 // talks to tiergate, tiergate's openai provider (and, in a second round, its
 // openai_compatible provider) talks to fake-openai. Where
-// test/upstream.test.ts checks that each fault of a lone model becomes the right
+// upstream-errors.test.ts checks that each fault of a lone model becomes the right
 // catalogue error, this file checks what a tier makes of it: every fault that happens
 // before the first byte reaches the client (500, 429, a hang, a reset, garbage, a reply
 // dripping slower than the deadline) fails over cleanly to the next model of the tier;

@@ -2,16 +2,15 @@
 // over real HTTP with the openai SDK: requests and spend per window, in one process and
 // shared by two gateways through Redis, across a reload, with Redis down (failing open
 // to per-replica counts, or closed), and a cooldown one gateway starts that the other
-// obeys. test/replicas.test.ts runs the same through nginx and three processes.
+// obeys. replicas.test.ts runs the same through nginx and three processes.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
 import { Redis } from 'ioredis';
-import winston from 'winston';
 import { simulatorPolicy, startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { apiError } from '../support/http.ts';
+import { capturingLogger } from '../support/logs.ts';
 
 const REDIS_URL = process.env.TIERGATE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `tiergate-test:limits:${process.pid}:${Date.now()}`;
@@ -81,18 +80,6 @@ async function waitFor<T>(what: string, probe: () => Promise<T | null | undefine
     if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(20);
   }
-}
-
-/** A logger whose lines the test can read. */
-function capturingLogger(): { logger: winston.Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(JSON.parse(chunk.toString('utf8')) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: winston.createLogger({ level: 'warn', format: winston.format.json(), transports: [new winston.transports.Stream({ stream })] }), lines };
 }
 
 describe('per-key limits in one process (no Redis)', () => {
@@ -234,7 +221,7 @@ describe('Redis down', () => {
   const down = (extra = '') => policy({ limits: '{ requests_per_minute: 2 }', authExtra: extra, state: `state:\n  redis: { url: "redis://:${PASSWORD}@127.0.0.1:1", timeout_ms: 100 }\n` });
 
   test('default (per_replica): requests are served, each replica counts alone, and a located warning is logged', async () => {
-    const { logger, lines } = capturingLogger();
+    const { logger, lines } = capturingLogger('warn');
     const tg = await startTestGateway(down(), { logger });
     try {
       const shown = await status(tg);
@@ -242,10 +229,10 @@ describe('Redis down', () => {
       await clearOfMinuteBoundary();
       for (let i = 0; i < 2; i++) assert.equal((await ask(tg)).response.status, 200);
       assert.equal((await apiError(ask(tg))).code, 'TG_ERR_LIMIT_REQUESTS', 'the limit still holds, per replica');
-      const warning = lines.find((l) => l.level === 'warn' && /state\.redis: Redis unavailable/.test(String(l.message)));
-      assert.ok(warning, JSON.stringify(lines));
+      const warning = lines().find((l) => l.level === 'warn' && /state\.redis: Redis unavailable/.test(String(l.message)));
+      assert.ok(warning, JSON.stringify(lines()));
       assert.match(String(warning.message), /gateway\.yaml:\d+:\d+ state\.redis: /);
-      assert.ok(!JSON.stringify(lines).includes(PASSWORD), 'the Redis password is never logged');
+      assert.ok(!JSON.stringify(lines()).includes(PASSWORD), 'the Redis password is never logged');
     } finally {
       await tg.close();
     }
