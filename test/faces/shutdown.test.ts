@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
+import { sleep, waitFor } from '../support/wait.ts';
 import type { DecisionRecord } from '../../src/observe/decision-log.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -40,23 +41,6 @@ routes:
 analytics:
   decision_log: { file: decisions.jsonl }
 `;
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs: number): Promise<NonNullable<T>> {
-  const deadline = performance.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value) return value as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    if (performance.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (${String(last)})` : ''}`);
-    await sleep(20);
-  }
-}
 
 /** Resolves with the connection error code, or 'connected'. */
 function tryConnect(port: number): Promise<string> {
@@ -118,7 +102,7 @@ async function serve(policy: string): Promise<Served> {
         pending = pending.slice(nl + 1);
       }
     });
-    const listening = await until(
+    const listening = await waitFor(
       'the gateway to listen',
       () => {
         if (exitedEarly) assert.fail(`tiergate exited early: ${stderr}`);
@@ -168,7 +152,7 @@ test('SIGTERM: stop accepting, finish the requests in flight, flush the decision
     const early: string[] = [];
     for (const request of [...jsonRequests, ...streamRequests]) request.catch((err: unknown) => early.push(String(err)));
     const all = Promise.allSettled([...jsonRequests, ...streamRequests]);
-    await until(
+    await waitFor(
       'every stream to be part-way through',
       () => {
         if (early.length > 0) assert.fail(`a request failed before SIGTERM: ${early[0]}`);
@@ -181,9 +165,9 @@ test('SIGTERM: stop accepting, finish the requests in flight, flush the decision
 
     const signalledAt = performance.now();
     proc.kill('SIGTERM');
-    await until('the shutdown to begin', () => logs.some((l) => String(l.message).startsWith('shutting down')), 5000);
+    await waitFor('the shutdown to begin', () => logs.some((l) => String(l.message).startsWith('shutting down')), 5000);
     // No new connection is accepted once shutdown has begun.
-    assert.equal(await until('new connections to be refused', async () => ((await tryConnect(port)) === 'ECONNREFUSED' ? 'ECONNREFUSED' : null), 2000), 'ECONNREFUSED');
+    assert.equal(await waitFor('new connections to be refused', async () => ((await tryConnect(port)) === 'ECONNREFUSED' ? 'ECONNREFUSED' : null), 2000), 'ECONNREFUSED');
 
     const settled = await all;
     const failures = settled.filter((s) => s.status === 'rejected').map((s) => String((s as PromiseRejectedResult).reason));
@@ -194,7 +178,7 @@ test('SIGTERM: stop accepting, finish the requests in flight, flush the decision
       assert.ok(a.content.length > 20, `a whole answer (${a.content.length} characters)`);
     }
 
-    const { code, signal } = await until('tiergate to exit', () => exited, 20_000);
+    const { code, signal } = await waitFor('tiergate to exit', () => exited, 20_000);
     assert.equal(signal, null, `tiergate exited by itself, not killed by ${signal}`);
     assert.equal(code, 0, `tiergate exits 0 after SIGTERM: ${stderr().slice(-2000)}`);
     assert.ok(performance.now() - signalledAt < 20_000, 'a bounded shutdown');
@@ -244,7 +228,7 @@ test('SIGTERM past server.shutdown_timeout_ms: requests still running are stoppe
       }
     });
     const all = Promise.allSettled([...jsonRequests, ...streamRequests]);
-    await until('both streams to be part-way through', () => streamsStarted === 2, 15_000);
+    await waitFor('both streams to be part-way through', () => streamsStarted === 2, 15_000);
 
     const signalledAt = performance.now();
     proc.kill('SIGTERM');
@@ -264,7 +248,7 @@ test('SIGTERM past server.shutdown_timeout_ms: requests still running are stoppe
     }
     assert.ok(streamed.every((text) => text.length > 0), 'the streams had sent part of their answer');
 
-    const { code, signal } = await until('tiergate to exit', () => exited, 10_000);
+    const { code, signal } = await waitFor('tiergate to exit', () => exited, 10_000);
     assert.equal(signal, null);
     assert.equal(code, 0, `tiergate exits 0: ${served.stderr().slice(-2000)}`);
     const warning = logs.find((l) => l.message === 'shutting down: stopping the requests still in flight');

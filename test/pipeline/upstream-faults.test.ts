@@ -16,6 +16,7 @@ import OpenAI, { APIError } from 'openai';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { startFakeOpenAI, type Behaviour, type FakeOpenAI } from '../support/fake-openai.ts';
 import { apiError } from '../support/http.ts';
+import { sleep } from '../support/wait.ts';
 
 const unhandled: unknown[] = [];
 const onUnhandled = (reason: unknown) => unhandled.push(reason);
@@ -56,8 +57,6 @@ function resources(): Record<string, number> {
   for (const type of process.getActiveResourcesInfo()) counts[type] = (counts[type] ?? 0) + 1;
   return counts;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 let markers = 0;
 const marker = () => `fault-${process.pid}-${++markers}`;
