@@ -7,11 +7,11 @@ import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { simulatorPolicy } from '../support/gateway.ts';
+import { freePort } from '../support/ports.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '../..');
 const invalidDir = path.join(repoRoot, 'test/fixtures/policies/invalid');
@@ -60,23 +60,6 @@ async function run(args: string[], env?: NodeJS.ProcessEnv): Promise<{ code: num
     return { code, ...child.output };
   } finally {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
-}
-
-const portsHandedOut = new Set<number>();
-
-/** A port nothing listens on right now (asked of the OS), never one given to another test of this file. */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const { port } = server.address() as net.AddressInfo;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    if (!portsHandedOut.has(port)) {
-      portsHandedOut.add(port);
-      return port;
-    }
   }
 }
 

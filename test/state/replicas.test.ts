@@ -14,7 +14,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +24,7 @@ import { parseAllDocuments } from 'yaml';
 import { buildRuntime } from '../../src/policy/runtime.ts';
 import { createLogger } from '../../src/observe/logger.ts';
 import { apiError } from '../support/http.ts';
+import { freePort } from '../support/ports.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const REDIS_URL = process.env.TIERGATE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -164,17 +164,6 @@ async function stop(proc: Child, signal: NodeJS.Signals = 'SIGTERM'): Promise<vo
   const timer = setTimeout(() => proc.child.kill('SIGKILL'), 10_000);
   await proc.exited;
   clearTimeout(timer);
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 interface Status {
