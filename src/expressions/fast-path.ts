@@ -13,7 +13,7 @@
 // comparison JSONata rejects (number with string, a boolean or null with <), a
 // non-finite number, a function that throws. There the closure answers UNDECIDED and
 // the caller evaluates with JSONata itself, which gives the real answer or the real
-// error, under the policy's `expressions` limits. test/expression-fast-path.test.ts
+// error, under the policy's `expressions` limits. test/expressions/expression-fast-path.test.ts
 // checks both agree on generated inputs.
 import { CUSTOM_FUNCTIONS } from './functions.ts';
 import { unnamed } from '../common/unnamed.ts';

@@ -1,5 +1,6 @@
 // Starts a real tiergate gateway (real HTTP, real plugins) on a policy written to a
 // temporary folder, for tests that talk to it with real clients.
+import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -26,6 +27,11 @@ export interface TestGateway {
    * asynchronously and only flushed for sure on close). Rejects after `timeoutMs`.
    */
   waitForDecisions(n: number, timeoutMs?: number): Promise<DecisionRecord[]>;
+  /**
+   * The decision line of one request (the x-tiergate-decision-id a response carries),
+   * polled for until `timeoutMs` (3000 by default). Fails when the id is missing.
+   */
+  waitForDecision(requestId: string | null | undefined, timeoutMs?: number): Promise<DecisionRecord>;
   /** The decision log file's raw text ('' when it does not exist yet). */
   decisionLogText(): string;
   close(): Promise<void>;
@@ -142,6 +148,16 @@ export async function startTestGateway(policyYaml: string, options: { watch?: bo
         if (lines.length >= n) return lines;
         if (Date.now() > deadline) throw new Error(`expected at least ${n} decision line(s) within ${timeoutMs} ms, found ${lines.length}`);
         await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    },
+    async waitForDecision(requestId: string | null | undefined, timeoutMs = 3000) {
+      assert.ok(requestId, 'the response carries x-tiergate-decision-id');
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const line = readDecisions(decisionLogFile).find((d) => d.request_id === requestId);
+        if (line) return line;
+        if (Date.now() > deadline) assert.fail(`no decision line for ${requestId} within ${timeoutMs} ms`);
+        await new Promise((resolve) => setTimeout(resolve, 5));
       }
     },
     decisionLogText() {

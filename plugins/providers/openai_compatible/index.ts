@@ -13,7 +13,7 @@
 // IncomingMessage) cost a tenth of the gateway's CPU per request more than undici's for
 // the same call (round 4 of the findings). Use `openai` for api.openai.com.
 //
-// Behaviour matches `openai` on purpose (test/provider-openai.test.ts runs both through
+// Behaviour matches `openai` on purpose (test/plugins/provider-openai.test.ts runs both through
 // the same cases): request bodies pass through untouched, streams always ask for usage,
 // no retries (the host owns timeouts, retries and failover through the call's signal),
 // and every failure becomes an UpstreamError worded as `openai` words it
