@@ -26,7 +26,6 @@ import { Pool } from 'undici';
 import { isAbortError } from '../../../src/plugin-sdk/node-fetch.ts';
 import { asChatResult, asRecord, clip, completionBody, configuredKey, streamBody, describeURL, parseRetryAfter, redactor, validateBaseURL, wireFailure, wireOptionProperties, type OpenAIWireOptions } from '../../../src/plugin-sdk/openai-wire.ts';
 import { UpstreamError, isUpstreamError, type CallOptions, type CancellationEvents, type ChatChunk, type ChatRequest, type OptionIssue, type Provider, type ProviderModule } from '../../../src/plugin-sdk/plugin-api.ts';
-import { unnamed } from '../../../src/common/unnamed.ts';
 
 export type Options = OpenAIWireOptions & { base_url: string };
 
@@ -137,13 +136,13 @@ export default {
         let parseFailure: Error | null = null;
         const parser = createParser({
           maxBufferSize: MAX_EVENT_CHARS,
-          onEvent: unnamed((event: EventSourceMessage) => {
+          onEvent: (event: EventSourceMessage) => {
             events.push(event);
-          }),
-          onError: unnamed((err: Error & { type?: string }) => {
+          },
+          onError: (err: Error & { type?: string }) => {
             // Unknown fields are allowed by the SSE format; only an overlong event stops the stream.
             if (err.type === 'max-buffer-size-exceeded') parseFailure = err;
-          }),
+          },
         });
         const pieces = new BodyPump(response);
         let count = 0;
