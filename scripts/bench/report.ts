@@ -192,7 +192,7 @@ export function renderReport(r: BenchResults, findings: string | null): string {
   if (r.profile) {
     const p = r.profile;
     out.push(`\`node --cpu-prof\` on the tiergate serve process under the 50-connection JSON load (${num(p.load.rps)} req/s while profiled, ${pct(p.load.cpu_utilisation)} of its core). ` +
-      `Only the samples inside the load window count: ${num(p.window_ms)} ms, ${num(p.busy_ms)} ms of it busy (not idle), ${num(p.samples)} samples. Lines in .ts files are found by function name (tsx compiles them, so the profile's own line numbers are of the compiled code). Profile: ${p.file}.`);
+      `Only the samples inside the load window count: ${num(p.window_ms)} ms, ${num(p.busy_ms)} ms of it busy (not idle), ${num(p.samples)} samples. Frames in dist/ are reported as the .ts file they were compiled from, and lines in .ts files are found by function name (the profile's own line numbers are of the compiled code). Profile: ${p.file}.`);
     out.push('');
     out.push('### Self time by file or package');
     out.push('');

@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import type { DecisionTiming } from './decision.ts';
 import { measureTtfb, runLoad, type LoadResult } from './load.ts';
 import { BASE_SHAPE, chatBody, routeName, writePolicy, type PolicyShape } from './policy.ts';
-import { CPU_COUNT, HAS_TASKSET, freePort, killAll, pinSelf, startChild, stopAll, waitReady, type Child } from './processes.ts';
+import { CPU_COUNT, GATEWAY_NODE_FLAGS, HAS_TASKSET, freePort, killAll, pinSelf, startChild, stopAll, waitReady, type Child } from './processes.ts';
 import { summariseProfile } from './profile.ts';
 import { renderReport } from './report.ts';
 import { describeWarm, warmUntilSettled, type WarmCell, type WarmReport, type WarmSettings } from './warm.ts';
@@ -85,7 +85,7 @@ async function startScript(name: string, script: string, args: string[], cpu: nu
 async function startGateway(shape: PolicyShape, upstreamPort: number, nodeArgs: string[] = []): Promise<Server> {
   const file = writePolicy(tmp, shape, upstreamPort);
   const port = await freePort();
-  const child = startChild(`tiergate (${shape.rules} rules, ${shape.routes} routes)`, [...nodeArgs, path.join(root, 'bin/tiergate.js'), 'serve', '-c', file, '--port', String(port), '--host', '127.0.0.1', '--no-watch'], {
+  const child = startChild(`tiergate (${shape.rules} rules, ${shape.routes} routes)`, [...GATEWAY_NODE_FLAGS, ...nodeArgs, path.join(root, 'bin/tiergate.js'), 'serve', '-c', file, '--port', String(port), '--host', '127.0.0.1', '--no-watch'], {
     cpu: SERVER_CPU,
     cwd: root,
     env: GATEWAY_ENV,
