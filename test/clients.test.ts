@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import type { ChatCompletionChunk, ChatCompletionMessageParam, ChatCompletionTool } from 'openai/resources/chat/completions';
 import { ChatOpenAI } from '@langchain/openai';
-import { AIMessageChunk, HumanMessage, SystemMessage, ToolMessage } from '@langchain/core/messages';
+import { type AIMessageChunk, HumanMessage, SystemMessage, ToolMessage } from '@langchain/core/messages';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
 import { startFakeOpenAI, type FakeOpenAI, type RecordedRequest } from './support/fake-openai.ts';
 

@@ -5,7 +5,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type winston from 'winston';
 import { PolicyErrors, TiergateError, errorMessage } from '../common/errors.ts';
-import { buildRuntime, policyFingerprint, type BuildOptions, Runtime } from './runtime.ts';
+import { buildRuntime, policyFingerprint, type BuildOptions, type Runtime } from './runtime.ts';
 import { ModelHealth } from '../state/health.ts';
 import { LocalCounters } from '../state/limits.ts';
 

@@ -25,7 +25,7 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { Pool } from 'undici';
 import { isAbortError } from '../../../src/plugin-sdk/node-fetch.ts';
 import { asChatResult, asRecord, clip, completionBody, configuredKey, streamBody, describeURL, parseRetryAfter, redactor, validateBaseURL, wireFailure, wireOptionProperties, type OpenAIWireOptions } from '../../../src/plugin-sdk/openai-wire.ts';
-import { UpstreamError, isUpstreamError, type CallOptions, type CancellationEvents, type ChatChunk, type ChatRequest, type OptionIssue, type Provider, type ProviderModule } from '../../../src/plugin-sdk/plugin-api.ts';
+import { UpstreamError, isUpstreamError, type CallOptions, type CancellationEvents, type ChatChunk, type OptionIssue, type Provider, type ProviderModule } from '../../../src/plugin-sdk/plugin-api.ts';
 
 export type Options = OpenAIWireOptions & { base_url: string };
 
