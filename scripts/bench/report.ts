@@ -1,6 +1,6 @@
 // docs/bench/report.md from the results: targets first, then every figure with its
 // ratio to the pass-through proxy.
-import { coldStartTable } from './cold-start.ts';
+import { COLD_START_HEAD, coldStartTable } from './cold-start.ts';
 import type { LoadResult } from './load.ts';
 import type { SelfTime } from './profile.ts';
 import type { WarmReport } from './warm.ts';
@@ -192,10 +192,10 @@ export function renderReport(r: BenchResults, findings: string | null): string {
     const c = r.cold_start;
     out.push('## Cold start');
     out.push('');
-    out.push(`Process start to the first 200 (scripts/bench/cold-start.ts), measured after everything above had stopped: \`node ${c.node_flags.join(' ')} bin/tiergate.js serve\` on the shipped gateway.yaml (copied to a temporary folder; simulator delays off), \`GET /readyz\` polled every 5 ms until it answers 200, then one chat request to the \`support\` route. ` +
+    out.push(`Process start to the first 200 (scripts/bench/cold-start.ts), measured after everything above had stopped: \`node ${c.node_flags.join(' ')} bin/tiergate.js serve\` on the shipped gateway.yaml (copied to a temporary folder; simulator delays off), \`GET /readyz\` polled every 5 ms until it answers 200, then one chat request to the \`support\` route; "CPU to ready" is the user + system time of the process (every thread) when \`/readyz\` first answered, which other load on the machine stretches far less than the wall-clock figures. ` +
       `${c.runs} runs after one unmeasured start (the OS's file cache warm${c.tsx_cache ? '' : '; tsx\'s cache off'}); milliseconds from spawning the process. Load average at its start: ${c.load_average_at_start.join(', ')}. Before and after a change: docs/bench/cold-start.md.`);
     out.push('');
-    out.push(table(['', 'ready p50 ms', 'ready p90 ms', 'first chat p50 ms', 'first chat p90 ms'], coldStartTable(c)));
+    out.push(table(COLD_START_HEAD, coldStartTable(c)));
     out.push('');
   }
   out.push('## Profile');

@@ -91,6 +91,9 @@ export interface ColdStartTarget {
   ready_ms: number[];
   /** To the first 200 of a chat request sent once ready, every run. */
   first_chat_ms: number[];
+  /** CPU time (user + system, every thread) the process had used when /readyz first answered 200. */
+  ready_cpu_ms: number[];
+  ready_cpu_p50_ms: number;
   ready_p50_ms: number;
   ready_p90_ms: number;
   first_chat_p50_ms: number;
