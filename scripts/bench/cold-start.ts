@@ -43,11 +43,14 @@ interface Run {
 
 function request(port: number, method: 'GET' | 'POST', pathname: string, body?: string): Promise<number> {
   return new Promise((resolve) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path: pathname, agent: false, headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-      res.on('error', () => resolve(0));
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port, method, path: pathname, agent: false, headers: body ? { 'content-type': 'application/json' } : {} },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', () => resolve(0));
+      },
+    );
     req.on('error', () => resolve(0));
     req.setTimeout(10_000, () => req.destroy());
     req.end(body);
@@ -62,13 +65,23 @@ async function startOnce(root: string, tsxCache: boolean): Promise<Run> {
   const policy = path.join(folder, 'gateway.yaml');
   copyFileSync(path.join(root, 'gateway.yaml'), policy);
   const port = await freePort();
-  const env = { ...process.env, SIMULATOR_TIME_SCALE: '0', TIERGATE_LOG_LEVEL: 'warn', TIERGATE_LOG_FORMAT: 'json', ...(tsxCache ? {} : { TSX_DISABLE_CACHE: '1' }) };
+  const env = {
+    ...process.env,
+    SIMULATOR_TIME_SCALE: '0',
+    TIERGATE_LOG_LEVEL: 'warn',
+    TIERGATE_LOG_FORMAT: 'json',
+    ...(tsxCache ? {} : { TSX_DISABLE_CACHE: '1' }),
+  };
   const started = performance.now();
-  const child = spawn(process.execPath, [...GATEWAY_NODE_FLAGS, path.join(root, 'bin/tiergate.js'), 'serve', '--config', policy, '--port', String(port), '--host', '127.0.0.1'], {
-    cwd: folder,
-    env,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...GATEWAY_NODE_FLAGS, path.join(root, 'bin/tiergate.js'), 'serve', '--config', policy, '--port', String(port), '--host', '127.0.0.1'],
+    {
+      cwd: folder,
+      env,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   let stderr = '';
   child.stderr.on('data', (data: Buffer) => (stderr = (stderr + data.toString()).slice(-4000)));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -141,7 +154,9 @@ export async function measureColdStart(settings: ColdStartSettings): Promise<Col
     for (const [i, root] of settings.roots.entries()) {
       const run = await startOnce(root, settings.tsxCache);
       runs[i].push(run);
-      log(`cold start  round ${round}  ${displayRoot(root).padEnd(24)} ready ${run.ready_ms.toFixed(0).padStart(5)} ms  first chat ${run.first_chat_ms.toFixed(0).padStart(5)} ms  CPU to ready ${run.ready_cpu_ms.toFixed(0).padStart(5)} ms`);
+      log(
+        `cold start  round ${round}  ${displayRoot(root).padEnd(24)} ready ${run.ready_ms.toFixed(0).padStart(5)} ms  first chat ${run.first_chat_ms.toFixed(0).padStart(5)} ms  CPU to ready ${run.ready_cpu_ms.toFixed(0).padStart(5)} ms`,
+      );
     }
   }
   return {
@@ -160,7 +175,14 @@ export const COLD_START_HEAD = ['', 'ready p50 ms', 'ready p90 ms', 'first chat 
 export function coldStartTable(results: ColdStartResults): string[][] {
   return [
     ['node alone (`node -e 0`, start to exit)', '–', '–', results.node_alone_p50_ms.toFixed(0), '–', '–'],
-    ...results.targets.map((t) => [t.label, t.ready_p50_ms.toFixed(0), t.ready_p90_ms.toFixed(0), t.first_chat_p50_ms.toFixed(0), t.first_chat_p90_ms.toFixed(0), t.ready_cpu_p50_ms.toFixed(0)]),
+    ...results.targets.map((t) => [
+      t.label,
+      t.ready_p50_ms.toFixed(0),
+      t.ready_p90_ms.toFixed(0),
+      t.first_chat_p50_ms.toFixed(0),
+      t.first_chat_p90_ms.toFixed(0),
+      t.ready_cpu_p50_ms.toFixed(0),
+    ]),
   ];
 }
 
@@ -186,6 +208,8 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     const rows = [head, ...coldStartTable(results)];
     const widths = head.map((_, c) => Math.max(...rows.map((r) => r[c].length)));
     for (const row of rows) process.stdout.write(`${row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ')}\n`);
-    process.stdout.write(`${runs} runs each, interleaved; tsx cache ${results.tsx_cache ? 'on' : 'off'}; load average at start ${results.load_average_at_start.join(', ')}\n`);
+    process.stdout.write(
+      `${runs} runs each, interleaved; tsx cache ${results.tsx_cache ? 'on' : 'off'}; load average at start ${results.load_average_at_start.join(', ')}\n`,
+    );
   }
 }
