@@ -1,25 +1,21 @@
 #!/usr/bin/env node
-// tiergate is written in TypeScript and run without a build step: tsx compiles on
-// load, which also lets teams drop .ts plugins into plugins/ and hot-reload them.
-// Both hooks, as `node --import tsx` does: a team's plugin folder outside an ES-module
-// package is loaded as CommonJS, and only tsx's require hook lets an edit of it be
-// loaded afresh on reload (see loadPlugin in src/policy/plugins.ts).
-import v8 from 'node:v8';
+// tiergate runs compiled: dist/ is built by `npm install` (the `prepare` script) and by
+// `npm run build`. tsx is registered only so that a team can drop a .ts plugin into its
+// plugin folder and hot-reload it; the gateway's own modules are plain JavaScript, which
+// tsx passes through untouched. Both hooks, as `node --import tsx` does: a team's plugin
+// folder outside an ES-module package is loaded as CommonJS, and only tsx's require hook
+// lets an edit of it be loaded afresh on reload (see loadPlugin in src/policy/plugins.ts).
+// V8 flags such as the heap growth the gateway is tuned for belong to the deployment's
+// `node` command (Dockerfile, README), not to every command run here.
+import { existsSync } from 'node:fs';
 import { register } from 'tsx/esm/api';
 import { register as registerCommonJs } from 'tsx/cjs/api';
 
-// Old-generation growth: under load the gateway's live heap is ~25–30 MB, but every
-// scavenge promotes the objects of the ~50 requests in flight (~2 MB), and V8's default
-// growing factor (up to 4× the live size after a full GC) let the old space fill with
-// that dead-on-promotion garbage to ~100 MB before collecting it: ~270 MB RSS at 50
-// connections. Growing by 1.5× instead collects it at ~40 MB: ~180 MB RSS, and no
-// throughput lost (measured: 537–543 vs 571–589 µs of CPU per request at 50
-// connections — the smaller heap is, if anything, cheaper). Marking cost follows the
-// live size, which stays small, so the more frequent full GCs are short. Read by V8 at
-// every GC, so setting it here, before the gateway allocates, is as good as the
-// command-line flag.
-v8.setFlagsFromString('--heap-growing-percent=50');
-
+const entry = new URL('../dist/src/cli/index.js', import.meta.url);
+if (!existsSync(entry)) {
+  process.stderr.write('tiergate is not built: run `npm install` (or `npm run build`) in the tiergate folder first\n');
+  process.exit(1);
+}
 register();
 registerCommonJs();
-await import('../src/cli/index.ts');
+await import(entry.href);

@@ -4,7 +4,8 @@
 # round 4). Starts the benchmark's upstream and policy, runs `ROOT/bin/tiergate.js` under
 # callgrind, warms it with WARM requests, zeroes the counters, sends N requests at CONNS
 # connections, and dumps. Compare the main thread's count (SpinEventLoopInternal) between
-# builds: the compiler threads' share varies from run to run under valgrind.
+# builds: the compiler threads' share varies from run to run under valgrind. The gateway
+# gets the deployment's node flags (the Dockerfile's CMD); ROOT must be built (dist/).
 #
 #   scripts/bench/instructions.sh [ROOT=.] [N=2000] [WARM=4000] [CONNS=10] [json|sse]
 #   (EXTRA=--perf-basic-prof names JIT-compiled frames in /tmp/perf-PID.map)
@@ -28,7 +29,7 @@ writeFileSync('$work/body', chatBody(routeName(BASE_SHAPE), '$MODE' === 'sse'));
 "
 cd "$work"
 TIERGATE_LOG_LEVEL=warn valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$work/cg.%p.out" \
-  node ${EXTRA:-} "$ROOT/bin/tiergate.js" serve -c "$(cat "$work/policy")" --port "$gw" --host 127.0.0.1 --no-watch >"$work/gateway.log" 2>&1 &
+  node --heap-growing-percent=50 ${EXTRA:-} "$ROOT/bin/tiergate.js" serve -c "$(cat "$work/policy")" --port "$gw" --host 127.0.0.1 --no-watch >"$work/gateway.log" 2>&1 &
 gateway=$!
 for _ in $(seq 1 600); do curl -s -o /dev/null "http://127.0.0.1:$gw/readyz" && break; sleep 0.5; done
 load() {

@@ -9,6 +9,9 @@ import os from 'node:os';
 
 const children = new Set<ChildProcess>();
 
+/** The deployment's node flags for `tiergate serve` (the Dockerfile's CMD): benchmark figures are those of a deployed gateway. */
+export const GATEWAY_NODE_FLAGS: readonly string[] = ['--heap-growing-percent=50'];
+
 export const HAS_TASKSET = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 export const CPU_COUNT = os.availableParallelism();
 const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ on Linux; getconf CLK_TCK

@@ -1,7 +1,7 @@
 // Reads a V8 .cpuprofile (node --cpu-prof) and sums self time by function and by file
 // or package, keeping only the samples taken inside a time window (the load run, not
 // start-up or shutdown).
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -76,6 +76,14 @@ function tsLineOf(file: string, name: string, cache: Map<string, string[]>): num
   return null;
 }
 
+/** The repository's .ts file a dist/ module was compiled from, when there is one. */
+function compiledFrom(root: string, relative: string): string | null {
+  const prefix = `dist${path.sep}`;
+  if (!relative.startsWith(prefix) || !relative.endsWith('.js')) return null;
+  const source = `${relative.slice(prefix.length, -'.js'.length)}.ts`;
+  return existsSync(path.join(root, source)) ? source : null;
+}
+
 function locate(frame: CallFrame, root: string, cache: Map<string, string[]>): { file: string; group: string; where: string } {
   const { url, functionName } = frame;
   if (!url) return { file: functionName || '(native)', group: SPECIAL.has(functionName) ? functionName : '(native)', where: '' };
@@ -100,7 +108,14 @@ function locate(frame: CallFrame, root: string, cache: Map<string, string[]>): {
     const pkg = parts[0].startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0];
     return { file: rest, group: pkg, where: `${rest}:${frame.lineNumber + 1}` };
   }
-  const relative = path.relative(root, absolute);
+  let relative = path.relative(root, absolute);
+  // The gateway runs tsc's output from dist/: a compiled module is reported as its .ts
+  // source, its line found by function name like any .ts file's (tsc keeps the names).
+  const source = compiledFrom(root, relative);
+  if (source) {
+    relative = source;
+    absolute = path.join(root, source);
+  }
   if (!relative.startsWith('..')) {
     const line = absolute.endsWith('.ts') ? tsLineOf(absolute, functionName, cache) : frame.lineNumber + 1;
     const top = relative.split(path.sep)[0];

@@ -1,5 +1,6 @@
 // docs/bench/report.md from the results: targets first, then every figure with its
 // ratio to the pass-through proxy.
+import { COLD_START_HEAD, coldStartTable } from './cold-start.ts';
 import type { LoadResult } from './load.ts';
 import type { SelfTime } from './profile.ts';
 import type { WarmReport } from './warm.ts';
@@ -187,12 +188,22 @@ export function renderReport(r: BenchResults, findings: string | null): string {
     out.push(table(['piece', 'CPU µs per call', 'calls/s'], r.pieces.map((p) => [p.name, num(p.cpu_us_per_call, p.cpu_us_per_call < 20 ? 2 : 0), p.calls_per_s === null ? '–' : num(p.calls_per_s)])));
     out.push('');
   }
+  if (r.cold_start) {
+    const c = r.cold_start;
+    out.push('## Cold start');
+    out.push('');
+    out.push(`Process start to the first 200 (scripts/bench/cold-start.ts), measured after everything above had stopped: \`node ${c.node_flags.join(' ')} bin/tiergate.js serve\` on the shipped gateway.yaml (copied to a temporary folder; simulator delays off), \`GET /readyz\` polled every 5 ms until it answers 200, then one chat request to the \`support\` route; "CPU to ready" is the user + system time of the process (every thread) when \`/readyz\` first answered, which other load on the machine stretches far less than the wall-clock figures. ` +
+      `${c.runs} runs after one unmeasured start (the OS's file cache warm${c.tsx_cache ? '' : '; tsx\'s cache off'}); milliseconds from spawning the process. Load average at its start: ${c.load_average_at_start.join(', ')}. Before and after a change: docs/bench/cold-start.md.`);
+    out.push('');
+    out.push(table(COLD_START_HEAD, coldStartTable(c)));
+    out.push('');
+  }
   out.push('## Profile');
   out.push('');
   if (r.profile) {
     const p = r.profile;
     out.push(`\`node --cpu-prof\` on the tiergate serve process under the 50-connection JSON load (${num(p.load.rps)} req/s while profiled, ${pct(p.load.cpu_utilisation)} of its core). ` +
-      `Only the samples inside the load window count: ${num(p.window_ms)} ms, ${num(p.busy_ms)} ms of it busy (not idle), ${num(p.samples)} samples. Lines in .ts files are found by function name (tsx compiles them, so the profile's own line numbers are of the compiled code). Profile: ${p.file}.`);
+      `Only the samples inside the load window count: ${num(p.window_ms)} ms, ${num(p.busy_ms)} ms of it busy (not idle), ${num(p.samples)} samples. Frames of compiled code (tsc's output in dist/, or tsx's compilation of a .ts file) are reported as the .ts file, with the line found by function name (the profile's own line numbers are of the compiled code). Profile: ${p.file}.`);
     out.push('');
     out.push('### Self time by file or package');
     out.push('');

@@ -83,6 +83,34 @@ export interface TargetCheck {
   pass: boolean;
 }
 
+/** One checkout's cold starts (scripts/bench/cold-start.ts), in milliseconds from spawning the process. */
+export interface ColdStartTarget {
+  label: string;
+  root: string;
+  /** To the first 200 on GET /readyz, every run. */
+  ready_ms: number[];
+  /** To the first 200 of a chat request sent once ready, every run. */
+  first_chat_ms: number[];
+  /** CPU time (user + system, every thread) the process had used when /readyz first answered 200. */
+  ready_cpu_ms: number[];
+  ready_cpu_p50_ms: number;
+  ready_p50_ms: number;
+  ready_p90_ms: number;
+  first_chat_p50_ms: number;
+  first_chat_p90_ms: number;
+}
+
+export interface ColdStartResults {
+  runs: number;
+  tsx_cache: boolean;
+  node_flags: string[];
+  load_average_at_start: number[];
+  /** `node -e 0`, start to exit, once per round: the floor. */
+  node_alone_ms: number[];
+  node_alone_p50_ms: number;
+  targets: ColdStartTarget[];
+}
+
 export interface BenchResults {
   meta: {
     date: string;
@@ -118,6 +146,8 @@ export interface BenchResults {
   /** Pieces of the request path in-process (scripts/bench/pieces.ts). */
   pieces: Piece[];
   profile: (ProfileSummary & { load: LoadResult; file: string }) | null;
+  /** Absent from results written before the cold-start section (issue 15). */
+  cold_start?: ColdStartResults;
   targets: TargetCheck[];
 }
 

@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [--out DIR] [--no-profile] [--keep-profile] [--render-only]
+// npm run bench [-- --quick] [--out DIR] [--no-profile] [--keep-profile] [--render-only] [--cold-start-runs N]
 //
 // --render-only rewrites DIR/report.md from DIR/results.json (and DIR/profile-findings.md,
 // the hand-written profile findings the report includes) without measuring.
@@ -7,8 +7,9 @@
 // directly, in one run (docs/DESIGN §8): JSON and SSE, 1 and 50 connections, each
 // figure the median of interleaved rounds (direct, proxy, tiergate, direct, …). Then
 // time to first streamed byte, scale (rules, routes), the routing decision in-process,
-// and a CPU profile of tiergate under the 50-connection JSON load. Writes
-// DIR/report.md and DIR/results.json. A script with a report, not a test.
+// a CPU profile of tiergate under the 50-connection JSON load, and the cold start
+// (scripts/bench/cold-start.ts: process start to the first 200). Writes DIR/report.md
+// and DIR/results.json. A script with a report, not a test.
 //
 // Placement on a 2-core machine: the server under test (upstream when called directly,
 // proxy, or tiergate) runs alone on CPU 0; the load generator (this process) and the
@@ -22,7 +23,7 @@ import { parseArgs } from 'node:util';
 import type { DecisionTiming } from './decision.ts';
 import { measureTtfb, runLoad, type LoadResult } from './load.ts';
 import { BASE_SHAPE, chatBody, routeName, writePolicy, type PolicyShape } from './policy.ts';
-import { CPU_COUNT, HAS_TASKSET, freePort, killAll, pinSelf, startChild, stopAll, waitReady, type Child } from './processes.ts';
+import { CPU_COUNT, GATEWAY_NODE_FLAGS, HAS_TASKSET, freePort, killAll, pinSelf, startChild, stopAll, waitReady, type Child } from './processes.ts';
 import { summariseProfile } from './profile.ts';
 import { renderReport } from './report.ts';
 import { describeWarm, warmUntilSettled, type WarmCell, type WarmReport, type WarmSettings } from './warm.ts';
@@ -36,12 +37,15 @@ const { values: flags } = parseArgs({
     'no-profile': { type: 'boolean', default: false },
     'keep-profile': { type: 'boolean', default: false },
     'render-only': { type: 'boolean', default: false },
+    'cold-start-runs': { type: 'string' },
   },
 });
 const quick = flags.quick === true;
 const settings = quick
-  ? { duration: 1, scaleDuration: 1, rounds: 3, extraRounds: 3, warm: 0.5, ttfbRequests: 200, decisionBudgetMs: 300, profileS: 2, pieceCalls: 1000 }
-  : { duration: 2.5, scaleDuration: 2, rounds: 3, extraRounds: 3, warm: 0.5, ttfbRequests: 500, decisionBudgetMs: 1000, profileS: 5, pieceCalls: 2000 };
+  ? { duration: 1, scaleDuration: 1, rounds: 3, extraRounds: 3, warm: 0.5, ttfbRequests: 200, decisionBudgetMs: 300, profileS: 2, pieceCalls: 1000, coldStartRuns: 5 }
+  : { duration: 2.5, scaleDuration: 2, rounds: 3, extraRounds: 3, warm: 0.5, ttfbRequests: 500, decisionBudgetMs: 1000, profileS: 5, pieceCalls: 2000, coldStartRuns: 10 };
+if (flags['cold-start-runs'] !== undefined) settings.coldStartRuns = Number(flags['cold-start-runs']);
+if (!Number.isInteger(settings.coldStartRuns) || settings.coldStartRuns < 1) throw new Error(`--cold-start-runs must be a positive integer, not ${flags['cold-start-runs']}`);
 /** Every target's warm-up in the cells it is measured in (scripts/bench/warm.ts); the same for all three. */
 const targetWarm: WarmSettings = quick ? { stepSeconds: 0.5, minPasses: 2, patience: 1, maxSeconds: 12, tolerance: 0.05 } : { stepSeconds: 1, minPasses: 3, patience: 2, maxSeconds: 45, tolerance: 0.05 };
 /** A gateway or echo server measured in one cell only (scale, the HTTP layer, the profile). */
@@ -85,7 +89,7 @@ async function startScript(name: string, script: string, args: string[], cpu: nu
 async function startGateway(shape: PolicyShape, upstreamPort: number, nodeArgs: string[] = []): Promise<Server> {
   const file = writePolicy(tmp, shape, upstreamPort);
   const port = await freePort();
-  const child = startChild(`tiergate (${shape.rules} rules, ${shape.routes} routes)`, [...nodeArgs, path.join(root, 'bin/tiergate.js'), 'serve', '-c', file, '--port', String(port), '--host', '127.0.0.1', '--no-watch'], {
+  const child = startChild(`tiergate (${shape.rules} rules, ${shape.routes} routes)`, [...GATEWAY_NODE_FLAGS, ...nodeArgs, path.join(root, 'bin/tiergate.js'), 'serve', '-c', file, '--port', String(port), '--host', '127.0.0.1', '--no-watch'], {
     cpu: SERVER_CPU,
     cwd: root,
     env: GATEWAY_ENV,
@@ -297,6 +301,13 @@ async function main(): Promise<void> {
   }
   await stopAll();
 
+  phase('cold start');
+  // Last, with every other process of the benchmark stopped: process start to the first
+  // 200 on /readyz and on a chat request, of this checkout (the shipped gateway.yaml).
+  // Imported here, like the decision timing.
+  const { measureColdStart } = await import('./cold-start.ts');
+  const coldStart = await measureColdStart({ roots: [root], runs: settings.coldStartRuns, tsxCache: true, log });
+
   const results: BenchResults = {
     meta: {
       date: new Date().toISOString(),
@@ -325,6 +336,7 @@ async function main(): Promise<void> {
     layers,
     pieces,
     profile,
+    cold_start: coldStart,
     targets: [],
   };
   results.targets = checkTargets(results);

@@ -16,7 +16,6 @@
 // error, under the policy's `expressions` limits. test/expressions/expression-fast-path.test.ts
 // checks both agree on generated inputs.
 import { CUSTOM_FUNCTIONS } from './functions.ts';
-import { unnamed } from '../common/unnamed.ts';
 
 /** The closure could not decide; evaluate with JSONata. */
 export const UNDECIDED: unique symbol = Symbol('undecided');
@@ -117,7 +116,7 @@ function customCall(node: Node): FastExpression | null {
   if (!fn || !hasOwn.call(CUSTOM_FUNCTIONS, procedure.value)) return null;
   const implementation = fn.implementation as (this: unknown) => unknown;
   return (input) => {
-    const focus = { environment: { lookup: unnamed((name: string) => (name === '$' ? input : undefined)) } };
+    const focus = { environment: { lookup: (name: string) => (name === '$' ? input : undefined) } };
     let value: unknown;
     try {
       value = implementation.call(focus);

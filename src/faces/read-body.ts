@@ -3,7 +3,6 @@ import type http from 'node:http';
 import type { Request, Response } from 'express';
 import { TiergateError } from '../common/errors.ts';
 import type { Runtime } from '../policy/runtime.ts';
-import { unnamed } from '../common/unnamed.ts';
 
 /**
  * Parses the body with the runtime's limits; resolves to the parsed body or rejects with
@@ -44,7 +43,7 @@ function readJsonBody(req: http.IncomingMessage, limitBytes: number, limit: stri
   // type-is hasBody: a transfer-encoding, or a content-length that is a number.
   if (req.headers['transfer-encoding'] === undefined && isNaN(declared as unknown as number)) return Promise.resolve(undefined);
   return new Promise((resolve, reject) => {
-    const fail = unnamed((error: TiergateError) => {
+    const fail = (error: TiergateError) => {
       // Read off the rest of the request before answering, as body-parser does: the
       // client is still sending, and an early answer would reset its connection.
       req.removeListener('data', onData);
@@ -52,18 +51,18 @@ function readJsonBody(req: http.IncomingMessage, limitBytes: number, limit: stri
       req.once('end', () => reject(error));
       req.once('close', () => reject(error));
       req.resume();
-    });
+    };
     const parts: Buffer[] = [];
     let received = 0;
-    const onData = unnamed((chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       received += chunk.length;
       if (received > limitBytes) {
         cleanup();
         return fail(new TiergateError('TG_ERR_REQUEST_TOO_LARGE', { limit }));
       }
       parts.push(chunk);
-    });
-    const onEnd = unnamed(() => {
+    };
+    const onEnd = () => {
       cleanup();
       if (length !== null && received !== length) return reject(new TiergateError('TG_ERR_REQUEST_INVALID', { reason: 'request size did not match content length' }));
       let text = (parts.length === 1 ? parts[0] : Buffer.concat(parts)).toString('utf8');
@@ -74,21 +73,21 @@ function readJsonBody(req: http.IncomingMessage, limitBytes: number, limit: stri
       } catch (err) {
         reject(new TiergateError('TG_ERR_REQUEST_JSON', { reason: (err as Error).message }));
       }
-    });
-    const onAborted = unnamed(() => {
+    };
+    const onAborted = () => {
       cleanup();
       reject(new TiergateError('TG_ERR_REQUEST_INVALID', { reason: 'request aborted' }));
-    });
-    const onError = unnamed((err: Error) => {
+    };
+    const onError = (err: Error) => {
       cleanup();
       reject(new TiergateError('TG_ERR_REQUEST_INVALID', { reason: err.message }));
-    });
-    const cleanup = unnamed(() => {
+    };
+    const cleanup = () => {
       req.removeListener('data', onData);
       req.removeListener('end', onEnd);
       req.removeListener('aborted', onAborted);
       req.removeListener('error', onError);
-    });
+    };
     const length = declared === undefined ? null : Number.parseInt(declared, 10);
     if (length !== null && length > limitBytes) return fail(new TiergateError('TG_ERR_REQUEST_TOO_LARGE', { limit }));
     req.on('data', onData);

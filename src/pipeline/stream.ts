@@ -6,7 +6,7 @@ import { TiergateError } from '../common/errors.ts';
 import type { ChatChunk, Usage } from '../plugin-sdk/plugin-api.ts';
 import type { AttemptRecord, GateResult } from '../observe/decision-log.ts';
 import type { ModelRuntime } from '../policy/runtime.ts';
-import { CallDeadline, ClientGone, stoppedBy } from './cancellation.ts';
+import { type CallDeadline, ClientGone, stoppedBy } from './cancellation.ts';
 import type { ExecutionContext } from './execution-context.ts';
 import { failover, upstreamError } from './failover.ts';
 import { runGate } from './gate.ts';

@@ -20,7 +20,6 @@
 // compression is asked for (no accept-encoding), so bodies arrive as sent.
 import http from 'node:http';
 import https from 'node:https';
-import { unnamed } from '../common/unnamed.ts';
 
 /** The caller's own signal, passed through the SDK's per-request `fetchOptions` (see callerSignal). */
 export const CALLER_SIGNAL = 'tiergateCallerSignal';
@@ -149,13 +148,13 @@ class LeanResponse {
     this.bodyUsed = true;
     const inner = this.res[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     return {
-      next: unnamed(() => inner.next().catch((err: unknown) => Promise.reject(this.failure() ?? terminated(err)))),
-      return: unnamed(async (): Promise<IteratorResult<Uint8Array>> => {
+      next: () => inner.next().catch((err: unknown) => Promise.reject(this.failure() ?? terminated(err))),
+      return: async (): Promise<IteratorResult<Uint8Array>> => {
         // The reader stopped early (a cancelled stream): drop the connection.
         if (!this.res.complete) this.res.destroy();
         await inner.return?.().catch(() => undefined);
         return { done: true, value: undefined };
-      }),
+      },
     };
   }
 
@@ -255,7 +254,7 @@ function createHttpPool(options: NodeFetchOptions = {}): HttpPool {
       let aborted: unknown = null;
       let settled = false;
       let response: http.IncomingMessage | null = null;
-      const onAbort = unnamed(function (this: AbortSignal) {
+      const onAbort = function (this: AbortSignal) {
         if (aborted !== null) return;
         aborted = abortError(this);
         if (!settled) {
@@ -265,11 +264,11 @@ function createHttpPool(options: NodeFetchOptions = {}): HttpPool {
         // Destroying the request also destroys its response: a body being read fails.
         req.destroy(aborted as Error);
         response?.destroy(aborted as Error);
-      });
+      };
       for (const signal of signals) signal.addEventListener('abort', onAbort, { once: true });
-      const release = unnamed(() => {
+      const release = () => {
         for (const signal of signals) signal.removeEventListener('abort', onAbort);
-      });
+      };
       req.once('response', (res) => {
         response = res;
         // The listeners stay until the body is read or dropped: a stream is cancelled through them.

@@ -12,7 +12,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChatOpenAI } from '@langchain/openai';
-import { AIMessageChunk, HumanMessage, SystemMessage, ToolMessage } from '@langchain/core/messages';
+import { type AIMessageChunk, HumanMessage, SystemMessage, ToolMessage } from '@langchain/core/messages';
 import type { TestGateway } from '../support/gateway.ts';
 import type { FakeOpenAI } from '../support/fake-openai.ts';
 import { assertForwardedAsSent, GATEWAY_KEY, LARGE_MODEL, LARGE_UPSTREAM, marker, recordingFetch, SERVED_MODEL, startClientsGateway, timeTool, TOOL_CALLS, USAGE, USAGE_OUT, weatherTool, type ClientsGateway } from '../support/clients.ts';

@@ -2,7 +2,7 @@
 // on the simulator provider (time_scale 0, so answers are instant and deterministic).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import OpenAI, { APIError } from 'openai';
+import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { simulatorPolicy, startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { apiError } from '../support/http.ts';

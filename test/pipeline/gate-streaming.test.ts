@@ -5,7 +5,8 @@
 // openai SDK as the client.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import OpenAI, { APIError } from 'openai';
+import type OpenAI from 'openai';
+import { APIError } from 'openai';
 import type { TestGateway } from '../support/gateway.ts';
 import { drain } from '../support/http.ts';
 import { reply, type ScriptedUpstreams } from '../support/scripted-upstream.ts';

@@ -6,7 +6,8 @@
 // upstream-faults.test.ts. The gateway they share: test/support/provider-gateway.ts.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import OpenAI, { APIError, APIUserAbortError } from 'openai';
+import type OpenAI from 'openai';
+import { APIError, APIUserAbortError } from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { apiError } from '../support/http.ts';
 import type { FakeOpenAI } from '../support/fake-openai.ts';

@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import openaiSdkPlugin from '../../plugins/providers/openai/index.ts';
 import openaiCompatiblePlugin from '../../plugins/providers/openai_compatible/index.ts';
 import {
-  isUpstreamError,
   type ProviderModule,
   type CallOptions,
   type ChatChunk,

@@ -2,15 +2,12 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import simulator, { promptDifficulty, type SimulatorOptions } from '../../plugins/providers/simulator/index.ts';
 import {
-  isUpstreamError,
   type CallOptions,
-  type ChatChunk,
   type ChatMessage,
   type ChatRequest,
   type ChatResult,
   type ModelSpec,
   type Provider,
-  type UpstreamError,
 } from '../../src/plugin-sdk/plugin-api.ts';
 import { collect, testPluginContext, upstreamFailure, type LogLine } from '../support/plugin-context.ts';
 import { estimateMessagesTokens, estimateTextTokens } from '../../src/plugin-sdk/tokens.ts';

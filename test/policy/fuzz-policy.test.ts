@@ -147,8 +147,11 @@ type Segment = string | number;
 
 /** Every path in the value, parents before children. */
 function pathsOf(value: unknown, at: Segment[] = [], out: Segment[][] = []): Segment[][] {
-  if (Array.isArray(value)) value.forEach((item, i) => (out.push([...at, i]), pathsOf(item, [...at, i], out)));
-  else if (value !== null && typeof value === 'object') for (const [key, item] of Object.entries(value)) (out.push([...at, key]), pathsOf(item, [...at, key], out));
+  const children: Array<[Segment, unknown]> = Array.isArray(value) ? value.map((item, i) => [i, item]) : value !== null && typeof value === 'object' ? Object.entries(value) : [];
+  for (const [key, item] of children) {
+    out.push([...at, key]);
+    pathsOf(item, [...at, key], out);
+  }
   return out;
 }
 

@@ -13,6 +13,9 @@ import { alwaysSmallRouter, chat, client, decisionLines, gateway, rulesRoute, st
 import { sleep, waitFor } from '../support/wait.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+// The built-in plugins are part of the version. The CLI (bin/tiergate.js) runs dist/,
+// whose built-in plugins are the compiled ones; the in-process gateway runs src/.
+const CLI_BUILTIN_PLUGINS = path.join(REPO, 'dist', 'plugins');
 
 // ---------------------------------------------------------------------------------
 // 6. SIGHUP on the real CLI
@@ -73,7 +76,7 @@ describe('tiergate serve', () => {
       const url = String(listening.message).slice('tiergate listening on '.length);
       const openai = client({ baseURL: `${url}/v1` });
       const v0 = String(listening.policy_version);
-      assert.equal(v0, versionOnDisk(policyFile));
+      assert.equal(v0, versionOnDisk(policyFile, CLI_BUILTIN_PLUGINS));
       assert.equal((await chat(openai, { taskType: 'classification' })).tier, 'small');
       const team0 = await chat(openai, { model: 'team' });
       assert.equal(team0.tier, 'small');
@@ -91,7 +94,7 @@ describe('tiergate serve', () => {
       // An edit, then SIGHUP: with --no-watch only the signal can apply it.
       writeFileSync(policyFile, cliPolicy('large', 'flipped'));
       writeFileSync(pluginFile, alwaysSmallRouter('cli team plugin, edited'));
-      const v1 = versionOnDisk(policyFile);
+      const v1 = versionOnDisk(policyFile, CLI_BUILTIN_PLUGINS);
       proc.kill('SIGHUP');
       const reloaded = await waitFor('the "policy reloaded" log line', () => logs.find((l) => l.message === 'policy reloaded'));
       assert.equal(reloaded.trigger, 'signal');

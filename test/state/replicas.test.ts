@@ -368,13 +368,19 @@ describe('deploy/: the container and the Kubernetes example', () => {
     }
   });
 
-  test('the Dockerfile copies what exists, and tsx, which runs the TypeScript, is a runtime dependency', () => {
+  test('the Dockerfile copies what exists, and tsx, which loads a team\'s .ts plugin, is a runtime dependency', () => {
     const dockerfile = readFileSync(path.join(REPO, 'Dockerfile'), 'utf8');
     assert.match(dockerfile, /^FROM node:20-slim$/m);
     assert.match(dockerfile, /npm ci --omit=dev/);
     assert.match(dockerfile, /^USER node$/m);
     assert.match(dockerfile, /HEALTHCHECK[\s\S]*\/healthz/);
-    for (const [, from] of dockerfile.matchAll(/^COPY (\S+) /gm)) assert.ok(existsSync(path.join(REPO, from)), `COPY ${from}`);
+    for (const [, from] of dockerfile.matchAll(/^COPY (?!--from=)(\S+) /gm)) assert.ok(existsSync(path.join(REPO, from)), `COPY ${from}`);
+    // What the build stage makes at /app is what `npm test` built here (dist/).
+    const stages = [...dockerfile.matchAll(/^FROM \S+ AS (\S+)$/gm)].map(([, stage]) => stage);
+    for (const [, stage, from] of dockerfile.matchAll(/^COPY --from=(\S+) \/app\/(\S+) /gm)) {
+      assert.ok(stages.includes(stage), `COPY --from=${stage}: no such stage`);
+      assert.ok(existsSync(path.join(REPO, from)), `COPY --from=${stage} /app/${from}`);
+    }
     const pkg = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
     assert.ok(pkg.dependencies.tsx, 'tsx must stay in dependencies: npm ci --omit=dev leaves devDependencies out of the image');
   });

@@ -1,7 +1,8 @@
 // Small helpers for tests that talk to the gateway with the official openai SDK: the
 // error a call rejects with, and a stream read to the end.
 import assert from 'node:assert/strict';
-import OpenAI, { APIError } from 'openai';
+import type OpenAI from 'openai';
+import { APIError } from 'openai';
 
 /** The APIError a call rejects with; fails the test when it does not reject. */
 export async function apiError(promise: Promise<unknown>): Promise<APIError> {

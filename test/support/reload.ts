@@ -35,8 +35,8 @@ export async function adminReload(url: string): Promise<{ http: number; body: Re
 }
 
 /** The version the gateway will report for the policy now on disk. */
-export function versionOnDisk(file: string): string {
-  const version = policyFingerprint(file, {});
+export function versionOnDisk(file: string, builtinPluginRoot?: string): string {
+  const version = policyFingerprint(file, { builtinPluginRoot });
   assert.ok(version, `policy ${file} should be readable`);
   return version;
 }

@@ -42,13 +42,11 @@ import {
   type CallOptions,
   type CancellationEvents,
   type ChatChunk,
-  type ChatRequest,
   type OptionsFrom,
   type OptionIssue,
   type Provider,
   type ProviderModule,
 } from 'tiergate/plugin';
-import { unnamed } from '../../../src/common/unnamed.ts';
 
 const optionsSchema = {
   type: 'object',
@@ -162,13 +160,13 @@ export default {
         let parseFailure: Error | null = null;
         const parser = createParser({
           maxBufferSize: MAX_EVENT_CHARS,
-          onEvent: unnamed((event: EventSourceMessage) => {
+          onEvent: (event: EventSourceMessage) => {
             events.push(event);
-          }),
-          onError: unnamed((err: Error & { type?: string }) => {
+          },
+          onError: (err: Error & { type?: string }) => {
             // Unknown fields are allowed by the SSE format; only an overlong event stops the stream.
             if (err.type === 'max-buffer-size-exceeded') parseFailure = err;
-          }),
+          },
         });
         const pieces = new BodyPump(response);
         let count = 0;

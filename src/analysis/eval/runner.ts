@@ -52,7 +52,6 @@ import {
   baselines as baselineMetrics,
   cpt,
   gatePrecisionRecall,
-  equalCostMix,
   pgr,
   pgrRefusal,
   summarize,

@@ -224,7 +224,7 @@ export function messageId(): string {
 }
 
 /** A chat.completion → an Anthropic message. */
-export function toAnthropicMessage(completion: unknown, requestedModel: string, stopSequences: readonly string[] = [], id = messageId()): Json {
+export function toAnthropicMessage(completion: unknown, requestedModel: string, _stopSequences: readonly string[] = [], id = messageId()): Json {
   const c = isRecord(completion) ? completion : {};
   const choice = Array.isArray(c.choices) && isRecord(c.choices[0]) ? c.choices[0] : {};
   const message = isRecord(choice.message) ? choice.message : {};

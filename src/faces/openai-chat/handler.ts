@@ -13,7 +13,6 @@ import { ChatExchange, type PipelineServices } from '../../pipeline/exchange.ts'
 import type { Execution } from '../../pipeline/execution-context.ts';
 import type { ChunkSink } from '../../pipeline/stream.ts';
 import { clientResult, replayedChunks } from '../../pipeline/wire.ts';
-import { unnamed } from '../../common/unnamed.ts';
 import { authenticate, authorizeChatTarget, refuseApiCall, type GatewayKey } from '../auth.ts';
 import { readBody } from '../read-body.ts';
 import { drained, lastResort, sendError, sendJson } from '../respond.ts';
@@ -58,9 +57,9 @@ export function chatDoor(manager: RuntimeManager, services: PipelineServices): (
 export async function handleChatCompletion(runtime: Runtime, req: http.IncomingMessage, res: http.ServerResponse, services: PipelineServices, caller: GatewayKey | undefined): Promise<void> {
   const exchange = new ChatExchange(runtime, services, caller?.name);
   const client = exchange.client;
-  const onClose = unnamed(() => {
+  const onClose = () => {
     if (!res.writableFinished) client.abort(new ClientGone());
-  });
+  };
   res.on('close', onClose);
   let sink: EventStreamSink | null = null;
   try {
