@@ -25,14 +25,21 @@ import { estimateMessagesTokens } from '../src/plugin-sdk/tokens.ts';
 import { mulberry32 } from '../src/common/random.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { values } = parseArgs({ options: { data: { type: 'string', default: path.resolve(REPO, '../shared/data/routellm_gpt4_vs_mixtral.jsonl') }, out: { type: 'string', default: path.join(REPO, 'docs/bandit-regret.md') } } });
+const { values } = parseArgs({
+  options: {
+    data: { type: 'string', default: path.resolve(REPO, '../shared/data/routellm_gpt4_vs_mixtral.jsonl') },
+    out: { type: 'string', default: path.join(REPO, 'docs/bandit-regret.md') },
+  },
+});
 const dataFile = values.data!;
 if (!existsSync(dataFile)) {
   console.error(`skipped: ${dataFile} is absent (see ../shared/data/README.md)`);
   process.exit(0);
 }
 
-const policy = parseYaml(readFileSync(path.join(REPO, 'examples/routellm/gateway.yaml'), 'utf8')) as { models: Record<string, { upstream: string; price: { input_per_mtok: number; output_per_mtok: number } }> };
+const policy = parseYaml(readFileSync(path.join(REPO, 'examples/routellm/gateway.yaml'), 'utf8')) as {
+  models: Record<string, { upstream: string; price: { input_per_mtok: number; output_per_mtok: number } }>;
+};
 const ARMS = [
   { tier: 'small', model: 'mixtral' },
   { tier: 'large', model: 'gpt-4' },
@@ -59,7 +66,11 @@ const prepared: Prepared[] = rows.map((row: DatasetRow) => {
 });
 
 const silent = winston.createLogger({ transports: [new winston.transports.Console({ silent: true })] });
-const view: PolicyView = { models: new Map(), tiers: ARMS.map((a) => ({ name: a.tier, models: [a.model] })), featureNames: ['is_gsm8k', 'is_mt_bench', 'tokens_k'] };
+const view: PolicyView = {
+  models: new Map(),
+  tiers: ARMS.map((a) => ({ name: a.tier, models: [a.model] })),
+  featureNames: ['is_gsm8k', 'is_mt_bench', 'tokens_k'],
+};
 const ctx: PluginContext = {
   at: 'routes.qa.router',
   baseDir: REPO,
@@ -94,7 +105,16 @@ async function banditChooser(options: BanditOptions, lambda: number): Promise<Ch
       return ARMS.findIndex((a) => a.tier === decision.tier);
     },
     async learn(p, arm) {
-      await router.learn!({ route: 'qa', request_id: '', arm: ARMS[arm].tier, features: p.features, quality: p.score[arm], cost_usd: p.cost[arm], latency_ms: 0, source: 'gate' });
+      await router.learn!({
+        route: 'qa',
+        request_id: '',
+        arm: ARMS[arm].tier,
+        features: p.features,
+        quality: p.score[arm],
+        cost_usd: p.cost[arm],
+        latency_ms: 0,
+        source: 'gate',
+      });
     },
     dispose: () => router.dispose(),
   };
@@ -144,17 +164,34 @@ for (const lambda of LAMBDAS) {
   const totals = ARMS.map((_, arm) => prepared.reduce((s, p) => s + p.score[arm] - lambda * p.cost[arm] * 1000, 0));
   const bestFixed = ARMS[totals.indexOf(Math.max(...totals))];
   const runs: Run[] = [
-    await replay('ε-greedy (ε 0.1, α 0.3 — the seed), seed 1', await banditChooser({ algorithm: 'epsilon_greedy', epsilon: 0.1, alpha: 0.3, seed: 1 }, lambda), lambda),
-    await replay('ε-greedy (ε 0.05, α 0.02), seed 1', await banditChooser({ algorithm: 'epsilon_greedy', epsilon: 0.05, alpha: 0.02, seed: 1 }, lambda), lambda),
-    await replay('LinUCB (source, tokens_k; c 0.5)', await banditChooser({ algorithm: 'linucb', context_features: ['is_gsm8k', 'is_mt_bench', 'tokens_k'], ucb_width: 0.5 }, lambda), lambda),
+    await replay(
+      'ε-greedy (ε 0.1, α 0.3 — the seed), seed 1',
+      await banditChooser({ algorithm: 'epsilon_greedy', epsilon: 0.1, alpha: 0.3, seed: 1 }, lambda),
+      lambda,
+    ),
+    await replay(
+      'ε-greedy (ε 0.05, α 0.02), seed 1',
+      await banditChooser({ algorithm: 'epsilon_greedy', epsilon: 0.05, alpha: 0.02, seed: 1 }, lambda),
+      lambda,
+    ),
+    await replay(
+      'LinUCB (source, tokens_k; c 0.5)',
+      await banditChooser({ algorithm: 'linucb', context_features: ['is_gsm8k', 'is_mt_bench', 'tokens_k'], ucb_width: 0.5 }, lambda),
+      lambda,
+    ),
     await replay('always small (Mixtral)', fixedChooser(0), lambda),
     await replay('always large (GPT-4)', fixedChooser(1), lambda),
     await replay('random 50/50', fixedChooser('random'), lambda),
   ];
   const header = `| router | ${CHECKPOINTS.map((c) => `@${c}`).join(' | ')} | vs oracle @${n} | GPT-4 share | mean score | $ / 1k requests |`;
   const rule = `|---|${CHECKPOINTS.map(() => '---:').join('|')}|---:|---:|---:|---:|`;
-  const lines = runs.map((r) => `| ${r.name} | ${r.regretFixed.map((v) => v.toFixed(1)).join(' | ')} | ${r.regretOracle[r.regretOracle.length - 1].toFixed(1)} | ${(r.largeShare * 100).toFixed(1)} % | ${r.quality.toFixed(4)} | ${r.costPer1k.toFixed(3)} |`);
-  sections.push(`### λ = ${lambda}${lambda === 0 ? ' (quality only)' : ` (reward = score − ${lambda}·cost_usd·1000)`}\n\nBest fixed arm in hindsight: **${bestFixed.tier} (${bestFixed.model})**. Cumulative regret against it after the first N rows (negative = better than the best fixed arm):\n\n${header}\n${rule}\n${lines.join('\n')}`);
+  const lines = runs.map(
+    (r) =>
+      `| ${r.name} | ${r.regretFixed.map((v) => v.toFixed(1)).join(' | ')} | ${r.regretOracle[r.regretOracle.length - 1].toFixed(1)} | ${(r.largeShare * 100).toFixed(1)} % | ${r.quality.toFixed(4)} | ${r.costPer1k.toFixed(3)} |`,
+  );
+  sections.push(
+    `### λ = ${lambda}${lambda === 0 ? ' (quality only)' : ` (reward = score − ${lambda}·cost_usd·1000)`}\n\nBest fixed arm in hindsight: **${bestFixed.tier} (${bestFixed.model})**. Cumulative regret against it after the first N rows (negative = better than the best fixed arm):\n\n${header}\n${rule}\n${lines.join('\n')}`,
+  );
 }
 
 const meanCost = ARMS.map((_, a) => (prepared.reduce((s, p) => s + p.cost[a], 0) / n) * 1000);

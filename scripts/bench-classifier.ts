@@ -22,7 +22,11 @@ if (existsSync(data)) {
     if (row.split === 'test' && typeof row.prompt === 'string') prompts.push([{ role: 'user', content: row.prompt }]);
   }
 } else {
-  prompts = ['What is the capital of France?', 'Explain step by step why the sky is blue.', 'Write a Python function that reverses a list.\n```python\ndef rev(xs):\n    pass\n```'].map((c) => [{ role: 'user', content: c }]);
+  prompts = [
+    'What is the capital of France?',
+    'Explain step by step why the sky is blue.',
+    'Write a Python function that reverses a list.\n```python\ndef rev(xs):\n    pass\n```',
+  ].map((c) => [{ role: 'user', content: c }]);
 }
 const threshold = artifact.recommended_threshold;
 let sink = 0;
@@ -38,5 +42,9 @@ for (let r = 0; r < 5; r++) {
 times.sort((a, b) => a - b);
 const q = (x: number) => times[Math.min(times.length - 1, Math.floor(x * times.length))];
 const chars = prompts.map((p) => String(p[0].content).length).sort((a, b) => a - b);
-console.log(`classifier decision time over ${times.length} calls (${prompts.length} prompts, median ${chars[chars.length >> 1]} chars, model ${path.relative(root, modelFile)}):`);
-console.log(`  p50 ${q(0.5).toFixed(1)} µs   p90 ${q(0.9).toFixed(1)} µs   p99 ${q(0.99).toFixed(1)} µs   max ${times[times.length - 1].toFixed(1)} µs  (checksum ${sink})`);
+console.log(
+  `classifier decision time over ${times.length} calls (${prompts.length} prompts, median ${chars[chars.length >> 1]} chars, model ${path.relative(root, modelFile)}):`,
+);
+console.log(
+  `  p50 ${q(0.5).toFixed(1)} µs   p90 ${q(0.9).toFixed(1)} µs   p99 ${q(0.99).toFixed(1)} µs   max ${times[times.length - 1].toFixed(1)} µs  (checksum ${sink})`,
+);

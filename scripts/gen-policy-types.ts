@@ -75,7 +75,8 @@ export async function generatePolicyTypes(): Promise<string> {
   for (const [pointer, tsType] of Object.entries(TS_TYPES)) at(schema, pointer).tsType = tsType;
   requireDefaulted(schema);
   return compile(schema as JSONSchema, 'PolicyData', {
-    bannerComment: '// Generated from schemas/gateway.schema.json by `npm run gen:policy-types` (scripts/gen-policy-types.ts): do not edit.\n// The shape of a policy after schema validation, defaults filled in (the compiler reads this).',
+    bannerComment:
+      '// Generated from schemas/gateway.schema.json by `npm run gen:policy-types` (scripts/gen-policy-types.ts): do not edit.\n// The shape of a policy after schema validation, defaults filled in (the compiler reads this).',
     ignoreMinAndMaxItems: true,
     unknownAny: true,
     strictIndexSignatures: false,

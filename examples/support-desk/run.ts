@@ -36,7 +36,6 @@ export interface ScenarioResult {
   decisions: DecisionRecord[];
 }
 
-
 const ROUTINE: Array<[string, (n: number) => string]> = [
   ['order_status', (n) => `Where is my package? Order ${n}`],
   ['order_status', (n) => `Has my order ${n} shipped yet?`],
@@ -52,12 +51,23 @@ const ROUTINE: Array<[string, (n: number) => string]> = [
 // Filed under a routine category, but really a multi-part dispute: the rules send it to
 // the small tier, the small model's answer fails the gate, and it climbs.
 const HARD_ROUTINE: Array<[string, (n: number) => string]> = [
-  ['order_status', (n) => `My order ${n} came damaged, the replacement parcel got lost, and the courier claims I signed for it. Explain step by step what my legal options are, compare them, and calculate the refund I am owed for both parcels including shipping fees and the liability of each party.`],
-  ['billing', (n) => `I was charged three times for order ${n} after a failed payment, then a partial refund was reversed. Analyze each transaction step by step, derive what I actually owe, and justify whether the late fee is lawful under my contract.`],
+  [
+    'order_status',
+    (n) =>
+      `My order ${n} came damaged, the replacement parcel got lost, and the courier claims I signed for it. Explain step by step what my legal options are, compare them, and calculate the refund I am owed for both parcels including shipping fees and the liability of each party.`,
+  ],
+  [
+    'billing',
+    (n) =>
+      `I was charged three times for order ${n} after a failed payment, then a partial refund was reversed. Analyze each transaction step by step, derive what I actually owe, and justify whether the late fee is lawful under my contract.`,
+  ],
 ];
 
 const COMPLEX: Array<[string, (n: number) => string]> = [
-  ['legal', (n) => `Our contract for order ${n} says delivery within 5 days. It took 19. What liability do you accept, and can we claim damages for the lost sales?`],
+  [
+    'legal',
+    (n) => `Our contract for order ${n} says delivery within 5 days. It took 19. What liability do you accept, and can we claim damages for the lost sales?`,
+  ],
   ['complaint', () => 'This is the third time my delivery was late and nobody answers my emails. I want a full explanation and compensation.'],
   ['technical', () => 'Your API returns 500 errors when we create shipments with more than 50 parcels. Explain the cause and a workaround.'],
 ];
@@ -65,7 +75,7 @@ const COMPLEX: Array<[string, (n: number) => string]> = [
 /** A day of tickets: about 78 % routine, 7 % routine-looking but hard, 15 % complex. */
 export function tickets(count: number, seed = 7): Ticket[] {
   const next = mulberry32(seed);
-  const pick = <T,>(list: T[]) => list[Math.floor(next() * list.length)];
+  const pick = <T>(list: T[]) => list[Math.floor(next() * list.length)];
   const out: Ticket[] = [];
   for (let i = 0; i < count; i++) {
     const order = 10000 + Math.floor(next() * 90000);
@@ -78,9 +88,11 @@ export function tickets(count: number, seed = 7): Ticket[] {
 
 async function inBatches<T>(items: T[], width: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < items.length) await work(items[next++]);
-  }));
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < items.length) await work(items[next++]);
+    }),
+  );
 }
 
 /** Serves the example policy from a temporary copy, sends the tickets, reads the decision log. */
@@ -113,7 +125,10 @@ export async function runScenario(options: { tickets?: number; seed?: number; ti
   } finally {
     await gateway.close();
   }
-  const decisions = readFileSync(path.join(dir, 'logs', 'decisions.jsonl'), 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as DecisionRecord);
+  const decisions = readFileSync(path.join(dir, 'logs', 'decisions.jsonl'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as DecisionRecord);
   rmSync(dir, { recursive: true, force: true });
   const ok = decisions.filter((d) => d.status === 'ok');
   const costUsd = ok.reduce((sum, d) => sum + (d.cost_usd ?? 0), 0);
@@ -142,7 +157,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     [
       `Support desk: ${result.tickets} tickets through route "support" (rules router + quality gate, simulated models)`,
       '',
-      '                                        measured   the seed\'s team',
+      "                                        measured   the seed's team",
       `served by the small model (gpt-4o-mini)  ${pct(result.servedBySmall)}      75 %`,
       `net cost reduction vs always gpt-4o      ${pct(result.costReduction)}      68 %`,
       `escalation rate (gate caught, went up)   ${pct(result.escalationRate)}      25 % (every ticket tried mini first)`,

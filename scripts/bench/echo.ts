@@ -12,7 +12,9 @@ const ANSWER = {
   object: 'chat.completion',
   created: 1_700_000_000,
   model: 'bench-model',
-  choices: [{ index: 0, message: { role: 'assistant', content: 'Your parcel is in transit and should arrive tomorrow.' }, logprobs: null, finish_reason: 'stop' }],
+  choices: [
+    { index: 0, message: { role: 'assistant', content: 'Your parcel is in transit and should arrive tomorrow.' }, logprobs: null, finish_reason: 'stop' },
+  ],
   usage: { prompt_tokens: 12, completion_tokens: 9, total_tokens: 21 },
 };
 

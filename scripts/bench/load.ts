@@ -158,7 +158,14 @@ export async function measureTtfb(url: string, body: string, count: number): Pro
           const t0 = performance.now();
           let firstByte = Number.NaN;
           const req = http.request(
-            { host: target.hostname, port: target.port, path: target.pathname, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': payload.length } },
+            {
+              host: target.hostname,
+              port: target.port,
+              path: target.pathname,
+              method: 'POST',
+              agent,
+              headers: { 'content-type': 'application/json', 'content-length': payload.length },
+            },
             (res) => {
               if (res.statusCode !== 200) {
                 res.resume();

@@ -63,7 +63,8 @@ export function policyYaml(shape: PolicyShape, upstreamPort: number): string {
   ];
   for (let r = 1; r <= shape.routes; r++) {
     lines.push(`  route_${r}:`, '    router:', '      plugin: rules', '      rules:');
-    for (let i = 1; i < shape.rules; i++) lines.push(`        - { when: ${JSON.stringify(ruleCondition(i))}, tier: ${i % 2 ? 'large' : 'small'}, confidence: 0.9 }`);
+    for (let i = 1; i < shape.rules; i++)
+      lines.push(`        - { when: ${JSON.stringify(ruleCondition(i))}, tier: ${i % 2 ? 'large' : 'small'}, confidence: 0.9 }`);
     lines.push(`        - { when: "task_type = 'classification'", tier: small, confidence: 0.9, reason: classification is easy for small models }`);
     lines.push('    default: large');
   }

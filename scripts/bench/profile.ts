@@ -119,7 +119,17 @@ function locate(frame: CallFrame, root: string, cache: Map<string, string[]>): {
   if (!relative.startsWith('..')) {
     const line = absolute.endsWith('.ts') ? tsLineOf(absolute, functionName, cache) : frame.lineNumber + 1;
     const top = relative.split(path.sep)[0];
-    return { file: relative, group: top === 'src' || top === 'plugins' ? relative.split(path.sep).slice(0, top === 'plugins' ? 3 : 2).join('/') : relative, where: line ? `${relative}:${line}` : relative };
+    return {
+      file: relative,
+      group:
+        top === 'src' || top === 'plugins'
+          ? relative
+              .split(path.sep)
+              .slice(0, top === 'plugins' ? 3 : 2)
+              .join('/')
+          : relative,
+      where: line ? `${relative}:${line}` : relative,
+    };
   }
   return { file: absolute, group: absolute, where: `${absolute}:${frame.lineNumber + 1}` };
 }
@@ -201,7 +211,10 @@ export function summariseProfile(file: string, root: string, window: { fromEndUs
     groups.set(place.group, (groups.get(place.group) ?? 0) + us);
   }
   const ranked = (entries: Array<{ name: string; where: string; us: number }>): SelfTime[] =>
-    entries.sort((a, b) => b.us - a.us).slice(0, top).map((e) => ({ name: e.name, where: e.where, self_ms: e.us / 1000, share: busy > 0 ? e.us / busy : 0 }));
+    entries
+      .sort((a, b) => b.us - a.us)
+      .slice(0, top)
+      .map((e) => ({ name: e.name, where: e.where, self_ms: e.us / 1000, share: busy > 0 ? e.us / busy : 0 }));
   return {
     window_ms: (to - from) / 1000,
     busy_ms: busy / 1000,

@@ -52,7 +52,11 @@ export function setDisturbance(rounds: Record<TargetName, readonly Disturbable[]
 /** The `count` least disturbed round sets, in the order they ran; chosen by disturbance alone, never by result. */
 export function leastDisturbed(rounds: Record<TargetName, readonly Disturbable[]>, count: number): number[] {
   const sets = rounds.direct.map((_, set) => ({ set, disturbance: setDisturbance(rounds, set) }));
-  return sets.sort((a, b) => a.disturbance - b.disturbance || a.set - b.set).slice(0, count).map((s) => s.set).sort((a, b) => a - b);
+  return sets
+    .sort((a, b) => a.disturbance - b.disturbance || a.set - b.set)
+    .slice(0, count)
+    .map((s) => s.set)
+    .sort((a, b) => a - b);
 }
 
 /** Medians of each target over the round sets `used`. */

@@ -9,14 +9,18 @@ import http from 'node:http';
 const CREATED = 1_700_000_000;
 const USAGE = { prompt_tokens: 12, completion_tokens: 9, total_tokens: 21 };
 
-const COMPLETION = Buffer.from(JSON.stringify({
-  id: 'chatcmpl-bench',
-  object: 'chat.completion',
-  created: CREATED,
-  model: 'bench-model',
-  choices: [{ index: 0, message: { role: 'assistant', content: 'Your parcel is in transit and should arrive tomorrow.' }, logprobs: null, finish_reason: 'stop' }],
-  usage: USAGE,
-}));
+const COMPLETION = Buffer.from(
+  JSON.stringify({
+    id: 'chatcmpl-bench',
+    object: 'chat.completion',
+    created: CREATED,
+    model: 'bench-model',
+    choices: [
+      { index: 0, message: { role: 'assistant', content: 'Your parcel is in transit and should arrive tomorrow.' }, logprobs: null, finish_reason: 'stop' },
+    ],
+    usage: USAGE,
+  }),
+);
 
 function chunk(delta: Record<string, unknown>, finish: string | null, usage?: typeof USAGE): string {
   const choices = usage ? [] : [{ index: 0, delta, logprobs: null, finish_reason: finish }];

@@ -20,10 +20,7 @@ export interface CostQualityChartOptions {
  * as the random router's or a threshold sweep show as lines. Non-finite points are left
  * out. Resolves to the SVG markup.
  */
-export async function costQualitySvg(
-  series: Array<{ name: string; points: CurvePoint[] }>,
-  options: CostQualityChartOptions = {},
-): Promise<string> {
+export async function costQualitySvg(series: Array<{ name: string; points: CurvePoint[] }>, options: CostQualityChartOptions = {}): Promise<string> {
   const axis = options.x ?? 'cost';
   const values = series.flatMap((s) =>
     s.points

@@ -289,12 +289,7 @@ export function toCurvePoint(metrics: PolicyMetrics, label?: string): CurvePoint
  *   callers that pass one keep working. For one sampled realisation use
  *   randomPolicyResults().
  */
-export function baselines(
-  rows: RowOutcomes[],
-  qualityTarget: number,
-  policyCost: number,
-  seed?: number,
-): Record<BaselineName, PolicyMetrics & CurvePoint> {
+export function baselines(rows: RowOutcomes[], qualityTarget: number, policyCost: number, seed?: number): Record<BaselineName, PolicyMetrics & CurvePoint> {
   void seed;
   const withPoint = (label: BaselineName, metrics: PolicyMetrics): PolicyMetrics & CurvePoint => ({
     ...metrics,

@@ -172,13 +172,16 @@ function problemOf(value: unknown): string | null {
   if (typeof value.request_id !== 'string') return 'no request_id';
   if (typeof value.timestamp !== 'string' || Number.isNaN(Date.parse(value.timestamp))) return 'no valid timestamp';
   if (value.kind === 'shadow') {
-    if (typeof value.route !== 'string' || typeof value.served_model !== 'string' || typeof value.best_model !== 'string') return 'shadow line without route, served_model or best_model';
-    if (!finiteOrNull(value.served_quality) || !finiteOrNull(value.best_quality) || !finiteOrNull(value.shadow_cost_usd)) return 'shadow line with a non-numeric score or cost';
+    if (typeof value.route !== 'string' || typeof value.served_model !== 'string' || typeof value.best_model !== 'string')
+      return 'shadow line without route, served_model or best_model';
+    if (!finiteOrNull(value.served_quality) || !finiteOrNull(value.best_quality) || !finiteOrNull(value.shadow_cost_usd))
+      return 'shadow line with a non-numeric score or cost';
     return null;
   }
   if (value.kind !== undefined) return `unknown line kind ${JSON.stringify(value.kind)}`;
   if (value.status !== 'ok' && value.status !== 'error' && value.status !== 'client_closed') return 'no valid status';
-  if (!finiteOrNull(value.cost_usd ?? null) || !finiteOrNull(value.best_cost_usd ?? null) || !finiteOrNull(value.quality_score ?? null)) return 'non-numeric cost or quality';
+  if (!finiteOrNull(value.cost_usd ?? null) || !finiteOrNull(value.best_cost_usd ?? null) || !finiteOrNull(value.quality_score ?? null))
+    return 'non-numeric cost or quality';
   if (typeof value.latency_ms !== 'number' || !Number.isFinite(value.latency_ms)) return 'no latency_ms';
   if (value.attempts !== undefined && !Array.isArray(value.attempts)) return 'attempts is not a list';
   return null;
@@ -233,7 +236,13 @@ export async function readFeedback(file: string): Promise<FeedbackInput> {
     // A decision log holds feedback lines ({"kind":"feedback", request_id, score}) among
     // decision and shadow lines: the others are not feedback, and not bad either.
     if (isRecord(value) && (value.kind === 'shadow' || (value.kind === undefined && typeof value.status === 'string' && value.score === undefined))) return;
-    const reason = !isRecord(value) ? 'not a JSON object' : typeof value.request_id !== 'string' ? 'no request_id' : typeof value.score !== 'number' || !(value.score >= 0 && value.score <= 1) ? 'score is not a number from 0 to 1' : null;
+    const reason = !isRecord(value)
+      ? 'not a JSON object'
+      : typeof value.request_id !== 'string'
+        ? 'no request_id'
+        : typeof value.score !== 'number' || !(value.score >= 0 && value.score <= 1)
+          ? 'score is not a number from 0 to 1'
+          : null;
     if (reason || !isRecord(value)) {
       input.badLines++;
       if (input.badSamples.length < MAX_SAMPLES) input.badSamples.push({ file, line: n, reason: reason ?? 'not a JSON object' });
@@ -267,7 +276,9 @@ export function decisionLogOf(policyFile: string, data: unknown): string | null 
 
 export function policyHints(data: unknown): PolicyHints | null {
   if (!isRecord(data) || !Array.isArray(data.tiers)) return null;
-  const tiers = data.tiers.filter((t): t is { name: string; models: string[] } => isRecord(t) && typeof t.name === 'string' && Array.isArray(t.models)).map((t) => ({ name: t.name, models: t.models.filter((m) => typeof m === 'string') }));
+  const tiers = data.tiers
+    .filter((t): t is { name: string; models: string[] } => isRecord(t) && typeof t.name === 'string' && Array.isArray(t.models))
+    .map((t) => ({ name: t.name, models: t.models.filter((m) => typeof m === 'string') }));
   return { tiers };
 }
 
@@ -292,7 +303,10 @@ function met(headline: Headline, value: number | null): boolean | null {
  * Where each model sits on the ladder: as the lines themselves say (what happened, even
  * under an older policy), else as the policy says; the policy also gives the ladder's order.
  */
-function tierIndex(decisions: readonly DecisionRecord[], policy: PolicyHints | null | undefined): { tierOf: (model: string | null) => string | null; order: (kind: 'tier' | 'model') => Map<string, number> } {
+function tierIndex(
+  decisions: readonly DecisionRecord[],
+  policy: PolicyHints | null | undefined,
+): { tierOf: (model: string | null) => string | null; order: (kind: 'tier' | 'model') => Map<string, number> } {
   const tierOfModel = new Map<string, string>();
   const tierOrder = new Map<string, number>();
   const modelOrder = new Map<string, number>();
@@ -336,7 +350,14 @@ function windowLabel(start: number, windowMs: number): string {
   return `${iso.slice(0, 10)} ${iso.slice(11, 19)}Z`;
 }
 
-function metricsOf(key: string, decisions: readonly DecisionRecord[], shadowOf: Map<string, ShadowRecord>, feedback: FeedbackInput | null, tierOf: (model: string | null) => string | null, epsilon: number): GroupMetrics {
+function metricsOf(
+  key: string,
+  decisions: readonly DecisionRecord[],
+  shadowOf: Map<string, ShadowRecord>,
+  feedback: FeedbackInput | null,
+  tierOf: (model: string | null) => string | null,
+  epsilon: number,
+): GroupMetrics {
   const answered = decisions.filter((d) => d.status === 'ok');
   const priced = answered.filter((d) => d.cost_usd !== null && d.best_cost_usd !== null);
   const pricedCost = sum(priced.map((d) => d.cost_usd as number));
@@ -380,9 +401,16 @@ function metricsOf(key: string, decisions: readonly DecisionRecord[], shadowOf: 
     accuracy.value = (accuracy.passed_first * rightShare) / (accuracy.passed_first + accuracy.failed_first);
   }
 
-  const strong = answered.filter((d) => d.selected_model !== null && (d.selected_model === d.best_model || (d.tier !== null && d.tier === tierOf(d.best_model)))).length;
+  const strong = answered.filter(
+    (d) => d.selected_model !== null && (d.selected_model === d.best_model || (d.tier !== null && d.tier === tierOf(d.best_model))),
+  ).length;
   const latencies = answered.map((d) => d.latency_ms);
-  const feedbackMeans = feedback ? decisions.map((d) => feedback.scores.get(d.request_id)).filter((s): s is number[] => s !== undefined).map((s) => sum(s) / s.length) : [];
+  const feedbackMeans = feedback
+    ? decisions
+        .map((d) => feedback.scores.get(d.request_id))
+        .filter((s): s is number[] => s !== undefined)
+        .map((s) => sum(s) / s.length)
+    : [];
 
   const values: Record<Headline, number | null> = {
     cost_savings: bestCost > 0 ? 1 - pricedCost / bestCost : null,
@@ -460,7 +488,9 @@ export function buildReport(logs: LogInput, feedback: FeedbackInput | null, opti
       first_timestamp: times.length ? new Date(Math.min(...times)).toISOString() : null,
       last_timestamp: times.length ? new Date(Math.max(...times)).toISOString() : null,
     },
-    feedback: feedback ? { file: feedback.file, entries: feedback.entries, joined_requests: joined, bad_lines: feedback.badLines, bad_line_samples: feedback.badSamples } : null,
+    feedback: feedback
+      ? { file: feedback.file, entries: feedback.entries, joined_requests: joined, bad_lines: feedback.badLines, bad_line_samples: feedback.badSamples }
+      : null,
     targets: TARGETS,
     groups: keys.map((key) => metricsOf(key, groups.get(key) as DecisionRecord[], shadowOf, feedback, tierOf, options.epsilon)),
     total: metricsOf('all', inWindow, shadowOf, feedback, tierOf, options.epsilon),
@@ -512,7 +542,18 @@ function columns(report: Report): Columns {
       rows: all.map((g) => [g.key, String(g.requests), ...HEADLINES.map((h) => headlineCell(g, h))]),
     },
     detail: {
-      head: [by, 'errors', 'cost', 'always-best\ncost', 'served\nquality', 'strong-call\nshare', 'latency\np50 ms', 'latency\np95 ms', 'feedback', 'shadowed\n(cost)'],
+      head: [
+        by,
+        'errors',
+        'cost',
+        'always-best\ncost',
+        'served\nquality',
+        'strong-call\nshare',
+        'latency\np50 ms',
+        'latency\np95 ms',
+        'feedback',
+        'shadowed\n(cost)',
+      ],
       rows: all.map((g) => [
         g.key,
         String(g.errors) + (g.client_closed ? ` (+${g.client_closed} closed)` : ''),
@@ -543,10 +584,17 @@ function summaryLines(report: Report): string[] {
 function noteLines(report: Report): string[] {
   const i = report.input;
   const notes: string[] = [];
-  if (i.bad_lines) notes.push(`${i.bad_lines} bad line${i.bad_lines === 1 ? '' : 's'} skipped: ${i.bad_line_samples.map((b) => `${path.basename(b.file)}:${b.line} ${b.reason}`).join('; ')}${i.bad_lines > i.bad_line_samples.length ? '; …' : ''}`);
-  if (i.orphan_shadow_lines) notes.push(`${i.orphan_shadow_lines} shadow line${i.orphan_shadow_lines === 1 ? '' : 's'} without a decision line in these logs (not counted)`);
+  if (i.bad_lines)
+    notes.push(
+      `${i.bad_lines} bad line${i.bad_lines === 1 ? '' : 's'} skipped: ${i.bad_line_samples.map((b) => `${path.basename(b.file)}:${b.line} ${b.reason}`).join('; ')}${i.bad_lines > i.bad_line_samples.length ? '; …' : ''}`,
+    );
+  if (i.orphan_shadow_lines)
+    notes.push(`${i.orphan_shadow_lines} shadow line${i.orphan_shadow_lines === 1 ? '' : 's'} without a decision line in these logs (not counted)`);
   const f = report.feedback;
-  if (f) notes.push(`feedback ${path.basename(f.file)}: ${f.entries} score${f.entries === 1 ? '' : 's'}, ${f.joined_requests} request${f.joined_requests === 1 ? '' : 's'} joined, ${f.bad_lines} bad line${f.bad_lines === 1 ? '' : 's'}`);
+  if (f)
+    notes.push(
+      `feedback ${path.basename(f.file)}: ${f.entries} score${f.entries === 1 ? '' : 's'}, ${f.joined_requests} request${f.joined_requests === 1 ? '' : 's'} joined, ${f.bad_lines} bad line${f.bad_lines === 1 ? '' : 's'}`,
+    );
   notes.push(
     `quality retention = mean served / mean always-best gate score over shadowed requests (routes with shadow: {sample}); routing accuracy is estimated on requests first routed below the top tier: wrong when the first answer failed the gate, right when it passed and its shadow score ≥ best − ${report.epsilon}.`,
   );
@@ -566,7 +614,11 @@ export function renderTable(report: Report): string {
 
 function markdownTable(head: string[], rows: string[][]): string {
   const cell = (s: string) => s.replace(/\|/g, '\\|');
-  return [`| ${head.map((h) => cell(h.replace(/\n/g, ' '))).join(' | ')} |`, `| ${head.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`, ...rows.map((r) => `| ${r.map(cell).join(' | ')} |`)].join('\n');
+  return [
+    `| ${head.map((h) => cell(h.replace(/\n/g, ' '))).join(' | ')} |`,
+    `| ${head.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`,
+    ...rows.map((r) => `| ${r.map(cell).join(' | ')} |`),
+  ].join('\n');
 }
 
 export function renderMarkdown(report: Report): string {

@@ -7,7 +7,15 @@ import { redactSecrets } from './secrets.ts';
 export interface CatalogueEntry {
   status: number;
   /** OpenAI `error.type` for client-facing errors. */
-  type: 'invalid_request_error' | 'authentication_error' | 'permission_error' | 'not_found_error' | 'rate_limit_error' | 'api_error' | 'timeout_error' | 'config_error';
+  type:
+    | 'invalid_request_error'
+    | 'authentication_error'
+    | 'permission_error'
+    | 'not_found_error'
+    | 'rate_limit_error'
+    | 'api_error'
+    | 'timeout_error'
+    | 'config_error';
   template: string;
 }
 
@@ -16,7 +24,11 @@ export const ERRORS = {
   TG_ERR_CONFIG_READ: { status: 500, type: 'config_error', template: 'cannot read the policy file: {reason}' },
   TG_ERR_CONFIG_YAML: { status: 500, type: 'config_error', template: 'YAML syntax: {reason}' },
   TG_ERR_CONFIG_SCHEMA: { status: 500, type: 'config_error', template: '{reason}' },
-  TG_ERR_CONFIG_ENV_MISSING: { status: 500, type: 'config_error', template: 'environment variable {name} is not set and has no default (write ${{name}:-default} to give one)' },
+  TG_ERR_CONFIG_ENV_MISSING: {
+    status: 500,
+    type: 'config_error',
+    template: 'environment variable {name} is not set and has no default (write ${{name}:-default} to give one)',
+  },
   TG_ERR_CONFIG_REFERENCE: { status: 500, type: 'config_error', template: '{reason}' },
   TG_ERR_CONFIG_JSONATA: { status: 500, type: 'config_error', template: 'JSONata: {reason}' },
   TG_ERR_CONFIG_FEATURE_NAME: { status: 500, type: 'config_error', template: '{reason}' },
@@ -39,24 +51,73 @@ export const ERRORS = {
   TG_ERR_REQUEST_HTTP: { status: 400, type: 'invalid_request_error', template: 'malformed HTTP request ({reason})' },
   TG_ERR_REQUEST_HEADERS_TOO_LARGE: { status: 431, type: 'invalid_request_error', template: 'request headers are larger than the server accepts' },
   TG_ERR_REQUEST_TIMEOUT: { status: 408, type: 'invalid_request_error', template: 'the request did not arrive in time' },
-  TG_ERR_REQUEST_UNKNOWN_MODEL: { status: 404, type: 'not_found_error', template: 'model "{model}" is neither a route nor a model of this gateway; GET /v1/models lists them' },
+  TG_ERR_REQUEST_UNKNOWN_MODEL: {
+    status: 404,
+    type: 'not_found_error',
+    template: 'model "{model}" is neither a route nor a model of this gateway; GET /v1/models lists them',
+  },
   TG_ERR_FEEDBACK_INVALID: { status: 400, type: 'invalid_request_error', template: 'feedback: {reason}' },
-  TG_ERR_FEEDBACK_UNKNOWN: { status: 404, type: 'not_found_error', template: 'no recent decision has request_id "{request_id}" (unknown, or older than the last {capacity} decisions or {ttl_s} s)' },
-  TG_ERR_FEEDBACK_FORBIDDEN: { status: 403, type: 'permission_error', template: 'request_id "{request_id}" was not made with {key}: only the key that made a request may score it' },
-  TG_ERR_FEEDBACK_DUPLICATE: { status: 409, type: 'invalid_request_error', template: 'request_id "{request_id}" already has feedback (score {score}); a decision takes one score' },
-  TG_ERR_FEEDBACK_UNAVAILABLE: { status: 503, type: 'api_error', template: 'request_id "{request_id}" was not served by this replica and the shared decision store cannot be reached ({reason}); retry later' },
+  TG_ERR_FEEDBACK_UNKNOWN: {
+    status: 404,
+    type: 'not_found_error',
+    template: 'no recent decision has request_id "{request_id}" (unknown, or older than the last {capacity} decisions or {ttl_s} s)',
+  },
+  TG_ERR_FEEDBACK_FORBIDDEN: {
+    status: 403,
+    type: 'permission_error',
+    template: 'request_id "{request_id}" was not made with {key}: only the key that made a request may score it',
+  },
+  TG_ERR_FEEDBACK_DUPLICATE: {
+    status: 409,
+    type: 'invalid_request_error',
+    template: 'request_id "{request_id}" already has feedback (score {score}); a decision takes one score',
+  },
+  TG_ERR_FEEDBACK_UNAVAILABLE: {
+    status: 503,
+    type: 'api_error',
+    template: 'request_id "{request_id}" was not served by this replica and the shared decision store cannot be reached ({reason}); retry later',
+  },
   TG_ERR_NOT_FOUND: { status: 404, type: 'not_found_error', template: 'no such endpoint: {method} {path}' },
   // Gateway keys (server.auth). A key is named by its `name`, never by its value.
-  TG_ERR_AUTH_MISSING: { status: 401, type: 'authentication_error', template: 'missing API key: this gateway needs one of its keys, sent as Authorization: Bearer <key>' },
-  TG_ERR_AUTH_INVALID: { status: 401, type: 'authentication_error', template: 'invalid API key: it is not one of this gateway\'s keys' },
+  TG_ERR_AUTH_MISSING: {
+    status: 401,
+    type: 'authentication_error',
+    template: 'missing API key: this gateway needs one of its keys, sent as Authorization: Bearer <key>',
+  },
+  TG_ERR_AUTH_INVALID: { status: 401, type: 'authentication_error', template: "invalid API key: it is not one of this gateway's keys" },
   TG_ERR_AUTH_FORBIDDEN: { status: 403, type: 'permission_error', template: 'key "{key}" may not call {kind} "{name}"{hint}' },
-  TG_ERR_AUTH_ADMIN: { status: 401, type: 'authentication_error', template: '{path} needs the admin token (server.auth.admin_token), sent as Authorization: Bearer <token>' },
-  TG_ERR_AUTH_ADMIN_DISABLED: { status: 403, type: 'permission_error', template: '{path} is disabled: this gateway has API keys but no server.auth.admin_token' },
-  TG_ERR_AUTH_LOOPBACK_ONLY: { status: 403, type: 'permission_error', template: 'this gateway has no API keys (server.auth.keys) and serves loopback clients only' },
+  TG_ERR_AUTH_ADMIN: {
+    status: 401,
+    type: 'authentication_error',
+    template: '{path} needs the admin token (server.auth.admin_token), sent as Authorization: Bearer <token>',
+  },
+  TG_ERR_AUTH_ADMIN_DISABLED: {
+    status: 403,
+    type: 'permission_error',
+    template: '{path} is disabled: this gateway has API keys but no server.auth.admin_token',
+  },
+  TG_ERR_AUTH_LOOPBACK_ONLY: {
+    status: 403,
+    type: 'permission_error',
+    template: 'this gateway has no API keys (server.auth.keys) and serves loopback clients only',
+  },
   // Per-key limits (server.auth.keys[].limits); retry-after says when the window resets.
-  TG_ERR_LIMIT_REQUESTS: { status: 429, type: 'rate_limit_error', template: 'key "{key}" has made its {limit} requests {period} (limits.requests_per_{window}); the window resets in {retry_after_s} s' },
-  TG_ERR_LIMIT_SPEND: { status: 429, type: 'rate_limit_error', template: 'key "{key}" has spent ${spent} of its ${limit} budget {period} (limits.usd_per_{window}); the window resets in {retry_after_s} s' },
-  TG_ERR_LIMIT_UNAVAILABLE: { status: 503, type: 'api_error', template: 'key "{key}" has limits that cannot be checked now: Redis (state.redis) is unavailable and server.auth.limits_when_redis_down is reject; retry shortly' },
+  TG_ERR_LIMIT_REQUESTS: {
+    status: 429,
+    type: 'rate_limit_error',
+    template: 'key "{key}" has made its {limit} requests {period} (limits.requests_per_{window}); the window resets in {retry_after_s} s',
+  },
+  TG_ERR_LIMIT_SPEND: {
+    status: 429,
+    type: 'rate_limit_error',
+    template: 'key "{key}" has spent ${spent} of its ${limit} budget {period} (limits.usd_per_{window}); the window resets in {retry_after_s} s',
+  },
+  TG_ERR_LIMIT_UNAVAILABLE: {
+    status: 503,
+    type: 'api_error',
+    template:
+      'key "{key}" has limits that cannot be checked now: Redis (state.redis) is unavailable and server.auth.limits_when_redis_down is reject; retry shortly',
+  },
   // Routing and upstream errors.
   TG_ERR_ROUTING: { status: 500, type: 'api_error', template: 'routing failed: {reason}' },
   TG_ERR_EXPRESSION_LIMIT: { status: 500, type: 'api_error', template: 'expression stopped: {reason}' },
@@ -67,7 +128,11 @@ export const ERRORS = {
   TG_ERR_UPSTREAM_REPLY: { status: 502, type: 'api_error', template: 'upstream {model} sent a reply tiergate cannot read: {reason}' },
   TG_ERR_ALL_FAILED: { status: 502, type: 'api_error', template: 'every model tried failed: {summary}' },
   TG_ERR_UNAVAILABLE: { status: 503, type: 'api_error', template: '{reason}' },
-  TG_ERR_SHUTTING_DOWN: { status: 503, type: 'api_error', template: 'the gateway is shutting down and stopped this request after {timeout_ms} ms (server.shutdown_timeout_ms); send it again' },
+  TG_ERR_SHUTTING_DOWN: {
+    status: 503,
+    type: 'api_error',
+    template: 'the gateway is shutting down and stopped this request after {timeout_ms} ms (server.shutdown_timeout_ms); send it again',
+  },
   TG_ERR_INTERNAL: { status: 500, type: 'api_error', template: 'internal error: {reason}' },
   // `tiergate eval`: the recorded dataset and how the policy's models map onto it.
   TG_ERR_EVAL_DATA: { status: 500, type: 'config_error', template: 'dataset: {reason}' },
@@ -102,7 +167,11 @@ export class TiergateError extends Error {
   /** Sent as the retry-after header (seconds, rounded up) with the error. */
   readonly retryAfterMs?: number;
 
-  constructor(code: ErrorCode, params: Record<string, unknown> = {}, options: { location?: SourceLocation; param?: string; cause?: unknown; retryAfterMs?: number } = {}) {
+  constructor(
+    code: ErrorCode,
+    params: Record<string, unknown> = {},
+    options: { location?: SourceLocation; param?: string; cause?: unknown; retryAfterMs?: number } = {},
+  ) {
     const entry: CatalogueEntry = ERRORS[code];
     super(redactSecrets(fill(entry.template, params)), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'TiergateError';

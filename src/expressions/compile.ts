@@ -12,13 +12,71 @@ import type { ExpressionLimitsData } from '../policy/policy-data.ts';
 import { LinearRegExp, linearRegExpProblem } from '../plugin-sdk/linear-regex.ts';
 
 const BUILTIN_FUNCTIONS = new Set([
-  'sum', 'count', 'max', 'min', 'average', 'string', 'substring', 'substringBefore', 'substringAfter', 'lowercase',
-  'uppercase', 'length', 'trim', 'pad', 'match', 'contains', 'replace', 'split', 'join', 'formatNumber', 'formatBase',
-  'formatInteger', 'parseInteger', 'number', 'floor', 'ceil', 'round', 'abs', 'sqrt', 'power', 'random', 'boolean',
-  'not', 'map', 'zip', 'filter', 'single', 'reduce', 'sift', 'keys', 'lookup', 'append', 'exists', 'spread', 'merge',
-  'reverse', 'each', 'error', 'assert', 'type', 'sort', 'shuffle', 'distinct', 'base64encode', 'base64decode',
-  'encodeUrlComponent', 'encodeUrl', 'decodeUrlComponent', 'decodeUrl', 'eval', 'toMillis', 'fromMillis', 'clone',
-  'now', 'millis',
+  'sum',
+  'count',
+  'max',
+  'min',
+  'average',
+  'string',
+  'substring',
+  'substringBefore',
+  'substringAfter',
+  'lowercase',
+  'uppercase',
+  'length',
+  'trim',
+  'pad',
+  'match',
+  'contains',
+  'replace',
+  'split',
+  'join',
+  'formatNumber',
+  'formatBase',
+  'formatInteger',
+  'parseInteger',
+  'number',
+  'floor',
+  'ceil',
+  'round',
+  'abs',
+  'sqrt',
+  'power',
+  'random',
+  'boolean',
+  'not',
+  'map',
+  'zip',
+  'filter',
+  'single',
+  'reduce',
+  'sift',
+  'keys',
+  'lookup',
+  'append',
+  'exists',
+  'spread',
+  'merge',
+  'reverse',
+  'each',
+  'error',
+  'assert',
+  'type',
+  'sort',
+  'shuffle',
+  'distinct',
+  'base64encode',
+  'base64decode',
+  'encodeUrlComponent',
+  'encodeUrl',
+  'decodeUrlComponent',
+  'decodeUrl',
+  'eval',
+  'toMillis',
+  'fromMillis',
+  'clone',
+  'now',
+  'millis',
 ]);
 
 export interface ExpressionProblem {
@@ -46,7 +104,8 @@ function boundNames(ast: AstNode): Set<string> {
   const names = new Set<string>();
   walkAst(ast, (node) => {
     if (node.type === 'bind' && node.lhs && typeof (node.lhs as AstNode).value === 'string') names.add((node.lhs as AstNode).value as string);
-    if (node.type === 'lambda' && Array.isArray(node.arguments)) for (const a of node.arguments as AstNode[]) if (typeof a.value === 'string') names.add(a.value);
+    if (node.type === 'lambda' && Array.isArray(node.arguments))
+      for (const a of node.arguments as AstNode[]) if (typeof a.value === 'string') names.add(a.value);
   });
   return names;
 }
@@ -171,22 +230,32 @@ export function evaluateNow(expression: CompiledExpression, input: unknown): unk
  * Compiles a JSONata expression, or explains what is wrong with it. `location` (where
  * the expression is written in the policy) is given to the errors its evaluations throw.
  */
-export function compileExpression(source: string, options: { limits?: ExpressionLimits; location?: SourceLocation } = {}): { expression: CompiledExpression } | { problem: ExpressionProblem } {
+export function compileExpression(
+  source: string,
+  options: { limits?: ExpressionLimits; location?: SourceLocation } = {},
+): { expression: CompiledExpression } | { problem: ExpressionProblem } {
   const limits = options.limits ?? DEFAULT_EXPRESSION_LIMITS;
   const location = options.location;
   let compiled: ReturnType<typeof jsonata>;
   try {
     // Regex literals run on RE2, so that no pattern can backtrack past timeout_ms: a
     // match is one step, which the time limit cannot interrupt (src/plugin-sdk/linear-regex.ts).
-    compiled = jsonata(source, { timeout: limits.timeout_ms, stack: limits.max_depth, sequence: limits.max_sequence, RegexEngine: LinearRegExp as unknown as RegExpConstructor });
+    compiled = jsonata(source, {
+      timeout: limits.timeout_ms,
+      stack: limits.max_depth,
+      sequence: limits.max_sequence,
+      RegexEngine: LinearRegExp as unknown as RegExpConstructor,
+    });
   } catch (err) {
     const e = err as JsonataError;
     // JSONata's position is just after the offending token; at the end of the expression
     // (token "(end)") the problem is what is missing there, so point just past the text.
     const offset =
-      typeof e.position !== 'number' ? undefined
-      : e.token === '(end)' ? source.trimEnd().length
-      : Math.max(0, e.position - (e.token !== undefined && e.token !== null ? String(e.token).length : 1));
+      typeof e.position !== 'number'
+        ? undefined
+        : e.token === '(end)'
+          ? source.trimEnd().length
+          : Math.max(0, e.position - (e.token !== undefined && e.token !== null ? String(e.token).length : 1));
     return { problem: { message: e.message ?? String(err), offset } };
   }
   const ast = compiled.ast() as unknown as AstNode;
@@ -216,8 +285,13 @@ export function compileExpression(source: string, options: { limits?: Expression
         } catch (err) {
           const e = err as JsonataError;
           const limit = limitBreached(e.code, limits);
-          if (limit) throw new TiergateError('TG_ERR_EXPRESSION_LIMIT', { reason: location ? limit : `${JSON.stringify(source)} ${limit}` }, { cause: err, location });
-          throw new TiergateError('TG_ERR_ROUTING', { reason: `expression ${JSON.stringify(source)} failed: ${e.message ?? String(err)}` }, { cause: err, location });
+          if (limit)
+            throw new TiergateError('TG_ERR_EXPRESSION_LIMIT', { reason: location ? limit : `${JSON.stringify(source)} ${limit}` }, { cause: err, location });
+          throw new TiergateError(
+            'TG_ERR_ROUTING',
+            { reason: `expression ${JSON.stringify(source)} failed: ${e.message ?? String(err)}` },
+            { cause: err, location },
+          );
         }
       },
     },

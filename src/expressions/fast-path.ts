@@ -42,8 +42,10 @@ type Literal = string | number | boolean | null;
 
 function literalOf(node: Node): { value: Literal } | null {
   if (node.type === 'string' && typeof node.value === 'string' && onlyKeys(node, ['type', 'value', 'position'])) return { value: node.value };
-  if (node.type === 'number' && typeof node.value === 'number' && Number.isFinite(node.value) && onlyKeys(node, ['type', 'value', 'position'])) return { value: node.value };
-  if (node.type === 'value' && (node.value === true || node.value === false || node.value === null) && onlyKeys(node, ['type', 'value', 'position'])) return { value: node.value };
+  if (node.type === 'number' && typeof node.value === 'number' && Number.isFinite(node.value) && onlyKeys(node, ['type', 'value', 'position']))
+    return { value: node.value };
+  if (node.type === 'value' && (node.value === true || node.value === false || node.value === null) && onlyKeys(node, ['type', 'value', 'position']))
+    return { value: node.value };
   return null;
 }
 
@@ -83,7 +85,9 @@ function readPath(names: readonly string[]): FastExpression {
 
 /** A value this closure may compare: a primitive, or undefined. Objects are left to JSONata (deep equality, sequences). */
 function isPlain(value: unknown): boolean {
-  return value === undefined || value === null || typeof value === 'string' || typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value));
+  return (
+    value === undefined || value === null || typeof value === 'string' || typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value))
+  );
 }
 
 /** JSONata's boolize ($boolean, undefined as false) for plain values. */
@@ -142,7 +146,8 @@ function builtinCall(node: Node, name: 'not' | 'exists'): Node | null {
 export function compileFast(node: Node): FastExpression | null {
   if (node === null || typeof node !== 'object') return null;
   // Parentheses around one expression: a block whose value is that expression's.
-  if (node.type === 'block' && Array.isArray(node.expressions) && node.expressions.length === 1 && onlyKeys(node, ['type', 'value', 'position', 'expressions'])) return compileFast(node.expressions[0] as Node);
+  if (node.type === 'block' && Array.isArray(node.expressions) && node.expressions.length === 1 && onlyKeys(node, ['type', 'value', 'position', 'expressions']))
+    return compileFast(node.expressions[0] as Node);
   const simple = operand(node) ?? customCall(node);
   if (simple) {
     return (input) => {
@@ -202,7 +207,12 @@ export function compileFast(node: Node): FastExpression | null {
     let members: Literal[];
     const single = literalOf(rhsNode);
     if (single) members = [single.value];
-    else if (rhsNode.type === 'unary' && rhsNode.value === '[' && Array.isArray(rhsNode.expressions) && onlyKeys(rhsNode, ['type', 'value', 'position', 'expressions'])) {
+    else if (
+      rhsNode.type === 'unary' &&
+      rhsNode.value === '[' &&
+      Array.isArray(rhsNode.expressions) &&
+      onlyKeys(rhsNode, ['type', 'value', 'position', 'expressions'])
+    ) {
       const literals = (rhsNode.expressions as Node[]).map(literalOf);
       if (literals.some((l) => l === null)) return null;
       members = literals.map((l) => (l as { value: Literal }).value);

@@ -22,7 +22,8 @@ function messagesOf(focus: FunctionFocus): ChatMessage[] {
 
 function textOf(value: unknown): string {
   if (typeof value === 'string') return value;
-  if (Array.isArray(value)) return value.map((v) => (v && typeof v === 'object' && 'content' in v ? messageText((v as ChatMessage).content) : textOf(v))).join('\n');
+  if (Array.isArray(value))
+    return value.map((v) => (v && typeof v === 'object' && 'content' in v ? messageText((v as ChatMessage).content) : textOf(v))).join('\n');
   if (value === undefined || value === null) return '';
   return typeof value === 'object' ? JSON.stringify(value) : String(value);
 }
@@ -57,14 +58,19 @@ export const CUSTOM_FUNCTIONS: Record<string, CustomFunction> = {
     signature: '<:s>',
     help: 'text of the system (and developer) messages, joined',
     implementation(this: FunctionFocus) {
-      return messagesOf(this).filter((m) => m.role === 'system' || m.role === 'developer').map((m) => messageText(m.content)).join('\n');
+      return messagesOf(this)
+        .filter((m) => m.role === 'system' || m.role === 'developer')
+        .map((m) => messageText(m.content))
+        .join('\n');
     },
   },
   conversationText: {
     signature: '<:s>',
     help: 'text of every message, joined',
     implementation(this: FunctionFocus) {
-      return messagesOf(this).map((m) => messageText(m.content)).join('\n');
+      return messagesOf(this)
+        .map((m) => messageText(m.content))
+        .join('\n');
     },
   },
   containsAny: {

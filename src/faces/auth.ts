@@ -50,7 +50,11 @@ export class GatewayAuth {
   /** `data` is server.auth; partial, since a GatewayAuth is also made outside a validated policy (defaults not filled in). */
   constructor(data: Partial<AuthData> | undefined) {
     this.keys = (data?.keys ?? []).map((entry) => ({
-      key: Object.freeze({ name: entry.name, routes: entry.routes === '*' ? '*' : new Set(entry.routes), models: entry.models === undefined ? new Set<string>() : entry.models === '*' ? '*' : new Set(entry.models) }),
+      key: Object.freeze({
+        name: entry.name,
+        routes: entry.routes === '*' ? '*' : new Set(entry.routes),
+        models: entry.models === undefined ? new Set<string>() : entry.models === '*' ? '*' : new Set(entry.models),
+      }),
       digest: digest(entry.key),
     }));
     this.keyNames = Object.freeze(this.keys.map((k) => k.key.name));
@@ -242,15 +246,34 @@ export function authorizeTarget(key: GatewayKey | undefined, name: string, kind:
 }
 
 /** authorizeTarget for the name a chat body asks for (`model`), as a route or a model of the policy in force. */
-export function authorizeChatTarget(key: GatewayKey | undefined, policy: { readonly routes: ReadonlyMap<string, unknown>; readonly models: ReadonlyMap<string, unknown> }, name: string): void {
+export function authorizeChatTarget(
+  key: GatewayKey | undefined,
+  policy: { readonly routes: ReadonlyMap<string, unknown>; readonly models: ReadonlyMap<string, unknown> },
+  name: string,
+): void {
   if (key) authorizeTarget(key, name, policy.routes.has(name) ? 'route' : policy.models.has(name) ? 'model' : null);
 }
 
 /** One start-up line on who may call the gateway. */
 export function describeAuth(auth: GatewayAuth, host: string): { level: 'info' | 'warn'; message: string } {
   const scraper = auth.hasMetricsToken ? ' (/metrics also takes the metrics token)' : '';
-  const admin = auth.hasAdminToken ? `the admin endpoints (/admin, /metrics, /dashboard) need the admin token${scraper}` : auth.hasKeys ? `the admin endpoints (/admin, /metrics, /dashboard) are disabled: no server.auth.admin_token${scraper}` : null;
-  if (auth.hasKeys) return { level: 'info', message: `auth: ${auth.keyNames.length} gateway key${auth.keyNames.length === 1 ? '' : 's'} (${auth.keyNames.join(', ')}); ${admin}` };
-  if (auth.allowUnauthenticated) return { level: 'warn', message: `auth: none (server.auth.allow_unauthenticated): every client that reaches ${host} may call the gateway${admin ? `; ${admin}` : ' and its admin endpoints'}; authentication must happen in front of tiergate` };
-  return { level: 'info', message: `auth: no gateway keys (server.auth.keys), so tiergate serves loopback clients only, on ${host}${admin ? `; ${admin}` : ''}; add keys to serve the network` };
+  const admin = auth.hasAdminToken
+    ? `the admin endpoints (/admin, /metrics, /dashboard) need the admin token${scraper}`
+    : auth.hasKeys
+      ? `the admin endpoints (/admin, /metrics, /dashboard) are disabled: no server.auth.admin_token${scraper}`
+      : null;
+  if (auth.hasKeys)
+    return {
+      level: 'info',
+      message: `auth: ${auth.keyNames.length} gateway key${auth.keyNames.length === 1 ? '' : 's'} (${auth.keyNames.join(', ')}); ${admin}`,
+    };
+  if (auth.allowUnauthenticated)
+    return {
+      level: 'warn',
+      message: `auth: none (server.auth.allow_unauthenticated): every client that reaches ${host} may call the gateway${admin ? `; ${admin}` : ' and its admin endpoints'}; authentication must happen in front of tiergate`,
+    };
+  return {
+    level: 'info',
+    message: `auth: no gateway keys (server.auth.keys), so tiergate serves loopback clients only, on ${host}${admin ? `; ${admin}` : ''}; add keys to serve the network`,
+  };
 }

@@ -12,17 +12,25 @@ export function feedbackRouter(learning: Learning, current: () => Runtime): expr
   const router = express.Router();
   router.post('/v1/feedback', express.json({ limit: '16kb' }), async (req: Request, res: Response) => {
     const body = req.body as unknown;
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new TiergateError('TG_ERR_FEEDBACK_INVALID', { reason: 'the body must be a JSON object {request_id, score}' });
+    if (typeof body !== 'object' || body === null || Array.isArray(body))
+      throw new TiergateError('TG_ERR_FEEDBACK_INVALID', { reason: 'the body must be a JSON object {request_id, score}' });
     const { request_id: requestId, score } = body as Record<string, unknown>;
-    if (typeof requestId !== 'string' || requestId === '') throw new TiergateError('TG_ERR_FEEDBACK_INVALID', { reason: 'request_id must be a non-empty string (the x-tiergate-decision-id header of the answer)' }, { param: 'request_id' });
-    if (typeof score !== 'number' || !(score >= 0 && score <= 1)) throw new TiergateError('TG_ERR_FEEDBACK_INVALID', { reason: 'score must be a number in [0, 1]' }, { param: 'score' });
+    if (typeof requestId !== 'string' || requestId === '')
+      throw new TiergateError(
+        'TG_ERR_FEEDBACK_INVALID',
+        { reason: 'request_id must be a non-empty string (the x-tiergate-decision-id header of the answer)' },
+        { param: 'request_id' },
+      );
+    if (typeof score !== 'number' || !(score >= 0 && score <= 1))
+      throw new TiergateError('TG_ERR_FEEDBACK_INVALID', { reason: 'score must be a number in [0, 1]' }, { param: 'score' });
     const taken = await learning.feedback(current(), requestId, score, callerOf(res)?.name ?? null);
     res.json({ object: 'feedback', ...taken });
   });
   router.use('/v1/feedback', (err: unknown, _req: Request, res: Response, next: NextFunction) => {
     if (err instanceof TiergateError) return sendError(res, err);
     const e = err as { type?: string; message?: string };
-    if (e.type === 'entity.parse.failed' || e.type === 'entity.too.large') return sendError(res, new TiergateError('TG_ERR_FEEDBACK_INVALID', { reason: e.message ?? 'unreadable body' }));
+    if (e.type === 'entity.parse.failed' || e.type === 'entity.too.large')
+      return sendError(res, new TiergateError('TG_ERR_FEEDBACK_INVALID', { reason: e.message ?? 'unreadable body' }));
     next(err);
   });
   return router;

@@ -12,8 +12,24 @@ export function modelsRouter(manager: RuntimeManager): express.Router {
     const created = Math.floor(runtime.loadedAt.getTime() / 1000);
     const caller = callerOf(res);
     const data = [
-      ...[...runtime.routes.values()].filter((route) => !caller || mayCall(caller.routes, route.name)).map((route) => ({ id: route.name, object: 'model', created, owned_by: 'tiergate', tiergate: { kind: 'route', router: route.routerPlugin, description: route.description ?? null } })),
-      ...[...runtime.models.values()].filter((model) => !caller || mayCall(caller.models, model.spec.name)).map((model) => ({ id: model.spec.name, object: 'model', created, owned_by: model.spec.provider, tiergate: { kind: 'model', tier: model.tier === null ? null : runtime.tiers[model.tier].name, provider_plugin: model.providerPlugin } })),
+      ...[...runtime.routes.values()]
+        .filter((route) => !caller || mayCall(caller.routes, route.name))
+        .map((route) => ({
+          id: route.name,
+          object: 'model',
+          created,
+          owned_by: 'tiergate',
+          tiergate: { kind: 'route', router: route.routerPlugin, description: route.description ?? null },
+        })),
+      ...[...runtime.models.values()]
+        .filter((model) => !caller || mayCall(caller.models, model.spec.name))
+        .map((model) => ({
+          id: model.spec.name,
+          object: 'model',
+          created,
+          owned_by: model.spec.provider,
+          tiergate: { kind: 'model', tier: model.tier === null ? null : runtime.tiers[model.tier].name, provider_plugin: model.providerPlugin },
+        })),
     ];
     res.json({ object: 'list', data });
   });

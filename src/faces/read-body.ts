@@ -64,7 +64,8 @@ function readJsonBody(req: http.IncomingMessage, limitBytes: number, limit: stri
     };
     const onEnd = () => {
       cleanup();
-      if (length !== null && received !== length) return reject(new TiergateError('TG_ERR_REQUEST_INVALID', { reason: 'request size did not match content length' }));
+      if (length !== null && received !== length)
+        return reject(new TiergateError('TG_ERR_REQUEST_INVALID', { reason: 'request size did not match content length' }));
       let text = (parts.length === 1 ? parts[0] : Buffer.concat(parts)).toString('utf8');
       if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
       if (text.length === 0) return resolve({});

@@ -110,16 +110,27 @@ function answerMalformedRequest(err: NodeJS.ErrnoException, socket: Duplex): voi
     return;
   }
   const error =
-    err.code === 'HPE_HEADER_OVERFLOW' ? new TiergateError('TG_ERR_REQUEST_HEADERS_TOO_LARGE')
-    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new TiergateError('TG_ERR_REQUEST_TIMEOUT')
-    : new TiergateError('TG_ERR_REQUEST_HTTP', { reason: err.code ?? 'unreadable' });
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? new TiergateError('TG_ERR_REQUEST_HEADERS_TOO_LARGE')
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new TiergateError('TG_ERR_REQUEST_TIMEOUT')
+        : new TiergateError('TG_ERR_REQUEST_HTTP', { reason: err.code ?? 'unreadable' });
   const body = JSON.stringify(error.toOpenAI());
-  socket.end(`HTTP/1.1 ${error.status} ${http.STATUS_CODES[error.status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  socket.end(
+    `HTTP/1.1 ${error.status} ${http.STATUS_CODES[error.status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const logger = options.logger ?? createLogger();
-  const managerOptions: ManagerOptions = { logger, mode: 'serve', debounceMs: options.debounceMs, env: options.env, builtinPluginRoot: options.builtinPluginRoot, listenHost: options.host };
+  const managerOptions: ManagerOptions = {
+    logger,
+    mode: 'serve',
+    debounceMs: options.debounceMs,
+    env: options.env,
+    builtinPluginRoot: options.builtinPluginRoot,
+    listenHost: options.host,
+  };
   const manager = await RuntimeManager.start(options.configFile, managerOptions);
   const state = { shuttingDown: false };
   // Metrics and the dashboard see the gateway only through decision records and reload results.
@@ -128,11 +139,28 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // Learning routers (a bandit) get each outcome: the gate's score now, POST /v1/feedback later.
   const learning = new Learning(logger);
   // Per-key spend limits add each request's cost once it is known.
-  const observers = new Set<DecisionObserver>([(record) => metrics.observe(record), (record) => dashboard.observe(record), (record, runtime) => learning.observe(record, runtime), (record, runtime) => runtime.limits.observe(record)]);
+  const observers = new Set<DecisionObserver>([
+    (record) => metrics.observe(record),
+    (record) => dashboard.observe(record),
+    (record, runtime) => learning.observe(record, runtime),
+    (record, runtime) => runtime.limits.observe(record),
+  ]);
   manager.onReload((result) => metrics.reloaded(result));
   const inFlight = new InFlightRequests();
   const pipeline: PipelineServices = { logger, observers, inFlight };
-  const app = createApp(manager, logger, [modelsRouter(manager), feedbackRouter(learning, () => manager.runtime), healthRouter(manager, state), adminRouter(manager), metricsRouter(metrics), dashboardRouter(dashboard, manager)], messagesRouter(manager, pipeline));
+  const app = createApp(
+    manager,
+    logger,
+    [
+      modelsRouter(manager),
+      feedbackRouter(learning, () => manager.runtime),
+      healthRouter(manager, state),
+      adminRouter(manager),
+      metricsRouter(metrics),
+      dashboardRouter(dashboard, manager),
+    ],
+    messagesRouter(manager, pipeline),
+  );
   const server = http.createServer(createHandler(chatDoor(manager, pipeline), app));
   server.on('clientError', answerMalformedRequest);
   // Long generations stream for minutes; Node's default request timeout would cut them.

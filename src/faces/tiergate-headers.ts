@@ -22,7 +22,16 @@ export const HEADER = {
  * takes: an answer's whole header block goes out in one writeHead call (sendJson, an
  * event stream's start).
  */
-export function tiergateHeaders(exchange: ChatExchange, model: string, tier: string | null, simulated: boolean, gate: DecisionRecord['gate'], escalations: number, quality: number | null, speculated: boolean): string[] {
+export function tiergateHeaders(
+  exchange: ChatExchange,
+  model: string,
+  tier: string | null,
+  simulated: boolean,
+  gate: DecisionRecord['gate'],
+  escalations: number,
+  quality: number | null,
+  speculated: boolean,
+): string[] {
   const headers: string[] = [];
   const route = exchange.routeName;
   if (route !== null) headers.push(HEADER.route, route);
@@ -39,7 +48,16 @@ export function tiergateHeaders(exchange: ChatExchange, model: string, tier: str
 /** The headers of a complete answer. */
 export function answerHeaders(exchange: ChatExchange, executed: Execution): string[] {
   const { answer } = executed;
-  return tiergateHeaders(exchange, answer.model.spec.name, answer.tier, answer.simulated, executed.gate, executed.escalations, executed.qualityScore, executed.speculated);
+  return tiergateHeaders(
+    exchange,
+    answer.model.spec.name,
+    answer.tier,
+    answer.simulated,
+    executed.gate,
+    executed.escalations,
+    executed.qualityScore,
+    executed.speculated,
+  );
 }
 
 /** The headers of a stream read through: the gate, if any, judges it only after it has been sent. */

@@ -182,7 +182,11 @@ export class DecisionLog {
     }
     if (settings.console) transports.push(new winston.transports.Console());
     this.logger = transports.length
-      ? winston.createLogger({ level: 'info', format: winston.format.printf((info) => JSON.stringify((info as unknown as Record<symbol, unknown>)[RECORD])), transports })
+      ? winston.createLogger({
+          level: 'info',
+          format: winston.format.printf((info) => JSON.stringify((info as unknown as Record<symbol, unknown>)[RECORD])),
+          transports,
+        })
       : null;
     // winston re-emits a transport's error on the logger, where nobody listening means a crash.
     this.logger?.on('error', onError);

@@ -23,13 +23,15 @@ const redact = winston.format((info) => {
 });
 
 export function createLogger(options: { level?: LogLevel; format?: LogFormat } = {}): winston.Logger {
-  const level = options.level ?? ((process.env.TIERGATE_LOG_LEVEL as LogLevel | undefined) ?? 'info');
-  const format = options.format ?? ((process.env.TIERGATE_LOG_FORMAT as LogFormat | undefined) ?? 'auto');
+  const level = options.level ?? (process.env.TIERGATE_LOG_LEVEL as LogLevel | undefined) ?? 'info';
+  const format = options.format ?? (process.env.TIERGATE_LOG_FORMAT as LogFormat | undefined) ?? 'auto';
   const usePretty = format === 'pretty' || (format === 'auto' && process.stderr.isTTY === true);
   return winston.createLogger({
     level: level === 'silent' ? 'error' : level,
     silent: level === 'silent',
-    format: usePretty ? winston.format.combine(redact(), winston.format.timestamp(), pretty) : winston.format.combine(redact(), winston.format.timestamp(), winston.format.json()),
+    format: usePretty
+      ? winston.format.combine(redact(), winston.format.timestamp(), pretty)
+      : winston.format.combine(redact(), winston.format.timestamp(), winston.format.json()),
     // Operational logs go to stderr so stdout stays free for decision lines.
     transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'debug'] })],
   });

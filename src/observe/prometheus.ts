@@ -173,7 +173,7 @@ export class GatewayMetrics {
     });
     this.bestCost = new Counter({
       name: 'tiergate_best_cost_usd_total',
-      help: 'What the answered requests would have cost on the route\'s always-best model, in USD. Savings: 1 - cost / best cost.',
+      help: "What the answered requests would have cost on the route's always-best model, in USD. Savings: 1 - cost / best cost.",
       ...batched(this.pending.bestCost),
       registers,
     });
@@ -247,7 +247,8 @@ export class GatewayMetrics {
     const route = label(record.route);
     this.pending.requests.add(1, route, label(record.selected_model), label(record.tier), record.status, record.gate);
     this.duration.observe({ route }, record.latency_ms / 1000);
-    if (record.upstream_latency_ms !== null && record.selected_model) this.upstreamDuration.observe({ model: record.selected_model }, record.upstream_latency_ms / 1000);
+    if (record.upstream_latency_ms !== null && record.selected_model)
+      this.upstreamDuration.observe({ model: record.selected_model }, record.upstream_latency_ms / 1000);
     if (record.routed_model !== null) this.pending.decisions.add(1, route, label(record.routed_tier), record.routed_model);
     if (record.routing_error) this.pending.routingErrors.add(1, route, record.routing_error);
     for (const attempt of record.attempts) {

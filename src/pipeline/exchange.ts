@@ -80,7 +80,8 @@ export class ChatExchange {
     if (runtime.limits.has(callerName)) await runtime.limits.admit(callerName);
     const routed = await routeRequest(runtime, body, requestView(body, headers, runtime.server.headerAllowlist));
     this.routed = routed;
-    if (routed.reason.startsWith('routing error')) this.services.logger.warn('routing failed; route default applied', { request_id: this.requestId, route: routed.route?.name, reason: routed.reason });
+    if (routed.reason.startsWith('routing error'))
+      this.services.logger.warn('routing failed; route default applied', { request_id: this.requestId, route: routed.route?.name, reason: routed.reason });
     const ctx: ExecutionContext = { runtime, routed, body, client: this.client, startedAt: this.startedAt, attempts: this.attempts };
     this.context = ctx;
     const gate = routed.route?.gate ?? null;
@@ -127,7 +128,8 @@ export class ChatExchange {
     const clientClosed = stopped === null && (err instanceof ClientGone || this.client.aborted);
     const error = stopped ?? (err instanceof TiergateError ? err : new TiergateError('TG_ERR_INTERNAL', { reason: errorMessage(err) }, { cause: err }));
     // A stop at shutdown is logged once, by the shutdown, not per request.
-    if (!clientClosed && error.status >= 500 && !stopped) this.services.logger.error('chat completion failed', { request_id: this.requestId, code: error.code, error: error.message });
+    if (!clientClosed && error.status >= 500 && !stopped)
+      this.services.logger.error('chat completion failed', { request_id: this.requestId, code: error.code, error: error.message });
     this.finish({ status: clientClosed ? 'client_closed' : 'error', attempts: this.attempts, errorCode: clientClosed ? undefined : error.code });
     return clientClosed ? null : error;
   }

@@ -131,7 +131,8 @@ export async function execute(ctx: ExecutionContext): Promise<Execution> {
 
   // Step 3: the route's fallback, unless the ladder already tried it.
   const fallbackTier = tierOfTarget(runtime, route.fallback);
-  const fallbackTried = route.fallback.kind === 'tier' ? tried.has(route.fallback.tier) : attempts.some((a) => a.model === (route.fallback as { model: string }).model);
+  const fallbackTried =
+    route.fallback.kind === 'tier' ? tried.has(route.fallback.tier) : attempts.some((a) => a.model === (route.fallback as { model: string }).model);
   if (!fallbackTried) {
     const answer = await attemptTier(resolveTarget(runtime, route.fallback), 'fallback');
     if (answer) {

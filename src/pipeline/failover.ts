@@ -26,7 +26,8 @@ export function upstreamError(err: unknown, model: ModelRuntime, deadline: CallD
     case 'http':
       if (err.status === 429) return new TiergateError('TG_ERR_UPSTREAM_RATE_LIMITED', { model: name, reason: err.message }, { cause: err });
       // The upstream judged the request itself bad: the client can fix that, so say so.
-      if (err.status === 400 || err.status === 404 || err.status === 413 || err.status === 422) return new TiergateError('TG_ERR_UPSTREAM_REJECTED', { model: name, status: err.status, reason: err.message }, { cause: err });
+      if (err.status === 400 || err.status === 404 || err.status === 413 || err.status === 422)
+        return new TiergateError('TG_ERR_UPSTREAM_REJECTED', { model: name, status: err.status, reason: err.message }, { cause: err });
       return new TiergateError('TG_ERR_UPSTREAM', { model: name, reason: err.message }, { cause: err });
     default:
       return new TiergateError('TG_ERR_UPSTREAM', { model: name, reason: err.message }, { cause: err });
@@ -35,7 +36,12 @@ export function upstreamError(err: unknown, model: ModelRuntime, deadline: CallD
 
 /** Worth trying again (same model after a pause, or the next model)? */
 export function isRetryable(error: TiergateError): boolean {
-  return error.code === 'TG_ERR_UPSTREAM' || error.code === 'TG_ERR_UPSTREAM_TIMEOUT' || error.code === 'TG_ERR_UPSTREAM_RATE_LIMITED' || error.code === 'TG_ERR_UPSTREAM_REPLY';
+  return (
+    error.code === 'TG_ERR_UPSTREAM' ||
+    error.code === 'TG_ERR_UPSTREAM_TIMEOUT' ||
+    error.code === 'TG_ERR_UPSTREAM_RATE_LIMITED' ||
+    error.code === 'TG_ERR_UPSTREAM_REPLY'
+  );
 }
 
 function retryAfterOf(error: TiergateError): number | undefined {
@@ -67,18 +73,43 @@ export type ModelCall<T> = (model: ModelRuntime, deadline: CallDeadline, record:
  * TiergateError (the request itself was rejected). `keepDeadline` leaves the winning
  * call's deadline running, for a stream that is still being read.
  */
-export async function failover<T>(ctx: ExecutionContext, models: readonly ModelRuntime[], role: AttemptRole, race: AbortSignal | null, call: ModelCall<T>, keepDeadline = false): Promise<T> {
+export async function failover<T>(
+  ctx: ExecutionContext,
+  models: readonly ModelRuntime[],
+  role: AttemptRole,
+  race: AbortSignal | null,
+  call: ModelCall<T>,
+  keepDeadline = false,
+): Promise<T> {
   const { runtime, attempts } = ctx;
   const { resilience, health } = runtime;
   const available = models.filter((m) => !health.coolingDown(m.spec.name));
   const candidates = available.length > 0 ? available : models;
   for (const skipped of models.filter((m) => !candidates.includes(m))) {
-    attempts.push({ model: skipped.spec.name, tier: tierName(runtime, skipped.tier), role, started_ms: performance.now() - ctx.startedAt, latency_ms: 0, outcome: 'skipped_cooldown', retries: 0, cost_usd: 0 });
+    attempts.push({
+      model: skipped.spec.name,
+      tier: tierName(runtime, skipped.tier),
+      role,
+      started_ms: performance.now() - ctx.startedAt,
+      latency_ms: 0,
+      outcome: 'skipped_cooldown',
+      retries: 0,
+      cost_usd: 0,
+    });
   }
   let lastError: TiergateError | null = null;
   for (const model of candidates) {
     const started = performance.now();
-    const record: AttemptRecord = { model: model.spec.name, tier: tierName(runtime, model.tier), role, started_ms: started - ctx.startedAt, latency_ms: 0, outcome: 'failed', retries: 0, cost_usd: 0 };
+    const record: AttemptRecord = {
+      model: model.spec.name,
+      tier: tierName(runtime, model.tier),
+      role,
+      started_ms: started - ctx.startedAt,
+      latency_ms: 0,
+      outcome: 'failed',
+      retries: 0,
+      cost_usd: 0,
+    };
     attempts.push(record);
     for (let retry = 0; ; retry++) {
       record.retries = retry;
@@ -112,7 +143,10 @@ export async function failover<T>(ctx: ExecutionContext, models: readonly ModelR
         lastError = error;
         const retryAfter = retryAfterOf(error);
         if (retry >= resilience.retries || (retryAfter !== undefined && retryAfter > resilience.max_backoff_ms) || health.coolingDown(model.spec.name)) break;
-        await abortableSleep(Math.min(resilience.max_backoff_ms, Math.max(retryAfter ?? 0, backoffDelay(retry, resilience.backoff_ms))), race ?? ctx.client.signal).catch(() => undefined);
+        await abortableSleep(
+          Math.min(resilience.max_backoff_ms, Math.max(retryAfter ?? 0, backoffDelay(retry, resilience.backoff_ms))),
+          race ?? ctx.client.signal,
+        ).catch(() => undefined);
         if (ctx.client.aborted) throw new ClientGone();
       } finally {
         if (!(succeeded && keepDeadline)) deadline.clear();
@@ -130,12 +164,21 @@ export async function failover<T>(ctx: ExecutionContext, models: readonly ModelR
 export function callModels(ctx: ExecutionContext, models: readonly ModelRuntime[], role: AttemptRole, race: AbortSignal | null = null): Promise<Answer> {
   return failover(ctx, models, role, race, async (model, deadline, record) => {
     const result = await model.provider.complete(upstreamBody(ctx, model), deadline.callOptions(model.spec));
-    if (!result || !Array.isArray(result.choices) || result.choices.length === 0) throw new TiergateError('TG_ERR_UPSTREAM_REPLY', { model: model.spec.name, reason: 'the reply has no choices' });
+    if (!result || !Array.isArray(result.choices) || result.choices.length === 0)
+      throw new TiergateError('TG_ERR_UPSTREAM_REPLY', { model: model.spec.name, reason: 'the reply has no choices' });
     const usage = result.usage ?? estimatedUsage(ctx.body, answerText(result));
     record.usage = usage;
     record.cost_usd = costOf(model, usage);
     if (!result.usage) record.usage_estimated = true;
-    return { model, tier: record.tier, result, usage, usageEstimated: !result.usage, simulated: (result as { simulated?: boolean }).simulated === true, attempt: record };
+    return {
+      model,
+      tier: record.tier,
+      result,
+      usage,
+      usageEstimated: !result.usage,
+      simulated: (result as { simulated?: boolean }).simulated === true,
+      attempt: record,
+    };
   });
 }
 
@@ -146,6 +189,11 @@ export function allFailed(attempts: AttemptRecord[], last: TiergateError): Tierg
   // One model tried (perhaps several times): its own error says most (a 429 with
   // retry-after to back off on, a 504), so pass it on with the attempts attached.
   if (new Set(tried.map((a) => a.model)).size <= 1) return Object.assign(last, { attempts: listed });
-  const summary = tried.map((a) => `${a.model} (${a.outcome === 'skipped_cooldown' ? 'in cooldown' : (a.error_code ?? a.outcome)}${a.retries ? `, ${a.retries} retr${a.retries === 1 ? 'y' : 'ies'}` : ''})`).join('; ');
+  const summary = tried
+    .map(
+      (a) =>
+        `${a.model} (${a.outcome === 'skipped_cooldown' ? 'in cooldown' : (a.error_code ?? a.outcome)}${a.retries ? `, ${a.retries} retr${a.retries === 1 ? 'y' : 'ies'}` : ''})`,
+    )
+    .join('; ');
   return Object.assign(new TiergateError('TG_ERR_ALL_FAILED', { summary }, { cause: last.cause ?? last }), { attempts: listed });
 }

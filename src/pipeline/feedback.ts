@@ -77,15 +77,36 @@ export class Learning {
   /** A DecisionObserver. */
   observe(line: DecisionRecord | ShadowRecord, runtime: Runtime): void {
     if ('kind' in line || line.status !== 'ok') return;
-    const remembered: Remembered = { route: line.route, arm: line.routed_tier ?? line.routed_model, features: line.request_features, cost_usd: line.cost_usd, latency_ms: line.latency_ms, at: Date.now(), score: null, apiKey: line.api_key_name ?? null };
+    const remembered: Remembered = {
+      route: line.route,
+      arm: line.routed_tier ?? line.routed_model,
+      features: line.request_features,
+      cost_usd: line.cost_usd,
+      latency_ms: line.latency_ms,
+      at: Date.now(),
+      score: null,
+      apiKey: line.api_key_name ?? null,
+    };
     this.recent.set(line.request_id, remembered);
     const shared = remembered.route === null ? undefined : runtime.routes.get(remembered.route)?.router.sharedDecisions;
     if (shared && remembered.route !== null && remembered.arm !== null) {
-      const decision: RoutedDecision = { route: remembered.route, request_id: line.request_id, arm: remembered.arm, features: remembered.features, cost_usd: remembered.cost_usd, latency_ms: remembered.latency_ms, ...(remembered.apiKey === null ? {} : { api_key_name: remembered.apiKey }) };
+      const decision: RoutedDecision = {
+        route: remembered.route,
+        request_id: line.request_id,
+        arm: remembered.arm,
+        features: remembered.features,
+        cost_usd: remembered.cost_usd,
+        latency_ms: remembered.latency_ms,
+        ...(remembered.apiKey === null ? {} : { api_key_name: remembered.apiKey }),
+      };
       try {
         shared.remember(decision, this.window);
       } catch (err) {
-        this.logger.warn('a router failed to share a decision; feedback for it is accepted by this replica only', { at: `routes.${remembered.route}.router`, request_id: line.request_id, error: errorMessage(err) });
+        this.logger.warn('a router failed to share a decision; feedback for it is accepted by this replica only', {
+          at: `routes.${remembered.route}.router`,
+          request_id: line.request_id,
+          error: errorMessage(err),
+        });
       }
     }
     if (line.quality_score !== null) this.teach(runtime, line.request_id, remembered, line.quality_score, 'gate');
@@ -105,7 +126,16 @@ export class Learning {
   private teach(runtime: Runtime, requestId: string, decision: Claimed, quality: number, source: RoutingOutcome['source']): boolean {
     const router = decision.route === null ? undefined : runtime.routes.get(decision.route)?.router;
     if (!router?.learn || decision.route === null || decision.arm === null) return false;
-    const outcome: RoutingOutcome = { route: decision.route, request_id: requestId, arm: decision.arm, features: decision.features, quality, cost_usd: decision.cost_usd, latency_ms: decision.latency_ms, source };
+    const outcome: RoutingOutcome = {
+      route: decision.route,
+      request_id: requestId,
+      arm: decision.arm,
+      features: decision.features,
+      quality,
+      cost_usd: decision.cost_usd,
+      latency_ms: decision.latency_ms,
+      source,
+    };
     try {
       const done = router.learn(outcome);
       if (done) done.catch((err: unknown) => this.logger.warn('a router failed to learn', { route: decision.route, error: errorMessage(err) }));
@@ -123,9 +153,11 @@ export class Learning {
    * score from another team would teach their router.
    */
   private async claim(runtime: Runtime, requestId: string, score: number, caller: string | null): Promise<Claimed> {
-    const duplicate = (earlier: number | null) => new TiergateError('TG_ERR_FEEDBACK_DUPLICATE', { request_id: requestId, score: earlier ?? 'unknown' }, { param: 'request_id' });
+    const duplicate = (earlier: number | null) =>
+      new TiergateError('TG_ERR_FEEDBACK_DUPLICATE', { request_id: requestId, score: earlier ?? 'unknown' }, { param: 'request_id' });
     // The other key's name is not told: key names are the operator's, not the callers'.
-    const forbidden = () => new TiergateError('TG_ERR_FEEDBACK_FORBIDDEN', { request_id: requestId, key: caller === null ? 'no key' : `key "${caller}"` }, { param: 'request_id' });
+    const forbidden = () =>
+      new TiergateError('TG_ERR_FEEDBACK_FORBIDDEN', { request_id: requestId, key: caller === null ? 'no key' : `key "${caller}"` }, { param: 'request_id' });
     const local = this.recall(requestId);
     if (local && local.apiKey !== null && local.apiKey !== caller) throw forbidden();
     if (local && local.score !== null) throw duplicate(local.score);
@@ -138,7 +170,11 @@ export class Learning {
         if (result.status === 'fulfilled') answers.push(result.value);
         else {
           failures.push(errorMessage(result.reason));
-          this.logger.warn('feedback: a shared decision store cannot be reached; using what this replica remembers', { at: `routes.${stores[i].route}.router`, request_id: requestId, error: errorMessage(result.reason) });
+          this.logger.warn('feedback: a shared decision store cannot be reached; using what this replica remembers', {
+            at: `routes.${stores[i].route}.router`,
+            request_id: requestId,
+            error: errorMessage(result.reason),
+          });
         }
       });
       if (answers.some((a) => a.status === 'forbidden')) throw forbidden();
@@ -156,7 +192,12 @@ export class Learning {
       if (!local && failures.length > 0) throw new TiergateError('TG_ERR_FEEDBACK_UNAVAILABLE', { request_id: requestId, reason: failures[0] });
       // Unknown to the stores (shared while they were down, or a route without one): this replica's memory decides.
     }
-    if (!local) throw new TiergateError('TG_ERR_FEEDBACK_UNKNOWN', { request_id: requestId, capacity: this.capacity, ttl_s: Math.round(this.ttlMs / 1000) }, { param: 'request_id' });
+    if (!local)
+      throw new TiergateError(
+        'TG_ERR_FEEDBACK_UNKNOWN',
+        { request_id: requestId, capacity: this.capacity, ttl_s: Math.round(this.ttlMs / 1000) },
+        { param: 'request_id' },
+      );
     // Another feedback for the same request may have been taken while the stores answered.
     if (local.score !== null) throw duplicate(local.score);
     local.score = score;
@@ -180,6 +221,7 @@ export class Learning {
 /** The shared decision stores of the runtime's routes: of `route` only when given (null: none). */
 function sharedStores(runtime: Runtime, route: string | null | undefined): Array<{ route: string; store: SharedDecisions }> {
   if (route === null) return [];
-  const routers: Array<[string, Router | undefined]> = route === undefined ? [...runtime.routes.values()].map((r) => [r.name, r.router]) : [[route, runtime.routes.get(route)?.router]];
+  const routers: Array<[string, Router | undefined]> =
+    route === undefined ? [...runtime.routes.values()].map((r) => [r.name, r.router]) : [[route, runtime.routes.get(route)?.router]];
   return routers.flatMap(([name, router]) => (router?.sharedDecisions ? [{ route: name, store: router.sharedDecisions }] : []));
 }

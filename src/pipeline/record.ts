@@ -30,7 +30,14 @@ export function servedOutcome(executed: Execution): RequestOutcome {
   return {
     status: 'ok',
     attempts: executed.attempts,
-    served: { model: answer.model.spec.name, tier: answer.tier, usage: answer.usage, usageEstimated: answer.usageEstimated, simulated: answer.simulated, upstreamMs: answer.attempt.latency_ms },
+    served: {
+      model: answer.model.spec.name,
+      tier: answer.tier,
+      usage: answer.usage,
+      usageEstimated: answer.usageEstimated,
+      simulated: answer.simulated,
+      upstreamMs: answer.attempt.latency_ms,
+    },
     totalCostUsd: executed.totalCostUsd,
     escalations: executed.escalations,
     gate: executed.gate,
@@ -41,7 +48,14 @@ export function servedOutcome(executed: Execution): RequestOutcome {
 
 const round3 = (ms: number) => Math.round(ms * 1000) / 1000;
 
-export function decisionLine(runtime: Runtime, requestId: string, started: number, body: ChatBody | null, routed: RoutedRequest | null, outcome: RequestOutcome): DecisionRecord {
+export function decisionLine(
+  runtime: Runtime,
+  requestId: string,
+  started: number,
+  body: ChatBody | null,
+  routed: RoutedRequest | null,
+  outcome: RequestOutcome,
+): DecisionRecord {
   const served = outcome.served;
   const cost = served ? (outcome.totalCostUsd ?? null) : outcome.attempts.length ? outcome.attempts.reduce((sum, a) => sum + a.cost_usd, 0) : null;
   const best = routed && served ? costOf(routed.bestModel, served.usage) : null;
@@ -73,7 +87,12 @@ export function decisionLine(runtime: Runtime, requestId: string, started: numbe
     gate: outcome.gate ?? 'none',
     quality_score: outcome.qualityScore ?? null,
     speculated: outcome.speculated ?? false,
-    attempts: outcome.attempts.map((a) => ({ ...a, started_ms: round3(a.started_ms), latency_ms: round3(a.latency_ms), ...(a.gate ? { gate: { ...a.gate, latency_ms: round3(a.gate.latency_ms) } } : {}) })),
+    attempts: outcome.attempts.map((a) => ({
+      ...a,
+      started_ms: round3(a.started_ms),
+      latency_ms: round3(a.latency_ms),
+      ...(a.gate ? { gate: { ...a.gate, latency_ms: round3(a.gate.latency_ms) } } : {}),
+    })),
     simulated: served?.simulated ?? false,
     status: outcome.status,
   };

@@ -71,7 +71,8 @@ function alternativesTo(runtime: Runtime, chosen: string): string[] {
 
 function checkDecision(runtime: Runtime, decision: RoutingDecision): Target {
   if ((decision.tier === undefined) === (decision.model === undefined)) throw new Error('the router must name exactly one of tier or model');
-  if (decision.confidence !== undefined && !(decision.confidence >= 0 && decision.confidence <= 1)) throw new Error(`confidence ${decision.confidence} is outside [0, 1]`);
+  if (decision.confidence !== undefined && !(decision.confidence >= 0 && decision.confidence <= 1))
+    throw new Error(`confidence ${decision.confidence} is outside [0, 1]`);
   if (decision.tier !== undefined) {
     const tier = runtime.tiers.findIndex((t) => t.name === decision.tier);
     if (tier < 0) throw new Error(`the router chose tier "${decision.tier}", which the policy does not declare`);
@@ -102,7 +103,16 @@ function templatesOf(runtime: Runtime): Templates {
     const features: Record<string, unknown> = {};
     for (const [name] of runtime.features) features[name] = undefined;
     // The input's keys in the order {...view, ...features, features} gives them.
-    const input: Record<string, unknown> = { model: undefined, messages: undefined, parameters: undefined, metadata: undefined, headers: undefined, stream: undefined, ...features, features: undefined };
+    const input: Record<string, unknown> = {
+      model: undefined,
+      messages: undefined,
+      parameters: undefined,
+      metadata: undefined,
+      headers: undefined,
+      stream: undefined,
+      ...features,
+      features: undefined,
+    };
     found = { features, input };
     templates.set(runtime.features, found);
   }

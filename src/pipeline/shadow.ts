@@ -59,7 +59,15 @@ function sampled(route: RouteRuntime, sample: number): boolean {
  * every evaluator's `when` skips a request, there is nothing to compare).
  */
 function eligible(route: RouteRuntime | null, line: DecisionRecord): route is RouteRuntime & { shadow: { sample: number } } {
-  return route !== null && route.shadow !== null && route.gate !== null && line.status === 'ok' && line.selected_model !== null && line.selected_model !== route.bestModel && line.quality_score !== null;
+  return (
+    route !== null &&
+    route.shadow !== null &&
+    route.gate !== null &&
+    line.status === 'ok' &&
+    line.selected_model !== null &&
+    line.selected_model !== route.bestModel &&
+    line.quality_score !== null
+  );
 }
 
 /**
@@ -67,7 +75,14 @@ function eligible(route: RouteRuntime | null, line: DecisionRecord): route is Ro
  * request is sampled, marks the line `shadowed: true` and schedules the shadow call.
  * Never throws and never waits.
  */
-export function shadowAfterResponse(runtime: Runtime, routed: RoutedRequest | null, body: ChatBody | null, line: DecisionRecord, logger: winston.Logger, publisher: ShadowPublisher): void {
+export function shadowAfterResponse(
+  runtime: Runtime,
+  routed: RoutedRequest | null,
+  body: ChatBody | null,
+  line: DecisionRecord,
+  logger: winston.Logger,
+  publisher: ShadowPublisher,
+): void {
   try {
     const route = routed?.route ?? null;
     if (!routed || !body || !eligible(route, line) || !sampled(route, route.shadow.sample)) return;
@@ -83,7 +98,14 @@ export function shadowAfterResponse(runtime: Runtime, routed: RoutedRequest | nu
   }
 }
 
-async function runShadow(runtime: Runtime, routed: RoutedRequest, body: ChatBody, line: DecisionRecord, logger: winston.Logger, publisher: ShadowPublisher): Promise<void> {
+async function runShadow(
+  runtime: Runtime,
+  routed: RoutedRequest,
+  body: ChatBody,
+  line: DecisionRecord,
+  logger: winston.Logger,
+  publisher: ShadowPublisher,
+): Promise<void> {
   const route = routed.route as RouteRuntime;
   const gate = route.gate!;
   const best = routed.bestModel;
@@ -108,7 +130,8 @@ async function runShadow(runtime: Runtime, routed: RoutedRequest, body: ChatBody
     let result;
     try {
       result = await best.provider.complete(upstreamBody(ctx, best), deadline.callOptions(best.spec));
-      if (!result || !Array.isArray(result.choices) || result.choices.length === 0) throw new TiergateError('TG_ERR_UPSTREAM_REPLY', { model: best.spec.name, reason: 'the reply has no choices' });
+      if (!result || !Array.isArray(result.choices) || result.choices.length === 0)
+        throw new TiergateError('TG_ERR_UPSTREAM_REPLY', { model: best.spec.name, reason: 'the reply has no choices' });
     } catch (err) {
       throw upstreamError(err, best, deadline);
     } finally {
@@ -118,7 +141,17 @@ async function runShadow(runtime: Runtime, routed: RoutedRequest, body: ChatBody
     const callCost = costOf(best, usage);
     const simulated = (result as { simulated?: boolean }).simulated === true;
     // The attempt is the Answer's bookkeeping only; it is not logged anywhere.
-    const attempt: AttemptRecord = { model: best.spec.name, tier: bestTier, role: 'routed', started_ms: 0, latency_ms: performance.now() - started, outcome: 'ok', retries: 0, usage, cost_usd: callCost };
+    const attempt: AttemptRecord = {
+      model: best.spec.name,
+      tier: bestTier,
+      role: 'routed',
+      started_ms: 0,
+      latency_ms: performance.now() - started,
+      outcome: 'ok',
+      retries: 0,
+      usage,
+      cost_usd: callCost,
+    };
     const gated = await runGate(ctx, gate, { model: best, tier: bestTier, result, usage, usageEstimated: !result.usage, simulated, attempt });
     shadow = {
       ...base,
@@ -133,7 +166,13 @@ async function runShadow(runtime: Runtime, routed: RoutedRequest, body: ChatBody
     };
   } catch (err) {
     const error = err instanceof TiergateError ? err : new TiergateError('TG_ERR_INTERNAL', { reason: errorMessage(err) }, { cause: err });
-    logger.warn('shadow call to the always-best model failed; the client was not affected', { request_id: line.request_id, route: route.name, model: best.spec.name, code: error.code, error: error.message });
+    logger.warn('shadow call to the always-best model failed; the client was not affected', {
+      request_id: line.request_id,
+      route: route.name,
+      model: best.spec.name,
+      code: error.code,
+      error: error.message,
+    });
     shadow = {
       ...base,
       best_quality: null,

@@ -123,7 +123,11 @@ export async function streamThrough(ctx: ExecutionContext, opened: OpenStream, s
   }
   const result = resultOf(kept, usage);
   const finalUsage = usage ?? estimatedUsage(body, typeof result.choices[0].message.content === 'string' ? result.choices[0].message.content : '');
-  Object.assign(attempt, { usage: finalUsage, cost_usd: costOf(model, finalUsage), latency_ms: performance.now() - upstreamStart }, usage ? {} : { usage_estimated: true });
+  Object.assign(
+    attempt,
+    { usage: finalUsage, cost_usd: costOf(model, finalUsage), latency_ms: performance.now() - upstreamStart },
+    usage ? {} : { usage_estimated: true },
+  );
   if (failure) Object.assign(attempt, { outcome: 'failed', error_code: failure.code, error: failure.message });
   let gated: GateResult | null = null;
   if (gate && !failure) {

@@ -61,9 +61,13 @@ export function* chunksOf(result: ChatResult, model: string): Generator<ChatChun
   for (const choice of result.choices) {
     yield { ...base, choices: [{ index: choice.index, delta: { role: 'assistant', content: '' }, finish_reason: null }] };
     const content = choice.message?.content ?? '';
-    if (content) yield { ...base, choices: [{ index: choice.index, delta: { content }, finish_reason: null, ...(choice.logprobs ? { logprobs: choice.logprobs } : {}) }] };
+    if (content)
+      yield { ...base, choices: [{ index: choice.index, delta: { content }, finish_reason: null, ...(choice.logprobs ? { logprobs: choice.logprobs } : {}) }] };
     if (choice.message?.tool_calls?.length) {
-      yield { ...base, choices: [{ index: choice.index, delta: { tool_calls: choice.message.tool_calls.map((call, i) => ({ index: i, ...call })) }, finish_reason: null }] };
+      yield {
+        ...base,
+        choices: [{ index: choice.index, delta: { tool_calls: choice.message.tool_calls.map((call, i) => ({ index: i, ...call })) }, finish_reason: null }],
+      };
     }
     yield { ...base, choices: [{ index: choice.index, delta: {}, finish_reason: choice.finish_reason }] };
   }
@@ -91,7 +95,9 @@ export function resultOf(chunks: readonly ChatChunk[], usage: Usage | null): Cha
     object: 'chat.completion',
     created: first?.created ?? Math.floor(Date.now() / 1000),
     model: first?.model ?? '',
-    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: finish, ...(tokenLogprobs.length ? { logprobs: { content: tokenLogprobs } } : {}) }],
+    choices: [
+      { index: 0, message: { role: 'assistant', content }, finish_reason: finish, ...(tokenLogprobs.length ? { logprobs: { content: tokenLogprobs } } : {}) },
+    ],
     ...(usage ? { usage } : {}),
   };
 }

@@ -37,10 +37,16 @@ function compile(source: string, flags: string): RE2JS {
   if (!FLAGS.test(flags)) throw new Error(`flags "${flags}" are not supported; use i, m, s, u, g`);
   if (flags.includes('y')) throw new Error('the sticky flag (y) is not supported');
   // JavaScript's \k<name> is a backreference; the translation would read it as the text "k<name>".
-  if (/(^|[^\\])(\\\\)*\\k</.test(source)) throw new Error(`${JSON.stringify(source)} uses a backreference (\\k<…>), which only a backtracking engine can match; tiergate matches policy patterns in linear time (RE2)`);
+  if (/(^|[^\\])(\\\\)*\\k</.test(source))
+    throw new Error(
+      `${JSON.stringify(source)} uses a backreference (\\k<…>), which only a backtracking engine can match; tiergate matches policy patterns in linear time (RE2)`,
+    );
   let re: RE2JS;
   try {
-    re = RE2JS.compile(RE2JS.translateRegExp(source), (flags.includes('i') ? RE2JS.CASE_INSENSITIVE : 0) | (flags.includes('m') ? RE2JS.MULTILINE : 0) | (flags.includes('s') ? RE2JS.DOTALL : 0));
+    re = RE2JS.compile(
+      RE2JS.translateRegExp(source),
+      (flags.includes('i') ? RE2JS.CASE_INSENSITIVE : 0) | (flags.includes('m') ? RE2JS.MULTILINE : 0) | (flags.includes('s') ? RE2JS.DOTALL : 0),
+    );
   } catch (err) {
     throw new Error(`${JSON.stringify(source)}: ${explain(err instanceof Error ? err.message : String(err))}`, { cause: err });
   }
@@ -69,8 +75,10 @@ export function policyPattern(source: string, flags: string): LinearRegExp {
 /** RE2's message, with why it refuses what JavaScript accepts. */
 function explain(message: string): string {
   const text = message.replace(/^error parsing regexp: /, '');
-  if (/\(\?[=!]|\(\?<[=!]|named capture: `\(\?<[=!]/.test(text)) return `${text}: lookahead and lookbehind need a backtracking engine; tiergate matches policy patterns in linear time (RE2)`;
-  if (/invalid escape sequence: `\\[1-9]/.test(text)) return `${text}: backreferences need a backtracking engine; tiergate matches policy patterns in linear time (RE2)`;
+  if (/\(\?[=!]|\(\?<[=!]|named capture: `\(\?<[=!]/.test(text))
+    return `${text}: lookahead and lookbehind need a backtracking engine; tiergate matches policy patterns in linear time (RE2)`;
+  if (/invalid escape sequence: `\\[1-9]/.test(text))
+    return `${text}: backreferences need a backtracking engine; tiergate matches policy patterns in linear time (RE2)`;
   if (/invalid repeat count/.test(text)) return `${text}: RE2 repeats at most 1,000 times`;
   return text;
 }

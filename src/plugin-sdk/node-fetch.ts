@@ -340,7 +340,13 @@ export function createNodeFetch(options: NodeFetchOptions = {}): NodeFetch {
     for (const name in headers) if (name !== 'content-length') flat.push(name, headers[name]);
     let reply: HttpReply;
     try {
-      reply = await pool.send({ url, method: (init.method ?? 'GET').toUpperCase(), headers: flat, body: body as string | Uint8Array | undefined | null, signals });
+      reply = await pool.send({
+        url,
+        method: (init.method ?? 'GET').toUpperCase(),
+        headers: flat,
+        body: body as string | Uint8Array | undefined | null,
+        signals,
+      });
     } catch (err) {
       // What undici rejects with: the AbortError, or TypeError("fetch failed") with the socket's error as cause.
       throw isAbortError(err) ? err : new TypeError('fetch failed', { cause: err });

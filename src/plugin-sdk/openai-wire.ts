@@ -14,7 +14,8 @@ export function wireOptionProperties(baseURLDescription: string) {
     api_key: {
       type: 'string',
       'x-secret': true,
-      description: 'API key, sent as a bearer token. Required by OpenAI (write "${OPENAI_API_KEY}" to read it from the environment); omit it, or leave it empty, for local servers that need none.',
+      description:
+        'API key, sent as a bearer token. Required by OpenAI (write "${OPENAI_API_KEY}" to read it from the environment); omit it, or leave it empty, for local servers that need none.',
     },
     base_url: { type: 'string', minLength: 1, description: baseURLDescription },
     organization: { type: 'string', minLength: 1, description: 'OpenAI organization ID, sent as OpenAI-Organization.' },

@@ -291,7 +291,12 @@ export class UpstreamError extends Error {
 }
 
 export function isUpstreamError(err: unknown): err is UpstreamError {
-  return typeof err === 'object' && err !== null && (err as { name?: unknown }).name === 'UpstreamError' && typeof (err as { failure?: unknown }).failure === 'string';
+  return (
+    typeof err === 'object' &&
+    err !== null &&
+    (err as { name?: unknown }).name === 'UpstreamError' &&
+    typeof (err as { failure?: unknown }).failure === 'string'
+  );
 }
 
 // ---------------------------------------------------------------------------------

@@ -20,7 +20,18 @@ import winston from 'winston';
 import { stringify } from 'yaml';
 import { PolicyErrors, TiergateError, errorMessage } from '../common/errors.ts';
 import { compileExpression } from '../expressions/compile.ts';
-import { BUILTIN_PLUGIN_ROOT, PLUGIN_ENTRY_FILES, PLUGIN_KINDS, discoverPlugins, hashFolder, kindFolder, loadPlugin, shareWithCommonJsPlugins, type DiscoveredPlugin, type LoadedPlugin } from '../policy/plugins.ts';
+import {
+  BUILTIN_PLUGIN_ROOT,
+  PLUGIN_ENTRY_FILES,
+  PLUGIN_KINDS,
+  discoverPlugins,
+  hashFolder,
+  kindFolder,
+  loadPlugin,
+  shareWithCommonJsPlugins,
+  type DiscoveredPlugin,
+  type LoadedPlugin,
+} from '../policy/plugins.ts';
 import { buildRuntime } from '../policy/compile.ts';
 import { PLUGIN_CONTRACT_VERSION, type Disposable, type ModelSpec, type PluginContext, type PluginKind, type PolicyView } from './plugin-api.ts';
 import * as thisEntry from './testing.ts';
@@ -50,7 +61,9 @@ export class PluginContractError extends Error {
     readonly plugin: DiscoveredPlugin,
     readonly failures: ReadonlyArray<{ check: string; message: string }>,
   ) {
-    super(`${plugin.kind} plugin "${plugin.name}" (${plugin.folder}) breaks the plugin contract:\n${failures.map((f) => `- ${f.check}: ${f.message}`).join('\n')}`);
+    super(
+      `${plugin.kind} plugin "${plugin.name}" (${plugin.folder}) breaks the plugin contract:\n${failures.map((f) => `- ${f.check}: ${f.message}`).join('\n')}`,
+    );
     this.name = 'PluginContractError';
   }
 }
@@ -166,8 +179,10 @@ export const CONTRACT_CHECKS: readonly ContractCheck[] = [
       if (meta.contract !== PLUGIN_CONTRACT_VERSION) fail(`meta.contract is ${JSON.stringify(meta.contract)}, not ${PLUGIN_CONTRACT_VERSION}`);
       const example = structuredClone(meta.example);
       if (!plugin.validateOptions(example)) fail(`example rejected by its own schema: ${JSON.stringify(plugin.validateOptions.errors)}`);
-      if (plugin.validateOptions({ surely_not_an_option: true, ...(example as object) })) fail('an unknown option key is accepted: the options schema must reject it');
-      if (options.options && !plugin.validateOptions(structuredClone(options.options))) fail(`the options given to the contract test are rejected by the schema: ${JSON.stringify(plugin.validateOptions.errors)}`);
+      if (plugin.validateOptions({ surely_not_an_option: true, ...(example as object) }))
+        fail('an unknown option key is accepted: the options schema must reject it');
+      if (options.options && !plugin.validateOptions(structuredClone(options.options)))
+        fail(`the options given to the contract test are rejected by the schema: ${JSON.stringify(plugin.validateOptions.errors)}`);
     },
   },
   {
@@ -178,7 +193,10 @@ export const CONTRACT_CHECKS: readonly ContractCheck[] = [
       plugin.validateOptions(createOptionsValue);
       const budgetMs = options.createBudgetMs ?? 5000;
       const started = performance.now();
-      const instance: Disposable = await plugin.module.create(createOptionsValue, testPluginContext({ at: `test.${discovered.name}`, policy: CONTRACT_POLICY }));
+      const instance: Disposable = await plugin.module.create(
+        createOptionsValue,
+        testPluginContext({ at: `test.${discovered.name}`, policy: CONTRACT_POLICY }),
+      );
       const tookMs = performance.now() - started;
       if (typeof instance?.dispose !== 'function') fail('create() returned no instance with dispose()');
       await instance.dispose();
@@ -226,9 +244,11 @@ export const CONTRACT_CHECKS: readonly ContractCheck[] = [
         } catch (err) {
           if (!(err instanceof PolicyErrors)) fail(`the build failed with ${errorMessage(err)}, not with a policy error`);
           const codes = err.errors.map((e) => e.code);
-          if (codes.length !== 1 || codes[0] !== 'TG_ERR_PLUGIN_CREATE') fail(`the build failed with ${JSON.stringify(codes)}, not with one TG_ERR_PLUGIN_CREATE: ${err.message}`);
+          if (codes.length !== 1 || codes[0] !== 'TG_ERR_PLUGIN_CREATE')
+            fail(`the build failed with ${JSON.stringify(codes)}, not with one TG_ERR_PLUGIN_CREATE: ${err.message}`);
           const located = err.errors[0].located();
-          if (!/gateway\.yaml:\d+:\d+ routes\.z\.router\.plugin: plugin failed to start: explodes on purpose/.test(located)) fail(`the create error is not located at the router that threw: ${located}`);
+          if (!/gateway\.yaml:\d+:\d+ routes\.z\.router\.plugin: plugin failed to start: explodes on purpose/.test(located))
+            fail(`the create error is not located at the router that threw: ${located}`);
         }
         if (built) {
           await built.dispose();
@@ -253,8 +273,12 @@ export function discoverContractPlugins(folder: string, kind?: PluginKind): Disc
   const entry = PLUGIN_ENTRY_FILES.find((name) => existsSync(path.join(absolute, name)));
   if (entry) {
     const folderKind = PLUGIN_KINDS.find((k) => kindFolder(k) === path.basename(path.dirname(absolute)));
-    if (!folderKind) throw new Error(`${absolute} is not inside a routers/, evaluators/ or providers/ folder: tiergate discovers a plugin only at <plugins.paths entry>/<kind>s/<name>/`);
-    if (kind && kind !== folderKind) throw new Error(`${absolute} sits in the ${kindFolder(folderKind)} folder, so it is a ${folderKind} plugin, not a ${kind} plugin`);
+    if (!folderKind)
+      throw new Error(
+        `${absolute} is not inside a routers/, evaluators/ or providers/ folder: tiergate discovers a plugin only at <plugins.paths entry>/<kind>s/<name>/`,
+      );
+    if (kind && kind !== folderKind)
+      throw new Error(`${absolute} sits in the ${kindFolder(folderKind)} folder, so it is a ${folderKind} plugin, not a ${kind} plugin`);
     return [{ kind: folderKind, name: path.basename(absolute), folder: absolute, entry: path.join(absolute, entry), hash: hashFolder(absolute) }];
   }
   let catalogue;
@@ -264,7 +288,8 @@ export function discoverContractPlugins(folder: string, kind?: PluginKind): Disc
     throw new Error(located(err));
   }
   const plugins = [...catalogue.plugins.values()].filter((p) => !kind || p.kind === kind);
-  if (plugins.length === 0) throw new Error(`no ${kind ? `${kind} ` : ''}plugin found in ${absolute}: a plugin is a folder <kind>s/<name>/ with an index.ts or index.js`);
+  if (plugins.length === 0)
+    throw new Error(`no ${kind ? `${kind} ` : ''}plugin found in ${absolute}: a plugin is a folder <kind>s/<name>/ with an index.ts or index.js`);
   return plugins;
 }
 

@@ -20,7 +20,18 @@ import { SharedState } from '../state/shared-state.ts';
 import type { ChatRequest, ChatResult, CompiledExpression, Evaluator, PluginContext, PolicyView, Provider, Router } from '../plugin-sdk/plugin-api.ts';
 import type { PolicyData, RouteData } from './policy-data.ts';
 import type { PluginSite } from './plugin-sites.ts';
-import { Runtime, disposeAll, type Gate, type GateEvaluator, type ModelRuntime, type PluginInstance, type RouteRuntime, type RoutingCosts, type ServerSettings, type Target } from './runtime.ts';
+import {
+  Runtime,
+  disposeAll,
+  type Gate,
+  type GateEvaluator,
+  type ModelRuntime,
+  type PluginInstance,
+  type RouteRuntime,
+  type RoutingCosts,
+  type ServerSettings,
+  type Target,
+} from './runtime.ts';
 import { expressionKey, type ValidationSession } from './schema.ts';
 import { formatPath, type Path, type PolicySource } from './source.ts';
 import { redacted, validatePolicy, type ValidateOptions } from './validate.ts';
@@ -62,7 +73,12 @@ export async function buildRuntime(configFile: string, options: BuildOptions): P
     const ctx = pluginContext(site, source, session, view, options.logger, built);
     try {
       const instance = await site.plugin.module.create(site.options, ctx);
-      if (!instance || typeof instance.dispose !== 'function') throw new TiergateError('TG_ERR_PLUGIN_INVALID', { reason: `create() of ${site.kind} plugin "${site.plugin.discovered.name}" did not return an instance with dispose()` }, { location: at(site.at) });
+      if (!instance || typeof instance.dispose !== 'function')
+        throw new TiergateError(
+          'TG_ERR_PLUGIN_INVALID',
+          { reason: `create() of ${site.kind} plugin "${site.plugin.discovered.name}" did not return an instance with dispose()` },
+          { location: at(site.at) },
+        );
       instances.push({ site, instance });
     } catch (err) {
       createErrors.push(
@@ -95,7 +111,14 @@ export async function buildRuntime(configFile: string, options: BuildOptions): P
   }
 }
 
-function pluginContext(site: PluginSite, source: PolicySource, session: ValidationSession, view: PolicyView, logger: winston.Logger, built: { runtime: Runtime | null; watchFiles: Set<string> }): PluginContext {
+function pluginContext(
+  site: PluginSite,
+  source: PolicySource,
+  session: ValidationSession,
+  view: PolicyView,
+  logger: winston.Logger,
+  built: { runtime: Runtime | null; watchFiles: Set<string> },
+): PluginContext {
   const atText = formatPath(site.at);
   return {
     at: atText,
@@ -112,7 +135,11 @@ function pluginContext(site: PluginSite, source: PolicySource, session: Validati
         session.expressions.set(key, result.expression);
         return result.expression;
       }
-      throw new TiergateError('TG_ERR_CONFIG_JSONATA', { reason: result.problem.message }, { location: source.locate([...site.at, ...optionPath], { offsetInScalar: result.problem.offset }) });
+      throw new TiergateError(
+        'TG_ERR_CONFIG_JSONATA',
+        { reason: result.problem.message },
+        { location: source.locate([...site.at, ...optionPath], { offsetInScalar: result.problem.offset }) },
+      );
     },
     optionError(optionPath: ReadonlyArray<string | number>, message: string): Error {
       return new TiergateError('TG_ERR_PLUGIN_OPTIONS', { reason: message }, { location: source.locate([...site.at, ...optionPath]) });
@@ -126,7 +153,10 @@ function pluginContext(site: PluginSite, source: PolicySource, session: Validati
       const target = runtime.models.get(model);
       if (!target) throw new Error(`${atText}: no model named "${model}"`);
       const timeout = AbortSignal.timeout(target.spec.timeout_ms);
-      return target.provider.complete({ ...request, model: target.spec.upstream } as ChatRequest, { model: target.spec, signal: AbortSignal.any([signal, timeout]) });
+      return target.provider.complete({ ...request, model: target.spec.upstream } as ChatRequest, {
+        model: target.spec,
+        signal: AbortSignal.any([signal, timeout]),
+      });
     },
   };
 }
@@ -135,7 +165,18 @@ function targetOf(name: string, view: PolicyView): Target {
   return targetNamed(name, view.tiers);
 }
 
-function assemble(data: PolicyData, source: PolicySource, view: PolicyView, session: ValidationSession, instances: PluginInstance[], version: string, roots: string[], watchFiles: readonly string[], options: BuildOptions, shared: SharedState | null): Runtime {
+function assemble(
+  data: PolicyData,
+  source: PolicySource,
+  view: PolicyView,
+  session: ValidationSession,
+  instances: PluginInstance[],
+  version: string,
+  roots: string[],
+  watchFiles: readonly string[],
+  options: BuildOptions,
+  shared: SharedState | null,
+): Runtime {
   const instanceAt = (p: Path) => instances.find((i) => formatPath(i.site.at) === formatPath(p));
   const tierOf = new Map<string, number>();
   view.tiers.forEach((tier, i) => tier.models.forEach((m) => tierOf.set(m, i)));
@@ -143,25 +184,33 @@ function assemble(data: PolicyData, source: PolicySource, view: PolicyView, sess
   const models = new Map<string, ModelRuntime>();
   for (const [name, spec] of view.models) {
     const provider = instanceAt(['providers', spec.provider]) as PluginInstance;
-    models.set(name, Object.freeze({ spec, provider: provider.instance as Provider, providerPlugin: provider.site.plugin.discovered.name, tier: tierOf.get(name) ?? null }));
+    models.set(
+      name,
+      Object.freeze({ spec, provider: provider.instance as Provider, providerPlugin: provider.site.plugin.discovered.name, tier: tierOf.get(name) ?? null }),
+    );
   }
   const topTier = view.tiers[view.tiers.length - 1];
   const routes = new Map<string, RouteRuntime>();
   for (const [name, route] of Object.entries(data.routes)) {
     const router = instanceAt(['routes', name, 'router']) as PluginInstance;
-    routes.set(name, Object.freeze({
+    routes.set(
       name,
-      description: route.description,
-      routerPlugin: route.router.plugin,
-      router: router.instance as Router,
-      defaultTarget: targetOf(route.default, view),
-      fallback: route.fallback ? targetOf(route.fallback, view) : ({ kind: 'tier', tier: view.tiers.length - 1 } as const),
-      bestModel: topTier.models[0],
-      shadow: route.shadow ? Object.freeze({ sample: route.shadow.sample }) : null,
-      ...compileGate(name, route, instanceAt, session),
-    }));
+      Object.freeze({
+        name,
+        description: route.description,
+        routerPlugin: route.router.plugin,
+        router: router.instance as Router,
+        defaultTarget: targetOf(route.default, view),
+        fallback: route.fallback ? targetOf(route.fallback, view) : ({ kind: 'tier', tier: view.tiers.length - 1 } as const),
+        bestModel: topTier.models[0],
+        shadow: route.shadow ? Object.freeze({ sample: route.shadow.sample }) : null,
+        ...compileGate(name, route, instanceAt, session),
+      }),
+    );
   }
-  const features = Object.entries(data.features).map(([name, expr]) => Object.freeze([name, session.expressions.get(expressionKey(expr, ['features', name])) as CompiledExpression] as const));
+  const features = Object.entries(data.features).map(([name, expr]) =>
+    Object.freeze([name, session.expressions.get(expressionKey(expr, ['features', name])) as CompiledExpression] as const),
+  );
   const auth = new GatewayAuth(data.server.auth);
   const server: ServerSettings = Object.freeze({
     port: data.server.port,
@@ -175,7 +224,12 @@ function assemble(data: PolicyData, source: PolicySource, view: PolicyView, sess
   });
   const decisionLogData = data.analytics.decision_log;
   const logSettings: DecisionLogSettings = { file: decisionLogData.file, console: decisionLogData.console, flushMs: decisionLogData.flush_ms };
-  const decisionLog = options.mode === 'validate' ? null : new DecisionLog(logSettings, source.directory, (err) => options.logger.error('decision log write failed', { file: logSettings.file, error: errorMessage(err) }));
+  const decisionLog =
+    options.mode === 'validate'
+      ? null
+      : new DecisionLog(logSettings, source.directory, (err) =>
+          options.logger.error('decision log write failed', { file: logSettings.file, error: errorMessage(err) }),
+        );
   return new Runtime(
     {
       version,
@@ -188,7 +242,12 @@ function assemble(data: PolicyData, source: PolicySource, view: PolicyView, sess
       resilience: Object.freeze({ ...data.resilience }),
       health: options.health ?? new ModelHealth(),
       // limits_when_redis_down has no schema default: semantic.ts must see whether the policy wrote it.
-      limits: new KeyLimits(data.server.auth?.keys ?? [], data.server.auth?.limits_when_redis_down ?? 'per_replica', options.limitCounters ?? new LocalCounters(), shared),
+      limits: new KeyLimits(
+        data.server.auth?.keys ?? [],
+        data.server.auth?.limits_when_redis_down ?? 'per_replica',
+        options.limitCounters ?? new LocalCounters(),
+        shared,
+      ),
       shared,
       decisionLog,
       logPrompts: decisionLogData.log_prompts,
@@ -209,7 +268,11 @@ function compileGate(
   session: ValidationSession,
 ): Pick<RouteRuntime, 'gate' | 'speculate' | 'costs' | 'upstreamParameters'> {
   const costs: RoutingCosts | null = route.costs
-    ? Object.freeze({ underRouting: route.costs.under_routing, overRouting: route.costs.over_routing, breakEven: route.costs.under_routing / (route.costs.under_routing + route.costs.over_routing) })
+    ? Object.freeze({
+        underRouting: route.costs.under_routing,
+        overRouting: route.costs.over_routing,
+        breakEven: route.costs.under_routing / (route.costs.under_routing + route.costs.over_routing),
+      })
     : null;
   const upstreamParameters: Record<string, unknown> = {};
   let gate: Gate | null = null;
@@ -238,7 +301,9 @@ function compileGate(
   }
   return {
     gate,
-    speculate: route.speculate ? (session.expressions.get(expressionKey(route.speculate.when, ['routes', routeName, 'speculate', 'when'])) as CompiledExpression) : null,
+    speculate: route.speculate
+      ? (session.expressions.get(expressionKey(route.speculate.when, ['routes', routeName, 'speculate', 'when'])) as CompiledExpression)
+      : null,
     costs,
     upstreamParameters: Object.freeze(upstreamParameters),
   };

@@ -21,7 +21,11 @@ export interface PluginSite {
 }
 
 /** Keys of a plugin entry that the gateway reads; every other key is the plugin's option. */
-const HOST_KEYS: Record<PluginKind, readonly string[]> = { provider: ['plugin', 'timeout_ms'], router: ['plugin'], evaluator: ['plugin', 'name', 'weight', 'threshold', 'when'] };
+const HOST_KEYS: Record<PluginKind, readonly string[]> = {
+  provider: ['plugin', 'timeout_ms'],
+  router: ['plugin'],
+  evaluator: ['plugin', 'name', 'weight', 'threshold', 'when'],
+};
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
@@ -36,7 +40,11 @@ export function collectErrors(caught: unknown): TiergateError[] {
 }
 
 /** Plugin folders: the built-ins, then any the policy lists (read before validation: plugins decide what is valid). */
-export function pluginRoots(data: unknown, source: PolicySource, builtinRoot: string | undefined): { roots: string[]; missing: Array<{ index: number; folder: string }> } {
+export function pluginRoots(
+  data: unknown,
+  source: PolicySource,
+  builtinRoot: string | undefined,
+): { roots: string[]; missing: Array<{ index: number; folder: string }> } {
   const roots = [builtinRoot ?? BUILTIN_PLUGIN_ROOT];
   const missing: Array<{ index: number; folder: string }> = [];
   const paths = isRecord(data) && isRecord(data.plugins) && Array.isArray(data.plugins.paths) ? data.plugins.paths : [];
@@ -58,7 +66,11 @@ export function pluginEntries(data: unknown): Array<{ kind: PluginKind; at: Path
   const policy = isRecord(data) ? data : {};
   const routes = Object.entries(isRecord(policy.routes) ? policy.routes : {});
   return [
-    ...Object.entries(isRecord(policy.providers) ? policy.providers : {}).map(([name, entry]) => ({ kind: 'provider' as const, at: ['providers', name], entry })),
+    ...Object.entries(isRecord(policy.providers) ? policy.providers : {}).map(([name, entry]) => ({
+      kind: 'provider' as const,
+      at: ['providers', name],
+      entry,
+    })),
     ...routes.map(([name, route]) => ({ kind: 'router' as const, at: ['routes', name, 'router'], entry: isRecord(route) ? route.router : undefined })),
     ...routes.flatMap(([name, route]) => {
       const evaluators = isRecord(route) && isRecord(route.gate) && Array.isArray(route.gate.evaluators) ? route.gate.evaluators : [];
@@ -86,7 +98,13 @@ export async function checkPluginSite(
   const discovered = catalogue.get(kind, name);
   if (!discovered) {
     const known = catalogue.names(kind);
-    errors.push(new TiergateError('TG_ERR_PLUGIN_UNKNOWN', { kind, name, hint: known.length ? ` (available: ${known.join(', ')})` : ' (none installed)' }, { location: source.locate([...at, 'plugin']) }));
+    errors.push(
+      new TiergateError(
+        'TG_ERR_PLUGIN_UNKNOWN',
+        { kind, name, hint: known.length ? ` (available: ${known.join(', ')})` : ' (none installed)' },
+        { location: source.locate([...at, 'plugin']) },
+      ),
+    );
     return null;
   }
   let plugin: LoadedPlugin;

@@ -17,7 +17,14 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ValidateFunction } from 'ajv';
 import { TiergateError, errorMessage, type SourceLocation } from '../common/errors.ts';
-import { PLUGIN_CONTRACT_VERSION, type Disposable, type JsonSchema, type PluginCapability, type PluginKind, type PluginModule } from '../plugin-sdk/plugin-api.ts';
+import {
+  PLUGIN_CONTRACT_VERSION,
+  type Disposable,
+  type JsonSchema,
+  type PluginCapability,
+  type PluginKind,
+  type PluginModule,
+} from '../plugin-sdk/plugin-api.ts';
 import * as pluginSdk from '../plugin-sdk/index.ts';
 import { compileOptionsSchema } from './schema.ts';
 import { displayNameFor } from './source.ts';
@@ -108,13 +115,25 @@ export function discoverPlugins(roots: readonly string[]): PluginCatalogue {
         if (!entryName) continue;
         const escape = escapesFolders(folder, [root]) ?? escapesFolders(path.join(folder, entryName), [root]);
         if (escape) {
-          errors.push(new TiergateError('TG_ERR_PLUGIN_PATH', { reason: `${kind} plugin "${name}" ${escape} its plugin folder ${displayNameFor(root)}; plugins load only from inside the configured folders` }, { location: { file: displayNameFor(folder) } }));
+          errors.push(
+            new TiergateError(
+              'TG_ERR_PLUGIN_PATH',
+              { reason: `${kind} plugin "${name}" ${escape} its plugin folder ${displayNameFor(root)}; plugins load only from inside the configured folders` },
+              { location: { file: displayNameFor(folder) } },
+            ),
+          );
           continue;
         }
         const key = `${kind}:${name}`;
         const earlier = plugins.get(key);
         if (earlier) {
-          errors.push(new TiergateError('TG_ERR_PLUGIN_INVALID', { reason: `${kind} plugin "${name}" is also defined in ${displayNameFor(earlier.folder)}; plugin names must be unique` }, { location: { file: displayNameFor(folder) } }));
+          errors.push(
+            new TiergateError(
+              'TG_ERR_PLUGIN_INVALID',
+              { reason: `${kind} plugin "${name}" is also defined in ${displayNameFor(earlier.folder)}; plugin names must be unique` },
+              { location: { file: displayNameFor(folder) } },
+            ),
+          );
           continue;
         }
         plugins.set(key, { kind, name, folder, entry: path.join(folder, entryName), hash: hashFolder(folder) });
@@ -194,7 +213,11 @@ export function loadPlugin(discovered: DiscoveredPlugin, usedAt?: SourceLocation
   if (!usedAt) return pending;
   return pending.catch((err: unknown) => {
     if (!(err instanceof TiergateError) || err.code !== 'TG_ERR_PLUGIN_CONTRACT') throw err;
-    throw new TiergateError('TG_ERR_PLUGIN_CONTRACT', { ...err.params, plugin: `${err.params.plugin} (${displayNameFor(discovered.entry)})` }, { location: usedAt });
+    throw new TiergateError(
+      'TG_ERR_PLUGIN_CONTRACT',
+      { ...err.params, plugin: `${err.params.plugin} (${displayNameFor(discovered.entry)})` },
+      { location: usedAt },
+    );
   });
 }
 
@@ -204,8 +227,16 @@ function contractProblem(discovered: DiscoveredPlugin, declared: unknown): Tierg
   const plugin = `${discovered.kind} plugin "${discovered.name}"`;
   const params =
     declared === undefined
-      ? { plugin, declared: 'declares no contract version', fix: `write it against contract ${PLUGIN_CONTRACT_VERSION} and declare that in its meta as the number itself, contract: ${PLUGIN_CONTRACT_VERSION}` }
-      : { plugin, declared: `was written for plugin contract ${JSON.stringify(declared)}`, fix: `port it to contract ${PLUGIN_CONTRACT_VERSION} (the plugin guide in tiergate's README describes it), then set meta.contract to ${PLUGIN_CONTRACT_VERSION}` };
+      ? {
+          plugin,
+          declared: 'declares no contract version',
+          fix: `write it against contract ${PLUGIN_CONTRACT_VERSION} and declare that in its meta as the number itself, contract: ${PLUGIN_CONTRACT_VERSION}`,
+        }
+      : {
+          plugin,
+          declared: `was written for plugin contract ${JSON.stringify(declared)}`,
+          fix: `port it to contract ${PLUGIN_CONTRACT_VERSION} (the plugin guide in tiergate's README describes it), then set meta.contract to ${PLUGIN_CONTRACT_VERSION}`,
+        };
   return new TiergateError('TG_ERR_PLUGIN_CONTRACT', { ...params, speaks: PLUGIN_CONTRACT_VERSION }, { location: { file: displayNameFor(discovered.entry) } });
 }
 
@@ -214,7 +245,11 @@ function contractProblem(discovered: DiscoveredPlugin, declared: unknown): Tierg
  * tiergate's own tools, which must not name a plugin; a plugin that fails to load is
  * passed over (the policy build reports it where it is used).
  */
-export async function pluginWithCapability(kind: PluginKind, capability: PluginCapability, roots: readonly string[] = [BUILTIN_PLUGIN_ROOT]): Promise<string | null> {
+export async function pluginWithCapability(
+  kind: PluginKind,
+  capability: PluginCapability,
+  roots: readonly string[] = [BUILTIN_PLUGIN_ROOT],
+): Promise<string | null> {
   const catalogue = discoverPlugins(roots);
   for (const name of catalogue.names(kind)) {
     const plugin = await loadPlugin(catalogue.get(kind, name)!).catch(() => null);
@@ -240,7 +275,11 @@ async function importPlugin(discovered: DiscoveredPlugin): Promise<LoadedPlugin>
   // previous version's export, say so rather than report the edit as applied.
   const previous = lastImported.get(discovered.entry);
   if (previous && previous.hash !== discovered.hash && previous.exported === namespace.default && namespace.default !== undefined) {
-    throw new TiergateError('TG_ERR_PLUGIN_LOAD', { reason: 'the edited plugin could not be imported afresh (the module loader returned the cached version); restart tiergate to load it' }, { location: { file } });
+    throw new TiergateError(
+      'TG_ERR_PLUGIN_LOAD',
+      { reason: 'the edited plugin could not be imported afresh (the module loader returned the cached version); restart tiergate to load it' },
+      { location: { file } },
+    );
   }
   lastImported.set(discovered.entry, { hash: discovered.hash, exported: namespace.default });
   const candidate = namespace.default as Partial<PluginModule<unknown, Disposable>> | undefined;
@@ -250,12 +289,14 @@ async function importPlugin(discovered: DiscoveredPlugin): Promise<LoadedPlugin>
   const contractError = contractProblem(discovered, (meta as { contract?: unknown }).contract);
   if (contractError) throw contractError;
   if (meta.id !== discovered.name) throw invalid(`meta.id is ${JSON.stringify(meta.id)} but the folder is "${discovered.name}"; they must match`);
-  if (meta.kind !== discovered.kind) throw invalid(`meta.kind is ${JSON.stringify(meta.kind)} but the plugin sits in the ${KIND_FOLDERS[discovered.kind]} folder`);
+  if (meta.kind !== discovered.kind)
+    throw invalid(`meta.kind is ${JSON.stringify(meta.kind)} but the plugin sits in the ${KIND_FOLDERS[discovered.kind]} folder`);
   if (typeof meta.description !== 'string' || !meta.description) throw invalid('meta.description must be a non-empty string');
   if (!meta.options || typeof meta.options !== 'object') throw invalid('meta.options must be a JSON Schema object for the plugin options');
   if (typeof candidate.create !== 'function') throw invalid('create(options, ctx) must be a function');
   if (candidate.validate !== undefined && typeof candidate.validate !== 'function') throw invalid('validate, when present, must be a function');
-  if (meta.capabilities !== undefined && !(Array.isArray(meta.capabilities) && meta.capabilities.every((c) => typeof c === 'string'))) throw invalid('meta.capabilities, when present, must be an array of strings');
+  if (meta.capabilities !== undefined && !(Array.isArray(meta.capabilities) && meta.capabilities.every((c) => typeof c === 'string')))
+    throw invalid('meta.capabilities, when present, must be an array of strings');
   const openObject = findOpenObject(meta.options, 'options');
   if (openObject) throw invalid(`${openObject} is an object schema without "additionalProperties": false; plugin options must reject unknown keys`);
   let validateOptions: ValidateFunction;

@@ -120,7 +120,8 @@ export class RuntimeManager {
         this.lastError = null;
         result = { outcome: 'applied', trigger, policy_version: next.version };
         logger.info('policy reloaded', { trigger, policy_version: next.version, previous_version: previous.version });
-        if (this.watchers.length > 0 && [...next.watchPaths, ...next.watchFiles].join('\n') !== [...previous.watchPaths, ...previous.watchFiles].join('\n')) this.watch();
+        if (this.watchers.length > 0 && [...next.watchPaths, ...next.watchFiles].join('\n') !== [...previous.watchPaths, ...previous.watchFiles].join('\n'))
+          this.watch();
       }
     } catch (err) {
       const errors = err instanceof PolicyErrors ? err.errors.map((e) => e.located()) : [err instanceof TiergateError ? err.located() : errorMessage(err)];

@@ -46,7 +46,12 @@ let activeSession: ValidationSession | null = null;
 // errors (a limit it breaks) name the line it is written on.
 let activeSite: { source: PolicySource; at: Path } | null = null;
 
-const jsonataKeyword: SchemaValidateFunction = function validateJsonata(enabled: boolean, data: unknown, _parentSchema?: unknown, dataCxt?: { instancePath: string }): boolean {
+const jsonataKeyword: SchemaValidateFunction = function validateJsonata(
+  enabled: boolean,
+  data: unknown,
+  _parentSchema?: unknown,
+  dataCxt?: { instancePath: string },
+): boolean {
   if (!enabled || typeof data !== 'string' || !activeSession) return true;
   const at = activeSite && dataCxt ? [...activeSite.at, ...pointerToPath(dataCxt.instancePath)] : null;
   const key = expressionKey(data, at ?? []);
@@ -65,13 +70,21 @@ const jsonataKeyword: SchemaValidateFunction = function validateJsonata(enabled:
 const referenceKeyword: SchemaValidateFunction = function validateReference(kind: ReferenceKind, data: unknown): boolean {
   if (typeof data !== 'string' || !activeSession) return true;
   const { models, tiers, providers, routes = new Set<string>() } = activeSession.names;
-  const candidates: Record<ReferenceKind, ReadonlySet<string>[]> = { model: [models], tier: [tiers], target: [tiers, models], provider: [providers], route: [routes] };
+  const candidates: Record<ReferenceKind, ReadonlySet<string>[]> = {
+    model: [models],
+    tier: [tiers],
+    target: [tiers, models],
+    provider: [providers],
+    route: [routes],
+  };
   if (candidates[kind].some((set) => set.has(data))) return true;
   const all = candidates[kind].flatMap((set) => [...set]);
   const noun = kind === 'target' ? 'tier or model' : kind;
   const suggestion = closestName(data, all);
   const known = all.length ? `; declared: ${all.join(', ')}` : '';
-  referenceKeyword.errors = [{ keyword: 'x-ref', message: `no ${noun} named "${data}"` + (suggestion ? ` (did you mean "${suggestion}"?)` : known), params: { kind } }];
+  referenceKeyword.errors = [
+    { keyword: 'x-ref', message: `no ${noun} named "${data}"` + (suggestion ? ` (did you mean "${suggestion}"?)` : known), params: { kind } },
+  ];
   return false;
 };
 
@@ -85,7 +98,13 @@ const pathKeyword: SchemaValidateFunction = function validatePath(enabled: boole
   if (!enabled || typeof data !== 'string' || !files) return true;
   const problem = escapesFolders(path.resolve(files.baseDir, data), files.folders);
   if (!problem) return true;
-  pathKeyword.errors = [{ keyword: 'x-path', message: `${JSON.stringify(data)} ${problem} ${files.folders.length === 1 ? `the policy's folder ${files.folders[0]}` : `the folders this policy may use (${files.folders.join(', ')})`}; files a policy names must stay inside it`, params: {} }];
+  pathKeyword.errors = [
+    {
+      keyword: 'x-path',
+      message: `${JSON.stringify(data)} ${problem} ${files.folders.length === 1 ? `the policy's folder ${files.folders[0]}` : `the folders this policy may use (${files.folders.join(', ')})`}; files a policy names must stay inside it`,
+      params: {},
+    },
+  ];
   return false;
 };
 
@@ -125,7 +144,11 @@ export function withSession<T>(session: ValidationSession, run: () => T, site: {
 
 /** Validates the whole policy document against schemas/gateway.schema.json. */
 export function validatePolicyDocument(source: PolicySource, session: ValidationSession): TiergateError[] {
-  return withSession(session, () => (validatePolicyShape(source.data) ? [] : toLocatedErrors(validatePolicyShape.errors ?? [], source, [], 'TG_ERR_CONFIG_SCHEMA')), { source, at: [] });
+  return withSession(
+    session,
+    () => (validatePolicyShape(source.data) ? [] : toLocatedErrors(validatePolicyShape.errors ?? [], source, [], 'TG_ERR_CONFIG_SCHEMA')),
+    { source, at: [] },
+  );
 }
 
 /** Validates one plugin's options (data at `at` in the policy). Applies schema defaults to `options`. */
@@ -144,7 +167,9 @@ function pointerToPath(pointer: string): PathSegment[] {
 
 function describeType(expected: unknown): string {
   const list = Array.isArray(expected) ? expected : [expected];
-  const words = list.map((t) => (t === 'integer' ? 'a whole number' : t === 'array' ? 'a list' : t === 'object' ? 'a mapping' : t === 'null' ? 'null' : `a ${t}`));
+  const words = list.map((t) =>
+    t === 'integer' ? 'a whole number' : t === 'array' ? 'a list' : t === 'object' ? 'a mapping' : t === 'null' ? 'null' : `a ${t}`,
+  );
   return words.join(' or ');
 }
 
@@ -154,7 +179,9 @@ function messageFor(error: ErrorObject): string {
     case 'additionalProperties': {
       const allowed = Object.keys(((error.parentSchema as JsonSchema | undefined)?.properties as Record<string, unknown> | undefined) ?? {});
       const suggestion = closestName(String(p.additionalProperty), allowed);
-      return `unknown key "${p.additionalProperty}"` + (suggestion ? ` (did you mean "${suggestion}"?)` : allowed.length ? ` (allowed: ${allowed.join(', ')})` : '');
+      return (
+        `unknown key "${p.additionalProperty}"` + (suggestion ? ` (did you mean "${suggestion}"?)` : allowed.length ? ` (allowed: ${allowed.join(', ')})` : '')
+      );
     }
     case 'required':
       return `missing required key "${p.missingProperty}"`;
@@ -204,7 +231,9 @@ export function toLocatedErrors(errors: ErrorObject[], source: PolicySource, at:
     } else if (typeof params.propertyName === 'string') {
       path = [...path, params.propertyName];
       key = true;
-      reason = `"${params.propertyName}" is not a valid name: ` + (error.keyword === 'pattern' ? `use letters, digits and . _ : / - (must match ${params.pattern})` : reason);
+      reason =
+        `"${params.propertyName}" is not a valid name: ` +
+        (error.keyword === 'pattern' ? `use letters, digits and . _ : / - (must match ${params.pattern})` : reason);
     }
     const offset = typeof params.offset === 'number' ? params.offset : undefined;
     const location = source.locate(path, { key, offsetInScalar: offset });

@@ -33,7 +33,8 @@ export function checkSemantics(data: PolicyData, source: PolicySource, options: 
 /** Tiers, models, routes and features that name or shadow each other. */
 export function checkCrossReferences(data: PolicyData, source: PolicySource): TiergateError[] {
   const errors: TiergateError[] = [];
-  const reference = (reason: string, p: Path, key = false) => errors.push(new TiergateError('TG_ERR_CONFIG_REFERENCE', { reason }, { location: source.locate(p, { key }) }));
+  const reference = (reason: string, p: Path, key = false) =>
+    errors.push(new TiergateError('TG_ERR_CONFIG_REFERENCE', { reason }, { location: source.locate(p, { key }) }));
   const tierOfModel = new Map<string, string>();
   const tierNames = new Set<string>();
   data.tiers.forEach((tier, i) => {
@@ -42,19 +43,42 @@ export function checkCrossReferences(data: PolicyData, source: PolicySource): Ti
     if (tier.name in data.models) reference(`tier "${tier.name}" has the same name as a model; routes could not tell them apart`, ['tiers', i, 'name']);
     tier.models.forEach((model, j) => {
       const earlier = tierOfModel.get(model);
-      if (earlier !== undefined && earlier !== tier.name) reference(`model "${model}" is already in tier "${earlier}"; a model belongs to one tier`, ['tiers', i, 'models', j]);
+      if (earlier !== undefined && earlier !== tier.name)
+        reference(`model "${model}" is already in tier "${earlier}"; a model belongs to one tier`, ['tiers', i, 'models', j]);
       tierOfModel.set(model, tier.name);
     });
   });
   for (const [name, route] of Object.entries(data.routes)) {
-    if (route.speculate && !route.gate) errors.push(new TiergateError('TG_ERR_CONFIG_RULE', { reason: 'speculate needs a gate: the cheap answer is served only when it passes one' }, { location: source.locate(['routes', name, 'speculate'], { key: true }) }));
-    if (route.shadow && !route.gate) errors.push(new TiergateError('TG_ERR_CONFIG_RULE', { reason: 'shadow needs a gate to compare answers: both are scored by the route\'s gate evaluators' }, { location: source.locate(['routes', name, 'shadow'], { key: true }) }));
+    if (route.speculate && !route.gate)
+      errors.push(
+        new TiergateError(
+          'TG_ERR_CONFIG_RULE',
+          { reason: 'speculate needs a gate: the cheap answer is served only when it passes one' },
+          { location: source.locate(['routes', name, 'speculate'], { key: true }) },
+        ),
+      );
+    if (route.shadow && !route.gate)
+      errors.push(
+        new TiergateError(
+          'TG_ERR_CONFIG_RULE',
+          { reason: "shadow needs a gate to compare answers: both are scored by the route's gate evaluators" },
+          { location: source.locate(['routes', name, 'shadow'], { key: true }) },
+        ),
+      );
   }
   for (const name of Object.keys(data.routes)) {
-    if (name in data.models) reference(`route "${name}" has the same name as a model; "model": "${name}" in a request would be ambiguous`, ['routes', name], true);
+    if (name in data.models)
+      reference(`route "${name}" has the same name as a model; "model": "${name}" in a request would be ambiguous`, ['routes', name], true);
   }
   for (const name of Object.keys(data.features)) {
-    if (RESERVED_INPUT_NAMES.includes(name)) errors.push(new TiergateError('TG_ERR_CONFIG_FEATURE_NAME', { reason: `feature name "${name}" is reserved for the request itself (${RESERVED_INPUT_NAMES.join(', ')})` }, { location: source.locate(['features', name], { key: true }) }));
+    if (RESERVED_INPUT_NAMES.includes(name))
+      errors.push(
+        new TiergateError(
+          'TG_ERR_CONFIG_FEATURE_NAME',
+          { reason: `feature name "${name}" is reserved for the request itself (${RESERVED_INPUT_NAMES.join(', ')})` },
+          { location: source.locate(['features', name], { key: true }) },
+        ),
+      );
   }
   return errors;
 }
@@ -70,34 +94,70 @@ const UNREADABLE_HEADERS = ['authorization', 'proxy-authorization', 'cookie'];
  */
 export function checkAuth(server: ServerData, source: PolicySource, listenHost?: string): TiergateError[] {
   const errors: TiergateError[] = [];
-  const problem = (reason: string, at: ReadonlyArray<string | number>, key = false) => errors.push(new TiergateError('TG_ERR_CONFIG_AUTH', { reason }, { location: source.locate(['server', ...at], { key }) }));
+  const problem = (reason: string, at: ReadonlyArray<string | number>, key = false) =>
+    errors.push(new TiergateError('TG_ERR_CONFIG_AUTH', { reason }, { location: source.locate(['server', ...at], { key }) }));
   const auth = server.auth;
   const keys = auth?.keys ?? [];
   const names = new Map<string, number>();
   const values = new Map<string, number>();
   keys.forEach((entry, i) => {
     const sameName = names.get(entry.name);
-    if (sameName !== undefined) problem(`key name "${entry.name}" is also used by keys[${sameName}]; every key needs its own name (it is what logs and budgets see)`, ['auth', 'keys', i, 'name']);
+    if (sameName !== undefined)
+      problem(`key name "${entry.name}" is also used by keys[${sameName}]; every key needs its own name (it is what logs and budgets see)`, [
+        'auth',
+        'keys',
+        i,
+        'name',
+      ]);
     else names.set(entry.name, i);
     const sameValue = values.get(entry.key);
     // Never quote the value: the message names the other entry instead.
-    if (sameValue !== undefined) problem(`this key is the same as the key of "${keys[sameValue].name}"; every key must be different, or the gateway cannot tell them apart`, ['auth', 'keys', i, 'key']);
+    if (sameValue !== undefined)
+      problem(`this key is the same as the key of "${keys[sameValue].name}"; every key must be different, or the gateway cannot tell them apart`, [
+        'auth',
+        'keys',
+        i,
+        'key',
+      ]);
     else values.set(entry.key, i);
   });
-  if (auth?.admin_token !== undefined && values.has(auth.admin_token)) problem(`admin_token is the same as the key of "${keys[values.get(auth.admin_token) as number].name}"; a gateway key must not open the admin endpoints`, ['auth', 'admin_token']);
-  if (auth?.metrics_token !== undefined && values.has(auth.metrics_token)) problem(`metrics_token is the same as the key of "${keys[values.get(auth.metrics_token) as number].name}"; a gateway key must not open /metrics`, ['auth', 'metrics_token']);
-  if (auth?.metrics_token !== undefined && auth.metrics_token === auth.admin_token) problem('metrics_token is the same as admin_token; give the scraper its own token, or leave metrics_token out and give it the admin token', ['auth', 'metrics_token']);
-  if (auth?.allow_unauthenticated === true && keys.length > 0) problem('allow_unauthenticated cannot be combined with keys: with keys, every request needs one', ['auth', 'allow_unauthenticated'], true);
+  if (auth?.admin_token !== undefined && values.has(auth.admin_token))
+    problem(`admin_token is the same as the key of "${keys[values.get(auth.admin_token) as number].name}"; a gateway key must not open the admin endpoints`, [
+      'auth',
+      'admin_token',
+    ]);
+  if (auth?.metrics_token !== undefined && values.has(auth.metrics_token))
+    problem(`metrics_token is the same as the key of "${keys[values.get(auth.metrics_token) as number].name}"; a gateway key must not open /metrics`, [
+      'auth',
+      'metrics_token',
+    ]);
+  if (auth?.metrics_token !== undefined && auth.metrics_token === auth.admin_token)
+    problem('metrics_token is the same as admin_token; give the scraper its own token, or leave metrics_token out and give it the admin token', [
+      'auth',
+      'metrics_token',
+    ]);
+  if (auth?.allow_unauthenticated === true && keys.length > 0)
+    problem('allow_unauthenticated cannot be combined with keys: with keys, every request needs one', ['auth', 'allow_unauthenticated'], true);
   server.header_allowlist.forEach((header, i) => {
-    if (UNREADABLE_HEADERS.includes(header.toLowerCase())) problem(`${header.toLowerCase()} carries the client's credentials; routing expressions may not read it (it could reach the decision log)`, ['header_allowlist', i]);
+    if (UNREADABLE_HEADERS.includes(header.toLowerCase()))
+      problem(`${header.toLowerCase()} carries the client's credentials; routing expressions may not read it (it could reach the decision log)`, [
+        'header_allowlist',
+        i,
+      ]);
   });
   if (keys.length === 0 && auth?.allow_unauthenticated !== true) {
     const host = listenHost ?? server.host;
     if (host !== undefined && !isLoopbackHost(host)) {
-      const what = listenHost !== undefined && listenHost !== server.host ? `listening on ${host} (asked for on the command line, in place of server.host)` : `host ${host}`;
+      const what =
+        listenHost !== undefined && listenHost !== server.host
+          ? `listening on ${host} (asked for on the command line, in place of server.host)`
+          : `host ${host}`;
       const known = host === '0.0.0.0' || host === '::' ? ' (every address)' : '';
       // Located at server.host, or at the nearest key above it when the file has none.
-      problem(`${what}${known} needs server.auth.keys: without keys tiergate accepts loopback only (127.0.0.1, ::1, localhost), so that an open gateway is never reachable from the network by accident. Add keys, or set server.auth.allow_unauthenticated: true when authentication happens in front of tiergate`, ['host']);
+      problem(
+        `${what}${known} needs server.auth.keys: without keys tiergate accepts loopback only (127.0.0.1, ::1, localhost), so that an open gateway is never reachable from the network by accident. Add keys, or set server.auth.allow_unauthenticated: true when authentication happens in front of tiergate`,
+        ['host'],
+      );
     }
   }
   return errors;
@@ -108,11 +168,23 @@ export function checkSharedState(data: PolicyData, source: PolicySource): Tierga
   const errors: TiergateError[] = [];
   const url = data.state?.redis?.url;
   if (url !== undefined && !URL.canParse(url)) {
-    errors.push(new TiergateError('TG_ERR_CONFIG_RULE', { reason: 'not a URL; write redis://[:password@]host:port[/db] (rediss:// for TLS)' }, { location: source.locate(['state', 'redis', 'url']) }));
+    errors.push(
+      new TiergateError(
+        'TG_ERR_CONFIG_RULE',
+        { reason: 'not a URL; write redis://[:password@]host:port[/db] (rediss:// for TLS)' },
+        { location: source.locate(['state', 'redis', 'url']) },
+      ),
+    );
   }
   if (data.server.auth?.limits_when_redis_down !== undefined && data.state?.redis === undefined) {
     const location: SourceLocation = source.locate(['server', 'auth', 'limits_when_redis_down'], { key: true });
-    errors.push(new TiergateError('TG_ERR_CONFIG_RULE', { reason: 'limits_when_redis_down applies only when the limits are shared through Redis (state.redis); without it every replica counts alone' }, { location }));
+    errors.push(
+      new TiergateError(
+        'TG_ERR_CONFIG_RULE',
+        { reason: 'limits_when_redis_down applies only when the limits are shared through Redis (state.redis); without it every replica counts alone' },
+        { location },
+      ),
+    );
   }
   return errors;
 }

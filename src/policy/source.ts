@@ -12,7 +12,19 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { LineCounter, parseDocument, parse as parseYamlScalar, visit, isMap, isSeq, isScalar, isPair, type Document, type Node as YamlNode, type Scalar } from 'yaml';
+import {
+  LineCounter,
+  parseDocument,
+  parse as parseYamlScalar,
+  visit,
+  isMap,
+  isSeq,
+  isScalar,
+  isPair,
+  type Document,
+  type Node as YamlNode,
+  type Scalar,
+} from 'yaml';
 import { TiergateError, type SourceLocation } from '../common/errors.ts';
 
 export type PathSegment = string | number;
@@ -121,7 +133,10 @@ export function parsePolicyText(text: string, absolutePath: string, env: NodeJS.
       let offset = e.pos[0];
       if (e.code === 'BAD_INDENT') while (masked[offset] === ' ') offset++;
       const { line, col } = position(offset);
-      const reason = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '').replace(/[\uE000-\uE1FF]+/g, '${…}');
+      const reason = e.message
+        .split('\n')[0]
+        .replace(/ at line \d+, column \d+:?$/, '')
+        .replace(/[\uE000-\uE1FF]+/g, '${…}');
       return new TiergateError('TG_ERR_CONFIG_YAML', { reason }, { location: { file: displayName, line, column: col } });
     });
   }
@@ -148,7 +163,13 @@ export function parsePolicyText(text: string, absolutePath: string, env: NodeJS.
         }
         if (reference.fallback !== undefined) return reference.fallback;
         const { line, col } = position(reference.offset);
-        errors.push(new TiergateError('TG_ERR_CONFIG_ENV_MISSING', { name: reference.name }, { location: { file: displayName, line, column: col, path: formatPath(pathOf(document, node)) } }));
+        errors.push(
+          new TiergateError(
+            'TG_ERR_CONFIG_ENV_MISSING',
+            { name: reference.name },
+            { location: { file: displayName, line, column: col, path: formatPath(pathOf(document, node)) } },
+          ),
+        );
         return '';
       });
       // `port: ${PORT:-8080}` is a number, as if the value had been written in place;

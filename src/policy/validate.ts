@@ -150,7 +150,8 @@ export async function validatePolicy(configFile: string, options: ValidateOption
   const data = errors.length === 0 ? (raw as PolicyData) : null;
 
   const { roots, missing } = pluginRoots(raw, source, options.builtinPluginRoot);
-  for (const { index, folder } of missing) errors.push(new TiergateError('TG_ERR_PLUGIN_PATH', { reason: `plugin folder ${folder} does not exist` }, { location: at(['plugins', 'paths', index]) }));
+  for (const { index, folder } of missing)
+    errors.push(new TiergateError('TG_ERR_PLUGIN_PATH', { reason: `plugin folder ${folder} does not exist` }, { location: at(['plugins', 'paths', index]) }));
   let catalogue: PluginCatalogue | null = null;
   try {
     catalogue = discoverPlugins(roots);
@@ -178,13 +179,16 @@ function makePolicyView(data: PolicyData): PolicyView {
   const upstreamTimeout = data.server.upstream_timeout_ms;
   const models = new Map<string, ModelSpec>();
   for (const [name, model] of Object.entries(data.models)) {
-    models.set(name, Object.freeze({
+    models.set(
       name,
-      provider: model.provider,
-      upstream: model.upstream ?? name,
-      price: Object.freeze({ ...model.price }),
-      timeout_ms: model.timeout_ms ?? data.providers[model.provider]?.timeout_ms ?? upstreamTimeout,
-    }));
+      Object.freeze({
+        name,
+        provider: model.provider,
+        upstream: model.upstream ?? name,
+        price: Object.freeze({ ...model.price }),
+        timeout_ms: model.timeout_ms ?? data.providers[model.provider]?.timeout_ms ?? upstreamTimeout,
+      }),
+    );
   }
   return Object.freeze({
     models,

@@ -32,10 +32,17 @@ export function withFiles(version: string, files: readonly string[]): string {
  * The version the policy on disk would have, without building it: lets a reload with
  * nothing changed be skipped. null when the policy cannot even be read.
  */
-export function policyFingerprint(configFile: string, options: { env?: NodeJS.ProcessEnv; builtinPluginRoot?: string }, watchFiles: readonly string[] = []): string | null {
+export function policyFingerprint(
+  configFile: string,
+  options: { env?: NodeJS.ProcessEnv; builtinPluginRoot?: string },
+  watchFiles: readonly string[] = [],
+): string | null {
   try {
     const source = readPolicySource(configFile, options.env);
-    return withFiles(versionOf(source, JSON.stringify(source.data), discoverPlugins(pluginRoots(source.data, source, options.builtinPluginRoot).roots)), watchFiles);
+    return withFiles(
+      versionOf(source, JSON.stringify(source.data), discoverPlugins(pluginRoots(source.data, source, options.builtinPluginRoot).roots)),
+      watchFiles,
+    );
   } catch {
     return null;
   }

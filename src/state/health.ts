@@ -86,7 +86,8 @@ export class ModelHealth {
   /** Models in cooldown now, with the time they come back (for /admin/status). */
   snapshot(now = Date.now()): Record<string, string> {
     const latest = new Map<string, number>();
-    for (const source of [this.coolingUntil, this.sharedUntil]) for (const [model, until] of source) if (until > now && until > (latest.get(model) ?? 0)) latest.set(model, until);
+    for (const source of [this.coolingUntil, this.sharedUntil])
+      for (const [model, until] of source) if (until > now && until > (latest.get(model) ?? 0)) latest.set(model, until);
     const out: Record<string, string> = {};
     for (const [model, until] of latest) out[model] = new Date(until).toISOString();
     return out;

@@ -51,7 +51,8 @@ export class LocalCounters {
       if (requestLimit === undefined && usdLimit === undefined) continue;
       const { counts, retryAfterS } = this.window(name, window, nowMs);
       if (usdLimit !== undefined && counts.usd >= usdLimit) return { kind: 'usd', window: window.name, used: counts.usd, limit: usdLimit, retryAfterS };
-      if (requestLimit !== undefined && counts.requests >= requestLimit) return { kind: 'requests', window: window.name, used: counts.requests, limit: requestLimit, retryAfterS };
+      if (requestLimit !== undefined && counts.requests >= requestLimit)
+        return { kind: 'requests', window: window.name, used: counts.requests, limit: requestLimit, retryAfterS };
       admitted.push(counts);
     }
     for (const counts of admitted) counts.requests++;
@@ -128,7 +129,13 @@ export class KeyLimits {
   /** One line for `tiergate validate`: each limited key and its limits. */
   summary(): string | null {
     if (this.byKey.size === 0) return null;
-    const describe = (l: KeyLimitsData) => WINDOWS.flatMap((w) => [l[w.requests] !== undefined ? `${l[w.requests]} requests/${w.name}` : null, l[w.usd] !== undefined ? `$${l[w.usd]}/${w.name}` : null]).filter(Boolean).join(', ');
+    const describe = (l: KeyLimitsData) =>
+      WINDOWS.flatMap((w) => [
+        l[w.requests] !== undefined ? `${l[w.requests]} requests/${w.name}` : null,
+        l[w.usd] !== undefined ? `$${l[w.usd]}/${w.name}` : null,
+      ])
+        .filter(Boolean)
+        .join(', ');
     return [...this.byKey].map(([name, l]) => `${name} (${describe(l)})`).join('; ');
   }
 
@@ -153,14 +160,26 @@ export class KeyLimits {
         try {
           reply = await this.admitScript([this.counters(name)], [...WINDOWS.map((w) => limits[w.requests] ?? 0), ...WINDOWS.map((w) => limits[w.usd] ?? 0)]);
         } catch (err) {
-          shared.warn(this.whenDown === 'reject' ? 'a per-key limit could not be checked in Redis; the request is refused (limits_when_redis_down: reject)' : 'a per-key limit could not be checked in Redis; this replica counts alone meanwhile', err);
+          shared.warn(
+            this.whenDown === 'reject'
+              ? 'a per-key limit could not be checked in Redis; the request is refused (limits_when_redis_down: reject)'
+              : 'a per-key limit could not be checked in Redis; this replica counts alone meanwhile',
+            err,
+          );
         }
       } else {
-        shared.warn(this.whenDown === 'reject' ? 'Redis unavailable: requests of keys with limits are refused (limits_when_redis_down: reject)' : 'Redis unavailable: per-key limits are counted by each replica alone until it is back');
+        shared.warn(
+          this.whenDown === 'reject'
+            ? 'Redis unavailable: requests of keys with limits are refused (limits_when_redis_down: reject)'
+            : 'Redis unavailable: per-key limits are counted by each replica alone until it is back',
+        );
       }
       if (Array.isArray(reply)) {
         const [verdict, window, used, limit, reset] = reply as [string, WindowName, string, string, number];
-        refusal = verdict === 'ok' ? null : { kind: verdict === 'usd' ? 'usd' : 'requests', window, used: Number(used), limit: Number(limit), retryAfterS: Number(reset) };
+        refusal =
+          verdict === 'ok'
+            ? null
+            : { kind: verdict === 'usd' ? 'usd' : 'requests', window, used: Number(used), limit: Number(limit), retryAfterS: Number(reset) };
       } else if (this.whenDown === 'reject') {
         throw new TiergateError('TG_ERR_LIMIT_UNAVAILABLE', { key: name }, { retryAfterMs: 1000 });
       } else {
@@ -171,7 +190,8 @@ export class KeyLimits {
     }
     if (!refusal) return;
     const params = { key: name, window: refusal.window, period: PERIOD[refusal.window], limit: refusal.limit, retry_after_s: refusal.retryAfterS };
-    if (refusal.kind === 'usd') throw new TiergateError('TG_ERR_LIMIT_SPEND', { ...params, spent: Number(refusal.used.toPrecision(6)) }, { retryAfterMs: refusal.retryAfterS * 1000 });
+    if (refusal.kind === 'usd')
+      throw new TiergateError('TG_ERR_LIMIT_SPEND', { ...params, spent: Number(refusal.used.toPrecision(6)) }, { retryAfterMs: refusal.retryAfterS * 1000 });
     throw new TiergateError('TG_ERR_LIMIT_REQUESTS', params, { retryAfterMs: refusal.retryAfterS * 1000 });
   }
 
@@ -186,10 +206,12 @@ export class KeyLimits {
     if (!limits || !hasUsd(limits)) return;
     const shared = this.shared;
     if (shared && this.spendScript && shared.up) {
-      this.spendScript([this.counters(name)], [cost, limits.usd_per_minute !== undefined ? 1 : 0, limits.usd_per_day !== undefined ? 1 : 0]).catch((err: unknown) => {
-        shared.warn('a request\'s cost could not be added to its key\'s shared spend; this replica counts it alone', err);
-        this.local.spend(name, limits, cost);
-      });
+      this.spendScript([this.counters(name)], [cost, limits.usd_per_minute !== undefined ? 1 : 0, limits.usd_per_day !== undefined ? 1 : 0]).catch(
+        (err: unknown) => {
+          shared.warn("a request's cost could not be added to its key's shared spend; this replica counts it alone", err);
+          this.local.spend(name, limits, cost);
+        },
+      );
     } else {
       this.local.spend(name, limits, cost);
     }

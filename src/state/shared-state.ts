@@ -76,7 +76,9 @@ function connect(url: string, timeoutMs: number): Connection {
     client,
     users: 1,
     scripts: new Set(),
-    firstAttempt: Promise.race([attempt, new Promise<void>((resolve) => (timer = setTimeout(resolve, CONNECT_TIMEOUT_MS + 200)))]).finally(() => clearTimeout(timer)),
+    firstAttempt: Promise.race([attempt, new Promise<void>((resolve) => (timer = setTimeout(resolve, CONNECT_TIMEOUT_MS + 200)))]).finally(() =>
+      clearTimeout(timer),
+    ),
     release() {
       connection.users--;
       if (connection.users > 0) return;
@@ -113,7 +115,9 @@ export class SharedState {
     this.onReady = () => {
       if (this.lastWarning.size === 0) return;
       this.lastWarning.clear();
-      this.logger.info(formatLocated(this.location, 'Redis reachable again: limits and cooldowns are shared by the replicas again'), { redis: displayUrl(this.data.url) });
+      this.logger.info(formatLocated(this.location, 'Redis reachable again: limits and cooldowns are shared by the replicas again'), {
+        redis: displayUrl(this.data.url),
+      });
     };
     connection.client.on('error', this.onError);
     connection.client.on('ready', this.onReady);
@@ -219,7 +223,9 @@ class SharedCooldowns implements CooldownSharing {
 
   started(model: string, untilMs: number): void {
     if (!this.state.up) return this.state.warn('Redis unavailable: a model cooldown stays on this replica only');
-    this.start([this.key], [model, untilMs, Date.now()]).catch((err: unknown) => this.state.warn('a model cooldown could not be shared; it stays on this replica only', err));
+    this.start([this.key], [model, untilMs, Date.now()]).catch((err: unknown) =>
+      this.state.warn('a model cooldown could not be shared; it stays on this replica only', err),
+    );
   }
 
   cleared(model: string): void {

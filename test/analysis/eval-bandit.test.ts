@@ -66,7 +66,10 @@ describe('eval teaches a learning router as it replays, and reports its regret',
     // scores 0.5: small's mean is 0.5, large's still the prior 0.6, so every later row
     // goes to large, whose answers score 1. On its prior alone the bandit would send all
     // five rows to small.
-    assert.deepEqual(rows.map((r) => r.firstTier), [0, 1, 1, 1, 1]);
+    assert.deepEqual(
+      rows.map((r) => r.firstTier),
+      [0, 1, 1, 1, 1],
+    );
     assert.ok(rows.every((r) => !r.escalated));
     assert.equal(report.regret.learned, true);
     assert.equal(report.regret.outcomes_taught, 5);
@@ -74,15 +77,30 @@ describe('eval teaches a learning router as it replays, and reports its regret',
     assert.equal(report.regret.best_fixed_tier, 'large');
     assert.equal(report.regret.lambda, 0);
     assert.equal(report.regret.total, 1);
-    assert.deepEqual(report.regret.curve.map((c) => [c.rows, c.regret]), [[1, 1], [2, 1], [3, 1], [4, 1], [5, 1]]);
-    assert.ok(report.notes.some((n) => /router bandit learned as it routed/.test(n)), report.notes.join('\n'));
+    assert.deepEqual(
+      report.regret.curve.map((c) => [c.rows, c.regret]),
+      [
+        [1, 1],
+        [2, 1],
+        [3, 1],
+        [4, 1],
+        [5, 1],
+      ],
+    );
+    assert.ok(
+      report.notes.some((n) => /router bandit learned as it routed/.test(n)),
+      report.notes.join('\n'),
+    );
     assert.match(terminalReport(report), /regret against the best fixed tier \(large; reward = recorded quality − 0·cost_usd·1000\): 1\.00 over 5 rows/);
   });
 
   test('it learns from the gate, not from the answer key: inverted recorded scores leave its decisions as they were', async () => {
     const inverted = ROWS.map((r) => ({ ...r, outcomes: { W: { ...r.outcomes.W, score: 1 }, S: { ...r.outcomes.S, score: 0 } } }));
     const { rows } = await runEval({ ...workspace(null, inverted), route: 'qa', map: { weak: 'W', strong: 'S' }, split: 'test', sweep: 0 });
-    assert.deepEqual(rows.map((r) => r.firstTier), [0, 1, 1, 1, 1]);
+    assert.deepEqual(
+      rows.map((r) => r.firstTier),
+      [0, 1, 1, 1, 1],
+    );
   });
 
   test("the eval neither reads nor writes the router's production state", async () => {
@@ -101,8 +119,20 @@ describe('eval teaches a learning router as it replays, and reports its regret',
 
   test('regretOf by hand, with a cost weight', () => {
     const rows = [
-      { id: 'a', tiers: [{ quality: 1, cost: 0.001 }, { quality: 1, cost: 0.01 }] },
-      { id: 'b', tiers: [{ quality: 0, cost: 0.001 }, { quality: 1, cost: 0.01 }] },
+      {
+        id: 'a',
+        tiers: [
+          { quality: 1, cost: 0.001 },
+          { quality: 1, cost: 0.01 },
+        ],
+      },
+      {
+        id: 'b',
+        tiers: [
+          { quality: 0, cost: 0.001 },
+          { quality: 1, cost: 0.01 },
+        ],
+      },
     ];
     const results = [
       { id: 'a', firstTier: 1, servedTier: 1, quality: 1, cost: 0.01, escalated: false, firstPassedGate: null },

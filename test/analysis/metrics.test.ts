@@ -50,12 +50,32 @@ function costCurve(pairs: Array<[number, number]>): CurvePoint[] {
 // ---------------------------------------------------------------------------
 
 test('oracle tier: the cheapest tier meeting the target, else the top tier', () => {
-  const row: RowOutcomes = { id: 'r', tiers: [{ quality: 0.5, cost: 1 }, { quality: 0.9, cost: 2 }, { quality: 1, cost: 3 }] };
+  const row: RowOutcomes = {
+    id: 'r',
+    tiers: [
+      { quality: 0.5, cost: 1 },
+      { quality: 0.9, cost: 2 },
+      { quality: 1, cost: 3 },
+    ],
+  };
   assert.equal(oracleTier(row, 0.4), 0);
   assert.equal(oracleTier(row, 0.8), 1);
   assert.equal(oracleTier(row, 0.9), 1, 'meeting the target exactly counts');
   assert.equal(oracleTier(row, 0.95), 2);
-  assert.equal(oracleTier({ id: 'none', tiers: [{ quality: 0.1, cost: 1 }, { quality: 0.2, cost: 2 }] }, 0.5), 1, 'none meets: top');
+  assert.equal(
+    oracleTier(
+      {
+        id: 'none',
+        tiers: [
+          { quality: 0.1, cost: 1 },
+          { quality: 0.2, cost: 2 },
+        ],
+      },
+      0.5,
+    ),
+    1,
+    'none meets: top',
+  );
   assert.equal(oracleTier({ id: 'one', tiers: [{ quality: 0, cost: 1 }] }, 0.5), 0);
   assert.equal(meetsTarget(0.1 + 0.7, 0.8), true, 'float noise (0.7999999999999999) still meets 0.8');
   assert.equal(meetsTarget(Number.NaN, 0), false);
@@ -64,10 +84,34 @@ test('oracle tier: the cheapest tier meeting the target, else the top tier', () 
 
 // Four rows, two tiers costing 1 and 10; quality target 0.8 → oracle tiers a:0 b:1 c:0 d:1.
 const rows4: RowOutcomes[] = [
-  { id: 'a', tiers: [{ quality: 0.9, cost: 1 }, { quality: 1, cost: 10 }] },
-  { id: 'b', tiers: [{ quality: 0.2, cost: 1 }, { quality: 0.9, cost: 10 }] },
-  { id: 'c', tiers: [{ quality: 0.9, cost: 1 }, { quality: 0.95, cost: 10 }] },
-  { id: 'd', tiers: [{ quality: 0.1, cost: 1 }, { quality: 0.3, cost: 10, costEstimated: true }] },
+  {
+    id: 'a',
+    tiers: [
+      { quality: 0.9, cost: 1 },
+      { quality: 1, cost: 10 },
+    ],
+  },
+  {
+    id: 'b',
+    tiers: [
+      { quality: 0.2, cost: 1 },
+      { quality: 0.9, cost: 10 },
+    ],
+  },
+  {
+    id: 'c',
+    tiers: [
+      { quality: 0.9, cost: 1 },
+      { quality: 0.95, cost: 10 },
+    ],
+  },
+  {
+    id: 'd',
+    tiers: [
+      { quality: 0.1, cost: 1 },
+      { quality: 0.3, cost: 10, costEstimated: true },
+    ],
+  },
 ];
 const results4: PolicyRowResult[] = [
   { id: 'a', firstTier: 0, servedTier: 0, quality: 0.9, cost: 1, escalated: false, firstPassedGate: true }, // right tier, gate right
@@ -101,7 +145,10 @@ test('summarize: the four routing metrics by hand', () => {
 test('summarize: meets every target; errors name the row', () => {
   const rows = Array.from({ length: 10 }, (_, i): RowOutcomes => ({
     id: `r${i}`,
-    tiers: [{ quality: i === 9 ? 0 : 1, cost: 1 }, { quality: 1, cost: 10 }],
+    tiers: [
+      { quality: i === 9 ? 0 : 1, cost: 1 },
+      { quality: 1, cost: 10 },
+    ],
   }));
   const results = rows.map((row, i): PolicyRowResult => ({
     id: row.id,
@@ -119,7 +166,11 @@ test('summarize: meets every target; errors name the row', () => {
   close(m.quality_retention, 1);
   close(m.escalation_rate, 0.1);
   assert.deepEqual({ ...m.meets, routing_accuracy: true }, { routing_accuracy: true, cost_savings: true, quality_retention: true, escalation_rate: true });
-  const better = summarize(rows, results.map((r, i) => (i === 9 ? { ...r, firstTier: 1, escalated: false, cost: 10 } : r)), 0.9);
+  const better = summarize(
+    rows,
+    results.map((r, i) => (i === 9 ? { ...r, firstTier: 1, escalated: false, cost: 10 } : r)),
+    0.9,
+  );
   assert.equal(better.meets_all, true);
   assert.equal(TARGETS.routing_accuracy, 0.9);
 
@@ -133,7 +184,15 @@ test('summarize: meets every target; errors name the row', () => {
 });
 
 test('summarize: zero-cost baselines are 0/0 = "no change", x/0 = undefined', () => {
-  const rows: RowOutcomes[] = [{ id: 'z', tiers: [{ quality: 1, cost: 0 }, { quality: 1, cost: 0 }] }];
+  const rows: RowOutcomes[] = [
+    {
+      id: 'z',
+      tiers: [
+        { quality: 1, cost: 0 },
+        { quality: 1, cost: 0 },
+      ],
+    },
+  ];
   assert.equal(summarize(rows, fixedTierResults(rows, 0), 0.5).cost_savings, 0);
   const paid = summarize(rows, [{ ...fixedTierResults(rows, 0)[0], cost: 1 }], 0.5);
   assert.ok(Number.isNaN(paid.cost_savings));
@@ -186,18 +245,75 @@ test('APGR: anchors, non-decreasing envelope, raw RouteLLM trapezoid', () => {
   close(apgr(shareCurve([[0.5, 1]]), 0, 1), 0.75); // 0.25 rising + 0.5 flat
   close(apgr(shareCurve([[0.5, 0.8]]), 0.6, 0.8), 0.75, 1e-12, 'scale-free');
   // A dip: (0.5, 1) then (0.75, 0.5). Envelope stays at 1 after 0.5; raw dips.
-  close(apgr(shareCurve([[0.5, 1], [0.75, 0.5]]), 0, 1), 0.75);
-  close(apgr(shareCurve([[0.5, 1], [0.75, 0.5]]), 0, 1, { monotone: false }), 0.25 + 0.1875 + 0.1875);
+  close(
+    apgr(
+      shareCurve([
+        [0.5, 1],
+        [0.75, 0.5],
+      ]),
+      0,
+      1,
+    ),
+    0.75,
+  );
+  close(
+    apgr(
+      shareCurve([
+        [0.5, 1],
+        [0.75, 0.5],
+      ]),
+      0,
+      1,
+      { monotone: false },
+    ),
+    0.25 + 0.1875 + 0.1875,
+  );
   // The running max climbs back over its level mid-segment at x = 0.5:
   // 0.06 (rise) + 0.12 (flat 0.6) + 0.06 (flat) + 0.08 (0.6→1) + 0.4 (flat 1) = 0.72.
-  const dip = [{ x: 0, y: 0 }, { x: 0.2, y: 0.6 }, { x: 0.4, y: 0.2 }, { x: 0.6, y: 1 }, { x: 1, y: 1 }];
+  const dip = [
+    { x: 0, y: 0 },
+    { x: 0.2, y: 0.6 },
+    { x: 0.4, y: 0.2 },
+    { x: 0.6, y: 1 },
+    { x: 1, y: 1 },
+  ];
   assert.deepEqual(
     runningMaxPolyline(dip).map((p) => [Math.round(p.x * 1e9) / 1e9, p.y]),
-    [[0, 0], [0.2, 0.6], [0.4, 0.6], [0.5, 0.6], [0.6, 1], [1, 1]],
+    [
+      [0, 0],
+      [0.2, 0.6],
+      [0.4, 0.6],
+      [0.5, 0.6],
+      [0.6, 1],
+      [1, 1],
+    ],
   );
-  close(apgr(shareCurve([[0.2, 0.6], [0.4, 0.2], [0.6, 1]]), 0, 1), 0.72);
+  close(
+    apgr(
+      shareCurve([
+        [0.2, 0.6],
+        [0.4, 0.2],
+        [0.6, 1],
+      ]),
+      0,
+      1,
+    ),
+    0.72,
+  );
   close(apgr(shareCurve([[1, 1]]), 0, 1), 0.5, 1e-12, 'a point on the anchor adds nothing');
-  close(apgr(shareCurve([[2, 1], [-1, 0]]), 0, 1), 0.5, 1e-12, 'shares are clamped to [0, 1]');
+  close(
+    apgr(
+      shareCurve([
+        [2, 1],
+        [-1, 0],
+      ]),
+      0,
+      1,
+    ),
+    0.5,
+    1e-12,
+    'shares are clamped to [0, 1]',
+  );
   // Zero gap: the share of [0, 1] where the curve reaches the common score.
   close(apgr([], 0.7, 0.7), 1);
   close(apgr(shareCurve([[0.5, 0.6]]), 0.7, 0.7, { monotone: false }), 0, 1e-12, 'below the common score between the anchors');
@@ -208,9 +324,44 @@ test('APGR: anchors, non-decreasing envelope, raw RouteLLM trapezoid', () => {
 test('CPT: first crossing, interpolated; null when never reached', () => {
   close(cpt(shareCurve([[0.5, 1]]), 0, 1, 0.5) ?? Number.NaN, 0.25);
   close(cpt(shareCurve([[0.5, 1]]), 0, 1, 0.8) ?? Number.NaN, 0.4);
-  close(cpt(shareCurve([[0.2, 0.5], [0.6, 0.5], [0.8, 0.9]]), 0, 1, 0.5) ?? Number.NaN, 0.2);
-  close(cpt(shareCurve([[0.2, 0.5], [0.6, 0.5], [0.8, 0.9]]), 0, 1, 0.7) ?? Number.NaN, 0.7);
-  assert.equal(cpt(shareCurve([[0.5, 0.4], [1, 0.45]]), 0, 1, 0.5), null);
+  close(
+    cpt(
+      shareCurve([
+        [0.2, 0.5],
+        [0.6, 0.5],
+        [0.8, 0.9],
+      ]),
+      0,
+      1,
+      0.5,
+    ) ?? Number.NaN,
+    0.2,
+  );
+  close(
+    cpt(
+      shareCurve([
+        [0.2, 0.5],
+        [0.6, 0.5],
+        [0.8, 0.9],
+      ]),
+      0,
+      1,
+      0.7,
+    ) ?? Number.NaN,
+    0.7,
+  );
+  assert.equal(
+    cpt(
+      shareCurve([
+        [0.5, 0.4],
+        [1, 0.45],
+      ]),
+      0,
+      1,
+      0.5,
+    ),
+    null,
+  );
   assert.equal(cpt([], 0, 1, 0.5), null, 'the (1, strong) anchor is not assumed');
   assert.equal(cpt([], 0, 1, 0), 0);
   assert.equal(cpt([], 0.7, 0.7, 0.5), 0, 'no gap: already recovered');
@@ -219,16 +370,56 @@ test('CPT: first crossing, interpolated; null when never reached', () => {
 });
 
 test('AIQ: area under the non-decreasing convex hull over the cost range', () => {
-  const pts = costCurve([[1, 0.5], [2, 0.6], [3, 0.9], [4, 0.8]]);
+  const pts = costCurve([
+    [1, 0.5],
+    [2, 0.6],
+    [3, 0.9],
+    [4, 0.8],
+  ]);
   // (2, 0.6) is under the chord (1, 0.5)–(3, 0.9); after the peak the hull runs flat.
-  assert.deepEqual(nonDecreasingHull(pts), [{ x: 1, y: 0.5 }, { x: 3, y: 0.9 }, { x: 4, y: 0.9 }]);
-  close(aiq(pts), ((0.5 + 0.9) / 2 * 2 + 0.9) / 3);
+  assert.deepEqual(nonDecreasingHull(pts), [
+    { x: 1, y: 0.5 },
+    { x: 3, y: 0.9 },
+    { x: 4, y: 0.9 },
+  ]);
+  close(aiq(pts), (((0.5 + 0.9) / 2) * 2 + 0.9) / 3);
   close(aiq(pts, { costRange: [0, 4] }), 2.3 / 4, 1e-12, 'below the smallest cost scores 0');
   close(aiq(pts, { costRange: [1, 6] }), (2.3 + 0.9 * 2) / 5, 1e-12, 'beyond the largest cost the best carries on');
   close(aiq(costCurve([[2, 0.7]])), 0.7);
-  close(aiq(costCurve([[2, 0.7], [2, 0.9]])), 0.9, 1e-12, 'same cost: the best quality');
-  close(aiq(costCurve([[1, 0.5], [2, 0.75], [3, 1]])), 0.75, 1e-12, 'collinear points');
-  close(aiq(costCurve([[1, 0.9], [3, 0.5]])), 0.9, 1e-12, 'dearer and worse adds nothing');
+  close(
+    aiq(
+      costCurve([
+        [2, 0.7],
+        [2, 0.9],
+      ]),
+    ),
+    0.9,
+    1e-12,
+    'same cost: the best quality',
+  );
+  close(
+    aiq(
+      costCurve([
+        [1, 0.5],
+        [2, 0.75],
+        [3, 1],
+      ]),
+    ),
+    0.75,
+    1e-12,
+    'collinear points',
+  );
+  close(
+    aiq(
+      costCurve([
+        [1, 0.9],
+        [3, 0.5],
+      ]),
+    ),
+    0.9,
+    1e-12,
+    'dearer and worse adds nothing',
+  );
   assert.ok(Number.isNaN(aiq([])));
 });
 
@@ -257,7 +448,18 @@ test('random and oracle curves by hand; seeded random policy', () => {
   close(oracle[1].quality, (2.1 + 0.7 + 0.2) / 4);
   close(oracle[1].cost, 4 + 18);
   close(oracle[2].quality, 3.15 / 4);
-  const ties = oracleCurve([{ id: 't', tiers: [{ quality: 1, cost: 1 }, { quality: 1, cost: 2 }] }], 1);
+  const ties = oracleCurve(
+    [
+      {
+        id: 't',
+        tiers: [
+          { quality: 1, cost: 1 },
+          { quality: 1, cost: 2 },
+        ],
+      },
+    ],
+    1,
+  );
   assert.equal(ties[1].strong_share, 0, 'no gain, no strong call');
   assert.deepEqual(randomPolicyResults(rows4, 0.5, 42), randomPolicyResults(rows4, 0.5, 42));
   assert.ok(randomPolicyResults(rows4, 0, 1).every((r) => r.servedTier === 0));
@@ -339,7 +541,13 @@ function mtBenchTurns(model: string): Array<{ row: RowOutcomes; quality: number 
       const strong = turns(STRONG)[t];
       if (rating === null || rating < 0 || weak == null || strong == null) return;
       out.push({
-        row: { id: `${r.id}#${t + 1}`, tiers: [{ quality: weak / 10, cost: WEAK_COST }, { quality: strong / 10, cost: STRONG_COST }] },
+        row: {
+          id: `${r.id}#${t + 1}`,
+          tiers: [
+            { quality: weak / 10, cost: WEAK_COST },
+            { quality: strong / 10, cost: STRONG_COST },
+          ],
+        },
         quality: rating / 10,
       });
     });
@@ -354,7 +562,13 @@ function commercialRouter(model: string) {
   // Which model the commercial router called on each turn is not recorded: the tier fields
   // and the cost are placeholders, and only quality-derived numbers are asserted.
   const results = turns.map(({ row, quality }): PolicyRowResult => ({
-    id: row.id, firstTier: 0, servedTier: 0, quality, cost: 0, escalated: false, firstPassedGate: null,
+    id: row.id,
+    firstTier: 0,
+    servedTier: 0,
+    quality,
+    cost: 0,
+    escalated: false,
+    firstPassedGate: null,
   }));
   return { rows, metrics: summarize(rows, results, 0.9) };
 }
@@ -373,11 +587,7 @@ test('published: router:unify scores 8.757862 on MT-Bench; its GPT-4 share is a 
   // Unify's score with 25.4 % GPT-4 calls.
   const b = baselines(rows, 0.9, 0);
   const unifyPgr = pgr(metrics.mean_quality, b.always_cheapest.quality, b.always_best.quality);
-  const randomAtShare = pgr(
-    (1 - 0.45625) * b.always_cheapest.quality + 0.45625 * b.always_best.quality,
-    b.always_cheapest.quality,
-    b.always_best.quality,
-  );
+  const randomAtShare = pgr((1 - 0.45625) * b.always_cheapest.quality + 0.45625 * b.always_best.quality, b.always_cheapest.quality, b.always_best.quality);
   close(randomAtShare, 0.45625, 1e-12);
   assert.ok(Math.abs(unifyPgr - randomAtShare) < 0.05, `Unify PGR ${unifyPgr} vs random ${randomAtShare}`);
   close(metrics.quality_retention, metrics.mean_quality / b.always_best.quality);
@@ -422,9 +632,7 @@ test('published: a random router recovers half the gap (APGR 0.5); the oracle re
   assert.ok(Math.abs(expected - 0.5) < 0.02, `expected-curve APGR ${expected}`);
   // … while a seeded random policy, actually routed row by row and scored by summarize(),
   // has to land there through the whole pipeline.
-  const sampled = Array.from({ length: 11 }, (_, i) =>
-    toCurvePoint(summarize(rows, randomPolicyResults(rows, i / 10, 1000 + i), 1)),
-  );
+  const sampled = Array.from({ length: 11 }, (_, i) => toCurvePoint(summarize(rows, randomPolicyResults(rows, i / 10, 1000 + i), 1)));
   const sampledApgr = apgr(sampled, weak, strong);
   assert.ok(Math.abs(sampledApgr - 0.5) < 0.02, `sampled random APGR ${sampledApgr}`);
   const sampledCpt50 = cpt(sampled, weak, strong, 0.5);
@@ -438,7 +646,7 @@ test('published: a random router recovers half the gap (APGR 0.5); the oracle re
   const oracleApgr = apgr(oracle, weak, strong);
   const g = rows.filter((r) => r.tiers[1].quality > r.tiers[0].quality).length / rows.length;
   const best = rows.reduce((s, r) => s + Math.max(r.tiers[0].quality, r.tiers[1].quality), 0) / rows.length;
-  close(oracleApgr, pgr(g * (weak + best) / 2 + (1 - g) * best, weak, strong), 1e-9, 'oracle APGR');
+  close(oracleApgr, pgr((g * (weak + best)) / 2 + (1 - g) * best, weak, strong), 1e-9, 'oracle APGR');
   assert.ok(oracleApgr > 1 && oracleApgr > sampledApgr);
   close(cpt(oracle, weak, strong, 1) ?? Number.NaN, (g * (strong - weak)) / (best - weak), 1e-9, 'oracle CPT(100%)');
   // The per-row oracle at target 1 (cheapest correct tier) reaches the same quality with

@@ -16,7 +16,16 @@ import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParams
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { watchUnhandledRejections } from '../support/unhandled.ts';
 import type { DecisionRecord, ShadowRecord } from '../../src/observe/decision-log.ts';
-import { buildReport, readFeedback, readLogs, renderMarkdown, renderTable, type GroupMetrics, type Report, type ReportOptions } from '../../src/analysis/report.ts';
+import {
+  buildReport,
+  readFeedback,
+  readLogs,
+  renderMarkdown,
+  renderTable,
+  type GroupMetrics,
+  type Report,
+  type ReportOptions,
+} from '../../src/analysis/report.ts';
 import { buildRuntime } from '../../src/policy/compile.ts';
 import { PolicyErrors } from '../../src/common/errors.ts';
 import { createLogger } from '../../src/observe/logger.ts';
@@ -32,7 +41,11 @@ const isShadow = (l: Line): l is ShadowRecord => (l as ShadowRecord).kind === 's
 
 /** Every complete line of the log (decision and shadow lines). */
 function linesOf(tg: TestGateway): Line[] {
-  return tg.decisionLogText().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line);
+  return tg
+    .decisionLogText()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Line);
 }
 
 async function until<T>(probe: () => T | undefined | false, what: string, timeoutMs = 5000): Promise<T> {
@@ -51,7 +64,8 @@ function ask(route: string, content: string, taskType: string): ChatCompletionCr
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 const mean = (xs: number[]) => sum(xs) / xs.length;
-const near = (actual: number | null, expected: number, what: string) => assert.ok(actual !== null && Math.abs(actual - expected) < 1e-12, `${what}: ${actual} ≠ ${expected}`);
+const near = (actual: number | null, expected: number, what: string) =>
+  assert.ok(actual !== null && Math.abs(actual - expected) < 1e-12, `${what}: ${actual} ≠ ${expected}`);
 
 // The weak model answers prompts up to difficulty 0.3 and hedges or refuses above it;
 // the heuristics evaluator catches that. The jsonata evaluator grades the rest: the
@@ -99,9 +113,16 @@ const route = (name: string, shadow: string) => `  ${name}:
     default: cheap
     ${GATE}${shadow ? `\n    shadow: ${shadow}` : ''}`;
 
-const CLASSIFY = ['Classify this review as positive or negative: great food', 'Classify this review as positive or negative: terrible service', 'Classify this review as positive or negative: fast delivery'];
+const CLASSIFY = [
+  'Classify this review as positive or negative: great food',
+  'Classify this review as positive or negative: terrible service',
+  'Classify this review as positive or negative: fast delivery',
+];
 const CHAT = ['What is the capital of France?', 'Write a short thank-you note to a colleague.', 'Summarize the plot of Hamlet in two sentences.'];
-const HARD = ['Prove step by step that the sum of the first n odd numbers is n^2, then explain why induction works here.', 'Derive the derivative of x^3 * sin(x) and justify each step of the calculation.'];
+const HARD = [
+  'Prove step by step that the sum of the first n odd numbers is n^2, then explain why induction works here.',
+  'Derive the derivative of x^3 * sin(x) and justify each step of the calculation.',
+];
 
 // ---------------------------------------------------------------------------------
 
@@ -109,13 +130,29 @@ describe('shadow evaluation and tiergate report (simulator, time_scale 0)', () =
   let tg: TestGateway;
   let sdk: OpenAI;
   /** Decision ids in the order sent, per kind of request. */
-  const sent = { classify: [] as string[], chat: [] as string[], hard: [] as string[], top: [] as string[], stream: [] as string[], half: [] as string[], halfHard: [] as string[], plain: [] as string[] };
+  const sent = {
+    classify: [] as string[],
+    chat: [] as string[],
+    hard: [] as string[],
+    top: [] as string[],
+    stream: [] as string[],
+    half: [] as string[],
+    halfHard: [] as string[],
+    plain: [] as string[],
+  };
   let lines: Line[] = [];
   let logFile = '';
   let configFile = '';
 
   before(async () => {
-    tg = await startTestGateway(policy({ timeScale: 0, weakMs: 10, strongMs: 10, routes: [route('desk', '{ sample: 1 }'), route('half', '{ sample: 0.5 }'), route('plain', '')].join('\n') }));
+    tg = await startTestGateway(
+      policy({
+        timeScale: 0,
+        weakMs: 10,
+        strongMs: 10,
+        routes: [route('desk', '{ sample: 1 }'), route('half', '{ sample: 0.5 }'), route('plain', '')].join('\n'),
+      }),
+    );
     sdk = new OpenAI({ baseURL: tg.baseURL, apiKey: 'unused', maxRetries: 0, timeout: 10_000 });
     const send = async (routeName: string, content: string, taskType: string) => {
       const { response } = await sdk.chat.completions.create(ask(routeName, content, taskType)).withResponse();
@@ -125,7 +162,12 @@ describe('shadow evaluation and tiergate report (simulator, time_scale 0)', () =
     for (const p of CHAT) sent.chat.push(await send('desk', p, 'chat'));
     for (const p of HARD) sent.hard.push(await send('desk', p, 'chat'));
     sent.top.push(await send('desk', CHAT[0], 'top'));
-    const stream = await sdk.chat.completions.create({ ...ask('desk', 'Classify this review as positive or negative: cold soup', 'classification'), stream: true } as ChatCompletionCreateParamsStreaming).withResponse();
+    const stream = await sdk.chat.completions
+      .create({
+        ...ask('desk', 'Classify this review as positive or negative: cold soup', 'classification'),
+        stream: true,
+      } as ChatCompletionCreateParamsStreaming)
+      .withResponse();
     for await (const _chunk of stream.data);
     sent.stream.push(stream.response.headers.get('x-tiergate-decision-id') as string);
     for (let i = 0; i < 6; i++) {
@@ -170,7 +212,27 @@ describe('shadow evaluation and tiergate report (simulator, time_scale 0)', () =
       assert.equal(d.shadowed, true, `decision ${id} is marked`);
       assert.ok(s, `shadow line for ${id}`);
       assert.ok(lines.indexOf(s) > lines.indexOf(d), 'the shadow line follows its decision line');
-      assert.deepEqual(Object.keys(s).sort(), ['best_model', 'best_passed', 'best_quality', 'best_tier', 'kind', 'latency_ms', 'policy_version', 'request_id', 'route', 'served_model', 'served_quality', 'served_tier', 'shadow_cost_usd', 'simulated', 'status', 'timestamp'].sort());
+      assert.deepEqual(
+        Object.keys(s).sort(),
+        [
+          'best_model',
+          'best_passed',
+          'best_quality',
+          'best_tier',
+          'kind',
+          'latency_ms',
+          'policy_version',
+          'request_id',
+          'route',
+          'served_model',
+          'served_quality',
+          'served_tier',
+          'shadow_cost_usd',
+          'simulated',
+          'status',
+          'timestamp',
+        ].sort(),
+      );
       assert.equal(s.status, 'ok');
       assert.equal(s.route, 'desk');
       assert.equal(s.served_model, 'weak');
@@ -197,28 +259,43 @@ describe('shadow evaluation and tiergate report (simulator, time_scale 0)', () =
   test('sample 0.5: every other eligible request (the 1st, 3rd, 5th), the ineligible one not counted', () => {
     const shadowed = sent.half.map((id) => shadowOf(id) !== undefined);
     assert.deepEqual(shadowed, [true, false, true, false, true, false]);
-    assert.deepEqual(sent.half.map((id) => decision(id).shadowed === true), shadowed);
+    assert.deepEqual(
+      sent.half.map((id) => decision(id).shadowed === true),
+      shadowed,
+    );
   });
 
   test('the report: cost savings, escalation rate, retention, accuracy, strong-call share and latency are the arithmetic over the lines', async () => {
     const logs = await readLogs([logFile]);
     assert.equal(logs.badLines, 0);
     const report = buildReport(logs, null, options());
-    assert.deepEqual(report.groups.map((g) => g.key), ['desk', 'half', 'plain']);
+    assert.deepEqual(
+      report.groups.map((g) => g.key),
+      ['desk', 'half', 'plain'],
+    );
     const decisions = lines.filter((l): l is DecisionRecord => !isShadow(l));
     const shadows = lines.filter(isShadow);
     const check = (g: GroupMetrics, ds: DecisionRecord[]) => {
       const ok = ds.filter((d) => d.status === 'ok');
       assert.equal(g.requests, ds.length);
       near(g.cost_savings, 1 - sum(ok.map((d) => d.cost_usd as number)) / sum(ok.map((d) => d.best_cost_usd as number)), `${g.key} cost savings`);
-      near(g.escalation_rate, ok.filter((d) => d.was_escalated && d.attempts.some((a) => a.gate?.passed === false)).length / ok.length, `${g.key} escalation rate`);
+      near(
+        g.escalation_rate,
+        ok.filter((d) => d.was_escalated && d.attempts.some((a) => a.gate?.passed === false)).length / ok.length,
+        `${g.key} escalation rate`,
+      );
       near(g.cost_usd, sum(ds.map((d) => d.cost_usd ?? 0)), `${g.key} cost`);
       near(g.served_quality.mean, mean(ok.map((d) => d.quality_score as number)), `${g.key} served quality`);
       near(g.strong_call_share, ok.filter((d) => d.selected_model === 'strong').length / ok.length, `${g.key} strong-call share`);
       const ids = new Set(ds.map((d) => d.request_id));
       const own = shadows.filter((s) => ids.has(s.request_id));
       assert.equal(g.quality_retention.n, own.length);
-      if (own.length) near(g.quality_retention.value, mean(own.map((s) => s.served_quality as number)) / mean(own.map((s) => s.best_quality as number)), `${g.key} retention`);
+      if (own.length)
+        near(
+          g.quality_retention.value,
+          mean(own.map((s) => s.served_quality as number)) / mean(own.map((s) => s.best_quality as number)),
+          `${g.key} retention`,
+        );
       else assert.equal(g.quality_retention.value, null);
       // Quantiles with linear interpolation between order statistics.
       const latencies = ok.map((d) => d.latency_ms).sort((a, b) => a - b);
@@ -229,7 +306,11 @@ describe('shadow evaluation and tiergate report (simulator, time_scale 0)', () =
       near(g.latency_ms.p50, q(0.5), `${g.key} p50`);
       near(g.latency_ms.p95, q(0.95), `${g.key} p95`);
     };
-    for (const g of report.groups) check(g, decisions.filter((d) => d.route === g.key));
+    for (const g of report.groups)
+      check(
+        g,
+        decisions.filter((d) => d.route === g.key),
+      );
     check(report.total, decisions);
 
     const [desk, half, plain] = report.groups;
@@ -259,10 +340,32 @@ describe('shadow evaluation and tiergate report (simulator, time_scale 0)', () =
     const logs = await readLogs([logFile]);
     const decisions = lines.filter((l): l is DecisionRecord => !isShadow(l));
     const byModel = buildReport(logs, null, options({ by: 'model' }));
-    assert.deepEqual(byModel.groups.map((g) => [g.key, g.requests]).sort(), [['strong', decisions.filter((d) => d.selected_model === 'strong').length], ['weak', decisions.filter((d) => d.selected_model === 'weak').length]].sort());
+    assert.deepEqual(
+      byModel.groups.map((g) => [g.key, g.requests]).sort(),
+      [
+        ['strong', decisions.filter((d) => d.selected_model === 'strong').length],
+        ['weak', decisions.filter((d) => d.selected_model === 'weak').length],
+      ].sort(),
+    );
     // Tiers in ladder order from the policy, though "premium" < "cheap" would not sort so by name.
-    const byTier = buildReport(logs, null, options({ by: 'tier', policy: { tiers: [{ name: 'premium-first-test', models: [] }, { name: 'premium', models: ['strong'] }, { name: 'cheap', models: ['weak'] }] } }));
-    assert.deepEqual(byTier.groups.map((g) => g.key), ['premium', 'cheap']);
+    const byTier = buildReport(
+      logs,
+      null,
+      options({
+        by: 'tier',
+        policy: {
+          tiers: [
+            { name: 'premium-first-test', models: [] },
+            { name: 'premium', models: ['strong'] },
+            { name: 'cheap', models: ['weak'] },
+          ],
+        },
+      }),
+    );
+    assert.deepEqual(
+      byTier.groups.map((g) => g.key),
+      ['premium', 'cheap'],
+    );
     assert.equal(byTier.groups[0].strong_call_share, 1);
     assert.equal(byTier.groups[1].strong_call_share, 0);
     assert.equal(byTier.total.requests, decisions.length);
@@ -281,7 +384,10 @@ describe('shadow evaluation and tiergate report (simulator, time_scale 0)', () =
     appendFileSync(file, '{"kind":"shadow","request_id":"y","timestamp":"2025-01-01T00:00:00Z"}\n');
     const logs = await readLogs([file]);
     assert.equal(logs.badLines, 5);
-    assert.deepEqual(logs.badSamples.map((b) => b.line), [4, 5, 6, 7, text.length]);
+    assert.deepEqual(
+      logs.badSamples.map((b) => b.line),
+      [4, 5, 6, 7, text.length],
+    );
     const clean = buildReport(await readLogs([logFile]), null, options());
     const dirty = buildReport(logs, null, options());
     assert.deepEqual(dirty.groups, clean.groups);
@@ -308,7 +414,11 @@ describe('shadow evaluation and tiergate report (simulator, time_scale 0)', () =
     assert.deepEqual(desk.feedback, { mean: 0.5, n: 2 });
     assert.deepEqual(half.feedback, { mean: 0.8, n: 1 });
     assert.deepEqual(plain.feedback, { mean: null, n: 0 });
-    assert.deepEqual(report.feedback && { entries: report.feedback.entries, joined: report.feedback.joined_requests, bad: report.feedback.bad_lines }, { entries: 5, joined: 3, bad: 2 });
+    assert.deepEqual(report.feedback && { entries: report.feedback.entries, joined: report.feedback.joined_requests, bad: report.feedback.bad_lines }, {
+      entries: 5,
+      joined: 3,
+      bad: 2,
+    });
     assert.match(renderMarkdown(report), /\| desk \| .*0\.500 \(n=2\)/);
   });
 
@@ -317,15 +427,24 @@ describe('shadow evaluation and tiergate report (simulator, time_scale 0)', () =
     writeFileSync(feedback, JSON.stringify({ request_id: sent.chat[1], score: 0.75 }) + '\n');
     const json = path.join(scratch, 'out', 'report.json');
     const markdown = path.join(scratch, 'out', 'report.md');
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['bin/tiergate.js', 'report', '--log', logFile, '--config', configFile, '--by', 'tier', '--feedback', feedback, '--json', json, '--markdown', markdown], { cwd: repoRoot, env: { PATH: process.env.PATH, HOME: process.env.HOME, TIERGATE_LOG_LEVEL: 'error' } });
-    for (const target of ['(target > 50 %)', '(target < 25 %)', '(target > 98 %)', '(target > 90 %)']) assert.ok(stdout.includes(target), `the table shows ${target}:\n${stdout}`);
+    const { stdout, stderr } = await promisify(execFile)(
+      process.execPath,
+      ['bin/tiergate.js', 'report', '--log', logFile, '--config', configFile, '--by', 'tier', '--feedback', feedback, '--json', json, '--markdown', markdown],
+      { cwd: repoRoot, env: { PATH: process.env.PATH, HOME: process.env.HOME, TIERGATE_LOG_LEVEL: 'error' } },
+    );
+    for (const target of ['(target > 50 %)', '(target < 25 %)', '(target > 98 %)', '(target > 90 %)'])
+      assert.ok(stdout.includes(target), `the table shows ${target}:\n${stdout}`);
     assert.match(stdout, /[✓✗]/);
     assert.match(stdout, /│ cheap +│/);
     assert.match(stdout, /│ all +│/);
     assert.match(stderr, /wrote .*report\.json/);
     const report = JSON.parse(readFileSync(json, 'utf8')) as Report;
     assert.equal(report.by, 'tier');
-    assert.deepEqual(report.groups.map((g) => g.key), ['cheap', 'premium'], 'ladder order from --config');
+    assert.deepEqual(
+      report.groups.map((g) => g.key),
+      ['cheap', 'premium'],
+      'ladder order from --config',
+    );
     const expected = buildReport(await readLogs([logFile]), await readFeedback(feedback), options({ by: 'tier' }));
     assert.deepEqual(report.total, expected.total);
     assert.deepEqual(report.total.feedback, { mean: 0.75, n: 1 });
@@ -342,7 +461,9 @@ describe('shadow evaluation stays off the client path (simulator, time_scale 1)'
   let sdk: OpenAI;
 
   before(async () => {
-    tg = await startTestGateway(policy({ timeScale: 1, weakMs: 5, strongMs: STRONG_MS, routes: [route('shadowed', '{ sample: 1 }'), route('unshadowed', '')].join('\n') }));
+    tg = await startTestGateway(
+      policy({ timeScale: 1, weakMs: 5, strongMs: STRONG_MS, routes: [route('shadowed', '{ sample: 1 }'), route('unshadowed', '')].join('\n') }),
+    );
     sdk = new OpenAI({ baseURL: tg.baseURL, apiKey: 'unused', maxRetries: 0, timeout: 10_000 });
   });
 
@@ -361,7 +482,8 @@ describe('shadow evaluation stays off the client path (simulator, time_scale 1)'
     const plain = await sdk.chat.completions.create(ask('unshadowed', prompt, 'classification')).withResponse();
     assert.ok(clientMs < STRONG_MS / 2, `the client waited ${clientMs.toFixed(0)} ms, not the best model's ${STRONG_MS} ms`);
     const id = shadowed.response.headers.get('x-tiergate-decision-id') as string;
-    const headers = (r: Response) => Object.fromEntries([...r.headers].filter(([k]) => k.startsWith('x-tiergate-') && k !== 'x-tiergate-decision-id' && k !== 'x-tiergate-route'));
+    const headers = (r: Response) =>
+      Object.fromEntries([...r.headers].filter(([k]) => k.startsWith('x-tiergate-') && k !== 'x-tiergate-decision-id' && k !== 'x-tiergate-route'));
     assert.deepEqual(headers(shadowed.response), headers(plain.response));
     assert.equal(shadowed.data.choices[0].message.content, plain.data.choices[0].message.content);
     const d = await decisionLine(id);
@@ -375,11 +497,15 @@ describe('shadow evaluation stays off the client path (simulator, time_scale 1)'
   test('a client that hangs up and a reload during the shadow call cut nothing short: the line is written under the old policy', async () => {
     const body = JSON.stringify(ask('shadowed', 'Classify this review as positive or negative: the bill was wrong', 'classification'));
     const id = await new Promise<string>((resolve, reject) => {
-      const request = http.request(`${tg.url}/v1/chat/completions`, { method: 'POST', agent: false, headers: { 'content-type': 'application/json' } }, (response) => {
-        resolve(String(response.headers['x-tiergate-decision-id']));
-        // Hang up at once: the connection is gone while the shadow call runs.
-        request.destroy();
-      });
+      const request = http.request(
+        `${tg.url}/v1/chat/completions`,
+        { method: 'POST', agent: false, headers: { 'content-type': 'application/json' } },
+        (response) => {
+          resolve(String(response.headers['x-tiergate-decision-id']));
+          // Hang up at once: the connection is gone while the shadow call runs.
+          request.destroy();
+        },
+      );
       request.on('error', reject);
       request.end(body);
     });
@@ -423,17 +549,26 @@ describe('policy: shadow', () => {
 
   test('sample outside 0..1 is a located schema error', async () => {
     const errors = await loadErrors(route('desk', '{ sample: 2 }'));
-    assert.deepEqual(errors.map(({ message: _m, ...e }) => e), [{ code: 'TG_ERR_CONFIG_SCHEMA', path: 'routes.desk.shadow.sample', ...where('2 }') }]);
+    assert.deepEqual(
+      errors.map(({ message: _m, ...e }) => e),
+      [{ code: 'TG_ERR_CONFIG_SCHEMA', path: 'routes.desk.shadow.sample', ...where('2 }') }],
+    );
   });
 
   test('an unknown key in shadow is an error, not ignored', async () => {
     const errors = await loadErrors(route('desk', '{ sample: 0.5, rate: 1 }'));
-    assert.deepEqual(errors.map((e) => [e.code, e.path]), [['TG_ERR_CONFIG_SCHEMA', 'routes.desk.shadow.rate']]);
+    assert.deepEqual(
+      errors.map((e) => [e.code, e.path]),
+      [['TG_ERR_CONFIG_SCHEMA', 'routes.desk.shadow.rate']],
+    );
   });
 
   test('shadow without a gate fails to load: TG_ERR_CONFIG_RULE at routes.<route>.shadow', async () => {
     const errors = await loadErrors(route('bare', '{ sample: 0.5 }').replace(/    gate:[\s\S]*?threshold: 0\.5\n/, ''));
-    assert.deepEqual(errors.map(({ message: _m, ...e }) => e), [{ code: 'TG_ERR_CONFIG_RULE', path: 'routes.bare.shadow', ...where('shadow:') }]);
+    assert.deepEqual(
+      errors.map(({ message: _m, ...e }) => e),
+      [{ code: 'TG_ERR_CONFIG_RULE', path: 'routes.bare.shadow', ...where('shadow:') }],
+    );
     assert.doesNotMatch(written, /gate:/);
     assert.match(errors[0].message, /shadow needs a gate to compare answers/);
   });

@@ -10,7 +10,10 @@ test('the support-desk scenario: small-model share, cost reduction and escalatio
   const result = await runScenario({ tickets: 160, seed: 11 });
   const { decisions } = result;
   assert.equal(decisions.length, 160, 'one decision line per ticket');
-  assert.ok(decisions.every((d) => d.status === 'ok' && d.simulated), 'every ticket answered, by the simulator');
+  assert.ok(
+    decisions.every((d) => d.status === 'ok' && d.simulated),
+    'every ticket answered, by the simulator',
+  );
 
   // The printed figures are the arithmetic over the decision lines.
   const small = decisions.filter((d) => d.tier === 'small').length / decisions.length;

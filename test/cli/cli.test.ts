@@ -67,7 +67,8 @@ async function run(args: string[], env?: NodeJS.ProcessEnv): Promise<{ code: num
 async function waitHealthy(child: ReturnType<typeof tiergate>, port: number, ms = 20_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) assert.fail(`tiergate exited (${child.exitCode ?? child.signalCode}) before serving:\n${child.output.stderr}`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      assert.fail(`tiergate exited (${child.exitCode ?? child.signalCode}) before serving:\n${child.output.stderr}`);
     try {
       const res = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(1000) });
       if (res.status === 200) {
@@ -162,7 +163,10 @@ describe('tiergate command line', { concurrency: 4 }, () => {
     const { code, stderr } = await run(['validate', path.relative(repoRoot, file)]);
     assert.equal(code, 1);
     const [{ prefix }] = expectedLines(file);
-    assert.ok(stderr.split('\n').some((l) => l.startsWith(prefix) && l.endsWith('[TG_ERR_PLUGIN_INVALID]')), stderr);
+    assert.ok(
+      stderr.split('\n').some((l) => l.startsWith(prefix) && l.endsWith('[TG_ERR_PLUGIN_INVALID]')),
+      stderr,
+    );
     assert.match(stderr, /\n1 error: the policy was not loaded\.\n$/);
   });
 
@@ -201,7 +205,11 @@ describe('tiergate command line', { concurrency: 4 }, () => {
       const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'support', messages: [{ role: 'user', content: 'Is this a complaint? "My order is late."' }], metadata: { task_type: 'classification' } }),
+        body: JSON.stringify({
+          model: 'support',
+          messages: [{ role: 'user', content: 'Is this a complaint? "My order is late."' }],
+          metadata: { task_type: 'classification' },
+        }),
         signal: AbortSignal.timeout(10_000),
       });
       const body = (await res.json()) as { model?: string; choices?: unknown[] };
@@ -210,7 +218,9 @@ describe('tiergate command line', { concurrency: 4 }, () => {
       assert.equal(body.choices?.length, 1);
     });
     // The decision was logged next to the copy (logs/ relative to the policy), not into the repository.
-    const logged = readFileSync(path.join(path.dirname(policy), 'logs/decisions.jsonl'), 'utf8').trim().split('\n');
+    const logged = readFileSync(path.join(path.dirname(policy), 'logs/decisions.jsonl'), 'utf8')
+      .trim()
+      .split('\n');
     assert.equal(logged.length, 1);
     assert.equal((JSON.parse(logged[0]) as { route?: string }).route, 'support');
   });

@@ -8,7 +8,10 @@ test('keeps the newest `capacity` entries, forgetting the oldest added first', (
   const map = new RecentMap<string, number>(3);
   for (let i = 1; i <= 5; i++) map.set(`k${i}`, i);
   assert.equal(map.size, 3);
-  assert.deepEqual(['k1', 'k2', 'k3', 'k4', 'k5'].map((k) => map.get(k)), [undefined, undefined, 3, 4, 5]);
+  assert.deepEqual(
+    ['k1', 'k2', 'k3', 'k4', 'k5'].map((k) => map.get(k)),
+    [undefined, undefined, 3, 4, 5],
+  );
 });
 
 test('an entry deleted or set again is not taken for the one its old slot held', () => {

@@ -72,7 +72,19 @@ test('no provider key, gateway key or admin token appears in any log, error, adm
   const fake = await startFakeOpenAI({
     behave: (body, req) => {
       const sent = JSON.stringify(req.headers);
-      if (body?.model === 'rejects') return { kind: 'status', status: 401, body: { error: { message: `Incorrect API key provided: ${req.headers.authorization}. You sent ${sent}`, type: 'invalid_request_error', param: null, code: 'invalid_api_key' } } };
+      if (body?.model === 'rejects')
+        return {
+          kind: 'status',
+          status: 401,
+          body: {
+            error: {
+              message: `Incorrect API key provided: ${req.headers.authorization}. You sent ${sent}`,
+              type: 'invalid_request_error',
+              param: null,
+              code: 'invalid_api_key',
+            },
+          },
+        };
       if (body?.model === 'fails') return { kind: 'status', status: 500, body: `upstream exploded while serving ${sent}` };
       return { kind: 'reply' };
     },
@@ -112,7 +124,11 @@ test('no provider key, gateway key or admin token appears in any log, error, adm
     seen.push(`${init.method ?? 'GET'} ${pathname} → ${res.status}\n${JSON.stringify([...res.headers])}\n${text}`);
     return { status: res.status, text };
   };
-  const json = (token: string | null, body: unknown) => ({ method: 'POST', headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const json = (token: string | null, body: unknown) => ({
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
   const ask = (model: string, extra: Record<string, unknown> = {}) => ({ model, messages: [{ role: 'user', content: 'Where is my parcel?' }], ...extra });
 
   // Through the official SDK: an answer, then the upstream's 401 and 500 relayed.
@@ -126,7 +142,10 @@ test('no provider key, gateway key or admin token appears in any log, error, adm
     );
     seen.push(JSON.stringify({ status: error.status, message: error.message, error: error.error, headers: [...(error.headers ?? new Headers())] }));
   }
-  assert.ok(seen.some((s) => s.includes('[redacted]')), 'the upstream really echoed the key (and the gateway redacted it)');
+  assert.ok(
+    seen.some((s) => s.includes('[redacted]')),
+    'the upstream really echoed the key (and the gateway redacted it)',
+  );
 
   const raw = [
     await call('/v1/chat/completions', json(SECRETS.TEAM_KEY, ask('unauthorized', { stream: true }))),
@@ -147,7 +166,10 @@ test('no provider key, gateway key or admin token appears in any log, error, adm
     await call('/admin/status', { headers: { authorization: `Bearer ${SECRETS.METRICS_TOKEN}` } }),
     await call('/metrics', { headers: { authorization: `Bearer ${SECRETS.METRICS_TOKEN}` } }),
   ];
-  assert.deepEqual(raw.map((r) => r.status), [502, 200, 200, 502, 200, 403, 400, 400, 404, 401, 401, 401, 401, 401, 401, 401, 200]);
+  assert.deepEqual(
+    raw.map((r) => r.status),
+    [502, 200, 200, 502, 200, 403, 400, 400, 404, 401, 401, 401, 401, 401, 401, 401, 200],
+  );
 
   // A reload whose errors would quote a gateway key and the provider key.
   writeFileSync(file, policy(fake.baseURL, true));
@@ -169,16 +191,29 @@ test('no provider key, gateway key or admin token appears in any log, error, adm
   const decisionLog = readFileSync(path.join(dir, 'decisions.jsonl'), 'utf8');
 
   // The secrets were really in play: the upstream got the provider's key and header.
-  assert.ok(fake.requests.some((r) => r.headers.authorization === `Bearer ${SECRETS.PROVIDER_KEY}` && r.headers['x-provider-header'] === SECRETS.PROVIDER_HEADER));
+  assert.ok(
+    fake.requests.some((r) => r.headers.authorization === `Bearer ${SECRETS.PROVIDER_KEY}` && r.headers['x-provider-header'] === SECRETS.PROVIDER_HEADER),
+  );
   // Decision lines name the key that called, by name.
-  const lines = decisionLog.trim().split('\n').map((l) => JSON.parse(l) as { api_key_name?: string; attempts: Array<{ error?: string }> });
+  const lines = decisionLog
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { api_key_name?: string; attempts: Array<{ error?: string }> });
   assert.ok(lines.length >= 10);
   assert.deepEqual(new Set(lines.map((l) => l.api_key_name)), new Set(['team-a', 'in-file']));
-  assert.ok(lines.some((l) => l.attempts.some((a) => a.error?.includes('[redacted]'))), 'attempt errors quote the upstream, redacted');
+  assert.ok(
+    lines.some((l) => l.attempts.some((a) => a.error?.includes('[redacted]'))),
+    'attempt errors quote the upstream, redacted',
+  );
   assert.match(output.stderr, /policy reload rejected/);
   assert.match(output.stderr, /request refused/);
 
-  const outputs: Record<string, string> = { stdout: output.stdout, stderr: output.stderr, 'decision log': decisionLog, ...Object.fromEntries(seen.map((s, i) => [`response ${i}: ${s.split('\n')[0]}`, s])) };
+  const outputs: Record<string, string> = {
+    stdout: output.stdout,
+    stderr: output.stderr,
+    'decision log': decisionLog,
+    ...Object.fromEntries(seen.map((s, i) => [`response ${i}: ${s.split('\n')[0]}`, s])),
+  };
   for (const [where, text] of Object.entries(outputs)) {
     for (const secret of ALL_SECRETS) {
       const at = text.indexOf(secret);

@@ -20,18 +20,45 @@ const literalText = fc.oneof(
   fc.constantFrom("'x'", "''", "'1'", '0', '1', '-2.5', '100', 'true', 'false', 'null'),
   fc.integer({ min: -5, max: 5 }).map(String),
 );
-const comparison = fc.tuple(fc.constantFrom('=', '!=', '<', '<=', '>', '>='), path, literalText, fc.boolean()).map(([op, p, lit, flip]) => (flip ? `${lit} ${op} ${p}` : `${p} ${op} ${lit}`));
+const comparison = fc
+  .tuple(fc.constantFrom('=', '!=', '<', '<=', '>', '>='), path, literalText, fc.boolean())
+  .map(([op, p, lit, flip]) => (flip ? `${lit} ${op} ${p}` : `${p} ${op} ${lit}`));
 const membership = fc.tuple(path, fc.array(literalText, { maxLength: 4 })).map(([p, items]) => `${p} in [${items.join(', ')}]`);
-const atom = fc.oneof(comparison, membership, path, fc.constant('$estimateTokens() > 3'), path.map((p) => `$exists(${p})`));
+const atom = fc.oneof(
+  comparison,
+  membership,
+  path,
+  fc.constant('$estimateTokens() > 3'),
+  path.map((p) => `$exists(${p})`),
+);
 const expression: fc.Arbitrary<string> = fc.letrec((tie) => ({
-  node: fc.oneof({ depthSize: 'small', withCrossShrink: true }, atom, atom, fc.tuple(tie('node'), fc.constantFrom('and', 'or'), tie('node')).map(([l, op, r]) => `(${l}) ${op} (${r})`), tie('node').map((e) => `$not(${e})`)),
+  node: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    atom,
+    atom,
+    fc.tuple(tie('node'), fc.constantFrom('and', 'or'), tie('node')).map(([l, op, r]) => `(${l}) ${op} (${r})`),
+    tie('node').map((e) => `$not(${e})`),
+  ),
 })).node as fc.Arbitrary<string>;
 
-const leaf = fc.oneof(fc.constant(undefined), fc.constant(null), fc.boolean(), fc.constantFrom('x', '', '1', 'abc'), fc.constantFrom(0, 1, -2.5, 100, 3), fc.constant({}), fc.constant([]), fc.constant(['x']), fc.constant([1, 2]));
+const leaf = fc.oneof(
+  fc.constant(undefined),
+  fc.constant(null),
+  fc.boolean(),
+  fc.constantFrom('x', '', '1', 'abc'),
+  fc.constantFrom(0, 1, -2.5, 100, 3),
+  fc.constant({}),
+  fc.constant([]),
+  fc.constant(['x']),
+  fc.constant([1, 2]),
+);
 const value: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
   v: fc.oneof({ depthSize: 'small' }, leaf, leaf, fc.dictionary(fc.constantFrom(...NAMES), tie('v'), { maxKeys: 3 }), fc.array(tie('v'), { maxLength: 2 })),
 })).v;
-const input = fc.record({ a: value, b: value, task_type: value, 'x-team': value, messages: fc.constant([{ role: 'user', content: 'hello there, how are you?' }]) }, { requiredKeys: ['messages'] });
+const input = fc.record(
+  { a: value, b: value, task_type: value, 'x-team': value, messages: fc.constant([{ role: 'user', content: 'hello there, how are you?' }]) },
+  { requiredKeys: ['messages'] },
+);
 
 async function viaJsonata(source: string, data: unknown): Promise<{ value: unknown } | { error: string }> {
   const compiled = jsonata(source);
@@ -45,10 +72,29 @@ async function viaJsonata(source: string, data: unknown): Promise<{ value: unkno
 
 describe('JSONata fast path', () => {
   test('the shapes routing policies use compile to closures; others do not', () => {
-    for (const source of ["task_type = 'kind_1'", "domain in ['a', 'b']", 'prompt_tokens > 100001', "task_type = 'x' and prompt_tokens < 3", "headers.`x-team` = 't'", '$not(a) or $exists(b.c)', '$estimateTokens()', 'metadata.task_type']) {
+    for (const source of [
+      "task_type = 'kind_1'",
+      "domain in ['a', 'b']",
+      'prompt_tokens > 100001',
+      "task_type = 'x' and prompt_tokens < 3",
+      "headers.`x-team` = 't'",
+      '$not(a) or $exists(b.c)',
+      '$estimateTokens()',
+      'metadata.task_type',
+    ]) {
       assert.ok(compileFast(jsonata(source).ast() as never), source);
     }
-    for (const source of ['messages[role = "user"]', '$count(messages)', 'a + 1 > 2', '$x = 1', 'a.b[0]', '$lowercase(a) = "x"', '$estimateTokens(a)', 'a ? 1 : 2', '**.a']) {
+    for (const source of [
+      'messages[role = "user"]',
+      '$count(messages)',
+      'a + 1 > 2',
+      '$x = 1',
+      'a.b[0]',
+      '$lowercase(a) = "x"',
+      '$estimateTokens(a)',
+      'a ? 1 : 2',
+      '**.a',
+    ]) {
       assert.equal(compileFast(jsonata(source).ast() as never), null, source);
     }
   });
@@ -65,7 +111,10 @@ describe('JSONata fast path', () => {
         total++;
         if (got === UNDECIDED) return;
         decided++;
-        assert.ok('value' in want, `${source} on ${JSON.stringify(data)}: the fast path says ${String(got)}, JSONata fails with ${'error' in want ? want.error : ''}`);
+        assert.ok(
+          'value' in want,
+          `${source} on ${JSON.stringify(data)}: the fast path says ${String(got)}, JSONata fails with ${'error' in want ? want.error : ''}`,
+        );
         assert.deepEqual(got, want.value, `${source} on ${JSON.stringify(data)}`);
       }),
       { numRuns: 3000, seed },

@@ -108,9 +108,16 @@ describe('JSONata limits: a runaway expression is stopped, never a hung gateway'
 
   async function ask(model: string, metadata: Record<string, unknown> = {}): Promise<{ tier: string | null; id: string; ms: number; content: string }> {
     const started = performance.now();
-    const { data, response } = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Is this review positive? "Great product"' }], metadata } as never).withResponse();
+    const { data, response } = await client.chat.completions
+      .create({ model, messages: [{ role: 'user', content: 'Is this review positive? "Great product"' }], metadata } as never)
+      .withResponse();
     const ms = performance.now() - started;
-    return { tier: response.headers.get('x-tiergate-tier'), id: response.headers.get('x-tiergate-decision-id') ?? '', ms, content: (data as OpenAI.ChatCompletion).choices[0].message.content ?? '' };
+    return {
+      tier: response.headers.get('x-tiergate-tier'),
+      id: response.headers.get('x-tiergate-decision-id') ?? '',
+      ms,
+      content: (data as OpenAI.ChatCompletion).choices[0].message.content ?? '',
+    };
   }
 
   /** The routing_reason a stopped expression at `where` (rule text in the policy) must produce. */
@@ -137,7 +144,10 @@ describe('JSONata limits: a runaway expression is stopped, never a hung gateway'
     assert.equal(line.status, 'ok');
     assert.equal(line.routing_error, 'TG_ERR_EXPRESSION_LIMIT');
     assert.equal(line.confidence, 0);
-    assert.match(line.routing_reason, stoppedReason('loop', 1, ENDLESS_LOOP, `ran longer than ${TIMEOUT_MS} ms (expressions.timeout_ms); check for an endless loop`));
+    assert.match(
+      line.routing_reason,
+      stoppedReason('loop', 1, ENDLESS_LOOP, `ran longer than ${TIMEOUT_MS} ms (expressions.timeout_ms); check for an endless loop`),
+    );
     assert.equal(await metricValue('tiergate_routing_errors_total', 'route="loop",code="TG_ERR_EXPRESSION_LIMIT"'), before + 1);
     const warning = warnings.find((w) => w.request_id === answer.id);
     assert.ok(warning, 'the stopped expression is logged as a warning');
@@ -150,7 +160,10 @@ describe('JSONata limits: a runaway expression is stopped, never a hung gateway'
     assert.equal(answer.tier, 'large');
     assert.ok(answer.ms < 2000, `${answer.ms.toFixed(0)} ms`);
     const line = await tg.waitForDecision(answer.id);
-    assert.match(line.routing_reason, stoppedReason('busy', 0, BUSY_MAP, `ran longer than ${TIMEOUT_MS} ms (expressions.timeout_ms); check for an endless loop`));
+    assert.match(
+      line.routing_reason,
+      stoppedReason('busy', 0, BUSY_MAP, `ran longer than ${TIMEOUT_MS} ms (expressions.timeout_ms); check for an endless loop`),
+    );
   });
 
   test('runaway recursion is stopped by the depth limit', async () => {
@@ -159,7 +172,10 @@ describe('JSONata limits: a runaway expression is stopped, never a hung gateway'
     assert.ok(answer.ms < 2000, `${answer.ms.toFixed(0)} ms`);
     const line = await tg.waitForDecision(answer.id);
     assert.equal(line.routing_error, 'TG_ERR_EXPRESSION_LIMIT');
-    assert.match(line.routing_reason, stoppedReason('deep', 0, DEEP_RECURSION, `nested deeper than ${MAX_DEPTH} steps (expressions.max_depth); check for endless recursion`));
+    assert.match(
+      line.routing_reason,
+      stoppedReason('deep', 0, DEEP_RECURSION, `nested deeper than ${MAX_DEPTH} steps (expressions.max_depth); check for endless recursion`),
+    );
   });
 
   test('a huge range is stopped by the sequence limit before it is built', async () => {

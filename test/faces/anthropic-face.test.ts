@@ -28,23 +28,35 @@ describe('POST /v1/messages', () => {
       assert.equal(answer.error.type, 'authentication_error');
       assert.equal(answer.error.code, 'TG_ERR_AUTH_MISSING');
     }
-    const wrong = await fetch(`${tg.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': 'not-a-key-of-this-gateway' }, body: '{not json' });
+    const wrong = await fetch(`${tg.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': 'not-a-key-of-this-gateway' },
+      body: '{not json',
+    });
     assert.equal(wrong.status, 401);
     assert.equal(((await wrong.json()) as { error: { code: string } }).error.code, 'TG_ERR_AUTH_INVALID');
   });
 
-  test('with the key (x-api-key), a body the face cannot read is its own 4xx in Anthropic\'s shape', async () => {
+  test("with the key (x-api-key), a body the face cannot read is its own 4xx in Anthropic's shape", async () => {
     const bad = await fetch(`${tg.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': KEY }, body: '{not json' });
     assert.equal(bad.status, 400);
     assert.equal(((await bad.json()) as { error: { type: string; code: string } }).error.code, 'TG_ERR_REQUEST_JSON');
-    const big = await fetch(`${tg.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': KEY }, body: JSON.stringify({ model: 'support', max_tokens: 16, messages: [{ role: 'user', content: 'y'.repeat(4000) }] }) });
+    const big = await fetch(`${tg.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': KEY },
+      body: JSON.stringify({ model: 'support', max_tokens: 16, messages: [{ role: 'user', content: 'y'.repeat(4000) }] }),
+    });
     assert.equal(big.status, 413);
     assert.equal(((await big.json()) as { error: { type: string } }).error.type, 'request_too_large');
   });
 
-  test('one request, one decision line, with the key\'s name and the decision headers', async () => {
+  test("one request, one decision line, with the key's name and the decision headers", async () => {
     const before = tg.decisions().length;
-    const res = await fetch(`${tg.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` }, body: message });
+    const res = await fetch(`${tg.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+      body: message,
+    });
     assert.equal(res.status, 200);
     const id = res.headers.get('x-tiergate-decision-id');
     assert.match(id ?? '', /^tg-/);

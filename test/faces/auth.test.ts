@@ -70,7 +70,11 @@ describe('gateway keys and the admin token', () => {
   });
 
   test('a request without a key is 401 TG_ERR_AUTH_MISSING, in the OpenAI error shape', async () => {
-    const res = await fetch(`${tg.baseURL}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ask('support')) });
+    const res = await fetch(`${tg.baseURL}/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(ask('support')),
+    });
     assert.equal(res.status, 401);
     assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer/);
     const body = (await res.json()) as { error: Record<string, unknown> };
@@ -99,7 +103,7 @@ describe('gateway keys and the admin token', () => {
     assert.ok(!tg.decisionLogText().includes(TEAM_A_KEY));
   });
 
-  test('a route or a model outside the key\'s allow-list is 403 TG_ERR_AUTH_FORBIDDEN (PermissionDeniedError)', async () => {
+  test("a route or a model outside the key's allow-list is 403 TG_ERR_AUTH_FORBIDDEN (PermissionDeniedError)", async () => {
     // Earlier tests wrote to the same log: wait for this test's three lines on top of theirs.
     const before = tg.decisions().length;
     const route = await apiError(client(tg, TEAM_A_KEY).chat.completions.create(ask('billing')));
@@ -135,7 +139,11 @@ describe('gateway keys and the admin token', () => {
   });
 
   test('POST /v1/feedback needs a key too', async () => {
-    const res = await fetch(`${tg.baseURL}/feedback`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request_id: 'tg-x', score: 1 }) });
+    const res = await fetch(`${tg.baseURL}/feedback`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ request_id: 'tg-x', score: 1 }),
+    });
     assert.equal(res.status, 401);
   });
 
@@ -177,7 +185,9 @@ describe('keys reload with the policy', () => {
 
   test('metrics_token opens GET /metrics (bearer or Basic) and nothing else; the admin token still opens it', async (t) => {
     const METRICS_TOKEN = 'tg-scraper-0123456789abcdef';
-    const tg = await startTestGateway(authPolicy(KEYS + '    admin_token: ${ADMIN_TOKEN}\n    metrics_token: ${METRICS_TOKEN}\n'), { env: { ...env, METRICS_TOKEN } });
+    const tg = await startTestGateway(authPolicy(KEYS + '    admin_token: ${ADMIN_TOKEN}\n    metrics_token: ${METRICS_TOKEN}\n'), {
+      env: { ...env, METRICS_TOKEN },
+    });
     t.after(() => tg.close());
     for (const headers of [bearer(METRICS_TOKEN), basic(METRICS_TOKEN), bearer(ADMIN_TOKEN)]) {
       const res = await get(`${tg.url}/metrics`, headers);
@@ -242,16 +252,22 @@ describe('without keys: loopback only', () => {
     const errors = await policyErrors(file);
     assert.equal(errors.length, 1);
     const hostLine = text.split('\n').findIndex((l) => l.includes('host: 0.0.0.0')) + 1;
-    assert.match(errors[0], new RegExp(`gateway\\.yaml:${hostLine}:9 server\\.host: host 0\\.0\\.0\\.0 \\(every address\\) needs server\\.auth\\.keys.*\\[TG_ERR_CONFIG_AUTH\\]$`));
+    assert.match(
+      errors[0],
+      new RegExp(`gateway\\.yaml:${hostLine}:9 server\\.host: host 0\\.0\\.0\\.0 \\(every address\\) needs server\\.auth\\.keys.*\\[TG_ERR_CONFIG_AUTH\\]$`),
+    );
     // The gateway refuses to start on it, and on a --host given in place of server.host.
     await assert.rejects(startGateway({ configFile: file, port: 0, logger: createLogger({ level: 'silent' }), watch: false }), PolicyErrors);
     writeFileSync(file, simulatorPolicy());
-    await assert.rejects(startGateway({ configFile: file, port: 0, host: '0.0.0.0', logger: createLogger({ level: 'silent' }), watch: false }), (err: unknown) => {
-      assert.ok(err instanceof PolicyErrors);
-      assert.equal(err.errors[0].code, 'TG_ERR_CONFIG_AUTH');
-      assert.match(err.errors[0].message, /listening on 0\.0\.0\.0 \(asked for on the command line/);
-      return true;
-    });
+    await assert.rejects(
+      startGateway({ configFile: file, port: 0, host: '0.0.0.0', logger: createLogger({ level: 'silent' }), watch: false }),
+      (err: unknown) => {
+        assert.ok(err instanceof PolicyErrors);
+        assert.equal(err.errors[0].code, 'TG_ERR_CONFIG_AUTH');
+        assert.match(err.errors[0].message, /listening on 0\.0\.0\.0 \(asked for on the command line/);
+        return true;
+      },
+    );
     // allow_unauthenticated: authentication happens in front of tiergate.
     writeFileSync(file, simulatorPolicy({ extra: 'server:\n  host: 0.0.0.0\n  auth: { allow_unauthenticated: true }\n' }));
     assert.deepEqual(await policyErrors(file), []);
@@ -271,25 +287,31 @@ describe('without keys: loopback only', () => {
     assert.equal(res.status, 401);
   });
 
-  const lan = Object.values(networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
-  test('a client from another address gets 403 TG_ERR_AUTH_LOOPBACK_ONLY when the policy in force has no keys', { skip: lan ? false : 'no non-loopback IPv4 interface on this machine' }, async (t) => {
-    const { file, cleanup } = tempPolicy();
-    t.after(cleanup);
-    // Listening on every address with keys, then a reload to a loopback host without keys:
-    // the socket stays bound, so the request path itself refuses other addresses.
-    writeFileSync(file, authPolicy(KEYS, '  host: 0.0.0.0\n'));
-    const gateway = await startGateway({ configFile: file, port: 0, logger: createLogger({ level: 'silent' }), watch: false, env });
-    closeFirst.push(gateway);
-    const port = (gateway.server.address() as AddressInfo).port;
-    assert.equal((await get(`http://${lan}:${port}/v1/models`, bearer(TEAM_A_KEY))).status, 200);
-    writeFileSync(file, simulatorPolicy({ routes, extra: 'server: { host: 127.0.0.1 }\n' }));
-    assert.equal((await gateway.manager.reload('admin')).outcome, 'applied');
-    const refused = await get(`http://${lan}:${port}/v1/models`);
-    assert.equal(refused.status, 403);
-    assert.equal(refused.body.error.code, 'TG_ERR_AUTH_LOOPBACK_ONLY');
-    assert.equal((await get(`http://${lan}:${port}/admin/status`)).status, 403);
-    assert.equal((await get(`http://127.0.0.1:${port}/v1/models`)).status, 200);
-  });
+  const lan = Object.values(networkInterfaces())
+    .flat()
+    .find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+  test(
+    'a client from another address gets 403 TG_ERR_AUTH_LOOPBACK_ONLY when the policy in force has no keys',
+    { skip: lan ? false : 'no non-loopback IPv4 interface on this machine' },
+    async (t) => {
+      const { file, cleanup } = tempPolicy();
+      t.after(cleanup);
+      // Listening on every address with keys, then a reload to a loopback host without keys:
+      // the socket stays bound, so the request path itself refuses other addresses.
+      writeFileSync(file, authPolicy(KEYS, '  host: 0.0.0.0\n'));
+      const gateway = await startGateway({ configFile: file, port: 0, logger: createLogger({ level: 'silent' }), watch: false, env });
+      closeFirst.push(gateway);
+      const port = (gateway.server.address() as AddressInfo).port;
+      assert.equal((await get(`http://${lan}:${port}/v1/models`, bearer(TEAM_A_KEY))).status, 200);
+      writeFileSync(file, simulatorPolicy({ routes, extra: 'server: { host: 127.0.0.1 }\n' }));
+      assert.equal((await gateway.manager.reload('admin')).outcome, 'applied');
+      const refused = await get(`http://${lan}:${port}/v1/models`);
+      assert.equal(refused.status, 403);
+      assert.equal(refused.body.error.code, 'TG_ERR_AUTH_LOOPBACK_ONLY');
+      assert.equal((await get(`http://${lan}:${port}/admin/status`)).status, 403);
+      assert.equal((await get(`http://127.0.0.1:${port}/v1/models`)).status, 200);
+    },
+  );
 });
 
 describe('server.auth: located errors', () => {
@@ -307,10 +329,17 @@ describe('server.auth: located errors', () => {
   const lineOf = (text: string, needle: string) => text.split('\n').findIndex((l) => l.includes(needle)) + 1;
 
   test('an unknown route or model in an allow-list is a reference error with a suggestion', async () => {
-    const { errors, text } = await check(`    keys:\n      - name: team-a\n        key: \${TEAM_A_KEY}\n        routes: [support, biling]\n        models: [small-modle]\n`);
+    const { errors, text } = await check(
+      `    keys:\n      - name: team-a\n        key: \${TEAM_A_KEY}\n        routes: [support, biling]\n        models: [small-modle]\n`,
+    );
     assert.equal(errors.length, 2, errors.join('\n'));
     const routesLine = lineOf(text, 'routes: [support, biling]');
-    assert.match(errors[0], new RegExp(`:${routesLine}:27 server\\.auth\\.keys\\[0\\]\\.routes\\[1\\]: no route named "biling" \\(did you mean "billing"\\?\\) \\[TG_ERR_CONFIG_REFERENCE\\]`));
+    assert.match(
+      errors[0],
+      new RegExp(
+        `:${routesLine}:27 server\\.auth\\.keys\\[0\\]\\.routes\\[1\\]: no route named "biling" \\(did you mean "billing"\\?\\) \\[TG_ERR_CONFIG_REFERENCE\\]`,
+      ),
+    );
     assert.match(errors[1], /server\.auth\.keys\[0\]\.models\[0\]: no model named "small-modle" \(did you mean "small-model"\?\) \[TG_ERR_CONFIG_REFERENCE\]/);
   });
 
@@ -321,7 +350,9 @@ describe('server.auth: located errors', () => {
   });
 
   test('names and keys must be unique, the admin token differs from every key; no message quotes a key', async () => {
-    const { errors } = await check(`    keys:\n      - { name: a, key: \${TEAM_A_KEY}, routes: '*' }\n      - { name: a, key: \${OPS_KEY}, routes: '*' }\n      - { name: c, key: \${TEAM_A_KEY}, routes: '*' }\n    admin_token: \${OPS_KEY}\n`);
+    const { errors } = await check(
+      `    keys:\n      - { name: a, key: \${TEAM_A_KEY}, routes: '*' }\n      - { name: a, key: \${OPS_KEY}, routes: '*' }\n      - { name: c, key: \${TEAM_A_KEY}, routes: '*' }\n    admin_token: \${OPS_KEY}\n`,
+    );
     assert.equal(errors.length, 3, errors.join('\n'));
     assert.match(errors[0], /server\.auth\.keys\[1\]\.name: key name "a" is also used by keys\[0\].*\[TG_ERR_CONFIG_AUTH\]/);
     assert.match(errors[1], /server\.auth\.keys\[2\]\.key: this key is the same as the key of "a".*\[TG_ERR_CONFIG_AUTH\]/);
@@ -333,7 +364,9 @@ describe('server.auth: located errors', () => {
     const { errors } = await check(`    keys:\n      - { name: a, key: \${TEAM_A_KEY}, routes: '*' }\n    metrics_token: \${TEAM_A_KEY}\n`);
     assert.equal(errors.length, 1, errors.join('\n'));
     assert.match(errors[0], /server\.auth\.metrics_token: metrics_token is the same as the key of "a".*\[TG_ERR_CONFIG_AUTH\]/);
-    const same = await check(`    keys:\n      - { name: a, key: \${TEAM_A_KEY}, routes: '*' }\n    admin_token: \${OPS_KEY}\n    metrics_token: \${OPS_KEY}\n`);
+    const same = await check(
+      `    keys:\n      - { name: a, key: \${TEAM_A_KEY}, routes: '*' }\n    admin_token: \${OPS_KEY}\n    metrics_token: \${OPS_KEY}\n`,
+    );
     assert.equal(same.errors.length, 1, same.errors.join('\n'));
     assert.match(same.errors[0], /server\.auth\.metrics_token: metrics_token is the same as admin_token.*\[TG_ERR_CONFIG_AUTH\]/);
     for (const e of [...errors, ...same.errors]) for (const secret of [TEAM_A_KEY, OPS_KEY]) assert.ok(!e.includes(secret), e);
@@ -356,7 +389,13 @@ describe('server.auth: located errors', () => {
 
 describe('GatewayAuth', () => {
   test('identifies keys by HMAC and constant-time comparison, whatever the token length', () => {
-    const auth = new GatewayAuth({ keys: [{ name: 'a', key: TEAM_A_KEY, routes: '*' }, { name: 'b', key: OPS_KEY, routes: ['support'], models: '*' }], admin_token: ADMIN_TOKEN });
+    const auth = new GatewayAuth({
+      keys: [
+        { name: 'a', key: TEAM_A_KEY, routes: '*' },
+        { name: 'b', key: OPS_KEY, routes: ['support'], models: '*' },
+      ],
+      admin_token: ADMIN_TOKEN,
+    });
     assert.equal(auth.identify(TEAM_A_KEY)?.name, 'a');
     assert.equal(auth.identify(OPS_KEY)?.name, 'b');
     for (const token of ['', 'a', TEAM_A_KEY.toUpperCase(), ADMIN_TOKEN, 'z'.repeat(10_000)]) assert.equal(auth.identify(token), null);
@@ -395,4 +434,3 @@ async function policyErrors(file: string): Promise<string[]> {
     throw err;
   }
 }
-

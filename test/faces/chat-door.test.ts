@@ -37,8 +37,16 @@ describe('the chat face has one door', () => {
   });
 
   test('other methods and longer paths are not chat', async () => {
-    for (const [method, path] of [['GET', '/v1/chat/completions'], ['POST', '/v1/chat/completions//'], ['POST', '/v1/chat/completionsx']]) {
-      const res = await fetch(`${tg.url}${path}`, { method, headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: method === 'GET' ? undefined : body });
+    for (const [method, path] of [
+      ['GET', '/v1/chat/completions'],
+      ['POST', '/v1/chat/completions//'],
+      ['POST', '/v1/chat/completionsx'],
+    ]) {
+      const res = await fetch(`${tg.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+        body: method === 'GET' ? undefined : body,
+      });
       assert.equal(res.status, 404, `${method} ${path}`);
     }
   });

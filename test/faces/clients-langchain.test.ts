@@ -15,7 +15,22 @@ import { ChatOpenAI } from '@langchain/openai';
 import { type AIMessageChunk, HumanMessage, SystemMessage, ToolMessage } from '@langchain/core/messages';
 import type { TestGateway } from '../support/gateway.ts';
 import type { FakeOpenAI } from '../support/fake-openai.ts';
-import { assertForwardedAsSent, GATEWAY_KEY, LARGE_MODEL, LARGE_UPSTREAM, marker, recordingFetch, SERVED_MODEL, startClientsGateway, timeTool, TOOL_CALLS, USAGE, USAGE_OUT, weatherTool, type ClientsGateway } from '../support/clients.ts';
+import {
+  assertForwardedAsSent,
+  GATEWAY_KEY,
+  LARGE_MODEL,
+  LARGE_UPSTREAM,
+  marker,
+  recordingFetch,
+  SERVED_MODEL,
+  startClientsGateway,
+  timeTool,
+  TOOL_CALLS,
+  USAGE,
+  USAGE_OUT,
+  weatherTool,
+  type ClientsGateway,
+} from '../support/clients.ts';
 
 describe('clients → tiergate → an OpenAI-format upstream', () => {
   let gateway: ClientsGateway | undefined;
@@ -37,7 +52,13 @@ describe('clients → tiergate → an OpenAI-format upstream', () => {
 
   describe('LangChain JS ChatOpenAI', () => {
     function chatModel(fields: ConstructorParameters<typeof ChatOpenAI>[0] = {}): ChatOpenAI {
-      return new ChatOpenAI({ model: 'assistant', apiKey: GATEWAY_KEY, configuration: { baseURL: tg.baseURL, fetch: recordingFetch(sent) }, maxRetries: 0, ...fields });
+      return new ChatOpenAI({
+        model: 'assistant',
+        apiKey: GATEWAY_KEY,
+        configuration: { baseURL: tg.baseURL, fetch: recordingFetch(sent) },
+        maxRetries: 0,
+        ...fields,
+      });
     }
 
     test('invoke: the request arrives as LangChain sent it; content, finish_reason, system_fingerprint and usage come back', async () => {
@@ -67,7 +88,11 @@ describe('clients → tiergate → an OpenAI-format upstream', () => {
       assert.equal(reply.usage_metadata?.input_tokens, USAGE.prompt_tokens);
       assert.equal(reply.usage_metadata?.output_tokens, USAGE.completion_tokens);
       assert.equal(reply.usage_metadata?.total_tokens, USAGE_OUT.total_tokens);
-      assert.equal(reply.usage_metadata?.input_token_details?.cache_read, USAGE.prompt_tokens_details.cached_tokens, 'usage token details survived the gateway');
+      assert.equal(
+        reply.usage_metadata?.input_token_details?.cache_read,
+        USAGE.prompt_tokens_details.cached_tokens,
+        'usage token details survived the gateway',
+      );
     });
 
     test('routing metadata from LangChain (modelKwargs.metadata) reaches the rules; it is not forwarded upstream', async () => {
@@ -165,7 +190,9 @@ describe('clients → tiergate → an OpenAI-format upstream', () => {
 
       const jsonSchemaMark = marker();
       fake.behave(() => ({ kind: 'reply', content: JSON.stringify(expected), usage: USAGE }));
-      const viaSchema = await chatModel().withStructuredOutput(schema, { method: 'jsonSchema', name: 'verdict', strict: true }).invoke(`Classify: charged twice ${jsonSchemaMark}`);
+      const viaSchema = await chatModel()
+        .withStructuredOutput(schema, { method: 'jsonSchema', name: 'verdict', strict: true })
+        .invoke(`Classify: charged twice ${jsonSchemaMark}`);
       const [schemaUp] = upstreamWith(jsonSchemaMark);
       assertForwardedAsSent(schemaUp, sentWith(jsonSchemaMark));
       assert.equal(schemaUp.body.response_format.type, 'json_schema');
@@ -182,8 +209,14 @@ describe('clients → tiergate → an OpenAI-format upstream', () => {
       assert.deepEqual(viaJsonMode, expected);
 
       const toolMark = marker();
-      fake.behave(() => ({ kind: 'reply', tool_calls: [{ id: 'call_Vx81', type: 'function', function: { name: 'verdict', arguments: JSON.stringify(expected) } }], usage: USAGE }));
-      const viaTool = await chatModel().withStructuredOutput(schema, { method: 'functionCalling', name: 'verdict' }).invoke(`Classify with a tool: charged twice ${toolMark}`);
+      fake.behave(() => ({
+        kind: 'reply',
+        tool_calls: [{ id: 'call_Vx81', type: 'function', function: { name: 'verdict', arguments: JSON.stringify(expected) } }],
+        usage: USAGE,
+      }));
+      const viaTool = await chatModel()
+        .withStructuredOutput(schema, { method: 'functionCalling', name: 'verdict' })
+        .invoke(`Classify with a tool: charged twice ${toolMark}`);
       const [toolUp] = upstreamWith(toolMark);
       assertForwardedAsSent(toolUp, sentWith(toolMark));
       assert.equal(toolUp.body.tools[0].function.name, 'verdict');

@@ -14,7 +14,22 @@ import assert from 'node:assert/strict';
 import type OpenAI from 'openai';
 import type { ChatCompletionChunk, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import type { FakeOpenAI } from '../support/fake-openai.ts';
-import { asServed, assertForwardedAsSent, marker, SERVED_MODEL, startClientsGateway, timeTool, TOOL_CALLS, toolCallsOf, UPSTREAM_MODEL, USAGE, USAGE_OUT, weatherTool, withoutUsage, type ClientsGateway } from '../support/clients.ts';
+import {
+  asServed,
+  assertForwardedAsSent,
+  marker,
+  SERVED_MODEL,
+  startClientsGateway,
+  timeTool,
+  TOOL_CALLS,
+  toolCallsOf,
+  UPSTREAM_MODEL,
+  USAGE,
+  USAGE_OUT,
+  weatherTool,
+  withoutUsage,
+  type ClientsGateway,
+} from '../support/clients.ts';
 
 describe('clients → tiergate → an OpenAI-format upstream', () => {
   let gateway: ClientsGateway | undefined;
@@ -40,7 +55,13 @@ describe('clients → tiergate → an OpenAI-format upstream', () => {
         { role: 'system', content: 'You answer with tools.' },
         { role: 'user', content: `Weather in Zürich and the time in São Paulo? ${mark}` },
       ];
-      const first = await client.chat.completions.create({ model: 'assistant', messages, tools: [weatherTool, timeTool], tool_choice: 'required', parallel_tool_calls: true });
+      const first = await client.chat.completions.create({
+        model: 'assistant',
+        messages,
+        tools: [weatherTool, timeTool],
+        tool_choice: 'required',
+        parallel_tool_calls: true,
+      });
       const [up1] = upstreamWith(mark);
       assertForwardedAsSent(up1, sentWith(mark));
       assert.deepEqual(up1.body.tools, [weatherTool, timeTool]);
@@ -63,7 +84,12 @@ describe('clients → tiergate → an OpenAI-format upstream', () => {
         { role: 'tool', tool_call_id: TOOL_CALLS[0].id, content: '{"temp_c":12}' },
         { role: 'tool', tool_call_id: TOOL_CALLS[1].id, content: [{ type: 'text', text: '14:05' }] },
       ];
-      const second = await client.chat.completions.create({ model: 'assistant', messages: followUp, tools: [weatherTool, timeTool], tool_choice: { type: 'function', function: { name: 'get_weather' } } });
+      const second = await client.chat.completions.create({
+        model: 'assistant',
+        messages: followUp,
+        tools: [weatherTool, timeTool],
+        tool_choice: { type: 'function', function: { name: 'get_weather' } },
+      });
       const up2 = upstreamWith(mark, 2)[1];
       assertForwardedAsSent(up2, sentWith(mark));
       assert.deepEqual(up2.body.messages.slice(2), [
@@ -130,10 +156,19 @@ describe('clients → tiergate → an OpenAI-format upstream', () => {
           name: 'weather_report',
           description: 'A weather report',
           strict: true,
-          schema: { type: 'object', properties: { city: { type: 'string' }, temp_c: { type: 'number' } }, required: ['city', 'temp_c'], additionalProperties: false },
+          schema: {
+            type: 'object',
+            properties: { city: { type: 'string' }, temp_c: { type: 'number' } },
+            required: ['city', 'temp_c'],
+            additionalProperties: false,
+          },
         },
       };
-      const data = await client.chat.completions.parse({ model: 'assistant', messages: [{ role: 'user', content: `Weather in Zürich? ${mark}` }], response_format: responseFormat });
+      const data = await client.chat.completions.parse({
+        model: 'assistant',
+        messages: [{ role: 'user', content: `Weather in Zürich? ${mark}` }],
+        response_format: responseFormat,
+      });
       const [up] = upstreamWith(mark);
       assertForwardedAsSent(up, sentWith(mark));
       assert.deepEqual(up.body.response_format, responseFormat);
@@ -147,7 +182,13 @@ describe('clients → tiergate → an OpenAI-format upstream', () => {
       const mark = marker();
       fake.behave(() => ({ kind: 'reply', content: 'The sky is blue because of Rayleigh scattering.', usage: USAGE }));
       const { data: stream, response } = await client.chat.completions
-        .create({ model: 'assistant', messages: [{ role: 'user', content: `Why is the sky blue? ${mark}` }], stream: true, stream_options: { include_usage: true }, temperature: 0 })
+        .create({
+          model: 'assistant',
+          messages: [{ role: 'user', content: `Why is the sky blue? ${mark}` }],
+          stream: true,
+          stream_options: { include_usage: true },
+          temperature: 0,
+        })
         .withResponse();
       assert.match(response.headers.get('content-type') ?? '', /^text\/event-stream/);
       assert.equal(response.headers.get('x-tiergate-model'), SERVED_MODEL);
@@ -159,13 +200,21 @@ describe('clients → tiergate → an OpenAI-format upstream', () => {
       const last = chunks.at(-1)!;
       assert.deepEqual(last.choices, [], 'the usage chunk has no choices, as OpenAI sends it');
       assert.deepEqual(last.usage, USAGE_OUT);
-      assert.ok(chunks.slice(0, -1).every((c) => c.usage === null), 'the other chunks say usage: null, as OpenAI sends them');
+      assert.ok(
+        chunks.slice(0, -1).every((c) => c.usage === null),
+        'the other chunks say usage: null, as OpenAI sends them',
+      );
       assert.equal(chunks.map((c) => c.choices[0]?.delta.content ?? '').join(''), 'The sky is blue because of Rayleigh scattering.');
 
       // Without include_usage the client gets the same chunks minus usage; the upstream is still asked for it.
       const plainMark = marker();
       const plain: ChatCompletionChunk[] = [];
-      for await (const chunk of await client.chat.completions.create({ model: 'assistant', messages: [{ role: 'user', content: `Again ${plainMark}` }], stream: true })) plain.push(chunk);
+      for await (const chunk of await client.chat.completions.create({
+        model: 'assistant',
+        messages: [{ role: 'user', content: `Again ${plainMark}` }],
+        stream: true,
+      }))
+        plain.push(chunk);
       const [plainUp] = upstreamWith(plainMark);
       assertForwardedAsSent(plainUp, sentWith(plainMark));
       assert.deepEqual(plain, withoutUsage(plainUp.answer as object[]).map(asServed));
@@ -174,11 +223,42 @@ describe('clients → tiergate → an OpenAI-format upstream', () => {
     test('sampling and control fields pass through (seed, logprobs, top_logprobs, n, stop, temperature, top_p, max_completion_tokens, user, penalties, logit_bias, store, service_tier, reasoning_effort); logprobs and every choice come back', async () => {
       const mark = marker();
       const logprobsA = [
-        { token: 'Bon', logprob: -0.01, top_logprobs: [{ token: 'Bon', logprob: -0.01 }, { token: 'Sal', logprob: -4.7 }] },
-        { token: 'jour', logprob: -0.002, top_logprobs: [{ token: 'jour', logprob: -0.002 }, { token: 'soir', logprob: -6.3 }] },
+        {
+          token: 'Bon',
+          logprob: -0.01,
+          top_logprobs: [
+            { token: 'Bon', logprob: -0.01 },
+            { token: 'Sal', logprob: -4.7 },
+          ],
+        },
+        {
+          token: 'jour',
+          logprob: -0.002,
+          top_logprobs: [
+            { token: 'jour', logprob: -0.002 },
+            { token: 'soir', logprob: -6.3 },
+          ],
+        },
       ];
-      const logprobsB = [{ token: 'Salut', logprob: -0.5, top_logprobs: [{ token: 'Salut', logprob: -0.5 }, { token: 'Coucou', logprob: -1.2 }] }];
-      fake.behave(() => ({ kind: 'reply', choices: [{ content: 'Bonjour', logprobs: logprobsA }, { content: 'Salut', logprobs: logprobsB, finish_reason: 'length' }], usage: USAGE, system_fingerprint: 'fp_f33667828e' }));
+      const logprobsB = [
+        {
+          token: 'Salut',
+          logprob: -0.5,
+          top_logprobs: [
+            { token: 'Salut', logprob: -0.5 },
+            { token: 'Coucou', logprob: -1.2 },
+          ],
+        },
+      ];
+      fake.behave(() => ({
+        kind: 'reply',
+        choices: [
+          { content: 'Bonjour', logprobs: logprobsA },
+          { content: 'Salut', logprobs: logprobsB, finish_reason: 'length' },
+        ],
+        usage: USAGE,
+        system_fingerprint: 'fp_f33667828e',
+      }));
       const params = {
         model: 'assistant',
         messages: [{ role: 'user' as const, content: `Say hello in French. ${mark}` }],
@@ -202,7 +282,23 @@ describe('clients → tiergate → an OpenAI-format upstream', () => {
       const data = await client.chat.completions.create(params);
       const [up] = upstreamWith(mark);
       assertForwardedAsSent(up, sentWith(mark));
-      for (const key of ['seed', 'logprobs', 'top_logprobs', 'n', 'stop', 'temperature', 'top_p', 'max_completion_tokens', 'user', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'store', 'service_tier', 'reasoning_effort'] as const) {
+      for (const key of [
+        'seed',
+        'logprobs',
+        'top_logprobs',
+        'n',
+        'stop',
+        'temperature',
+        'top_p',
+        'max_completion_tokens',
+        'user',
+        'presence_penalty',
+        'frequency_penalty',
+        'logit_bias',
+        'store',
+        'service_tier',
+        'reasoning_effort',
+      ] as const) {
         assert.deepEqual(up.body[key], params[key], `${key} arrived untouched`);
       }
       assert.deepEqual(data, asServed(up.answer!));
@@ -231,13 +327,28 @@ describe('clients → tiergate → an OpenAI-format upstream', () => {
       fake.behave(() => ({
         kind: 'reply',
         choices: [
-          { content: 'Hello there, friend', logprobs: [{ token: 'Hello', logprob: -0.1 }, { token: ' there', logprob: -0.2 }, { token: ', friend', logprob: -0.3 }] },
+          {
+            content: 'Hello there, friend',
+            logprobs: [
+              { token: 'Hello', logprob: -0.1 },
+              { token: ' there', logprob: -0.2 },
+              { token: ', friend', logprob: -0.3 },
+            ],
+          },
           { content: 'Hi', logprobs: [{ token: 'Hi', logprob: -0.4 }] },
         ],
         usage: USAGE,
       }));
       const chunks: ChatCompletionChunk[] = [];
-      const stream = await client.chat.completions.create({ model: 'assistant', messages: [{ role: 'user', content: `Greet me ${mark}` }], n: 2, logprobs: true, top_logprobs: 0, stream: true, stream_options: { include_usage: true } });
+      const stream = await client.chat.completions.create({
+        model: 'assistant',
+        messages: [{ role: 'user', content: `Greet me ${mark}` }],
+        n: 2,
+        logprobs: true,
+        top_logprobs: 0,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
       for await (const chunk of stream) chunks.push(chunk);
       const [up] = upstreamWith(mark);
       assertForwardedAsSent(up, sentWith(mark));
@@ -245,7 +356,13 @@ describe('clients → tiergate → an OpenAI-format upstream', () => {
       const textOf = (index: number) => chunks.flatMap((c) => c.choices.filter((ch) => ch.index === index).map((ch) => ch.delta.content ?? '')).join('');
       assert.equal(textOf(0), 'Hello there, friend');
       assert.equal(textOf(1), 'Hi');
-      const tokensOf = (index: number) => chunks.flatMap((c) => c.choices.filter((ch) => ch.index === index).flatMap((ch) => ch.logprobs?.content ?? []).map((t) => t.token));
+      const tokensOf = (index: number) =>
+        chunks.flatMap((c) =>
+          c.choices
+            .filter((ch) => ch.index === index)
+            .flatMap((ch) => ch.logprobs?.content ?? [])
+            .map((t) => t.token),
+        );
       assert.deepEqual(tokensOf(0), ['Hello', ' there', ', friend']);
       assert.deepEqual(tokensOf(1), ['Hi']);
     });
@@ -253,15 +370,37 @@ describe('clients → tiergate → an OpenAI-format upstream', () => {
     test('through a gated route (streams buffered, gated, replayed): tool_calls, finish_reason, system_fingerprint, service_tier, logprobs and usage come back', async () => {
       const mark = marker();
       const logprobs = [{ token: 'Checking', logprob: -0.05, top_logprobs: [{ token: 'Checking', logprob: -0.05 }] }];
-      fake.behave(() => ({ kind: 'reply', content: 'Checking.', tool_calls: TOOL_CALLS, logprobs, usage: USAGE, system_fingerprint: 'fp_gated01', service_tier: 'default' }));
-      const json = await client.chat.completions.create({ model: 'gated', messages: [{ role: 'user', content: `Weather? ${mark}` }], tools: [weatherTool, timeTool], logprobs: true, top_logprobs: 1 });
+      fake.behave(() => ({
+        kind: 'reply',
+        content: 'Checking.',
+        tool_calls: TOOL_CALLS,
+        logprobs,
+        usage: USAGE,
+        system_fingerprint: 'fp_gated01',
+        service_tier: 'default',
+      }));
+      const json = await client.chat.completions.create({
+        model: 'gated',
+        messages: [{ role: 'user', content: `Weather? ${mark}` }],
+        tools: [weatherTool, timeTool],
+        logprobs: true,
+        top_logprobs: 1,
+      });
       const [up] = upstreamWith(mark);
       assertForwardedAsSent(up, sentWith(mark));
       assert.deepEqual(json, asServed(up.answer!), 'the gated JSON answer is the upstream answer');
 
       const streamMark = marker();
       const chunks: ChatCompletionChunk[] = [];
-      const stream = await client.chat.completions.create({ model: 'gated', messages: [{ role: 'user', content: `Weather? ${streamMark}` }], tools: [weatherTool, timeTool], logprobs: true, top_logprobs: 1, stream: true, stream_options: { include_usage: true } });
+      const stream = await client.chat.completions.create({
+        model: 'gated',
+        messages: [{ role: 'user', content: `Weather? ${streamMark}` }],
+        tools: [weatherTool, timeTool],
+        logprobs: true,
+        top_logprobs: 1,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
       for await (const chunk of stream) chunks.push(chunk);
       const [streamUp] = upstreamWith(streamMark);
       assert.notEqual(streamUp.body.stream, true, 'the gate judges the whole answer: the upstream call is not streamed');
@@ -279,7 +418,11 @@ describe('clients → tiergate → an OpenAI-format upstream', () => {
       assert.equal(chunks.find((c) => c.choices[0]?.finish_reason)?.choices[0].finish_reason, 'tool_calls');
       assert.deepEqual(
         chunks.flatMap((c) => c.choices.flatMap((ch) => ch.logprobs?.content ?? [])),
-        logprobs.map((t) => ({ ...t, bytes: [...Buffer.from(t.token)], top_logprobs: t.top_logprobs.map((a) => ({ ...a, bytes: [...Buffer.from(a.token)] })) })),
+        logprobs.map((t) => ({
+          ...t,
+          bytes: [...Buffer.from(t.token)],
+          top_logprobs: t.top_logprobs.map((a) => ({ ...a, bytes: [...Buffer.from(a.token)] })),
+        })),
       );
       assert.deepEqual(chunks.at(-1)?.usage, USAGE_OUT);
     });

@@ -25,7 +25,11 @@ function chat(content: string, extra: Record<string, unknown> = {}): ChatComplet
 /** Calls the SDK and returns the APIError it throws. */
 
 /** Raw POST to /v1/chat/completions; returns status and parsed body. */
-async function rawPost(tg: TestGateway, body: string, headers: Record<string, string> = { 'content-type': 'application/json' }): Promise<{ status: number; body: any; headers: Headers }> {
+async function rawPost(
+  tg: TestGateway,
+  body: string,
+  headers: Record<string, string> = { 'content-type': 'application/json' },
+): Promise<{ status: number; body: any; headers: Headers }> {
   const res = await fetch(`${tg.url}/v1/chat/completions`, { method: 'POST', headers, body });
   const text = await res.text();
   let parsed: any;
@@ -251,7 +255,11 @@ describe('gateway over HTTP (simulator)', () => {
       { name: 'empty messages', body: { model: 'support', messages: [] }, param: 'messages' },
       { name: 'messages is a string', body: { model: 'support', messages: 'hi' }, param: 'messages' },
       { name: 'unknown role', body: { model: 'support', messages: [{ role: 'robot', content: 'hi' }] }, param: 'messages[0].role' },
-      { name: 'role missing in the second message', body: { model: 'support', messages: [{ role: 'user', content: 'hi' }, { content: 'x' }] }, param: 'messages[1].role' },
+      {
+        name: 'role missing in the second message',
+        body: { model: 'support', messages: [{ role: 'user', content: 'hi' }, { content: 'x' }] },
+        param: 'messages[1].role',
+      },
       { name: 'temperature is a string', body: { model: 'support', messages: [{ role: 'user', content: 'hi' }], temperature: 'hot' }, param: 'temperature' },
       { name: 'negative max_tokens', body: { model: 'support', messages: [{ role: 'user', content: 'hi' }], max_tokens: -1 }, param: 'max_tokens' },
       { name: 'model is a number', body: { model: 7, messages: [{ role: 'user', content: 'hi' }] }, param: 'model' },
@@ -268,7 +276,9 @@ describe('gateway over HTTP (simulator)', () => {
     }
 
     test('the SDK surfaces a validation error as BadRequestError with code and param', async () => {
-      const err = await apiError(client.chat.completions.create({ model: 'support', messages: [{ role: 'user', content: 'hi' }], temperature: 'hot' as unknown as number }));
+      const err = await apiError(
+        client.chat.completions.create({ model: 'support', messages: [{ role: 'user', content: 'hi' }], temperature: 'hot' as unknown as number }),
+      );
       assert.ok(err instanceof OpenAI.BadRequestError);
       assert.equal(err.status, 400);
       assert.equal(err.code, 'TG_ERR_REQUEST_INVALID');
@@ -291,7 +301,12 @@ describe('gateway over HTTP (simulator)', () => {
     });
 
     test('an unknown endpoint → 404 TG_ERR_NOT_FOUND', async () => {
-      for (const [method, path] of [['GET', '/v1/nothing'], ['POST', '/v1/completions'], ['GET', '/v1/chat/completions'], ['DELETE', '/v1/models']]) {
+      for (const [method, path] of [
+        ['GET', '/v1/nothing'],
+        ['POST', '/v1/completions'],
+        ['GET', '/v1/chat/completions'],
+        ['DELETE', '/v1/models'],
+      ]) {
         const res = await fetch(`${tg.url}${path}`, { method });
         assert.equal(res.status, 404, `${method} ${path}`);
         assertErrorShape(await res.json(), 'TG_ERR_NOT_FOUND');
@@ -338,8 +353,28 @@ describe('decision log', () => {
       const version = tg.gateway.manager.runtime.version;
 
       const expectations = [
-        { res: routed.response, data: routed.data, model: 'small-model' as const, tier: 'small', confidence: 0.9, reason: 'rule 1: easy', features: { task_type: 'classification' }, alternatives: ['large-model'], stream: false },
-        { res: byDefault.response, data: byDefault.data, model: 'large-model' as const, tier: 'large', confidence: 0.5, reason: /no rule matched/, features: {}, alternatives: ['small-model'], stream: false },
+        {
+          res: routed.response,
+          data: routed.data,
+          model: 'small-model' as const,
+          tier: 'small',
+          confidence: 0.9,
+          reason: 'rule 1: easy',
+          features: { task_type: 'classification' },
+          alternatives: ['large-model'],
+          stream: false,
+        },
+        {
+          res: byDefault.response,
+          data: byDefault.data,
+          model: 'large-model' as const,
+          tier: 'large',
+          confidence: 0.5,
+          reason: /no rule matched/,
+          features: {},
+          alternatives: ['small-model'],
+          stream: false,
+        },
       ];
       for (const [i, want] of expectations.entries()) {
         const line = lines[i];
@@ -408,7 +443,10 @@ describe('decision log', () => {
   });
 
   test('with analytics.decision_log.log_prompts the prompt is logged', async () => {
-    const policy = simulatorPolicy().replace('analytics:\n  decision_log: { file: decisions.jsonl }', 'analytics:\n  decision_log: { file: decisions.jsonl, log_prompts: true }');
+    const policy = simulatorPolicy().replace(
+      'analytics:\n  decision_log: { file: decisions.jsonl }',
+      'analytics:\n  decision_log: { file: decisions.jsonl, log_prompts: true }',
+    );
     assert.ok(policy.includes('log_prompts: true'));
     const tg = await startTestGateway(policy);
     try {
@@ -436,7 +474,10 @@ describe('decision log', () => {
       await tg.gateway.close();
       text = tg.decisionLogText();
       const lines = tg.decisions();
-      assert.deepEqual(lines.map((l) => l.request_id), ids);
+      assert.deepEqual(
+        lines.map((l) => l.request_id),
+        ids,
+      );
       assert.ok(text.endsWith('\n'));
     } finally {
       await tg.close();

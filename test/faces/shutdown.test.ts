@@ -71,12 +71,18 @@ async function serve(policy: string): Promise<Served> {
   const dir = mkdtempSync(path.join(tmpdir(), 'tiergate-shutdown-'));
   const policyFile = path.join(dir, 'gateway.yaml');
   writeFileSync(policyFile, policy);
-  const proc = spawn(process.execPath, [path.join(REPO, 'bin', 'tiergate.js'), 'serve', '--config', policyFile, '--port', '0', '--host', '127.0.0.1', '--no-watch'], {
-    cwd: dir,
-    env: { ...process.env, TIERGATE_LOG_LEVEL: 'info', TIERGATE_LOG_FORMAT: 'json' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  const proc = spawn(
+    process.execPath,
+    [path.join(REPO, 'bin', 'tiergate.js'), 'serve', '--config', policyFile, '--port', '0', '--host', '127.0.0.1', '--no-watch'],
+    {
+      cwd: dir,
+      env: { ...process.env, TIERGATE_LOG_LEVEL: 'info', TIERGATE_LOG_FORMAT: 'json' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   const cleanUp = async () => {
     if (proc.exitCode === null && proc.signalCode === null) {
       proc.kill('SIGKILL');
@@ -121,7 +127,10 @@ async function serve(policy: string): Promise<Served> {
 function readDecisionLines(file: string): DecisionRecord[] {
   const text = readFileSync(file, 'utf8');
   assert.ok(text.endsWith('\n'), 'the log ends with a complete line');
-  return text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as DecisionRecord);
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as DecisionRecord);
 }
 
 test('SIGTERM: stop accepting, finish the requests in flight, flush the decision log, exit 0', { timeout: 60_000 }, async () => {
@@ -131,7 +140,10 @@ test('SIGTERM: stop accepting, finish the requests in flight, flush the decision
     const { proc, logs, url, port, exited } = served;
     const stderr = served.stderr;
     const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'x', maxRetries: 0, timeout: 30_000 });
-    const params = (i: number) => ({ model: 'support', messages: [{ role: 'user' as const, content: `Explain step by step, request ${i}, why the sky is blue` }] });
+    const params = (i: number) => ({
+      model: 'support',
+      messages: [{ role: 'user' as const, content: `Explain step by step, request ${i}, why the sky is blue` }],
+    });
 
     // In flight: JSON requests waiting for their answer, streams part-way through.
     let streamsStarted = 0;
@@ -167,7 +179,10 @@ test('SIGTERM: stop accepting, finish the requests in flight, flush the decision
     proc.kill('SIGTERM');
     await waitFor('the shutdown to begin', () => logs.some((l) => String(l.message).startsWith('shutting down')), 5000);
     // No new connection is accepted once shutdown has begun.
-    assert.equal(await waitFor('new connections to be refused', async () => ((await tryConnect(port)) === 'ECONNREFUSED' ? 'ECONNREFUSED' : null), 2000), 'ECONNREFUSED');
+    assert.equal(
+      await waitFor('new connections to be refused', async () => ((await tryConnect(port)) === 'ECONNREFUSED' ? 'ECONNREFUSED' : null), 2000),
+      'ECONNREFUSED',
+    );
 
     const settled = await all;
     const failures = settled.filter((s) => s.status === 'rejected').map((s) => String((s as PromiseRejectedResult).reason));
@@ -182,13 +197,20 @@ test('SIGTERM: stop accepting, finish the requests in flight, flush the decision
     assert.equal(signal, null, `tiergate exited by itself, not killed by ${signal}`);
     assert.equal(code, 0, `tiergate exits 0 after SIGTERM: ${stderr().slice(-2000)}`);
     assert.ok(performance.now() - signalledAt < 20_000, 'a bounded shutdown');
-    assert.ok(logs.some((l) => l.message === 'stopped'), 'the last log line says it stopped');
+    assert.ok(
+      logs.some((l) => l.message === 'stopped'),
+      'the last log line says it stopped',
+    );
 
     // Every request that succeeded has its decision line, flushed before the exit.
     const lines = readDecisionLines(served.decisionsFile);
     const byId = new Map(lines.map((l) => [l.request_id, l]));
     const lost = answers.filter((a) => !byId.has(a.id as string));
-    assert.deepEqual(lost.map((a) => a.id), [], 'no decision line lost');
+    assert.deepEqual(
+      lost.map((a) => a.id),
+      [],
+      'no decision line lost',
+    );
     assert.equal(lines.length, answers.length, 'one line per request, nothing else');
     for (const a of answers) {
       const line = byId.get(a.id as string)!;
@@ -203,67 +225,80 @@ test('SIGTERM: stop accepting, finish the requests in flight, flush the decision
 // Far too slow to finish: ~5 tokens a second, so every request is still running when the
 // 700 ms shutdown deadline passes.
 const DEADLINE_MS = 700;
-const SLOW_POLICY = POLICY.replace('version: 1\n', `version: 1\nserver: { shutdown_timeout_ms: ${DEADLINE_MS} }\n`).replace('first_token_ms: 400, tokens_per_second: 40', 'first_token_ms: 300, tokens_per_second: 5');
+const SLOW_POLICY = POLICY.replace('version: 1\n', `version: 1\nserver: { shutdown_timeout_ms: ${DEADLINE_MS} }\n`).replace(
+  'first_token_ms: 400, tokens_per_second: 40',
+  'first_token_ms: 300, tokens_per_second: 5',
+);
 
-test('SIGTERM past server.shutdown_timeout_ms: requests still running are stopped with a 503 or a final stream event, logged, and the process exits 0', { timeout: 60_000 }, async () => {
-  assert.ok(SLOW_POLICY.includes('shutdown_timeout_ms') && SLOW_POLICY.includes('tokens_per_second: 5'));
-  let served: Served | null = null;
-  try {
-    served = await serve(SLOW_POLICY);
-    const { proc, logs, url, exited } = served;
-    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'x', maxRetries: 0, timeout: 30_000 });
-    const params = (i: number) => ({ model: 'support', messages: [{ role: 'user' as const, content: `Explain step by step, request ${i}, why the sky is blue` }] });
-    let streamsStarted = 0;
-    const jsonRequests = Array.from({ length: 2 }, async (_, i) => {
-      const { response } = await client.chat.completions.create(params(i)).withResponse();
-      return response.headers.get('x-tiergate-decision-id');
-    });
-    const streamed: string[] = [];
-    const streamRequests = Array.from({ length: 2 }, async (_, i) => {
-      const { data } = await client.chat.completions.create({ ...params(2 + i), stream: true }).withResponse();
-      let chunks = 0;
-      for await (const chunk of data) {
-        if (++chunks === 2) streamsStarted++;
-        streamed[i] = (streamed[i] ?? '') + (chunk.choices[0]?.delta.content ?? '');
+test(
+  'SIGTERM past server.shutdown_timeout_ms: requests still running are stopped with a 503 or a final stream event, logged, and the process exits 0',
+  { timeout: 60_000 },
+  async () => {
+    assert.ok(SLOW_POLICY.includes('shutdown_timeout_ms') && SLOW_POLICY.includes('tokens_per_second: 5'));
+    let served: Served | null = null;
+    try {
+      served = await serve(SLOW_POLICY);
+      const { proc, logs, url, exited } = served;
+      const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'x', maxRetries: 0, timeout: 30_000 });
+      const params = (i: number) => ({
+        model: 'support',
+        messages: [{ role: 'user' as const, content: `Explain step by step, request ${i}, why the sky is blue` }],
+      });
+      let streamsStarted = 0;
+      const jsonRequests = Array.from({ length: 2 }, async (_, i) => {
+        const { response } = await client.chat.completions.create(params(i)).withResponse();
+        return response.headers.get('x-tiergate-decision-id');
+      });
+      const streamed: string[] = [];
+      const streamRequests = Array.from({ length: 2 }, async (_, i) => {
+        const { data } = await client.chat.completions.create({ ...params(2 + i), stream: true }).withResponse();
+        let chunks = 0;
+        for await (const chunk of data) {
+          if (++chunks === 2) streamsStarted++;
+          streamed[i] = (streamed[i] ?? '') + (chunk.choices[0]?.delta.content ?? '');
+        }
+      });
+      const all = Promise.allSettled([...jsonRequests, ...streamRequests]);
+      await waitFor('both streams to be part-way through', () => streamsStarted === 2, 15_000);
+
+      const signalledAt = performance.now();
+      proc.kill('SIGTERM');
+      const settled = await all;
+      const stoppedAfter = performance.now() - signalledAt;
+      assert.ok(stoppedAfter >= DEADLINE_MS - 50, `requests were stopped after ${stoppedAfter.toFixed(0)} ms, not before the deadline`);
+      assert.ok(stoppedAfter < DEADLINE_MS + 3000, `requests were stopped ${stoppedAfter.toFixed(0)} ms after SIGTERM`);
+      for (const [i, result] of settled.entries()) {
+        assert.equal(result.status, 'rejected', `request ${i} was stopped`);
+        const error = (result as PromiseRejectedResult).reason as { status?: number; code?: string; message: string };
+        assert.match(error.message, /shutting down/, `request ${i}: ${error.message}`);
+        // The JSON requests get the status line; a stream is already 200 and gets the error as its last event.
+        if (i < 2) {
+          assert.equal(error.status, 503);
+          assert.equal(error.code, 'TG_ERR_SHUTTING_DOWN');
+        }
       }
-    });
-    const all = Promise.allSettled([...jsonRequests, ...streamRequests]);
-    await waitFor('both streams to be part-way through', () => streamsStarted === 2, 15_000);
+      assert.ok(
+        streamed.every((text) => text.length > 0),
+        'the streams had sent part of their answer',
+      );
 
-    const signalledAt = performance.now();
-    proc.kill('SIGTERM');
-    const settled = await all;
-    const stoppedAfter = performance.now() - signalledAt;
-    assert.ok(stoppedAfter >= DEADLINE_MS - 50, `requests were stopped after ${stoppedAfter.toFixed(0)} ms, not before the deadline`);
-    assert.ok(stoppedAfter < DEADLINE_MS + 3000, `requests were stopped ${stoppedAfter.toFixed(0)} ms after SIGTERM`);
-    for (const [i, result] of settled.entries()) {
-      assert.equal(result.status, 'rejected', `request ${i} was stopped`);
-      const error = (result as PromiseRejectedResult).reason as { status?: number; code?: string; message: string };
-      assert.match(error.message, /shutting down/, `request ${i}: ${error.message}`);
-      // The JSON requests get the status line; a stream is already 200 and gets the error as its last event.
-      if (i < 2) {
-        assert.equal(error.status, 503);
-        assert.equal(error.code, 'TG_ERR_SHUTTING_DOWN');
+      const { code, signal } = await waitFor('tiergate to exit', () => exited, 10_000);
+      assert.equal(signal, null);
+      assert.equal(code, 0, `tiergate exits 0: ${served.stderr().slice(-2000)}`);
+      const warning = logs.find((l) => l.message === 'shutting down: stopping the requests still in flight');
+      assert.ok(warning, 'the stop is logged');
+      assert.equal(warning.in_flight, 4);
+
+      // Each stopped request still has its decision line, saying why it ended.
+      const lines = readDecisionLines(served.decisionsFile);
+      assert.equal(lines.length, 4);
+      for (const line of lines) {
+        assert.equal(line.status, 'error');
+        assert.equal(line.error_code, 'TG_ERR_SHUTTING_DOWN');
       }
+      assert.deepEqual(lines.map((l) => l.stream).sort(), [false, false, true, true]);
+    } finally {
+      await served?.cleanUp();
     }
-    assert.ok(streamed.every((text) => text.length > 0), 'the streams had sent part of their answer');
-
-    const { code, signal } = await waitFor('tiergate to exit', () => exited, 10_000);
-    assert.equal(signal, null);
-    assert.equal(code, 0, `tiergate exits 0: ${served.stderr().slice(-2000)}`);
-    const warning = logs.find((l) => l.message === 'shutting down: stopping the requests still in flight');
-    assert.ok(warning, 'the stop is logged');
-    assert.equal(warning.in_flight, 4);
-
-    // Each stopped request still has its decision line, saying why it ended.
-    const lines = readDecisionLines(served.decisionsFile);
-    assert.equal(lines.length, 4);
-    for (const line of lines) {
-      assert.equal(line.status, 'error');
-      assert.equal(line.error_code, 'TG_ERR_SHUTTING_DOWN');
-    }
-    assert.deepEqual(lines.map((l) => l.stream).sort(), [false, false, true, true]);
-  } finally {
-    await served?.cleanUp();
-  }
-});
+  },
+);

@@ -26,13 +26,28 @@ test('a client that stops reading a long stream stops the upstream too; once it 
     req.on('end', async () => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       for (let i = 0; i < EVENTS; i++) {
-        const text = event({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'up', choices: [{ index: 0, delta: { content: PIECE }, finish_reason: null }] });
+        const text = event({
+          id: 'c1',
+          object: 'chat.completion.chunk',
+          created: 1,
+          model: 'up',
+          choices: [{ index: 0, delta: { content: PIECE }, finish_reason: null }],
+        });
         sent += text.length;
         if (!res.write(text)) await once(res, 'drain');
         if (res.destroyed) return;
       }
       res.write(event({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'up', choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] }));
-      res.write(event({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'up', choices: [], usage: { prompt_tokens: 5, completion_tokens: EVENTS, total_tokens: EVENTS + 5 } }));
+      res.write(
+        event({
+          id: 'c1',
+          object: 'chat.completion.chunk',
+          created: 1,
+          model: 'up',
+          choices: [],
+          usage: { prompt_tokens: 5, completion_tokens: EVENTS, total_tokens: EVENTS + 5 },
+        }),
+      );
       finished = true;
       res.end('data: [DONE]\n\n');
     });
@@ -74,7 +89,10 @@ analytics:
       await new Promise((resolve) => setTimeout(resolve, 150));
     }
     assert.equal(finished, false, 'the upstream could not finish while the client was not reading');
-    assert.ok(sent < TOTAL_BYTES * 0.6, `the upstream got ${(sent / 1e6).toFixed(1)} MB of ${(TOTAL_BYTES / 1e6).toFixed(1)} MB out while the client read nothing`);
+    assert.ok(
+      sent < TOTAL_BYTES * 0.6,
+      `the upstream got ${(sent / 1e6).toFixed(1)} MB of ${(TOTAL_BYTES / 1e6).toFixed(1)} MB out while the client read nothing`,
+    );
 
     // Reading again: the rest arrives, whole.
     response.on('data', (text: string) => parts.push(text));
@@ -84,7 +102,9 @@ analytics:
     assert.ok(finished, 'the upstream finished');
     assert.ok(text.endsWith('data: [DONE]\n\n'), 'the stream ends with [DONE]');
     const events = text.split('\n\n').filter((e) => e.startsWith('data: {'));
-    const content = events.map((e) => JSON.parse(e.slice(6)) as { choices: Array<{ delta: { content?: string } }> }).reduce((n, chunk) => n + (chunk.choices[0]?.delta.content?.length ?? 0), 0);
+    const content = events
+      .map((e) => JSON.parse(e.slice(6)) as { choices: Array<{ delta: { content?: string } }> })
+      .reduce((n, chunk) => n + (chunk.choices[0]?.delta.content?.length ?? 0), 0);
     assert.equal(content, EVENTS * PIECE.length, 'every event arrived');
     const [line] = await tg.waitForDecisions(1);
     assert.equal(line.status, 'ok');

@@ -58,8 +58,31 @@ describe('dashboard aggregator', () => {
     const agg = new DashboardAggregator({ bucketSeconds: 10, buckets: 6, now: () => now });
 
     agg.observe(record({ latency_ms: 10 }));
-    agg.observe(record({ tier: 'large', selected_model: 'large-model', cost_usd: 5, cost_saved_usd: -1, was_escalated: true, escalations: 1, gate: 'passed', quality_score: 0.7, latency_ms: 30 }));
-    agg.observe(record({ status: 'error', selected_model: 'small-model', cost_usd: 0.5, best_cost_usd: null, cost_saved_usd: null, gate: 'none', quality_score: null, latency_ms: 20 }));
+    agg.observe(
+      record({
+        tier: 'large',
+        selected_model: 'large-model',
+        cost_usd: 5,
+        cost_saved_usd: -1,
+        was_escalated: true,
+        escalations: 1,
+        gate: 'passed',
+        quality_score: 0.7,
+        latency_ms: 30,
+      }),
+    );
+    agg.observe(
+      record({
+        status: 'error',
+        selected_model: 'small-model',
+        cost_usd: 0.5,
+        best_cost_usd: null,
+        cost_saved_usd: null,
+        gate: 'none',
+        quality_score: null,
+        latency_ms: 20,
+      }),
+    );
     agg.observe(record({ gate: 'failed', quality_score: 0.2, latency_ms: 40 }));
     agg.observe(record({ gate: 'none', quality_score: null, latency_ms: 50 }));
 
@@ -72,7 +95,7 @@ describe('dashboard aggregator', () => {
     assert.equal(last.errors, 1);
     assert.deepEqual(last.by_tier, { small: 3, large: 1 }, 'answered requests only, by serving tier');
     assert.deepEqual(last.by_model, { 'small-model': 3, 'large-model': 1 });
-    assert.equal(last.cost_usd, 1 + 5 + 0.5 + 1 + 1, 'every request\'s spend, the failed one included');
+    assert.equal(last.cost_usd, 1 + 5 + 0.5 + 1 + 1, "every request's spend, the failed one included");
     assert.equal(last.best_cost_usd, 16, 'always-best cost of answered requests');
     assert.equal(last.cost_saved_usd, 3 - 1 + 3 + 3);
     assert.equal(last.cost_saved_pct, 8 / 16);
@@ -110,10 +133,17 @@ describe('dashboard aggregator', () => {
     // Time moves on: old buckets leave the window, totals stay.
     now += 60_000;
     view = agg.view();
-    assert.equal(view.buckets.reduce((s, b) => s + b.requests, 0), 0, 'nothing in the last minute');
+    assert.equal(
+      view.buckets.reduce((s, b) => s + b.requests, 0),
+      0,
+      'nothing in the last minute',
+    );
     agg.observe(record());
     view = agg.view();
-    assert.equal(view.buckets.reduce((s, b) => s + b.requests, 0), 1);
+    assert.equal(
+      view.buckets.reduce((s, b) => s + b.requests, 0),
+      1,
+    );
     assert.equal(view.totals.requests, 9);
   });
 
@@ -138,7 +168,15 @@ const MISSING = `Chromium not found at ${CHROMIUM}: install Debian's chromium (a
 // See the machine notes: without the background-networking flags Chromium keeps trying
 // Google's hosts, which this machine's closed network refuses. Playwright itself adds
 // --headless and a new, empty --user-data-dir.
-const CHROMIUM_FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_FLAGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 const SCREENSHOT = path.join(tmpdir(), 'tiergate-dashboard.png');
 
 const POLICY = observedPolicy();
@@ -180,11 +218,11 @@ describe('GET /dashboard in headless Chromium', { skip: !HAVE_CHROMIUM && !ON_CI
     await tg?.close();
   });
 
-  test('loads without errors, shows 0 requests, then the decision log\'s numbers after traffic', async () => {
+  test("loads without errors, shows 0 requests, then the decision log's numbers after traffic", async () => {
     assert.ok(HAVE_CHROMIUM, MISSING);
     const response = await page.goto(`${tg.url}/dashboard`);
     assert.equal(response?.status(), 200);
-    assert.equal(page.url(), `${tg.url}/dashboard/`, '/dashboard redirects to the page\'s folder');
+    assert.equal(page.url(), `${tg.url}/dashboard/`, "/dashboard redirects to the page's folder");
     assert.equal(await page.title(), 'tiergate dashboard');
     await page.waitForFunction(() => document.querySelector('[data-testid="headline-requests"]')?.textContent === '0');
     assert.equal(await headline(page, 'headline-policy-version').textContent(), tg.gateway.manager.runtime.version);
@@ -194,10 +232,18 @@ describe('GET /dashboard in headless Chromium', { skip: !HAVE_CHROMIUM && !ON_CI
 
     // Traffic: cheap answers, one escalated by the gate, one on the large tier, one failure.
     const client = new OpenAI({ baseURL: tg.baseURL, apiKey: 'unused', maxRetries: 0, timeout: 5000 });
-    const EASY = ['Classify this review as positive or negative: great food', 'Classify this review as positive or negative: terrible service', 'Classify this review as positive or negative: fast delivery'];
+    const EASY = [
+      'Classify this review as positive or negative: great food',
+      'Classify this review as positive or negative: terrible service',
+      'Classify this review as positive or negative: fast delivery',
+    ];
     for (const prompt of EASY) await client.chat.completions.create(chat('support', prompt, { task_type: 'classification' }));
     const hard = await client.chat.completions
-      .create(chat('support', 'Prove step by step that the sum of the first n odd numbers is n^2, then explain why induction works here.', { task_type: 'classification' }))
+      .create(
+        chat('support', 'Prove step by step that the sum of the first n odd numbers is n^2, then explain why induction works here.', {
+          task_type: 'classification',
+        }),
+      )
       .withResponse();
     assert.equal(hard.response.headers.get('x-tiergate-escalations'), '1', 'the gate escalated the hard prompt');
     await client.chat.completions.create(chat('support', 'What is the capital of France?'));
@@ -216,7 +262,9 @@ describe('GET /dashboard in headless Chromium', { skip: !HAVE_CHROMIUM && !ON_CI
     assert.ok(savedPct > 0 && savedPct < 1, `cost saved ${savedPct}`);
 
     // The next poll (every 2 s) shows them.
-    await page.waitForFunction((n) => document.querySelector('[data-testid="headline-requests"]')?.textContent === String(n), records.length, { timeout: 6000 });
+    await page.waitForFunction((n) => document.querySelector('[data-testid="headline-requests"]')?.textContent === String(n), records.length, {
+      timeout: 6000,
+    });
     const numberOf = async (id: string) => Number(await headline(page, id).getAttribute('data-value'));
     assert.equal(await numberOf('headline-requests'), 6);
     assert.equal(await headline(page, 'headline-errors').textContent(), '1 failed');
@@ -243,7 +291,9 @@ describe('GET /dashboard in headless Chromium', { skip: !HAVE_CHROMIUM && !ON_CI
       assert.ok(painted > 1000, `${id} is drawn (${painted} painted pixels)`);
     }
     const mix = await page.evaluate(() => {
-      const chart = (window as unknown as { Chart: { getChart(el: Element): { data: { datasets: Array<{ label: string; data: number[] }> } } } }).Chart.getChart(document.getElementById('chart-mix')!);
+      const chart = (
+        window as unknown as { Chart: { getChart(el: Element): { data: { datasets: Array<{ label: string; data: number[] }> } } } }
+      ).Chart.getChart(document.getElementById('chart-mix')!);
       return Object.fromEntries(chart.data.datasets.map((d) => [d.label, d.data.reduce((a, b) => a + b, 0)]));
     });
     const byTier: Record<string, number> = {};

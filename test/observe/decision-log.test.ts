@@ -17,7 +17,10 @@ function readLines(file: string): Array<{ request_id: string }> {
   const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
   if (text === '') return [];
   assert.ok(text.endsWith('\n'), 'the file ends with a whole line');
-  return text.trimEnd().split('\n').map((l) => JSON.parse(l) as { request_id: string });
+  return text
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { request_id: string });
 }
 
 describe('decision log file', () => {
@@ -35,7 +38,10 @@ describe('decision log file', () => {
     await log.close();
     const lines = readLines(path.join(dir, 'logs/decisions.jsonl'));
     assert.equal(lines.length, n);
-    assert.deepEqual(lines.map((l) => l.request_id), Array.from({ length: n }, (_, i) => `r-${i}`));
+    assert.deepEqual(
+      lines.map((l) => l.request_id),
+      Array.from({ length: n }, (_, i) => `r-${i}`),
+    );
     assert.deepEqual(errors, []);
     // Closing again is immediate, and a late line is not written.
     log.write(line(n));
@@ -52,7 +58,10 @@ describe('decision log file', () => {
     const second = new DecisionLog(settings, dir);
     for (let i = 10; i < 20; i++) second.write(line(i));
     await second.close();
-    assert.deepEqual(readLines(path.join(dir, 'decisions.jsonl')).map((l) => l.request_id), Array.from({ length: 20 }, (_, i) => `r-${i}`));
+    assert.deepEqual(
+      readLines(path.join(dir, 'decisions.jsonl')).map((l) => l.request_id),
+      Array.from({ length: 20 }, (_, i) => `r-${i}`),
+    );
   });
 
   test('a file that cannot be opened is reported once; writes are dropped and close() still resolves', async () => {
@@ -106,7 +115,10 @@ describe('decision log file', () => {
     assert.equal(writes, 1);
     assert.ok(firstSeenAfter >= 390, `lines appeared after ${firstSeenAfter.toFixed(0)} ms, before flush_ms`);
     await log.close();
-    assert.deepEqual(readLines(file).map((l) => l.request_id), Array.from({ length: 20 }, (_, i) => `r-${i}`));
+    assert.deepEqual(
+      readLines(file).map((l) => l.request_id),
+      Array.from({ length: 20 }, (_, i) => `r-${i}`),
+    );
   });
 
   test('flush_ms 0 writes each turn’s lines on their own', async () => {

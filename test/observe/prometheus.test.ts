@@ -165,9 +165,15 @@ describe('GET /metrics (Prometheus)', () => {
     exp = await scrape(tg);
 
     // The traffic covers what the metrics must count.
-    assert.ok(records.some((r) => r.escalations > 0), 'an escalation');
+    assert.ok(
+      records.some((r) => r.escalations > 0),
+      'an escalation',
+    );
     assert.equal(records.filter((r) => r.status === 'error').length, 2, 'two errors');
-    assert.ok(records.some((r) => r.attempts.some((a) => (a.gate?.cost_usd ?? 0) > 0)), 'a judge call that cost money');
+    assert.ok(
+      records.some((r) => r.attempts.some((a) => (a.gate?.cost_usd ?? 0) > 0)),
+      'a judge call that cost money',
+    );
 
     // Types.
     assert.equal(exp.types.get('tiergate_requests_total'), 'counter');
@@ -178,20 +184,34 @@ describe('GET /metrics (Prometheus)', () => {
     assert.equal(exp.types.get('tiergate_policy_info'), 'gauge');
 
     // Requests: one series per (route, model, tier, status, gate), counts as in the log.
-    const requestKey = (r: DecisionRecord) => JSON.stringify({ route: r.route ?? '', model: r.selected_model ?? '', tier: r.tier ?? '', status: r.status, gate: r.gate });
+    const requestKey = (r: DecisionRecord) =>
+      JSON.stringify({ route: r.route ?? '', model: r.selected_model ?? '', tier: r.tier ?? '', status: r.status, gate: r.gate });
     const expectedRequests = groupSum(records, requestKey, () => 1);
     const requestSeries = select(exp, 'tiergate_requests_total');
     assert.equal(requestSeries.length, expectedRequests.size, `series: ${JSON.stringify(requestSeries.map((s) => s.labels))}`);
     for (const [key, n] of expectedRequests) assert.equal(value(exp, 'tiergate_requests_total', JSON.parse(key)), n, `requests ${key}`);
     assert.equal(total(requestSeries), SENT);
     assert.equal(value(exp, 'tiergate_requests_total', { route: '', model: 'broken-model', tier: '', status: 'error', gate: 'none' }), 1);
-    assert.equal(value(exp, 'tiergate_requests_total', { route: '', model: '', tier: '', status: 'error', gate: 'none' }), 1, 'an unknown model name is not a label value');
+    assert.equal(
+      value(exp, 'tiergate_requests_total', { route: '', model: '', tier: '', status: 'error', gate: 'none' }),
+      1,
+      'an unknown model name is not a label value',
+    );
 
     // Request latency, per route: count, sum and every cumulative bucket.
-    for (const [route, n] of groupSum(records, (r) => r.route ?? '', () => 1)) {
+    for (const [route, n] of groupSum(
+      records,
+      (r) => r.route ?? '',
+      () => 1,
+    )) {
       assert.equal(value(exp, 'tiergate_request_duration_seconds_count', { route }), n, `duration count ${route}`);
       const mine = records.filter((r) => (r.route ?? '') === route);
-      assertClose(value(exp, 'tiergate_request_duration_seconds_sum', { route }), mine.reduce((s, r) => s + r.latency_ms / 1000, 0), `duration sum ${route}`, 1e-6);
+      assertClose(
+        value(exp, 'tiergate_request_duration_seconds_sum', { route }),
+        mine.reduce((s, r) => s + r.latency_ms / 1000, 0),
+        `duration sum ${route}`,
+        1e-6,
+      );
       const buckets = select(exp, 'tiergate_request_duration_seconds_bucket', { route });
       assert.ok(buckets.length >= 10);
       for (const b of buckets) {
@@ -202,68 +222,128 @@ describe('GET /metrics (Prometheus)', () => {
 
     // Upstream latency of the served call, per model.
     const served = records.filter((r) => r.upstream_latency_ms !== null);
-    for (const [model, n] of groupSum(served, (r) => r.selected_model, () => 1)) {
+    for (const [model, n] of groupSum(
+      served,
+      (r) => r.selected_model,
+      () => 1,
+    )) {
       assert.equal(value(exp, 'tiergate_upstream_duration_seconds_count', { model }), n, `upstream count ${model}`);
-      assertClose(value(exp, 'tiergate_upstream_duration_seconds_sum', { model }), served.filter((r) => r.selected_model === model).reduce((s, r) => s + r.upstream_latency_ms! / 1000, 0), `upstream sum ${model}`, 1e-6);
+      assertClose(
+        value(exp, 'tiergate_upstream_duration_seconds_sum', { model }),
+        served.filter((r) => r.selected_model === model).reduce((s, r) => s + r.upstream_latency_ms! / 1000, 0),
+        `upstream sum ${model}`,
+        1e-6,
+      );
     }
     assert.equal(total(select(exp, 'tiergate_upstream_duration_seconds_count')), served.length);
 
     // Tokens and cost of every call, per model.
     const attempts = records.flatMap((r) => r.attempts.map((a) => ({ ...a, route: r.route ?? '' })));
     for (const kind of ['prompt', 'completion'] as const) {
-      const expected = groupSum(attempts.filter((a) => a.usage), (a) => a.model, (a) => (kind === 'prompt' ? a.usage!.prompt_tokens : a.usage!.completion_tokens));
+      const expected = groupSum(
+        attempts.filter((a) => a.usage),
+        (a) => a.model,
+        (a) => (kind === 'prompt' ? a.usage!.prompt_tokens : a.usage!.completion_tokens),
+      );
       assert.equal(select(exp, 'tiergate_tokens_total', { kind }).length, expected.size);
       for (const [model, n] of expected) assert.equal(value(exp, 'tiergate_tokens_total', { model, kind }), n, `${kind} tokens ${model}`);
     }
-    for (const [key, usd] of groupSum(attempts, (a) => JSON.stringify({ route: a.route, model: a.model }), (a) => a.cost_usd)) {
+    for (const [key, usd] of groupSum(
+      attempts,
+      (a) => JSON.stringify({ route: a.route, model: a.model }),
+      (a) => a.cost_usd,
+    )) {
       if (usd > 0) assertClose(value(exp, 'tiergate_cost_usd_total', JSON.parse(key)), usd, `cost ${key}`);
     }
     const judgeCost = attempts.reduce((s, a) => s + (a.gate?.cost_usd ?? 0), 0);
     assertClose(value(exp, 'tiergate_cost_usd_total', { route: 'judged', model: '(gate)' }), judgeCost, 'judge cost');
     // All of it adds up to what the decision lines say the requests cost.
-    assertClose(total(select(exp, 'tiergate_cost_usd_total')), records.reduce((s, r) => s + (r.cost_usd ?? 0), 0), 'total cost');
-    for (const [route, usd] of groupSum(records, (r) => r.route ?? '', (r) => r.cost_usd ?? 0)) {
+    assertClose(
+      total(select(exp, 'tiergate_cost_usd_total')),
+      records.reduce((s, r) => s + (r.cost_usd ?? 0), 0),
+      'total cost',
+    );
+    for (const [route, usd] of groupSum(
+      records,
+      (r) => r.route ?? '',
+      (r) => r.cost_usd ?? 0,
+    )) {
       assertClose(total(select(exp, 'tiergate_cost_usd_total', { route })), usd, `cost of route ${route}`);
     }
 
     // Always-best cost and cost saved, per route.
     const answered = records.filter((r) => r.cost_saved_usd !== null);
     assert.ok(answered.length >= 5);
-    for (const [route, usd] of groupSum(answered, (r) => r.route ?? '', (r) => r.best_cost_usd!)) assertClose(value(exp, 'tiergate_best_cost_usd_total', { route }), usd, `best cost ${route}`);
-    for (const [route, usd] of groupSum(answered, (r) => r.route ?? '', (r) => r.cost_saved_usd!)) assertClose(value(exp, 'tiergate_cost_saved_usd', { route }), usd, `cost saved ${route}`);
+    for (const [route, usd] of groupSum(
+      answered,
+      (r) => r.route ?? '',
+      (r) => r.best_cost_usd!,
+    ))
+      assertClose(value(exp, 'tiergate_best_cost_usd_total', { route }), usd, `best cost ${route}`);
+    for (const [route, usd] of groupSum(
+      answered,
+      (r) => r.route ?? '',
+      (r) => r.cost_saved_usd!,
+    ))
+      assertClose(value(exp, 'tiergate_cost_saved_usd', { route }), usd, `cost saved ${route}`);
 
     // Escalations.
     for (const route of ['support', 'judged']) {
       const mine = records.filter((r) => r.route === route);
-      assert.equal(value(exp, 'tiergate_escalations_total', { route }), mine.reduce((s, r) => s + r.escalations, 0), `escalations ${route}`);
+      assert.equal(
+        value(exp, 'tiergate_escalations_total', { route }),
+        mine.reduce((s, r) => s + r.escalations, 0),
+        `escalations ${route}`,
+      );
       assert.equal(value(exp, 'tiergate_escalated_requests_total', { route }), mine.filter((r) => r.was_escalated).length, `escalated requests ${route}`);
     }
     assert.ok(value(exp, 'tiergate_escalations_total', { route: 'support' }) >= 1);
 
     // Gate scores of every evaluator on every gated attempt.
-    const scores = attempts.flatMap((a) => (a.gate?.evaluators ?? []).filter((e) => !e.skipped && e.score !== null).map((e) => ({ route: a.route, evaluator: e.name, score: e.score! })));
+    const scores = attempts.flatMap((a) =>
+      (a.gate?.evaluators ?? []).filter((e) => !e.skipped && e.score !== null).map((e) => ({ route: a.route, evaluator: e.name, score: e.score! })),
+    );
     assert.ok(scores.length >= 4, 'gates scored answers');
-    for (const [key, n] of groupSum(scores, (s) => JSON.stringify({ route: s.route, evaluator: s.evaluator }), () => 1)) {
+    for (const [key, n] of groupSum(
+      scores,
+      (s) => JSON.stringify({ route: s.route, evaluator: s.evaluator }),
+      () => 1,
+    )) {
       const labels = JSON.parse(key);
       assert.equal(value(exp, 'tiergate_gate_score_count', labels), n, `gate score count ${key}`);
       const mine = scores.filter((s) => s.route === labels.route && s.evaluator === labels.evaluator);
-      assertClose(value(exp, 'tiergate_gate_score_sum', labels), mine.reduce((s, x) => s + x.score, 0), `gate score sum ${key}`);
+      assertClose(
+        value(exp, 'tiergate_gate_score_sum', labels),
+        mine.reduce((s, x) => s + x.score, 0),
+        `gate score sum ${key}`,
+      );
       assert.equal(value(exp, 'tiergate_gate_score_bucket', { ...labels, le: '0.5' }), mine.filter((s) => s.score <= 0.5).length, `gate scores ≤ 0.5 ${key}`);
     }
     assert.ok(value(exp, 'tiergate_gate_score_bucket', { route: 'support', evaluator: 'heuristics', le: '0.5' }) >= 1, 'the failed gate score is counted');
 
     // Decisions: the first routed tier and model.
     const routed = records.filter((r) => r.routed_model !== null);
-    for (const [key, n] of groupSum(routed, (r) => JSON.stringify({ route: r.route ?? '', tier: r.routed_tier ?? '', model: r.routed_model }), () => 1)) {
+    for (const [key, n] of groupSum(
+      routed,
+      (r) => JSON.stringify({ route: r.route ?? '', tier: r.routed_tier ?? '', model: r.routed_model }),
+      () => 1,
+    )) {
       assert.equal(value(exp, 'tiergate_decisions_total', JSON.parse(key)), n, `decisions ${key}`);
     }
     assert.equal(total(select(exp, 'tiergate_decisions_total')), routed.length);
-    assert.equal(value(exp, 'tiergate_decisions_total', { route: 'support', tier: 'small', model: 'small-model' }), 3, 'the escalated request counts under the tier it was routed to');
+    assert.equal(
+      value(exp, 'tiergate_decisions_total', { route: 'support', tier: 'small', model: 'small-model' }),
+      3,
+      'the escalated request counts under the tier it was routed to',
+    );
 
     // The active policy, no reloads yet, and the process metrics.
     const version = tg.gateway.manager.runtime.version;
     assert.ok(records.every((r) => r.policy_version === version));
-    assert.deepEqual(select(exp, 'tiergate_policy_info').map((s) => [s.labels.version, s.value]), [[version, 1]]);
+    assert.deepEqual(
+      select(exp, 'tiergate_policy_info').map((s) => [s.labels.version, s.value]),
+      [[version, 1]],
+    );
     for (const outcome of ['applied', 'unchanged', 'rejected']) assert.equal(value(exp, 'tiergate_reloads_total', { outcome }), 0);
     assert.equal(value(exp, 'tiergate_reload_error', {}), 0);
     assert.ok(select(exp, 'process_cpu_user_seconds_total').length === 1, 'process metrics are exposed');
@@ -285,7 +365,10 @@ describe('GET /metrics (Prometheus)', () => {
     await reload(200);
     let m = await scrape(tg);
     assert.equal(value(m, 'tiergate_reloads_total', { outcome: 'unchanged' }), 1);
-    assert.deepEqual(select(m, 'tiergate_policy_info').map((s) => s.labels.version), [before]);
+    assert.deepEqual(
+      select(m, 'tiergate_policy_info').map((s) => s.labels.version),
+      [before],
+    );
 
     tg.writePolicy(POLICY.replace('threshold: 0.5, max_escalations: 1 }\n  judged', 'threshold: 0.4, max_escalations: 1 }\n  judged'));
     await reload(200);
@@ -293,21 +376,32 @@ describe('GET /metrics (Prometheus)', () => {
     assert.notEqual(after, before);
     m = await scrape(tg);
     assert.equal(value(m, 'tiergate_reloads_total', { outcome: 'applied' }), 1);
-    assert.deepEqual(select(m, 'tiergate_policy_info').map((s) => [s.labels.version, s.value]), [[after, 1]], 'only the active version is 1; the old one is gone');
+    assert.deepEqual(
+      select(m, 'tiergate_policy_info').map((s) => [s.labels.version, s.value]),
+      [[after, 1]],
+      'only the active version is 1; the old one is gone',
+    );
 
     tg.writePolicy(POLICY.replace('default: large', 'default: no-such-tier'));
     await reload(422);
     m = await scrape(tg);
     assert.equal(value(m, 'tiergate_reloads_total', { outcome: 'rejected' }), 1);
     assert.equal(value(m, 'tiergate_reload_error', {}), 1);
-    assert.deepEqual(select(m, 'tiergate_policy_info').map((s) => s.labels.version), [after], 'a rejected reload leaves the version in force');
+    assert.deepEqual(
+      select(m, 'tiergate_policy_info').map((s) => s.labels.version),
+      [after],
+      'a rejected reload leaves the version in force',
+    );
 
     tg.writePolicy(POLICY);
     await reload(200);
     m = await scrape(tg);
     assert.equal(value(m, 'tiergate_reloads_total', { outcome: 'applied' }), 2);
     assert.equal(value(m, 'tiergate_reload_error', {}), 0);
-    assert.deepEqual(select(m, 'tiergate_policy_info').map((s) => s.labels.version), [before]);
+    assert.deepEqual(
+      select(m, 'tiergate_policy_info').map((s) => s.labels.version),
+      [before],
+    );
     assert.equal(tg.gateway.manager.status().reloads.applied, 2, 'the metric agrees with /admin/status');
 
     // Requests after the reload run (and are counted) under the new version.
@@ -328,9 +422,15 @@ describe('GET /metrics (Prometheus)', () => {
 
       const mine = await scrape(other);
       assert.equal(total(select(mine, 'tiergate_requests_total')), 2);
-      assert.deepEqual(select(mine, 'tiergate_requests_total').map((s) => s.labels.route), ['support', 'support']);
-      assert.equal(value(mine, 'tiergate_reloads_total', { outcome: 'applied' }), 0, 'the other gateway\'s reloads are not counted here');
-      assert.deepEqual(select(mine, 'tiergate_policy_info').map((s) => s.labels.version), [other.gateway.manager.runtime.version]);
+      assert.deepEqual(
+        select(mine, 'tiergate_requests_total').map((s) => s.labels.route),
+        ['support', 'support'],
+      );
+      assert.equal(value(mine, 'tiergate_reloads_total', { outcome: 'applied' }), 0, "the other gateway's reloads are not counted here");
+      assert.deepEqual(
+        select(mine, 'tiergate_policy_info').map((s) => s.labels.version),
+        [other.gateway.manager.runtime.version],
+      );
       assert.equal(select(mine, 'tiergate_cost_usd_total', { route: 'judged' }).length, 0);
       assert.ok(select(mine, 'process_cpu_user_seconds_total').length === 1);
 

@@ -35,7 +35,9 @@ describe('gates, ladder, failover and speculation over real HTTP', () => {
     test('gate buffer: a failing cheap answer is escalated and the client streams the strong answer, with usage', async () => {
       const largeUsage = { prompt_tokens: 15, completion_tokens: 6 };
       up.script({ 'up-small-a': reply('[q=0.1] weak streamed'), 'up-large-l': reply('[q=0.9] the strong streamed answer', largeUsage) });
-      const { data: stream, response } = await sdk.chat.completions.create(askStream('gated', 'stream it', { stream_options: { include_usage: true } })).withResponse();
+      const { data: stream, response } = await sdk.chat.completions
+        .create(askStream('gated', 'stream it', { stream_options: { include_usage: true } }))
+        .withResponse();
       assert.match(response.headers.get('content-type') ?? '', /^text\/event-stream/);
       assert.equal(response.headers.get('x-tiergate-gate'), 'passed');
       assert.equal(response.headers.get('x-tiergate-escalations'), '1');
@@ -45,7 +47,10 @@ describe('gates, ladder, failover and speculation over real HTTP', () => {
       assert.equal(got.text, '[q=0.9] the strong streamed answer');
       assert.equal(got.finish, 'stop');
       assert.deepEqual(got.usages, [{ ...largeUsage, total_tokens: 21 }]);
-      assert.ok(up.calls.every((c) => c.body.stream !== true), 'buffer mode asks the upstream for complete answers');
+      assert.ok(
+        up.calls.every((c) => c.body.stream !== true),
+        'buffer mode asks the upstream for complete answers',
+      );
       const line = await tg.waitForDecision(response.headers.get('x-tiergate-decision-id'));
       assert.equal(line.stream, true);
       assert.equal(line.gate, 'passed');

@@ -43,7 +43,7 @@ describe('gates, ladder, failover and speculation over real HTTP', () => {
   });
 
   describe('the ladder', () => {
-    test("the small answer fails the gate → large answers and passes; headers, decision and exact cost say so", async () => {
+    test('the small answer fails the gate → large answers and passes; headers, decision and exact cost say so', async () => {
       const smallUsage = { prompt_tokens: 20, completion_tokens: 5 };
       const largeUsage = { prompt_tokens: 20, completion_tokens: 7 };
       up.script({ 'up-small-a': reply('[q=0.2] a weak answer', smallUsage), 'up-large-l': reply('[q=0.9] a strong answer', largeUsage) });
@@ -110,7 +110,10 @@ describe('gates, ladder, failover and speculation over real HTTP', () => {
       assert.equal(route?.costs?.breakEven, 0.8);
       assert.equal(route?.gate?.threshold, 0.8);
       assert.equal(route?.gate?.thresholdSource, 'costs');
-      const { stdout } = await promisify(execFile)(process.execPath, [path.join(repoRoot, 'bin/tiergate.js'), 'validate', tg.policyFile], { cwd: repoRoot, timeout: 20_000 });
+      const { stdout } = await promisify(execFile)(process.execPath, [path.join(repoRoot, 'bin/tiergate.js'), 'validate', tg.policyFile], {
+        cwd: repoRoot,
+        timeout: 20_000,
+      });
       const block = stdout.slice(stdout.indexOf('  asym '));
       assert.match(block, /gate answer_score: min ≥ 0\.80 \(from costs\)/);
       assert.match(block, /break-even confidence 0\.80/);
@@ -170,7 +173,8 @@ describe('three tiers, fallback, and how evaluator scores combine', () => {
   let sdk: OpenAI;
 
   const policy = (baseURL: string) => {
-    const model = (name: string, p: number) => `  ${name}: { provider: up, upstream: up-${name}, price: { input_per_mtok: ${p}, output_per_mtok: ${p} }, timeout_ms: 2000 }`;
+    const model = (name: string, p: number) =>
+      `  ${name}: { provider: up, upstream: up-${name}, price: { input_per_mtok: ${p}, output_per_mtok: ${p} }, timeout_ms: 2000 }`;
     const toSmall = `router: { plugin: rules, rules: [ { when: "true", tier: small, confidence: 1, reason: small } ] }`;
     const pair = (combine: string, extraA = '', extraB = '') =>
       `gate: { combine: ${combine}, threshold: 0.5, evaluators: [ { plugin: answer_score, name: a, key: a${extraA} }, { plugin: answer_score, name: b, key: b, when: "kind = 'strict'"${extraB} } ] }`;

@@ -77,7 +77,11 @@ describe('gates, ladder, failover and speculation over real HTTP', () => {
     test('the cheap answer fails → the strong answer, in about max(cheap, strong) instead of their sum', async () => {
       const cheapUsage = { prompt_tokens: 12, completion_tokens: 4 };
       const strongUsage = { prompt_tokens: 12, completion_tokens: 9 };
-      const script = () => up.script({ 'up-small-a': reply('[q=0.1] cheap and wrong', cheapUsage, { delayMs: 300 }), 'up-large-l': reply('[q=0.9] strong', strongUsage, { delayMs: 500 }) });
+      const script = () =>
+        up.script({
+          'up-small-a': reply('[q=0.1] cheap and wrong', cheapUsage, { delayMs: 300 }),
+          'up-large-l': reply('[q=0.9] strong', strongUsage, { delayMs: 500 }),
+        });
 
       script();
       let started = performance.now();
@@ -93,13 +97,10 @@ describe('gates, ladder, failover and speculation over real HTTP', () => {
       assert.equal(line.speculated, true);
       assert.equal(line.was_escalated, true);
       assert.equal(line.confidence, 0.25);
-      assert.deepEqual(
-        line.attempts.map((a) => [a.model, a.role, a.outcome, a.gate?.passed]).sort(),
-        [
-          ['large-l', 'speculative', 'ok', true],
-          ['small-a', 'routed', 'ok', false],
-        ],
-      );
+      assert.deepEqual(line.attempts.map((a) => [a.model, a.role, a.outcome, a.gate?.passed]).sort(), [
+        ['large-l', 'speculative', 'ok', true],
+        ['small-a', 'routed', 'ok', false],
+      ]);
       assert.equal(line.cost_usd, sumOfAttempts(line.attempts));
       assert.equal(line.cost_usd, cost(SMALL, cheapUsage) + cost(LARGE, strongUsage));
 
@@ -217,9 +218,15 @@ analytics:
     const costOf = (rs: Array<{ line: DecisionRecord }>) => mean(rs.map((r) => r.line.cost_usd as number));
     const extraHard = costOf(hard.spec) - costOf(hard.seq);
     const extraEasy = costOf(easy.spec) - costOf(easy.seq);
-    t.diagnostic(`escalating requests (n=${HARD.length} each): speculative mean ${specMs.toFixed(0)} ms, sequential mean ${seqMs.toFixed(0)} ms; max(cheap, strong) = ${max} ms, sum = ${sum} ms`);
-    t.diagnostic(`extra cost of speculation: escalating requests ${extraHard.toExponential(3)} USD/request (the strong call is paid either way); requests the cheap model answers ${extraEasy.toExponential(3)} USD/request (the aborted strong call's prompt), mean cost ${costOf(easy.seq).toExponential(3)} → ${costOf(easy.spec).toExponential(3)} USD`);
-    t.diagnostic(`easy requests: speculative mean ${mean(easy.spec.map((r) => r.ms)).toFixed(0)} ms, sequential mean ${mean(easy.seq.map((r) => r.ms)).toFixed(0)} ms`);
+    t.diagnostic(
+      `escalating requests (n=${HARD.length} each): speculative mean ${specMs.toFixed(0)} ms, sequential mean ${seqMs.toFixed(0)} ms; max(cheap, strong) = ${max} ms, sum = ${sum} ms`,
+    );
+    t.diagnostic(
+      `extra cost of speculation: escalating requests ${extraHard.toExponential(3)} USD/request (the strong call is paid either way); requests the cheap model answers ${extraEasy.toExponential(3)} USD/request (the aborted strong call's prompt), mean cost ${costOf(easy.seq).toExponential(3)} → ${costOf(easy.spec).toExponential(3)} USD`,
+    );
+    t.diagnostic(
+      `easy requests: speculative mean ${mean(easy.spec.map((r) => r.ms)).toFixed(0)} ms, sequential mean ${mean(easy.seq.map((r) => r.ms)).toFixed(0)} ms`,
+    );
 
     assert.ok(seqMs >= sum, `sequential escalation costs the sum (${seqMs.toFixed(0)} ms ≥ ${sum})`);
     assert.ok(specMs >= max, `speculation cannot beat the strong model (${specMs.toFixed(0)} ms ≥ ${max})`);

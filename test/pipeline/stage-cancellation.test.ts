@@ -34,10 +34,16 @@ describe('cancellation', () => {
     const gone = new ClientGone();
     client.abort(gone);
     await assert.rejects(running, (err: unknown) => err instanceof ClientGone);
-    assert.deepEqual(p.calls.map((c) => c.model), ['small-a']);
+    assert.deepEqual(
+      p.calls.map((c) => c.model),
+      ['small-a'],
+    );
     assert.equal(p.calls[0].signal.aborted, true);
     assert.equal(p.calls[0].signal.reason, gone);
-    assert.deepEqual(ctx.attempts.map((a) => [a.model, a.outcome]), [['small-a', 'aborted']]);
+    assert.deepEqual(
+      ctx.attempts.map((a) => [a.model, a.outcome]),
+      [['small-a', 'aborted']],
+    );
   });
 
   test('a call past its deadline is aborted and recorded as a timeout; failover goes on', async () => {
@@ -51,7 +57,7 @@ describe('cancellation', () => {
     assert.equal(ctx.attempts[0].error_code, 'TG_ERR_UPSTREAM_TIMEOUT');
   });
 
-  test('a request stopped at shutdown answers with the gateway\'s error and writes one decision line', async () => {
+  test("a request stopped at shutdown answers with the gateway's error and writes one decision line", async () => {
     const p = await pipeline(ladderPolicy(), { behaviours: { 'large-l': hanging } });
     const lines: Array<DecisionRecord | ShadowRecord> = [];
     const inFlight = new InFlightRequests();
@@ -76,7 +82,10 @@ describe('cancellation', () => {
     assert.equal(line.error_code, 'TG_ERR_SHUTTING_DOWN');
     assert.equal(line.api_key_name, 'team-a');
     assert.equal(line.request_id, exchange.requestId);
-    assert.deepEqual(line.attempts.map((a) => [a.model, a.outcome]), [['large-l', 'aborted']]);
+    assert.deepEqual(
+      line.attempts.map((a) => [a.model, a.outcome]),
+      [['large-l', 'aborted']],
+    );
   });
 
   test('a client that went away gets nothing, and its line says client_closed', async () => {

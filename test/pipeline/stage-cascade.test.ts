@@ -18,7 +18,7 @@ async function pipeline(options: TestPipelineOptions) {
 const scoredBy = (scores: Record<string, number>) => new ScoringEvaluator((text) => scores[text] ?? 0);
 
 describe('speculation: the cheap tier and the next one in parallel', () => {
-  test('the cheap answer passes: it is served, and the strong call\'s signal is aborted', async () => {
+  test("the cheap answer passes: it is served, and the strong call's signal is aborted", async () => {
     const p = await pipeline({
       behaviours: {
         'small-a': () => 'small-a',
@@ -66,13 +66,19 @@ describe('speculation: the cheap tier and the next one in parallel', () => {
     assert.equal(executed.escalations, 1);
     assert.equal(executed.gate, 'passed');
     assert.ok(p.calls.every((c) => !c.signal.aborted));
-    assert.deepEqual(ctx.attempts.map((a) => [a.model, a.role]).sort(), [['medium-m', 'speculative'], ['small-a', 'routed']]);
+    assert.deepEqual(ctx.attempts.map((a) => [a.model, a.role]).sort(), [
+      ['medium-m', 'speculative'],
+      ['small-a', 'routed'],
+    ]);
   });
 
   test('a confident decision does not speculate: only the routed tier is called', async () => {
     const p = await pipeline({ behaviours: { 'small-a': () => 'small-a' }, evaluators: [scoredBy({ 'small-a': 0.9 })] });
     const executed = await execute(await p.context({ metadata: { tier: 'small' } }));
     assert.equal(executed.speculated, false);
-    assert.deepEqual(p.calls.map((c) => c.model), ['small-a']);
+    assert.deepEqual(
+      p.calls.map((c) => c.model),
+      ['small-a'],
+    );
   });
 });

@@ -28,8 +28,17 @@ describe('failover inside a tier', () => {
     const answer = await callModels(ctx, modelsFrom(p.runtime, ctx.routed.model), 'routed');
     assert.equal(answer.model.spec.name, 'small-b');
     assert.equal(answer.result.choices[0].message.content, 'from b');
-    assert.deepEqual(p.calls.map((c) => c.model), ['small-a', 'small-a', 'small-b']);
-    assert.deepEqual(ctx.attempts.map((a) => [a.model, a.outcome, a.retries, a.error_code]), [['small-a', 'failed', 1, 'TG_ERR_UPSTREAM'], ['small-b', 'ok', 0, undefined]]);
+    assert.deepEqual(
+      p.calls.map((c) => c.model),
+      ['small-a', 'small-a', 'small-b'],
+    );
+    assert.deepEqual(
+      ctx.attempts.map((a) => [a.model, a.outcome, a.retries, a.error_code]),
+      [
+        ['small-a', 'failed', 1, 'TG_ERR_UPSTREAM'],
+        ['small-b', 'ok', 0, undefined],
+      ],
+    );
     assert.equal(ctx.attempts[1].cost_usd, (10 * 1 + 5 * 1) / 1e6);
   });
 
@@ -40,8 +49,14 @@ describe('failover inside a tier', () => {
       },
     });
     const ctx = await p.context({ metadata: { tier: 'small' } });
-    await assert.rejects(callModels(ctx, modelsFrom(p.runtime, ctx.routed.model), 'routed'), (err: unknown) => err instanceof TiergateError && err.code === 'TG_ERR_UPSTREAM_REJECTED');
-    assert.deepEqual(p.calls.map((c) => c.model), ['small-a']);
+    await assert.rejects(
+      callModels(ctx, modelsFrom(p.runtime, ctx.routed.model), 'routed'),
+      (err: unknown) => err instanceof TiergateError && err.code === 'TG_ERR_UPSTREAM_REJECTED',
+    );
+    assert.deepEqual(
+      p.calls.map((c) => c.model),
+      ['small-a'],
+    );
   });
 
   test('when every model fails: TierFailure, and the 502 lists what was tried', async () => {
@@ -52,7 +67,10 @@ describe('failover inside a tier', () => {
       (err: unknown) => err,
     );
     assert.ok(failure instanceof TierFailure);
-    assert.deepEqual(p.calls.map((c) => c.model), ['small-a', 'small-a', 'small-b', 'small-b']);
+    assert.deepEqual(
+      p.calls.map((c) => c.model),
+      ['small-a', 'small-a', 'small-b', 'small-b'],
+    );
     const error = allFailed(ctx.attempts, failure.lastError);
     assert.equal(error.code, 'TG_ERR_ALL_FAILED');
     assert.match(error.message, /small-a \(TG_ERR_UPSTREAM, 1 retry\); small-b \(TG_ERR_UPSTREAM, 1 retry\)/);
@@ -64,8 +82,17 @@ describe('failover inside a tier', () => {
     const ctx = await p.context({ metadata: { tier: 'small' } });
     const answer = await callModels(ctx, modelsFrom(p.runtime, ctx.routed.model), 'routed');
     assert.equal(answer.model.spec.name, 'small-b');
-    assert.deepEqual(p.calls.map((c) => c.model), ['small-b']);
-    assert.deepEqual(ctx.attempts.map((a) => [a.model, a.outcome]), [['small-a', 'skipped_cooldown'], ['small-b', 'ok']]);
+    assert.deepEqual(
+      p.calls.map((c) => c.model),
+      ['small-b'],
+    );
+    assert.deepEqual(
+      ctx.attempts.map((a) => [a.model, a.outcome]),
+      [
+        ['small-a', 'skipped_cooldown'],
+        ['small-b', 'ok'],
+      ],
+    );
   });
 
   test('a stream fails over before its first chunk: nothing of the failed model reaches the client', async () => {
@@ -75,8 +102,21 @@ describe('failover inside a tier', () => {
     try {
       assert.equal(opened.model.spec.name, 'small-b');
       assert.equal(opened.first.choices[0].delta.content, 'streamed');
-      assert.deepEqual(p.calls.map((c) => [c.model, c.stream]), [['small-a', true], ['small-a', true], ['small-b', true]]);
-      assert.deepEqual(ctx.attempts.map((a) => [a.model, a.role, a.outcome]), [['small-a', 'routed', 'failed'], ['small-b', 'routed', 'ok']]);
+      assert.deepEqual(
+        p.calls.map((c) => [c.model, c.stream]),
+        [
+          ['small-a', true],
+          ['small-a', true],
+          ['small-b', true],
+        ],
+      );
+      assert.deepEqual(
+        ctx.attempts.map((a) => [a.model, a.role, a.outcome]),
+        [
+          ['small-a', 'routed', 'failed'],
+          ['small-b', 'routed', 'ok'],
+        ],
+      );
     } finally {
       opened.deadline.clear();
     }

@@ -26,7 +26,10 @@ describe('the ladder', () => {
     assert.equal(executed.answer.model.spec.name, 'small-a');
     assert.equal(executed.gate, 'none');
     assert.equal(executed.escalations, 0);
-    assert.deepEqual(p.calls.map((c) => c.model), ['small-a']);
+    assert.deepEqual(
+      p.calls.map((c) => c.model),
+      ['small-a'],
+    );
   });
 
   test('a failed gate climbs one tier; the answer that passes is served', async () => {
@@ -37,18 +40,37 @@ describe('the ladder', () => {
     assert.equal(executed.gate, 'passed');
     assert.equal(executed.escalations, 1);
     assert.equal(executed.qualityScore, 0.9);
-    assert.deepEqual(p.calls.map((c) => c.model), ['small-a', 'medium-m']);
-    assert.deepEqual(ctx.attempts.map((a) => [a.model, a.role, a.gate?.passed]), [['small-a', 'routed', false], ['medium-m', 'escalation', true]]);
+    assert.deepEqual(
+      p.calls.map((c) => c.model),
+      ['small-a', 'medium-m'],
+    );
+    assert.deepEqual(
+      ctx.attempts.map((a) => [a.model, a.role, a.gate?.passed]),
+      [
+        ['small-a', 'routed', false],
+        ['medium-m', 'escalation', true],
+      ],
+    );
     // Both calls are paid for.
     assert.ok(Math.abs(executed.totalCostUsd - (15 * 1 + 15 * 5) / 1e6) < 1e-12, String(executed.totalCostUsd));
   });
 
   test('max_escalations bounds the climb; then the fallback; nothing passing serves the best answer, flagged "failed"', async () => {
-    const p = await pipeline({ behaviours: answersByName, evaluators: [scoredBy({ 'small-a': 0.3, 'medium-m': 0.4, 'large-l': 0.35 })], gate: { threshold: 0.9, maxEscalations: 1 } });
+    const p = await pipeline({
+      behaviours: answersByName,
+      evaluators: [scoredBy({ 'small-a': 0.3, 'medium-m': 0.4, 'large-l': 0.35 })],
+      gate: { threshold: 0.9, maxEscalations: 1 },
+    });
     const ctx = await p.context({ metadata: { tier: 'small' } });
     const executed = await execute(ctx);
-    assert.deepEqual(p.calls.map((c) => c.model), ['small-a', 'medium-m', 'large-l']);
-    assert.deepEqual(ctx.attempts.map((a) => a.role), ['routed', 'escalation', 'fallback']);
+    assert.deepEqual(
+      p.calls.map((c) => c.model),
+      ['small-a', 'medium-m', 'large-l'],
+    );
+    assert.deepEqual(
+      ctx.attempts.map((a) => a.role),
+      ['routed', 'escalation', 'fallback'],
+    );
     assert.equal(executed.escalations, 2);
     assert.equal(executed.gate, 'failed');
     assert.equal(executed.answer.model.spec.name, 'medium-m');
@@ -64,15 +86,28 @@ describe('the ladder', () => {
     const executed = await execute(ctx);
     assert.equal(executed.answer.model.spec.name, 'medium-m');
     assert.equal(executed.escalations, 1);
-    assert.deepEqual(p.calls.map((c) => c.model), ['small-a', 'small-a', 'small-b', 'small-b', 'medium-m']);
-    assert.deepEqual(ctx.attempts.map((a) => [a.model, a.outcome, a.gate === undefined]), [['small-a', 'failed', true], ['small-b', 'failed', true], ['medium-m', 'ok', false]]);
+    assert.deepEqual(
+      p.calls.map((c) => c.model),
+      ['small-a', 'small-a', 'small-b', 'small-b', 'medium-m'],
+    );
+    assert.deepEqual(
+      ctx.attempts.map((a) => [a.model, a.outcome, a.gate === undefined]),
+      [
+        ['small-a', 'failed', true],
+        ['small-b', 'failed', true],
+        ['medium-m', 'ok', false],
+      ],
+    );
   });
 
-  test('the route default (the top tier) is the ladder\'s top: no climb, no fallback call', async () => {
+  test("the route default (the top tier) is the ladder's top: no climb, no fallback call", async () => {
     const p = await pipeline({ behaviours: answersByName, evaluators: [scoredBy({})], gate: { threshold: 0.9 } });
     const ctx = await p.context({});
     const executed = await execute(ctx);
-    assert.deepEqual(p.calls.map((c) => c.model), ['large-l']);
+    assert.deepEqual(
+      p.calls.map((c) => c.model),
+      ['large-l'],
+    );
     assert.equal(executed.gate, 'failed');
     assert.equal(executed.escalations, 0);
   });

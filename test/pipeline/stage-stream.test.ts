@@ -29,10 +29,24 @@ class WordStream implements Provider {
     for (let i = 0; i < this.words.length; i++) {
       if (this.failAfter !== null && i === this.failAfter) throw new UpstreamError('connection', 'socket hang up');
       this.log.push(`read ${this.words[i]}`);
-      yield { id: 'w', object: 'chat.completion.chunk', created: 1, model: request.model, simulated: true, choices: [{ index: 0, delta: { content: this.words[i] }, finish_reason: null }] };
+      yield {
+        id: 'w',
+        object: 'chat.completion.chunk',
+        created: 1,
+        model: request.model,
+        simulated: true,
+        choices: [{ index: 0, delta: { content: this.words[i] }, finish_reason: null }],
+      };
     }
     this.log.push('read usage');
-    yield { id: 'w', object: 'chat.completion.chunk', created: 1, model: request.model, choices: [], usage: { prompt_tokens: 3, completion_tokens: this.words.length, total_tokens: 3 + this.words.length } };
+    yield {
+      id: 'w',
+      object: 'chat.completion.chunk',
+      created: 1,
+      model: request.model,
+      choices: [],
+      usage: { prompt_tokens: 3, completion_tokens: this.words.length, total_tokens: 3 + this.words.length },
+    };
   }
 
   async dispose(): Promise<void> {}
@@ -91,11 +105,14 @@ async function streamed(provider: Provider, body: Record<string, unknown>, sink:
 }
 
 describe('a stream read through into a sink', () => {
-  test('the client gets each chunk with the served model\'s name, without the marker or the usage it did not ask for', async () => {
+  test("the client gets each chunk with the served model's name, without the marker or the usage it did not ask for", async () => {
     const log: string[] = [];
     const sink = new LoggingSink(log);
     const lines = await streamed(new WordStream(['one', 'two'], log), {}, sink);
-    assert.deepEqual(sink.chunks.map((c) => c.choices[0].delta.content), ['one', 'two']);
+    assert.deepEqual(
+      sink.chunks.map((c) => c.choices[0].delta.content),
+      ['one', 'two'],
+    );
     assert.ok(sink.chunks.every((c) => c.model === 'large-l' && !('simulated' in c) && !('usage' in c)));
     assert.equal(sink.ended, true);
     assert.equal(lines.length, 1);
@@ -120,13 +137,16 @@ describe('a stream read through into a sink', () => {
     assert.deepEqual(log.slice(0, waited), ['read a', 'write a', 'read b', 'write b', 'read c']);
   });
 
-  test('a failure after the first chunk is the stream\'s last word, and its line says error', async () => {
+  test("a failure after the first chunk is the stream's last word, and its line says error", async () => {
     const log: string[] = [];
     const sink = new LoggingSink(log);
     const lines = await streamed(new WordStream(['one', 'two', 'three'], log, 2), {}, sink);
     assert.equal(sink.ended, false);
     assert.equal(sink.failure?.code, 'TG_ERR_UPSTREAM');
-    assert.deepEqual(sink.chunks.map((c) => c.choices[0].delta.content), ['one', 'two']);
+    assert.deepEqual(
+      sink.chunks.map((c) => c.choices[0].delta.content),
+      ['one', 'two'],
+    );
     assert.equal(lines.length, 1);
     assert.equal(lines[0].status, 'error');
     assert.equal(lines[0].error_code, 'TG_ERR_UPSTREAM');

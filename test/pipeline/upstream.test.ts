@@ -43,12 +43,20 @@ describe('gateway in front of real provider plugins', () => {
       const tools = [
         {
           type: 'function',
-          function: { name: 'lookup_order', description: 'Find an order', parameters: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] } },
+          function: {
+            name: 'lookup_order',
+            description: 'Find an order',
+            parameters: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] },
+          },
         },
       ];
       const responseFormat = {
         type: 'json_schema',
-        json_schema: { name: 'answer', strict: true, schema: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'], additionalProperties: false } },
+        json_schema: {
+          name: 'answer',
+          strict: true,
+          schema: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'], additionalProperties: false },
+        },
       };
       const messages = [
         { role: 'system', content: 'You are a support agent.' },
@@ -110,7 +118,11 @@ describe('gateway in front of real provider plugins', () => {
       assert.equal(data.model, 'claude-model');
       assert.equal(data.choices[0].message.content, 'hard answer');
       assert.equal(response.headers.get('x-tiergate-tier'), 'large');
-      assert.equal(openai.requests.some((r) => JSON.stringify(r.body ?? null).includes(mark)), false, 'the small tier was not called');
+      assert.equal(
+        openai.requests.some((r) => JSON.stringify(r.body ?? null).includes(mark)),
+        false,
+        'the small tier was not called',
+      );
     });
 
     test('streaming passes through, with usage when asked and usage always requested upstream', async () => {

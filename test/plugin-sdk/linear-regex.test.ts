@@ -48,7 +48,10 @@ describe('LinearRegExp matches as RegExp does', () => {
       for (let i = 0; i < 10; i++) {
         const a = native.exec(input);
         const b = linear.exec(input);
-        assert.deepEqual(b && { match: [...b], index: b.index, groups: b.groups, lastIndex: linear.lastIndex }, a && { match: [...a], index: a.index, groups: a.groups, lastIndex: native.lastIndex });
+        assert.deepEqual(
+          b && { match: [...b], index: b.index, groups: b.groups, lastIndex: linear.lastIndex },
+          a && { match: [...a], index: a.index, groups: a.groups, lastIndex: native.lastIndex },
+        );
         if (!a || !native.global) break;
         if (a[0] === '') {
           native.lastIndex++;
@@ -61,7 +64,14 @@ describe('LinearRegExp matches as RegExp does', () => {
 
   test("JSONata's regex functions give what they give on RegExp, through the gateway's compiler", async () => {
     const input = { s: 'foo, bar; 12-ab baz@qux 34-cd fooo' };
-    for (const source of ['$match(s, /(\\d+)-(\\w+)/)', '$replace(s, /o+/, "0")', '$split(s, /[,;]\\s*/)', '$contains(s, /FOO/i)', '$match(s, /o/).index', '$replace(s, /(\\w+)@(\\w+)/, "$2 at $1")']) {
+    for (const source of [
+      '$match(s, /(\\d+)-(\\w+)/)',
+      '$replace(s, /o+/, "0")',
+      '$split(s, /[,;]\\s*/)',
+      '$contains(s, /FOO/i)',
+      '$match(s, /o/).index',
+      '$replace(s, /(\\w+)@(\\w+)/, "$2 at $1")',
+    ]) {
       const compiled = compileExpression(source);
       assert.ok('expression' in compiled, source);
       // As JSON: JSONata marks its result sequences with properties of its own.
@@ -139,7 +149,9 @@ analytics:
 
   function policyFile(rule: string): string {
     const file = path.join(dir, `gateway-${Math.random().toString(36).slice(2)}.yaml`);
-    writeFileSync(file, `version: 1
+    writeFileSync(
+      file,
+      `version: 1
 ${simulatorLadder()}routes:
   support:
     router:
@@ -147,12 +159,13 @@ ${simulatorLadder()}routes:
       rules:
         - { when: "${rule}", tier: small }
     default: large
-`);
+`,
+    );
     return file;
   }
 
   test('a lookahead in a rule is refused when the policy loads, at the literal, saying why', async () => {
-    const rule = "$contains($lastUserMessage(), /(?=refund)\\\\w+/i)";
+    const rule = '$contains($lastUserMessage(), /(?=refund)\\\\w+/i)';
     const file = policyFile(rule);
     const lines = readFileSync(file, 'utf8').split('\n');
     const line = lines.findIndex((l) => l.includes('when:')) + 1;
@@ -176,14 +189,17 @@ ${simulatorLadder()}routes:
       ['{ plugin: heuristics, hedge_patterns: ["(?<!not )sure"] }', /evaluators\[0\]\.hedge_patterns\[0\]: not supported: .*lookahead and lookbehind/],
     ] as const) {
       const gated = path.join(dir, `gated-${Math.random().toString(36).slice(2)}.yaml`);
-      writeFileSync(gated, `version: 1
+      writeFileSync(
+        gated,
+        `version: 1
 ${simulatorLadder()}features:
   task_type: metadata.task_type
 routes:
   support:
     router: { plugin: rules, rules: [ { when: "task_type = 'x'", tier: small } ] }
     default: large
-${gate(evaluator)}`);
+${gate(evaluator)}`,
+      );
       await assert.rejects(buildRuntime(gated, { logger: createLogger({ level: 'error' }), mode: 'validate' }), (err: unknown) => {
         assert.ok(err instanceof PolicyErrors, String(err));
         assert.match(err.message, at);
@@ -191,8 +207,15 @@ ${gate(evaluator)}`);
       });
     }
 
-    const context = { optionError: (at: ReadonlyArray<string | number>, message: string) => new Error(`${at.join('.')}: ${message}`) } as unknown as PluginContext;
-    const input = { response: { choices: [{ index: 0, message: { role: 'assistant', content: NEAR_MISS }, finish_reason: 'stop' }] }, request: { model: 'x', messages: [{ role: 'user', content: 'hi' }] }, features: {}, model: 'small-model' } as unknown as EvalInput;
+    const context = {
+      optionError: (at: ReadonlyArray<string | number>, message: string) => new Error(`${at.join('.')}: ${message}`),
+    } as unknown as PluginContext;
+    const input = {
+      response: { choices: [{ index: 0, message: { role: 'assistant', content: NEAR_MISS }, finish_reason: 'stop' }] },
+      request: { model: 'x', messages: [{ role: 'user', content: 'hi' }] },
+      features: {},
+      model: 'small-model',
+    } as unknown as EvalInput;
     const regex = await regexEvaluator.create({ must_match: [BACKTRACKING] }, context);
     let started = performance.now();
     assert.equal((await regex.evaluate(input, new AbortController().signal)).score, 0);

@@ -81,14 +81,20 @@ for (const esModule of [false, true]) {
     const evaluator = (await plugin.module.create({ label: 'direct' }, testPluginContext({ at: 'test' }))) as Evaluator;
     const input = (answer: string) => ({
       request: { model: 'm', messages: [{ role: 'user' as const, content: 'hi' }], parameters: {}, metadata: {}, headers: {}, stream: false },
-      response: { id: 'r', object: 'chat.completion' as const, created: 0, model: 'm', choices: [{ index: 0, message: { role: 'assistant' as const, content: answer }, finish_reason: 'stop' as const }] },
+      response: {
+        id: 'r',
+        object: 'chat.completion' as const,
+        created: 0,
+        model: 'm',
+        choices: [{ index: 0, message: { role: 'assistant' as const, content: answer }, finish_reason: 'stop' as const }],
+      },
       features: {},
       model: { name: 'm', provider: 'p', upstream: 'm', price: { input_per_mtok: 1, output_per_mtok: 1 }, timeout_ms: 1000 },
     });
     const evaluation = await evaluator.evaluate(input('hello'), new AbortController().signal);
     assert.deepEqual(evaluation, { score: 0.61, details: { label: 'direct', answer_chars: 5 } });
     await assert.rejects(evaluator.evaluate(input('fail on purpose'), new AbortController().signal), (err: unknown) => {
-      assert.ok(err instanceof UpstreamError, 'the class the plugin throws is the gateway\'s own: one SDK module instance');
+      assert.ok(err instanceof UpstreamError, "the class the plugin throws is the gateway's own: one SDK module instance");
       return true;
     });
     await evaluator.dispose();
@@ -111,7 +117,11 @@ test("a team's evaluator outside plugins/ passes the exported contract test, is 
       body: JSON.stringify({ model: 'support', messages: [{ role: 'user', content: 'Tell me about the history of tea' }] }),
     });
     assert.equal(res.status, 200, await res.clone().text());
-    return { quality: res.headers.get('x-tiergate-quality-score'), version: res.headers.get('x-tiergate-policy-version'), decisionId: res.headers.get('x-tiergate-decision-id') };
+    return {
+      quality: res.headers.get('x-tiergate-quality-score'),
+      version: res.headers.get('x-tiergate-policy-version'),
+      decisionId: res.headers.get('x-tiergate-decision-id'),
+    };
   };
   const before = await ask();
   assert.equal(before.quality, null, 'no gate before the edit');

@@ -14,7 +14,16 @@ import OpenAI from 'openai';
 import { Redis } from 'ioredis';
 import winston from 'winston';
 import bandit, { ewmaStep, rewardOf, type BanditOptions } from '../../plugins/routers/bandit/index.ts';
-import type { FeedbackWindow, Logger, PluginContext, PolicyView, RoutedDecision, Router, RoutingContext, RoutingOutcome } from '../../src/plugin-sdk/plugin-api.ts';
+import type {
+  FeedbackWindow,
+  Logger,
+  PluginContext,
+  PolicyView,
+  RoutedDecision,
+  Router,
+  RoutingContext,
+  RoutingOutcome,
+} from '../../src/plugin-sdk/plugin-api.ts';
 import { mulberry32 } from '../../src/analysis/metrics.ts';
 import { readFeedback, readLogs } from '../../src/analysis/report.ts';
 import { simulatorPolicy, startTestGateway } from '../support/gateway.ts';
@@ -50,7 +59,17 @@ async function makeRouter(options: BanditOptions, dir?: string, logger?: Logger)
 }
 
 const routing = (features: Record<string, unknown> = {}): RoutingContext => ({ route: 'test', request: {} as RoutingContext['request'], features, input: {} });
-const outcome = (arm: string, quality: number | null, extra: Partial<RoutingOutcome> = {}): RoutingOutcome => ({ route: 'test', request_id: 'r', arm, features: {}, quality, cost_usd: 0, latency_ms: 0, source: 'gate', ...extra });
+const outcome = (arm: string, quality: number | null, extra: Partial<RoutingOutcome> = {}): RoutingOutcome => ({
+  route: 'test',
+  request_id: 'r',
+  arm,
+  features: {},
+  quality,
+  cost_usd: 0,
+  latency_ms: 0,
+  source: 'gate',
+  ...extra,
+});
 const arms = (router: Router) => (router.describe!() as { arms: Record<string, { mean: number; count: number }> }).arms;
 
 const redisKeys: string[] = [];
@@ -139,8 +158,14 @@ describe('learning', () => {
   });
 
   test('options are checked against the policy: unknown feature, context without linucb', () => {
-    assert.deepEqual(bandit.validate!({ algorithm: 'linucb', context_features: ['x', 'nope'] }, { policy: VIEW }).map((i) => i.path), [['context_features', 1]]);
-    assert.deepEqual(bandit.validate!({ context_features: ['x'] }, { policy: VIEW }).map((i) => i.path), [['context_features']]);
+    assert.deepEqual(
+      bandit.validate!({ algorithm: 'linucb', context_features: ['x', 'nope'] }, { policy: VIEW }).map((i) => i.path),
+      [['context_features', 1]],
+    );
+    assert.deepEqual(
+      bandit.validate!({ context_features: ['x'] }, { policy: VIEW }).map((i) => i.path),
+      [['context_features']],
+    );
   });
 
   test('state survives a restart through the file', async () => {
@@ -187,7 +212,11 @@ describe('learning', () => {
       // A request that finishes on the old runtime after the swap.
       await old.learn!(outcome('large', 0.5));
       await old.dispose();
-      assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { arms: Record<string, { count: number }> }).arms.large.count, 2, 'dispose wrote the file at once');
+      assert.equal(
+        (JSON.parse(readFileSync(file, 'utf8')) as { arms: Record<string, { count: number }> }).arms.large.count,
+        2,
+        'dispose wrote the file at once',
+      );
       assert.equal(arms(next).large.count, 2);
       await next.learn!(outcome('small', 1));
       await next.dispose();
@@ -250,7 +279,10 @@ describe('learning', () => {
     const capture: Logger = { error: () => {}, info: () => {}, debug: () => {}, warn: (message, meta) => warnings.push({ message, meta }) };
     const router = await makeRouter({ epsilon: 0, state: { redis: { url: 'redis://127.0.0.1:1', key: `${PREFIX}:nowhere` } } }, undefined, capture);
     try {
-      router.sharedDecisions!.remember({ route: 'test', request_id: 'r1', arm: 'small', features: {}, cost_usd: null, latency_ms: 1 }, { ttl_ms: 1000, capacity: 10 });
+      router.sharedDecisions!.remember(
+        { route: 'test', request_id: 'r1', arm: 'small', features: {}, cost_usd: null, latency_ms: 1 },
+        { ttl_ms: 1000, capacity: 10 },
+      );
       const warning = warnings.find((w) => /feedback for decisions made now is accepted only by the replica that served them/.test(w.message));
       assert.ok(warning, JSON.stringify(warnings));
       assert.deepEqual({ at: warning.meta?.at, key: warning.meta?.key }, { at: 'routes.test.router', key: `${PREFIX}:nowhere` });
@@ -273,7 +305,8 @@ async function waitFor<T>(what: string, probe: () => T | Promise<T>, timeoutMs =
     } catch (err) {
       last = err;
     }
-    if (performance.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    if (performance.now() > deadline)
+      assert.fail(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
     await sleep(20);
   }
 }
@@ -344,7 +377,14 @@ describe('over HTTP', () => {
         assert.equal(res.status, 400, JSON.stringify(bad));
         assert.equal((res.body.error as { code: string }).code, 'TG_ERR_FEEDBACK_INVALID');
       }
-      const lines = await waitFor('the feedback line', () => tg.decisionLogText().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.kind === 'feedback'));
+      const lines = await waitFor('the feedback line', () =>
+        tg
+          .decisionLogText()
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as Record<string, unknown>)
+          .find((l) => l.kind === 'feedback'),
+      );
       assert.deepEqual({ request_id: lines.request_id, score: lines.score, route: lines.route }, { request_id: first.decisionId, score: 0.1, route: 'learn' });
       // `tiergate report` reads the same log: decisions as decisions, feedback via --feedback.
       await tg.waitForDecisions(3);
@@ -359,7 +399,8 @@ describe('over HTTP', () => {
 
   test('with gateway keys, only the key that made a request may score it: another key gets 403 and the decision stays open', async () => {
     const keys = { TEAM_A_KEY: 'tg-team-a-feedback-0123456789', TEAM_B_KEY: 'tg-team-b-feedback-9876543210' };
-    const auth = 'server:\n  auth:\n    keys:\n      - { name: team-a, key: ${TEAM_A_KEY}, routes: "*" }\n      - { name: team-b, key: ${TEAM_B_KEY}, routes: "*" }\n';
+    const auth =
+      'server:\n  auth:\n    keys:\n      - { name: team-a, key: ${TEAM_A_KEY}, routes: "*" }\n      - { name: team-b, key: ${TEAM_B_KEY}, routes: "*" }\n';
     const tg = await startTestGateway(banditPolicy('epsilon: 0\nseed: 1', '', auth), { env: keys });
     try {
       const made = await ask(tg.url, keys.TEAM_A_KEY);
@@ -367,7 +408,10 @@ describe('over HTTP', () => {
       const theirs = await feedback(tg.url, { request_id: made.decisionId, score: 0 }, keys.TEAM_B_KEY);
       assert.equal(theirs.status, 403, JSON.stringify(theirs.body));
       const error = theirs.body.error as { code: string; message: string; type: string; param: string };
-      assert.deepEqual({ code: error.code, type: error.type, param: error.param }, { code: 'TG_ERR_FEEDBACK_FORBIDDEN', type: 'permission_error', param: 'request_id' });
+      assert.deepEqual(
+        { code: error.code, type: error.type, param: error.param },
+        { code: 'TG_ERR_FEEDBACK_FORBIDDEN', type: 'permission_error', param: 'request_id' },
+      );
       assert.match(error.message, /key "team-b"/);
       assert.doesNotMatch(error.message, /team-a/, 'the owner key is not named to another caller');
       assert.equal((await feedback(tg.url, { request_id: made.decisionId, score: 0 })).status, 401, 'no key: not even asked');
@@ -375,20 +419,32 @@ describe('over HTTP', () => {
       assert.equal(ours.status, 200, JSON.stringify(ours.body));
       assert.equal(ours.body.learned, true);
       await waitFor('one feedback line', () => tg.decisionLogText().includes('"kind":"feedback"'));
-      const fed = tg.decisionLogText().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.kind === 'feedback');
-      assert.deepEqual(fed.map((l) => l.score), [0.25], 'the refused score was not logged');
+      const fed = tg
+        .decisionLogText()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.kind === 'feedback');
+      assert.deepEqual(
+        fed.map((l) => l.score),
+        [0.25],
+        'the refused score was not logged',
+      );
     } finally {
       await tg.close();
     }
   });
 
-  test("gate scores are rewards without any feedback", async () => {
-    const tg = await startTestGateway(banditPolicy('epsilon: 0\nseed: 1', '    gate: { evaluators: [{ plugin: heuristics }], threshold: 0, max_escalations: 0 }'));
+  test('gate scores are rewards without any feedback', async () => {
+    const tg = await startTestGateway(
+      banditPolicy('epsilon: 0\nseed: 1', '    gate: { evaluators: [{ plugin: heuristics }], threshold: 0, max_escalations: 0 }'),
+    );
     try {
       await ask(tg.url);
       const [line] = await tg.waitForDecisions(1);
       assert.equal(typeof line.quality_score, 'number');
-      const small = (await waitFor('the gate reward', async () => ((await status(tg.url)).router_state.learn.arms.small.count === 1 ? status(tg.url) : null))).router_state.learn.arms.small;
+      const small = (await waitFor('the gate reward', async () => ((await status(tg.url)).router_state.learn.arms.small.count === 1 ? status(tg.url) : null)))
+        .router_state.learn.arms.small;
       assert.ok(Math.abs(small.mean - line.quality_score!) < 1e-9);
     } finally {
       await tg.close();
@@ -438,11 +494,15 @@ interface Process {
 }
 
 async function serve(policyFile: string): Promise<Process> {
-  const child = spawn(process.execPath, [path.join(REPO, 'bin', 'tiergate.js'), 'serve', '--config', policyFile, '--port', '0', '--host', '127.0.0.1', '--no-watch'], {
-    cwd: REPO,
-    env: { ...process.env, TIERGATE_LOG_LEVEL: 'info', TIERGATE_LOG_FORMAT: 'json' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [path.join(REPO, 'bin', 'tiergate.js'), 'serve', '--config', policyFile, '--port', '0', '--host', '127.0.0.1', '--no-watch'],
+    {
+      cwd: REPO,
+      env: { ...process.env, TIERGATE_LOG_LEVEL: 'info', TIERGATE_LOG_FORMAT: 'json' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr += text));
@@ -468,12 +528,20 @@ describe('replicas', () => {
     redisKeys.push(key, `${key}:decisions`, `${key}:decisions:order`);
     const dir = mkdtempSync(path.join(tmpdir(), 'tiergate-bandit-replicas-'));
     const policyFile = path.join(dir, 'gateway.yaml');
-    writeFileSync(policyFile, banditPolicy(`epsilon: 0\nseed: 1\nstate: { redis: { url: "${REDIS_URL}", key: "${key}", refresh_ms: 50 } }`).replace('decision_log: { file: decisions.jsonl }', 'decision_log: { file: null }'));
+    writeFileSync(
+      policyFile,
+      banditPolicy(`epsilon: 0\nseed: 1\nstate: { redis: { url: "${REDIS_URL}", key: "${key}", refresh_ms: 50 } }`).replace(
+        'decision_log: { file: decisions.jsonl }',
+        'decision_log: { file: null }',
+      ),
+    );
     const procs: Process[] = [];
     try {
       procs.push(...(await Promise.all([serve(policyFile), serve(policyFile)])));
       const [a, b] = procs;
-      await waitFor('both connected to Redis', async () => (await Promise.all([status(a.url), status(b.url)])).every((s) => s.router_state.learn.state.redis?.connected));
+      await waitFor('both connected to Redis', async () =>
+        (await Promise.all([status(a.url), status(b.url)])).every((s) => s.router_state.learn.state.redis?.connected),
+      );
       // Before: B, like A, sends to small (every arm at the prior).
       assert.equal((await ask(b.url)).tier, 'small');
       // A learns from five requests that small is bad (feedback 0) and large is fair (0.3).
@@ -508,13 +576,21 @@ describe('replicas', () => {
     redisKeys.push(key, `${key}:decisions`, `${key}:decisions:order`);
     const dir = mkdtempSync(path.join(tmpdir(), 'tiergate-bandit-replicas-'));
     const policyFile = path.join(dir, 'gateway.yaml');
-    writeFileSync(policyFile, banditPolicy(`epsilon: 0\nseed: 1\nstate: { redis: { url: "${REDIS_URL}", key: "${key}", refresh_ms: 50 } }`).replace('decision_log: { file: decisions.jsonl }', 'decision_log: { file: null }'));
+    writeFileSync(
+      policyFile,
+      banditPolicy(`epsilon: 0\nseed: 1\nstate: { redis: { url: "${REDIS_URL}", key: "${key}", refresh_ms: 50 } }`).replace(
+        'decision_log: { file: decisions.jsonl }',
+        'decision_log: { file: null }',
+      ),
+    );
     const procs: Process[] = [];
     const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
     try {
       procs.push(...(await Promise.all([serve(policyFile), serve(policyFile)])));
       const [a, b] = procs;
-      await waitFor('both connected to Redis', async () => (await Promise.all([status(a.url), status(b.url)])).every((s) => s.router_state.learn.state.redis?.connected));
+      await waitFor('both connected to Redis', async () =>
+        (await Promise.all([status(a.url), status(b.url)])).every((s) => s.router_state.learn.state.redis?.connected),
+      );
       // Served by A (every arm at the prior: small) …
       const { decisionId, tier } = await ask(a.url);
       assert.equal(tier, 'small');
@@ -537,7 +613,10 @@ describe('replicas', () => {
       for (const url of [a.url, b.url]) {
         const unknown = await feedback(url, { request_id: 'tg-never-served', score: 1 });
         assert.equal(unknown.status, 404);
-        assert.deepEqual({ code: (unknown.body.error as { code: string }).code, param: (unknown.body.error as { param: string }).param }, { code: 'TG_ERR_FEEDBACK_UNKNOWN', param: 'request_id' });
+        assert.deepEqual(
+          { code: (unknown.body.error as { code: string }).code, param: (unknown.body.error as { param: string }).param },
+          { code: 'TG_ERR_FEEDBACK_UNKNOWN', param: 'request_id' },
+        );
       }
       assert.equal(await redis.hget(key, 'updates'), '1');
       assert.deepEqual((await status(b.url)).router_state.learn.arms.small, { mean: 0, count: 1 });
@@ -559,7 +638,10 @@ describe('regret replay', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'tiergate-regret-'));
     try {
       const out = path.join(dir, 'regret.md');
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'scripts/bandit-regret.ts'), '--data', data, '--out', out], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'scripts/bandit-regret.ts'), '--data', data, '--out', out], {
+        cwd: REPO,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       let stderr = '';
       child.stderr!.setEncoding('utf8').on('data', (t: string) => (stderr += t));
       const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));

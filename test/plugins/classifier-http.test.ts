@@ -20,8 +20,19 @@ after(async () => {
 });
 
 const EASY = ['Hi there!', 'What is the capital of France?', 'Say hello.', 'Translate "cat" to Spanish.', 'What day comes after Monday?', 'Name a colour.'];
-const STEPS = ['First, define the terms carefully.', 'Then prove each lemma and explain why it holds.', 'Calculate the bound and justify every step.', 'Finally derive the result and check it against a counterexample.'];
-const HARD_TOPICS = ['the convergence of the series', 'the correctness of Dijkstra on graphs with zero-weight edges', 'why the Bellman equation has a unique fixed point', 'the expected number of coin flips before two heads in a row', 'the time complexity of the sieve of Eratosthenes'];
+const STEPS = [
+  'First, define the terms carefully.',
+  'Then prove each lemma and explain why it holds.',
+  'Calculate the bound and justify every step.',
+  'Finally derive the result and check it against a counterexample.',
+];
+const HARD_TOPICS = [
+  'the convergence of the series',
+  'the correctness of Dijkstra on graphs with zero-weight edges',
+  'why the Bellman equation has a unique fixed point',
+  'the expected number of coin flips before two heads in a row',
+  'the time complexity of the sieve of Eratosthenes',
+];
 
 /** A long, reasoning-heavy prompt: many words, many why/prove/calculate/step cues. */
 function hardPrompt(i: number): string {
@@ -40,7 +51,10 @@ function rows(): TrainingRow[] {
 
 /** The same model upside down: what it sent small now goes large. */
 function flipped(artifact: ClassifierArtifact): ClassifierArtifact {
-  return { ...artifact, models: artifact.models.map((m) => ({ ...m, bias: -m.bias, weights: { indices: m.weights.indices, values: m.weights.values.map((v) => -v) } })) };
+  return {
+    ...artifact,
+    models: artifact.models.map((m) => ({ ...m, bias: -m.bias, weights: { indices: m.weights.indices, values: m.weights.values.map((v) => -v) } })),
+  };
 }
 
 function policy(): string {
@@ -56,14 +70,27 @@ function policy(): string {
 
 async function ask(openai: OpenAI, content: string) {
   const { data, response } = await openai.chat.completions.create({ model: 'qa', messages: [{ role: 'user', content }] }).withResponse();
-  return { text: data.choices[0].message.content, tier: response.headers.get('x-tiergate-tier'), model: response.headers.get('x-tiergate-model'), route: response.headers.get('x-tiergate-route'), decisionId: response.headers.get('x-tiergate-decision-id'), version: response.headers.get('x-tiergate-policy-version') };
+  return {
+    text: data.choices[0].message.content,
+    tier: response.headers.get('x-tiergate-tier'),
+    model: response.headers.get('x-tiergate-model'),
+    route: response.headers.get('x-tiergate-route'),
+    decisionId: response.headers.get('x-tiergate-decision-id'),
+    version: response.headers.get('x-tiergate-policy-version'),
+  };
 }
 
 const EASY_PROMPT = 'What is the capital of Italy?';
 const HARD_PROMPT = hardPrompt(3);
 
 test('classifier router over HTTP: an easy prompt goes small, a reasoning-heavy one large, with the reason in the decision log; a new model file hot-reloads', async () => {
-  const { artifact } = await trainClassifier(rows(), { tiers: [{ name: 'small' }, { name: 'large' }], folds: 3, epochs: 8, dataHash: 'test', spec: defaultFeatureSpec({ ngrams: { n: [1], buckets: 1 << 10, hash: 'fnv1a' } }) });
+  const { artifact } = await trainClassifier(rows(), {
+    tiers: [{ name: 'small' }, { name: 'large' }],
+    folds: 3,
+    epochs: 8,
+    dataHash: 'test',
+    spec: defaultFeatureSpec({ ngrams: { n: [1], buckets: 1 << 10, hash: 'fnv1a' } }),
+  });
   const tg = await startTestGateway(policy(), { watch: true, debounceMs: 40, files: { 'models/router.json': JSON.stringify(artifact) } });
   gateways.push(tg);
   const openai = new OpenAI({ baseURL: tg.baseURL, apiKey: 'x', maxRetries: 0, timeout: 15_000 });

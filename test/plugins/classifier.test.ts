@@ -37,12 +37,24 @@ function labelledRows(tiers: string[], n: number): TrainingRow[] {
   return Array.from({ length: n }, (_, i) => {
     const tier = i % tiers.length;
     const filler = Array.from({ length: 6 }, (_, k) => WORDS[(i * 7 + k * 3) % WORDS.length]).join(' ');
-    return { id: String(i), messages: user(`${filler} ${(tiers.length === 2 ? ['easy', 'hard'] : ['easy', 'medium', 'hard'])[tier]} ${filler}`), quality: null, cost: tiers.map((_, t) => 10 ** t), labelTier: tier };
+    return {
+      id: String(i),
+      messages: user(`${filler} ${(tiers.length === 2 ? ['easy', 'hard'] : ['easy', 'medium', 'hard'])[tier]} ${filler}`),
+      quality: null,
+      cost: tiers.map((_, t) => 10 ** t),
+      labelTier: tier,
+    };
   });
 }
 
 async function trainedArtifact(tiers: string[], rows = 120): Promise<ClassifierArtifact> {
-  const { artifact } = await trainClassifier(labelledRows(tiers, rows), { tiers: tiers.map((name) => ({ name })), folds: 3, epochs: 8, dataHash: 'test', spec: defaultFeatureSpec({ ngrams: { n: [1, 2], buckets: 1 << 10, hash: 'fnv1a' } }) });
+  const { artifact } = await trainClassifier(labelledRows(tiers, rows), {
+    tiers: tiers.map((name) => ({ name })),
+    folds: 3,
+    epochs: 8,
+    dataHash: 'test',
+    spec: defaultFeatureSpec({ ngrams: { n: [1, 2], buckets: 1 << 10, hash: 'fnv1a' } }),
+  });
   return artifact;
 }
 
@@ -98,7 +110,10 @@ async function policyErrors(file: string): Promise<PolicyErrors> {
 test('features: extraction is deterministic and sparse; the spec hash is stable and sensitive', () => {
   const spec = defaultFeatureSpec();
   const extractor = compileExtractor(spec);
-  const messages: ChatMessage[] = [{ role: 'system', content: 'Be brief.' }, ...user('Why does the river flow? Explain step by step.\n- one\n- two\n```js\nconst x = 1;\n```')];
+  const messages: ChatMessage[] = [
+    { role: 'system', content: 'Be brief.' },
+    ...user('Why does the river flow? Explain step by step.\n- one\n- two\n```js\nconst x = 1;\n```'),
+  ];
   const a = extractor.extract(messages);
   const b = compileExtractor(defaultFeatureSpec()).extract(messages);
   assert.deepEqual([...a.indices], [...b.indices]);
@@ -163,9 +178,18 @@ test('artifact: JSON round trip predicts the same; training reports metrics and 
 test('classifier router: routes by the model with a reason; the policy threshold overrides the artifact', async () => {
   const artifact = await trainedArtifact(['small', 'large']);
   const router = (extra = '') => `      plugin: classifier\n      model_path: model.json${extra}`;
-  const dir = folder({ 'model.json': JSON.stringify(artifact), 'default.yaml': policy(['small', 'large'], router()), 'gateway.yaml': policy(['small', 'large'], router('\n      threshold: 0.5')), 'strict.yaml': policy(['small', 'large'], router('\n      threshold: 1')) });
+  const dir = folder({
+    'model.json': JSON.stringify(artifact),
+    'default.yaml': policy(['small', 'large'], router()),
+    'gateway.yaml': policy(['small', 'large'], router('\n      threshold: 0.5')),
+    'strict.yaml': policy(['small', 'large'], router('\n      threshold: 1')),
+  });
   const byDefault = await load(path.join(dir, 'default.yaml'));
-  assert.equal((byDefault.routes.get('qa')?.router.describe?.() as { threshold: number }).threshold, artifact.recommended_threshold, 'no threshold in the policy: the artifact\'s recommended one');
+  assert.equal(
+    (byDefault.routes.get('qa')?.router.describe?.() as { threshold: number }).threshold,
+    artifact.recommended_threshold,
+    "no threshold in the policy: the artifact's recommended one",
+  );
   const runtime = await load(path.join(dir, 'gateway.yaml'));
   assert.equal((runtime.routes.get('qa')?.router.describe?.() as { threshold: number }).threshold, 0.5);
   const easy = await routeText(runtime, 'apple easy river');
@@ -184,10 +208,20 @@ test('classifier router: a three-tier ladder, and tier names mapped onto the pol
   const dir = folder({
     'model.json': JSON.stringify(artifact),
     'gateway.yaml': policy(['small', 'medium', 'large'], '      plugin: classifier\n      model_path: model.json\n      threshold: 0.5'),
-    'mapped.yaml': policy(['s', 'm', 'l'], '      plugin: classifier\n      model_path: model.json\n      threshold: 0.5\n      tiers: { small: s, medium: m, large: l }'),
+    'mapped.yaml': policy(
+      ['s', 'm', 'l'],
+      '      plugin: classifier\n      model_path: model.json\n      threshold: 0.5\n      tiers: { small: s, medium: m, large: l }',
+    ),
   });
   const runtime = await load(path.join(dir, 'gateway.yaml'));
-  assert.deepEqual([(await routeText(runtime, 'cloud easy paper')).tier, (await routeText(runtime, 'cloud medium paper')).tier, (await routeText(runtime, 'cloud hard paper')).tier], ['small', 'medium', 'large']);
+  assert.deepEqual(
+    [
+      (await routeText(runtime, 'cloud easy paper')).tier,
+      (await routeText(runtime, 'cloud medium paper')).tier,
+      (await routeText(runtime, 'cloud hard paper')).tier,
+    ],
+    ['small', 'medium', 'large'],
+  );
   const mapped = await load(path.join(dir, 'mapped.yaml'));
   assert.equal((await routeText(mapped, 'cloud medium paper')).tier, 'm');
 });
@@ -206,7 +240,10 @@ test('classifier router: feature-spec mismatch, unknown tier and missing file ar
     'tiers.yaml': policy(['cheap', 'large'], router('model.json')),
     'missing.yaml': policy(['small', 'large'], router('nowhere.json')),
   });
-  const modelPathLine = policy(['small', 'large'], router('x')).split('\n').findIndex((l) => l.includes('model_path')) + 1;
+  const modelPathLine =
+    policy(['small', 'large'], router('x'))
+      .split('\n')
+      .findIndex((l) => l.includes('model_path')) + 1;
   for (const [file, pattern] of [
     ['future.yaml', /feature spec version 2 is not one this tiergate computes/],
     ['alien.yaml', /unknown built-in feature "sentiment"/],
@@ -222,8 +259,14 @@ test('classifier router: feature-spec mismatch, unknown tier and missing file ar
 
 test('classifier router: a changed model file reloads the policy (reload and watcher)', async () => {
   const artifact = await trainedArtifact(['small', 'large']);
-  const flipped: ClassifierArtifact = { ...artifact, models: artifact.models.map((m) => ({ ...m, bias: -m.bias, weights: { indices: m.weights.indices, values: m.weights.values.map((v) => -v) } })) };
-  const dir = folder({ 'model.json': JSON.stringify(artifact), 'gateway.yaml': policy(['small', 'large'], '      plugin: classifier\n      model_path: model.json\n      threshold: 0.5') });
+  const flipped: ClassifierArtifact = {
+    ...artifact,
+    models: artifact.models.map((m) => ({ ...m, bias: -m.bias, weights: { indices: m.weights.indices, values: m.weights.values.map((v) => -v) } })),
+  };
+  const dir = folder({
+    'model.json': JSON.stringify(artifact),
+    'gateway.yaml': policy(['small', 'large'], '      plugin: classifier\n      model_path: model.json\n      threshold: 0.5'),
+  });
   const manager = await RuntimeManager.start(path.join(dir, 'gateway.yaml'), { logger, mode: 'validate', debounceMs: 20 });
   try {
     assert.equal((await routeText(manager.runtime, 'apple easy river')).tier, 'small');
@@ -303,9 +346,20 @@ test('group prior: P(group | prompt) is learned from a training-only label, stac
   assert.deepEqual([...compileClassifier(artifact).probabilities(user('theorem lunch'))], [...model.probabilities(user('theorem lunch'))]);
   // A truncated weight blob is a located problem, not a silent misprediction.
   const broken = { ...artifact, group_prior: { ...prior, weights: { ...prior.weights, data: prior.weights.data.slice(0, 40) } } };
-  assert.match(artifactProblems(broken).map((p) => `${p.field}: ${p.message}`).join('\n'), /group_prior\.weights\.data: .*must hold 1034 × 2 weights/);
+  assert.match(
+    artifactProblems(broken)
+      .map((p) => `${p.field}: ${p.message}`)
+      .join('\n'),
+    /group_prior\.weights\.data: .*must hold 1034 × 2 weights/,
+  );
   // Without any group the prior cannot be learned: a clear error.
-  await assert.rejects(trainClassifier(rows.map((r) => ({ ...r, group: 'same' })), { ...settings, groupPrior: { expression: 'group' } }), /at least two groups.*only "same"/);
+  await assert.rejects(
+    trainClassifier(
+      rows.map((r) => ({ ...r, group: 'same' })),
+      { ...settings, groupPrior: { expression: 'group' } },
+    ),
+    /at least two groups.*only "same"/,
+  );
 });
 
 test('int8 weights: encoding keeps each weight within half a quantisation step', async () => {
@@ -320,9 +374,19 @@ test('int8 weights: encoding keeps each weight within half a quantisation step',
 test('L2 candidates: the one with the best held-out APGR is trained on every row, and all are reported', async () => {
   const rows = groupedRows(300);
   const spec = defaultFeatureSpec({ ngrams: { n: [1], buckets: 1 << 10, hash: 'fnv1a' } });
-  const { artifact } = await trainClassifier(rows, { tiers: [{ name: 'small' }, { name: 'large' }], folds: 3, epochs: 6, dataHash: 'test', spec, l2: [1e-4, 5] });
+  const { artifact } = await trainClassifier(rows, {
+    tiers: [{ name: 'small' }, { name: 'large' }],
+    folds: 3,
+    epochs: 6,
+    dataHash: 'test',
+    spec,
+    l2: [1e-4, 5],
+  });
   const metrics = artifact.metrics as { l2: number; held_out_apgr: number; l2_candidates: Array<{ l2: number; held_out_apgr: number }> };
-  assert.deepEqual(metrics.l2_candidates.map((c) => c.l2), [1e-4, 5]);
+  assert.deepEqual(
+    metrics.l2_candidates.map((c) => c.l2),
+    [1e-4, 5],
+  );
   const best = metrics.l2_candidates.reduce((a, b) => (b.held_out_apgr > a.held_out_apgr ? b : a));
   assert.equal(metrics.l2, best.l2);
   assert.equal(metrics.held_out_apgr, best.held_out_apgr);

@@ -59,7 +59,12 @@ function input(messages: ChatMessage[], response: ChatResult, model: ModelSpec =
 }
 
 function ask(question: string, system?: string): ChatMessage[] {
-  return system ? [{ role: 'system', content: system }, { role: 'user', content: question }] : [{ role: 'user', content: question }];
+  return system
+    ? [
+        { role: 'system', content: system },
+        { role: 'user', content: question },
+      ]
+    : [{ role: 'user', content: question }];
 }
 
 const never = () => new AbortController().signal;
@@ -194,7 +199,9 @@ describe('llm_judge', () => {
     const prompt = estimateMessagesTokens(judgeMessages(evalInput, DEFAULT_RUBRIC, 4000));
     const completion = estimateTextTokens('SCORE: 9\nREASON: good');
     assert.ok(prompt > 50, 'the estimate covers the whole judge prompt');
-    assert.deepEqual(evaluation.spent, [{ model: 'judge', usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion } }]);
+    assert.deepEqual(evaluation.spent, [
+      { model: 'judge', usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion } },
+    ]);
     assert.equal(evaluation.details?.usage_estimated, true);
   });
 
@@ -213,7 +220,11 @@ describe('llm_judge', () => {
     fake.behave(() => ({ kind: 'reply', content: 'SCORE: 9' }));
     const answer = result(null, {
       finish_reason: 'tool_calls',
-      message: { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'lookup_order', arguments: '{"id":"12345"}' } }] },
+      message: {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: 'c1', type: 'function', function: { name: 'lookup_order', arguments: '{"id":"12345"}' } }],
+      },
     });
     await evaluator.evaluate(input(ask('Where is order 12345?'), answer), never());
     assert.match(fake.requests[0].body.messages[1].content, /lookup_order\(\{"id":"12345"\}\)/);
@@ -294,7 +305,10 @@ ${evaluators}`,
       assert.ok(route?.gate);
       // Host keys (name, threshold, weight, when) stayed with the host: the closed option
       // schemas would have rejected them otherwise.
-      assert.deepEqual(route.gate.evaluators.map((e) => e.name), ['judge', 'logprob', 'order_status']);
+      assert.deepEqual(
+        route.gate.evaluators.map((e) => e.name),
+        ['judge', 'logprob', 'order_status'],
+      );
       assert.deepEqual(route.upstreamParameters, { logprobs: true }, 'the logprob evaluator asks every upstream call for logprobs');
 
       // callModel works once the runtime is built: the judge prompt reaches the simulator.
@@ -314,8 +328,15 @@ ${evaluators}`,
     const file = policyWithGate('        - { plugin: llm_judge, model: smal-model }');
     await assert.rejects(buildRuntime(file, { logger, mode: 'validate' }), (err: unknown) => {
       assert.ok(err instanceof PolicyErrors, String(err));
-      assert.deepEqual(err.errors.map((e) => e.code), ['TG_ERR_CONFIG_REFERENCE'], err.message);
-      assert.match(err.errors[0].located(), /gateway\.yaml:\d+:\d+ routes\.support\.gate\.evaluators\[0\]\.model: no model named "smal-model" \(did you mean "small-model"\?\)/);
+      assert.deepEqual(
+        err.errors.map((e) => e.code),
+        ['TG_ERR_CONFIG_REFERENCE'],
+        err.message,
+      );
+      assert.match(
+        err.errors[0].located(),
+        /gateway\.yaml:\d+:\d+ routes\.support\.gate\.evaluators\[0\]\.model: no model named "smal-model" \(did you mean "small-model"\?\)/,
+      );
       return true;
     });
   });
@@ -324,7 +345,11 @@ ${evaluators}`,
     const file = policyWithGate('        - { plugin: llm_judge, rubric: be nice }');
     await assert.rejects(buildRuntime(file, { logger, mode: 'validate' }), (err: unknown) => {
       assert.ok(err instanceof PolicyErrors, String(err));
-      assert.deepEqual(err.errors.map((e) => e.code), ['TG_ERR_PLUGIN_OPTIONS'], err.message);
+      assert.deepEqual(
+        err.errors.map((e) => e.code),
+        ['TG_ERR_PLUGIN_OPTIONS'],
+        err.message,
+      );
       assert.match(err.errors[0].located(), /gateway\.yaml:\d+:\d+ routes\.support\.gate\.evaluators\[0\]: missing required key "model"/);
       return true;
     });
@@ -396,12 +421,16 @@ describe('logprob', () => {
     assert.deepEqual(again.choices[0].logprobs, asked.choices[0].logprobs);
   });
 
-  test('simulator streams carry each chunk\'s logprobs, matching the complete answer', async () => {
-    for (const [model, question] of [['strong', PROMPTS[3]], ['weak', PROMPTS[3]], ['weak', PROMPTS[0]]] as const) {
+  test("simulator streams carry each chunk's logprobs, matching the complete answer", async () => {
+    for (const [model, question] of [
+      ['strong', PROMPTS[3]],
+      ['weak', PROMPTS[3]],
+      ['weak', PROMPTS[0]],
+    ] as const) {
       const request: ChatRequest = { model, messages: ask(question), logprobs: true };
       const whole = await provider.complete(request, { model: spec(model), signal: never() });
       const chunks = await collect(provider.stream({ ...request, stream: true }, { model: spec(model), signal: never() }));
-      const streamed = chunks.flatMap((c) => ((c.choices[0]?.logprobs as { content?: unknown[] } | undefined)?.content ?? []));
+      const streamed = chunks.flatMap((c) => (c.choices[0]?.logprobs as { content?: unknown[] } | undefined)?.content ?? []);
       assert.deepEqual(streamed, (whole.choices[0].logprobs as { content: unknown[] }).content);
       for (const c of chunks) {
         const lp = c.choices[0]?.logprobs as { content: Array<{ token: string }> } | undefined;
@@ -466,7 +495,11 @@ describe('logprob', () => {
 
     // And a real one: the simulator when the request did not ask for them.
     const plain = await provider.complete({ model: 'strong', messages: ask(PROMPTS[0]) }, { model: spec('strong'), signal: never() });
-    for (const [when_missing, score] of [['pass', 1], ['fail', 0], ['neutral', 0.5]] as const) {
+    for (const [when_missing, score] of [
+      ['pass', 1],
+      ['fail', 0],
+      ['neutral', 0.5],
+    ] as const) {
       const evaluator = await logprobEvaluator({ when_missing });
       assert.equal((await evaluator.evaluate(input(ask(PROMPTS[0]), plain), never())).score, score, when_missing);
     }
@@ -504,17 +537,30 @@ describe('logprob', () => {
     });
 
     test('not asked: the fake sends none, and when_missing decides', async () => {
-      const response = await openai.complete({ model: 'gpt-x', messages: ask('Capital of France?') }, { model: spec('gpt', 'gpt-x', 'openai'), signal: never() });
+      const response = await openai.complete(
+        { model: 'gpt-x', messages: ask('Capital of France?') },
+        { model: spec('gpt', 'gpt-x', 'openai'), signal: never() },
+      );
       assert.equal(response.choices[0].logprobs, null);
       const evaluator = await logprobEvaluator({ when_missing: 'fail' });
       assert.equal((await evaluator.evaluate(input(ask('Capital of France?'), response), never())).score, 0);
     });
 
     test('a stream spreads the logprobs over its content chunks, in order', async () => {
-      const chunks = await collect(openai.stream({ model: 'gpt-x', messages: ask('Capital of France?'), logprobs: true }, { model: spec('gpt', 'gpt-x', 'openai'), signal: never() }));
-      const streamed = chunks.flatMap((c) => ((c.choices[0]?.logprobs as { content?: Array<{ token: string; logprob: number }> } | null | undefined)?.content ?? []));
-      assert.deepEqual(streamed.map((t) => [t.token, t.logprob]), tokens.map((t) => [t.token, t.logprob]));
-      assert.ok(chunks.filter((c) => (c.choices[0]?.logprobs as { content?: unknown[] } | null | undefined)?.content?.length).length > 1, 'spread over several chunks');
+      const chunks = await collect(
+        openai.stream({ model: 'gpt-x', messages: ask('Capital of France?'), logprobs: true }, { model: spec('gpt', 'gpt-x', 'openai'), signal: never() }),
+      );
+      const streamed = chunks.flatMap(
+        (c) => (c.choices[0]?.logprobs as { content?: Array<{ token: string; logprob: number }> } | null | undefined)?.content ?? [],
+      );
+      assert.deepEqual(
+        streamed.map((t) => [t.token, t.logprob]),
+        tokens.map((t) => [t.token, t.logprob]),
+      );
+      assert.ok(
+        chunks.filter((c) => (c.choices[0]?.logprobs as { content?: unknown[] } | null | undefined)?.content?.length).length > 1,
+        'spread over several chunks',
+      );
     });
   });
 });
@@ -568,7 +614,13 @@ describe('order_status', () => {
   test("the simulator's answers: a competent model passes, a weak model's hedges and refusals fail", async () => {
     const provider = await simulator.create(sim, testPluginContext({ at: 'providers.sim' }));
     const evaluator = await orderStatus.create({}, testPluginContext({ at: 'x' }));
-    const questions = ['Where is my package? Order 12345', 'Where is my order 90210?', 'When will my package 31337 arrive?', 'Track my shipment 77001 please', 'Where is order 4242?'];
+    const questions = [
+      'Where is my package? Order 12345',
+      'Where is my order 90210?',
+      'When will my package 31337 arrive?',
+      'Track my shipment 77001 please',
+      'Where is order 4242?',
+    ];
     const weakScores: number[] = [];
     try {
       for (const question of questions) {

@@ -12,7 +12,17 @@ import regex from '../../plugins/evaluators/regex/index.ts';
 import jsonata from '../../plugins/evaluators/jsonata/index.ts';
 import simulator from '../../plugins/providers/simulator/index.ts';
 import { BUILTIN_PLUGIN_ROOT, discoverPlugins, loadPlugin } from '../../src/policy/plugins.ts';
-import type { ChatChoice, ChatMessage, ChatResult, EvalInput, Evaluation, Evaluator, FinishReason, ModelSpec, PluginContext } from '../../src/plugin-sdk/plugin-api.ts';
+import type {
+  ChatChoice,
+  ChatMessage,
+  ChatResult,
+  EvalInput,
+  Evaluation,
+  Evaluator,
+  FinishReason,
+  ModelSpec,
+  PluginContext,
+} from '../../src/plugin-sdk/plugin-api.ts';
 import { testPluginContext } from '../support/plugin-context.ts';
 
 const DATA = path.resolve(import.meta.dirname, '../../../shared/data');
@@ -47,7 +57,14 @@ function input(c: Case): EvalInput {
     usage: { prompt_tokens: 10, completion_tokens: 10, total_tokens: 20 },
   };
   return {
-    request: { model: 'support', messages: c.messages ?? [{ role: 'user', content: 'Tell me about the weather in Lisbon in spring.' }], parameters: {}, metadata: c.metadata ?? {}, headers: {}, stream: false },
+    request: {
+      model: 'support',
+      messages: c.messages ?? [{ role: 'user', content: 'Tell me about the weather in Lisbon in spring.' }],
+      parameters: {},
+      metadata: c.metadata ?? {},
+      headers: {},
+      stream: false,
+    },
     response,
     features: c.features ?? {},
     model,
@@ -106,7 +123,13 @@ describe('heuristics', () => {
       'Why do cats purr? Also, how long do they live?',
     ];
     const provider = await simulator.create(
-      { profiles: { incapable: { capability: 0, first_token_ms: 0, tokens_per_second: 1000 }, capable: { capability: 1, first_token_ms: 0, tokens_per_second: 1000 } }, time_scale: 0 },
+      {
+        profiles: {
+          incapable: { capability: 0, first_token_ms: 0, tokens_per_second: 1000 },
+          capable: { capability: 1, first_token_ms: 0, tokens_per_second: 1000 },
+        },
+        time_scale: 0,
+      },
       testPluginContext({ at: 'providers.sim' }),
     );
     const e = await heuristics.create({}, ctx());
@@ -187,7 +210,11 @@ describe('heuristics', () => {
     const e = await heuristics.create({}, ctx());
     assert.equal((await run(e, { answer: '   ' })).score, 0);
     assert.deepEqual(failedChecks(await run(e, { answer: null })), ['empty']);
-    const toolCall = await run(e, { answer: null, finish: 'tool_calls', message: { tool_calls: [{ id: 't1', type: 'function', function: { name: 'lookup_order', arguments: '{"id":"12345"}' } }] } });
+    const toolCall = await run(e, {
+      answer: null,
+      finish: 'tool_calls',
+      message: { tool_calls: [{ id: 't1', type: 'function', function: { name: 'lookup_order', arguments: '{"id":"12345"}' } }] },
+    });
     assert.equal(toolCall.score, 1, 'a tool call is an answer, however short its text');
     assert.deepEqual(failedChecks(await run(e, { answer: GOOD, finish: 'content_filter' })), ['filtered']);
     const loop = `${GOOD} ${'The answer is the answer because the answer is what it is. '.repeat(12)}`;
@@ -203,10 +230,19 @@ describe('heuristics', () => {
     const short = await run(e, { answer: 'Sunny.' });
     assert.deepEqual(failedChecks(short), ['too_short']);
     assert.equal(short.score, 0.6, 'suspicious, but above a 0.5 gate: a short answer alone does not escalate');
-    const label = await run(e, { answer: 'B', messages: [{ role: 'user', content: 'Which is heavier?\nA) feather\nB) brick\nPrint only a single choice from "A" or "B" without explanation.' }] });
+    const label = await run(e, {
+      answer: 'B',
+      messages: [{ role: 'user', content: 'Which is heavier?\nA) feather\nB) brick\nPrint only a single choice from "A" or "B" without explanation.' }],
+    });
     assert.equal(label.score, 1);
     assert.match(String(label.details?.short_ok), /prompt asks for a short answer/);
-    const viaSystem = await run(e, { answer: 'billing', messages: [{ role: 'system', content: 'Reply with a single word: the category.' }, { role: 'user', content: 'I was charged twice.' }] });
+    const viaSystem = await run(e, {
+      answer: 'billing',
+      messages: [
+        { role: 'system', content: 'Reply with a single word: the category.' },
+        { role: 'user', content: 'I was charged twice.' },
+      ],
+    });
     assert.equal(viaSystem.score, 1, 'the system prompt can ask for the short answer');
 
     const withRule = await heuristics.create({ short_ok_when: "request.metadata.task_type = 'classification' or features.expects_short" }, ctx());
@@ -220,7 +256,10 @@ describe('heuristics', () => {
   });
 
   test('options: extra patterns, penalties, and a located error for a bad pattern', async () => {
-    const e = await heuristics.create({ refusal_patterns: ['\\bnot authori[sz]ed\\b'], hedge_patterns: ['\\bno guarantees\\b'], penalties: { hedge: 0.2, too_short: 0 } }, ctx());
+    const e = await heuristics.create(
+      { refusal_patterns: ['\\bnot authori[sz]ed\\b'], hedge_patterns: ['\\bno guarantees\\b'], penalties: { hedge: 0.2, too_short: 0 } },
+      ctx(),
+    );
     assert.deepEqual(failedChecks(await run(e, { answer: 'You are not authorized to see this record.' })), ['refusal']);
     const hedged = await run(e, { answer: `${GOOD} No guarantees, though.` });
     assert.deepEqual(failedChecks(hedged), ['hedge']);
@@ -268,7 +307,11 @@ describe('json_schema', () => {
     assert.equal(r.score, 0.25, 'one of two required keys present: 0.5 × 1/2');
     assert.equal(r.details?.required_present, '1/2');
     assert.equal(r.details?.error_count, 3);
-    assert.deepEqual(r.details?.errors, ['(root) must have required property \'confidence\'', '(root) must NOT have additional properties "extra"', '/label must be equal to one of the allowed values']);
+    assert.deepEqual(r.details?.errors, [
+      "(root) must have required property 'confidence'",
+      '(root) must NOT have additional properties "extra"',
+      '/label must be equal to one of the allowed values',
+    ]);
     assert.equal((await run(e, { answer: '[1, 2]' })).score, 0, 'an array where an object is required gets no credit');
   });
 
@@ -277,14 +320,20 @@ describe('json_schema', () => {
     const prose = await run(e, { answer: 'The sentiment is positive.' });
     assert.equal(prose.score, 0);
     assert.match(String(prose.details?.error), /^no JSON value found in the answer/);
-    assert.equal((await run(e, { answer: '{"label": "positive", "confidence": ' , finish: 'length' })).score, 0, 'truncated JSON does not parse');
+    assert.equal((await run(e, { answer: '{"label": "positive", "confidence": ', finish: 'length' })).score, 0, 'truncated JSON does not parse');
     const none = await run(e, { answer: null });
     assert.deepEqual(none, { score: 0, details: { error: 'the answer has no text to parse as JSON', extract: 'lenient' } });
   });
 
   test('an invalid schema is an error located at the schema option', async () => {
-    await assert.rejects(jsonSchema.create({ schema: { type: 'object', properties: { n: { type: 'integr' } } } }, ctx()), /^Error: schema: not a valid JSON Schema: .*type/);
-    await assert.rejects(jsonSchema.create({ schema: { $ref: '#/definitions/missing' } }, ctx()), /^Error: schema: not a valid JSON Schema: can't resolve reference/);
+    await assert.rejects(
+      jsonSchema.create({ schema: { type: 'object', properties: { n: { type: 'integr' } } } }, ctx()),
+      /^Error: schema: not a valid JSON Schema: .*type/,
+    );
+    await assert.rejects(
+      jsonSchema.create({ schema: { $ref: '#/definitions/missing' } }, ctx()),
+      /^Error: schema: not a valid JSON Schema: can't resolve reference/,
+    );
   });
 });
 
@@ -408,7 +457,12 @@ function* answers(rows: Row[]): Generator<{ row: Row; name: string; outcome: Out
   for (const row of rows) {
     for (const [name, outcome] of Object.entries(row.outcomes)) {
       if (typeof outcome.response !== 'string') continue;
-      yield { row, name, outcome, input: input({ answer: outcome.response, messages: messagesOf(row.prompt), metadata: row.reference_answer ? { reference: row.reference_answer } : {} }) };
+      yield {
+        row,
+        name,
+        outcome,
+        input: input({ answer: outcome.response, messages: messagesOf(row.prompt), metadata: row.reference_answer ? { reference: row.reference_answer } : {} }),
+      };
     }
   }
 }
@@ -556,6 +610,9 @@ describe('real recorded answers: RouterBench (11 models, arc-challenge, winogran
     // (a number sequence or a word list repeated to the token limit), all recorded wrong;
     // long lists of similar test cases (code-llama, repeated share ≤ 0.37) are not flagged.
     assert.ok(loops.length >= 3 && loops.length <= 10, `${loops.length} loops`);
-    assert.ok(loops.every((l) => l.score === 0), 'every flagged loop is an answer the benchmark recorded as wrong');
+    assert.ok(
+      loops.every((l) => l.score === 0),
+      'every flagged loop is an answer the benchmark recorded as wrong',
+    );
   });
 });

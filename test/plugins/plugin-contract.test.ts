@@ -21,7 +21,8 @@ const catalogue = discoverPlugins([BUILTIN_PLUGIN_ROOT]);
 
 test('discovery finds the built-in plugins of every kind in plugins/', () => {
   const names = [...catalogue.plugins.values()].map((p) => `${p.kind}:${p.name}`);
-  for (const expected of ['router:rules', 'provider:openai', 'provider:anthropic', 'provider:simulator']) assert.ok(names.includes(expected), `${expected} discovered (found ${names.join(', ')})`);
+  for (const expected of ['router:rules', 'provider:openai', 'provider:anthropic', 'provider:simulator'])
+    assert.ok(names.includes(expected), `${expected} discovered (found ${names.join(', ')})`);
 });
 
 test('src/ names no particular plugin: discovery is the only registry', () => {
@@ -38,17 +39,20 @@ test('src/ names no particular plugin: discovery is the only registry', () => {
     for (const file of files) {
       // Module specifiers are not plugin references: src/expressions/compile.ts imports the npm
       // package 'jsonata', which shares its name with the jsonata evaluator.
-      const code = readFileSync(file, 'utf8').replace(/\/\/.*$/gm, '').replace(/\bfrom\s+(['"])[^'"\n]+\1/g, 'from <module>');
+      const code = readFileSync(file, 'utf8')
+        .replace(/\/\/.*$/gm, '')
+        .replace(/\bfrom\s+(['"])[^'"\n]+\1/g, 'from <module>');
       assert.ok(!new RegExp(`['"\`]${plugin.name}['"\`]`).test(code), `${path.relative(process.cwd(), file)} names the ${plugin.kind} plugin "${plugin.name}"`);
     }
   }
 });
 
 test('src/ imports no plugin module, not even to read its id', () => {
-  const walk = (dir: string): string[] => readdirSync(dir).flatMap((entry) => {
-    const full = path.join(dir, entry);
-    return statSync(full).isDirectory() ? walk(full) : full.endsWith('.ts') ? [full] : [];
-  });
+  const walk = (dir: string): string[] =>
+    readdirSync(dir).flatMap((entry) => {
+      const full = path.join(dir, entry);
+      return statSync(full).isDirectory() ? walk(full) : full.endsWith('.ts') ? [full] : [];
+    });
   for (const file of walk(path.resolve(import.meta.dirname, '../../src'))) {
     assert.doesNotMatch(readFileSync(file, 'utf8'), /from\s+['"](?:\.\.\/)+plugins\//, `${path.relative(process.cwd(), file)} imports a plugin`);
   }
@@ -57,7 +61,11 @@ test('src/ imports no plugin module, not even to read its id', () => {
 test('built-in plugins use only the SDK: no plugin imports from src/', () => {
   for (const plugin of catalogue.plugins.values()) {
     const code = readFileSync(plugin.entry, 'utf8');
-    assert.doesNotMatch(code, /from\s+['"](?:\.\.\/)+src\//, `${plugin.kind} plugin "${plugin.name}" imports tiergate's internals; import from 'tiergate/plugin'`);
+    assert.doesNotMatch(
+      code,
+      /from\s+['"](?:\.\.\/)+src\//,
+      `${plugin.kind} plugin "${plugin.name}" imports tiergate's internals; import from 'tiergate/plugin'`,
+    );
   }
 });
 
@@ -96,8 +104,16 @@ function datedPlugin(t: { after(fn: () => void): void }, contract: string): { di
 }
 
 const CONTRACT_CASES = [
-  { label: 'another contract version', contract: '\n    contract: 2,', says: /evaluator plugin "dated"(?: \([^)]*\))? was written for plugin contract 2, but this tiergate speaks plugin contract 1: port it to contract 1/ },
-  { label: 'no contract version', contract: '', says: /evaluator plugin "dated"(?: \([^)]*\))? declares no contract version, but this tiergate speaks plugin contract 1: .*contract: 1/ },
+  {
+    label: 'another contract version',
+    contract: '\n    contract: 2,',
+    says: /evaluator plugin "dated"(?: \([^)]*\))? was written for plugin contract 2, but this tiergate speaks plugin contract 1: port it to contract 1/,
+  },
+  {
+    label: 'no contract version',
+    contract: '',
+    says: /evaluator plugin "dated"(?: \([^)]*\))? declares no contract version, but this tiergate speaks plugin contract 1: .*contract: 1/,
+  },
 ];
 
 for (const { label, contract, says } of CONTRACT_CASES) {
@@ -128,16 +144,23 @@ for (const { label, contract, says } of CONTRACT_CASES) {
         - plugin: dated`,
       }),
     );
-    await assert.rejects(loadPlugin(discovered, { file: 'gateway.yaml', line: 30, column: 11, path: 'routes.support.gate.evaluators[0].plugin' }), (err: unknown) => {
-      assert.ok(err instanceof TiergateError, String(err));
-      assert.equal(err.code, 'TG_ERR_PLUGIN_CONTRACT');
-      assert.match(err.located(), /^gateway\.yaml:30:11 routes\.support\.gate\.evaluators\[0\]\.plugin: evaluator plugin "dated" \(.*index\.mjs\) /);
-      assert.match(err.located(), says);
-      return true;
-    });
+    await assert.rejects(
+      loadPlugin(discovered, { file: 'gateway.yaml', line: 30, column: 11, path: 'routes.support.gate.evaluators[0].plugin' }),
+      (err: unknown) => {
+        assert.ok(err instanceof TiergateError, String(err));
+        assert.equal(err.code, 'TG_ERR_PLUGIN_CONTRACT');
+        assert.match(err.located(), /^gateway\.yaml:30:11 routes\.support\.gate\.evaluators\[0\]\.plugin: evaluator plugin "dated" \(.*index\.mjs\) /);
+        assert.match(err.located(), says);
+        return true;
+      },
+    );
     await assert.rejects(buildRuntime(policyFile, { logger: createLogger({ level: 'error' }), mode: 'validate' }), (err: unknown) => {
       assert.ok(err instanceof PolicyErrors, String(err));
-      assert.deepEqual(err.errors.map((e) => e.code), ['TG_ERR_PLUGIN_CONTRACT'], err.message);
+      assert.deepEqual(
+        err.errors.map((e) => e.code),
+        ['TG_ERR_PLUGIN_CONTRACT'],
+        err.message,
+      );
       assert.match(err.errors[0].located(), says);
       return true;
     });
@@ -156,10 +179,13 @@ for (const { label, contract, says } of CONTRACT_CASES) {
 }
 
 test('the exported contract test reports every broken check of a plugin, not only the first', async () => {
-  await assert.rejects(checkPluginContract(path.join(import.meta.dirname, '..', 'fixtures', 'plugins-broken', 'id-mismatch', 'routers', 'smart')), (err: unknown) => {
-    assert.ok(err instanceof PluginContractError, String(err));
-    assert.equal(err.failures.length, 3, err.message);
-    assert.match(err.message, /meta\.id is "clever" but the folder is "smart"/);
-    return true;
-  });
+  await assert.rejects(
+    checkPluginContract(path.join(import.meta.dirname, '..', 'fixtures', 'plugins-broken', 'id-mismatch', 'routers', 'smart')),
+    (err: unknown) => {
+      assert.ok(err instanceof PluginContractError, String(err));
+      assert.equal(err.failures.length, 3, err.message);
+      assert.match(err.message, /meta\.id is "clever" but the folder is "smart"/);
+      return true;
+    },
+  );
 });

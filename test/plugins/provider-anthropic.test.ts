@@ -6,7 +6,16 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import anthropic, { fromAnthropicMessage, parseRetryAfter, toAnthropicRequest, toUpstreamError } from '../../plugins/providers/anthropic/index.ts';
 import type { AnthropicOptions } from '../../plugins/providers/anthropic/index.ts';
 import { testPluginContext, type LogLine } from '../support/plugin-context.ts';
-import { isUpstreamError, type CallOptions, type ChatChunk, type ChatRequest, type ModelSpec, type PluginContext, type Provider, type UpstreamError } from '../../src/plugin-sdk/plugin-api.ts';
+import {
+  isUpstreamError,
+  type CallOptions,
+  type ChatChunk,
+  type ChatRequest,
+  type ModelSpec,
+  type PluginContext,
+  type Provider,
+  type UpstreamError,
+} from '../../src/plugin-sdk/plugin-api.ts';
 import { startFakeAnthropic, type FakeAnthropic } from '../support/fake-anthropic.ts';
 
 const API_KEY = 'sk-ant-test-0123456789';
@@ -85,8 +94,20 @@ describe('anthropic provider', () => {
       assert.equal(body.model, 'claude-x');
       assert.equal(body.system, 'You are terse.\n\nAnswer in French.\n\nLate system note.');
       assert.deepEqual(body.messages, [
-        { role: 'user', content: [{ type: 'text', text: 'first' }, { type: 'text', text: 'second' }] },
-        { role: 'assistant', content: [{ type: 'text', text: 'one' }, { type: 'text', text: 'two' }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'first' },
+            { type: 'text', text: 'second' },
+          ],
+        },
+        {
+          role: 'assistant',
+          content: [
+            { type: 'text', text: 'one' },
+            { type: 'text', text: 'two' },
+          ],
+        },
         { role: 'user', content: 'third' },
       ]);
       const request = fake.requests[fake.requests.length - 1];
@@ -178,7 +199,13 @@ describe('anthropic provider', () => {
       const echoed = await provider.complete(chat(), call());
       assert.equal(echoed.choices[0].message.content, 'echo: hello there, world');
 
-      fake.behave(() => ({ kind: 'reply', content: [{ type: 'text', text: 'Hello, ' }, { type: 'text', text: 'world.' }] }));
+      fake.behave(() => ({
+        kind: 'reply',
+        content: [
+          { type: 'text', text: 'Hello, ' },
+          { type: 'text', text: 'world.' },
+        ],
+      }));
       const joined = await provider.complete(chat(), call());
       assert.equal(joined.choices[0].message.content, 'Hello, world.');
     });
@@ -246,11 +273,21 @@ describe('anthropic provider', () => {
     const input = { city: 'Paris', units: 'metric' };
 
     it('round-trips: tools out, tool_use back as tool_calls, tool results out as tool_result', async () => {
-      fake.behave(() => ({ kind: 'reply', content: [{ type: 'text', text: 'Checking.' }, { type: 'tool_use', id: 'toolu_01', name: 'get_weather', input }] }));
+      fake.behave(() => ({
+        kind: 'reply',
+        content: [
+          { type: 'text', text: 'Checking.' },
+          { type: 'tool_use', id: 'toolu_01', name: 'get_weather', input },
+        ],
+      }));
       const first = await provider.complete(chat({ tools, tool_choice: 'required', parallel_tool_calls: false }), call());
 
       assert.deepEqual(lastBody().tools, [
-        { name: 'get_weather', description: 'Weather for a city', input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } },
+        {
+          name: 'get_weather',
+          description: 'Weather for a city',
+          input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+        },
       ]);
       assert.deepEqual(lastBody().tool_choice, { type: 'any', disable_parallel_tool_use: true });
 
@@ -279,7 +316,13 @@ describe('anthropic provider', () => {
       );
       assert.deepEqual(lastBody().messages, [
         { role: 'user', content: 'Weather in Paris?' },
-        { role: 'assistant', content: [{ type: 'text', text: 'Checking.' }, { type: 'tool_use', id: 'toolu_01', name: 'get_weather', input }] },
+        {
+          role: 'assistant',
+          content: [
+            { type: 'text', text: 'Checking.' },
+            { type: 'tool_use', id: 'toolu_01', name: 'get_weather', input },
+          ],
+        },
         {
           role: 'user',
           content: [

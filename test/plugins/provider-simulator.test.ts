@@ -1,14 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import simulator, { promptDifficulty, type SimulatorOptions } from '../../plugins/providers/simulator/index.ts';
-import {
-  type CallOptions,
-  type ChatMessage,
-  type ChatRequest,
-  type ChatResult,
-  type ModelSpec,
-  type Provider,
-} from '../../src/plugin-sdk/plugin-api.ts';
+import { type CallOptions, type ChatMessage, type ChatRequest, type ChatResult, type ModelSpec, type Provider } from '../../src/plugin-sdk/plugin-api.ts';
 import { collect, testPluginContext, upstreamFailure, type LogLine } from '../support/plugin-context.ts';
 import { estimateMessagesTokens, estimateTextTokens } from '../../src/plugin-sdk/tokens.ts';
 
@@ -58,7 +51,6 @@ async function make(options: SimulatorOptions = instant): Promise<Provider> {
   assert.deepEqual(simulator.validate(options, ctx), []);
   return simulator.create(options, ctx);
 }
-
 
 /** Everything but `created`, which is a wall-clock timestamp like OpenAI's. */
 function stable(result: ChatResult): Omit<ChatResult, 'created'> {
@@ -114,7 +106,10 @@ describe('simulator provider', () => {
 
     test('ignores the system prompt but counts turns', () => {
       const bare = promptDifficulty(user(SUPPORT));
-      const withSystem = promptDifficulty([{ role: 'system', content: 'You are a careful legal analyst. Explain step by step. '.repeat(20) }, ...user(SUPPORT)]);
+      const withSystem = promptDifficulty([
+        { role: 'system', content: 'You are a careful legal analyst. Explain step by step. '.repeat(20) },
+        ...user(SUPPORT),
+      ]);
       assert.equal(withSystem, bare);
       const turns: ChatMessage[] = [];
       for (let i = 0; i < 4; i++) turns.push({ role: 'user', content: `Question ${i} about the plan` }, { role: 'assistant', content: 'Sure.' });
@@ -198,7 +193,12 @@ describe('simulator provider', () => {
 
   test('stream concatenates to the complete() text and ends with usage', async () => {
     const provider = await make({ ...instant, time_scale: 0.001 });
-    for (const [upstream, text] of [['sim-large', LEGAL], ['sim-small', LEGAL], ['sim-small', SUPPORT], ['sim-weak', MATH]] as const) {
+    for (const [upstream, text] of [
+      ['sim-large', LEGAL],
+      ['sim-small', LEGAL],
+      ['sim-small', SUPPORT],
+      ['sim-weak', MATH],
+    ] as const) {
       const req = request(upstream, text);
       const whole = await provider.complete(req, call(modelFor(upstream)));
       const chunks = await collect(provider.stream({ ...req, stream: true }, call(modelFor(upstream))));
@@ -311,8 +311,14 @@ describe('simulator provider', () => {
     const outcomes: boolean[] = [];
     for (let i = 0; i < 40; i++) {
       const req = request('flaky', `Where is my package? Order ${1000 + i}`);
-      const first = await half.complete(req, call(modelFor('flaky'))).then(() => true, () => false);
-      const again = await half.complete(req, call(modelFor('flaky'))).then(() => true, () => false);
+      const first = await half.complete(req, call(modelFor('flaky'))).then(
+        () => true,
+        () => false,
+      );
+      const again = await half.complete(req, call(modelFor('flaky'))).then(
+        () => true,
+        () => false,
+      );
       assert.equal(again, first, 'the same prompt fails or succeeds every time');
       outcomes.push(first);
     }

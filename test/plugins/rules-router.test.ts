@@ -40,16 +40,29 @@ async function route(runtime: Runtime, body: Partial<ChatBody>, headers: Record<
 
 const extractionFormat = (fields: number) => ({
   type: 'json_schema',
-  json_schema: { name: 'fields', schema: { type: 'object', properties: Object.fromEntries(Array.from({ length: fields }, (_, i) => [`f${i}`, { type: 'string' }])) } },
+  json_schema: {
+    name: 'fields',
+    schema: { type: 'object', properties: Object.fromEntries(Array.from({ length: fields }, (_, i) => [`f${i}`, { type: 'string' }])) },
+  },
 });
 
 test('shipped gateway.yaml: the seed rules pick the tier', async () => {
   const runtime = await load(shippedPolicy);
   const cases: Array<[string, Partial<ChatBody>, string, RegExp]> = [
     ['classification → small', { metadata: { task_type: 'classification' } }, 'small', /classification/],
-    ['extraction, 3 fields in response_format → small', { metadata: { task_type: 'extraction' }, response_format: extractionFormat(3) }, 'small', /fewer than 5 fields/],
+    [
+      'extraction, 3 fields in response_format → small',
+      { metadata: { task_type: 'extraction' }, response_format: extractionFormat(3) },
+      'small',
+      /fewer than 5 fields/,
+    ],
     ['extraction, field_count 4 in metadata → small', { metadata: { task_type: 'extraction', field_count: 4 } }, 'small', /fewer than 5 fields/],
-    ['extraction, 7 fields → no rule, default large', { metadata: { task_type: 'extraction' }, response_format: extractionFormat(7) }, 'large', /no rule matched/],
+    [
+      'extraction, 7 fields → no rule, default large',
+      { metadata: { task_type: 'extraction' }, response_format: extractionFormat(7) },
+      'large',
+      /no rule matched/,
+    ],
     ['extraction, fields unknown → no rule, default large', { metadata: { task_type: 'extraction' } }, 'large', /no rule matched/],
     ['reasoning → large', { metadata: { task_type: 'reasoning' } }, 'large', /reasoning/],
     ['medical domain → large', { metadata: { domain: 'medical' } }, 'large', /high-risk domain/],

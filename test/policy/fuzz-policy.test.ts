@@ -99,8 +99,42 @@ analytics:
 // Mutations. Each is plain data (indices into whatever the policy holds at that point),
 // so fast-check can shrink a failing case to the smallest mutation that shows it.
 
-const WRONG_VALUES: unknown[] = ['x', '', 42, -1, 0, 1.5, true, null, [], {}, ['a', 1], { a: 1 }, '.', 'a'.repeat(300), 'sub/dir/file.jsonl', '${TG_FUZZ_UNSET_VARIABLE}', '*', '../outside.jsonl'];
-const BROKEN_JSONATA = ['(', '$nosuchfunction()', 'a = ', '$count(', ']]', '$$$', 'function($x){', "'unterminated", '1 +', '$lenght(messages)', '{', 'a ? b', '$sum(1, 2, 3)', '"'];
+const WRONG_VALUES: unknown[] = [
+  'x',
+  '',
+  42,
+  -1,
+  0,
+  1.5,
+  true,
+  null,
+  [],
+  {},
+  ['a', 1],
+  { a: 1 },
+  '.',
+  'a'.repeat(300),
+  'sub/dir/file.jsonl',
+  '${TG_FUZZ_UNSET_VARIABLE}',
+  '*',
+  '../outside.jsonl',
+];
+const BROKEN_JSONATA = [
+  '(',
+  '$nosuchfunction()',
+  'a = ',
+  '$count(',
+  ']]',
+  '$$$',
+  'function($x){',
+  "'unterminated",
+  '1 +',
+  '$lenght(messages)',
+  '{',
+  'a ? b',
+  '$sum(1, 2, 3)',
+  '"',
+];
 const ODD_KEYS = ['timeout', 'Tier', 'defualt', 'plugins', 'when', 'x-unknown', 'routes', '__proto__', 'constructor', ''];
 const ODD_CHARS = [':', '{', '}', '[', ']', ',', "'", '"', '&', '*', '!', '|', '>', '%', '@', '`', '\t', '#', '-', '?', '$', '\n', ' '];
 
@@ -147,7 +181,11 @@ type Segment = string | number;
 
 /** Every path in the value, parents before children. */
 function pathsOf(value: unknown, at: Segment[] = [], out: Segment[][] = []): Segment[][] {
-  const children: Array<[Segment, unknown]> = Array.isArray(value) ? value.map((item, i) => [i, item]) : value !== null && typeof value === 'object' ? Object.entries(value) : [];
+  const children: Array<[Segment, unknown]> = Array.isArray(value)
+    ? value.map((item, i) => [i, item])
+    : value !== null && typeof value === 'object'
+      ? Object.entries(value)
+      : [];
   for (const [key, item] of children) {
     out.push([...at, key]);
     pathsOf(item, [...at, key], out);
@@ -211,7 +249,11 @@ function applyData(root: Record<string, unknown>, op: DataOp): void {
       return;
     }
     case 'reference': {
-      const p = pick((q) => ['tier', 'model', 'default', 'fallback', 'provider'].includes(String(q[q.length - 1])) || (q.includes('models') && typeof q[q.length - 1] === 'number'));
+      const p = pick(
+        (q) =>
+          ['tier', 'model', 'default', 'fallback', 'provider'].includes(String(q[q.length - 1])) ||
+          (q.includes('models') && typeof q[q.length - 1] === 'number'),
+      );
       if (p) set(p, op.name);
       return;
     }
@@ -270,7 +312,10 @@ function assertLocated(error: unknown, file: string, text: string, context: stri
   if (location.line !== undefined) {
     const lines = text.split('\n');
     assert.ok(location.line >= 1 && location.line <= lines.length + 1, `${context}: line ${location.line} of ${lines.length}: ${error.located()}`);
-    assert.ok(location.column !== undefined && location.column >= 1 && location.column <= (lines[location.line - 1] ?? '').length + 2, `${context}: column ${location.column} of line ${JSON.stringify(lines[location.line - 1])}: ${error.located()}`);
+    assert.ok(
+      location.column !== undefined && location.column >= 1 && location.column <= (lines[location.line - 1] ?? '').length + 2,
+      `${context}: column ${location.column} of line ${JSON.stringify(lines[location.line - 1])}: ${error.located()}`,
+    );
   }
   assert.ok(error.located().startsWith(displayNameFor(file)), error.located());
 }
@@ -338,7 +383,11 @@ describe('policy fuzz', () => {
       const res = await fetch(`${tg.url}/v1/chat/completions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'support', messages: [{ role: 'user', content: 'Is this review positive? "Great product, fast delivery"' }], metadata: { task_type: 'classification' } }),
+        body: JSON.stringify({
+          model: 'support',
+          messages: [{ role: 'user', content: 'Is this review positive? "Great product, fast delivery"' }],
+          metadata: { task_type: 'classification' },
+        }),
       });
       await res.arrayBuffer();
       return { status: res.status, version: res.headers.get('x-tiergate-policy-version'), tier: res.headers.get('x-tiergate-tier') };
@@ -404,7 +453,10 @@ describe('policy fuzz', () => {
         const result = await reload();
         assert.equal(result.status, 422, `${file.slice(0, 20)}: ${JSON.stringify(result.body)}`);
         assert.equal(result.body.policy_version, baseVersion);
-        assert.ok(result.body.errors?.some((e) => e.includes('analytics.decision_log.file')), JSON.stringify(result.body.errors));
+        assert.ok(
+          result.body.errors?.some((e) => e.includes('analytics.decision_log.file')),
+          JSON.stringify(result.body.errors),
+        );
       }
       tg.writePolicy(BASE);
       await reload();

@@ -175,7 +175,10 @@ test('values from the environment never appear in error messages', async () => {
   const yaml = simulatorPolicy({
     extra: '',
   })
-    .replace('models:\n', `  leaky:\n    plugin: openai\n    base_url: \${LEAKY}\nmodels:\n  leaky-model: { provider: leaky, price: { input_per_mtok: 1, output_per_mtok: 1 } }\n`)
+    .replace(
+      'models:\n',
+      `  leaky:\n    plugin: openai\n    base_url: \${LEAKY}\nmodels:\n  leaky-model: { provider: leaky, price: { input_per_mtok: 1, output_per_mtok: 1 } }\n`,
+    )
     .replace('{ provider: sim, upstream: sim-large,', '{ provider: ${LEAKY}, upstream: sim-large,')
     .replace('- { name: small, models: [small-model] }', '- { name: small, models: [small-model, leaky-model, "${LEAKY}"] }');
   const err = await buildErrors(yaml, { LEAKY: secret });
@@ -191,6 +194,10 @@ test('values from the environment never appear in error messages', async () => {
   // Once the references are right, the plugin's own check (base_url is not a URL) runs: no leak there either.
   const fixed = yaml.replace('{ provider: ${LEAKY}, upstream: sim-large,', '{ provider: sim, upstream: sim-large,').replace(', "${LEAKY}"]', ']');
   const err2 = await buildErrors(fixed, { LEAKY: secret });
-  assert.deepEqual(err2.errors.map((e) => [e.code, e.location?.path]), [['TG_ERR_PLUGIN_OPTIONS', 'providers.leaky.base_url']], err2.message);
+  assert.deepEqual(
+    err2.errors.map((e) => [e.code, e.location?.path]),
+    [['TG_ERR_PLUGIN_OPTIONS', 'providers.leaky.base_url']],
+    err2.message,
+  );
   assert.ok(!err2.message.includes(secret), `message leaks the value: ${err2.message}`);
 });

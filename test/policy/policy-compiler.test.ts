@@ -43,7 +43,7 @@ test('src/policy/policy-data.ts is what schemas/gateway.schema.json generates (n
   assert.equal(await generatePolicyTypes(), readFileSync(TYPES_FILE, 'utf8'), 'the schema changed: run npm run gen:policy-types and commit the result');
 });
 
-test('a policy that leaves everything out compiles with the schema\'s defaults', async (t) => {
+test("a policy that leaves everything out compiles with the schema's defaults", async (t) => {
   const runtime = await buildRuntime(policyFile(t, MINIMAL), { logger, mode: 'validate' });
   t.after(() => runtime.dispose());
   assert.equal(runtime.server.port, schemaDefault('server', 'port'));
@@ -68,7 +68,7 @@ test('a policy that leaves everything out compiles with the schema\'s defaults',
   assert.equal(gate.evaluators[0].weight, 1);
 });
 
-test('validating registers no secret: a rejected policy\'s are only kept out of its own errors; a valid one\'s are registered when it compiles', async (t) => {
+test("validating registers no secret: a rejected policy's are only kept out of its own errors; a valid one's are registered when it compiles", async (t) => {
   const token = 'tg-admin-compiler-test-SECRET-4b3c2d1e';
   const withToken = (extra: string) => MINIMAL.replace('version: 1\n', `version: 1\nserver:\n  auth:\n    admin_token: ${token}\n`) + extra;
 
@@ -86,15 +86,18 @@ test('validating registers no secret: a rejected policy\'s are only kept out of 
   assert.equal(redactSecrets(`token ${token}`), `token ${REDACTED}`);
 });
 
-test('the default decision log is held to the policy\'s folder like one the policy names', async (t) => {
+test("the default decision log is held to the policy's folder like one the policy names", async (t) => {
   const file = policyFile(t, MINIMAL);
   const elsewhere = mkdtempSync(path.join(tmpdir(), 'tiergate-compiler-elsewhere-'));
   t.after(() => rmSync(elsewhere, { recursive: true, force: true }));
   symlinkSync(elsewhere, path.join(path.dirname(file), 'logs'));
   const errors = await buildRuntime(file, { logger, mode: 'validate' }).then(
-    () => assert.fail('logs/ leads out of the policy\'s folder'),
+    () => assert.fail("logs/ leads out of the policy's folder"),
     (err: unknown) => (err instanceof PolicyErrors ? err.errors : assert.fail(String(err))),
   );
-  assert.deepEqual(errors.map((e) => [e.code, e.location?.path]), [['TG_ERR_CONFIG_PATH', 'analytics.decision_log.file']]);
+  assert.deepEqual(
+    errors.map((e) => [e.code, e.location?.path]),
+    [['TG_ERR_CONFIG_PATH', 'analytics.decision_log.file']],
+  );
   assert.match(errors[0].message, /leads through a symbolic link to .*, outside the policy's folder/);
 });

@@ -69,7 +69,10 @@ test('a classifier model_path that climbs out with .. is a located error [TG_ERR
   assert.match(errors[0].message, /"\.\.\/outside\/model\.json" resolves to .*outside.model\.json, outside the policy's folder/);
   // An absolute path outside is refused the same way.
   const absolute = await errorsOf(write('gateway.yaml', classifierPolicy(JSON.stringify(path.join(outside, 'model.json')))));
-  assert.deepEqual(absolute.map((e) => e.code), ['TG_ERR_CONFIG_PATH']);
+  assert.deepEqual(
+    absolute.map((e) => e.code),
+    ['TG_ERR_CONFIG_PATH'],
+  );
 });
 
 test('a model_path through a symbolic link that leads out of the folder is refused; one that stays inside is fine', async (t) => {
@@ -80,7 +83,11 @@ test('a model_path through a symbolic link that leads out of the folder is refus
   symlinkSync(outside, path.join(dir, 'models', 'shared'));
   for (const modelPath of ['model.json', 'models/shared/model.json']) {
     const errors = await errorsOf(write('gateway.yaml', classifierPolicy(modelPath)));
-    assert.deepEqual(errors.map((e) => e.code), ['TG_ERR_CONFIG_PATH'], modelPath);
+    assert.deepEqual(
+      errors.map((e) => e.code),
+      ['TG_ERR_CONFIG_PATH'],
+      modelPath,
+    );
     assert.match(errors[0].message, /leads through a symbolic link to .*outside/);
   }
   // Inside the folder, links are fine (a Kubernetes ConfigMap is mounted through them).
@@ -88,18 +95,26 @@ test('a model_path through a symbolic link that leads out of the folder is refus
   writeFileSync(path.join(dir, '..data', 'router.json'), '{}');
   symlinkSync(path.join('..data', 'router.json'), path.join(dir, 'router.json'));
   const inside = await errorsOf(write('gateway.yaml', classifierPolicy('router.json')));
-  assert.ok(inside.every((e) => e.code !== 'TG_ERR_CONFIG_PATH'), inside.map((e) => e.located()).join('\n'));
+  assert.ok(
+    inside.every((e) => e.code !== 'TG_ERR_CONFIG_PATH'),
+    inside.map((e) => e.located()).join('\n'),
+  );
 });
 
 test('a bandit state file (written by the gateway) may not lead out, not even through a dangling link', async (t) => {
   const { dir, outside, write } = layout(t);
-  const bandit = (file: string) => simulatorPolicy({ routes: `  learn:\n    router:\n      plugin: bandit\n      state: { file: ${file} }\n    default: large\n` });
+  const bandit = (file: string) =>
+    simulatorPolicy({ routes: `  learn:\n    router:\n      plugin: bandit\n      state: { file: ${file} }\n    default: large\n` });
   // The target does not exist yet: writing through the link would create it outside.
   symlinkSync(path.join(outside, 'stolen.json'), path.join(dir, 'state.json'));
   for (const file of ['state/../../outside/bandit.json', 'state.json']) {
     const text = bandit(file);
     const errors = await errorsOf(write('gateway.yaml', text));
-    assert.deepEqual(errors.map((e) => e.code), ['TG_ERR_CONFIG_PATH'], file);
+    assert.deepEqual(
+      errors.map((e) => e.code),
+      ['TG_ERR_CONFIG_PATH'],
+      file,
+    );
     assert.equal(errors[0].location?.path, 'routes.learn.router.state.file');
     assert.equal(errors[0].location?.line, lineOf(text, 'state: {'));
   }
@@ -111,8 +126,14 @@ test('analytics.decision_log.file must stay inside the policy folder', async (t)
   const logTo = (file: string) => simulatorPolicy().replace('decision_log: { file: decisions.jsonl }', `decision_log: { file: ${file} }`);
   const text = logTo('../../decisions.jsonl');
   const errors = await errorsOf(write('gateway.yaml', text));
-  assert.deepEqual(errors.map((e) => e.code), ['TG_ERR_CONFIG_PATH']);
-  assert.match(errors[0].located(), new RegExp(`gateway\\.yaml:${lineOf(text, 'decision_log')}:\\d+ analytics\\.decision_log\\.file: .*\\[TG_ERR_CONFIG_PATH\\]$`));
+  assert.deepEqual(
+    errors.map((e) => e.code),
+    ['TG_ERR_CONFIG_PATH'],
+  );
+  assert.match(
+    errors[0].located(),
+    new RegExp(`gateway\\.yaml:${lineOf(text, 'decision_log')}:\\d+ analytics\\.decision_log\\.file: .*\\[TG_ERR_CONFIG_PATH\\]$`),
+  );
   assert.deepEqual(await errorsOf(write('gateway.yaml', logTo(JSON.stringify(path.join(dir, 'logs', 'd.jsonl'))))), []);
 });
 
@@ -125,19 +146,34 @@ test('a plugin folder or entry file linked from outside its plugin folder is ref
 
   symlinkSync(path.join(outside, 'evil'), path.join(dir, 'team-plugins', 'routers', 'evil'));
   let errors = await errorsOf(write('gateway.yaml', policy));
-  assert.ok(errors.some((e) => e.code === 'TG_ERR_PLUGIN_PATH' && /router plugin "evil" leads through a symbolic link to .*outside.evil, outside its plugin folder/.test(e.message)), errors.map((e) => e.located()).join('\n'));
-  assert.ok(errors.every((e) => e.location?.file), 'located');
+  assert.ok(
+    errors.some(
+      (e) =>
+        e.code === 'TG_ERR_PLUGIN_PATH' && /router plugin "evil" leads through a symbolic link to .*outside.evil, outside its plugin folder/.test(e.message),
+    ),
+    errors.map((e) => e.located()).join('\n'),
+  );
+  assert.ok(
+    errors.every((e) => e.location?.file),
+    'located',
+  );
 
   rmSync(path.join(dir, 'team-plugins', 'routers', 'evil'));
   symlinkSync(path.join(outside, 'evil', 'index.js'), path.join(dir, 'team-plugins', 'routers', 'sneaky', 'index.js'));
   errors = await errorsOf(write('gateway.yaml', policy));
-  assert.ok(errors.some((e) => e.code === 'TG_ERR_PLUGIN_PATH' && /router plugin "sneaky"/.test(e.message)), errors.map((e) => e.located()).join('\n'));
+  assert.ok(
+    errors.some((e) => e.code === 'TG_ERR_PLUGIN_PATH' && /router plugin "sneaky"/.test(e.message)),
+    errors.map((e) => e.located()).join('\n'),
+  );
 });
 
 test('a plugin name cannot walk the file system: plugins are found by folder listing, never by path', async (t) => {
   const { write } = layout(t);
   const text = simulatorPolicy({ routes: `  support:\n    router: { plugin: rules/../../outside/evil }\n    default: large\n` });
   const errors = await errorsOf(write('gateway.yaml', text));
-  assert.deepEqual(errors.map((e) => e.code), ['TG_ERR_PLUGIN_UNKNOWN']);
+  assert.deepEqual(
+    errors.map((e) => e.code),
+    ['TG_ERR_PLUGIN_UNKNOWN'],
+  );
   assert.equal(errors[0].location?.line, lineOf(text, 'plugin: rules/'));
 });

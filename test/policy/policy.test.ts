@@ -94,10 +94,16 @@ for (const file of validFiles) {
         features?: Record<string, unknown>;
       };
       assert.deepEqual([...runtime.routes.keys()].sort(), Object.keys(data.routes).sort());
-      assert.deepEqual(runtime.tiers.map((t) => [t.name, [...t.models]]), data.tiers.map((t) => [t.name, t.models]));
+      assert.deepEqual(
+        runtime.tiers.map((t) => [t.name, [...t.models]]),
+        data.tiers.map((t) => [t.name, t.models]),
+      );
       assert.deepEqual([...runtime.models.keys()].sort(), Object.keys(data.models).sort());
-      assert.deepEqual(runtime.features.map(([name]) => name), Object.keys(data.features ?? {}));
-      assert.equal(runtime.decisionLog, null, "validate mode opens no decision log");
+      assert.deepEqual(
+        runtime.features.map(([name]) => name),
+        Object.keys(data.features ?? {}),
+      );
+      assert.equal(runtime.decisionLog, null, 'validate mode opens no decision log');
       for (const route of runtime.routes.values()) assert.equal(typeof route.router.route, 'function');
     } finally {
       await runtime.dispose();
@@ -123,13 +129,21 @@ for (const file of fixtureFiles('invalid')) {
     const actual = caught.errors.map((e) => {
       assert.ok(e instanceof TiergateError);
       assert.ok(e.location, `every policy error has a location: ${e.message}`);
-      return { code: e.code, file: path.resolve(repoRoot, e.location.file), line: e.location.line, column: e.location.column, path: e.location.path || undefined, error: e };
+      return {
+        code: e.code,
+        file: path.resolve(repoRoot, e.location.file),
+        line: e.location.line,
+        column: e.location.column,
+        path: e.location.path || undefined,
+        error: e,
+      };
     });
     assert.deepEqual(actual.map(key).sort(), expected.map(key).sort(), `errors reported:\n${caught.message}`);
 
     for (const want of expected) {
       const got = actual.find((a) => key(a) === key(want))!;
-      for (const text of want.contains) assert.ok(got.error.message.includes(text), `message of "${want.raw}" should contain ${JSON.stringify(text)}: ${got.error.message}`);
+      for (const text of want.contains)
+        assert.ok(got.error.message.includes(text), `message of "${want.raw}" should contain ${JSON.stringify(text)}: ${got.error.message}`);
       // The located form is FILE:LINE:COL PATH: message [CODE].
       const where = `${got.error.location!.file}${want.line !== undefined ? `:${want.line}:${want.column}` : ''}${want.path ? ` ${want.path}` : ''}`;
       assert.equal(got.error.located(), `${where}: ${got.error.message} [${want.code}]`);

@@ -30,18 +30,24 @@ describe('tiergate serve', () => {
     mkdirSync(path.dirname(pluginFile), { recursive: true });
     writeFileSync(pluginFile, alwaysSmallRouter('cli team plugin'));
     const teamRoute = `  team:\n    router: { plugin: always-small }\n    default: large\n`;
-    const cliPolicy = (tier: 'small' | 'large', reason: string) => simulatorPolicy({ routes: rulesRoute(tier, reason, teamRoute), extra: 'plugins: { paths: [team-plugins] }\n' });
+    const cliPolicy = (tier: 'small' | 'large', reason: string) =>
+      simulatorPolicy({ routes: rulesRoute(tier, reason, teamRoute), extra: 'plugins: { paths: [team-plugins] }\n' });
     const decisionsFile = path.join(dir, 'decisions.jsonl');
-    const loggedDecision = (id: string) => waitFor(`decision ${id} in the CLI's decision log`, () => decisionLines(decisionsFile).find((l) => l.record.request_id === id)?.record);
+    const loggedDecision = (id: string) =>
+      waitFor(`decision ${id} in the CLI's decision log`, () => decisionLines(decisionsFile).find((l) => l.record.request_id === id)?.record);
     writeFileSync(policyFile, cliPolicy('small', 'easy'));
     let child: ChildProcess | null = null;
     let exited: Promise<number | null> | null = null;
     try {
-      child = spawn(process.execPath, [path.join(REPO, 'bin', 'tiergate.js'), 'serve', '--config', policyFile, '--port', '0', '--host', '127.0.0.1', '--no-watch'], {
-        cwd: REPO,
-        env: { ...process.env, TIERGATE_LOG_LEVEL: 'info', TIERGATE_LOG_FORMAT: 'json' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      child = spawn(
+        process.execPath,
+        [path.join(REPO, 'bin', 'tiergate.js'), 'serve', '--config', policyFile, '--port', '0', '--host', '127.0.0.1', '--no-watch'],
+        {
+          cwd: REPO,
+          env: { ...process.env, TIERGATE_LOG_LEVEL: 'info', TIERGATE_LOG_FORMAT: 'json' },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       const proc = child;
       exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
       const logs: Array<Record<string, unknown>> = [];
@@ -206,7 +212,10 @@ describe('the policy watcher', () => {
 
     // Atomic save: write a temp file next to it, rename it over gateway.yaml. Twice, to
     // show the watch survives the file being replaced.
-    for (const [i, tier] of [[1, 'large'], [2, 'small']] as const) {
+    for (const [i, tier] of [
+      [1, 'large'],
+      [2, 'small'],
+    ] as const) {
       const tmp = path.join(tg.dir, `.gateway.yaml.${i}.tmp`);
       writeFileSync(tmp, simulatorPolicy({ routes: rulesRoute(tier, `renamed ${i}`) }));
       renameSync(tmp, tg.policyFile);

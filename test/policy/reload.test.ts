@@ -66,7 +66,13 @@ describe('hot reload under concurrent traffic', () => {
     const workers = Array.from({ length: CLIENTS }, async (_, w) => {
       for (let i = 0; !stop; i++) {
         try {
-          answers.push(await chat(openai, { taskType: 'classification', stream: (w + i) % 2 === 0, content: `Classify review ${w}-${i} as positive or negative: great product` }));
+          answers.push(
+            await chat(openai, {
+              taskType: 'classification',
+              stream: (w + i) % 2 === 0,
+              content: `Classify review ${w}-${i} as positive or negative: great product`,
+            }),
+          );
         } catch (err) {
           failures.push(`client ${w} request ${i}: ${err instanceof Error ? err.message : String(err)}`);
         }
@@ -129,7 +135,10 @@ describe('hot reload under concurrent traffic', () => {
       const until = swapAt.get(a.version);
       return until !== undefined && a.sentAt < until && a.doneAt > until;
     });
-    assert.ok(swaps.some((s) => s.inflightOnOld > 0), `some swap happened with requests in flight on the old runtime (${swaps.map((s) => s.inflightOnOld).join(', ')})`);
+    assert.ok(
+      swaps.some((s) => s.inflightOnOld > 0),
+      `some swap happened with requests in flight on the old runtime (${swaps.map((s) => s.inflightOnOld).join(', ')})`,
+    );
     assert.ok(spanning.length > 0, 'some request started before a swap and finished after it, on the old version');
 
     // The decision log: one line per answer, each with exactly one policy_version, the
@@ -184,7 +193,10 @@ describe('an invalid edit', () => {
     assert.ok(error.includes(`gateway.yaml:${brokenLine}:`), `error located at line ${brokenLine}: ${error}`);
     const column = Number(/gateway\.yaml:\d+:(\d+)/.exec(error)?.[1]);
     const lineText = broken.split('\n')[brokenLine - 1];
-    assert.ok(column > lineText.indexOf('"task_type') && column <= lineText.indexOf(`'classification'"`) + 18, `column ${column} points into the expression: ${lineText}`);
+    assert.ok(
+      column > lineText.indexOf('"task_type') && column <= lineText.indexOf(`'classification'"`) + 18,
+      `column ${column} points into the expression: ${lineText}`,
+    );
     assert.match(error, /routes\.support\.router\.rules\[0\]\.when/);
 
     // The old policy keeps serving, version and behaviour.

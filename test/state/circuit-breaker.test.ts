@@ -95,10 +95,13 @@ analytics:
     await sleep(COOLDOWN_MS + 50);
     assert.deepEqual(await cooling(), {});
     const probe = await call();
-    assert.deepEqual(probe.attempts.map((a) => [a.model, a.outcome]), [
-      ['cb-a', 'failed'],
-      ['cb-b', 'ok'],
-    ]);
+    assert.deepEqual(
+      probe.attempts.map((a) => [a.model, a.outcome]),
+      [
+        ['cb-a', 'failed'],
+        ['cb-b', 'ok'],
+      ],
+    );
     assert.equal(up.to('up-cb-a').length, 3, 'probed again');
     assert.deepEqual(Object.keys(await cooling()), ['cb-a'], 'a failed probe reopens the breaker at once');
     assert.equal((await call()).attempts[0].outcome, 'skipped_cooldown');
@@ -107,7 +110,10 @@ analytics:
     aHealthy = true;
     await sleep(COOLDOWN_MS + 50);
     const recovered = await call();
-    assert.deepEqual(recovered.attempts.map((a) => [a.model, a.outcome]), [['cb-a', 'ok']]);
+    assert.deepEqual(
+      recovered.attempts.map((a) => [a.model, a.outcome]),
+      [['cb-a', 'ok']],
+    );
     assert.equal(recovered.selected_model, 'cb-a');
     assert.deepEqual(await cooling(), {});
   });

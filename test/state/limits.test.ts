@@ -64,9 +64,14 @@ ${options.authExtra ?? ''}${options.state ?? ''}${options.resilience ?? ''}`,
 }
 
 const client = (tg: TestGateway, key: string) => new OpenAI({ baseURL: tg.baseURL, apiKey: key, maxRetries: 0, timeout: 10_000 });
-const ask = (tg: TestGateway, key = KEYS.metered, model = 'support') => client(tg, key).chat.completions.create({ model, messages: [{ role: 'user', content: 'Where is my parcel? Order 12345' }] }).withResponse();
+const ask = (tg: TestGateway, key = KEYS.metered, model = 'support') =>
+  client(tg, key)
+    .chat.completions.create({ model, messages: [{ role: 'user', content: 'Where is my parcel? Order 12345' }] })
+    .withResponse();
 
-async function status(tg: TestGateway): Promise<{ models_in_cooldown: Record<string, string>; shared_state: { redis: { connected: boolean; prefix: string; url: string } } | null }> {
+async function status(
+  tg: TestGateway,
+): Promise<{ models_in_cooldown: Record<string, string>; shared_state: { redis: { connected: boolean; prefix: string; url: string } } | null }> {
   const res = await fetch(`${tg.url}/admin/status`, { headers: { authorization: `Bearer ${ADMIN}` } });
   assert.equal(res.status, 200);
   return (await res.json()) as Awaited<ReturnType<typeof status>>;
@@ -98,7 +103,10 @@ describe('per-key limits in one process (no Redis)', () => {
       assert.match(limited.message, /key "metered" has made its 3 requests this minute \(limits\.requests_per_minute\)/);
       const retryAfter = Number(limited.headers?.get('retry-after'));
       const untilNextMinute = Math.ceil((60_000 - (Date.now() % 60_000)) / 1000);
-      assert.ok(retryAfter >= 1 && retryAfter <= 60 && Math.abs(retryAfter - untilNextMinute) <= 1, `retry-after ${retryAfter}, next minute in ${untilNextMinute} s`);
+      assert.ok(
+        retryAfter >= 1 && retryAfter <= 60 && Math.abs(retryAfter - untilNextMinute) <= 1,
+        `retry-after ${retryAfter}, next minute in ${untilNextMinute} s`,
+      );
       // A refused request counts for nothing, and another key has its own budget (none).
       assert.equal((await apiError(ask(tg))).status, 429);
       for (let i = 0; i < 5; i++) assert.equal((await ask(tg, KEYS.free)).response.status, 200);
@@ -148,7 +156,11 @@ describe('per-key limits shared through Redis (state.redis)', { skip: NO_REDIS }
 
   test('two gateways on one prefix count one budget: requests and spend', async () => {
     const prefix = `${PREFIX}:shared`;
-    const yaml = policy({ limits: '{ requests_per_minute: 4 }', freeLimits: '{ usd_per_minute: 0.0001 }', state: `state:\n  redis: { url: "${REDIS_URL}", prefix: "${prefix}" }\n` });
+    const yaml = policy({
+      limits: '{ requests_per_minute: 4 }',
+      freeLimits: '{ usd_per_minute: 0.0001 }',
+      state: `state:\n  redis: { url: "${REDIS_URL}", prefix: "${prefix}" }\n`,
+    });
     const [a, b] = await Promise.all([startTestGateway(yaml), startTestGateway(yaml)]);
     gateways.push(a, b);
     for (const tg of [a, b]) assert.equal((await status(tg)).shared_state?.redis.connected, true);
@@ -193,17 +205,32 @@ resilience: { retries: 0, failure_threshold: 1, cooldown_ms: 60000 }
       .replace('{ name: small, models: [small-model] }', '{ name: small, models: [broken-model, small-model] }');
     const [a, b] = await Promise.all([startTestGateway(yaml), startTestGateway(yaml)]);
     gateways.push(a, b);
-    const classify = (tg: TestGateway) => new OpenAI({ baseURL: tg.baseURL, apiKey: 'x', maxRetries: 0 }).chat.completions.create({ model: 'support', messages: [{ role: 'user', content: 'Classify: my parcel is late' }], metadata: { task_type: 'classification' } }).withResponse();
+    const classify = (tg: TestGateway) =>
+      new OpenAI({ baseURL: tg.baseURL, apiKey: 'x', maxRetries: 0 }).chat.completions
+        .create({ model: 'support', messages: [{ role: 'user', content: 'Classify: my parcel is late' }], metadata: { task_type: 'classification' } })
+        .withResponse();
     // A: the broken model fails once (failure_threshold 1) and A fails over to small-model.
     assert.equal((await classify(a)).response.headers.get('x-tiergate-model'), 'small-model');
     const [first] = await a.waitForDecisions(1);
-    assert.deepEqual(first.attempts.map((x) => [x.model, x.outcome]), [['broken-model', 'failed'], ['small-model', 'ok']]);
+    assert.deepEqual(
+      first.attempts.map((x) => [x.model, x.outcome]),
+      [
+        ['broken-model', 'failed'],
+        ['small-model', 'ok'],
+      ],
+    );
     // B never called it, yet learns of the cooldown and skips the model.
     const seen = await waitFor("A's cooldown in B's status", async () => (await status(b)).models_in_cooldown['broken-model']);
     assert.ok(Date.parse(seen) > Date.now() + 50_000, seen);
     assert.equal((await classify(b)).response.headers.get('x-tiergate-model'), 'small-model');
     const [onB] = await b.waitForDecisions(1);
-    assert.deepEqual(onB.attempts.map((x) => [x.model, x.outcome]), [['broken-model', 'skipped_cooldown'], ['small-model', 'ok']]);
+    assert.deepEqual(
+      onB.attempts.map((x) => [x.model, x.outcome]),
+      [
+        ['broken-model', 'skipped_cooldown'],
+        ['small-model', 'ok'],
+      ],
+    );
     const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
     try {
       const score = Number(await redis.zscore(`${prefix}:cooldowns`, 'broken-model'));
@@ -218,7 +245,12 @@ resilience: { retries: 0, failure_threshold: 1, cooldown_ms: 60000 }
 describe('Redis down', () => {
   // A password in the URL is a secret: it must not show in a log line or a status page.
   const PASSWORD = 'redis-password-for-limits-tests';
-  const down = (extra = '') => policy({ limits: '{ requests_per_minute: 2 }', authExtra: extra, state: `state:\n  redis: { url: "redis://:${PASSWORD}@127.0.0.1:1", timeout_ms: 100 }\n` });
+  const down = (extra = '') =>
+    policy({
+      limits: '{ requests_per_minute: 2 }',
+      authExtra: extra,
+      state: `state:\n  redis: { url: "redis://:${PASSWORD}@127.0.0.1:1", timeout_ms: 100 }\n`,
+    });
 
   test('default (per_replica): requests are served, each replica counts alone, and a located warning is logged', async () => {
     const { logger, lines } = capturingLogger('warn');

@@ -185,7 +185,10 @@ describe('three replicas behind nginx, one Redis', { skip: SKIP, timeout: 120_00
   let nginx: Child | null = null;
   let lb = '';
   const client = (key: string) => new OpenAI({ baseURL: `${lb}/v1`, apiKey: key, maxRetries: 0, timeout: 15_000 });
-  const ask = (key: string, model: string) => client(key).chat.completions.create({ model, messages: [{ role: 'user', content: 'What is 2 + 2?' }] }).withResponse();
+  const ask = (key: string, model: string) =>
+    client(key)
+      .chat.completions.create({ model, messages: [{ role: 'user', content: 'What is 2 + 2?' }] })
+      .withResponse();
 
   before(async () => {
     assert.ok(NGINX, 'nginx is not installed: apt-get install nginx (or set NGINX_PATH)');
@@ -212,7 +215,14 @@ describe('three replicas behind nginx, one Redis', { skip: SKIP, timeout: 120_00
     const nginxDir = path.join(dir, 'nginx');
     mkdirSync(nginxDir);
     const port = await freePort();
-    writeFileSync(path.join(nginxDir, 'nginx.conf'), nginxConf(nginxDir, port, replicas.map((r) => Number(new URL(r.url).port))));
+    writeFileSync(
+      path.join(nginxDir, 'nginx.conf'),
+      nginxConf(
+        nginxDir,
+        port,
+        replicas.map((r) => Number(new URL(r.url).port)),
+      ),
+    );
     nginx = start(NGINX!, ['-p', nginxDir, '-c', path.join(nginxDir, 'nginx.conf'), '-e', path.join(nginxDir, 'error.log')], process.env);
     lb = `http://127.0.0.1:${port}`;
     await waitFor('nginx to proxy /healthz', async () => {
@@ -220,7 +230,9 @@ describe('three replicas behind nginx, one Redis', { skip: SKIP, timeout: 120_00
       return (await fetch(`${lb}/healthz`)).ok;
     });
     // Every replica reaches Redis, for the limits and for the bandit.
-    await waitFor('every replica connected to Redis', async () => (await Promise.all(replicas.map((r) => status(r.url)))).every((s) => s.shared_state?.redis.connected && s.router_state.learn.state.redis?.connected));
+    await waitFor('every replica connected to Redis', async () =>
+      (await Promise.all(replicas.map((r) => status(r.url)))).every((s) => s.shared_state?.redis.connected && s.router_state.learn.state.redis?.connected),
+    );
   });
 
   after(async () => {
@@ -250,7 +262,11 @@ describe('three replicas behind nginx, one Redis', { skip: SKIP, timeout: 120_00
     assert.equal(upstreams.size, 3, [...upstreams].join(', '));
     // A streamed answer arrives through nginx as it is generated, not all at the end.
     const started = performance.now();
-    const stream = await client(SECRETS.APP_KEY).chat.completions.create({ model: 'slow-model', messages: [{ role: 'user', content: 'Explain step by step why the sky is blue' }], stream: true });
+    const stream = await client(SECRETS.APP_KEY).chat.completions.create({
+      model: 'slow-model',
+      messages: [{ role: 'user', content: 'Explain step by step why the sky is blue' }],
+      stream: true,
+    });
     let text = '';
     const arrivals: number[] = [];
     for await (const chunk of stream) {
@@ -260,7 +276,10 @@ describe('three replicas behind nginx, one Redis', { skip: SKIP, timeout: 120_00
     }
     assert.ok(arrivals.length > 5 && text.length > 20, `${arrivals.length} chunks: ${text}`);
     const spread = arrivals[arrivals.length - 1] - arrivals[0];
-    assert.ok(spread > 150, `chunks arrived within ${spread.toFixed(0)} ms of each other: buffered (first at ${arrivals[0].toFixed(0)} ms, last at ${arrivals[arrivals.length - 1].toFixed(0)} ms)`);
+    assert.ok(
+      spread > 150,
+      `chunks arrived within ${spread.toFixed(0)} ms of each other: buffered (first at ${arrivals[0].toFixed(0)} ms, last at ${arrivals[arrivals.length - 1].toFixed(0)} ms)`,
+    );
   });
 
   test('(a) shared learning: a reward posted through any replica changes what every replica routes', async () => {
@@ -275,7 +294,11 @@ describe('three replicas behind nginx, one Redis', { skip: SKIP, timeout: 120_00
     });
     assert.equal(feedback.status, 200, await feedback.clone().text());
     // Every replica's statistics hold it …
-    await waitFor('the reward in every replica', async () => (await Promise.all(replicas.map((r) => status(r.url)))).every((s) => s.router_state.learn.arms.small?.count === 1 && s.router_state.learn.arms.small.mean === 0));
+    await waitFor('the reward in every replica', async () =>
+      (await Promise.all(replicas.map((r) => status(r.url)))).every(
+        (s) => s.router_state.learn.arms.small?.count === 1 && s.router_state.learn.arms.small.mean === 0,
+      ),
+    );
     // … and every replica routes by it.
     const served = new Map<string, string>();
     for (let i = 0; i < 3; i++) {
@@ -305,7 +328,11 @@ describe('three replicas behind nginx, one Redis', { skip: SKIP, timeout: 120_00
     // Whichever replica: each one, asked directly, refuses the key too.
     for (const replica of replicas) {
       const direct = new OpenAI({ baseURL: `${replica.url}/v1`, apiKey: SECRETS.METERED_KEY, maxRetries: 0 });
-      assert.equal((await apiError(direct.chat.completions.create({ model: 'support', messages: [{ role: 'user', content: 'hi' }] }))).code, 'TG_ERR_LIMIT_REQUESTS', replica.url);
+      assert.equal(
+        (await apiError(direct.chat.completions.create({ model: 'support', messages: [{ role: 'user', content: 'hi' }] }))).code,
+        'TG_ERR_LIMIT_REQUESTS',
+        replica.url,
+      );
     }
     // Another key is not affected.
     assert.equal((await ask(SECRETS.APP_KEY, 'support')).response.status, 200);
@@ -358,7 +385,10 @@ describe('deploy/: the container and the Kubernetes example', () => {
     // The environment: the Deployment's values and the Secret's keys, nothing else.
     const secret = documents('secret.example.yaml')[0];
     assert.deepEqual(container.envFrom, [{ secretRef: { name: secret.metadata.name } }]);
-    const env: NodeJS.ProcessEnv = { ...Object.fromEntries(container.env.map((e: { name: string; value: string }) => [e.name, e.value])), ...secret.stringData };
+    const env: NodeJS.ProcessEnv = {
+      ...Object.fromEntries(container.env.map((e: { name: string; value: string }) => [e.name, e.value])),
+      ...secret.stringData,
+    };
     const runtime = await buildRuntime(path.join(k8s, 'gateway.yaml'), { logger: createLogger({ level: 'silent' }), mode: 'validate', env });
     try {
       assert.deepEqual([...runtime.routes.keys()], ['support', 'qa']);
@@ -368,7 +398,7 @@ describe('deploy/: the container and the Kubernetes example', () => {
     }
   });
 
-  test('the Dockerfile copies what exists, and tsx, which loads a team\'s .ts plugin, is a runtime dependency', () => {
+  test("the Dockerfile copies what exists, and tsx, which loads a team's .ts plugin, is a runtime dependency", () => {
     const dockerfile = readFileSync(path.join(REPO, 'Dockerfile'), 'utf8');
     assert.match(dockerfile, /^FROM node:20-slim$/m);
     assert.match(dockerfile, /npm ci --omit=dev/);

@@ -83,7 +83,11 @@ export const weatherTool = {
 
 export const timeTool = {
   type: 'function',
-  function: { name: 'get_time', description: 'Local time in a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } },
+  function: {
+    name: 'get_time',
+    description: 'Local time in a city',
+    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+  },
 } satisfies ChatCompletionTool;
 
 // Arguments with non-ASCII text and escapes: they must arrive byte for byte.

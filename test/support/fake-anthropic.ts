@@ -12,9 +12,7 @@ import type { AddressInfo, Socket } from 'node:net';
 
 export type AnthropicStopReason = 'end_turn' | 'max_tokens' | 'stop_sequence' | 'tool_use';
 
-export type AnthropicReplyBlock =
-  | { type: 'text'; text: string }
-  | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> };
+export type AnthropicReplyBlock = { type: 'text'; text: string } | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> };
 
 export type AnthropicBehaviour =
   | {
@@ -114,10 +112,18 @@ export async function startFakeAnthropic(options: { behave?: (body: any) => Anth
     socket.on('close', () => sockets.delete(socket));
   });
 
-  async function respond(req: http.IncomingMessage, res: http.ServerResponse, entry: FakeAnthropicRequest, bodyError: string | undefined, destroy: () => void): Promise<void> {
+  async function respond(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    entry: FakeAnthropicRequest,
+    bodyError: string | undefined,
+    destroy: () => void,
+  ): Promise<void> {
     const pathname = new URL(entry.path, 'http://fake').pathname;
-    if (req.method !== 'POST' || pathname !== '/v1/messages') return sendError(res, 404, 'not_found_error', `${req.method} ${pathname} is not handled by this fake`);
-    if (!req.headers['x-api-key'] && !req.headers['authorization']) return sendError(res, 401, 'authentication_error', 'x-api-key or authorization header is required');
+    if (req.method !== 'POST' || pathname !== '/v1/messages')
+      return sendError(res, 404, 'not_found_error', `${req.method} ${pathname} is not handled by this fake`);
+    if (!req.headers['x-api-key'] && !req.headers['authorization'])
+      return sendError(res, 401, 'authentication_error', 'x-api-key or authorization header is required');
     const version = header(req, 'anthropic-version');
     if (!version) return sendError(res, 400, 'invalid_request_error', 'anthropic-version: header is required');
     if (bodyError) return sendError(res, 400, 'invalid_request_error', bodyError);
@@ -293,11 +299,16 @@ function streamEvents(message: FakeMessage): Array<{ type: string; [key: string]
       const json = JSON.stringify(block.input);
       const third = Math.ceil(json.length / 3);
       events.push({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: '' } });
-      for (let i = 0; i < json.length; i += third) events.push({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: json.slice(i, i + third) } });
+      for (let i = 0; i < json.length; i += third)
+        events.push({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: json.slice(i, i + third) } });
     }
     events.push({ type: 'content_block_stop', index });
   });
-  events.push({ type: 'message_delta', delta: { stop_reason: message.stop_reason, stop_sequence: message.stop_sequence }, usage: { output_tokens: message.usage.output_tokens } });
+  events.push({
+    type: 'message_delta',
+    delta: { stop_reason: message.stop_reason, stop_sequence: message.stop_sequence },
+    usage: { output_tokens: message.usage.output_tokens },
+  });
   events.push({ type: 'message_stop' });
   return events;
 }

@@ -253,7 +253,11 @@ export async function startFakeOpenAI(options: { behave?: BehaveFn; port?: numbe
         const usage = { prompt_tokens: estimateMessagesTokens(body.messages), completion_tokens: Math.max(1, estimateTextTokens(content)) };
         let text: string;
         if (stream) {
-          const events: object[] = [chunk(id, created, model, { role: 'assistant', content: '' }, null), ...split(content).map((piece) => chunk(id, created, model, { content: piece }, null)), chunk(id, created, model, {}, 'stop')];
+          const events: object[] = [
+            chunk(id, created, model, { role: 'assistant', content: '' }, null),
+            ...split(content).map((piece) => chunk(id, created, model, { content: piece }, null)),
+            chunk(id, created, model, {}, 'stop'),
+          ];
           if (body.stream_options?.include_usage === true) events.push({ ...chunk(id, created, model, {}, null), choices: [], usage: withTotal(usage) });
           text = events.map(sse).join('') + 'data: [DONE]\n\n';
           startSse(res);
@@ -310,13 +314,18 @@ export async function startFakeOpenAI(options: { behave?: BehaveFn; port?: numbe
           // Each content chunk carries the next share of the tokens; the last takes the rest.
           const perPiece = logprobs ? Math.ceil(logprobs.length / Math.max(1, contentPieces.length)) : 0;
           for (const [i, piece] of contentPieces.entries()) {
-            const pieceLogprobs = logprobs ? { content: logprobs.slice(i * perPiece, i === contentPieces.length - 1 ? undefined : (i + 1) * perPiece), refusal: null } : null;
+            const pieceLogprobs = logprobs
+              ? { content: logprobs.slice(i * perPiece, i === contentPieces.length - 1 ? undefined : (i + 1) * perPiece), refusal: null }
+              : null;
             events.push(event(index, { content: piece }, null, pieceLogprobs));
           }
           if (toolCalls?.length && behaviour.tool_call_deltas === 'split') {
             for (const [callIndex, call] of toolCalls.entries()) {
-              events.push(event(index, { tool_calls: [{ index: callIndex, id: call.id, type: call.type, function: { name: call.function.name, arguments: '' } }] }, null));
-              for (const fragment of split(call.function.arguments)) events.push(event(index, { tool_calls: [{ index: callIndex, function: { arguments: fragment } }] }, null));
+              events.push(
+                event(index, { tool_calls: [{ index: callIndex, id: call.id, type: call.type, function: { name: call.function.name, arguments: '' } }] }, null),
+              );
+              for (const fragment of split(call.function.arguments))
+                events.push(event(index, { tool_calls: [{ index: callIndex, function: { arguments: fragment } }] }, null));
             }
           } else if (toolCalls?.length) {
             const deltas = toolCalls.map((call, callIndex) => ({ index: callIndex, ...call }));
@@ -439,7 +448,12 @@ function sse(event: object): string {
 }
 
 function withTotal(usage: FakeUsage) {
-  return { ...usage, prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens, total_tokens: usage.prompt_tokens + usage.completion_tokens };
+  return {
+    ...usage,
+    prompt_tokens: usage.prompt_tokens,
+    completion_tokens: usage.completion_tokens,
+    total_tokens: usage.prompt_tokens + usage.completion_tokens,
+  };
 }
 
 function completion(
@@ -470,7 +484,17 @@ function completionChoice(index: number, content: string, finish: string, toolCa
   return { index, message, logprobs: logprobs ? { content: logprobs, refusal: null } : null, finish_reason: finish };
 }
 
-function chunk(id: string, created: number, model: string, delta: object, finish: string | null, extra: object = {}, logprobs: object | null = null, fingerprint: string | null = FAKE_FINGERPRINT, index = 0) {
+function chunk(
+  id: string,
+  created: number,
+  model: string,
+  delta: object,
+  finish: string | null,
+  extra: object = {},
+  logprobs: object | null = null,
+  fingerprint: string | null = FAKE_FINGERPRINT,
+  index = 0,
+) {
   return {
     id,
     object: 'chat.completion.chunk',
@@ -485,7 +509,12 @@ function chunk(id: string, created: number, model: string, delta: object, finish
 /** OpenAI's entry shape: `bytes` are the token's UTF-8 bytes; alternatives only when the behaviour gives them. */
 function logprobEntry(entry: FakeTokenLogprob) {
   const bytes = (token: string) => [...Buffer.from(token, 'utf8')];
-  return { token: entry.token, logprob: entry.logprob, bytes: bytes(entry.token), top_logprobs: (entry.top_logprobs ?? []).map((alt) => ({ ...alt, bytes: bytes(alt.token) })) };
+  return {
+    token: entry.token,
+    logprob: entry.logprob,
+    bytes: bytes(entry.token),
+    top_logprobs: (entry.top_logprobs ?? []).map((alt) => ({ ...alt, bytes: bytes(alt.token) })),
+  };
 }
 
 /** Splits content into up to three pieces (by code point, so surrogate pairs stay whole). */

@@ -65,14 +65,17 @@ tiers:
 export function simulatorPolicy(options: { timeScale?: number; routes?: string; features?: string; extra?: string } = {}): string {
   return `version: 1
 ${simulatorLadder({ timeScale: options.timeScale })}features:
-${options.features ?? "  task_type: metadata.task_type"}
+${options.features ?? '  task_type: metadata.task_type'}
 routes:
-${options.routes ?? `  support:
+${
+  options.routes ??
+  `  support:
     router:
       plugin: rules
       rules:
         - { when: "task_type = 'classification'", tier: small, confidence: 0.9, reason: easy }
-    default: large`}
+    default: large`
+}
 analytics:
   decision_log: { file: decisions.jsonl }
 ${options.extra ?? ''}`;
@@ -116,7 +119,10 @@ ${extraRoutes}analytics:
 `;
 }
 
-export async function startTestGateway(policyYaml: string, options: { watch?: boolean; debounceMs?: number; env?: NodeJS.ProcessEnv; files?: Record<string, string>; logger?: winston.Logger } = {}): Promise<TestGateway> {
+export async function startTestGateway(
+  policyYaml: string,
+  options: { watch?: boolean; debounceMs?: number; env?: NodeJS.ProcessEnv; files?: Record<string, string>; logger?: winston.Logger } = {},
+): Promise<TestGateway> {
   const dir = mkdtempSync(path.join(tmpdir(), 'tiergate-test-'));
   const policyFile = path.join(dir, 'gateway.yaml');
   writeFileSync(policyFile, policyYaml);
@@ -126,7 +132,15 @@ export async function startTestGateway(policyYaml: string, options: { watch?: bo
     writeFileSync(file, content);
   }
   const logger = options.logger ?? createLogger({ level: (process.env.TIERGATE_TEST_LOG_LEVEL as 'debug' | undefined) ?? 'silent' });
-  const gateway = await startGateway({ configFile: policyFile, port: 0, host: '127.0.0.1', logger, watch: options.watch ?? false, debounceMs: options.debounceMs ?? 50, env: options.env });
+  const gateway = await startGateway({
+    configFile: policyFile,
+    port: 0,
+    host: '127.0.0.1',
+    logger,
+    watch: options.watch ?? false,
+    debounceMs: options.debounceMs ?? 50,
+    env: options.env,
+  });
   const decisionLogFile = path.join(dir, 'decisions.jsonl');
   return {
     gateway,

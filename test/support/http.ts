@@ -16,7 +16,9 @@ export async function apiError(promise: Promise<unknown>): Promise<APIError> {
 }
 
 /** Reads a streamed answer to the end: its text, usage chunks, last finish_reason, and the error that ended it, if any. */
-export async function drain(stream: AsyncIterable<OpenAI.ChatCompletionChunk>): Promise<{ text: string; usages: unknown[]; finish: string | null; error: unknown }> {
+export async function drain(
+  stream: AsyncIterable<OpenAI.ChatCompletionChunk>,
+): Promise<{ text: string; usages: unknown[]; finish: string | null; error: unknown }> {
   let text = '';
   let finish: string | null = null;
   const usages: unknown[] = [];

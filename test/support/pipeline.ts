@@ -67,7 +67,14 @@ export class ScriptedProvider implements Provider {
     const seen: SeenCall = { model: this.name, signal: call.signal, stream: false };
     this.calls.push(seen);
     const content = await this.behaviour(seen, request);
-    return { id: `r-${this.name}`, object: 'chat.completion', created: 1, model: request.model, choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }], usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 } };
+    return {
+      id: `r-${this.name}`,
+      object: 'chat.completion',
+      created: 1,
+      model: request.model,
+      choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+      usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 },
+    };
   }
 
   async *stream(request: ChatRequest, call: CallOptions): AsyncIterable<ChatChunk> {
@@ -75,9 +82,21 @@ export class ScriptedProvider implements Provider {
     this.calls.push(seen);
     const content = await this.behaviour(seen, request);
     for (const word of content.split(' ')) {
-      yield { id: `s-${this.name}`, object: 'chat.completion.chunk', created: 1, model: request.model, choices: [{ index: 0, delta: { content: word }, finish_reason: null }] };
+      yield {
+        id: `s-${this.name}`,
+        object: 'chat.completion.chunk',
+        created: 1,
+        model: request.model,
+        choices: [{ index: 0, delta: { content: word }, finish_reason: null }],
+      };
     }
-    yield { id: `s-${this.name}`, object: 'chat.completion.chunk', created: 1, model: request.model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] };
+    yield {
+      id: `s-${this.name}`,
+      object: 'chat.completion.chunk',
+      created: 1,
+      model: request.model,
+      choices: [{ index: 0, delta: {}, finish_reason: 'stop' }],
+    };
   }
 
   async dispose(): Promise<void> {}
@@ -102,10 +121,14 @@ export function slowly(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason);
     const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    }, { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      },
+      { once: true },
+    );
   });
 }
 
@@ -149,10 +172,37 @@ export async function testPipeline(policy: string, options: TestPipelineOptions 
     }
     const evaluators: GateEvaluator[] = options.evaluators.map((evaluator, i) => ({ name: `e${i}`, evaluator, weight: 1, threshold: null, when: null }));
     const gate = options.gate ?? {};
-    routes.set(name, { ...route, gate: { evaluators, combine: 'weighted', threshold: gate.threshold ?? 0.5, thresholdSource: 'policy', maxEscalations: gate.maxEscalations ?? 2, streaming: gate.streaming ?? 'buffer' } });
+    routes.set(name, {
+      ...route,
+      gate: {
+        evaluators,
+        combine: 'weighted',
+        threshold: gate.threshold ?? 0.5,
+        thresholdSource: 'policy',
+        maxEscalations: gate.maxEscalations ?? 2,
+        streaming: gate.streaming ?? 'buffer',
+      },
+    });
   }
   const runtime = new Runtime(
-    { version: built.version, file: built.file, policy: built.policy, routes, models, features: built.features, server: built.server, resilience: built.resilience, health: built.health, limits: built.limits, shared: built.shared, decisionLog: null, logPrompts: false, plugins: built.plugins, watchPaths: built.watchPaths, watchFiles: built.watchFiles },
+    {
+      version: built.version,
+      file: built.file,
+      policy: built.policy,
+      routes,
+      models,
+      features: built.features,
+      server: built.server,
+      resilience: built.resilience,
+      health: built.health,
+      limits: built.limits,
+      shared: built.shared,
+      decisionLog: null,
+      logPrompts: false,
+      plugins: built.plugins,
+      watchPaths: built.watchPaths,
+      watchFiles: built.watchFiles,
+    },
     [],
     logger,
   );

@@ -43,7 +43,11 @@ export class ScriptedUpstreams {
   }
 }
 
-export function reply(content: string, usage?: { prompt_tokens: number; completion_tokens: number }, extra: Partial<Extract<Behaviour, { kind: 'reply' }>> = {}): Behaviour {
+export function reply(
+  content: string,
+  usage?: { prompt_tokens: number; completion_tokens: number },
+  extra: Partial<Extract<Behaviour, { kind: 'reply' }>> = {},
+): Behaviour {
   return { kind: 'reply', content, ...(usage ? { usage } : {}), ...extra };
 }
 

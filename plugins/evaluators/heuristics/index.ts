@@ -99,17 +99,24 @@ const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    min_chars: { type: 'integer', minimum: 0, default: DEFAULT_MIN_CHARS, description: 'A trimmed answer shorter than this is too short, unless the prompt asks for a short answer or short_ok_when holds.' },
+    min_chars: {
+      type: 'integer',
+      minimum: 0,
+      default: DEFAULT_MIN_CHARS,
+      description: 'A trimmed answer shorter than this is too short, unless the prompt asks for a short answer or short_ok_when holds.',
+    },
     short_ok_when: {
       type: 'string',
       minLength: 1,
       'x-jsonata': true,
-      description: 'JSONata over {request, response, answer, finish_reason, features, model, messages}: when it holds, a short answer is not penalised. Without it, a short answer is fine when the prompt asks for a label, a letter or yes/no.',
+      description:
+        'JSONata over {request, response, answer, finish_reason, features, model, messages}: when it holds, a short answer is not penalised. Without it, a short answer is fine when the prompt asks for a label, a letter or yes/no.',
     },
     refusal_patterns: {
       type: 'array',
       items: { type: 'string', minLength: 1 },
-      description: 'Extra refusal regexes (case-insensitive; matched in linear time by RE2: no lookaround or backreferences), looked for in the first 300 characters of the answer, in addition to the built-in list.',
+      description:
+        'Extra refusal regexes (case-insensitive; matched in linear time by RE2: no lookaround or backreferences), looked for in the first 300 characters of the answer, in addition to the built-in list.',
     },
     hedge_patterns: {
       type: 'array',
@@ -214,7 +221,11 @@ function expressionInput(input: EvalInput, answer: Answer): Record<string, unkno
 }
 
 /** A policy's patterns, on RE2: one that backtracks on a long answer would hold every request. */
-function compilePatterns(patterns: readonly string[] | undefined, key: string, optionError: (path: ReadonlyArray<string | number>, message: string) => Error): Pattern[] {
+function compilePatterns(
+  patterns: readonly string[] | undefined,
+  key: string,
+  optionError: (path: ReadonlyArray<string | number>, message: string) => Error,
+): Pattern[] {
   return (patterns ?? []).map((source, i) => {
     try {
       return policyPattern(source, 'i');

@@ -37,7 +37,8 @@ const optionsSchema = {
     extract: {
       enum: ['strict', 'lenient'],
       default: 'lenient',
-      description: 'strict: the whole answer (trimmed) must be JSON. lenient: also accept a ```json fenced block or a JSON object/array embedded in text; the first one that validates wins.',
+      description:
+        'strict: the whole answer (trimmed) must be JSON. lenient: also accept a ```json fenced block or a JSON object/array embedded in text; the first one that validates wins.',
     },
   },
 } as const;
@@ -150,7 +151,7 @@ class JsonSchemaEvaluator implements Evaluator {
     if (this.#required.length > 0 && value !== null && typeof value === 'object' && !Array.isArray(value)) {
       const present = this.#required.filter((key) => Object.hasOwn(value, key)).length;
       details.required_present = `${present}/${this.#required.length}`;
-      score = Math.round((0.5 * present) / this.#required.length * 1000) / 1000;
+      score = Math.round(((0.5 * present) / this.#required.length) * 1000) / 1000;
     }
     return { score, details };
   }
@@ -181,7 +182,11 @@ export default {
     const ajv = new Ajv({
       allErrors: true,
       strict: false,
-      logger: { log: () => {}, warn: (...args: unknown[]) => ctx.logger.warn(args.map(String).join(' ')), error: (...args: unknown[]) => ctx.logger.error(args.map(String).join(' ')) },
+      logger: {
+        log: () => {},
+        warn: (...args: unknown[]) => ctx.logger.warn(args.map(String).join(' ')),
+        error: (...args: unknown[]) => ctx.logger.error(args.map(String).join(' ')),
+      },
     });
     let validate: ValidateFunction;
     try {

@@ -100,7 +100,9 @@ class LogprobEvaluator implements Evaluator {
     if (!values) {
       if (!this.#warned.has(input.model.name)) {
         this.#warned.add(input.model.name);
-        this.#ctx.logger.warn(`${this.#ctx.at}: model "${input.model.name}" returned no token logprobs; scoring its answers as when_missing: ${this.#whenMissing}`);
+        this.#ctx.logger.warn(
+          `${this.#ctx.at}: model "${input.model.name}" returned no token logprobs; scoring its answers as when_missing: ${this.#whenMissing}`,
+        );
       }
       return { score: MISSING_SCORE[this.#whenMissing], details: { missing: true, when_missing: this.#whenMissing, tokens: 0 } };
     }

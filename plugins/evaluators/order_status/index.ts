@@ -28,7 +28,8 @@ const optionsSchema = {
       type: 'array',
       minItems: 1,
       items: { type: 'string', minLength: 1 },
-      description: 'Phrases that count as a shipment state (whole words, any case). Defaults to processing, shipped, in transit, out for delivery, delivered, returned, cancelled and more.',
+      description:
+        'Phrases that count as a shipment state (whole words, any case). Defaults to processing, shipped, in transit, out for delivery, delivered, returned, cancelled and more.',
     },
     require_order_number: {
       type: 'boolean',
@@ -41,15 +42,32 @@ const optionsSchema = {
 type Options = OptionsFrom<typeof optionsSchema>;
 
 const DEFAULT_STATES = [
-  'processing', 'being prepared', 'packed', 'ready to ship', 'shipped', 'dispatched', 'on its way', 'in transit',
-  'out for delivery', 'delivered', 'delayed', 'on hold', 'held at customs', 'returned', 'returned to sender',
-  'cancelled', 'canceled', 'refunded', 'lost',
+  'processing',
+  'being prepared',
+  'packed',
+  'ready to ship',
+  'shipped',
+  'dispatched',
+  'on its way',
+  'in transit',
+  'out for delivery',
+  'delivered',
+  'delayed',
+  'on hold',
+  'held at customs',
+  'returned',
+  'returned to sender',
+  'cancelled',
+  'canceled',
+  'refunded',
+  'lost',
 ];
 
 // "Where is my order?", "Has my package shipped?", "Parcel 123 still hasn't arrived".
 // The question must name a shipment AND ask about its whereabouts or timing.
 const SHIPMENT_WORDS = /\b(?:order|package|parcel|shipment|delivery|tracking)\b/i;
-const STATUS_WORDS = /\b(?:where|status|track|tracking|when|arrive[sd]?|arriving|shipped|late|delayed|hasn'?t|not (?:yet )?(?:arrived|received|come)|still waiting)\b/i;
+const STATUS_WORDS =
+  /\b(?:where|status|track|tracking|when|arrive[sd]?|arriving|shipped|late|delayed|hasn'?t|not (?:yet )?(?:arrived|received|come)|still waiting)\b/i;
 // "in order to" is not about an order.
 const NOT_AN_ORDER = /\bin order (?:to|for|that)\b/gi;
 
@@ -109,7 +127,8 @@ class OrderStatusEvaluator implements Evaluator {
     const numberOk = orderNumber === null || repeated || !this.#requireOrderNumber;
 
     let score: number;
-    if (state === null) score = 0; // no state, no answer: an order number alone does not help
+    if (state === null)
+      score = 0; // no state, no answer: an order number alone does not help
     else if (numberOk) score = 1;
     else score = 0.5;
 

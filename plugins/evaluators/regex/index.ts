@@ -25,7 +25,9 @@ const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    must_match: patternList('Regexes (JavaScript syntax, matched in linear time by RE2: no lookaround or backreferences) the answer should match; the score is the share that match.'),
+    must_match: patternList(
+      'Regexes (JavaScript syntax, matched in linear time by RE2: no lookaround or backreferences) the answer should match; the score is the share that match.',
+    ),
     must_not_match: patternList('Regexes the answer must not match; any match scores 0 whatever else holds.'),
     flags: {
       type: 'string',
@@ -76,8 +78,7 @@ export default {
     id: 'regex',
     kind: 'evaluator',
     contract: 1,
-    description:
-      'Regex rules on the answer text: the score is the share of must_match patterns that match, and 0 when any must_not_match pattern matches.',
+    description: 'Regex rules on the answer text: the score is the share of must_match patterns that match, and 0 when any must_not_match pattern matches.',
     options: optionsSchema,
     example: { must_match: ['\\border\\s+#?\\d+'], must_not_match: ['\\bas an ai\\b', 'internal\\.example\\.com'], flags: 'i' },
   },

@@ -557,7 +557,9 @@ class AnthropicProvider implements Provider {
         try {
           chunks = translator.translate(next.value);
         } catch (err) {
-          throw isUpstreamError(err) ? err : new UpstreamError('reply', `anthropic: unreadable stream event: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+          throw isUpstreamError(err)
+            ? err
+            : new UpstreamError('reply', `anthropic: unreadable stream event: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
         }
         yield* chunks;
       }
@@ -584,7 +586,9 @@ class AnthropicProvider implements Provider {
       const dropped = samplingFieldsIn(request);
       if (dropped.length > 0) {
         this.#warnedSampling = true;
-        this.#logger.warn(`anthropic: ${dropped.join(' and ')} not sent: API versions from ${SAMPLING_REMOVED_IN} refuse sampling parameters (set anthropic_version to an earlier version to send them)`);
+        this.#logger.warn(
+          `anthropic: ${dropped.join(' and ')} not sent: API versions from ${SAMPLING_REMOVED_IN} refuse sampling parameters (set anthropic_version to an earlier version to send them)`,
+        );
       }
     }
     return toAnthropicRequest(request, this.#translate);
@@ -593,8 +597,13 @@ class AnthropicProvider implements Provider {
 
 /** The SDK's own log lines go to tiergate's logger. */
 function sdkLogger(logger: Logger): NonNullable<ClientOptions['logger']> {
-  const forward = (level: keyof Logger) => (message: string, ...rest: unknown[]) =>
-    logger[level](`anthropic sdk: ${message}`, rest.length > 0 ? { detail: rest.map((r) => (r instanceof Error ? r.message : typeof r === 'string' ? r : describe(r))) } : undefined);
+  const forward =
+    (level: keyof Logger) =>
+    (message: string, ...rest: unknown[]) =>
+      logger[level](
+        `anthropic sdk: ${message}`,
+        rest.length > 0 ? { detail: rest.map((r) => (r instanceof Error ? r.message : typeof r === 'string' ? r : describe(r))) } : undefined,
+      );
   return { error: forward('error'), warn: forward('warn'), info: forward('info'), debug: forward('debug') };
 }
 
@@ -633,15 +642,28 @@ const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    api_key: { type: 'string', 'x-secret': true, description: 'Anthropic API key (sent as Authorization: Bearer). Usually ${ANTHROPIC_API_KEY} in the policy; empty means not set.' },
+    api_key: {
+      type: 'string',
+      'x-secret': true,
+      description: 'Anthropic API key (sent as Authorization: Bearer). Usually ${ANTHROPIC_API_KEY} in the policy; empty means not set.',
+    },
     base_url: { type: 'string', pattern: '^https?://', description: `API root; the SDK appends /v1/messages. Default ${DEFAULT_BASE_URL}.` },
-    default_max_tokens: { type: 'integer', minimum: 1, default: DEFAULT_MAX_TOKENS, description: 'max_tokens when a request sets neither max_tokens nor max_completion_tokens (Anthropic requires one).' },
+    default_max_tokens: {
+      type: 'integer',
+      minimum: 1,
+      default: DEFAULT_MAX_TOKENS,
+      description: 'max_tokens when a request sets neither max_tokens nor max_completion_tokens (Anthropic requires one).',
+    },
     anthropic_version: {
       type: 'string',
       pattern: '^\\d{4}-\\d{2}-\\d{2}$',
       description: `anthropic-version header; default the SDK's (${SDK_API_VERSION}). temperature and top_p are forwarded only for versions before ${SAMPLING_REMOVED_IN}.`,
     },
-    headers: { type: 'object', additionalProperties: { type: 'string', 'x-secret': true }, description: 'Extra HTTP headers sent with every request (their values are treated as secrets).' },
+    headers: {
+      type: 'object',
+      additionalProperties: { type: 'string', 'x-secret': true },
+      description: 'Extra HTTP headers sent with every request (their values are treated as secrets).',
+    },
   },
 } as const;
 

@@ -52,7 +52,9 @@ const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['base_url'],
-  properties: wireOptionProperties('Base URL of the server, up to and including /v1 (e.g. http://127.0.0.1:8000/v1 for vLLM, http://127.0.0.1:11434/v1 for Ollama).'),
+  properties: wireOptionProperties(
+    'Base URL of the server, up to and including /v1 (e.g. http://127.0.0.1:8000/v1 for vLLM, http://127.0.0.1:11434/v1 for Ollama).',
+  ),
 } as const;
 
 export type Options = OptionsFrom<typeof optionsSchema>;
@@ -100,7 +102,8 @@ export default {
     const pool = new Pool(url.origin, { headersTimeout: 0, bodyTimeout: 0 });
     let disposed = false;
 
-    const fail = (failure: UpstreamError['failure'], message: string, extra: { status?: number; retryAfterMs?: number; cause?: unknown } = {}) => new UpstreamError(failure, redact(message), extra);
+    const fail = (failure: UpstreamError['failure'], message: string, extra: { status?: number; retryAfterMs?: number; cause?: unknown } = {}) =>
+      new UpstreamError(failure, redact(message), extra);
 
     /** Sends the call; a non-2xx answer is thrown as failure "http" with the upstream's own message. */
     async function post(body: string, headers: string[], signal: Cancel): Promise<Reply> {

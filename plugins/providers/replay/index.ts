@@ -66,7 +66,12 @@ const rowSchema = {
         {
           type: 'array',
           minItems: 1,
-          items: { type: 'object', additionalProperties: false, required: ['role', 'content'], properties: { role: { enum: ['system', 'developer', 'user', 'assistant', 'tool', 'function'] }, content: { type: 'string' } } },
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['role', 'content'],
+            properties: { role: { enum: ['system', 'developer', 'user', 'assistant', 'tool', 'function'] }, content: { type: 'string' } },
+          },
         },
       ],
     },
@@ -98,7 +103,12 @@ const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    dataset: { type: 'string', minLength: 1, 'x-path': true, description: 'JSONL file of recorded outcomes (format of ../shared/data/README.md), relative to the policy file.' },
+    dataset: {
+      type: 'string',
+      minLength: 1,
+      'x-path': true,
+      description: 'JSONL file of recorded outcomes (format of ../shared/data/README.md), relative to the policy file.',
+    },
     rows: {
       type: 'array',
       minItems: 1,
@@ -174,7 +184,14 @@ class ReplayProvider implements Provider {
       model,
       text: hasResponse ? (outcome.response as string) : placeholder(row, model, outcome.score),
       usage,
-      recorded: { row_id: row.id, dataset_model: model, score: outcome.score, cost_usd: recordedCost(outcome), has_response: hasResponse, usage_estimated: estimated },
+      recorded: {
+        row_id: row.id,
+        dataset_model: model,
+        score: outcome.score,
+        cost_usd: recordedCost(outcome),
+        has_response: hasResponse,
+        usage_estimated: estimated,
+      },
     };
   }
 
@@ -221,7 +238,8 @@ const example: ReplayOptions = {
 };
 
 function validate(options: Readonly<ReplayOptions>): OptionIssue[] {
-  if ((options.dataset === undefined) === (options.rows === undefined)) return [{ path: [], message: 'give exactly one of dataset (a JSONL file) or rows (inline)' }];
+  if ((options.dataset === undefined) === (options.rows === undefined))
+    return [{ path: [], message: 'give exactly one of dataset (a JSONL file) or rows (inline)' }];
   return [];
 }
 
@@ -251,7 +269,10 @@ export default {
     for (const spec of ctx.policy.models.values()) {
       if (spec.provider !== provider) continue;
       const model = Object.hasOwn(models, spec.upstream) ? models[spec.upstream] : spec.upstream;
-      if (!known.has(model)) ctx.logger.warn(`model ${spec.name} replays dataset model "${model}", which the dataset does not have; its calls will fail (dataset models: ${dataset.models.slice(0, 12).join(', ')})`);
+      if (!known.has(model))
+        ctx.logger.warn(
+          `model ${spec.name} replays dataset model "${model}", which the dataset does not have; its calls will fail (dataset models: ${dataset.models.slice(0, 12).join(', ')})`,
+        );
     }
     return new ReplayProvider(dataset, models);
   },

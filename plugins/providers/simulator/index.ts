@@ -94,23 +94,71 @@ function clamp01(x: number): number {
 
 // Weighted: asking for a proof or a derivation signals more reasoning than asking "why".
 const REASONING_CUES: Readonly<Record<string, number>> = {
-  why: 0.6, explain: 0.6, calculate: 0.6, evaluate: 0.6, compare: 0.8, justify: 0.8, 'trade-off': 0.8, tradeoff: 0.8,
-  'step by step': 1, analyze: 1, analyse: 1, 'reason about': 1, prove: 1.2, proof: 1.2, derive: 1.2,
+  why: 0.6,
+  explain: 0.6,
+  calculate: 0.6,
+  evaluate: 0.6,
+  compare: 0.8,
+  justify: 0.8,
+  'trade-off': 0.8,
+  tradeoff: 0.8,
+  'step by step': 1,
+  analyze: 1,
+  analyse: 1,
+  'reason about': 1,
+  prove: 1.2,
+  proof: 1.2,
+  derive: 1.2,
 };
 
 const RISK_WORDS = [
   // medical
-  'diagnosis', 'diagnose', 'dosage', 'dose', 'overdose', 'prescription', 'medication', 'symptom', 'symptoms', 'side effects', 'surgery', 'chemotherapy', 'pregnancy', 'pregnant',
+  'diagnosis',
+  'diagnose',
+  'dosage',
+  'dose',
+  'overdose',
+  'prescription',
+  'medication',
+  'symptom',
+  'symptoms',
+  'side effects',
+  'surgery',
+  'chemotherapy',
+  'pregnancy',
+  'pregnant',
   // legal
-  'contract', 'liability', 'liable', 'lawsuit', 'sue', 'litigation', 'court', 'attorney', 'lawyer', 'breach', 'breached', 'negligence', 'custody', 'indemnity', 'immigration',
+  'contract',
+  'liability',
+  'liable',
+  'lawsuit',
+  'sue',
+  'litigation',
+  'court',
+  'attorney',
+  'lawyer',
+  'breach',
+  'breached',
+  'negligence',
+  'custody',
+  'indemnity',
+  'immigration',
   // financial
-  'tax', 'taxes', 'securities', 'mortgage', 'bankruptcy', 'fiduciary', 'insider trading',
+  'tax',
+  'taxes',
+  'securities',
+  'mortgage',
+  'bankruptcy',
+  'fiduciary',
+  'insider trading',
 ];
 
 // Arithmetic between numbers, powers, equations with a variable, or mathematical vocabulary.
-const MATH_RE = /\d\s*[-+*/^×÷=<>]\s*[\d(a-z]|[a-z]\s*\^\s*\d|\b[a-z]\s*=\s*\d|[≤≥∑∫√π]|\b(?:integral|derivative|equation|theorem|lemma|polynomial|matrix|eigen\w*|probability|modulo|prime|irrational|logarithm|sqrt|sum of|variance|induction)\b/i;
+const MATH_RE =
+  /\d\s*[-+*/^×÷=<>]\s*[\d(a-z]|[a-z]\s*\^\s*\d|\b[a-z]\s*=\s*\d|[≤≥∑∫√π]|\b(?:integral|derivative|equation|theorem|lemma|polynomial|matrix|eigen\w*|probability|modulo|prime|irrational|logarithm|sqrt|sum of|variance|induction)\b/i;
 
-const CODE_RE = /```|\b(?:function|def|class|const|let|var|return|import|public|static|void)\b\s*[\w({]|=>|#include|\bselect\b[\s\S]*\bfrom\b|traceback|stack trace|segfault|\bnull pointer\b|[;{}]\s*$/im;
+const CODE_RE =
+  /```|\b(?:function|def|class|const|let|var|return|import|public|static|void)\b\s*[\w({]|=>|#include|\bselect\b[\s\S]*\bfrom\b|traceback|stack trace|segfault|\bnull pointer\b|[;{}]\s*$/im;
 
 // Sequencing words make a request multi-step even without extra question marks.
 const STEP_RE = /\b(?:then|after that|finally|next|also|additionally|as well as)\b/gi;
@@ -183,11 +231,13 @@ export function promptDifficulty(messages: readonly ChatMessage[]): number {
 // Answers
 
 const STOPWORDS = new Set(
-  ('a an the and or but if then so of to in on at by for with from about into over under is are was were be been being am do does did ' +
+  (
+    'a an the and or but if then so of to in on at by for with from about into over under is are was were be been being am do does did ' +
     'have has had i me my mine you your yours we our us it its this that these those he she they them their there here what which who whom ' +
     'whose when where why how can could should would will shall may might must not no yes please thanks thank hi hello hey just also very ' +
     'some any all each more most other such than too own same only out up down as let get got tell give show write explain analyze analyse ' +
-    'compare derive calculate prove step by whether need want know like one two three use each work works make way thing things').split(' '),
+    'compare derive calculate prove step by whether need want know like one two three use each work works make way thing things'
+  ).split(' '),
 );
 
 /** The first few content words of the text, in order: a cheap "topic". */
@@ -209,7 +259,8 @@ function topicOf(text: string): string {
 }
 
 const ORDER_RE = /\b(?:order|package|parcel|shipment|delivery|tracking|shipping)\b/i;
-const ORDER_QUESTION_RE = /\b(?:where|status|track|tracking|when|arrive|arriving|shipped|dispatched|late|delayed|hasn'?t|not (?:yet )?(?:arrived|received)|still waiting)\b/i;
+const ORDER_QUESTION_RE =
+  /\b(?:where|status|track|tracking|when|arrive|arriving|shipped|dispatched|late|delayed|hasn'?t|not (?:yet )?(?:arrived|received)|still waiting)\b/i;
 const ORDER_ID_RE = /\b(?:order|tracking|package|shipment|parcel)\s*(?:number|no\.?|id)?\s*[:#]?\s*#?([a-z0-9][a-z0-9-]{2,})/i;
 
 function orderStatusAnswer(text: string, key: string): string {
@@ -230,7 +281,9 @@ const NEGATIVE_RE = /\b(?:bad|terrible|awful|hate|hated|cold|rude|slow|broken|wo
 
 /** The candidate labels a classification prompt offers ("as positive, negative, or neutral"). */
 function offeredLabels(text: string): string[] {
-  const m = /\b(?:as|into|one of|either|labels?|categories)\s*:?\s*((?:["']?[\w-]+(?: [\w-]+)?["']?\s*(?:,|\/|\bor\b)\s*)+(?:or\s+)?["']?[\w-]+["']?)/i.exec(text);
+  const m = /\b(?:as|into|one of|either|labels?|categories)\s*:?\s*((?:["']?[\w-]+(?: [\w-]+)?["']?\s*(?:,|\/|\bor\b)\s*)+(?:or\s+)?["']?[\w-]+["']?)/i.exec(
+    text,
+  );
   if (!m) return [];
   const labels = m[1]
     .split(/\s*(?:,|\/|\bor\b)\s*/i)
@@ -278,7 +331,8 @@ function generalAnswer(text: string, key: string): string {
   if (partCount(text) > 1) sentences.push('Each part of your question is covered above, in the order you asked.');
   if (MATH_RE.test(text)) sentences.push('Checking the result on a small case, such as n = 1 and n = 2, confirms the calculation.');
   if (CODE_RE.test(text)) sentences.push('In code, validate the input first, handle the edge cases explicitly, and cover each case with a unit test.');
-  if (riskCount(text) > 0) sentences.push('This is general information rather than professional advice, so please confirm the specifics with a qualified professional.');
+  if (riskCount(text) > 0)
+    sentences.push('This is general information rather than professional advice, so please confirm the specifics with a qualified professional.');
   sentences.push('Let me know if you would like more detail on any of these points.');
   return sentences.join(' ');
 }
@@ -298,7 +352,10 @@ function truncateMidSentence(text: string, share: number): string {
   const words = text.split(/\s+/).filter(Boolean);
   let n = Math.max(1, Math.min(words.length - 1, Math.round(words.length * share)));
   while (n > 1 && /[.!?:;,]$/.test(words[n - 1])) n--;
-  return words.slice(0, n).join(' ').replace(/[.!?:;,]+$/, '');
+  return words
+    .slice(0, n)
+    .join(' ')
+    .replace(/[.!?:;,]+$/, '');
 }
 
 type Deficiency = 'hedge' | 'refusal' | 'truncation';
@@ -576,7 +633,12 @@ class SimulatorProvider implements Provider {
       // A piece of n words is the next n tokens (see tokensOf), as in OpenAI's streams
       // where each chunk carries the logprobs of the tokens it delivers.
       const logprobs = p.logprobs
-        ? { logprobs: { content: logprobEntries(p.logprobs.tokens.slice(token, token + WORDS_PER_PIECE), p.logprobs.values.slice(token, token + WORDS_PER_PIECE)), refusal: null } }
+        ? {
+            logprobs: {
+              content: logprobEntries(p.logprobs.tokens.slice(token, token + WORDS_PER_PIECE), p.logprobs.values.slice(token, token + WORDS_PER_PIECE)),
+              refusal: null,
+            },
+          }
         : {};
       token += WORDS_PER_PIECE;
       yield chunk([{ index: 0, delta: { content: piece }, finish_reason: null, ...logprobs }]);

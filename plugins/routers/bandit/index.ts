@@ -52,14 +52,25 @@ const optionsSchema = {
   additionalProperties: false,
   properties: {
     algorithm: { enum: ['epsilon_greedy', 'linucb'], description: 'epsilon_greedy (default) or linucb (contextual, over context_features).' },
-    arms: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', 'x-ref': 'tier' }, description: 'Tiers to choose among (default: every tier).' },
+    arms: {
+      type: 'array',
+      minItems: 1,
+      uniqueItems: true,
+      items: { type: 'string', 'x-ref': 'tier' },
+      description: 'Tiers to choose among (default: every tier).',
+    },
     epsilon: { type: 'number', minimum: 0, maximum: 1, description: 'epsilon_greedy: share of requests sent to a random arm (default 0.1).' },
     alpha: { type: 'number', exclusiveMinimum: 0, maximum: 1, description: 'Weight of the newest reward in the EWMA (default 0.3, as in the seed).' },
     prior: { type: 'number', description: 'Expected reward of an arm never rewarded (default 0.5).' },
     ucb_width: { type: 'number', minimum: 0, description: 'linucb: width c of the confidence bonus (default 0.5).' },
     lambda: { type: 'number', minimum: 0, description: 'Cost weight: reward −= λ × cost_usd × 1000 (per dollar per thousand requests; default 0).' },
     mu: { type: 'number', minimum: 0, description: 'Latency weight: reward −= μ × latency in seconds (default 0).' },
-    context_features: { type: 'array', uniqueItems: true, items: { type: 'string', minLength: 1 }, description: "linucb: the policy's features that form the context (numbers; booleans as 0/1; anything else 0)." },
+    context_features: {
+      type: 'array',
+      uniqueItems: true,
+      items: { type: 'string', minLength: 1 },
+      description: "linucb: the policy's features that form the context (numbers; booleans as 0/1; anything else 0).",
+    },
     state: {
       type: 'object',
       additionalProperties: false,
@@ -167,7 +178,14 @@ export function linScore(arm: LinArm | undefined, x: readonly number[], width: n
   const theta = solve(A, b, d);
   const Ainvx = solve(A, x, d);
   const estimate = theta.reduce((s, t, i) => s + t * x[i], 0);
-  const bonus = width * Math.sqrt(Math.max(0, Ainvx.reduce((s, t, i) => s + t * x[i], 0)));
+  const bonus =
+    width *
+    Math.sqrt(
+      Math.max(
+        0,
+        Ainvx.reduce((s, t, i) => s + t * x[i], 0),
+      ),
+    );
   return { estimate, bonus };
 }
 
@@ -263,7 +281,15 @@ function decisionFromJson(raw: string): RoutedDecision | null {
   try {
     const d = JSON.parse(raw) as Partial<RoutedDecision>;
     if (typeof d.route !== 'string' || typeof d.request_id !== 'string' || typeof d.arm !== 'string' || typeof d.latency_ms !== 'number') return null;
-    return { route: d.route, request_id: d.request_id, arm: d.arm, features: d.features && typeof d.features === 'object' ? d.features : {}, cost_usd: typeof d.cost_usd === 'number' ? d.cost_usd : null, latency_ms: d.latency_ms, ...(typeof d.api_key_name === 'string' ? { api_key_name: d.api_key_name } : {}) };
+    return {
+      route: d.route,
+      request_id: d.request_id,
+      arm: d.arm,
+      features: d.features && typeof d.features === 'object' ? d.features : {},
+      cost_usd: typeof d.cost_usd === 'number' ? d.cost_usd : null,
+      latency_ms: d.latency_ms,
+      ...(typeof d.api_key_name === 'string' ? { api_key_name: d.api_key_name } : {}),
+    };
   } catch {
     return null;
   }
@@ -302,7 +328,8 @@ const banditRouter: RouterModule<BanditOptions> = {
     id: 'bandit',
     kind: 'router',
     contract: 1,
-    description: 'Learns the best tier from outcomes (gate scores, POST /v1/feedback): epsilon-greedy over EWMA rewards, or contextual LinUCB over policy features. reward = quality − λ·cost_usd·1000 − μ·latency_s.',
+    description:
+      'Learns the best tier from outcomes (gate scores, POST /v1/feedback): epsilon-greedy over EWMA rewards, or contextual LinUCB over policy features. reward = quality − λ·cost_usd·1000 − μ·latency_s.',
     options: optionsSchema,
     example: { algorithm: 'epsilon_greedy', epsilon: 0.1, seed: 1 },
   },
@@ -310,9 +337,11 @@ const banditRouter: RouterModule<BanditOptions> = {
   validate(options, ctx): OptionIssue[] {
     const issues: OptionIssue[] = [];
     (options.context_features ?? []).forEach((name, i) => {
-      if (!ctx.policy.featureNames.includes(name)) issues.push({ path: ['context_features', i], message: `no feature named "${name}" (declared: ${ctx.policy.featureNames.join(', ') || 'none'})` });
+      if (!ctx.policy.featureNames.includes(name))
+        issues.push({ path: ['context_features', i], message: `no feature named "${name}" (declared: ${ctx.policy.featureNames.join(', ') || 'none'})` });
     });
-    if (options.algorithm !== 'linucb' && options.context_features?.length) issues.push({ path: ['context_features'], message: 'context_features are used by algorithm linucb only' });
+    if (options.algorithm !== 'linucb' && options.context_features?.length)
+      issues.push({ path: ['context_features'], message: 'context_features are used by algorithm linucb only' });
     return issues;
   },
 
@@ -347,7 +376,8 @@ const banditRouter: RouterModule<BanditOptions> = {
         const parsed = JSON.parse(readFileSync(from, 'utf8')) as Partial<BanditState>;
         return { arms: parsed.arms ?? {}, linucb: parsed.linucb ?? {} };
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn('bandit state file unreadable; starting afresh', { at: ctx.at, file: from, error: String(err) });
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+          log.warn('bandit state file unreadable; starting afresh', { at: ctx.at, file: from, error: String(err) });
         return { arms: {}, linucb: {} };
       }
     };
@@ -433,11 +463,28 @@ const banditRouter: RouterModule<BanditOptions> = {
               warn(notShared, new Error(disposed ? 'router disposed' : 'not connected'));
               return;
             }
-            redis.banditRemember(decisionKeys[0], decisionKeys[1], decision.request_id, JSON.stringify(decision), String(Math.max(1, Math.round(window.ttl_ms))), String(Math.max(1, window.capacity)), decision.api_key_name ?? '').catch((err: unknown) => warn(notShared, err));
+            redis
+              .banditRemember(
+                decisionKeys[0],
+                decisionKeys[1],
+                decision.request_id,
+                JSON.stringify(decision),
+                String(Math.max(1, Math.round(window.ttl_ms))),
+                String(Math.max(1, window.capacity)),
+                decision.api_key_name ?? '',
+              )
+              .catch((err: unknown) => warn(notShared, err));
           },
           async claim(requestId: string, score: number, window: FeedbackWindow, caller: string | null): Promise<FeedbackClaim> {
             if (!redis || !redisUp) throw new Error(`Redis is not connected (key ${redisOptions.key})`);
-            const [status, raw, taken] = await redis.banditClaim(decisionKeys[0], decisionKeys[1], requestId, String(score), String(Math.max(1, Math.round(window.ttl_ms))), caller ?? '');
+            const [status, raw, taken] = await redis.banditClaim(
+              decisionKeys[0],
+              decisionKeys[1],
+              requestId,
+              String(score),
+              String(Math.max(1, Math.round(window.ttl_ms))),
+              caller ?? '',
+            );
             if (status === 'forbidden') return { status: 'forbidden' };
             const decision = status === 'unknown' ? null : decisionFromJson(raw);
             if (!decision) return { status: 'unknown' };
@@ -470,7 +517,10 @@ const banditRouter: RouterModule<BanditOptions> = {
               detail = s;
             }
           }
-          return { tier: best, reason: `bandit: ${best} (LinUCB, ucb ${fmt(bestScore)} = estimate ${fmt(detail.estimate)} + bonus ${fmt(detail.bonus)}; ${state.arms[best]?.count ?? 0} rewards)` };
+          return {
+            tier: best,
+            reason: `bandit: ${best} (LinUCB, ucb ${fmt(bestScore)} = estimate ${fmt(detail.estimate)} + bonus ${fmt(detail.bonus)}; ${state.arms[best]?.count ?? 0} rewards)`,
+          };
         }
         if (epsilon > 0 && random() < epsilon) {
           const arm = arms[Math.min(arms.length - 1, Math.floor(random() * arms.length))];

@@ -25,10 +25,24 @@ const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    model_path: { type: 'string', minLength: 1, 'x-path': true, description: 'The model artifact written by `tiergate train`, relative to the policy file. A change to it reloads the policy.' },
+    model_path: {
+      type: 'string',
+      minLength: 1,
+      'x-path': true,
+      description: 'The model artifact written by `tiergate train`, relative to the policy file. A change to it reloads the policy.',
+    },
     model: { type: 'object', additionalProperties: true, description: 'The artifact itself, inline (instead of model_path).' },
-    threshold: { type: 'number', minimum: 0, maximum: 1, description: 'Route to a tier when P(its answer suffices) reaches this; default: the artifact\'s recommended threshold.' },
-    tiers: { type: 'object', additionalProperties: { type: 'string', 'x-ref': 'tier' }, description: 'Artifact tier name → policy tier name, when they differ.' },
+    threshold: {
+      type: 'number',
+      minimum: 0,
+      maximum: 1,
+      description: "Route to a tier when P(its answer suffices) reaches this; default: the artifact's recommended threshold.",
+    },
+    tiers: {
+      type: 'object',
+      additionalProperties: { type: 'string', 'x-ref': 'tier' },
+      description: 'Artifact tier name → policy tier name, when they differ.',
+    },
   },
 } as const;
 
@@ -67,14 +81,26 @@ function makeRouter(model: CompiledClassifier, tierMap: readonly string[], thres
       // Confidence: the probability behind the choice (for the top tier, that the tier below does not suffice).
       const confidence = t < top ? p[t] : 1 - p[top - 1];
       const shown = tierMap[t];
-      const why = t < top ? `P(${shown} suffices) ${p[t].toFixed(2)} ≥ ${threshold}` : `P(${tierMap[top - 1]} suffices) ${p[top - 1].toFixed(2)} < ${threshold}`;
-      return { tier: shown, confidence: Math.min(1, Math.max(0, confidence)), reason: `classifier: ${shown} at ${confidence.toFixed(2)} (${why})`, thresholds: Array.from(p) };
+      const why =
+        t < top ? `P(${shown} suffices) ${p[t].toFixed(2)} ≥ ${threshold}` : `P(${tierMap[top - 1]} suffices) ${p[top - 1].toFixed(2)} < ${threshold}`;
+      return {
+        tier: shown,
+        confidence: Math.min(1, Math.max(0, confidence)),
+        reason: `classifier: ${shown} at ${confidence.toFixed(2)} (${why})`,
+        thresholds: Array.from(p),
+      };
     },
     withThreshold(next: number): Router {
       return makeRouter(model, tierMap, next);
     },
     describe() {
-      return { threshold, tiers: tierMap, trained: model.artifact.created, feature_spec_hash: model.artifact.feature_spec_hash, training_data_sha256: model.artifact.training_data_sha256 };
+      return {
+        threshold,
+        tiers: tierMap,
+        trained: model.artifact.created,
+        feature_spec_hash: model.artifact.feature_spec_hash,
+        training_data_sha256: model.artifact.training_data_sha256,
+      };
     },
     async dispose() {},
   };
@@ -91,7 +117,8 @@ const classifierRouter: RouterModule<ClassifierOptions> = {
   },
 
   validate(options): OptionIssue[] {
-    if ((options.model_path === undefined) === (options.model === undefined)) return [{ path: [], message: 'give exactly one of model_path (a file from `tiergate train`) or model (the artifact inline)' }];
+    if ((options.model_path === undefined) === (options.model === undefined))
+      return [{ path: [], message: 'give exactly one of model_path (a file from `tiergate train`) or model (the artifact inline)' }];
     return [];
   },
 
@@ -120,18 +147,30 @@ const classifierRouter: RouterModule<ClassifierOptions> = {
     const policyTiers = ctx.policy.tiers.map((t) => t.name);
     const mapping = options.tiers ?? {};
     for (const name of Object.keys(mapping)) {
-      if (!artifact.tiers.some((t) => t.name === name)) throw ctx.optionError(['tiers', name], `the model has no tier "${name}" (its tiers: ${artifact.tiers.map((t) => t.name).join(', ')})`);
+      if (!artifact.tiers.some((t) => t.name === name))
+        throw ctx.optionError(['tiers', name], `the model has no tier "${name}" (its tiers: ${artifact.tiers.map((t) => t.name).join(', ')})`);
     }
     const tierMap = artifact.tiers.map((t) => mapping[t.name] ?? t.name);
     const missing = tierMap.filter((t) => !policyTiers.includes(t));
     if (missing.length) {
-      throw ctx.optionError(options.tiers ? ['tiers'] : at, `the model's tier${missing.length > 1 ? 's' : ''} ${missing.map((m) => `"${m}"`).join(', ')} ${missing.length > 1 ? 'are' : 'is'} not in the policy (tiers: ${policyTiers.join(', ')}); map them with tiers: { <model tier>: <policy tier> }`);
+      throw ctx.optionError(
+        options.tiers ? ['tiers'] : at,
+        `the model's tier${missing.length > 1 ? 's' : ''} ${missing.map((m) => `"${m}"`).join(', ')} ${missing.length > 1 ? 'are' : 'is'} not in the policy (tiers: ${policyTiers.join(', ')}); map them with tiers: { <model tier>: <policy tier> }`,
+      );
     }
     for (let i = 1; i < tierMap.length; i++) {
-      if (policyTiers.indexOf(tierMap[i]) <= policyTiers.indexOf(tierMap[i - 1])) throw ctx.optionError(options.tiers ? ['tiers'] : at, `the model's ladder ${tierMap.join(' < ')} is not in the policy's order (${policyTiers.join(' < ')})`);
+      if (policyTiers.indexOf(tierMap[i]) <= policyTiers.indexOf(tierMap[i - 1]))
+        throw ctx.optionError(
+          options.tiers ? ['tiers'] : at,
+          `the model's ladder ${tierMap.join(' < ')} is not in the policy's order (${policyTiers.join(' < ')})`,
+        );
     }
     const unknownFeatures = artifact.feature_spec.policy_features.filter((f) => !ctx.policy.featureNames.includes(f));
-    if (unknownFeatures.length) throw ctx.optionError(at, `the model was trained with policy feature${unknownFeatures.length > 1 ? 's' : ''} ${unknownFeatures.join(', ')}, which the policy does not declare under features:`);
+    if (unknownFeatures.length)
+      throw ctx.optionError(
+        at,
+        `the model was trained with policy feature${unknownFeatures.length > 1 ? 's' : ''} ${unknownFeatures.join(', ')}, which the policy does not declare under features:`,
+      );
     return makeRouter(compileClassifier(artifact), tierMap, options.threshold ?? artifact.recommended_threshold);
   },
 };

@@ -25,7 +25,12 @@ const optionsSchema = {
         additionalProperties: false,
         required: ['when'],
         properties: {
-          when: { type: 'string', minLength: 1, 'x-jsonata': true, description: 'JSONata over the request and the features; the rule holds when the result is truthy.' },
+          when: {
+            type: 'string',
+            minLength: 1,
+            'x-jsonata': true,
+            description: 'JSONata over the request and the features; the rule holds when the result is truthy.',
+          },
           tier: { type: 'string', 'x-ref': 'tier' },
           model: { type: 'string', 'x-ref': 'model' },
           confidence: { type: 'number', minimum: 0, maximum: 1, description: 'How sure the rule is (default 1); speculation and analytics read it.' },

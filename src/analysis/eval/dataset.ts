@@ -123,19 +123,23 @@ function rowProblem(value: unknown): string | null {
   if (typeof prompt !== 'string') {
     if (!Array.isArray(prompt) || prompt.length === 0) return `row ${value.id}: "prompt" must be a string or a non-empty list of {role, content} messages`;
     for (const [i, m] of prompt.entries()) {
-      if (!isRecord(m) || typeof m.content !== 'string' || typeof m.role !== 'string' || !ROLES.has(m.role)) return `row ${value.id}: prompt[${i}] must be {role, content} with a chat role and text content`;
+      if (!isRecord(m) || typeof m.content !== 'string' || typeof m.role !== 'string' || !ROLES.has(m.role))
+        return `row ${value.id}: prompt[${i}] must be {role, content} with a chat role and text content`;
     }
   }
   if (!isRecord(value.outcomes)) return `row ${value.id}: "outcomes" must be an object of model → {score, …}`;
   for (const [model, outcome] of Object.entries(value.outcomes)) {
     if (!isRecord(outcome)) return `row ${value.id}: outcomes["${model}"] must be an object`;
     const score = outcome.score;
-    if (score !== null && (typeof score !== 'number' || !(score >= 0 && score <= 1))) return `row ${value.id}: outcomes["${model}"].score must be a number in [0, 1] or null`;
+    if (score !== null && (typeof score !== 'number' || !(score >= 0 && score <= 1)))
+      return `row ${value.id}: outcomes["${model}"].score must be a number in [0, 1] or null`;
     for (const key of ['cost_usd', 'input_tokens', 'output_tokens', 'output_chars'] as const) {
       const v = outcome[key];
-      if (v !== undefined && v !== null && (typeof v !== 'number' || !(v >= 0))) return `row ${value.id}: outcomes["${model}"].${key} must be a non-negative number or null`;
+      if (v !== undefined && v !== null && (typeof v !== 'number' || !(v >= 0)))
+        return `row ${value.id}: outcomes["${model}"].${key} must be a non-negative number or null`;
     }
-    if (outcome.response !== undefined && outcome.response !== null && typeof outcome.response !== 'string') return `row ${value.id}: outcomes["${model}"].response must be a string`;
+    if (outcome.response !== undefined && outcome.response !== null && typeof outcome.response !== 'string')
+      return `row ${value.id}: outcomes["${model}"].response must be a string`;
   }
   return null;
 }

@@ -62,11 +62,16 @@ export function comparisonGrid(report: EvalReport, marks: { pass: string; fail: 
   const metricsOf = (c: Column): PolicyMetrics => (c === 'policy' ? report.metrics : (report.baselines[c] as PolicyMetrics));
   const curveOf = (c: Column): CurveMetrics => report.curve_metrics[c];
   // Where the ladder is not monotone these are refused, not printed (DESIGN §5).
-  const gapCell = (c: Column, value: (m: CurveMetrics) => string) => (report.curve_metrics_refused !== null && c !== 'always_cheapest' && c !== 'always_best' ? 'refused †' : value(curveOf(c)));
+  const gapCell = (c: Column, value: (m: CurveMetrics) => string) =>
+    report.curve_metrics_refused !== null && c !== 'always_cheapest' && c !== 'always_best' ? 'refused †' : value(curveOf(c));
   const estimated = report.costs.estimated ? ' (est.)' : '';
   const rows: string[][] = [];
   for (const key of TARGETED) {
-    rows.push([LABELS[key], target(report, key), ...COLUMNS.map(({ key: c }) => percent(metricsOf(c)[key]) + (c === 'policy' ? ` ${report.metrics.meets[key] ? marks.pass : marks.fail}` : ''))]);
+    rows.push([
+      LABELS[key],
+      target(report, key),
+      ...COLUMNS.map(({ key: c }) => percent(metricsOf(c)[key]) + (c === 'policy' ? ` ${report.metrics.meets[key] ? marks.pass : marks.fail}` : '')),
+    ]);
   }
   rows.push(['strong-call share', '', ...COLUMNS.map(({ key: c }) => percent(metricsOf(c).strong_call_share))]);
   rows.push(['mean quality', '', ...COLUMNS.map(({ key: c }) => number(metricsOf(c).mean_quality))]);
@@ -81,8 +86,26 @@ export function comparisonGrid(report: EvalReport, marks: { pass: string; fail: 
 
 function sweepGrid(report: EvalReport): Grid {
   return {
-    header: [`${report.sweep_of ?? 'gate'} threshold`, 'strong-call share', 'mean quality', 'total cost', 'escalation rate', 'cost savings', 'quality retention', 'random at equal cost'],
-    rows: report.sweep.map((p) => [p.threshold.toFixed(2), percent(p.strong_share), number(p.quality), usd(p.cost), percent(p.escalation_rate), percent(p.cost_savings), percent(p.quality_retention), percent(p.equal_cost_retention)]),
+    header: [
+      `${report.sweep_of ?? 'gate'} threshold`,
+      'strong-call share',
+      'mean quality',
+      'total cost',
+      'escalation rate',
+      'cost savings',
+      'quality retention',
+      'random at equal cost',
+    ],
+    rows: report.sweep.map((p) => [
+      p.threshold.toFixed(2),
+      percent(p.strong_share),
+      number(p.quality),
+      usd(p.cost),
+      percent(p.escalation_rate),
+      percent(p.cost_savings),
+      percent(p.quality_retention),
+      percent(p.equal_cost_retention),
+    ]),
   };
 }
 
@@ -90,14 +113,26 @@ function sweepGrid(report: EvalReport): Grid {
 export function contextLines(report: EvalReport): string[] {
   const d = report.dataset;
   const lines: string[] = [];
-  lines.push(`route ${report.policy.route} of ${report.policy.file} (policy ${report.policy.version}; router ${report.policy.router}${report.policy.threshold !== null ? `; gate ${report.policy.gate_evaluators.join(', ')} ≥ ${report.policy.threshold.toFixed(2)}, up to ${report.policy.max_escalations} escalation${report.policy.max_escalations === 1 ? '' : 's'}` : '; no gate'})`);
-  lines.push(`dataset ${d.file}: ${d.evaluated} rows evaluated of ${d.selected} selected (${d.rows} in the file; split ${d.split}${d.where ? `; where ${d.where}` : ''}${d.limit !== null ? `; limit ${d.limit}` : ''})`);
+  lines.push(
+    `route ${report.policy.route} of ${report.policy.file} (policy ${report.policy.version}; router ${report.policy.router}${report.policy.threshold !== null ? `; gate ${report.policy.gate_evaluators.join(', ')} ≥ ${report.policy.threshold.toFixed(2)}, up to ${report.policy.max_escalations} escalation${report.policy.max_escalations === 1 ? '' : 's'}` : '; no gate'})`,
+  );
+  lines.push(
+    `dataset ${d.file}: ${d.evaluated} rows evaluated of ${d.selected} selected (${d.rows} in the file; split ${d.split}${d.where ? `; where ${d.where}` : ''}${d.limit !== null ? `; limit ${d.limit}` : ''})`,
+  );
   for (const s of d.skipped) lines.push(`  skipped ${s.rows} × ${s.reason} (e.g. ${s.examples.join(', ')})`);
   lines.push(`tiers: ${report.tiers.map((t) => `${t.name} = ${t.model} → ${t.dataset_model}`).join('; ')}`);
-  lines.push(`quality target ${report.quality_target}: a tier's answer is good enough when its recorded score reaches it (oracle tier, routing accuracy, gate precision/recall)`);
+  lines.push(
+    `quality target ${report.quality_target}: a tier's answer is good enough when its recorded score reaches it (oracle tier, routing accuracy, gate precision/recall)`,
+  );
   if (report.gate.mode === 'none') lines.push('gate: none on this route');
-  else if (report.gate.mode === 'recorded') lines.push(`gate: recorded — the ${PERFECT_JUDGE}: recorded scores stand in for the route's evaluators on all ${report.gate.recorded_rows} rows; not deployable`);
-  else lines.push(`gate: real — the route's evaluators on the recorded answer texts of ${report.gate.real_rows} rows; no recorded score read on the policy's path${report.gate.unjudgeable_rows > 0 ? `; ${report.gate.unjudgeable_rows} rows without answer texts left out` : ''}`);
+  else if (report.gate.mode === 'recorded')
+    lines.push(
+      `gate: recorded — the ${PERFECT_JUDGE}: recorded scores stand in for the route's evaluators on all ${report.gate.recorded_rows} rows; not deployable`,
+    );
+  else
+    lines.push(
+      `gate: real — the route's evaluators on the recorded answer texts of ${report.gate.real_rows} rows; no recorded score read on the policy's path${report.gate.unjudgeable_rows > 0 ? `; ${report.gate.unjudgeable_rows} rows without answer texts left out` : ''}`,
+    );
   lines.push(report.costs.estimated ? 'costs: estimated from policy prices × tokens where the dataset records no cost' : 'costs: as recorded in the dataset');
   return lines;
 }
@@ -124,7 +159,8 @@ function refusedLine(report: EvalReport): string | null {
 }
 
 function sweepTitle(report: EvalReport): string {
-  if (report.sweep_moves === false) return `threshold sweep — it does not move: all ${report.sweep.length} thresholds give the same point, so there is no curve:`;
+  if (report.sweep_moves === false)
+    return `threshold sweep — it does not move: all ${report.sweep.length} thresholds give the same point, so there is no curve:`;
   return 'threshold sweep (the cost–quality curve):';
 }
 
@@ -146,7 +182,10 @@ export function terminalReport(report: EvalReport): string {
   if (regret) out.push(regret);
   if (report.sweep.length > 0) out.push('', sweepTitle(report), tableOf(sweepGrid(report)));
   if (report.notes.length > 0) out.push('', ...report.notes.map((n) => `note: ${n}`));
-  out.push('', `${report.dataset.evaluated} rows × ${1 + report.sweep.length} runs in ${((report.timing.run_ms + report.timing.sweep_ms) / 1000).toFixed(1)} s (${report.timing.rows_per_second} rows/s)`);
+  out.push(
+    '',
+    `${report.dataset.evaluated} rows × ${1 + report.sweep.length} runs in ${((report.timing.run_ms + report.timing.sweep_ms) / 1000).toFixed(1)} s (${report.timing.rows_per_second} rows/s)`,
+  );
   return out.join('\n') + '\n';
 }
 
@@ -161,14 +200,28 @@ function markdownTable(grid: Grid): string {
 export function markdownReport(report: EvalReport, chartFile?: string, command?: string): string {
   // The command that made the report, so a committed report can be made again.
   const made = command ? ['```sh', command, '```', ''] : [];
-  const out = [`# tiergate eval: route \`${report.policy.route}\``, '', ...made, ...contextLines(report).map((l) => (l.startsWith('  ') ? `  - ${l.trim()}` : `- ${l}`)), '', markdownTable(comparisonGrid(report))];
+  const out = [
+    `# tiergate eval: route \`${report.policy.route}\``,
+    '',
+    ...made,
+    ...contextLines(report).map((l) => (l.startsWith('  ') ? `  - ${l.trim()}` : `- ${l}`)),
+    '',
+    markdownTable(comparisonGrid(report)),
+  ];
   const refused = refusedLine(report);
   if (refused) out.push('', refused);
   const gate = gateLine(report);
   if (gate) out.push('', gate);
   const regret = regretLine(report);
   if (regret) out.push('', regret);
-  if (report.sweep.length > 0) out.push('', '## Threshold sweep', '', ...(report.sweep_moves === false ? [sweepTitle(report).replace(/:$/, '.'), ''] : []), markdownTable(sweepGrid(report)));
+  if (report.sweep.length > 0)
+    out.push(
+      '',
+      '## Threshold sweep',
+      '',
+      ...(report.sweep_moves === false ? [sweepTitle(report).replace(/:$/, '.'), ''] : []),
+      markdownTable(sweepGrid(report)),
+    );
   if (chartFile) out.push('', `![cost–quality curve](${chartFile})`);
   if (report.notes.length > 0) out.push('', '## Notes', '', ...report.notes.map((n) => `- ${n}`));
   return out.join('\n') + '\n';

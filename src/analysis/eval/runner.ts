@@ -230,7 +230,10 @@ interface PolicyShape {
 /** Enough of the policy's shape to map models; anything malformed is left for buildRuntime to report, located. */
 function policyShape(data: unknown): PolicyShape | null {
   if (!isRecord(data) || !isRecord(data.models) || !Array.isArray(data.tiers) || !isRecord(data.routes)) return null;
-  const tiers = data.tiers.filter((t): t is { name: string; models: string[] } => isRecord(t) && typeof t.name === 'string' && Array.isArray(t.models) && t.models.every((m) => typeof m === 'string'));
+  const tiers = data.tiers.filter(
+    (t): t is { name: string; models: string[] } =>
+      isRecord(t) && typeof t.name === 'string' && Array.isArray(t.models) && t.models.every((m) => typeof m === 'string'),
+  );
   if (tiers.length !== data.tiers.length) return null;
   return { models: data.models as PolicyShape['models'], tiers, routes: data.routes as PolicyShape['routes'] };
 }
@@ -246,7 +249,8 @@ export function resolveMapping(shape: PolicyShape, routeName: string, dataset: D
   const problems: string[] = [];
   const known = new Set(dataset.models);
   for (const [model, datasetModel] of Object.entries(explicit)) {
-    if (!Object.hasOwn(shape.models, model)) problems.push(`--map ${model}=${datasetModel}: the policy has no model "${model}" (models: ${list(Object.keys(shape.models))})`);
+    if (!Object.hasOwn(shape.models, model))
+      problems.push(`--map ${model}=${datasetModel}: the policy has no model "${model}" (models: ${list(Object.keys(shape.models))})`);
     if (!known.has(datasetModel)) problems.push(`--map ${model}=${datasetModel}: the dataset has no model "${datasetModel}" (models: ${list(dataset.models)})`);
   }
   const required = new Set(shape.tiers.flatMap((t) => t.models));
@@ -258,9 +262,16 @@ export function resolveMapping(shape: PolicyShape, routeName: string, dataset: D
   const mapping: Record<string, string> = {};
   for (const model of Object.keys(shape.models)) {
     const upstream = shape.models[model]?.upstream;
-    const mapped = Object.hasOwn(explicit, model) ? explicit[model] : known.has(model) ? model : typeof upstream === 'string' && known.has(upstream) ? upstream : undefined;
+    const mapped = Object.hasOwn(explicit, model)
+      ? explicit[model]
+      : known.has(model)
+        ? model
+        : typeof upstream === 'string' && known.has(upstream)
+          ? upstream
+          : undefined;
     if (mapped !== undefined) mapping[model] = mapped;
-    else if (required.has(model)) problems.push(`policy model "${model}" has no dataset model: give --map ${model}=<dataset model> (dataset models: ${list(dataset.models)})`);
+    else if (required.has(model))
+      problems.push(`policy model "${model}" has no dataset model: give --map ${model}=<dataset model> (dataset models: ${list(dataset.models)})`);
   }
   if (problems.length > 0) throw new TiergateError('TG_ERR_EVAL_MAPPING', { reason: problems.join('; ') });
   return mapping;
@@ -276,13 +287,21 @@ async function recordedOutcomePlugins(): Promise<RecordedOutcomePlugins> {
   const replayProvider = await pluginWithCapability('provider', 'replays-recorded-outcomes');
   const recordedScoreEvaluator = await pluginWithCapability('evaluator', 'scores-recorded-outcomes');
   if (!replayProvider || !recordedScoreEvaluator) {
-    throw optionsError(`tiergate's plugins include no ${!replayProvider ? 'provider declaring the capability replays-recorded-outcomes' : 'evaluator declaring the capability scores-recorded-outcomes'}: eval cannot replay the dataset`);
+    throw optionsError(
+      `tiergate's plugins include no ${!replayProvider ? 'provider declaring the capability replays-recorded-outcomes' : 'evaluator declaring the capability scores-recorded-outcomes'}: eval cannot replay the dataset`,
+    );
   }
   return { replayProvider, recordedScoreEvaluator };
 }
 
 /** The policy data with replayed answers (and, for the recorded gate, the recorded_score evaluator). */
-function rewriter(routeName: string, datasetFile: string, mapping: Readonly<Record<string, string>>, recordedGate: boolean, plugins: RecordedOutcomePlugins): (data: unknown) => unknown {
+function rewriter(
+  routeName: string,
+  datasetFile: string,
+  mapping: Readonly<Record<string, string>>,
+  recordedGate: boolean,
+  plugins: RecordedOutcomePlugins,
+): (data: unknown) => unknown {
   return (data: unknown) => {
     if (!isRecord(data)) return data;
     const out = structuredClone(data);
@@ -421,7 +440,14 @@ async function executeRow(target: EvalRuntime, routed: RoutedRequest, prepared: 
   let execution: Execution;
   const client = ClientLink.following(signal);
   try {
-    execution = await execute({ runtime, routed: route === routed.route ? routed : { ...routed, route }, body, client, startedAt: performance.now(), attempts });
+    execution = await execute({
+      runtime,
+      routed: route === routed.route ? routed : { ...routed, route },
+      body,
+      client,
+      startedAt: performance.now(),
+      attempts,
+    });
   } catch (err) {
     // Grouped by code in the report; the rows listed show where to look.
     throw new Skip(`no model answered (${err instanceof TiergateError ? err.code : errorMessage(err)})`);
@@ -494,7 +520,12 @@ function decisionLine(runtime: Runtime, routed: RoutedRequest, executed: Execute
 }
 
 /** A policy's regret against the best fixed tier in hindsight (RegretReport). */
-export function regretOf(rows: readonly RowOutcomes[], results: readonly PolicyRowResult[], lambda: number, tierNames: readonly string[]): Omit<RegretReport, 'learned' | 'outcomes_taught'> {
+export function regretOf(
+  rows: readonly RowOutcomes[],
+  results: readonly PolicyRowResult[],
+  lambda: number,
+  tierNames: readonly string[],
+): Omit<RegretReport, 'learned' | 'outcomes_taught'> {
   const reward = (quality: number, cost: number) => quality - lambda * cost * 1000;
   const width = rows.length === 0 ? 0 : rows[0].tiers.length;
   const totals = Array.from({ length: width }, (_, tier) => rows.reduce((sum, row) => sum + reward(row.tiers[tier].quality, row.tiers[tier].cost), 0));
@@ -519,7 +550,15 @@ export function regretOf(rows: readonly RowOutcomes[], results: readonly PolicyR
  * axis — only where the ladder is monotone (`refused` null) — and RouterBench's AIQ on
  * the cost axis, with the curve anchored at `anchors`.
  */
-function curveMetrics(curve: CurvePoint[], point: CurvePoint, weak: number, strong: number, costRange: [number, number], anchors: CurvePoint[], refused: string | null): CurveMetrics {
+function curveMetrics(
+  curve: CurvePoint[],
+  point: CurvePoint,
+  weak: number,
+  strong: number,
+  costRange: [number, number],
+  anchors: CurvePoint[],
+  refused: string | null,
+): CurveMetrics {
   const finite = (x: number | null) => (x === null || !Number.isFinite(x) ? null : x);
   const aiqOf = finite(aiq([...curve, point, ...anchors], { costRange }));
   if (refused !== null) return { pgr: null, apgr: null, cpt50: null, cpt80: null, aiq: aiqOf };
@@ -554,14 +593,18 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
     );
   }
   if (!(qualityTarget >= 0 && qualityTarget <= 1)) throw optionsError(`--quality-target must be in [0, 1], not ${qualityTarget}`);
-  if (settings.sweep !== undefined && (!Number.isInteger(settings.sweep) || settings.sweep < 0 || settings.sweep === 1)) throw optionsError(`--sweep takes 0 (no sweep) or at least 2 points, not ${settings.sweep}`);
+  if (settings.sweep !== undefined && (!Number.isInteger(settings.sweep) || settings.sweep < 0 || settings.sweep === 1))
+    throw optionsError(`--sweep takes 0 (no sweep) or at least 2 points, not ${settings.sweep}`);
   const started = performance.now();
 
   // The dataset and the rows to evaluate.
   const datasetFile = path.resolve(settings.data);
   const dataset = loadDataset(datasetFile);
   const selected = await selectRows(dataset, split, settings.where, settings.limit);
-  if (selected.length === 0) throw optionsError(`no rows to evaluate: ${dataset.rows.length} rows in the dataset, none left after --split ${split}${settings.where ? ` and --where` : ''}`);
+  if (selected.length === 0)
+    throw optionsError(
+      `no rows to evaluate: ${dataset.rows.length} rows in the dataset, none left after --split ${split}${settings.where ? ` and --where` : ''}`,
+    );
 
   // The policy as written: the route and the mapping are checked before anything is built.
   let source: PolicySource;
@@ -571,16 +614,18 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
     throw new PolicyErrors(Array.isArray(caught) ? caught : [caught as TiergateError]);
   }
   const shape = policyShape(source.data);
-  if (shape && !Object.hasOwn(shape.routes, settings.route)) throw optionsError(`the policy has no route "${settings.route}" (routes: ${list(Object.keys(shape.routes))})`);
+  if (shape && !Object.hasOwn(shape.routes, settings.route))
+    throw optionsError(`the policy has no route "${settings.route}" (routes: ${list(Object.keys(shape.routes))})`);
   const mapping = shape ? resolveMapping(shape, settings.route, dataset, settings.map ?? {}) : {};
   const loadMs = performance.now() - started;
 
   // Which rows a real gate can judge: those where every answer it may be shown has a text.
   const ladderModels = shape ? [...new Set(shape.tiers.flatMap((t) => t.models))] : [];
-  const hasTexts = (row: DatasetRow) => ladderModels.every((m) => {
-    const outcome = row.outcomes[mapping[m]];
-    return !outcome || typeof outcome.score !== 'number' || typeof outcome.response === 'string';
-  });
+  const hasTexts = (row: DatasetRow) =>
+    ladderModels.every((m) => {
+      const outcome = row.outcomes[mapping[m]];
+      return !outcome || typeof outcome.score !== 'number' || typeof outcome.response === 'string';
+    });
   const prepared: PreparedRow[] = selected.map((row) => {
     const body: ChatBody = { model: settings.route, messages: messagesOf(row), metadata: metadataOf(row), [ROW_ID_FIELD]: row.id };
     return { row, body, texts: hasTexts(row) };
@@ -592,7 +637,13 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
   const recordedPlugins = await recordedOutcomePlugins();
   const build = async (recordedGate: boolean): Promise<EvalRuntime> => {
     // The dataset is named on the command line, not by the policy: its folder is granted.
-    const runtime = await buildRuntime(settings.config, { logger, mode: 'validate', env: settings.env, allowedPaths: [path.dirname(datasetFile)], rewrite: rewriter(settings.route, datasetFile, mapping, recordedGate, recordedPlugins) });
+    const runtime = await buildRuntime(settings.config, {
+      logger,
+      mode: 'validate',
+      env: settings.env,
+      allowedPaths: [path.dirname(datasetFile)],
+      rewrite: rewriter(settings.route, datasetFile, mapping, recordedGate, recordedPlugins),
+    });
     const target = { runtime, route: runtime.routes.get(settings.route) as RouteRuntime, recorded: recordedGate };
     built.push(target);
     return target;
@@ -618,7 +669,10 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
     const realGate = gate !== null && gateMode === 'real';
     const judgeable = prepared.filter((p) => {
       if (!realGate || p.texts) return true;
-      skip(`no answer text for some model of the ladder: a real gate cannot judge it, so the row is left out (--gate recorded measures the ${PERFECT_JUDGE} on such rows)`, p.row.id);
+      skip(
+        `no answer text for some model of the ladder: a real gate cannot judge it, so the row is left out (--gate recorded measures the ${PERFECT_JUDGE} on such rows)`,
+        p.row.id,
+      );
       return false;
     });
     const unjudgeable = prepared.length - judgeable.length;
@@ -639,7 +693,11 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
         const outcome = p.row.outcomes[model.spec.upstream];
         const recorded = recordedCost(outcome);
         const quality = outcome.score as number;
-        tiers.push(recorded !== null ? { quality, cost: recorded } : { quality, cost: costOf(model, recordedUsage(p.body.messages, outcome).usage), costEstimated: true });
+        tiers.push(
+          recorded !== null
+            ? { quality, cost: recorded }
+            : { quality, cost: costOf(model, recordedUsage(p.body.messages, outcome).usage), costEstimated: true },
+        );
       }
       if (missing) skip(missing, p.row.id);
       else {
@@ -784,7 +842,15 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
       }
       const m = summarize(evaluated, results, qualityTarget);
       const equalCost = baselineMetrics(evaluated, qualityTarget, m.total_cost).random_equal_cost.quality_retention;
-      sweep.push({ ...toCurvePoint(m, phase), threshold, escalation_rate: m.escalation_rate, cost_savings: m.cost_savings, quality_retention: m.quality_retention, equal_cost_retention: equalCost, routing_accuracy: m.routing_accuracy });
+      sweep.push({
+        ...toCurvePoint(m, phase),
+        threshold,
+        escalation_rate: m.escalation_rate,
+        cost_savings: m.cost_savings,
+        quality_retention: m.quality_retention,
+        equal_cost_retention: equalCost,
+        routing_accuracy: m.routing_accuracy,
+      });
     }
     const sweepMs = performance.now() - sweepStarted;
     const sweepMoves = sweepMoved(sweep);
@@ -794,8 +860,14 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
     const weak = base.always_cheapest.mean_quality;
     const strong = base.always_best.mean_quality;
     const refused = pgrRefusal(evaluated, tierNames);
-    const costRange: [number, number] = [Math.min(base.always_cheapest.total_cost, base.always_best.total_cost), Math.max(base.always_cheapest.total_cost, base.always_best.total_cost)];
-    const policyPoint = toCurvePoint(metrics, routerSweep ? 'policy (router threshold as configured)' : `policy (threshold ${gate ? gate.threshold.toFixed(2) : 'none'})`);
+    const costRange: [number, number] = [
+      Math.min(base.always_cheapest.total_cost, base.always_best.total_cost),
+      Math.max(base.always_cheapest.total_cost, base.always_best.total_cost),
+    ];
+    const policyPoint = toCurvePoint(
+      metrics,
+      routerSweep ? 'policy (router threshold as configured)' : `policy (threshold ${gate ? gate.threshold.toFixed(2) : 'none'})`,
+    );
     const sweepCurve = sweep.map(({ label, strong_share, cost, quality }) => ({ label, strong_share, cost, quality }));
     const policyCurve = [...sweepCurve, policyPoint].sort((a, b) => a.strong_share - b.strong_share || a.cost - b.cost);
     const hullVertices = new Set(tierHull(evaluated).map((p) => p.tier));
@@ -830,17 +902,40 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
     const real = gate && gateMode === 'real' ? runs.length : 0;
     const recorded = gate && gateMode === 'recorded' ? runs.length : 0;
     const notes: string[] = [];
-    if (routerSweep && points.length > 0) notes.push(`the sweep varies router ${policy.route.routerPlugin}'s threshold${gate ? ' (the gate keeps its own)' : ''}${flips.length > 0 ? ', at the quantiles of its scores' : ''}`);
-    if (!gate) notes.push(`route ${settings.route} has no gate: nothing escalates${routerSweep ? '' : ', and there is no threshold to sweep'}; there is no perfect-judge bound to compare with`);
-    else if (gateMode === 'recorded') notes.push(`gate: the ${PERFECT_JUDGE} — recorded scores stand in for the route's evaluators. No deployment has them: these are the numbers of a gate that never errs, not of this policy (drop --gate recorded for the route's own evaluators)`);
-    else notes.push(`gate: the route's own evaluators judged the recorded answer texts; nothing on the policy's path read a recorded score (the ${PERFECT_JUDGE} column gates the same rows on them, for comparison)`);
-    if (unjudgeable > 0) notes.push(`${unjudgeable} of ${prepared.length} selected rows left out: some model of the ladder has no answer text there, and a real gate cannot judge an answer it cannot read (they are not gated on recorded scores instead)`);
+    if (routerSweep && points.length > 0)
+      notes.push(
+        `the sweep varies router ${policy.route.routerPlugin}'s threshold${gate ? ' (the gate keeps its own)' : ''}${flips.length > 0 ? ', at the quantiles of its scores' : ''}`,
+      );
+    if (!gate)
+      notes.push(
+        `route ${settings.route} has no gate: nothing escalates${routerSweep ? '' : ', and there is no threshold to sweep'}; there is no perfect-judge bound to compare with`,
+      );
+    else if (gateMode === 'recorded')
+      notes.push(
+        `gate: the ${PERFECT_JUDGE} — recorded scores stand in for the route's evaluators. No deployment has them: these are the numbers of a gate that never errs, not of this policy (drop --gate recorded for the route's own evaluators)`,
+      );
+    else
+      notes.push(
+        `gate: the route's own evaluators judged the recorded answer texts; nothing on the policy's path read a recorded score (the ${PERFECT_JUDGE} column gates the same rows on them, for comparison)`,
+      );
+    if (unjudgeable > 0)
+      notes.push(
+        `${unjudgeable} of ${prepared.length} selected rows left out: some model of the ladder has no answer text there, and a real gate cannot judge an answer it cannot read (they are not gated on recorded scores instead)`,
+      );
     if (judgeFallbacks > 0) notes.push(`the ${PERFECT_JUDGE} could not run ${judgeFallbacks} rows: they count with the policy's outcome there`);
-    if (metrics.costs_estimated || estimatedCalls > 0) notes.push(`costs estimated from the policy's prices × tokens of prompt and recorded answer (~4 characters per token) for ${estimatedCalls} of ${estimatedCalls + recordedCalls} calls: the dataset records no cost for them`);
+    if (metrics.costs_estimated || estimatedCalls > 0)
+      notes.push(
+        `costs estimated from the policy's prices × tokens of prompt and recorded answer (~4 characters per token) for ${estimatedCalls} of ${estimatedCalls + recordedCalls} calls: the dataset records no cost for them`,
+      );
     for (const [name, e] of errors) notes.push(`evaluator ${name} failed on ${e.answers} answers (scored 0), e.g. ${e.example}`);
-    notes.push(`random at equal cost is the best mix of fixed tiers that spends what the policy spends (the hull of the tiers' cost–quality points: ${tierNames.filter((_, i) => hullVertices.has(i)).join(' → ')})`);
+    notes.push(
+      `random at equal cost is the best mix of fixed tiers that spends what the policy spends (the hull of the tiers' cost–quality points: ${tierNames.filter((_, i) => hullVertices.has(i)).join(' → ')})`,
+    );
     if (refused !== null) notes.push(refused);
-    if (sweepMoves === false) notes.push(`the sweep does not move: all ${sweep.length} ${routerSweep ? 'router' : 'gate'} thresholds give the same point (cost $${sweep[0].cost.toPrecision(3)}, quality ${sweep[0].quality.toFixed(3)}), so there is no cost–quality curve, only one point: ${routerSweep ? "the router's decisions" : "the gate's scores"} do not cross any threshold on these rows`);
+    if (sweepMoves === false)
+      notes.push(
+        `the sweep does not move: all ${sweep.length} ${routerSweep ? 'router' : 'gate'} thresholds give the same point (cost $${sweep[0].cost.toPrecision(3)}, quality ${sweep[0].quality.toFixed(3)}), so there is no cost–quality curve, only one point: ${routerSweep ? "the router's decisions" : "the gate's scores"} do not cross any threshold on these rows`,
+      );
     if (points.length === 0) notes.push('APGR, CPT and AIQ of the policy use its one operating point (pass --sweep N for the threshold curve)');
     if (policyTeacher) {
       notes.push(
@@ -860,11 +955,27 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
         threshold: gate ? gate.threshold : null,
         max_escalations: gate ? gate.maxEscalations : null,
       },
-      dataset: { file: path.relative(process.cwd(), datasetFile) || datasetFile, rows: dataset.rows.length, split, where: settings.where ?? null, limit: settings.limit ?? null, selected: selected.length, evaluated: runs.length, skipped: skippedList },
+      dataset: {
+        file: path.relative(process.cwd(), datasetFile) || datasetFile,
+        rows: dataset.rows.length,
+        split,
+        where: settings.where ?? null,
+        limit: settings.limit ?? null,
+        selected: selected.length,
+        evaluated: runs.length,
+        skipped: skippedList,
+      },
       tiers: runtime.tiers.map((t) => ({ name: t.name, model: t.models[0], dataset_model: datasetModelOf(runtime, t.models[0]) })),
       mapping,
       quality_target: qualityTarget,
-      gate: { mode: gate ? gateMode : 'none', label: !gate ? 'none' : gateMode === 'recorded' ? PERFECT_JUDGE : 'real (the route\'s evaluators on the answer texts)', real_rows: real, recorded_rows: recorded, unjudgeable_rows: unjudgeable, evaluator_errors: [...errors].map(([evaluator, e]) => ({ evaluator, ...e })) },
+      gate: {
+        mode: gate ? gateMode : 'none',
+        label: !gate ? 'none' : gateMode === 'recorded' ? PERFECT_JUDGE : "real (the route's evaluators on the answer texts)",
+        real_rows: real,
+        recorded_rows: recorded,
+        unjudgeable_rows: unjudgeable,
+        evaluator_errors: [...errors].map(([evaluator, e]) => ({ evaluator, ...e })),
+      },
       costs: { estimated: metrics.costs_estimated || estimatedCalls > 0, recorded_calls: recordedCalls, estimated_calls: estimatedCalls },
       targets: TARGETS,
       metrics,
@@ -879,7 +990,13 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
       sweep_of: routerSweep ? 'router' : 'gate',
       curves: { policy: policyCurve, hull, perfect_judge: judgePoint ? [judgePoint] : [], oracle: [oraclePoint] },
       notes,
-      timing: { load_ms: Math.round(loadMs), build_ms: Math.round(buildMs), run_ms: Math.round(runMs), sweep_ms: Math.round(sweepMs), rows_per_second: Math.round((runs.length * (1 + points.length)) / Math.max((runMs + sweepMs) / 1000, 1e-3)) },
+      timing: {
+        load_ms: Math.round(loadMs),
+        build_ms: Math.round(buildMs),
+        run_ms: Math.round(runMs),
+        sweep_ms: Math.round(sweepMs),
+        rows_per_second: Math.round((runs.length * (1 + points.length)) / Math.max((runMs + sweepMs) / 1000, 1e-3)),
+      },
     };
     return { report, rows: runs, outcomes: evaluated };
   } finally {

@@ -67,21 +67,47 @@ export function artifactProblems(data: unknown): Array<{ field: string; message:
   if (data === null || typeof data !== 'object' || Array.isArray(data)) return [{ field: '', message: 'the model is not a JSON object' }];
   const a = data as Partial<ClassifierArtifact>;
   if (a.format !== ARTIFACT_FORMAT) return [{ field: 'format', message: `not a ${ARTIFACT_FORMAT} artifact (format ${JSON.stringify(a.format)})` }];
-  if (a.version !== ARTIFACT_VERSION) return [{ field: 'version', message: `artifact version ${JSON.stringify(a.version)} is not supported (${ARTIFACT_VERSION})` }];
+  if (a.version !== ARTIFACT_VERSION)
+    return [{ field: 'version', message: `artifact version ${JSON.stringify(a.version)} is not supported (${ARTIFACT_VERSION})` }];
   const problems = specProblems(a.feature_spec);
   if (problems.length === 0 && a.feature_spec_hash !== undefined && a.feature_spec_hash !== specHash(a.feature_spec as FeatureSpec)) {
-    problems.push({ field: 'feature_spec_hash', message: `feature_spec_hash ${a.feature_spec_hash} does not match the feature spec (${specHash(a.feature_spec as FeatureSpec)}): the artifact was edited or is corrupt` });
+    problems.push({
+      field: 'feature_spec_hash',
+      message: `feature_spec_hash ${a.feature_spec_hash} does not match the feature spec (${specHash(a.feature_spec as FeatureSpec)}): the artifact was edited or is corrupt`,
+    });
   }
-  if (!Array.isArray(a.tiers) || a.tiers.length < 2 || !a.tiers.every((t) => t && typeof t.name === 'string')) problems.push({ field: 'tiers', message: 'tiers must list at least two named tiers, cheapest first' });
-  else if (!Array.isArray(a.models) || a.models.length !== a.tiers.length - 1) problems.push({ field: 'models', message: `expected one model per tier below the top (${a.tiers.length - 1}), found ${Array.isArray(a.models) ? a.models.length : 'none'}` });
+  if (!Array.isArray(a.tiers) || a.tiers.length < 2 || !a.tiers.every((t) => t && typeof t.name === 'string'))
+    problems.push({ field: 'tiers', message: 'tiers must list at least two named tiers, cheapest first' });
+  else if (!Array.isArray(a.models) || a.models.length !== a.tiers.length - 1)
+    problems.push({
+      field: 'models',
+      message: `expected one model per tier below the top (${a.tiers.length - 1}), found ${Array.isArray(a.models) ? a.models.length : 'none'}`,
+    });
   else {
     a.models.forEach((m, i) => {
       if (!m || m.tier !== a.tiers![i].name) problems.push({ field: `models.${i}.tier`, message: `model ${i} must be for tier "${a.tiers![i].name}"` });
-      else if (!m.weights || !Array.isArray(m.weights.indices) || !Array.isArray(m.weights.values) || m.weights.indices.length !== m.weights.values.length || typeof m.bias !== 'number' || !m.platt || typeof m.platt.a !== 'number') problems.push({ field: `models.${i}`, message: 'model needs bias, weights {indices, values} and platt {a, b}' });
+      else if (
+        !m.weights ||
+        !Array.isArray(m.weights.indices) ||
+        !Array.isArray(m.weights.values) ||
+        m.weights.indices.length !== m.weights.values.length ||
+        typeof m.bias !== 'number' ||
+        !m.platt ||
+        typeof m.platt.a !== 'number'
+      )
+        problems.push({ field: `models.${i}`, message: 'model needs bias, weights {indices, values} and platt {a, b}' });
     });
   }
-  if (a.group_prior !== undefined) problems.push(...groupPriorProblems(a.group_prior, Array.isArray(a.tiers) ? a.tiers.length - 1 : 0, problems.length === 0 ? dimensionOf(a.feature_spec as FeatureSpec) : null));
-  if (typeof a.recommended_threshold !== 'number' || !(a.recommended_threshold >= 0 && a.recommended_threshold <= 1)) problems.push({ field: 'recommended_threshold', message: 'recommended_threshold must be a number in [0, 1]' });
+  if (a.group_prior !== undefined)
+    problems.push(
+      ...groupPriorProblems(
+        a.group_prior,
+        Array.isArray(a.tiers) ? a.tiers.length - 1 : 0,
+        problems.length === 0 ? dimensionOf(a.feature_spec as FeatureSpec) : null,
+      ),
+    );
+  if (typeof a.recommended_threshold !== 'number' || !(a.recommended_threshold >= 0 && a.recommended_threshold <= 1))
+    problems.push({ field: 'recommended_threshold', message: 'recommended_threshold must be a number in [0, 1]' });
   return problems;
 }
 
@@ -90,12 +116,28 @@ function groupPriorProblems(g: unknown, tiersBelowTop: number, dimension: number
   if (g === null || typeof g !== 'object') return [{ field: at, message: 'group_prior must be an object' }];
   const p = g as Partial<GroupPrior>;
   const K = Array.isArray(p.names) ? p.names.length : 0;
-  if (K < 2 || !p.names!.every((n) => typeof n === 'string')) return [{ field: `${at}.names`, message: 'group_prior.names must list at least two group names' }];
-  if (!Array.isArray(p.bias) || p.bias.length !== K || !p.bias.every(Number.isFinite)) return [{ field: `${at}.bias`, message: `group_prior.bias must hold ${K} numbers, one per group` }];
+  if (K < 2 || !p.names!.every((n) => typeof n === 'string'))
+    return [{ field: `${at}.names`, message: 'group_prior.names must list at least two group names' }];
+  if (!Array.isArray(p.bias) || p.bias.length !== K || !p.bias.every(Number.isFinite))
+    return [{ field: `${at}.bias`, message: `group_prior.bias must hold ${K} numbers, one per group` }];
   const w = p.weights;
-  if (!w || w.encoding !== 'int8-base64' || !Array.isArray(w.scales) || w.scales.length !== K || !w.scales.every(Number.isFinite) || typeof w.data !== 'string') return [{ field: `${at}.weights`, message: `group_prior.weights needs encoding "int8-base64", ${K} scales and data` }];
-  if (dimension !== null && Buffer.byteLength(w.data, 'base64') !== dimension * K) return [{ field: `${at}.weights.data`, message: `group_prior.weights.data must hold ${dimension} × ${K} weights, found ${Buffer.byteLength(w.data, 'base64')}` }];
-  if (!Array.isArray(p.rates) || p.rates.length !== tiersBelowTop || !p.rates.every((r) => Array.isArray(r) && r.length === K && r.every((x) => typeof x === 'number' && x > 0 && x < 1))) return [{ field: `${at}.rates`, message: `group_prior.rates must hold, for each of the ${tiersBelowTop} tiers below the top, ${K} rates strictly between 0 and 1` }];
+  if (!w || w.encoding !== 'int8-base64' || !Array.isArray(w.scales) || w.scales.length !== K || !w.scales.every(Number.isFinite) || typeof w.data !== 'string')
+    return [{ field: `${at}.weights`, message: `group_prior.weights needs encoding "int8-base64", ${K} scales and data` }];
+  if (dimension !== null && Buffer.byteLength(w.data, 'base64') !== dimension * K)
+    return [
+      { field: `${at}.weights.data`, message: `group_prior.weights.data must hold ${dimension} × ${K} weights, found ${Buffer.byteLength(w.data, 'base64')}` },
+    ];
+  if (
+    !Array.isArray(p.rates) ||
+    p.rates.length !== tiersBelowTop ||
+    !p.rates.every((r) => Array.isArray(r) && r.length === K && r.every((x) => typeof x === 'number' && x > 0 && x < 1))
+  )
+    return [
+      {
+        field: `${at}.rates`,
+        message: `group_prior.rates must hold, for each of the ${tiersBelowTop} tiers below the top, ${K} rates strictly between 0 and 1`,
+      },
+    ];
   return [];
 }
 

@@ -57,7 +57,12 @@ export function dimensionOf(spec: FeatureSpec): number {
 
 /** A stable hash of the spec (canonical JSON): stored in the artifact, compared at load. */
 export function specHash(spec: FeatureSpec): string {
-  const canonical = JSON.stringify({ version: spec.version, builtins: spec.builtins, ngrams: { n: spec.ngrams.n, buckets: spec.ngrams.buckets, hash: spec.ngrams.hash }, policy_features: spec.policy_features });
+  const canonical = JSON.stringify({
+    version: spec.version,
+    builtins: spec.builtins,
+    ngrams: { n: spec.ngrams.n, buckets: spec.ngrams.buckets, hash: spec.ngrams.hash },
+    policy_features: spec.policy_features,
+  });
   return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
 }
 
@@ -66,30 +71,111 @@ export function specProblems(spec: unknown): Array<{ field: string; message: str
   const problems: Array<{ field: string; message: string }> = [];
   if (spec === null || typeof spec !== 'object') return [{ field: 'feature_spec', message: 'the artifact has no feature_spec object' }];
   const s = spec as Partial<FeatureSpec>;
-  if (s.version !== FEATURE_SPEC_VERSION) problems.push({ field: 'feature_spec.version', message: `feature spec version ${JSON.stringify(s.version)} is not one this tiergate computes (${FEATURE_SPEC_VERSION}); retrain with this version's \`tiergate train\`` });
+  if (s.version !== FEATURE_SPEC_VERSION)
+    problems.push({
+      field: 'feature_spec.version',
+      message: `feature spec version ${JSON.stringify(s.version)} is not one this tiergate computes (${FEATURE_SPEC_VERSION}); retrain with this version's \`tiergate train\``,
+    });
   if (!Array.isArray(s.builtins)) problems.push({ field: 'feature_spec.builtins', message: 'feature_spec.builtins must be a list of names' });
   else {
     const unknown = s.builtins.filter((b) => !(BUILTIN_FEATURES as readonly string[]).includes(b));
-    if (unknown.length) problems.push({ field: 'feature_spec.builtins', message: `unknown built-in feature${unknown.length > 1 ? 's' : ''} ${unknown.map((u) => JSON.stringify(u)).join(', ')} (this tiergate computes: ${BUILTIN_FEATURES.join(', ')})` });
+    if (unknown.length)
+      problems.push({
+        field: 'feature_spec.builtins',
+        message: `unknown built-in feature${unknown.length > 1 ? 's' : ''} ${unknown.map((u) => JSON.stringify(u)).join(', ')} (this tiergate computes: ${BUILTIN_FEATURES.join(', ')})`,
+      });
   }
   const ng = s.ngrams;
   if (!ng || typeof ng !== 'object') problems.push({ field: 'feature_spec.ngrams', message: 'feature_spec.ngrams is missing' });
   else {
     if (ng.hash !== 'fnv1a') problems.push({ field: 'feature_spec.ngrams.hash', message: `n-gram hash ${JSON.stringify(ng.hash)} is unknown (fnv1a)` });
-    if (!Number.isInteger(ng.buckets) || ng.buckets < 1 || (ng.buckets & (ng.buckets - 1)) !== 0) problems.push({ field: 'feature_spec.ngrams.buckets', message: `n-gram buckets must be a power of two, not ${JSON.stringify(ng.buckets)}` });
-    if (!Array.isArray(ng.n) || !ng.n.every((n) => n === 1 || n === 2 || n === 3)) problems.push({ field: 'feature_spec.ngrams.n', message: `n-gram orders must be among 1, 2, 3, not ${JSON.stringify(ng.n)}` });
+    if (!Number.isInteger(ng.buckets) || ng.buckets < 1 || (ng.buckets & (ng.buckets - 1)) !== 0)
+      problems.push({ field: 'feature_spec.ngrams.buckets', message: `n-gram buckets must be a power of two, not ${JSON.stringify(ng.buckets)}` });
+    if (!Array.isArray(ng.n) || !ng.n.every((n) => n === 1 || n === 2 || n === 3))
+      problems.push({ field: 'feature_spec.ngrams.n', message: `n-gram orders must be among 1, 2, 3, not ${JSON.stringify(ng.n)}` });
   }
-  if (!Array.isArray(s.policy_features) || !s.policy_features.every((p) => typeof p === 'string')) problems.push({ field: 'feature_spec.policy_features', message: 'feature_spec.policy_features must be a list of names' });
+  if (!Array.isArray(s.policy_features) || !s.policy_features.every((p) => typeof p === 'string'))
+    problems.push({ field: 'feature_spec.policy_features', message: 'feature_spec.policy_features must be a list of names' });
   return problems;
 }
 
 // ---------------------------------------------------------------------------------
 // Word lists (lower case). Looked up by hashed word, so no regex runs per token.
 
-const REASONING = ['why', 'explain', 'prove', 'proof', 'derive', 'calculate', 'compute', 'step', 'steps', 'reason', 'reasoning', 'analyze', 'analyse', 'compare', 'evaluate', 'justify', 'solve', 'how', 'many', 'much', 'total', 'each', 'per', 'if', 'then', 'therefore', 'implies', 'must'];
-const LONG_OUTPUT = ['essay', 'write', 'detailed', 'describe', 'story', 'article', 'elaborate', 'plan', 'draft', 'letter', 'poem', 'outline', 'summarize', 'discuss', 'list'];
+const REASONING = [
+  'why',
+  'explain',
+  'prove',
+  'proof',
+  'derive',
+  'calculate',
+  'compute',
+  'step',
+  'steps',
+  'reason',
+  'reasoning',
+  'analyze',
+  'analyse',
+  'compare',
+  'evaluate',
+  'justify',
+  'solve',
+  'how',
+  'many',
+  'much',
+  'total',
+  'each',
+  'per',
+  'if',
+  'then',
+  'therefore',
+  'implies',
+  'must',
+];
+const LONG_OUTPUT = [
+  'essay',
+  'write',
+  'detailed',
+  'describe',
+  'story',
+  'article',
+  'elaborate',
+  'plan',
+  'draft',
+  'letter',
+  'poem',
+  'outline',
+  'summarize',
+  'discuss',
+  'list',
+];
 const SHORT_OUTPUT = ['answer', 'choose', 'select', 'true', 'false', 'yes', 'no', 'which', 'option', 'one'];
-const DOMAIN_RISK = ['medical', 'medicine', 'diagnosis', 'patient', 'clinical', 'drug', 'dose', 'symptom', 'disease', 'legal', 'law', 'court', 'contract', 'liability', 'statute', 'plaintiff', 'defendant', 'tax', 'financial', 'investment', 'securities', 'accounting', 'surgery', 'treatment'];
+const DOMAIN_RISK = [
+  'medical',
+  'medicine',
+  'diagnosis',
+  'patient',
+  'clinical',
+  'drug',
+  'dose',
+  'symptom',
+  'disease',
+  'legal',
+  'law',
+  'court',
+  'contract',
+  'liability',
+  'statute',
+  'plaintiff',
+  'defendant',
+  'tax',
+  'financial',
+  'investment',
+  'securities',
+  'accounting',
+  'surgery',
+  'treatment',
+];
 const CODE_WORDS = ['def', 'function', 'class', 'import', 'return', 'const', 'let', 'var', 'public', 'static', 'void', 'int', 'print', 'elif', 'lambda'];
 
 const FNV_OFFSET = 0x811c9dc5;
@@ -245,17 +331,38 @@ export function compileExtractor(spec: FeatureSpec): Extractor {
       for (const name of spec.builtins) {
         let v: number;
         switch (name as BuiltinFeature) {
-          case 'tokens': v = Math.log1p(estimateMessagesTokens(messages)) / 8; break;
-          case 'turns': v = Math.log1p(userTurns); break;
-          case 'has_code': v = fences > 0 || indented > 1 || codeWords > 2 ? 1 : 0; break;
-          case 'reasoning_cues': v = Math.min(1, perWord(reasoning) * 10); break;
-          case 'question_marks': v = Math.log1p(questions); break;
-          case 'list_structure': v = Math.log1p(listLines); break;
-          case 'expected_output': v = Math.tanh(long - short / 2); break;
-          case 'domain_risk': v = Math.min(1, risk / 3); break;
-          case 'numeric_share': v = perWord(numbers); break;
-          case 'math_symbols': v = Math.log1p(mathSymbols) / 3; break;
-          default: v = 0;
+          case 'tokens':
+            v = Math.log1p(estimateMessagesTokens(messages)) / 8;
+            break;
+          case 'turns':
+            v = Math.log1p(userTurns);
+            break;
+          case 'has_code':
+            v = fences > 0 || indented > 1 || codeWords > 2 ? 1 : 0;
+            break;
+          case 'reasoning_cues':
+            v = Math.min(1, perWord(reasoning) * 10);
+            break;
+          case 'question_marks':
+            v = Math.log1p(questions);
+            break;
+          case 'list_structure':
+            v = Math.log1p(listLines);
+            break;
+          case 'expected_output':
+            v = Math.tanh(long - short / 2);
+            break;
+          case 'domain_risk':
+            v = Math.min(1, risk / 3);
+            break;
+          case 'numeric_share':
+            v = perWord(numbers);
+            break;
+          case 'math_symbols':
+            v = Math.log1p(mathSymbols) / 3;
+            break;
+          default:
+            v = 0;
         }
         indices[k] = slot.get(name) as number;
         values[k++] = v;

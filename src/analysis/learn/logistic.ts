@@ -102,14 +102,15 @@ export function auc(scores: ArrayLike<number>, labels: ArrayLike<number>): numbe
   const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[a] - scores[b]);
   let positives = 0;
   let rankSum = 0;
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < n;) {
     let j = i;
     while (j + 1 < n && scores[order[j + 1]] === scores[order[i]]) j++;
     const rank = (i + j) / 2 + 1;
-    for (let k = i; k <= j; k++) if (labels[order[k]] >= 0.5) {
-      positives++;
-      rankSum += rank;
-    }
+    for (let k = i; k <= j; k++)
+      if (labels[order[k]] >= 0.5) {
+        positives++;
+        rankSum += rank;
+      }
     i = j + 1;
   }
   const negatives = n - positives;
@@ -179,7 +180,11 @@ export function fitPlatt(scores: ArrayLike<number>, labels: ArrayLike<number>): 
   const hi = (pos + 1) / (pos + 2);
   const lo = 1 / (n - pos + 2);
   for (let iter = 0; iter < 50; iter++) {
-    let ga = 0, gb = 0, haa = 1e-9, hab = 0, hbb = 1e-9;
+    let ga = 0,
+      gb = 0,
+      haa = 1e-9,
+      hab = 0,
+      hbb = 1e-9;
     for (let i = 0; i < n; i++) {
       const t = labels[i] >= 0.5 ? hi : lo;
       const p = sigmoid(a * scores[i] + b);

@@ -8,7 +8,25 @@ import type { ChatMessage } from '../../plugin-sdk/plugin-api.ts';
 import { apgr, quantileThresholds, type CurvePoint } from '../metrics.ts';
 import { compileExtractor, defaultFeatureSpec, specHash, type FeatureSpec, type SparseVector } from './features.ts';
 import { ARTIFACT_FORMAT, ARTIFACT_VERSION, chooseTier, encodeInt8, priorOf, type ClassifierArtifact, type GroupPrior, type TierModel } from './artifact.ts';
-import { accuracy, applyPlatt, auc, calibration, fitPlatt, fitStackedPlatt, foldsOf, logLoss, logit, round, score, softmaxScores, trainLogistic, trainSoftmax, type LogisticModel, type Platt, type SoftmaxModel } from './logistic.ts';
+import {
+  accuracy,
+  applyPlatt,
+  auc,
+  calibration,
+  fitPlatt,
+  fitStackedPlatt,
+  foldsOf,
+  logLoss,
+  logit,
+  round,
+  score,
+  softmaxScores,
+  trainLogistic,
+  trainSoftmax,
+  type LogisticModel,
+  type Platt,
+  type SoftmaxModel,
+} from './logistic.ts';
 
 export interface TrainingRow {
   id: string;
@@ -83,7 +101,9 @@ export function parseTarget(text: string): Target {
   if (kind === 'retention' && nums.length === 1 && nums[0] > 0 && nums[0] <= 2) return { kind, value: nums[0] };
   if (kind === 'strong-share' && nums.length === 1 && nums[0] >= 0 && nums[0] <= 1) return { kind, value: nums[0] };
   if (kind === 'costs' && nums.length === 2 && nums.every((n) => n > 0)) return { kind, value: [nums[0], nums[1]] };
-  throw new Error(`--target is retention:R (e.g. retention:0.98), strong-share:S (e.g. strong-share:0.3) or costs:UNDER:OVER (e.g. costs:4:1), not ${JSON.stringify(text)}`);
+  throw new Error(
+    `--target is retention:R (e.g. retention:0.98), strong-share:S (e.g. strong-share:0.3) or costs:UNDER:OVER (e.g. costs:4:1), not ${JSON.stringify(text)}`,
+  );
 }
 
 /** y[t][i]: does tier t suffice on row i. */
@@ -120,8 +140,20 @@ interface GroupFit {
 }
 
 /** Trains P(group | prompt) and the per-group mean target of each tier, on the rows `idx`. */
-function fitGroupPrior(xs: readonly SparseVector[], groupIds: Int32Array, groups: number, targets: readonly Float64Array[], idx: readonly number[], options: { dimension: number; epochs: number; l2: number; smoothing: number; seed: number; onEpoch?: () => void }): GroupFit {
-  const model = trainSoftmax(idx.map((i) => xs[i]), idx.map((i) => groupIds[i]), groups, { dimension: options.dimension, epochs: options.epochs, l2: options.l2, seed: options.seed, onEpoch: options.onEpoch });
+function fitGroupPrior(
+  xs: readonly SparseVector[],
+  groupIds: Int32Array,
+  groups: number,
+  targets: readonly Float64Array[],
+  idx: readonly number[],
+  options: { dimension: number; epochs: number; l2: number; smoothing: number; seed: number; onEpoch?: () => void },
+): GroupFit {
+  const model = trainSoftmax(
+    idx.map((i) => xs[i]),
+    idx.map((i) => groupIds[i]),
+    groups,
+    { dimension: options.dimension, epochs: options.epochs, l2: options.l2, seed: options.seed, onEpoch: options.onEpoch },
+  );
   return { model, rates: groupRatesOf(groupIds, groups, targets, idx, options.smoothing) };
 }
 
@@ -155,7 +187,10 @@ function heldOutApgrOf(rows: readonly TrainingRow[], probabilities: readonly Flo
   const weak = evaluateThreshold(rows, probabilities, 0);
   const strong = evaluateThreshold(rows, probabilities, 1.0000001);
   if (Math.abs(strong.mean_quality - weak.mean_quality) <= 1e-9) return null;
-  const curve: CurvePoint[] = quantileThresholds(probabilities.flatMap((p) => Array.from(p)), 101)
+  const curve: CurvePoint[] = quantileThresholds(
+    probabilities.flatMap((p) => Array.from(p)),
+    101,
+  )
     .map((t) => evaluateThreshold(rows, probabilities, t))
     .map((g) => ({ strong_share: g.strong_share, cost: g.total_cost, quality: g.mean_quality }));
   return apgr(curve, weak.mean_quality, strong.mean_quality);
@@ -169,7 +204,10 @@ function qualityOf(row: TrainingRow, tier: number): number {
 export function evaluateThreshold(rows: readonly TrainingRow[], probabilities: readonly Float64Array[], threshold: number): ThresholdRow {
   const tiers = probabilities.length + 1;
   const shares = new Array<number>(tiers).fill(0);
-  let quality = 0, cost = 0, bestQuality = 0, bestCost = 0;
+  let quality = 0,
+    cost = 0,
+    bestQuality = 0,
+    bestCost = 0;
   const p = new Float64Array(tiers - 1);
   rows.forEach((row, i) => {
     for (let t = 0; t < tiers - 1; t++) p[t] = probabilities[t][i];
@@ -242,7 +280,8 @@ export async function trainClassifier(rows: readonly TrainingRow[], settings: Tr
   const rule = settings.label ?? 'no-loss';
   const epochs = settings.epochs ?? 12;
   const l2s = Array.isArray(settings.l2) ? settings.l2 : [settings.l2 ?? 1e-4];
-  if (l2s.length === 0 || !l2s.every((v) => Number.isFinite(v) && v >= 0)) throw new Error(`L2 strengths must be numbers ≥ 0, not ${JSON.stringify(settings.l2)}`);
+  if (l2s.length === 0 || !l2s.every((v) => Number.isFinite(v) && v >= 0))
+    throw new Error(`L2 strengths must be numbers ≥ 0, not ${JSON.stringify(settings.l2)}`);
   const seed = settings.seed ?? 1;
   const target: Target = settings.target ?? { kind: 'retention', value: 0.98 };
   const spec = settings.spec ?? defaultFeatureSpec();
@@ -255,9 +294,19 @@ export async function trainClassifier(rows: readonly TrainingRow[], settings: Tr
 
   // The group prior: rows without a group form one group of their own.
   const groupNames = settings.groupPrior ? [...new Set(rows.map((r) => r.group ?? '(none)'))].sort() : [];
-  if (settings.groupPrior && groupNames.length < 2) throw new Error(`the group prior needs at least two groups; ${settings.groupPrior.expression} gave ${groupNames.length === 1 ? `only ${JSON.stringify(groupNames[0])}` : 'none'}`);
+  if (settings.groupPrior && groupNames.length < 2)
+    throw new Error(
+      `the group prior needs at least two groups; ${settings.groupPrior.expression} gave ${groupNames.length === 1 ? `only ${JSON.stringify(groupNames[0])}` : 'none'}`,
+    );
   const groupIds = Int32Array.from(rows, (r) => groupNames.indexOf(r.group ?? '(none)'));
-  const groupSettings = settings.groupPrior ? { dimension: extractor.dimension, epochs: settings.groupPrior.epochs ?? 8, l2: settings.groupPrior.l2 ?? 1e-5, smoothing: settings.groupPrior.smoothing ?? 10 } : null;
+  const groupSettings = settings.groupPrior
+    ? {
+        dimension: extractor.dimension,
+        epochs: settings.groupPrior.epochs ?? 8,
+        l2: settings.groupPrior.l2 ?? 1e-5,
+        smoothing: settings.groupPrior.smoothing ?? 10,
+      }
+    : null;
 
   const candidates = l2s;
   const finalMode = settings.final ?? 'fold-average';
@@ -279,7 +328,11 @@ export async function trainClassifier(rows: readonly TrainingRow[], settings: Tr
   let averagedGroup: SoftmaxModel | null = null;
   if (groupSettings) {
     for (const [f, { trainIdx, testIdx }] of foldRows.entries()) {
-      const fit = fitGroupPrior(xs, groupIds, groupNames.length, targets, trainIdx, { ...groupSettings, seed: seed + f, onEpoch: tick(`fold ${f + 1}/${k}, group prior`) });
+      const fit = fitGroupPrior(xs, groupIds, groupNames.length, targets, trainIdx, {
+        ...groupSettings,
+        seed: seed + f,
+        onEpoch: tick(`fold ${f + 1}/${k}, group prior`),
+      });
       averagedGroup ??= { classes: groupNames.length, bias: new Float64Array(groupNames.length), weights: new Float32Array(fit.model.weights.length) };
       for (let c = 0; c < groupNames.length; c++) averagedGroup.bias[c] += fit.model.bias[c] / k;
       for (let j = 0; j < fit.model.weights.length; j++) averagedGroup.weights[j] += fit.model.weights[j] / k;
@@ -301,7 +354,17 @@ export async function trainClassifier(rows: readonly TrainingRow[], settings: Tr
     const averaged: LogisticModel[] = ys.map(() => ({ bias: 0, weights: new Float64Array(extractor.dimension) }));
     for (const [f, { trainIdx, testIdx }] of foldRows.entries()) {
       for (let t = 0; t < tiers - 1; t++) {
-        const model = trainLogistic(trainIdx.map((i) => xs[i]), trainIdx.map((i) => targets[t][i]), { dimension: extractor.dimension, epochs, l2: candidate, seed: seed + f, onEpoch: tick(`${candidates.length > 1 ? `l2 ${candidate}, ` : ''}fold ${f + 1}/${k}, tier ${settings.tiers[t].name}`) });
+        const model = trainLogistic(
+          trainIdx.map((i) => xs[i]),
+          trainIdx.map((i) => targets[t][i]),
+          {
+            dimension: extractor.dimension,
+            epochs,
+            l2: candidate,
+            seed: seed + f,
+            onEpoch: tick(`${candidates.length > 1 ? `l2 ${candidate}, ` : ''}fold ${f + 1}/${k}, tier ${settings.tiers[t].name}`),
+          },
+        );
         for (const i of testIdx) oofScores[t][i] = score(model, xs[i]);
         averaged[t].bias += model.bias / k;
         for (let j = 0; j < model.weights.length; j++) averaged[t].weights[j] += model.weights[j] / k;
@@ -313,7 +376,9 @@ export async function trainClassifier(rows: readonly TrainingRow[], settings: Tr
     const meanLogLoss = oofProbabilities.reduce((sum, p, t) => sum + logLoss(p, ys[t]), 0) / oofProbabilities.length;
     heldOut.push({ l2: candidate, platts, oofProbabilities, averaged, apgr: heldOutApgrOf(rows, oofProbabilities), logLoss: meanLogLoss });
   }
-  const chosen = heldOut.reduce((best, c) => (c.apgr !== null && best.apgr !== null ? (c.apgr > best.apgr + 1e-12 ? c : best) : c.logLoss < best.logLoss - 1e-12 ? c : best));
+  const chosen = heldOut.reduce((best, c) =>
+    c.apgr !== null && best.apgr !== null ? (c.apgr > best.apgr + 1e-12 ? c : best) : c.logLoss < best.logLoss - 1e-12 ? c : best,
+  );
   const { platts, oofProbabilities, l2, averaged } = chosen;
   const heldOutApgr = chosen.apgr === null ? null : round(chosen.apgr);
 
@@ -334,7 +399,13 @@ export async function trainClassifier(rows: readonly TrainingRow[], settings: Tr
 
   const recommended = recommendThreshold(rows, oofProbabilities, target);
   // Rows at the probabilities' deciles (so each step moves about a tenth of the traffic), plus the recommendation.
-  const table = [...quantileThresholds(oofProbabilities.flatMap((p) => Array.from(p)), 11).map((t) => round(t, 4)), recommended]
+  const table = [
+    ...quantileThresholds(
+      oofProbabilities.flatMap((p) => Array.from(p)),
+      11,
+    ).map((t) => round(t, 4)),
+    recommended,
+  ]
     .filter((t, i, all) => all.indexOf(t) === i)
     .sort((a, b) => a - b)
     .map((t) => evaluateThreshold(rows, oofProbabilities, t));
@@ -344,15 +415,43 @@ export async function trainClassifier(rows: readonly TrainingRow[], settings: Tr
   // threshold chosen on held-out data. refit: trained again on every row.
   const models: TierModel[] = [];
   for (let t = 0; t < tiers - 1; t++) {
-    const model = finalMode === 'refit' ? trainLogistic(xs, targets[t], { dimension: extractor.dimension, epochs, l2, seed, onEpoch: tick(`final model, tier ${settings.tiers[t].name}`) }) : averaged[t];
+    const model =
+      finalMode === 'refit'
+        ? trainLogistic(xs, targets[t], { dimension: extractor.dimension, epochs, l2, seed, onEpoch: tick(`final model, tier ${settings.tiers[t].name}`) })
+        : averaged[t];
     const platt: Platt = { a: round(platts[t].a, 6), b: round(platts[t].b, 6), ...(platts[t].c !== undefined ? { c: round(platts[t].c as number, 6) } : {}) };
     models.push({ tier: settings.tiers[t].name, bias: round(model.bias, 6), weights: sparseWeights(model), platt });
     await yieldNow();
   }
   let groupPrior: GroupPrior | undefined;
   if (groupSettings && settings.groupPrior) {
-    const fit = finalMode === 'refit' || !averagedGroup ? fitGroupPrior(xs, groupIds, groupNames.length, targets, rows.map((_, i) => i), { ...groupSettings, seed, onEpoch: tick('final group prior') }) : { model: averagedGroup, rates: groupRatesOf(groupIds, groupNames.length, targets, rows.map((_, i) => i), groupSettings.smoothing) };
-    groupPrior = { expression: settings.groupPrior.expression, names: groupNames, bias: Array.from(fit.model.bias, (b) => round(b, 5)), weights: encodeInt8(fit.model.weights, groupNames.length), rates: fit.rates.map((r) => Array.from(r, (x) => round(x, 5))) };
+    const fit =
+      finalMode === 'refit' || !averagedGroup
+        ? fitGroupPrior(
+            xs,
+            groupIds,
+            groupNames.length,
+            targets,
+            rows.map((_, i) => i),
+            { ...groupSettings, seed, onEpoch: tick('final group prior') },
+          )
+        : {
+            model: averagedGroup,
+            rates: groupRatesOf(
+              groupIds,
+              groupNames.length,
+              targets,
+              rows.map((_, i) => i),
+              groupSettings.smoothing,
+            ),
+          };
+    groupPrior = {
+      expression: settings.groupPrior.expression,
+      names: groupNames,
+      bias: Array.from(fit.model.bias, (b) => round(b, 5)),
+      weights: encodeInt8(fit.model.weights, groupNames.length),
+      rates: fit.rates.map((r) => Array.from(r, (x) => round(x, 5))),
+    };
   }
 
   const meanCost = (t: number) => rows.reduce((sum, r) => sum + r.cost[t], 0) / rows.length;
@@ -371,7 +470,30 @@ export async function trainClassifier(rows: readonly TrainingRow[], settings: Tr
     quality_target: rows.some((r) => r.quality) ? qualityTarget : null,
     training_data_sha256: settings.dataHash,
     training_rows: rows.length,
-    metrics: { folds: k, epochs, l2, final: finalMode, ...(candidates.length > 1 ? { l2_candidates: heldOut.map((c) => ({ l2: c.l2, held_out_apgr: c.apgr === null ? null : round(c.apgr), log_loss: round(c.logLoss) })) } : {}), seed, objective, per_tier: perTier, held_out_apgr: heldOutApgr, ...(groupSettings ? { group_prior: { groups: groupNames.length, held_out_group_accuracy: round(groupHits / rows.length), prior_weight: platts.map((p) => round(p.c ?? 0)), score_weight: platts.map((p) => round(p.a)) } } : {}), at_recommended: roundRow(evaluateThreshold(rows, oofProbabilities, recommended)) },
+    metrics: {
+      folds: k,
+      epochs,
+      l2,
+      final: finalMode,
+      ...(candidates.length > 1
+        ? { l2_candidates: heldOut.map((c) => ({ l2: c.l2, held_out_apgr: c.apgr === null ? null : round(c.apgr), log_loss: round(c.logLoss) })) }
+        : {}),
+      seed,
+      objective,
+      per_tier: perTier,
+      held_out_apgr: heldOutApgr,
+      ...(groupSettings
+        ? {
+            group_prior: {
+              groups: groupNames.length,
+              held_out_group_accuracy: round(groupHits / rows.length),
+              prior_weight: platts.map((p) => round(p.c ?? 0)),
+              score_weight: platts.map((p) => round(p.a)),
+            },
+          }
+        : {}),
+      at_recommended: roundRow(evaluateThreshold(rows, oofProbabilities, recommended)),
+    },
     recommended_threshold: recommended,
     target: target.kind === 'costs' ? { kind: target.kind, value: target.value } : { kind: target.kind, value: target.value },
     cost_quality: table.map(roundRow),
@@ -380,5 +502,13 @@ export async function trainClassifier(rows: readonly TrainingRow[], settings: Tr
 }
 
 function roundRow(r: ThresholdRow): ThresholdRow {
-  return { ...r, strong_share: round(r.strong_share), tier_shares: r.tier_shares.map((s) => round(s)), mean_quality: round(r.mean_quality), total_cost: Number(r.total_cost.toPrecision(5)), quality_retention: round(r.quality_retention), cost_savings: round(r.cost_savings) };
+  return {
+    ...r,
+    strong_share: round(r.strong_share),
+    tier_shares: r.tier_shares.map((s) => round(s)),
+    mean_quality: round(r.mean_quality),
+    total_cost: Number(r.total_cost.toPrecision(5)),
+    quality_retention: round(r.quality_retention),
+    cost_savings: round(r.cost_savings),
+  };
 }

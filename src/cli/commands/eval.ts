@@ -39,7 +39,10 @@ function choice<T extends string>(values: readonly T[]): (value: string) => T {
 
 /** real or recorded; the old default `auto` is refused with why, so a script that passed it does not silently change meaning. */
 function gateMode(value: string): GateMode {
-  if (value === 'auto') throw new InvalidArgumentError('auto is gone: it gated the rows without answer texts on their recorded scores, an answer key no deployment has. Use real (the default) or recorded (the perfect judge, an upper bound)');
+  if (value === 'auto')
+    throw new InvalidArgumentError(
+      'auto is gone: it gated the rows without answer texts on their recorded scores, an answer key no deployment has. Use real (the default) or recorded (the perfect judge, an upper bound)',
+    );
   return choice(['real', 'recorded'] as const)(value);
 }
 
@@ -97,7 +100,9 @@ function routeOf(opts: EvalCommandOptions): string {
     // The eval reads the policy again and reports what is wrong with it, located.
   }
   if (routes.length === 1) return routes[0];
-  throw new TiergateError('TG_ERR_EVAL_OPTIONS', { reason: `name the route to evaluate with --route${routes.length ? ` (routes: ${routes.join(', ')})` : ''}` });
+  throw new TiergateError('TG_ERR_EVAL_OPTIONS', {
+    reason: `name the route to evaluate with --route${routes.length ? ` (routes: ${routes.join(', ')})` : ''}`,
+  });
 }
 
 /** This invocation as a shell command (`tiergate eval …`), quoted where a word needs it. */
@@ -116,15 +121,26 @@ function write(file: string, content: string): void {
 export function register(program: Command): void {
   program
     .command('eval')
-    .description('replay recorded model outcomes (a JSONL dataset) through a route of the policy and report routing accuracy, cost savings, quality retention and escalation rate against the baselines')
+    .description(
+      'replay recorded model outcomes (a JSONL dataset) through a route of the policy and report routing accuracy, cost savings, quality retention and escalation rate against the baselines',
+    )
     .option('-c, --config <file>', 'policy file', DEFAULT_CONFIG)
     .requiredOption('-d, --data <file>', 'dataset of recorded outcomes (JSONL; format in ../shared/data/README.md)')
-    .option('-r, --route <name>', 'route to evaluate (default: the policy\'s only route)')
-    .option('-m, --map <policyModel=datasetModel>', 'which dataset model answers for a policy model (repeatable; models named like a dataset model map themselves)', mapping)
+    .option('-r, --route <name>', "route to evaluate (default: the policy's only route)")
+    .option(
+      '-m, --map <policyModel=datasetModel>',
+      'which dataset model answers for a policy model (repeatable; models named like a dataset model map themselves)',
+      mapping,
+    )
     .option('--map-file <file>', 'the same mapping as a YAML or JSON object')
     .option('--split <split>', 'rows to evaluate: train, test or all', choice(['train', 'test', 'all'] as const), 'all')
     .option('--where <jsonata>', 'only rows for which this JSONata expression over the row holds, e.g. "source = \'gsm8k\'"')
-    .option('--gate <mode>', 'real: the route\'s evaluators judge the recorded answer texts, rows without texts are left out and counted; recorded: the perfect judge (upper bound), the recorded scores gate every row', gateMode, 'real')
+    .option(
+      '--gate <mode>',
+      "real: the route's evaluators judge the recorded answer texts, rows without texts are left out and counted; recorded: the perfect judge (upper bound), the recorded scores gate every row",
+      gateMode,
+      'real',
+    )
     .option('--quality-target <score>', 'recorded score at which an answer is good enough (oracle tier, gate precision/recall)', share, 0.5)
     .option('--sweep <n>', 'gate thresholds to sweep, evenly spaced over [0, 1], for the cost–quality curve (0: none)', sweepPoints, 11)
     .option('--limit <n>', 'evaluate at most this many rows', wholeNumber)
@@ -136,7 +152,8 @@ export function register(program: Command): void {
       const logger = createLogger({ level: 'error' });
       let bar: cliProgress.SingleBar | null = null;
       try {
-        if (opts.chart && path.extname(opts.chart).toLowerCase() !== '.svg') throw new TiergateError('TG_ERR_EVAL_OPTIONS', { reason: `--chart draws SVG: give a file ending in .svg, not ${opts.chart}` });
+        if (opts.chart && path.extname(opts.chart).toLowerCase() !== '.svg')
+          throw new TiergateError('TG_ERR_EVAL_OPTIONS', { reason: `--chart draws SVG: give a file ending in .svg, not ${opts.chart}` });
         const showProgress = opts.progress && process.stderr.isTTY === true;
         // Loaded here, not at startup: the charting library is heavy and only eval needs it.
         const { runEval } = await import('../../analysis/eval/runner.ts');
@@ -156,7 +173,15 @@ export function register(program: Command): void {
           onProgress: showProgress
             ? (done, total, phase) => {
                 if (!bar) {
-                  bar = new cliProgress.SingleBar({ stream: process.stderr, clearOnComplete: true, hideCursor: true, format: 'eval {bar} {percentage}% | {value}/{total} row runs | {phase}' }, cliProgress.Presets.shades_classic);
+                  bar = new cliProgress.SingleBar(
+                    {
+                      stream: process.stderr,
+                      clearOnComplete: true,
+                      hideCursor: true,
+                      format: 'eval {bar} {percentage}% | {value}/{total} row runs | {phase}',
+                    },
+                    cliProgress.Presets.shades_classic,
+                  );
                   bar.start(total, done, { phase });
                 } else bar.update(done, { phase });
               }
@@ -172,7 +197,11 @@ export function register(program: Command): void {
           const chart = opts.chart ? path.relative(path.dirname(path.resolve(opts.markdown)), path.resolve(opts.chart)) : undefined;
           write(opts.markdown, markdownReport(report, chart, commandLine()));
         }
-        for (const [flag, file] of [['json', opts.json], ['markdown', opts.markdown], ['chart', opts.chart]] as const) {
+        for (const [flag, file] of [
+          ['json', opts.json],
+          ['markdown', opts.markdown],
+          ['chart', opts.chart],
+        ] as const) {
           if (file && file !== '-') process.stderr.write(`wrote ${flag} to ${file}\n`);
         }
       } catch (err) {

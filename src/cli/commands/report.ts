@@ -8,7 +8,20 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { PolicyErrors, TiergateError, errorMessage } from '../../common/errors.ts';
 import { readPolicySource } from '../../policy/source.ts';
 import { DEFAULT_DECISION_LOG } from '../../policy/defaults.ts';
-import { DEFAULT_EPSILON, GROUP_BY, buildReport, decisionLogOf, parseWindow, policyHints, readFeedback, readLogs, renderMarkdown, renderTable, type GroupBy, type PolicyHints } from '../../analysis/report.ts';
+import {
+  DEFAULT_EPSILON,
+  GROUP_BY,
+  buildReport,
+  decisionLogOf,
+  parseWindow,
+  policyHints,
+  readFeedback,
+  readLogs,
+  renderMarkdown,
+  renderTable,
+  type GroupBy,
+  type PolicyHints,
+} from '../../analysis/report.ts';
 import { DEFAULT_CONFIG, printErrors } from './common.ts';
 
 interface ReportFlags {
@@ -72,7 +85,7 @@ export function register(program: Command): void {
     .option('--feedback <file>', 'JSON lines of {request_id, score} (score 0..1): mean feedback per group')
     .option('--json <file>', 'also write the report as JSON')
     .option('--markdown <file>', 'also write the report as Markdown')
-    .option('--epsilon <x>', 'routing accuracy: a cheaper answer is right when its score ≥ the best model\'s − x', parseEpsilon, DEFAULT_EPSILON)
+    .option('--epsilon <x>', "routing accuracy: a cheaper answer is right when its score ≥ the best model's − x", parseEpsilon, DEFAULT_EPSILON)
     .action(async (flags: ReportFlags, command: Command) => {
       try {
         const by: GroupBy = command.getOptionValueSource('window') === 'cli' && command.getOptionValueSource('by') !== 'cli' ? 'window' : flags.by;

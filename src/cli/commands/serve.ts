@@ -25,7 +25,11 @@ export function register(program: Command): void {
         return;
       }
       const runtime = gateway.manager.runtime;
-      logger.info(`tiergate listening on ${gateway.url}`, { policy: path.relative(process.cwd(), gateway.manager.configFile) || opts.config, policy_version: runtime.version, routes: [...runtime.routes.keys()] });
+      logger.info(`tiergate listening on ${gateway.url}`, {
+        policy: path.relative(process.cwd(), gateway.manager.configFile) || opts.config,
+        policy_version: runtime.version,
+        routes: [...runtime.routes.keys()],
+      });
       logger.info(`models: ${[...runtime.models.values()].map((m) => `${m.spec.name} via ${m.spec.provider} (${m.providerPlugin})`).join(', ')}`);
       process.on('SIGHUP', () => void gateway.manager.reload('signal'));
       let stopping = false;

@@ -54,7 +54,8 @@ export interface LoadedRows {
 
 function messagesOfRow(prompt: unknown): ChatMessage[] | null {
   if (typeof prompt === 'string') return [{ role: 'user', content: prompt }];
-  if (Array.isArray(prompt) && prompt.every((m) => isRecord(m) && typeof m.role === 'string')) return prompt.map((m) => ({ role: m.role, content: m.content ?? null })) as ChatMessage[];
+  if (Array.isArray(prompt) && prompt.every((m) => isRecord(m) && typeof m.role === 'string'))
+    return prompt.map((m) => ({ role: m.role, content: m.content ?? null })) as ChatMessage[];
   return null;
 }
 
@@ -100,7 +101,8 @@ export async function loadTrainingRows(
     if (groupOf && 'expression' in groupOf) {
       const value = await groupOf.expression.evaluate(row);
       if (value !== undefined && value !== null) {
-        if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') throw optionsError(`${file}:${n + 1}: --group must give a string, number or boolean for each row, not ${JSON.stringify(value).slice(0, 80)}`);
+        if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean')
+          throw optionsError(`${file}:${n + 1}: --group must give a string, number or boolean for each row, not ${JSON.stringify(value).slice(0, 80)}`);
         group = String(value);
       }
     }
@@ -136,16 +138,23 @@ export async function loadTrainingRows(
 function ladderOf(opts: TrainCommandOptions): Array<{ name: string; dataset_model: string | null; relative_cost: number }> {
   const flags = new Map(opts.tier ?? []);
   if (opts.config) {
-    const data = readPolicySource(opts.config).data as { models?: Record<string, { upstream?: string; price?: { input_per_mtok?: number } }>; tiers?: Array<{ name: string; models: string[] }>; routes?: Record<string, unknown> };
+    const data = readPolicySource(opts.config).data as {
+      models?: Record<string, { upstream?: string; price?: { input_per_mtok?: number } }>;
+      tiers?: Array<{ name: string; models: string[] }>;
+      routes?: Record<string, unknown>;
+    };
     if (opts.route && !(isRecord(data.routes) && Object.hasOwn(data.routes, opts.route))) throw optionsError(`the policy has no route "${opts.route}"`);
     const tiers = Array.isArray(data.tiers) ? data.tiers : [];
-    for (const name of flags.keys()) if (!tiers.some((t) => t.name === name)) throw optionsError(`--tier ${name}=…: the policy ${opts.config} has no tier "${name}" (tiers: ${tiers.map((t) => t.name).join(', ')})`);
+    for (const name of flags.keys())
+      if (!tiers.some((t) => t.name === name))
+        throw optionsError(`--tier ${name}=…: the policy ${opts.config} has no tier "${name}" (tiers: ${tiers.map((t) => t.name).join(', ')})`);
     return tiers.map((t) => {
       const model = data.models?.[t.models[0]];
       return { name: t.name, dataset_model: flags.get(t.name) ?? model?.upstream ?? t.models[0] ?? null, relative_cost: model?.price?.input_per_mtok ?? 1 };
     });
   }
-  if (flags.size < 2) throw optionsError('name the ladder, cheapest first: --tier small=<dataset model> --tier large=<dataset model> (or --config gateway.yaml)');
+  if (flags.size < 2)
+    throw optionsError('name the ladder, cheapest first: --tier small=<dataset model> --tier large=<dataset model> (or --config gateway.yaml)');
   // Without a policy and without recorded costs, each step up the ladder counts 20× (GPT-4 vs Mixtral).
   return [...flags].map(([name, model], i) => ({ name, dataset_model: model, relative_cost: 20 ** i }));
 }
@@ -153,7 +162,8 @@ function ladderOf(opts: TrainCommandOptions): Array<{ name: string; dataset_mode
 function number(min: number, max: number, integer = false): (value: string) => number {
   return (value) => {
     const n = Number(value);
-    if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) throw new InvalidArgumentError(`a${integer ? ' whole' : ''} number from ${min} to ${max}`);
+    if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n)))
+      throw new InvalidArgumentError(`a${integer ? ' whole' : ''} number from ${min} to ${max}`);
     return n;
   };
 }
@@ -171,59 +181,124 @@ const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
 
 export function formatTraining(result: TrainResult, loaded: LoadedRows): string {
   const { artifact, table } = result;
-  const metrics = artifact.metrics as { folds: number; per_tier: Array<{ tier: string; positive_rate: number; auc: number | null; accuracy: number; majority_accuracy: number; log_loss: number; ece: number }>; held_out_apgr: number | null; l2: number; l2_candidates?: Array<{ l2: number; held_out_apgr: number | null; log_loss: number }>; group_prior?: { groups: number; held_out_group_accuracy: number; prior_weight: number[]; score_weight: number[] } };
+  const metrics = artifact.metrics as {
+    folds: number;
+    per_tier: Array<{ tier: string; positive_rate: number; auc: number | null; accuracy: number; majority_accuracy: number; log_loss: number; ece: number }>;
+    held_out_apgr: number | null;
+    l2: number;
+    l2_candidates?: Array<{ l2: number; held_out_apgr: number | null; log_loss: number }>;
+    group_prior?: { groups: number; held_out_group_accuracy: number; prior_weight: number[]; score_weight: number[] };
+  };
   const out: string[] = [];
-  out.push(`trained on ${artifact.training_rows} rows (sha256 ${artifact.training_data_sha256.slice(0, 12)}…); ladder ${artifact.tiers.map((t) => `${t.name}${t.dataset_model ? ` = ${t.dataset_model}` : ''}`).join(' < ')}`);
+  out.push(
+    `trained on ${artifact.training_rows} rows (sha256 ${artifact.training_data_sha256.slice(0, 12)}…); ladder ${artifact.tiers.map((t) => `${t.name}${t.dataset_model ? ` = ${t.dataset_model}` : ''}`).join(' < ')}`,
+  );
   for (const [reason, count] of loaded.skipped) out.push(`skipped ${count} rows: ${reason}`);
-  out.push(`label: ${artifact.label}${artifact.quality_target !== null ? ` (quality target ${artifact.quality_target})` : ""}, text model fitted to ${artifact.objective ?? "label"}; ${metrics.folds}-fold cross-validation, held-out predictions:`);
+  out.push(
+    `label: ${artifact.label}${artifact.quality_target !== null ? ` (quality target ${artifact.quality_target})` : ''}, text model fitted to ${artifact.objective ?? 'label'}; ${metrics.folds}-fold cross-validation, held-out predictions:`,
+  );
   const cv = new Table({ ...tableStyle(), head: ['P(tier suffices)', 'base rate', 'AUC', 'accuracy', 'majority', 'log loss', 'ECE (Platt)'] });
-  for (const m of metrics.per_tier) cv.push([m.tier, pct(m.positive_rate), m.auc === null ? 'n/a' : m.auc.toFixed(3), pct(m.accuracy), pct(m.majority_accuracy), m.log_loss.toFixed(3), m.ece.toFixed(3)]);
+  for (const m of metrics.per_tier)
+    cv.push([
+      m.tier,
+      pct(m.positive_rate),
+      m.auc === null ? 'n/a' : m.auc.toFixed(3),
+      pct(m.accuracy),
+      pct(m.majority_accuracy),
+      m.log_loss.toFixed(3),
+      m.ece.toFixed(3),
+    ]);
   out.push(cv.toString());
-  if (metrics.group_prior) out.push(`group prior over ${metrics.group_prior.groups} groups (${artifact.group_prior?.expression}): held-out group accuracy ${pct(metrics.group_prior.held_out_group_accuracy)}; calibration weights score ${metrics.group_prior.score_weight.map((w) => w.toFixed(2)).join('/')}, prior ${metrics.group_prior.prior_weight.map((w) => w.toFixed(2)).join('/')}`);
-  if (metrics.l2_candidates) out.push(`L2 chosen by held-out APGR: ${metrics.l2_candidates.map((c) => `${c.l2}${c.l2 === metrics.l2 ? ' (chosen)' : ''} → ${c.held_out_apgr === null ? `log loss ${c.log_loss.toFixed(3)}` : c.held_out_apgr.toFixed(3)}`).join(', ')}`);
+  if (metrics.group_prior)
+    out.push(
+      `group prior over ${metrics.group_prior.groups} groups (${artifact.group_prior?.expression}): held-out group accuracy ${pct(metrics.group_prior.held_out_group_accuracy)}; calibration weights score ${metrics.group_prior.score_weight.map((w) => w.toFixed(2)).join('/')}, prior ${metrics.group_prior.prior_weight.map((w) => w.toFixed(2)).join('/')}`,
+    );
+  if (metrics.l2_candidates)
+    out.push(
+      `L2 chosen by held-out APGR: ${metrics.l2_candidates.map((c) => `${c.l2}${c.l2 === metrics.l2 ? ' (chosen)' : ''} → ${c.held_out_apgr === null ? `log loss ${c.log_loss.toFixed(3)}` : c.held_out_apgr.toFixed(3)}`).join(', ')}`,
+    );
   if (metrics.held_out_apgr !== null) out.push(`held-out APGR (strong-call share swept 0 → 1): ${metrics.held_out_apgr.toFixed(3)}`);
   out.push('cost–quality by threshold (held-out predictions; route to the cheapest tier whose P(suffices) ≥ threshold):');
   const cq = new Table({ ...tableStyle(), head: ['threshold', ...artifact.tiers.map((t) => `→ ${t.name}`), 'mean quality', 'retention', 'cost savings'] });
-  for (const r of table) cq.push([`${r.threshold.toFixed(3)}${r.threshold === artifact.recommended_threshold ? ' *' : ''}`, ...r.tier_shares.map(pct), r.mean_quality.toFixed(3), pct(r.quality_retention), pct(r.cost_savings)]);
+  for (const r of table)
+    cq.push([
+      `${r.threshold.toFixed(3)}${r.threshold === artifact.recommended_threshold ? ' *' : ''}`,
+      ...r.tier_shares.map(pct),
+      r.mean_quality.toFixed(3),
+      pct(r.quality_retention),
+      pct(r.cost_savings),
+    ]);
   out.push(cq.toString());
-  out.push(`recommended threshold ${artifact.recommended_threshold} (*) for target ${artifact.target?.kind}:${Array.isArray(artifact.target?.value) ? artifact.target.value.join(':') : artifact.target?.value}`);
+  out.push(
+    `recommended threshold ${artifact.recommended_threshold} (*) for target ${artifact.target?.kind}:${Array.isArray(artifact.target?.value) ? artifact.target.value.join(':') : artifact.target?.value}`,
+  );
   return out.join('\n') + '\n';
 }
 
 export function register(program: Command): void {
   program
     .command('train')
-    .description('train the classifier router on recorded outcomes (JSONL, format of ../shared/data) or on prompts labelled with the tier that sufficed; writes a model artifact')
+    .description(
+      'train the classifier router on recorded outcomes (JSONL, format of ../shared/data) or on prompts labelled with the tier that sufficed; writes a model artifact',
+    )
     .requiredOption('-d, --data <file>', 'JSONL: rows with per-model "outcomes", or {prompt, tier} rows')
-    .option('--split <split>', 'rows to train on: train, test or all (rows without a split are always used)', (v) => {
-      if (!['train', 'test', 'all'].includes(v)) throw new InvalidArgumentError('one of train, test, all');
-      return v;
-    }, 'train')
+    .option(
+      '--split <split>',
+      'rows to train on: train, test or all (rows without a split are always used)',
+      (v) => {
+        if (!['train', 'test', 'all'].includes(v)) throw new InvalidArgumentError('one of train, test, all');
+        return v;
+      },
+      'train',
+    )
     .option('--where <jsonata>', 'only rows for which this JSONata expression over the row holds')
     .option('-t, --tier <tier=datasetModel>', 'a tier of the ladder and the dataset model that stands for it, cheapest first (repeatable)', tierFlag)
     .option('-c, --config <file>', 'take the ladder (tier names, dataset models as upstream names, relative prices) from this policy')
     .option('-r, --route <name>', 'the route of --config the model is for (checked to exist)')
     .option('--quality-target <score>', 'a recorded score at which an answer is good enough', number(0, 1), 0.5)
-    .option('--label <rule>', 'no-loss (a tier suffices when it meets the target or no higher tier does) or meets-target', (v) => {
-      if (v !== 'no-loss' && v !== 'meets-target') throw new InvalidArgumentError('no-loss or meets-target');
-      return v;
-    }, 'no-loss')
-    .option('--objective <objective>', 'what the text model fits: gain (soft: 1 when the tier wins, ½ on a tie, 0 when a higher tier does better) or label (the 0/1 label)', (v) => {
-      if (v !== 'gain' && v !== 'label') throw new InvalidArgumentError('gain or label');
-      return v;
-    }, 'gain')
-    .option('--group <jsonata>', 'learn a group prior: a JSONata expression over the training row naming its group (e.g. subset); the router learns P(group | prompt), so requests need not carry it')
+    .option(
+      '--label <rule>',
+      'no-loss (a tier suffices when it meets the target or no higher tier does) or meets-target',
+      (v) => {
+        if (v !== 'no-loss' && v !== 'meets-target') throw new InvalidArgumentError('no-loss or meets-target');
+        return v;
+      },
+      'no-loss',
+    )
+    .option(
+      '--objective <objective>',
+      'what the text model fits: gain (soft: 1 when the tier wins, ½ on a tie, 0 when a higher tier does better) or label (the 0/1 label)',
+      (v) => {
+        if (v !== 'gain' && v !== 'label') throw new InvalidArgumentError('gain or label');
+        return v;
+      },
+      'gain',
+    )
+    .option(
+      '--group <jsonata>',
+      'learn a group prior: a JSONata expression over the training row naming its group (e.g. subset); the router learns P(group | prompt), so requests need not carry it',
+    )
     .option('--group-epochs <n>', 'passes over the data for the group prior', number(1, 200, true), 8)
-    .option('--final <how>', 'the served model: fold-average (the mean of the cross-validation models, on the scale the threshold was chosen on) or refit (trained again on every row)', (v) => {
-      if (v !== 'fold-average' && v !== 'refit') throw new InvalidArgumentError('fold-average or refit');
-      return v;
-    }, 'fold-average')
+    .option(
+      '--final <how>',
+      'the served model: fold-average (the mean of the cross-validation models, on the scale the threshold was chosen on) or refit (trained again on every row)',
+      (v) => {
+        if (v !== 'fold-average' && v !== 'refit') throw new InvalidArgumentError('fold-average or refit');
+        return v;
+      },
+      'fold-average',
+    )
     .option('--folds <k>', 'cross-validation folds', number(2, 20, true), 5)
     .option('--epochs <n>', 'passes over the data per model', number(1, 200, true), 12)
-    .option('--l2 <lambda>', 'L2 regularisation strength, or candidates separated by commas (the best held-out APGR wins)', (v) => {
-      const values = v.split(',').map((x) => number(0, 10)(x.trim()));
-      return values.length === 1 ? values[0] : values;
-    }, 1e-4)
+    .option(
+      '--l2 <lambda>',
+      'L2 regularisation strength, or candidates separated by commas (the best held-out APGR wins)',
+      (v) => {
+        const values = v.split(',').map((x) => number(0, 10)(x.trim()));
+        return values.length === 1 ? values[0] : values;
+      },
+      1e-4,
+    )
     .option('--buckets <n>', 'hashed n-gram buckets (power of two)', number(16, 1 << 22, true), 1 << 14)
     .option('--seed <n>', 'random seed (folds and shuffles)', number(0, 2 ** 31, true), 1)
     .option('--target <target>', 'what the recommended threshold aims at: retention:R, strong-share:S or costs:UNDER:OVER', 'retention:0.98')
@@ -261,7 +336,10 @@ export function register(program: Command): void {
           onProgress: showProgress
             ? (done, total, phase) => {
                 if (!bar) {
-                  bar = new cliProgress.SingleBar({ stream: process.stderr, clearOnComplete: true, hideCursor: true, format: 'train {bar} {percentage}% | {value}/{total} epochs | {phase}' }, cliProgress.Presets.shades_classic);
+                  bar = new cliProgress.SingleBar(
+                    { stream: process.stderr, clearOnComplete: true, hideCursor: true, format: 'train {bar} {percentage}% | {value}/{total} epochs | {phase}' },
+                    cliProgress.Presets.shades_classic,
+                  );
                   bar.start(total, done, { phase });
                 } else bar.update(done, { phase });
               }

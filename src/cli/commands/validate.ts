@@ -27,17 +27,27 @@ function summary(runtime: Runtime): string {
     if (route.gate) {
       const g = route.gate;
       const from = g.thresholdSource === 'costs' ? ' (from costs)' : g.thresholdSource === 'default' ? ' (default)' : '';
-      lines.push(`  ${''.padEnd(14)} gate ${g.evaluators.map((e) => e.name).join(', ')}: ${g.combine} ≥ ${g.threshold.toFixed(2)}${from}, up to ${g.maxEscalations} escalation${g.maxEscalations === 1 ? '' : 's'}, streaming ${g.streaming}`);
+      lines.push(
+        `  ${''.padEnd(14)} gate ${g.evaluators.map((e) => e.name).join(', ')}: ${g.combine} ≥ ${g.threshold.toFixed(2)}${from}, up to ${g.maxEscalations} escalation${g.maxEscalations === 1 ? '' : 's'}, streaming ${g.streaming}`,
+      );
     }
-    if (route.costs) lines.push(`  ${''.padEnd(14)} costs under:over ${route.costs.underRouting}:${route.costs.overRouting}, break-even confidence ${route.costs.breakEven.toFixed(2)}`);
+    if (route.costs)
+      lines.push(
+        `  ${''.padEnd(14)} costs under:over ${route.costs.underRouting}:${route.costs.overRouting}, break-even confidence ${route.costs.breakEven.toFixed(2)}`,
+      );
     if (route.speculate) lines.push(`  ${''.padEnd(14)} speculate when ${route.speculate.source}`);
-    if (route.shadow) lines.push(`  ${''.padEnd(14)} shadow ${Math.round(route.shadow.sample * 1000) / 10} % of requests not served by ${route.bestModel} (also sent to it, off the client's path)`);
+    if (route.shadow)
+      lines.push(
+        `  ${''.padEnd(14)} shadow ${Math.round(route.shadow.sample * 1000) / 10} % of requests not served by ${route.bestModel} (also sent to it, off the client's path)`,
+      );
   }
   if (runtime.features.length) lines.push('', `features: ${runtime.features.map(([name]) => name).join(', ')}`);
   const byKind = new Map<string, Set<string>>();
   for (const p of runtime.plugins) byKind.set(p.kind, (byKind.get(p.kind) ?? new Set()).add(p.name));
   const auth = runtime.server.auth;
-  lines.push(`auth:     ${auth.hasKeys ? `keys ${auth.keyNames.join(', ')}` : auth.allowUnauthenticated ? 'none (allow_unauthenticated: authentication happens in front of tiergate)' : 'no keys: loopback clients only'}; admin token ${auth.hasAdminToken ? 'set' : auth.hasKeys ? 'not set (admin endpoints off)' : 'not set'}`);
+  lines.push(
+    `auth:     ${auth.hasKeys ? `keys ${auth.keyNames.join(', ')}` : auth.allowUnauthenticated ? 'none (allow_unauthenticated: authentication happens in front of tiergate)' : 'no keys: loopback clients only'}; admin token ${auth.hasAdminToken ? 'set' : auth.hasKeys ? 'not set (admin endpoints off)' : 'not set'}`,
+  );
   const limits = runtime.limits.summary();
   if (limits) lines.push(`limits:   ${limits}`);
   lines.push(`plugins:  ${[...byKind].map(([kind, names]) => `${kind}s ${[...names].join(', ')}`).join('; ')}`);

@@ -29,7 +29,8 @@ function routingHeaders(req: http.IncomingMessage): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(req.headers)) {
     if (typeof value !== 'string') continue;
-    if (name === 'user-agent' || name === 'x-request-id' || (name.startsWith('x-') && name !== 'x-api-key' && !name.startsWith('x-stainless'))) out[name] = value;
+    if (name === 'user-agent' || name === 'x-request-id' || (name.startsWith('x-') && name !== 'x-api-key' && !name.startsWith('x-stainless')))
+      out[name] = value;
   }
   return out;
 }
@@ -76,7 +77,13 @@ export function messagesRouter(manager: RuntimeManager, services: PipelineServic
   return router;
 }
 
-async function handleMessages(runtime: Runtime, req: http.IncomingMessage, res: http.ServerResponse, services: PipelineServices, caller: GatewayKey | undefined): Promise<void> {
+async function handleMessages(
+  runtime: Runtime,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  services: PipelineServices,
+  caller: GatewayKey | undefined,
+): Promise<void> {
   let translated;
   try {
     translated = toChatBody(await readBody(runtime, req, res));
@@ -106,7 +113,8 @@ async function handleMessages(runtime: Runtime, req: http.IncomingMessage, res: 
       await exchange.stream(response, sink);
     } else {
       if (body.stream === true) replayAsMessagesStream(exchange, response, res, new MessagesStreamTranslator(requested, stopSequences));
-      else sendJson(res, 200, toAnthropicMessage(clientResult(exchange.executionContext, response), requested, stopSequences), answerHeaders(exchange, response));
+      else
+        sendJson(res, 200, toAnthropicMessage(clientResult(exchange.executionContext, response), requested, stopSequences), answerHeaders(exchange, response));
       exchange.answered(response);
     }
   } catch (err) {

@@ -30,7 +30,19 @@ type Json = Record<string, unknown>;
 const isRecord = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /** Fields of a Messages request this translation understands; others are refused by name (never silently dropped). */
-const KNOWN_FIELDS = new Set(['model', 'messages', 'system', 'max_tokens', 'temperature', 'top_p', 'stop_sequences', 'stream', 'tools', 'tool_choice', 'metadata']);
+const KNOWN_FIELDS = new Set([
+  'model',
+  'messages',
+  'system',
+  'max_tokens',
+  'temperature',
+  'top_p',
+  'stop_sequences',
+  'stream',
+  'tools',
+  'tool_choice',
+  'metadata',
+]);
 
 export interface TranslatedRequest {
   /** The OpenAI-shaped chat body (model = the route or model the client asked for). */
@@ -42,7 +54,8 @@ export function toChatBody(request: unknown): TranslatedRequest {
   if (!isRecord(request)) throw new MessagesRequestError('body', 'must be a JSON object');
   for (const key of Object.keys(request)) if (!KNOWN_FIELDS.has(key)) throw new MessagesRequestError(key, 'is not a Messages API field this gateway accepts');
   if (typeof request.model !== 'string' || request.model === '') throw new MessagesRequestError('model', 'is required: a route or model name');
-  if (!Number.isInteger(request.max_tokens) || (request.max_tokens as number) < 1) throw new MessagesRequestError('max_tokens', 'is required: a whole number ≥ 1');
+  if (!Number.isInteger(request.max_tokens) || (request.max_tokens as number) < 1)
+    throw new MessagesRequestError('max_tokens', 'is required: a whole number ≥ 1');
   if (!Array.isArray(request.messages) || request.messages.length === 0) throw new MessagesRequestError('messages', 'must be a non-empty list');
 
   const messages: ChatMessage[] = [];
@@ -58,7 +71,8 @@ export function toChatBody(request: unknown): TranslatedRequest {
   }
   const stopSequences: string[] = [];
   if (request.stop_sequences !== undefined) {
-    if (!Array.isArray(request.stop_sequences) || !request.stop_sequences.every((s) => typeof s === 'string')) throw new MessagesRequestError('stop_sequences', 'must be a list of strings');
+    if (!Array.isArray(request.stop_sequences) || !request.stop_sequences.every((s) => typeof s === 'string'))
+      throw new MessagesRequestError('stop_sequences', 'must be a list of strings');
     stopSequences.push(...(request.stop_sequences as string[]));
     if (stopSequences.length) body.stop = stopSequences;
   }
@@ -85,7 +99,8 @@ function systemText(system: unknown): string | null {
   if (Array.isArray(system)) {
     return system
       .map((block, i) => {
-        if (!isRecord(block) || block.type !== 'text' || typeof block.text !== 'string') throw new MessagesRequestError(`system.${i}`, 'system blocks must be text blocks');
+        if (!isRecord(block) || block.type !== 'text' || typeof block.text !== 'string')
+          throw new MessagesRequestError(`system.${i}`, 'system blocks must be text blocks');
         return block.text;
       })
       .join('\n\n');
@@ -121,20 +136,29 @@ function toChatMessages(message: unknown, at: string): ChatMessage[] {
       case 'tool_result':
         if (role !== 'user') throw new MessagesRequestError(where, 'tool_result blocks belong to user turns');
         if (typeof block.tool_use_id !== 'string') throw new MessagesRequestError(`${where}.tool_use_id`, 'must be a string');
-        toolResults.push({ role: 'tool', tool_call_id: block.tool_use_id, content: toolResultText(block.content, `${where}.content`) + (block.is_error === true ? '\n(the tool reported an error)' : '') });
+        toolResults.push({
+          role: 'tool',
+          tool_call_id: block.tool_use_id,
+          content: toolResultText(block.content, `${where}.content`) + (block.is_error === true ? '\n(the tool reported an error)' : ''),
+        });
         break;
       default:
         throw new MessagesRequestError(`${where}.type`, `content block type "${block.type}" is not supported (text, image, tool_use, tool_result)`);
     }
   });
   if (role === 'assistant') {
-    const text = parts.filter((p): p is { type: 'text'; text: string } => p.type === 'text').map((p) => p.text).join('');
+    const text = parts
+      .filter((p): p is { type: 'text'; text: string } => p.type === 'text')
+      .map((p) => p.text)
+      .join('');
     const out: ChatMessage = { role: 'assistant', content: text === '' && toolCalls.length ? null : text };
     if (toolCalls.length) out.tool_calls = toolCalls;
     return [out];
   }
   // Tool results answer the previous assistant turn, so they come first.
-  return parts.length ? [...toolResults, { role: 'user', content: parts.length === 1 && parts[0].type === 'text' ? (parts[0] as { text: string }).text : parts }] : toolResults;
+  return parts.length
+    ? [...toolResults, { role: 'user', content: parts.length === 1 && parts[0].type === 'text' ? (parts[0] as { text: string }).text : parts }]
+    : toolResults;
 }
 
 function toolResultText(content: unknown, at: string): string {
@@ -153,7 +177,8 @@ function toolResultText(content: unknown, at: string): string {
 
 function imageUrl(source: unknown, at: string): string {
   if (!isRecord(source)) throw new MessagesRequestError(at, 'must be an object');
-  if (source.type === 'base64' && typeof source.media_type === 'string' && typeof source.data === 'string') return `data:${source.media_type};base64,${source.data}`;
+  if (source.type === 'base64' && typeof source.media_type === 'string' && typeof source.data === 'string')
+    return `data:${source.media_type};base64,${source.data}`;
   if (source.type === 'url' && typeof source.url === 'string') return source.url;
   throw new MessagesRequestError(at, 'must be {type: "base64", media_type, data} or {type: "url", url}');
 }
@@ -162,8 +187,16 @@ function toTools(tools: unknown): unknown[] {
   if (!Array.isArray(tools)) throw new MessagesRequestError('tools', 'must be a list');
   return tools.map((tool, i) => {
     if (!isRecord(tool) || typeof tool.name !== 'string') throw new MessagesRequestError(`tools.${i}`, 'needs a name');
-    if (tool.input_schema !== undefined && !isRecord(tool.input_schema)) throw new MessagesRequestError(`tools.${i}.input_schema`, 'must be a JSON Schema object');
-    return { type: 'function', function: { name: tool.name, ...(typeof tool.description === 'string' ? { description: tool.description } : {}), parameters: tool.input_schema ?? { type: 'object', properties: {} } } };
+    if (tool.input_schema !== undefined && !isRecord(tool.input_schema))
+      throw new MessagesRequestError(`tools.${i}.input_schema`, 'must be a JSON Schema object');
+    return {
+      type: 'function',
+      function: {
+        name: tool.name,
+        ...(typeof tool.description === 'string' ? { description: tool.description } : {}),
+        parameters: tool.input_schema ?? { type: 'object', properties: {} },
+      },
+    };
   });
 }
 
@@ -233,7 +266,12 @@ export function toAnthropicMessage(completion: unknown, requestedModel: string, 
   if (text !== '') content.push({ type: 'text', text });
   for (const call of Array.isArray(message.tool_calls) ? message.tool_calls : []) {
     if (!isRecord(call) || !isRecord(call.function)) continue;
-    content.push({ type: 'tool_use', id: typeof call.id === 'string' ? call.id : `toolu_${randomUUID().slice(0, 8)}`, name: String(call.function.name ?? ''), input: parseArguments(String(call.function.arguments ?? '')) });
+    content.push({
+      type: 'tool_use',
+      id: typeof call.id === 'string' ? call.id : `toolu_${randomUUID().slice(0, 8)}`,
+      name: String(call.function.name ?? ''),
+      input: parseArguments(String(call.function.arguments ?? '')),
+    });
   }
   const usage = isRecord(c.usage) ? c.usage : {};
   return {
@@ -276,7 +314,22 @@ export class MessagesStreamTranslator {
   private start(out: MessagesEvent[]): void {
     if (this.started) return;
     this.started = true;
-    out.push({ event: 'message_start', data: { type: 'message_start', message: { id: this.id, type: 'message', role: 'assistant', model: this.requestedModel, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 0, output_tokens: 0 } } } });
+    out.push({
+      event: 'message_start',
+      data: {
+        type: 'message_start',
+        message: {
+          id: this.id,
+          type: 'message',
+          role: 'assistant',
+          model: this.requestedModel,
+          content: [],
+          stop_reason: null,
+          stop_sequence: null,
+          usage: { input_tokens: 0, output_tokens: 0 },
+        },
+      },
+    });
   }
 
   private closeBlock(out: MessagesEvent[]): void {
@@ -300,7 +353,10 @@ export class MessagesStreamTranslator {
         out.push({ event: 'content_block_start', data: { type: 'content_block_start', index: this.block.index, content_block: { type: 'text', text: '' } } });
       }
       this.text += delta.content;
-      out.push({ event: 'content_block_delta', data: { type: 'content_block_delta', index: this.block.index, delta: { type: 'text_delta', text: delta.content } } });
+      out.push({
+        event: 'content_block_delta',
+        data: { type: 'content_block_delta', index: this.block.index, delta: { type: 'text_delta', text: delta.content } },
+      });
     }
     for (const call of Array.isArray(delta.tool_calls) ? delta.tool_calls : []) {
       if (!isRecord(call)) continue;
@@ -309,9 +365,25 @@ export class MessagesStreamTranslator {
       if (this.block?.kind !== 'tool' || this.block.toolIndex !== toolIndex) {
         this.closeBlock(out);
         this.block = { index: this.nextIndex++, kind: 'tool', toolIndex };
-        out.push({ event: 'content_block_start', data: { type: 'content_block_start', index: this.block.index, content_block: { type: 'tool_use', id: typeof call.id === 'string' ? call.id : `toolu_${randomUUID().slice(0, 8)}`, name: String(fn.name ?? ''), input: {} } } });
+        out.push({
+          event: 'content_block_start',
+          data: {
+            type: 'content_block_start',
+            index: this.block.index,
+            content_block: {
+              type: 'tool_use',
+              id: typeof call.id === 'string' ? call.id : `toolu_${randomUUID().slice(0, 8)}`,
+              name: String(fn.name ?? ''),
+              input: {},
+            },
+          },
+        });
       }
-      if (typeof fn.arguments === 'string' && fn.arguments !== '') out.push({ event: 'content_block_delta', data: { type: 'content_block_delta', index: this.block.index, delta: { type: 'input_json_delta', partial_json: fn.arguments } } });
+      if (typeof fn.arguments === 'string' && fn.arguments !== '')
+        out.push({
+          event: 'content_block_delta',
+          data: { type: 'content_block_delta', index: this.block.index, delta: { type: 'input_json_delta', partial_json: fn.arguments } },
+        });
     }
     if (typeof choice.finish_reason === 'string') this.finish = choice.finish_reason;
     return out;
@@ -323,7 +395,14 @@ export class MessagesStreamTranslator {
     this.start(out);
     this.closeBlock(out);
     this.ended = true;
-    out.push({ event: 'message_delta', data: { type: 'message_delta', delta: stopReasonOf((this.finish ?? 'stop') as FinishReason), usage: { output_tokens: this.usage.output_tokens, input_tokens: this.usage.input_tokens } } });
+    out.push({
+      event: 'message_delta',
+      data: {
+        type: 'message_delta',
+        delta: stopReasonOf((this.finish ?? 'stop') as FinishReason),
+        usage: { output_tokens: this.usage.output_tokens, input_tokens: this.usage.input_tokens },
+      },
+    });
     out.push({ event: 'message_stop', data: { type: 'message_stop' } });
     return out;
   }
@@ -343,7 +422,14 @@ export function anthropicErrorType(status: number): string {
 /** An OpenAI-shaped error body → Anthropic's {type: "error", error: {type, message}}, keeping tiergate's code. */
 export function toAnthropicError(status: number, openaiBody: unknown): Json {
   const error = isRecord(openaiBody) && isRecord(openaiBody.error) ? openaiBody.error : {};
-  return { type: 'error', error: { type: anthropicErrorType(status), message: typeof error.message === 'string' ? error.message : `HTTP ${status}`, ...(typeof error.code === 'string' ? { code: error.code } : {}) } };
+  return {
+    type: 'error',
+    error: {
+      type: anthropicErrorType(status),
+      message: typeof error.message === 'string' ? error.message : `HTTP ${status}`,
+      ...(typeof error.code === 'string' ? { code: error.code } : {}),
+    },
+  };
 }
 
 export function sseEvent(e: MessagesEvent): string {

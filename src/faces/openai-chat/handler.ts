@@ -54,7 +54,13 @@ export function chatDoor(manager: RuntimeManager, services: PipelineServices): (
   };
 }
 
-export async function handleChatCompletion(runtime: Runtime, req: http.IncomingMessage, res: http.ServerResponse, services: PipelineServices, caller: GatewayKey | undefined): Promise<void> {
+export async function handleChatCompletion(
+  runtime: Runtime,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  services: PipelineServices,
+  caller: GatewayKey | undefined,
+): Promise<void> {
   const exchange = new ChatExchange(runtime, services, caller?.name);
   const client = exchange.client;
   const onClose = () => {

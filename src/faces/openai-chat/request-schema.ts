@@ -27,11 +27,16 @@ function describe(error: ErrorObject): string {
 }
 
 export function checkChatBody(body: unknown): ChatBody {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new TiergateError('TG_ERR_REQUEST_INVALID', { reason: 'the request body must be a JSON object' });
+  if (body === null || typeof body !== 'object' || Array.isArray(body))
+    throw new TiergateError('TG_ERR_REQUEST_INVALID', { reason: 'the request body must be a JSON object' });
   if (!validate(body)) {
     const error = (validate.errors ?? [])[0];
     const param = error ? paramOf(error) : '';
-    throw new TiergateError('TG_ERR_REQUEST_INVALID', { reason: error ? `${param || 'body'} ${describe(error)}` : 'invalid body' }, { param: param || undefined });
+    throw new TiergateError(
+      'TG_ERR_REQUEST_INVALID',
+      { reason: error ? `${param || 'body'} ${describe(error)}` : 'invalid body' },
+      { param: param || undefined },
+    );
   }
   return body as ChatBody;
 }

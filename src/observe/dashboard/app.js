@@ -48,7 +48,17 @@
   }
 
   function line(label, colour, yAxisID = 'y', dashed = false) {
-    return { label, data: [], borderColor: colour, backgroundColor: colour, borderWidth: 2, pointRadius: 2, tension: 0.2, yAxisID, borderDash: dashed ? [6, 4] : [] };
+    return {
+      label,
+      data: [],
+      borderColor: colour,
+      backgroundColor: colour,
+      borderWidth: 2,
+      pointRadius: 2,
+      tension: 0.2,
+      yAxisID,
+      borderDash: dashed ? [6, 4] : [],
+    };
   }
 
   let charts = null;

@@ -23,7 +23,8 @@ const CHART_JS = chartJsPath();
 
 // Everything from the gateway itself; Chart.js styles its canvases through the DOM,
 // which style-src does not restrict.
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 function sendStatic(res: Response, file: string, type: string, maxAgeSeconds = 0): void {
   res.setHeader('content-type', type);
