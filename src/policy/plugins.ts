@@ -45,8 +45,13 @@ const SDK_ENTRY_URLS: Record<SdkSpecifier, string> = {
 };
 
 // Every file of a plugin folder takes the folder's version, not only its entry, and the
-// SDK specifiers resolve to this gateway's modules (see the hook).
-register(new URL('./plugin-version-hooks.mjs', import.meta.url), { data: { sdkEntries: SDK_ENTRY_URLS } });
+// SDK specifiers resolve to this gateway's modules (see the hook). Registered again after
+// tsx (loadTeamPluginLoader): the hook registered last runs first, and tsx would otherwise
+// resolve 'tiergate/plugin' itself, through a tsconfig's paths, to a second copy.
+function registerPluginHooks(): void {
+  register(new URL('./plugin-version-hooks.mjs', import.meta.url), { data: { sdkEntries: SDK_ENTRY_URLS } });
+}
+registerPluginHooks();
 
 /** The built-in plugins ship in the same layout as a team's own. */
 export const BUILTIN_PLUGIN_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'plugins');
@@ -176,7 +181,8 @@ export function shareWithCommonJsPlugins(specifier: SdkSpecifier, namespace: obj
   commonJsEntries.set(specifier, { file: fileURLToPath(SDK_ENTRY_URLS[specifier]), namespace });
 }
 
-{
+/** Puts the SDK's answer in front of require's resolution (again after tsx's, for the same reason as the hooks). */
+function answerSdkRequires(): void {
   const resolution = Module as unknown as CommonJsResolution;
   const resolveFilename = resolution._resolveFilename;
   // Only the SDK specifiers are answered here; every other request goes on unchanged.
@@ -193,8 +199,9 @@ export function shareWithCommonJsPlugins(specifier: SdkSpecifier, namespace: obj
     }
     return entry.file;
   };
-  shareWithCommonJsPlugins('tiergate/plugin', pluginSdk);
 }
+answerSdkRequires();
+shareWithCommonJsPlugins('tiergate/plugin', pluginSdk);
 
 /**
  * Imports a plugin (once per content version) and checks it against the contract. Rejects
@@ -258,10 +265,29 @@ export async function pluginWithCapability(
   return null;
 }
 
+// Compiled, the gateway's own modules and built-in plugins are plain JavaScript: tsx is
+// needed only for a team's plugin (a .ts file, or a folder Node loads as CommonJS, whose
+// edits only tsx's require hook lets load afresh). Registering it costs about a third of
+// a start-up, so it happens the first time a plugin from outside the built-in folder is
+// imported. Run from source, a TypeScript loader is already in place.
+let teamPluginLoader: Promise<void> | null = ownExtension === '.ts' ? Promise.resolve() : null;
+
+function loadTeamPluginLoader(): Promise<void> {
+  teamPluginLoader ??= (async () => {
+    const [esm, commonJs] = await Promise.all([import('tsx/esm/api'), import('tsx/cjs/api')]);
+    esm.register();
+    commonJs.register();
+    registerPluginHooks();
+    answerSdkRequires();
+  })();
+  return teamPluginLoader;
+}
+
 async function importPlugin(discovered: DiscoveredPlugin): Promise<LoadedPlugin> {
   const file = displayNameFor(discovered.entry);
   const invalid = (reason: string) => new TiergateError('TG_ERR_PLUGIN_INVALID', { reason }, { location: { file } });
   let namespace: { default?: unknown };
+  if (!discovered.folder.startsWith(BUILTIN_PLUGIN_ROOT + path.sep)) await loadTeamPluginLoader();
   // Forget the folder's CommonJS-cached files so that an edit is really loaded afresh.
   const folderPrefix = discovered.folder + path.sep;
   for (const key of Object.keys(requireCache)) if (key.startsWith(folderPrefix)) delete requireCache[key];
@@ -282,7 +308,12 @@ async function importPlugin(discovered: DiscoveredPlugin): Promise<LoadedPlugin>
     );
   }
   lastImported.set(discovered.entry, { hash: discovered.hash, exported: namespace.default });
-  const candidate = namespace.default as Partial<PluginModule<unknown, Disposable>> | undefined;
+  // A plugin compiled to CommonJS (tsc's `exports.default`, or tsx's when it compiles a
+  // .ts plugin of a CommonJS folder) arrives as its module.exports: the plugin module is
+  // under the `default` that the __esModule marker points at.
+  const exported = namespace.default as { __esModule?: unknown; default?: unknown; meta?: unknown } | undefined;
+  const candidate = (exported && typeof exported === 'object' && exported.meta === undefined && exported.__esModule === true ? exported.default : exported) as
+    Partial<PluginModule<unknown, Disposable>> | undefined;
   if (!candidate || typeof candidate !== 'object') throw invalid('must default-export a plugin module: { meta, create }');
   const meta = candidate.meta;
   if (!meta || typeof meta !== 'object') throw invalid('the default export has no `meta` object');

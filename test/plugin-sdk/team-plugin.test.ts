@@ -4,6 +4,7 @@
 // policy names its folder in plugins.paths (no restart), a request shows its score, and
 // an edit of the plugin file is picked up too. Whether the folder is an ES-module package
 // or plain CommonJS, the plugin gets the gateway's own SDK module.
+import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { UpstreamError, type Evaluator } from 'tiergate/plugin';
 import { checkPluginContract, testPluginContext } from 'tiergate/testing';
 import { discoverPlugins, loadPlugin } from '../../src/policy/plugins.ts';
 import { simulatorPolicy, startTestGateway } from '../support/gateway.ts';
+import { freePort } from '../support/ports.ts';
 
 /** The team's evaluator: a fixed score, written in TypeScript with its options type derived from its schema. */
 function teamEvaluator(score: number): string {
@@ -157,3 +159,62 @@ test("a team's evaluator outside plugins/ passes the exported contract test, is 
   });
   assert.equal(edited.quality, '0.930');
 });
+
+// The command runs the compiled gateway (dist/), which starts without tsx and registers it
+// only when a team's plugin is first loaded: a team's .ts plugin, in a CommonJS or an
+// ES-module folder, still loads, gets the gateway's SDK and gates requests.
+for (const esModule of [false, true]) {
+  test(`tiergate serve (compiled) loads a team's TypeScript plugin from a ${esModule ? 'ES-module' : 'CommonJS'} folder`, { timeout: 30_000 }, async (t) => {
+    const { root } = teamFolder(t, { esModule });
+    const policyDir = mkdtempSync(path.join(tmpdir(), 'tiergate-team-cli-'));
+    t.after(() => rmSync(policyDir, { recursive: true, force: true }));
+    const policyFile = path.join(policyDir, 'gateway.yaml');
+    writeFileSync(
+      policyFile,
+      simulatorPolicy({
+        extra: `plugins: { paths: [${JSON.stringify(root)}] }\n`,
+        routes: `  support:
+    router: { plugin: rules, rules: [] }
+    default: small
+    gate:
+      evaluators:
+        - { plugin: team_score, label: cli }
+      threshold: 0.5
+      max_escalations: 1`,
+      }),
+    );
+    const port = await freePort();
+    const repo = path.resolve(import.meta.dirname, '../..');
+    const child = spawn(
+      process.execPath,
+      [path.join(repo, 'bin', 'tiergate.js'), 'serve', '--config', policyFile, '--port', String(port), '--host', '127.0.0.1', '--no-watch'],
+      {
+        cwd: policyDir,
+        env: { ...process.env, TIERGATE_LOG_FORMAT: 'json' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    t.after(async () => {
+      child.kill('SIGTERM');
+      await exited;
+    });
+    const answer = await waitFor(
+      'the CLI gateway to answer',
+      async () => {
+        if (child.exitCode !== null) assert.fail(`tiergate serve exited ${child.exitCode}: ${stderr}`);
+        const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'support', messages: [{ role: 'user', content: 'Tell me about the history of tea' }] }),
+        }).catch(() => null);
+        return res;
+      },
+      20_000,
+    );
+    assert.equal(answer.status, 200, await answer.clone().text());
+    assert.equal(answer.headers.get('x-tiergate-quality-score'), '0.610', "the team's TypeScript evaluator gated the answer");
+  });
+}
