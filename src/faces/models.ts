@@ -2,7 +2,8 @@
 // shape. A key sees what it may call.
 import express from 'express';
 import type { RuntimeManager } from '../policy/reload.ts';
-import { callerOf, mayCall } from './auth.ts';
+import { callerOf } from './auth.ts';
+import { mayCall } from '../policy/gateway-auth.ts';
 
 /** Mounted behind the /v1 key check: the key's allow-lists filter the list. */
 export function modelsRouter(manager: RuntimeManager): express.Router {

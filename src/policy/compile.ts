@@ -14,7 +14,7 @@ import { compileExpression } from '../expressions/compile.ts';
 import { childLogger } from '../observe/logger.ts';
 import { DecisionLog, type DecisionLogSettings } from '../observe/decision-log.ts';
 import { ModelHealth } from '../state/health.ts';
-import { GatewayAuth } from '../faces/auth.ts';
+import { GatewayAuth } from './gateway-auth.ts';
 import { KeyLimits, LocalCounters } from '../state/limits.ts';
 import { SharedState } from '../state/shared-state.ts';
 import type { ChatRequest, ChatResult, CompiledExpression, Evaluator, PluginContext, PolicyView, Provider, Router } from '../plugin-sdk/plugin-api.ts';

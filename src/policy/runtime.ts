@@ -12,7 +12,7 @@ import type { DecisionLog } from '../observe/decision-log.ts';
 import type { ModelHealth, Resilience } from '../state/health.ts';
 import type { CompiledExpression, Disposable, Evaluator, ModelSpec, PluginKind, PolicyView, Provider, Router, TierSpec } from '../plugin-sdk/plugin-api.ts';
 import { formatPath } from './source.ts';
-import type { GatewayAuth } from '../faces/auth.ts';
+import type { GatewayAuth } from './gateway-auth.ts';
 import type { KeyLimits } from '../state/limits.ts';
 import type { SharedState } from '../state/shared-state.ts';
 import type { GateData } from './policy-data.ts';

@@ -9,7 +9,7 @@
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { TiergateError, errorMessage, type SourceLocation } from '../common/errors.ts';
-import { isLoopbackHost } from '../faces/auth.ts';
+import { isLoopbackHost } from './gateway-auth.ts';
 import type { PolicyData, ServerData } from './policy-data.ts';
 import type { Path, PolicySource } from './source.ts';
 

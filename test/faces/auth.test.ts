@@ -15,7 +15,7 @@ import { startGateway } from '../../src/faces/server.ts';
 import { buildRuntime } from '../../src/policy/compile.ts';
 import { createLogger } from '../../src/observe/logger.ts';
 import { PolicyErrors } from '../../src/common/errors.ts';
-import { GatewayAuth, isLoopbackHost } from '../../src/faces/auth.ts';
+import { GatewayAuth, isLoopbackHost } from '../../src/policy/gateway-auth.ts';
 
 const TEAM_A_KEY = 'tg-team-a-0123456789abcdef';
 const OPS_KEY = 'tg-ops-fedcba9876543210';

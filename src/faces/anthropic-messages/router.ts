@@ -17,7 +17,8 @@ import { ChatExchange, type PipelineServices } from '../../pipeline/exchange.ts'
 import type { Execution } from '../../pipeline/execution-context.ts';
 import type { ChunkSink } from '../../pipeline/stream.ts';
 import { clientResult, replayedChunks } from '../../pipeline/wire.ts';
-import { authenticate, authorizeChatTarget, keylessAccepts, logRefusal, type GatewayKey } from '../auth.ts';
+import { authenticate, authorizeChatTarget, keylessAccepts, logRefusal } from '../auth.ts';
+import type { GatewayKey } from '../../policy/gateway-auth.ts';
 import { readBody } from '../read-body.ts';
 import { drained, retryAfterOf, sendJson } from '../respond.ts';
 import { HEADER, answerHeaders, streamHeaders } from '../tiergate-headers.ts';

@@ -13,7 +13,8 @@ import { ChatExchange, type PipelineServices } from '../../pipeline/exchange.ts'
 import type { Execution } from '../../pipeline/execution-context.ts';
 import type { ChunkSink } from '../../pipeline/stream.ts';
 import { clientResult, replayedChunks } from '../../pipeline/wire.ts';
-import { authenticate, authorizeChatTarget, refuseApiCall, type GatewayKey } from '../auth.ts';
+import { authenticate, authorizeChatTarget, refuseApiCall } from '../auth.ts';
+import type { GatewayKey } from '../../policy/gateway-auth.ts';
 import { readBody } from '../read-body.ts';
 import { drained, lastResort, sendError, sendJson } from '../respond.ts';
 import { HEADER, answerHeaders, streamHeaders } from '../tiergate-headers.ts';
