@@ -38,7 +38,7 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-explicit-any': 'off', 'require-yield': 'off' },
   },
   {
-    files: ['src/observe/dashboard/app.js'],
+    files: ['src/faces/dashboard/app.js'],
     languageOptions: { sourceType: 'script', globals: globals.browser },
   },
 );

@@ -19,9 +19,9 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import winston from 'winston';
 import bandit, { type BanditOptions } from '../plugins/routers/bandit/index.ts';
-import type { PluginContext, PolicyView, RoutingContext } from '../src/plugin-sdk/plugin-api.ts';
+import type { PluginContext, PolicyView, RoutingContext } from '../src/plugin-contract/plugin-api.ts';
 import { loadDataset, messagesOf, recordedUsage, scoreOf, type DatasetRow } from '../src/analysis/eval/dataset.ts';
-import { estimateMessagesTokens } from '../src/plugin-sdk/tokens.ts';
+import { estimateMessagesTokens } from '../src/plugin-contract/tokens.ts';
 import { mulberry32 } from '../src/common/random.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { chooseTier, compileClassifier, type ClassifierArtifact } from '../src/analysis/learn/artifact.ts';
-import type { ChatMessage } from '../src/plugin-sdk/plugin-api.ts';
+import type { ChatMessage } from '../src/plugin-contract/plugin-api.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const modelFile = process.argv[2] ?? path.join(root, 'examples/learned/routellm.json');

@@ -1,4 +1,4 @@
-// Writes src/policy/policy-data.ts, the TypeScript shape of a policy, from
+// Writes src/policy-shape/policy-data.ts, the TypeScript shape of a policy, from
 // schemas/gateway.schema.json: the schema is the one source of truth, and a test
 // (test/policy-types.test.ts) regenerates the file to prove the two agree.
 //
@@ -14,7 +14,7 @@ import { compile, type JSONSchema } from 'json-schema-to-typescript';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const SCHEMA_FILE = path.join(root, 'schemas', 'gateway.schema.json');
-export const TYPES_FILE = path.join(root, 'src', 'policy', 'policy-data.ts');
+export const TYPES_FILE = path.join(root, 'src', 'policy-shape', 'policy-data.ts');
 
 type SchemaNode = Record<string, unknown>;
 

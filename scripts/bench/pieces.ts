@@ -13,7 +13,7 @@ import jsonata from 'jsonata';
 import { compileExpression } from '../../src/expressions/compile.ts';
 import { createLogger } from '../../src/observe/logger.ts';
 import { RecentMap } from '../../src/common/recent-map.ts';
-import type { ChatRequest } from '../../src/plugin-sdk/plugin-api.ts';
+import type { ChatRequest } from '../../src/plugin-contract/plugin-api.ts';
 import { buildRuntime } from '../../src/policy/compile.ts';
 
 import type { Piece } from './results.ts';
@@ -153,7 +153,7 @@ try {
     }),
   );
 
-  // A policy regex runs on RE2 (src/plugin-sdk/linear-regex.ts), against V8's backtracking RegExp.
+  // A policy regex runs on RE2 (src/plugin-contract/linear-regex.ts), against V8's backtracking RegExp.
   const prompt = { ...input, prompt: `${'I was charged twice for my order last week and would like to know what happened. '.repeat(6)}Please refund me.` };
   const onRe2 = compileExpression('$contains(prompt, /refund|chargeback|invoice/i)');
   if (!('expression' in onRe2)) throw new Error('the pieces regex does not compile');

@@ -32,7 +32,7 @@ import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import path from 'node:path';
 import Table from 'cli-table3';
-import { DEFAULT_DECISION_LOG } from '../policy/defaults.ts';
+import { DEFAULT_DECISION_LOG } from '../policy-shape/defaults.ts';
 import type { DecisionRecord, ShadowRecord } from '../observe/decision-log.ts';
 import { TARGETS as TARGET_VALUES, quantile } from './metrics.ts';
 

@@ -3,13 +3,13 @@
 // to functions that do not exist: JSONata itself only notices those when the
 // expression runs, which for a routing rule means in production.
 import jsonata from 'jsonata';
-import type { CompiledExpression } from '../plugin-sdk/plugin-api.ts';
+import type { CompiledExpression } from '../plugin-contract/plugin-api.ts';
 import { TiergateError, type SourceLocation } from '../common/errors.ts';
 import { UNDECIDED, compileFast } from './fast-path.ts';
 import { CUSTOM_FUNCTIONS } from './functions.ts';
-import { DEFAULT_EXPRESSION_LIMITS } from '../policy/defaults.ts';
-import type { ExpressionLimitsData } from '../policy/policy-data.ts';
-import { LinearRegExp, linearRegExpProblem } from '../plugin-sdk/linear-regex.ts';
+import { DEFAULT_EXPRESSION_LIMITS } from '../policy-shape/defaults.ts';
+import type { ExpressionLimitsData } from '../policy-shape/policy-data.ts';
+import { LinearRegExp, linearRegExpProblem } from '../plugin-contract/linear-regex.ts';
 
 const BUILTIN_FUNCTIONS = new Set([
   'sum',
@@ -122,7 +122,7 @@ function walkAst(node: unknown, visitNode: (n: AstNode) => void, seen = new Set<
 }
 
 /**
- * A regex literal RE2 cannot match (src/plugin-sdk/linear-regex.ts): refused when the policy loads,
+ * A regex literal RE2 cannot match (src/plugin-contract/linear-regex.ts): refused when the policy loads,
  * at the literal's place, rather than failing at the first request it meets.
  */
 function unsupportedRegex(ast: AstNode): ExpressionProblem | null {
@@ -239,7 +239,7 @@ export function compileExpression(
   let compiled: ReturnType<typeof jsonata>;
   try {
     // Regex literals run on RE2, so that no pattern can backtrack past timeout_ms: a
-    // match is one step, which the time limit cannot interrupt (src/plugin-sdk/linear-regex.ts).
+    // match is one step, which the time limit cannot interrupt (src/plugin-contract/linear-regex.ts).
     compiled = jsonata(source, {
       timeout: limits.timeout_ms,
       stack: limits.max_depth,

@@ -2,8 +2,8 @@
 // because both the compiler (compile.ts registers them, and knows their names to catch
 // a misspelt call) and the fast path (fast-path.ts calls them without JSONata) need
 // them, and neither may import the other both ways.
-import type { ChatMessage } from '../plugin-sdk/plugin-api.ts';
-import { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from '../plugin-sdk/tokens.ts';
+import type { ChatMessage } from '../plugin-contract/plugin-api.ts';
+import { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from '../plugin-contract/tokens.ts';
 
 interface FunctionFocus {
   environment: { lookup(name: string): unknown };

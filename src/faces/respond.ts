@@ -4,7 +4,7 @@
 import type http from 'node:http';
 import type winston from 'winston';
 import { TiergateError, errorMessage } from '../common/errors.ts';
-import { isUpstreamError } from '../plugin-sdk/plugin-api.ts';
+import { isUpstreamError } from '../plugin-contract/plugin-api.ts';
 
 /**
  * What express's res.status(n).json(value) sends (with etag off); headers set before are

@@ -5,8 +5,8 @@ import { close as closeFd, mkdirSync, open, write } from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
 import winston from 'winston';
-import { DEFAULT_DECISION_LOG } from '../policy/defaults.ts';
-import type { Usage } from '../plugin-sdk/plugin-api.ts';
+import { DEFAULT_DECISION_LOG } from '../policy-shape/defaults.ts';
+import type { Usage } from '../plugin-contract/plugin-api.ts';
 
 // The records of one request's model calls and gate verdicts belong to the decision
 // record: the pipeline fills them in, the log, metrics and reports read them.

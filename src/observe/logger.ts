@@ -1,7 +1,7 @@
 // Operational logs (not decision logs): JSON lines in production, readable lines in a
 // terminal. Everything on the request path logs through here, never console.log.
 import winston from 'winston';
-import type { Logger } from '../plugin-sdk/plugin-api.ts';
+import type { Logger } from '../plugin-contract/plugin-api.ts';
 import { redactDeep, redactSecrets } from '../common/secrets.ts';
 
 export type LogFormat = 'auto' | 'json' | 'pretty';

@@ -1,6 +1,6 @@
-// Prometheus metrics at GET /metrics. Fed only from decision records (one call per
-// request, after the answer is sent) and reload results: nothing here runs on the
-// request path beyond that observer call, which only bumps counters.
+// Prometheus metrics, served at GET /metrics by src/faces/metrics.ts. Fed only from
+// decision records (one call per request, after the answer is sent) and reload results:
+// nothing here runs on the request path beyond that observer call, which only bumps counters.
 //
 // Every gateway has its own registry (tests run many gateways in one process, and a
 // team may embed two). The process metrics (CPU, memory, event loop, GC) describe the
@@ -11,10 +11,8 @@
 // Label values are bounded by the policy: route, model, tier and evaluator names come
 // from gateway.yaml; status, gate, kind and outcome are fixed sets. No request ids, no
 // prompts, no client-supplied strings (a request for an unknown model has model="").
-import { Router } from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DecisionRecord, ShadowRecord } from './decision-log.ts';
-import type { ReloadResult } from '../policy/reload.ts';
 
 /** Seconds. LLM calls run from milliseconds (simulator, cache) to minutes (long generations). */
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120];
@@ -101,6 +99,12 @@ function batched<T extends string>(pending: Pending<T>) {
       pending.flushInto(this);
     },
   };
+}
+
+/** What a reload reports to the metrics (src/policy/reload.ts's ReloadResult has it). */
+export interface ReloadOutcome {
+  readonly outcome: 'applied' | 'unchanged' | 'rejected';
+  readonly policy_version: string;
 }
 
 export class GatewayMetrics {
@@ -273,7 +277,7 @@ export class GatewayMetrics {
   }
 
   /** A reload listener. */
-  reloaded(result: ReloadResult): void {
+  reloaded(result: ReloadOutcome): void {
     this.reloads.inc({ outcome: result.outcome });
     this.reloadError.set(result.outcome === 'rejected' ? 1 : 0);
     this.policyInfo.reset();
@@ -284,16 +288,4 @@ export class GatewayMetrics {
   async text(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.exposed.contentType, body: await this.exposed.metrics() };
   }
-}
-
-/** GET /metrics. */
-export function metricsRouter(metrics: GatewayMetrics): Router {
-  const router = Router();
-  router.get('/metrics', async (_req, res) => {
-    const { contentType, body } = await metrics.text();
-    res.setHeader('content-type', contentType);
-    res.setHeader('cache-control', 'no-store');
-    res.send(body);
-  });
-  return router;
 }

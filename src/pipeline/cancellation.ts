@@ -4,7 +4,7 @@
 // goes away, so nobody pays for an answer no one reads.
 import { EventEmitter } from 'node:events';
 import { TiergateError } from '../common/errors.ts';
-import type { CallOptions, CancellationEvents, ModelSpec } from '../plugin-sdk/plugin-api.ts';
+import type { CallOptions, CancellationEvents, ModelSpec } from '../plugin-contract/plugin-api.ts';
 
 /** CallOptions.cancellation: an emitter that emits 'abort' once, as undici expects of one. */
 class Cancellation extends EventEmitter implements CancellationEvents {

@@ -1,6 +1,6 @@
 // What the stages of one request share: the context they run in, the answer a model
 // gave, and the execution the ladder ends with.
-import type { ChatResult, Usage } from '../plugin-sdk/plugin-api.ts';
+import type { ChatResult, Usage } from '../plugin-contract/plugin-api.ts';
 import type { AttemptRecord } from '../observe/decision-log.ts';
 import type { ModelRuntime, Runtime } from '../policy/runtime.ts';
 import type { ClientLink } from './cancellation.ts';

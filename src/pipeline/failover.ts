@@ -3,7 +3,7 @@
 // retry-after), skipped while in cooldown after repeated failures. Every model call is
 // recorded as an attempt, with its cost, for the decision log.
 import { TiergateError, errorMessage } from '../common/errors.ts';
-import { isUpstreamError } from '../plugin-sdk/plugin-api.ts';
+import { isUpstreamError } from '../plugin-contract/plugin-api.ts';
 import type { AttemptRecord, AttemptRole } from '../observe/decision-log.ts';
 import type { ModelRuntime } from '../policy/runtime.ts';
 import { tierName } from '../policy/targets.ts';

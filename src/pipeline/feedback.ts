@@ -16,7 +16,7 @@
 import type winston from 'winston';
 import { TiergateError, errorMessage } from '../common/errors.ts';
 import type { DecisionRecord, FeedbackRecord, ShadowRecord } from '../observe/decision-log.ts';
-import type { FeedbackClaim, FeedbackWindow, RoutedDecision, Router, RoutingOutcome, SharedDecisions } from '../plugin-sdk/plugin-api.ts';
+import type { FeedbackClaim, FeedbackWindow, RoutedDecision, Router, RoutingOutcome, SharedDecisions } from '../plugin-contract/plugin-api.ts';
 import type { Runtime } from '../policy/runtime.ts';
 import { RecentMap } from '../common/recent-map.ts';
 

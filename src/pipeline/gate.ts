@@ -2,7 +2,7 @@
 // (src/pipeline/execute.ts) climbs.
 import { errorMessage } from '../common/errors.ts';
 import { isTruthy } from '../expressions/compile.ts';
-import type { EvalInput } from '../plugin-sdk/plugin-api.ts';
+import type { EvalInput } from '../plugin-contract/plugin-api.ts';
 import type { EvaluatorResult, GateResult } from '../observe/decision-log.ts';
 import type { Gate } from '../policy/runtime.ts';
 import type { Answer, ExecutionContext } from './execution-context.ts';

@@ -1,6 +1,6 @@
 // Record: the one decision line a request ends with, from what the pipeline knows of it
 // (route, attempts, the answer served, how the response ended).
-import type { Usage } from '../plugin-sdk/plugin-api.ts';
+import type { Usage } from '../plugin-contract/plugin-api.ts';
 import type { AttemptRecord, DecisionRecord, ShadowRecord } from '../observe/decision-log.ts';
 import type { Runtime } from '../policy/runtime.ts';
 import type { Execution } from './execution-context.ts';

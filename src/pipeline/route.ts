@@ -4,7 +4,7 @@
 // applies and the reason says what went wrong.
 import { TiergateError, errorMessage } from '../common/errors.ts';
 import { evaluateNow } from '../expressions/compile.ts';
-import type { ChatMessage, RequestView, RoutingDecision } from '../plugin-sdk/plugin-api.ts';
+import type { ChatMessage, RequestView, RoutingDecision } from '../plugin-contract/plugin-api.ts';
 import type { ModelRuntime, RouteRuntime, Runtime, Target } from '../policy/runtime.ts';
 import { resolveTarget, targetName, tierName } from '../policy/targets.ts';
 

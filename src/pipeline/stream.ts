@@ -3,7 +3,7 @@
 // face's sink one by one and a failure travels as the stream's last event. With bypass,
 // the assembled answer is gated afterwards, for the decision log only.
 import { TiergateError } from '../common/errors.ts';
-import type { ChatChunk, Usage } from '../plugin-sdk/plugin-api.ts';
+import type { ChatChunk, Usage } from '../plugin-contract/plugin-api.ts';
 import type { AttemptRecord, GateResult } from '../observe/decision-log.ts';
 import type { ModelRuntime } from '../policy/runtime.ts';
 import { type CallDeadline, ClientGone, stoppedBy } from './cancellation.ts';

@@ -1,7 +1,7 @@
 // What an answer used and what it cost: the provider's token counts when it gave them,
 // an estimate when it did not.
-import type { ChatResult, Usage } from '../plugin-sdk/plugin-api.ts';
-import { estimateMessagesTokens, estimateTextTokens, messageText } from '../plugin-sdk/tokens.ts';
+import type { ChatResult, Usage } from '../plugin-contract/plugin-api.ts';
+import { estimateMessagesTokens, estimateTextTokens, messageText } from '../plugin-contract/tokens.ts';
 import type { ModelRuntime } from '../policy/runtime.ts';
 import type { ChatBody } from './route.ts';
 

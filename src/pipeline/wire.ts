@@ -1,7 +1,7 @@
 // The OpenAI chat wire shapes the pipeline speaks on both sides: the provider request
 // built from the client's body, the answer and chunks as the client gets them, and the
 // conversions between a complete answer and a chunk stream.
-import type { ChatChunk, ChatRequest, ChatResult, Usage } from '../plugin-sdk/plugin-api.ts';
+import type { ChatChunk, ChatRequest, ChatResult, Usage } from '../plugin-contract/plugin-api.ts';
 import type { ModelRuntime } from '../policy/runtime.ts';
 import type { Execution, ExecutionContext } from './execution-context.ts';
 

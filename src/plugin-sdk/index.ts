@@ -9,7 +9,7 @@
 
 // The contract: plugin modules, their instances, the chat shapes, PLUGIN_CONTRACT_VERSION,
 // OptionsFrom, UpstreamError and the linear-time pattern compiler (policyPattern).
-export * from './plugin-api.ts';
+export * from '../plugin-contract/plugin-api.ts';
 
 // Speaking OpenAI's wire format to an upstream: request bodies, option schema pieces,
 // error mapping and redaction shared by the openai and openai_compatible providers.
@@ -28,13 +28,13 @@ export {
   wireFailure,
   wireOptionProperties,
   type OpenAIWireOptions,
-} from './openai-wire.ts';
+} from '../plugin-contract/openai-wire.ts';
 
 // Token estimates and message text, as the gateway itself counts them.
-export { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from './tokens.ts';
+export { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from '../plugin-contract/tokens.ts';
 
 // A fetch over node:http(s) with a keep-alive pool, for SDK clients that take a fetch.
-export { callerSignal, createNodeFetch, isAbortError, type NodeFetch, type NodeFetchOptions } from './node-fetch.ts';
+export { callerSignal, createNodeFetch, isAbortError, type NodeFetch, type NodeFetchOptions } from '../plugin-contract/node-fetch.ts';
 
 // JSONata values as the policy reads them: truthiness, and the synchronous answer of a
 // compiled expression when it has one (CompiledExpression.evaluateSync).

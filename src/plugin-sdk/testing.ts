@@ -33,7 +33,14 @@ import {
   type LoadedPlugin,
 } from '../policy/plugins.ts';
 import { buildRuntime } from '../policy/compile.ts';
-import { PLUGIN_CONTRACT_VERSION, type Disposable, type ModelSpec, type PluginContext, type PluginKind, type PolicyView } from './plugin-api.ts';
+import {
+  PLUGIN_CONTRACT_VERSION,
+  type Disposable,
+  type ModelSpec,
+  type PluginContext,
+  type PluginKind,
+  type PolicyView,
+} from '../plugin-contract/plugin-api.ts';
 import * as thisEntry from './testing.ts';
 
 export type { DiscoveredPlugin };

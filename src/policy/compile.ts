@@ -17,8 +17,8 @@ import { ModelHealth } from '../state/health.ts';
 import { GatewayAuth } from './gateway-auth.ts';
 import { KeyLimits, LocalCounters } from '../state/limits.ts';
 import { SharedState } from '../state/shared-state.ts';
-import type { ChatRequest, ChatResult, CompiledExpression, Evaluator, PluginContext, PolicyView, Provider, Router } from '../plugin-sdk/plugin-api.ts';
-import type { PolicyData, RouteData } from './policy-data.ts';
+import type { ChatRequest, ChatResult, CompiledExpression, Evaluator, PluginContext, PolicyView, Provider, Router } from '../plugin-contract/plugin-api.ts';
+import type { PolicyData, RouteData } from '../policy-shape/policy-data.ts';
 import type { PluginSite } from './plugin-sites.ts';
 import {
   Runtime,

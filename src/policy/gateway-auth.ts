@@ -8,7 +8,7 @@
 // matched shows in the time an answer takes.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
-import type { AuthData } from './policy-data.ts';
+import type { AuthData } from '../policy-shape/policy-data.ts';
 
 export type AllowList = '*' | ReadonlySet<string>;
 

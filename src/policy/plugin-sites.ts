@@ -7,7 +7,7 @@
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { PolicyErrors, TiergateError, errorMessage } from '../common/errors.ts';
-import type { PluginKind, PolicyView } from '../plugin-sdk/plugin-api.ts';
+import type { PluginKind, PolicyView } from '../plugin-contract/plugin-api.ts';
 import { BUILTIN_PLUGIN_ROOT, loadPlugin, type LoadedPlugin, type PluginCatalogue } from './plugins.ts';
 import { validateOptions, type ValidationSession } from './schema.ts';
 import type { Path, PolicySource } from './source.ts';

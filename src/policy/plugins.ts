@@ -24,7 +24,7 @@ import {
   type PluginCapability,
   type PluginKind,
   type PluginModule,
-} from '../plugin-sdk/plugin-api.ts';
+} from '../plugin-contract/plugin-api.ts';
 import * as pluginSdk from '../plugin-sdk/index.ts';
 import { compileOptionsSchema } from './schema.ts';
 import { displayNameFor } from './source.ts';

@@ -10,12 +10,22 @@ import type winston from 'winston';
 import { errorMessage } from '../common/errors.ts';
 import type { DecisionLog } from '../observe/decision-log.ts';
 import type { ModelHealth, Resilience } from '../state/health.ts';
-import type { CompiledExpression, Disposable, Evaluator, ModelSpec, PluginKind, PolicyView, Provider, Router, TierSpec } from '../plugin-sdk/plugin-api.ts';
+import type {
+  CompiledExpression,
+  Disposable,
+  Evaluator,
+  ModelSpec,
+  PluginKind,
+  PolicyView,
+  Provider,
+  Router,
+  TierSpec,
+} from '../plugin-contract/plugin-api.ts';
 import { formatPath } from './source.ts';
 import type { GatewayAuth } from './gateway-auth.ts';
 import type { KeyLimits } from '../state/limits.ts';
 import type { SharedState } from '../state/shared-state.ts';
-import type { GateData } from './policy-data.ts';
+import type { GateData } from '../policy-shape/policy-data.ts';
 import type { PluginSite } from './plugin-sites.ts';
 import type { Target } from './targets.ts';
 

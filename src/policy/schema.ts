@@ -17,10 +17,10 @@ import AjvModule, { type ErrorObject, type ValidateFunction, type SchemaValidate
 import path from 'node:path';
 import { TiergateError, type ErrorCode } from '../common/errors.ts';
 import { closestName, compileExpression, type ExpressionLimits } from '../expressions/compile.ts';
-import type { CompiledExpression, JsonSchema } from '../plugin-sdk/plugin-api.ts';
+import type { CompiledExpression, JsonSchema } from '../plugin-contract/plugin-api.ts';
 import { formatPath, type Path, type PathSegment, type PolicySource } from './source.ts';
 import { escapesFolders } from './paths.ts';
-import { policySchema } from './defaults.ts';
+import { policySchema } from '../policy-shape/defaults.ts';
 
 const Ajv = AjvModule.default ?? (AjvModule as unknown as typeof AjvModule.default);
 

@@ -10,7 +10,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { TiergateError, errorMessage, type SourceLocation } from '../common/errors.ts';
 import { isLoopbackHost } from './gateway-auth.ts';
-import type { PolicyData, ServerData } from './policy-data.ts';
+import type { PolicyData, ServerData } from '../policy-shape/policy-data.ts';
 import type { Path, PolicySource } from './source.ts';
 
 /** Keys of the request view that a feature may not shadow. */

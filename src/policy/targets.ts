@@ -1,7 +1,7 @@
 // A target is where the policy sends a request: a tier of the ladder, or a model by
 // name (a route's default and fallback, a router's decision). This is the one place
 // that turns a target into the models that serve it.
-import type { TierSpec } from '../plugin-sdk/plugin-api.ts';
+import type { TierSpec } from '../plugin-contract/plugin-api.ts';
 
 /** A tier by its place on the ladder (0 is the cheapest), or a model by name. */
 export type Target = { kind: 'tier'; tier: number } | { kind: 'model'; model: string };

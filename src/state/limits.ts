@@ -14,7 +14,7 @@
 // counts alone. LocalCounters outlive reloads (the manager keeps one), like cooldowns.
 import { TiergateError } from '../common/errors.ts';
 import type { DecisionRecord, ShadowRecord } from '../observe/decision-log.ts';
-import type { AuthData, KeyLimitsData } from '../policy/policy-data.ts';
+import type { AuthData, KeyLimitsData } from '../policy-shape/policy-data.ts';
 import type { RedisScript, SharedState } from './shared-state.ts';
 
 export type LimitsWhenRedisDown = NonNullable<AuthData['limits_when_redis_down']>;

@@ -14,10 +14,10 @@ import { Redis } from 'ioredis';
 import type winston from 'winston';
 import { errorMessage, formatLocated, type SourceLocation } from '../common/errors.ts';
 import type { CooldownSharing, ModelHealth } from './health.ts';
-import { DEFAULT_REDIS } from '../policy/defaults.ts';
-import type { RedisStateData as PolicyRedisData } from '../policy/policy-data.ts';
+import { DEFAULT_REDIS } from '../policy-shape/defaults.ts';
+import type { RedisStateData as PolicyRedisData } from '../policy-shape/policy-data.ts';
 
-/** state.redis (src/policy/policy-data.ts), its defaults optional: they are applied here too (REDIS_DEFAULTS). */
+/** state.redis (src/policy-shape/policy-data.ts), its defaults optional: they are applied here too (REDIS_DEFAULTS). */
 export type RedisStateData = Pick<PolicyRedisData, 'url'> & Partial<Omit<PolicyRedisData, 'url'>>;
 
 export const REDIS_DEFAULTS = DEFAULT_REDIS;

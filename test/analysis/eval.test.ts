@@ -13,7 +13,7 @@ import path from 'node:path';
 import { TiergateError } from '../../src/common/errors.ts';
 import { runEval, type EvalSettings, type RowRun } from '../../src/analysis/eval/runner.ts';
 import type { DatasetRow, RecordedOutcome } from '../../src/analysis/eval/dataset.ts';
-import { type UpstreamError, isUpstreamError, type ChatRequest, type ModelSpec } from '../../src/plugin-sdk/plugin-api.ts';
+import { type UpstreamError, isUpstreamError, type ChatRequest, type ModelSpec } from '../../src/plugin-contract/plugin-api.ts';
 import replay from '../../plugins/providers/replay/index.ts';
 import { collect, testPluginContext } from '../support/plugin-context.ts';
 

@@ -13,7 +13,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { observedPolicy, startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { apiError } from '../support/http.ts';
 import type { DecisionRecord } from '../../src/observe/decision-log.ts';
-import { DashboardAggregator } from '../../src/observe/dashboard/aggregator.ts';
+import { DashboardAggregator } from '../../src/observe/dashboard-aggregator.ts';
 
 // ---------------------------------------------------------------------------------
 // The aggregator, without a browser

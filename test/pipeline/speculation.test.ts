@@ -18,7 +18,7 @@ import type { DecisionRecord } from '../../src/observe/decision-log.ts';
 import { buildRuntime } from '../../src/policy/compile.ts';
 import { PolicyErrors } from '../../src/common/errors.ts';
 import { createLogger } from '../../src/observe/logger.ts';
-import { estimateMessagesTokens } from '../../src/plugin-sdk/tokens.ts';
+import { estimateMessagesTokens } from '../../src/plugin-contract/tokens.ts';
 import { promptDifficulty } from '../../plugins/providers/simulator/index.ts';
 
 const rejections = watchUnhandledRejections();

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { TiergateError } from '../../src/common/errors.ts';
-import { UpstreamError } from '../../src/plugin-sdk/plugin-api.ts';
+import { UpstreamError } from '../../src/plugin-contract/plugin-api.ts';
 import { modelsFrom } from '../../src/policy/targets.ts';
 import { TierFailure, allFailed, callModels } from '../../src/pipeline/failover.ts';
 import { openStream } from '../../src/pipeline/stream.ts';

@@ -4,7 +4,7 @@
 // served and flagged.
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { UpstreamError } from '../../src/plugin-sdk/plugin-api.ts';
+import { UpstreamError } from '../../src/plugin-contract/plugin-api.ts';
 import { execute } from '../../src/pipeline/execute.ts';
 import { ScoringEvaluator, ladderPolicy, testPipeline, type TestPipeline, type TestPipelineOptions } from '../support/pipeline.ts';
 

@@ -21,7 +21,7 @@ import type {
   Router,
   RoutingContext,
   RoutingOutcome,
-} from '../../src/plugin-sdk/plugin-api.ts';
+} from '../../src/plugin-contract/plugin-api.ts';
 import { mulberry32 } from '../../src/analysis/metrics.ts';
 import { PREFIX, REDIS_URL, REPO, redisKeysDeletedAfter } from '../support/bandit.ts';
 import { waitFor } from '../support/wait.ts';

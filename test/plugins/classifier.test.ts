@@ -18,7 +18,7 @@ import { auc, trainLogistic, predict } from '../../src/analysis/learn/logistic.t
 import { artifactProblems, compileClassifier, type ClassifierArtifact } from '../../src/analysis/learn/artifact.ts';
 import { trainClassifier, type TrainingRow } from '../../src/analysis/learn/train.ts';
 import { loadTrainingRows } from '../../src/cli/commands/train.ts';
-import type { ChatMessage } from '../../src/plugin-sdk/plugin-api.ts';
+import type { ChatMessage } from '../../src/plugin-contract/plugin-api.ts';
 
 const logger = createLogger({ level: 'silent' });
 const DATA = path.resolve(import.meta.dirname, '../../../shared/data/routellm_gpt4_vs_mixtral.jsonl');

@@ -9,7 +9,7 @@ import regex from '../../plugins/evaluators/regex/index.ts';
 import jsonata from '../../plugins/evaluators/jsonata/index.ts';
 import simulator from '../../plugins/providers/simulator/index.ts';
 import { BUILTIN_PLUGIN_ROOT, discoverPlugins, loadPlugin } from '../../src/policy/plugins.ts';
-import type { ChatMessage, Evaluation, Evaluator } from '../../src/plugin-sdk/plugin-api.ts';
+import type { ChatMessage, Evaluation, Evaluator } from '../../src/plugin-contract/plugin-api.ts';
 import { testPluginContext } from '../support/plugin-context.ts';
 import { ctx, input, model, PASS, signal, type Case } from '../support/evaluators.ts';
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import heuristics from '../../plugins/evaluators/heuristics/index.ts';
 import regex from '../../plugins/evaluators/regex/index.ts';
 import jsonata from '../../plugins/evaluators/jsonata/index.ts';
-import type { ChatMessage, EvalInput } from '../../src/plugin-sdk/plugin-api.ts';
+import type { ChatMessage, EvalInput } from '../../src/plugin-contract/plugin-api.ts';
 import { ctx, input, PASS, signal } from '../support/evaluators.ts';
 
 const DATA = path.resolve(import.meta.dirname, '../../../shared/data');

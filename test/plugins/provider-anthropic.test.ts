@@ -15,7 +15,7 @@ import {
   type PluginContext,
   type Provider,
   type UpstreamError,
-} from '../../src/plugin-sdk/plugin-api.ts';
+} from '../../src/plugin-contract/plugin-api.ts';
 import { startFakeAnthropic, type FakeAnthropic } from '../support/fake-anthropic.ts';
 
 const API_KEY = 'sk-ant-test-0123456789';

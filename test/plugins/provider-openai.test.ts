@@ -10,7 +10,7 @@ import {
   type ModelSpec,
   type Provider,
   type UpstreamError,
-} from '../../src/plugin-sdk/plugin-api.ts';
+} from '../../src/plugin-contract/plugin-api.ts';
 import { collect, testPluginContext, upstreamFailure as expectUpstreamFailure, type LogLine } from '../support/plugin-context.ts';
 import { startFakeOpenAI, type FakeOpenAI } from '../support/fake-openai.ts';
 

@@ -1,9 +1,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import simulator, { promptDifficulty, type SimulatorOptions } from '../../plugins/providers/simulator/index.ts';
-import { type CallOptions, type ChatMessage, type ChatRequest, type ChatResult, type ModelSpec, type Provider } from '../../src/plugin-sdk/plugin-api.ts';
+import { type CallOptions, type ChatMessage, type ChatRequest, type ChatResult, type ModelSpec, type Provider } from '../../src/plugin-contract/plugin-api.ts';
 import { collect, testPluginContext, upstreamFailure, type LogLine } from '../support/plugin-context.ts';
-import { estimateMessagesTokens, estimateTextTokens } from '../../src/plugin-sdk/tokens.ts';
+import { estimateMessagesTokens, estimateTextTokens } from '../../src/plugin-contract/tokens.ts';
 
 const small: ModelSpec = { name: 'small', provider: 'sim', upstream: 'sim-small', price: { input_per_mtok: 0.15, output_per_mtok: 0.6 }, timeout_ms: 5000 };
 const large: ModelSpec = { name: 'large', provider: 'sim', upstream: 'sim-large', price: { input_per_mtok: 2.5, output_per_mtok: 10 }, timeout_ms: 5000 };

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { generatePolicyTypes, TYPES_FILE } from '../../scripts/gen-policy-types.ts';
 import { buildRuntime } from '../../src/policy/compile.ts';
-import { schemaDefault } from '../../src/policy/defaults.ts';
+import { schemaDefault } from '../../src/policy-shape/defaults.ts';
 import { createLogger } from '../../src/observe/logger.ts';
 import { PolicyErrors } from '../../src/common/errors.ts';
 import { REDACTED, redactSecrets } from '../../src/common/secrets.ts';
@@ -39,7 +39,7 @@ routes:
     gate: { evaluators: [ { plugin: heuristics } ] }
 `;
 
-test('src/policy/policy-data.ts is what schemas/gateway.schema.json generates (npm run gen:policy-types)', async () => {
+test('src/policy-shape/policy-data.ts is what schemas/gateway.schema.json generates (npm run gen:policy-types)', async () => {
   assert.equal(await generatePolicyTypes(), readFileSync(TYPES_FILE, 'utf8'), 'the schema changed: run npm run gen:policy-types and commit the result');
 });
 

@@ -1,7 +1,7 @@
 // For test/plugins/evaluators-crafted.test.ts and evaluators.test.ts, which call the
 // built-in evaluators directly: the model an answer comes from, the input an evaluator
 // sees for one answer (crafted or recorded), and the plugin context they are created in.
-import type { ChatChoice, ChatMessage, ChatResult, EvalInput, FinishReason, ModelSpec, PluginContext } from '../../src/plugin-sdk/plugin-api.ts';
+import type { ChatChoice, ChatMessage, ChatResult, EvalInput, FinishReason, ModelSpec, PluginContext } from '../../src/plugin-contract/plugin-api.ts';
 import { testPluginContext } from './plugin-context.ts';
 
 /** The usual gate threshold: an answer "passes" an evaluator at or above it. */

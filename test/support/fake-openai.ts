@@ -11,8 +11,8 @@
 // several choices (`n` in the request, or `choices` in the behaviour).
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import type { ToolCall } from '../../src/plugin-sdk/plugin-api.ts';
-import { estimateMessagesTokens, estimateTextTokens, lastUserMessage } from '../../src/plugin-sdk/tokens.ts';
+import type { ToolCall } from '../../src/plugin-contract/plugin-api.ts';
+import { estimateMessagesTokens, estimateTextTokens, lastUserMessage } from '../../src/plugin-contract/tokens.ts';
 
 export type Behaviour =
   | {

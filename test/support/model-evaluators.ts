@@ -1,7 +1,7 @@
 // For test/plugins/evaluators-judge.test.ts and evaluators-model.test.ts, the evaluators
 // that read a model (llm_judge, logprob) and the team example (order_status): a policy
 // model, a request and an answer built by hand, and the input an evaluator sees for them.
-import type { ChatMessage, ChatResult, EvalInput, ModelSpec, RequestView } from '../../src/plugin-sdk/plugin-api.ts';
+import type { ChatMessage, ChatResult, EvalInput, ModelSpec, RequestView } from '../../src/plugin-contract/plugin-api.ts';
 
 export function spec(name: string, upstream = name, provider = 'p'): ModelSpec {
   return { name, provider, upstream, price: { input_per_mtok: 1, output_per_mtok: 2 }, timeout_ms: 5000 };

@@ -2,7 +2,7 @@
 // route's gate evaluators) are replaced by instances a test writes, so a test drives the
 // stages (src/pipeline/) directly and sees exactly which models were called, in what
 // order, with which AbortSignal. Nothing of tiergate's own is mocked: the test's
-// instances implement the plugin interfaces (src/plugin-sdk/plugin-api.ts).
+// instances implement the plugin interfaces (src/plugin-contract/plugin-api.ts).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -13,7 +13,7 @@ import { buildRuntime } from '../../src/policy/compile.ts';
 import { ClientLink } from '../../src/pipeline/cancellation.ts';
 import type { ExecutionContext } from '../../src/pipeline/execution-context.ts';
 import { requestView, routeRequest, type ChatBody } from '../../src/pipeline/route.ts';
-import type { CallOptions, ChatChunk, ChatRequest, ChatResult, EvalInput, Evaluation, Evaluator, Provider } from '../../src/plugin-sdk/plugin-api.ts';
+import type { CallOptions, ChatChunk, ChatRequest, ChatResult, EvalInput, Evaluation, Evaluator, Provider } from '../../src/plugin-contract/plugin-api.ts';
 
 export const logger = createLogger({ level: 'error' });
 

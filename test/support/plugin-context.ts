@@ -1,7 +1,7 @@
 // For tests that call a plugin directly: a PluginContext (expressions compiled for real,
 // log lines kept for assertions) and helpers for provider calls.
 import assert from 'node:assert/strict';
-import { isUpstreamError, type ChatChunk, type UpstreamError } from '../../src/plugin-sdk/plugin-api.ts';
+import { isUpstreamError, type ChatChunk, type UpstreamError } from '../../src/plugin-contract/plugin-api.ts';
 
 // The context itself is the SDK's, the one a team's own plugin tests use.
 export { testPluginContext, type LogLine } from 'tiergate/testing';

@@ -84,7 +84,7 @@ export default {
       ctx.logger.warn(`${ctx.at}: no api_key is set, so OpenAI will reject every request with 401`);
     }
     // The SDK's transport, not the SDK: node:http with this instance's own keep-alive
-    // pool costs a fraction of the built-in fetch per call (src/plugin-sdk/node-fetch.ts).
+    // pool costs a fraction of the built-in fetch per call (src/plugin-contract/node-fetch.ts).
     const transport = createNodeFetch();
     const client = new OpenAI({
       apiKey,

@@ -17,7 +17,7 @@
 // the same cases): request bodies pass through untouched, streams always ask for usage,
 // no retries (the host owns timeouts, retries and failover through the call's signal),
 // and every failure becomes an UpstreamError worded as `openai` words it
-// (src/plugin-sdk/openai-wire.ts), so moving a model between the two changes no log or error.
+// (src/plugin-contract/openai-wire.ts), so moving a model between the two changes no log or error.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';

@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { TiergateError, errorMessage } from '../../common/errors.ts';
-import type { ChatMessage, Usage } from '../../plugin-sdk/plugin-api.ts';
-import { estimateMessagesTokens, estimateTextTokens, messageText } from '../../plugin-sdk/tokens.ts';
+import type { ChatMessage, Usage } from '../../plugin-contract/plugin-api.ts';
+import { estimateMessagesTokens, estimateTextTokens, messageText } from '../../plugin-contract/tokens.ts';
 
 /** One model's recorded result on one prompt. */
 export interface RecordedOutcome {

@@ -8,7 +8,7 @@
 // the training rows carry (an MMLU subject, a product area) but requests do not, and per
 // tier the mean outcome in each group. Its logit enters the calibration next to the text
 // model's score, weighted as the held-out folds say. Serving needs only the prompt.
-import type { ChatMessage } from '../../plugin-sdk/plugin-api.ts';
+import type { ChatMessage } from '../../plugin-contract/plugin-api.ts';
 import { compileExtractor, dimensionOf, specHash, specProblems, type Extractor, type FeatureSpec } from './features.ts';
 import { applyPlatt, logit, softmaxScores, type Platt, type SoftmaxModel } from './logistic.ts';
 

@@ -7,8 +7,8 @@
 // then one per policy feature. Everything is computed in one pass over the text with
 // char-code tests (no per-token regexes): the routing budget is tens of microseconds.
 import { createHash } from 'node:crypto';
-import type { ChatMessage } from '../../plugin-sdk/plugin-api.ts';
-import { estimateMessagesTokens, messageText } from '../../plugin-sdk/tokens.ts';
+import type { ChatMessage } from '../../plugin-contract/plugin-api.ts';
+import { estimateMessagesTokens, messageText } from '../../plugin-contract/tokens.ts';
 
 export const FEATURE_SPEC_VERSION = 1;
 

@@ -4,7 +4,7 @@
 // calibration and the recommended threshold, then the final models are fitted on all
 // rows. Pure: the command (src/cli/commands/train.ts) reads files and prints.
 import { createHash } from 'node:crypto';
-import type { ChatMessage } from '../../plugin-sdk/plugin-api.ts';
+import type { ChatMessage } from '../../plugin-contract/plugin-api.ts';
 import { apgr, quantileThresholds, type CurvePoint } from '../metrics.ts';
 import { compileExtractor, defaultFeatureSpec, specHash, type FeatureSpec, type SparseVector } from './features.ts';
 import { ARTIFACT_FORMAT, ARTIFACT_VERSION, chooseTier, encodeInt8, priorOf, type ClassifierArtifact, type GroupPrior, type TierModel } from './artifact.ts';

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { PolicyErrors, TiergateError, errorMessage } from '../../common/errors.ts';
 import { readPolicySource } from '../../policy/source.ts';
-import { DEFAULT_DECISION_LOG } from '../../policy/defaults.ts';
+import { DEFAULT_DECISION_LOG } from '../../policy-shape/defaults.ts';
 import {
   DEFAULT_EPSILON,
   GROUP_BY,

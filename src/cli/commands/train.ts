@@ -8,7 +8,7 @@ import Table from 'cli-table3';
 import { InvalidArgumentError, type Command } from 'commander';
 import { TiergateError, errorMessage } from '../../common/errors.ts';
 import { compileExpression, isTruthy } from '../../expressions/compile.ts';
-import type { ChatMessage } from '../../plugin-sdk/plugin-api.ts';
+import type { ChatMessage } from '../../plugin-contract/plugin-api.ts';
 import { readPolicySource } from '../../policy/source.ts';
 import { defaultFeatureSpec } from '../../analysis/learn/features.ts';
 import { hashRows, parseTarget, trainClassifier, type LabelRule, type Objective, type TrainingRow, type TrainResult } from '../../analysis/learn/train.ts';

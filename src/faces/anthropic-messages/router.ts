@@ -9,7 +9,7 @@
 import type http from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { TiergateError, errorMessage } from '../../common/errors.ts';
-import type { ChatChunk } from '../../plugin-sdk/plugin-api.ts';
+import type { ChatChunk } from '../../plugin-contract/plugin-api.ts';
 import type { RuntimeManager } from '../../policy/reload.ts';
 import type { Runtime } from '../../policy/runtime.ts';
 import { ClientGone } from '../../pipeline/cancellation.ts';

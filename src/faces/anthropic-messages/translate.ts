@@ -13,7 +13,7 @@
 // and back: stop → end_turn (OpenAI does not say whether a stop sequence ended the text),
 // length → max_tokens, tool_calls → tool_use.
 import { randomUUID } from 'node:crypto';
-import type { ChatMessage, ContentPart, FinishReason, ToolCall } from '../../plugin-sdk/plugin-api.ts';
+import type { ChatMessage, ContentPart, FinishReason, ToolCall } from '../../plugin-contract/plugin-api.ts';
 
 /** A client error in the translation, with the JSON path it is about. */
 export class MessagesRequestError extends Error {

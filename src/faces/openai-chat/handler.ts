@@ -5,7 +5,7 @@
 // calls, so nobody pays for an answer no one reads.
 import type http from 'node:http';
 import { TiergateError } from '../../common/errors.ts';
-import type { ChatChunk } from '../../plugin-sdk/plugin-api.ts';
+import type { ChatChunk } from '../../plugin-contract/plugin-api.ts';
 import type { RuntimeManager } from '../../policy/reload.ts';
 import type { Runtime } from '../../policy/runtime.ts';
 import { ClientGone } from '../../pipeline/cancellation.ts';

@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Router, type Response } from 'express';
 import type { RuntimeManager } from '../../policy/reload.ts';
-import type { DashboardAggregator } from './aggregator.ts';
+import type { DashboardAggregator } from '../../observe/dashboard-aggregator.ts';
 
 const here = import.meta.dirname;
 

@@ -26,7 +26,7 @@
 //   requests routed below always-best (requests the best model served retain 100 % by
 //   definition). Null (shown as "needs shadow data") when there are none.
 // - latency: latency_ms of every request (whole request, errors included), p50 and p95.
-import type { DecisionRecord } from '../decision-log.ts';
+import type { DecisionRecord } from './decision-log.ts';
 
 const RESERVOIR = 512;
 

@@ -1,4 +1,4 @@
-// Policy regexes run on RE2 (src/plugin-sdk/linear-regex.ts): a pattern that backtracks
+// Policy regexes run on RE2 (src/plugin-contract/linear-regex.ts): a pattern that backtracks
 // catastrophically on V8's RegExp, such as ^(a+)+$ on "aaa…a!", would hold the event
 // loop inside one JSONata step, beyond the reach of expressions.timeout_ms. On RE2 it
 // takes time linear in the input.
@@ -14,14 +14,14 @@ import path from 'node:path';
 import OpenAI from 'openai';
 import { simulatorLadder, startTestGateway, type TestGateway } from '../support/gateway.ts';
 import jsonata from 'jsonata';
-import { LinearRegExp, linearRegExpProblem } from '../../src/plugin-sdk/linear-regex.ts';
+import { LinearRegExp, linearRegExpProblem } from '../../src/plugin-contract/linear-regex.ts';
 import { compileExpression } from '../../src/expressions/compile.ts';
 import { buildRuntime } from '../../src/policy/compile.ts';
 import { createLogger } from '../../src/observe/logger.ts';
 import { PolicyErrors } from '../../src/common/errors.ts';
 import regexEvaluator from '../../plugins/evaluators/regex/index.ts';
 import heuristicsEvaluator from '../../plugins/evaluators/heuristics/index.ts';
-import type { EvalInput, PluginContext } from '../../src/plugin-sdk/plugin-api.ts';
+import type { EvalInput, PluginContext } from '../../src/plugin-contract/plugin-api.ts';
 
 const NEAR_MISS = `${'a'.repeat(28)}!`;
 const BACKTRACKING = '^(a+)+$';

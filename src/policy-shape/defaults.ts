@@ -8,7 +8,7 @@
 // observability and state read it without depending on the compiler.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { JsonSchema } from '../plugin-sdk/plugin-api.ts';
+import type { JsonSchema } from '../plugin-contract/plugin-api.ts';
 import type { DecisionLogData, ExpressionLimitsData, RedisStateData } from './policy-data.ts';
 
 const schemaPath = fileURLToPath(new URL('../../schemas/gateway.schema.json', import.meta.url));

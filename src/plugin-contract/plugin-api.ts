@@ -4,6 +4,11 @@
 // the plugin's own cross-field `validate`, then `create`. Nothing in src/ names a
 // particular plugin.
 //
+// This room (src/plugin-contract/) is the ground floor every other room and every plugin
+// stands on: the contract's types and the helpers of the wire. Plugins reach it only
+// through the package's entry, src/plugin-sdk/index.ts ('tiergate/plugin'), which sits
+// on top of the house and re-exports it with the helpers other rooms own.
+//
 // Types here are the OpenAI chat shapes: they are the lingua franca between the server,
 // the routers, the evaluators and every provider, so a provider that speaks OpenAI's
 // wire format can pass bodies through with no translation on the request path.
