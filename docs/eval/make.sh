@@ -13,6 +13,10 @@
 # - routerbench-learned: examples/learned/routerbench.yaml (three tiers, the classifier
 #   router, no gate) on RouterBench's test split: where the hull of the tiers (random at
 #   equal cost) matters, because the middle tier is on it.
+# - agreement-routerbench: docs/eval/agreement-routerbench.yaml (Mixtral first, the agreement
+#   gate asking Yi-34B, GPT-4 on disagreement) on RouterBench's test split: the replay provider
+#   plays the gate's second model from its recorded answers. agreement.md beside it has the
+#   gate's precision and recall per source, from test/plugins/agreement-recorded.test.ts.
 # - bandit-routellm-gsm8k: the bandit router (docs/eval/bandit-routellm.yaml) on the GSM8K
 #   test rows, replayed in order and taught through the gateway's learning path; its
 #   regret against the best fixed tier is in the report.
@@ -32,3 +36,5 @@ tg eval -c examples/learned/routerbench.yaml -d "$DATA/routerbench_subset_11mode
   --markdown docs/eval/routerbench-learned.md --chart docs/eval/routerbench-learned.svg
 tg eval -c docs/eval/bandit-routellm.yaml -d "$DATA/routellm_gpt4_vs_mixtral.jsonl" --route qa --split test --where "source = 'gsm8k'" --no-progress \
   --markdown docs/eval/bandit-routellm-gsm8k.md --chart docs/eval/bandit-routellm-gsm8k.svg
+tg eval -c docs/eval/agreement-routerbench.yaml -d "$DATA/routerbench_subset_11models.jsonl" --route bench --split test --no-progress \
+  --markdown docs/eval/agreement-routerbench.md --chart docs/eval/agreement-routerbench.svg
