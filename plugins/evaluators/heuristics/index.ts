@@ -1,19 +1,26 @@
 // Cheap checks for obviously bad answers: no network, no model, a few regexes per
 // answer. Each check that fires multiplies the score by (1 - its penalty), so a clean
 // answer scores 1 and a refusal (0.1), a truncation (0.3) or a hedge (0.4) falls below
-// the usual gate threshold of 0.5 on its own, while a merely short answer (0.6) does not:
-// a short answer is suspicious, not wrong — "positive" is a perfect answer to "classify
-// the sentiment of this review". When the prompt asks for a short answer (or the policy's
-// `short_ok_when` says so) a short answer is not penalised at all.
+// the usual gate thresholds on its own.
 //
 // Where each check looks, and why:
 // - refusal: the opening of the answer only. A refusal says so up front; a long, useful
 //   answer that mentions "I cannot guarantee…" in passing is not a refusal.
 // - hedge: explicit uncertainty ("I'm not entirely sure", "I don't know") anywhere; soft
 //   hedges ("it might be", "perhaps") only when they are dense, since careful, correct
-//   answers use them now and then.
+//   answers use them now and then, and never inside a JSON answer, where "maybe" is a
+//   value (a label), not the writer's voice.
 // - repetition: the share of word 6-grams that already occurred earlier in the answer; a
 //   generation loop repeats whole phrases, ordinary prose and code almost never do.
+// - too short: length alone says nothing. Many of the best answers are short: a choice
+//   letter ("D", "(B)", "Answer: B"), a number, a JSON value ({"ok":true}), a label
+//   ("negative"), a line of code. Gated at the shipped 0.8, penalising them escalated
+//   correct cheap answers and paid the strong tier for nothing. So a short answer is
+//   penalised only when it carries no answer at all (an acknowledgement, an apology, a
+//   preamble whose content never came: "Sure!", "Here is the code:"), or when it is a bare
+//   phrase and the prompt asked for an elaboration ("explain", "describe", "write a
+//   post…"). An answer of a recognisable form (JSON, a number, a choice, code) is never
+//   too short, nor is any short answer the prompt (or the policy's `short_ok_when`) asks for.
 import {
   isTruthy,
   messageText,
@@ -41,7 +48,7 @@ const DEFAULT_PENALTIES: Readonly<Record<Check, number>> = {
   refusal: 0.9, // a stronger model often answers what a weaker one refuses
   hedge: 0.6, // the model says it does not know
   repetition: 0.7, // a generation loop
-  too_short: 0.4, // suspicious on its own, not a failure: 0.6 stays above a 0.5 gate
+  too_short: 0.4, // a short non-answer: 0.6, below the shipped 0.8 gate, above a 0.5 one
 };
 
 const DEFAULT_MIN_CHARS = 20;
@@ -86,6 +93,67 @@ const SOFT_HEDGE_DENSITY = 1 / 30;
 const SHORT_ANSWER_CUE =
   /\b(?:classify|classification|categori[sz]e|categories|label|sentiment|which category|tag (?:this|it)|spam|yes or no|yes\/no|true or false|one word|single word|one letter|single letter|single choice|(?:only|just) (?:the |a |one )?(?:letter|number|word|label|option|choice|name|answer)|answer with (?:only|just)|without (?:any )?explanation|no explanation)\b/i;
 
+// Prompts that ask for a letter: then a short answer that is not one is not an answer
+// (a fragment cut off after two words, "I do", is how a weak model fails these).
+const CHOICE_CUE =
+  /\b(?:(?:one|single|only the|just the|only a|just a) letter|letter of the (?:correct|right|best) (?:answer|option|choice)|single choice\s+from\s+["'(]?[A-J]\b)/i;
+
+// A translation is as short as its source, and any word ("Sure", "Thanks") may be one.
+const TRANSLATION_CUE = /\btranslat(?:e|ion)\b/i;
+
+// Prompts that ask for an elaboration: a bare word or phrase does not answer them. The
+// verbs count as requests only at the start of a sentence ("Explain why…", "Can you
+// describe…"), so that "Which statement best describes…" is not taken for one.
+const ELABORATION_CUE = new RegExp(
+  String.raw`(?:^|[.!?:;]\s+|\n\s*)(?:(?:please|now|then|also|and)\s+|(?:can|could|would|will) you (?:please )?)?` +
+    String.raw`(?:explain|describe|discuss|elaborate|tell me (?:about|more)|walk me through|compare|contrast|analy[sz]e|summari[sz]e|outline|write|draft|compose|list|show me how|give me (?:\d+|a few|some|several|an? (?:overview|summary|explanation)))\b` +
+    String.raw`|\b(?:step[- ]by[- ]step|in detail|in depth)\b`,
+  'i',
+);
+
+// A short answer that carries no answer: an acknowledgement, a greeting, an apology, or a
+// preamble ("Here is the code:") whose content never came. Matched on the whole text.
+const CONTENT_FREE =
+  /^(?:(?:sure|certainly|of course|absolutely|got it|understood|thanks|thank you|hello|hi|hey|hmm+|um+|i apologi[sz]e|(?:my )?apologies|sorry|let me (?:see|check|think)|one moment)[\s.!,…]*)+$|:\s*$/i;
+
+// A short answer that stops mid-phrase: on a comma, a dash, an open bracket, or a word that
+// cannot end one ("Based on the", "a mix of"). Particles that end labels ("Log in", "Turned
+// on") and auxiliaries that end elliptical answers ("Yes, we do") are not in the list.
+// The article "a" only in lower case: "Vitamin A" and "Plan A" are answers.
+const FRAGMENT =
+  /(?:[,([{\u2013\u2014-]|\b(?:[Tt]he|[Aa]n|[Oo]f|[Aa]nd|[Oo]r|[Bb]ut|[Bb]ecause|[Tt]han|[Ww]hether|[Ww]ith|[Ff]rom|[Mm]y|[Yy]our|[Tt]heir|[Oo]ur)|(?<![\w'])a)$/;
+
+// Forms that are complete answers however short. Each is tested on the trimmed answer.
+// A choice: "D", "(B)", "B)", "B (brick)", "Answer: B", "The answer is (C).", "Option A".
+const CHOICE =
+  /^(?:(?:[Tt]he )?(?:correct |final |right )?(?:[Aa]nswer|ANSWER|[Oo]ption|[Cc]hoice)(?: is)?\s*[:-]?\s*)?[([]?[A-J](?:(?:[)\].:]+|(?=\s+\())(?:\s+\S.*)?)?$/;
+// Code or a formula: brackets, operators, assignments or a code fence. Prose this short has none.
+const CODE = /```|`[^`]+`|[{}[\];=<>]|=>|::|\w\(.*\)|^\s*(?:def|return|import|select|function|const|let|var|class|print)\b/i;
+
+type ShortForm = 'json' | 'number' | 'choice' | 'code';
+
+/** The form of a short answer that answers on its own, or null for a bare phrase. */
+function shortForm(trimmed: string): ShortForm | null {
+  if (isJson(trimmed)) return 'json';
+  if (CHOICE.test(trimmed)) return 'choice';
+  // A number, a quantity, a date, an amount: the digits are the answer.
+  if (/\d/.test(trimmed)) return 'number';
+  if (CODE.test(trimmed)) return 'code';
+  return null;
+}
+
+/** True when the whole text is a JSON object or array (a bare scalar is judged as text). */
+function isJson(trimmed: string): boolean {
+  const first = trimmed[0];
+  if (first !== '{' && first !== '[') return false;
+  try {
+    JSON.parse(trimmed);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const penaltySchema = { type: 'number', minimum: 0, maximum: 1 } as const;
 
 /** A penalty schema per check, typed by check, so that the derived options type names every check. */
@@ -103,14 +171,15 @@ const optionsSchema = {
       type: 'integer',
       minimum: 0,
       default: DEFAULT_MIN_CHARS,
-      description: 'A trimmed answer shorter than this is too short, unless the prompt asks for a short answer or short_ok_when holds.',
+      description:
+        'Below this many characters (trimmed) an answer is looked at as a short one: it fails too_short only when it carries no answer ("Sure!", a preamble), stops mid-phrase, is not the letter the prompt asks for, or is a bare phrase where the prompt asks for an elaboration. JSON, numbers, choices and code always pass.',
     },
     short_ok_when: {
       type: 'string',
       minLength: 1,
       'x-jsonata': true,
       description:
-        'JSONata over {request, response, answer, finish_reason, features, model, messages}: when it holds, a short answer is not penalised. Without it, a short answer is fine when the prompt asks for a label, a letter or yes/no.',
+        'JSONata over {request, response, answer, finish_reason, features, model, messages}: when it holds, a short answer is never penalised. Given, it replaces the prompt cues that excuse a short answer (a request for a label, a letter, yes/no, a translation).',
     },
     refusal_patterns: {
       type: 'array',
@@ -275,7 +344,7 @@ class HeuristicsEvaluator implements Evaluator {
       if (refusal) found('refusal', excerpt(refusal));
 
       const hedge = firstMatch(this.#hedges, text);
-      const soft = hedge ? [] : (text.match(SOFT_HEDGE) ?? []);
+      const soft = hedge || isJson(trimmed) ? [] : (text.match(SOFT_HEDGE) ?? []);
       const words = trimmed.split(/\s+/).length;
       if (hedge) found('hedge', excerpt(hedge));
       else if (soft.length >= 2 && soft.length / words >= SOFT_HEDGE_DENSITY) found('hedge', `${soft.length} soft hedges in ${words} words`);
@@ -284,12 +353,10 @@ class HeuristicsEvaluator implements Evaluator {
       if (share >= this.#maxRepeatedShare) found('repetition', Math.round(share * 100) / 100);
 
       if (trimmed.length < this.#minChars && !answer.hasToolCalls) {
-        const ok = await this.#shortAnswerWanted(input, answer);
-        if (ok.wanted) details.short_ok = ok.why;
-        else {
-          if (ok.error) details.short_ok_when_error = ok.error;
-          found('too_short', trimmed.length);
-        }
+        const short = await this.#shortVerdict(input, answer, trimmed);
+        if (short.error) details.short_ok_when_error = short.error;
+        if (short.ok) details.short_ok = short.why;
+        else found('too_short', `${trimmed.length} chars: ${short.why}`);
       }
     }
 
@@ -300,16 +367,36 @@ class HeuristicsEvaluator implements Evaluator {
     return { score, details };
   }
 
-  async #shortAnswerWanted(input: EvalInput, answer: Answer): Promise<{ wanted: boolean; why?: string; error?: string }> {
+  /**
+   * Whether a short answer is fine, and why not when it is not. The policy's short_ok_when
+   * first; then what the answer is (no answer at all, a fragment, not the letter the
+   * prompt asks for); then whether the prompt wants it short, its form, and whether the
+   * prompt asked for an elaboration.
+   */
+  async #shortVerdict(input: EvalInput, answer: Answer, trimmed: string): Promise<{ ok: boolean; why: string; error?: string }> {
+    let error: string | undefined;
     if (this.#shortOk) {
       try {
-        return isTruthy(await this.#shortOk.evaluate(expressionInput(input, answer))) ? { wanted: true, why: 'short_ok_when' } : { wanted: false };
+        if (isTruthy(await this.#shortOk.evaluate(expressionInput(input, answer)))) return { ok: true, why: 'short_ok_when' };
       } catch (err) {
-        return { wanted: false, error: excerpt(err instanceof Error ? err.message : String(err), 200) };
+        error = excerpt(err instanceof Error ? err.message : String(err), 200);
       }
     }
-    const cue = SHORT_ANSWER_CUE.exec(instructionText(input.request.messages));
-    return cue ? { wanted: true, why: `prompt asks for a short answer ("${excerpt(cue[0], 30)}")` } : { wanted: false };
+    const verdict = (ok: boolean, why: string) => ({ ok, why, ...(error !== undefined ? { error } : {}) });
+    const instructions = instructionText(input.request.messages);
+    // With short_ok_when the policy says when a short answer is wanted; without it, the prompt does.
+    const readCues = !this.#shortOk;
+    if (readCues && TRANSLATION_CUE.test(instructions)) return verdict(true, 'the prompt asks for a translation');
+    if (CONTENT_FREE.test(trimmed)) return verdict(false, 'no answer in it');
+    const form = shortForm(trimmed);
+    // "D (" is a choice whose explanation was cut: the letter is the answer.
+    if (!form && FRAGMENT.test(trimmed)) return verdict(false, 'stops mid-phrase');
+    if (form !== 'choice' && CHOICE_CUE.test(instructions)) return verdict(false, 'not the letter the prompt asks for');
+    const cue = readCues ? SHORT_ANSWER_CUE.exec(instructions) : null;
+    if (cue) return verdict(true, `prompt asks for a short answer ("${excerpt(cue[0], 30)}")`);
+    if (form) return verdict(true, `a complete answer of its form (${form})`);
+    if (ELABORATION_CUE.test(instructions)) return verdict(false, 'the prompt asks for an elaboration');
+    return verdict(true, 'a short answer to a prompt that asks for no elaboration');
   }
 
   async dispose(): Promise<void> {}
@@ -321,7 +408,7 @@ export default {
     kind: 'evaluator',
     contract: 1,
     description:
-      'Cheap checks for obviously bad answers: empty, too short, refusal, hedging, truncation (finish_reason length), content filter and repetition loops. Score 1 when clean; each triggered check multiplies it by (1 - its penalty).',
+      'Cheap checks for obviously bad answers: empty, refusal, hedging, truncation (finish_reason length), content filter, repetition loops, and short answers with no answer in them. Short answers of a complete form (JSON, a number, a choice, a label, code) pass. Score 1 when clean; each triggered check multiplies it by (1 - its penalty).',
     options: optionsSchema,
     example: {
       min_chars: 20,
