@@ -4,7 +4,7 @@
 // escalates the few tickets the small model gets wrong.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runScenario, tickets } from '../../examples/support-desk/run.ts';
+import { ROUTINE_CATEGORIES, runScenario, tickets } from '../../examples/support-desk/run.ts';
 
 test('the support-desk scenario: small-model share, cost reduction and escalation rate from the decision log', async (t) => {
   const result = await runScenario({ tickets: 160, seed: 11 });
@@ -38,6 +38,24 @@ test('the support-desk scenario: small-model share, cost reduction and escalatio
     assert.equal(d.attempts[0].gate?.passed, false);
     assert.equal(d.tier, 'large');
   }
+  // The seed's four metrics against its targets (DESIGN §5), with deployable gates only.
+  // Routing accuracy and quality retention are recomputed here from the tickets behind
+  // the decision lines: the oracle tier is small for a routine ticket the small model can
+  // answer, large otherwise; a served answer is good when the large tier gave it or the
+  // small model could answer its ticket (a hard ticket served small counts as bad).
+  const smallSuffices = (id: string) => {
+    const ticket = result.ticketsByDecision.get(id);
+    assert.ok(ticket, `decision ${id} maps to a ticket`);
+    return !ticket.hard && ROUTINE_CATEGORIES.has(ticket.category);
+  };
+  const accuracy = decisions.filter((d) => d.routed_tier === (smallSuffices(d.request_id) ? 'small' : 'large')).length / decisions.length;
+  const retention = decisions.filter((d) => d.tier === 'large' || smallSuffices(d.request_id)).length / decisions.length;
+  assert.equal(result.routingAccuracy, accuracy);
+  assert.equal(result.qualityRetention, retention);
+  t.diagnostic(`routing accuracy ${(accuracy * 100).toFixed(1)} %, quality retention ${(retention * 100).toFixed(1)} %`);
+  assert.ok(accuracy > 0.9, `routing accuracy ${accuracy} (target > 90 %)`);
+  assert.ok(retention > 0.98, `quality retention ${retention} (target > 98 %)`);
+
   // The hard tickets filed under routine categories are the ones that escalate.
   const day = tickets(160, 11);
   const hardShare = day.filter((x) => x.hard).length / day.length;
