@@ -1,4 +1,6 @@
 // The x-tiergate-* headers every face that answers a chat puts on its answer.
+import type http from 'node:http';
+import type { TiergateError } from '../common/errors.ts';
 import type { DecisionRecord } from '../observe/decision-log.ts';
 import type { ChatExchange } from '../pipeline/exchange.ts';
 import type { Execution } from '../pipeline/execution-context.ts';
@@ -64,4 +66,23 @@ export function answerHeaders(exchange: ChatExchange, executed: Execution): stri
 export function streamHeaders(exchange: ChatExchange, opened: OpenStream): string[] {
   const gated = exchange.executionContext.routed.route?.gate ? 'bypass' : 'none';
   return tiergateHeaders(exchange, opened.model.spec.name, opened.attempt.tier, opened.first.simulated === true, gated, 0, null, false);
+}
+
+/**
+ * After a failed exchange, the face's error answer, when the client is still there and
+ * nothing has been sent: in the face's own error shape (`render`), with the decision id
+ * and policy version, since a failed request is logged too and the id lets the client
+ * find its line.
+ */
+export function answerFailure(
+  exchange: ChatExchange,
+  err: unknown,
+  res: http.ServerResponse,
+  render: (res: http.ServerResponse, error: TiergateError) => void,
+): void {
+  const error = exchange.failed(err);
+  if (!error || res.headersSent) return;
+  res.setHeader(HEADER.decision, exchange.requestId);
+  res.setHeader(HEADER.version, exchange.runtime.version);
+  render(res, error);
 }

@@ -21,7 +21,7 @@ import { authenticate, authorizeChatTarget, keylessAccepts, logRefusal } from '.
 import type { GatewayKey } from '../../policy/gateway-auth.ts';
 import { readBody } from '../read-body.ts';
 import { drained, retryAfterOf, sendJson } from '../respond.ts';
-import { HEADER, answerHeaders, streamHeaders } from '../tiergate-headers.ts';
+import { answerFailure, answerHeaders, streamHeaders } from '../tiergate-headers.ts';
 import { checkChatBody } from '../openai-chat/request-schema.ts';
 import { MessagesRequestError, MessagesStreamTranslator, sseEvent, toAnthropicError, toAnthropicMessage, toChatBody } from './translate.ts';
 
@@ -120,12 +120,7 @@ async function handleMessages(
     }
   } catch (err) {
     sink?.discard();
-    const error = exchange.failed(err);
-    if (error && !res.headersSent) {
-      res.setHeader(HEADER.decision, exchange.requestId);
-      res.setHeader(HEADER.version, runtime.version);
-      sendError(res, error);
-    }
+    answerFailure(exchange, err, res, sendError);
   } finally {
     res.off('close', onClose);
   }

@@ -17,7 +17,7 @@ import { authenticate, authorizeChatTarget, refuseApiCall } from '../auth.ts';
 import type { GatewayKey } from '../../policy/gateway-auth.ts';
 import { readBody } from '../read-body.ts';
 import { drained, lastResort, sendError, sendJson } from '../respond.ts';
-import { HEADER, answerHeaders, streamHeaders } from '../tiergate-headers.ts';
+import { answerFailure, answerHeaders, streamHeaders } from '../tiergate-headers.ts';
 import { checkChatBody } from './request-schema.ts';
 
 export const CHAT_PATH = '/v1/chat/completions';
@@ -85,13 +85,7 @@ export async function handleChatCompletion(
     }
   } catch (err) {
     sink?.discard();
-    const error = exchange.failed(err);
-    if (error && !res.headersSent) {
-      // A failed request is logged too; the id lets the client find its line.
-      res.setHeader(HEADER.decision, exchange.requestId);
-      res.setHeader(HEADER.version, runtime.version);
-      sendError(res, error);
-    }
+    answerFailure(exchange, err, res, sendError);
   } finally {
     res.off('close', onClose);
   }
