@@ -34,7 +34,7 @@ export interface RoutedRequest {
    * routed tier's answer is good; 0.5 (neutral) when the router gave none (no rule
    * matched, no confidence in the decision, a routing error).
    */
-  readonly prior?: number;
+  readonly prior?: number | undefined;
   /** RoutingDecision.thresholds, when the router gave them. */
   readonly thresholds: readonly number[] | null;
   readonly alternatives: string[];
@@ -236,7 +236,8 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
     confidence,
     reason,
     ...(routingError ? { routingError } : {}),
-    ...(cascade ? { prior: given ?? 0.5 } : {}),
+    // Always present (undefined outside cascade): one object shape on the hot path, no extra spread.
+    prior: cascade ? (given ?? 0.5) : undefined,
     thresholds,
     alternatives: alternativesTo(runtime, model.spec.name),
     bestModel: runtime.models.get(route.bestModel) as ModelRuntime,
