@@ -31,6 +31,16 @@ export interface GateResult {
   /** What the evaluators' own model calls (an LLM judge) cost. */
   cost_usd: number;
   latency_ms: number;
+  /**
+   * Set when gate.decide: cascade judged the answer (a tier below the top): the prior
+   * the router gave (0.5 when it gave none, or for a tier climbed to), the posterior of
+   * prior and score, and the break-even u / (u + o) the posterior had to reach. `passed`
+   * is then posterior >= break_even (and each evaluator's own threshold), not score >= threshold.
+   */
+  decide?: 'cascade';
+  prior?: number;
+  posterior?: number;
+  break_even?: number;
 }
 
 export interface AttemptRecord {

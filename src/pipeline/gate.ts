@@ -39,7 +39,7 @@ export async function runGate(ctx: ExecutionContext, gate: Gate, answer: Answer)
     else score = scored.reduce((sum, e) => sum + e.score * e.weight, 0) / scored.reduce((sum, e) => sum + e.weight, 0);
   }
   const eachMet = scored.every((e) => e.threshold === null || e.score >= e.threshold);
-  return {
+  const result: GateResult = {
     score,
     // No evaluator applied to this request: nothing to hold the answer back.
     passed: score === null || (score >= gate.threshold && eachMet),
@@ -48,4 +48,39 @@ export async function runGate(ctx: ExecutionContext, gate: Gate, answer: Answer)
     cost_usd: judgeCost,
     latency_ms: performance.now() - started,
   };
+  const costs = routed.route?.costs;
+  const tier = answer.model.tier;
+  // cascade is for answers that could still climb: at the top of the ladder (or for a
+  // model in no tier) there is no cheaper-vs-stronger trade for the break-even to weigh,
+  // so the threshold rule stays.
+  if (gate.decide === 'cascade' && score !== null && costs && tier !== null && tier < ctx.runtime.tiers.length - 1) {
+    // The router's confidence speaks for the tier it chose; a tier climbed to (or a
+    // speculative call) has no decision behind it, so its prior is neutral.
+    const prior = answer.attempt.role === 'routed' ? (routed.prior ?? NEUTRAL_PRIOR) : NEUTRAL_PRIOR;
+    const posterior = cascadePosterior(prior, score);
+    result.decide = 'cascade';
+    result.prior = prior;
+    result.posterior = posterior;
+    result.break_even = costs.breakEven;
+    result.passed = posterior >= costs.breakEven && eachMet;
+  }
+  return result;
+}
+
+/** The prior of an answer no routing decision vouches for: log-odds 0, so the gate's score alone decides. */
+export const NEUTRAL_PRIOR = 0.5;
+
+// Clamped so that neither side can be certain: a router at 1.0 (rules default to it)
+// or a gate at 0 would otherwise make the other's evidence count for nothing.
+const clamp = (p: number) => Math.min(0.99, Math.max(0.01, p));
+const logit = (p: number) => Math.log(p / (1 - p));
+
+/**
+ * The probability that an answer is good, from the router's prior and the gate's score,
+ * both read as probabilities and taken as independent evidence: their log-odds add,
+ * logit(p) = logit(prior) + logit(score).
+ */
+export function cascadePosterior(prior: number, score: number): number {
+  const odds = logit(clamp(prior)) + logit(clamp(score));
+  return 1 / (1 + Math.exp(-odds));
 }

@@ -29,6 +29,12 @@ export interface RoutedRequest {
   readonly reason: string;
   /** The catalogue code of the failure when routing failed and the route default applied (counted in metrics). */
   readonly routingError?: string;
+  /**
+   * With gate.decide: cascade only: the router's confidence as the gate's prior that the
+   * routed tier's answer is good; 0.5 (neutral) when the router gave none (no rule
+   * matched, no confidence in the decision, a routing error).
+   */
+  readonly prior?: number | undefined;
   /** RoutingDecision.thresholds, when the router gave them. */
   readonly thresholds: readonly number[] | null;
   readonly alternatives: string[];
@@ -175,6 +181,7 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
   let reason: string;
   let thresholds: readonly number[] | null = null;
   let routingError: string | undefined;
+  let given: number | undefined;
   try {
     for (let i = 0; i < runtime.features.length; i++) {
       const [name, expression] = runtime.features[i];
@@ -189,6 +196,7 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
       reason = `no rule matched; route default ${targetName(runtime, target)}`;
     } else {
       target = checkDecision(runtime, decision);
+      given = decision.confidence;
       confidence = decision.confidence ?? 1;
       reason = decision.reason;
       thresholds = decision.thresholds ?? null;
@@ -204,9 +212,12 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
   }
   // Asymmetric error costs: sending a request down to a cheaper tier is worth it only
   // when the router is surer than u / (u + o). Below that, start one tier up, unless
-  // the route speculates (then both tiers run and the gate decides).
+  // the route speculates (then both tiers run and the gate decides), or its gate decides
+  // by cascade: then the cheap tier is tried and the confidence becomes the gate's prior,
+  // one break-even for both rather than two thresholds that ignore each other.
   const costs = route.costs;
-  if (costs && !route.speculate && target.kind === 'tier' && target.tier < runtime.tiers.length - 1 && confidence < costs.breakEven) {
+  const cascade = costs !== null && route.gate?.decide === 'cascade';
+  if (costs && !route.speculate && !cascade && target.kind === 'tier' && target.tier < runtime.tiers.length - 1 && confidence < costs.breakEven) {
     const from = runtime.tiers[target.tier].name;
     target = { kind: 'tier', tier: target.tier + 1 };
     reason += `; confidence ${confidence.toFixed(2)} is below the break-even ${costs.breakEven.toFixed(2)} of under:over routing costs ${costs.underRouting}:${costs.overRouting}, so ${from} → ${runtime.tiers[target.tier].name}`;
@@ -225,6 +236,8 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
     confidence,
     reason,
     ...(routingError ? { routingError } : {}),
+    // Always present (undefined outside cascade): one object shape on the hot path, no extra spread.
+    prior: cascade ? (given ?? 0.5) : undefined,
     thresholds,
     alternatives: alternativesTo(runtime, model.spec.name),
     bestModel: runtime.models.get(route.bestModel) as ModelRuntime,

@@ -261,6 +261,10 @@ export interface GateData {
    */
   threshold?: number;
   /**
+   * threshold: an answer passes when its combined score reaches threshold. cascade (needs costs): an answer of a tier below the top is served when the posterior that it is good, logit(p) = logit(router confidence) + logit(gate score), reaches the break-even u/(u+o); the router's own break-even step up is skipped.
+   */
+  decide: 'threshold' | 'cascade';
+  /**
    * How many tiers a failed gate may climb before the route's fallback.
    */
   max_escalations: number;

@@ -295,6 +295,7 @@ function compileGate(
       combine: route.gate.combine,
       threshold,
       thresholdSource: route.gate.threshold !== undefined ? 'policy' : costs ? 'costs' : 'default',
+      decide: route.gate.decide,
       maxEscalations: route.gate.max_escalations,
       streaming: route.gate.streaming,
     });

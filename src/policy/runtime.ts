@@ -33,6 +33,7 @@ import type { Target } from './targets.ts';
 const parseBytes = (createRequire(import.meta.url)('bytes') as { parse(value: string | number): number | null }).parse;
 
 export type GateCombine = GateData['combine'];
+export type GateDecide = GateData['decide'];
 
 export interface GateEvaluator {
   /** Name in logs and headers. */
@@ -50,6 +51,12 @@ export interface Gate {
   readonly threshold: number;
   /** Where the threshold came from, for logs and `tiergate validate`. */
   readonly thresholdSource: 'policy' | 'costs' | 'default';
+  /**
+   * threshold: the combined score against `threshold`. cascade: below the top tier, the
+   * router's confidence and the score are one posterior, held against the route's
+   * break-even (src/pipeline/gate.ts); semantic.ts makes sure the route has costs.
+   */
+  readonly decide: GateDecide;
   readonly maxEscalations: number;
   readonly streaming: 'buffer' | 'bypass';
 }

@@ -57,6 +57,15 @@ export function checkCrossReferences(data: PolicyData, source: PolicySource): Ti
           { location: source.locate(['routes', name, 'speculate'], { key: true }) },
         ),
       );
+    // cascade holds a posterior against u / (u + o): without costs there is nothing to hold it against.
+    if (route.gate?.decide === 'cascade' && !route.costs)
+      errors.push(
+        new TiergateError(
+          'TG_ERR_CONFIG_RULE',
+          { reason: 'gate.decide: cascade needs costs: the posterior that an answer is good is held against their break-even u / (u + o)' },
+          { location: source.locate(['routes', name, 'gate', 'decide']) },
+        ),
+      );
     if (route.shadow && !route.gate)
       errors.push(
         new TiergateError(

@@ -28,7 +28,7 @@ function summary(runtime: Runtime): string {
       const g = route.gate;
       const from = g.thresholdSource === 'costs' ? ' (from costs)' : g.thresholdSource === 'default' ? ' (default)' : '';
       lines.push(
-        `  ${''.padEnd(14)} gate ${g.evaluators.map((e) => e.name).join(', ')}: ${g.combine} ≥ ${g.threshold.toFixed(2)}${from}, up to ${g.maxEscalations} escalation${g.maxEscalations === 1 ? '' : 's'}, streaming ${g.streaming}`,
+        `  ${''.padEnd(14)} gate ${g.evaluators.map((e) => e.name).join(', ')}: ${g.combine} ≥ ${g.threshold.toFixed(2)}${from}${g.decide === 'cascade' ? ', decide cascade' : ''}, up to ${g.maxEscalations} escalation${g.maxEscalations === 1 ? '' : 's'}, streaming ${g.streaming}`,
       );
     }
     if (route.costs)
