@@ -22,7 +22,7 @@ import { execute } from './execute.ts';
 import type { Execution, ExecutionContext } from './execution-context.ts';
 import { TierFailure, allFailed } from './failover.ts';
 import { decisionLine, servedOutcome, type DecisionObserver, type RequestOutcome } from './record.ts';
-import { requestView, routeRequest, type ChatBody, type RoutedRequest } from './route.ts';
+import { requestView, routeRequest, type ChatBody } from './route.ts';
 import { shadowAfterResponse } from './shadow.ts';
 import { openStream, streamThrough, type ChunkSink, type OpenStream } from './stream.ts';
 
@@ -48,7 +48,6 @@ export class ChatExchange {
   /** The face aborts it with ClientGone when the client goes away. */
   readonly client = new ClientLink();
   private body: ChatBody | null = null;
-  private routed: RoutedRequest | null = null;
   private readonly attempts: AttemptRecord[] = [];
   private context: ExecutionContext | null = null;
   private recorded = false;
@@ -79,11 +78,10 @@ export class ChatExchange {
     // Counted once the request is known to be valid and allowed.
     if (runtime.limits.has(callerName)) await runtime.limits.admit(callerName);
     const routed = await routeRequest(runtime, body, requestView(body, headers, runtime.server.headerAllowlist));
-    this.routed = routed;
-    if (routed.reason.startsWith('routing error'))
-      this.services.logger.warn('routing failed; route default applied', { request_id: this.requestId, route: routed.route?.name, reason: routed.reason });
     const ctx: ExecutionContext = { runtime, routed, body, client: this.client, startedAt: this.startedAt, attempts: this.attempts };
     this.context = ctx;
+    if (routed.reason.startsWith('routing error'))
+      this.services.logger.warn('routing failed; route default applied', { request_id: this.requestId, route: routed.route?.name, reason: routed.reason });
     const gate = routed.route?.gate ?? null;
     if (body.stream === true && !(gate && gate.streaming === 'buffer')) {
       try {
@@ -103,7 +101,7 @@ export class ChatExchange {
 
   /** The route the request was routed through, once routed. */
   get routeName(): string | null {
-    return this.routed?.route?.name ?? null;
+    return this.context?.routed.route?.name ?? null;
   }
 
   /** The face has sent the complete answer. */
@@ -151,9 +149,11 @@ export class ChatExchange {
     if (this.recorded) return;
     this.recorded = true;
     this.services.inFlight?.delete(this.client);
-    const line = decisionLine(this.runtime, this.requestId, this.startedAt, this.body, this.routed, outcome);
+    // Routed once the context exists: a request that failed before has no routing to record.
+    const routed = this.context?.routed ?? null;
+    const line = decisionLine(this.runtime, this.requestId, this.startedAt, this.body, routed, outcome);
     // The response has been ended: a sampled request is marked and shadowed off the client's path.
-    if (outcome.status === 'ok' && this.routed) shadowAfterResponse(this.runtime, this.routed, this.body, line, this.services.logger, this);
+    if (outcome.status === 'ok' && routed) shadowAfterResponse(this.runtime, routed, this.body, line, this.services.logger, this);
     this.publish(line);
   }
 }

@@ -9,7 +9,8 @@ import type { ModelRuntime } from '../policy/runtime.ts';
 import { tierName } from '../policy/targets.ts';
 import { CallDeadline, ClientGone, abortableSleep } from './cancellation.ts';
 import type { Answer, ExecutionContext } from './execution-context.ts';
-import { answerText, costOf, estimatedUsage } from './usage.ts';
+import { answerText, costOf } from './usage.ts';
+import { estimatedUsage } from '../plugin-contract/tokens.ts';
 import { upstreamBody } from './wire.ts';
 
 /** Turns whatever a provider threw into a catalogue error. */
@@ -132,7 +133,7 @@ export async function failover<T>(
         if (race?.aborted) {
           // This call lost a race (speculation): it was cut short on purpose. The
           // provider bills the prompt, so count it; the answer's tokens are unknown.
-          const usage = estimatedUsage(ctx.body, '');
+          const usage = estimatedUsage(ctx.body.messages, '');
           Object.assign(record, { outcome: 'aborted', latency_ms: performance.now() - started, usage, usage_estimated: true, cost_usd: costOf(model, usage) });
           throw race.reason ?? err;
         }
@@ -166,7 +167,7 @@ export function callModels(ctx: ExecutionContext, models: readonly ModelRuntime[
     const result = await model.provider.complete(upstreamBody(ctx, model), deadline.callOptions(model.spec));
     if (!result || !Array.isArray(result.choices) || result.choices.length === 0)
       throw new TiergateError('TG_ERR_UPSTREAM_REPLY', { model: model.spec.name, reason: 'the reply has no choices' });
-    const usage = result.usage ?? estimatedUsage(ctx.body, answerText(result));
+    const usage = result.usage ?? estimatedUsage(ctx.body.messages, answerText(result));
     record.usage = usage;
     record.cost_usd = costOf(model, usage);
     if (!result.usage) record.usage_estimated = true;

@@ -26,7 +26,8 @@ import { CallDeadline, ClientLink } from './cancellation.ts';
 import type { ExecutionContext } from './execution-context.ts';
 import { upstreamError } from './failover.ts';
 import { runGate } from './gate.ts';
-import { answerText, costOf, estimatedUsage } from './usage.ts';
+import { answerText, costOf } from './usage.ts';
+import { estimatedUsage } from '../plugin-contract/tokens.ts';
 import { upstreamBody } from './wire.ts';
 
 /** Where the shadow line goes: the request's own decision log and observers. */
@@ -137,7 +138,7 @@ async function runShadow(
     } finally {
       deadline.clear();
     }
-    const usage = result.usage ?? estimatedUsage(body, answerText(result));
+    const usage = result.usage ?? estimatedUsage(body.messages, answerText(result));
     const callCost = costOf(best, usage);
     const simulated = (result as { simulated?: boolean }).simulated === true;
     // The attempt is the Answer's bookkeeping only; it is not logged anywhere.

@@ -11,7 +11,8 @@ import type { ExecutionContext } from './execution-context.ts';
 import { failover, upstreamError } from './failover.ts';
 import { runGate } from './gate.ts';
 import type { RequestOutcome } from './record.ts';
-import { costOf, estimatedUsage } from './usage.ts';
+import { costOf } from './usage.ts';
+import { estimatedUsage } from '../plugin-contract/tokens.ts';
 import { addedByGate, resultOf, upstreamBody } from './wire.ts';
 
 /** A chunk as a provider yields it: the simulator marks its own. */
@@ -122,7 +123,7 @@ export async function streamThrough(ctx: ExecutionContext, opened: OpenStream, s
     void iterator.return?.(undefined)?.catch(() => undefined);
   }
   const result = resultOf(kept, usage);
-  const finalUsage = usage ?? estimatedUsage(body, typeof result.choices[0].message.content === 'string' ? result.choices[0].message.content : '');
+  const finalUsage = usage ?? estimatedUsage(body.messages, typeof result.choices[0].message.content === 'string' ? result.choices[0].message.content : '');
   Object.assign(
     attempt,
     { usage: finalUsage, cost_usd: costOf(model, finalUsage), latency_ms: performance.now() - upstreamStart },

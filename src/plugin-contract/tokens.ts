@@ -2,7 +2,7 @@
 // tokenizers are model-specific and slow to load; ~4 characters per token is the
 // usual rule of thumb for English with the GPT and Claude tokenizers, and routing only
 // needs the order of magnitude.
-import type { ChatMessage, ContentPart } from './plugin-api.ts';
+import type { ChatMessage, ChatResult, ContentPart, Usage } from './plugin-api.ts';
 
 const CHARS_PER_TOKEN = 4;
 /** Per-message overhead of the chat format (role markers and separators). */
@@ -35,4 +35,18 @@ export function lastUserMessage(messages: readonly ChatMessage[]): string {
     if (messages[i].role === 'user') return messageText(messages[i].content);
   }
   return '';
+}
+
+/** Token counts estimated from the texts: for an answer whose provider reported none, so that its cost is never silently 0. */
+export function estimatedUsage(messages: readonly ChatMessage[], completionText: string): Usage {
+  const prompt = estimateMessagesTokens(messages);
+  const completion = estimateTextTokens(completionText);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+/** The reply's usage as the provider reported it, or else the estimate for `messages` and the reply's `text`. */
+export function reportedOrEstimatedUsage(reply: ChatResult, messages: readonly ChatMessage[], text: string): { usage: Usage; estimated: boolean } {
+  const usage = reply.usage;
+  if (usage && typeof usage.prompt_tokens === 'number' && typeof usage.completion_tokens === 'number') return { usage, estimated: false };
+  return { usage: estimatedUsage(messages, text), estimated: true };
 }

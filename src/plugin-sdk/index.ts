@@ -31,7 +31,14 @@ export {
 } from '../plugin-contract/openai-wire.ts';
 
 // Token estimates and message text, as the gateway itself counts them.
-export { estimateMessagesTokens, estimateTextTokens, lastUserMessage, messageText } from '../plugin-contract/tokens.ts';
+export {
+  estimateMessagesTokens,
+  estimateTextTokens,
+  estimatedUsage,
+  lastUserMessage,
+  messageText,
+  reportedOrEstimatedUsage,
+} from '../plugin-contract/tokens.ts';
 
 // A fetch over node:http(s) with a keep-alive pool, for SDK clients that take a fetch.
 export { callerSignal, createNodeFetch, isAbortError, type NodeFetch, type NodeFetchOptions } from '../plugin-contract/node-fetch.ts';

@@ -22,9 +22,8 @@
 //   scores a throwing evaluator 0 and must not mistake the failure for one of the model
 //   that answered.
 import {
-  estimateMessagesTokens,
-  estimateTextTokens,
   messageText,
+  reportedOrEstimatedUsage,
   type ChatMessage,
   type ChatRequest,
   type ChatResult,
@@ -34,7 +33,6 @@ import {
   type EvaluatorModule,
   type OptionsFrom,
   type PluginContext,
-  type Usage,
 } from 'tiergate/plugin';
 import { ANSWER_TYPES, compareAnswers, detectType, type AnswerType, type AnswerTypeOption } from './extract.ts';
 
@@ -110,15 +108,6 @@ function promptText(messages: readonly ChatMessage[]): string {
     .join('\n');
 }
 
-/** The reply's usage, or an estimate when the provider sent none (so the cost is never silently 0). */
-function usageOf(reply: ChatResult, request: ChatMessage[], text: string): { usage: Usage; estimated: boolean } {
-  const usage = reply.usage;
-  if (usage && typeof usage.prompt_tokens === 'number' && typeof usage.completion_tokens === 'number') return { usage, estimated: false };
-  const prompt = estimateMessagesTokens(request);
-  const completion = estimateTextTokens(text);
-  return { usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion }, estimated: true };
-}
-
 class Agreement implements Evaluator {
   readonly #model: string | undefined;
   readonly #answerType: AnswerTypeOption;
@@ -156,7 +145,7 @@ class Agreement implements Evaluator {
       throw new Error(`agreement model "${model}" failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     const second = replyText(reply);
-    const { usage, estimated } = usageOf(reply, request.messages, second);
+    const { usage, estimated } = reportedOrEstimatedUsage(reply, request.messages, second);
     const prompt = promptText(input.request.messages);
     const type: AnswerType = this.#answerType === 'auto' ? detectType(prompt, first, second) : this.#answerType;
     const comparison = compareAnswers(type, prompt, first, second, this.#similarity);

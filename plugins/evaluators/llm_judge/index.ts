@@ -22,10 +22,9 @@
 //   must not mistake the judge's failure for a failure of the model that answered (and
 //   retry it, fail it over or cool it down).
 import {
-  estimateMessagesTokens,
-  estimateTextTokens,
   lastUserMessage,
   messageText,
+  reportedOrEstimatedUsage,
   type ChatMessage,
   type ChatRequest,
   type ChatResult,
@@ -35,7 +34,6 @@ import {
   type EvaluatorModule,
   type OptionsFrom,
   type PluginContext,
-  type Usage,
 } from 'tiergate/plugin';
 
 export const DEFAULT_RUBRIC =
@@ -188,15 +186,6 @@ export function parseVerdict(reply: string): Verdict {
   return { score: raw, reason: oneLine(reason) };
 }
 
-/** The reply's usage, or an estimate when the provider sent none (so the cost is never silently 0). */
-function usageOf(reply: ChatResult, request: ChatMessage[], text: string): { usage: Usage; estimated: boolean } {
-  const usage = reply.usage;
-  if (usage && typeof usage.prompt_tokens === 'number' && typeof usage.completion_tokens === 'number') return { usage, estimated: false };
-  const prompt = estimateMessagesTokens(request);
-  const completion = estimateTextTokens(text);
-  return { usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion }, estimated: true };
-}
-
 // ---------------------------------------------------------------------------------
 
 class LlmJudge implements Evaluator {
@@ -223,7 +212,7 @@ class LlmJudge implements Evaluator {
       throw new Error(`judge model "${this.#model}" failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     const text = reply.choices?.[0]?.message?.content ?? '';
-    const { usage, estimated } = usageOf(reply, messages, text);
+    const { usage, estimated } = reportedOrEstimatedUsage(reply, messages, text);
     const spent = [{ model: this.#model, usage }];
     const verdict = parseVerdict(text);
     const common = { judge: this.#model, ...(estimated ? { usage_estimated: true } : {}) };
