@@ -40,6 +40,30 @@ export {
   reportedOrEstimatedUsage,
 } from '../plugin-contract/tokens.ts';
 
+// Final answers by type (choice letter, number, code, JSON, text) and whether two agree:
+// the agreement evaluator compares them, the learned gate reads their form.
+export {
+  ANSWER_TYPES,
+  canonicalJson,
+  choicePrompt,
+  compareAnswers,
+  detectType,
+  extractChoice,
+  extractCode,
+  extractJson,
+  extractNumber,
+  hasFencedCode,
+  normaliseText,
+  parseNumber,
+  sameNumber,
+  tokenF1,
+  type AnswerType,
+  type AnswerTypeOption,
+  type ChoicePrompt,
+  type Code,
+  type Comparison,
+} from '../plugin-contract/answers.ts';
+
 // A fetch over node:http(s) with a keep-alive pool, for SDK clients that take a fetch.
 export { callerSignal, createNodeFetch, isAbortError, type NodeFetch, type NodeFetchOptions } from '../plugin-contract/node-fetch.ts';
 
@@ -53,6 +77,18 @@ export { mulberry32 } from '../common/random.ts';
 // The learned classifier's artifact and features, computed by the same code that trains it.
 export { artifactProblems, chooseTier, compileClassifier, type ClassifierArtifact, type CompiledClassifier } from '../analysis/learn/artifact.ts';
 export { defaultFeatureSpec, specHash, type FeatureSpec } from '../analysis/learn/features.ts';
+// The learned gate's model (tiergate train --gate) and the measures of an answer it reads.
+export {
+  compileGate,
+  conversationText,
+  gateArtifactProblems,
+  GATE_ARTIFACT_FORMAT,
+  type CompiledGate,
+  type GateArtifact,
+} from '../analysis/learn/gate-model.ts';
+export { answerSpecHash, defaultAnswerFeatureSpec, measureAnswer, type AnswerFeatureSpec, type MeasuredAnswer } from '../analysis/learn/answer-features.ts';
+// A trained model named by a plugin's model_path or model option, read and checked.
+export { loadModelOption, oneModelOption, type ModelOptions } from '../plugin-contract/model-file.ts';
 
 // Recorded outcomes (the JSONL format of ../shared/data), for a provider that replays them.
 export {

@@ -1,5 +1,5 @@
 // The agreement gate measured on recorded real answers (../shared/data), offline: the
-// plugin's extraction and comparison (plugins/evaluators/agreement/extract.ts) applied
+// plugin's extraction and comparison (src/plugin-contract/answers.ts) applied
 // to two models' recorded replies to the same prompt, as if the second had been the
 // gate's extra call. "The gate fails" predicts "the first answer is wrong"; the recorded
 // score says whether it was. The second model is chosen on the train split only; every
@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import heuristics from '../../plugins/evaluators/heuristics/index.ts';
-import { compareAnswers, detectType, extractNumber, parseNumber } from '../../plugins/evaluators/agreement/extract.ts';
+import { compareAnswers, detectType, extractNumber, parseNumber } from '../../src/plugin-contract/answers.ts';
 import type { ChatMessage } from '../../src/plugin-contract/plugin-api.ts';
 import { ctx, input, PASS, signal } from '../support/evaluators.ts';
 

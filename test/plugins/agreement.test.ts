@@ -1,4 +1,4 @@
-// The agreement evaluator's parts: reading final answers by type (extract.ts) on crafted
+// The agreement evaluator's parts: reading final answers by type (src/plugin-contract/answers.ts) on crafted
 // replies in the shapes models write, and the evaluator called directly with a
 // callModel that records what the second call was. Over HTTP: agreement-http.test.ts;
 // on recorded real answers: agreement-recorded.test.ts.
@@ -14,7 +14,7 @@ import {
   extractJson,
   extractNumber,
   tokenF1,
-} from '../../plugins/evaluators/agreement/extract.ts';
+} from '../../src/plugin-contract/answers.ts';
 import type { ChatRequest, ChatResult, PluginContext } from '../../src/plugin-contract/plugin-api.ts';
 import { testPluginContext } from '../support/plugin-context.ts';
 import { input, never, result, spec } from '../support/model-evaluators.ts';

@@ -6,7 +6,7 @@
 //   right far more often than a lone answer is; when they differ, at least one is wrong,
 //   and a stronger tier is worth asking. That is a prediction a gateway can make at run
 //   time, unlike a benchmark's recorded score.
-// - Only the final answer is compared (extract.ts): the choice letter, the number, the
+// - Only the final answer is compared (answers.ts in the plugin contract): the choice letter, the number, the
 //   code without comments, the JSON value, or free text by token overlap. Wording differs
 //   between models even when they agree.
 // - The score is 1 or 0, whatever the answer type: the route's gate threshold then means
@@ -34,7 +34,7 @@ import {
   type OptionsFrom,
   type PluginContext,
 } from 'tiergate/plugin';
-import { ANSWER_TYPES, compareAnswers, detectType, type AnswerType, type AnswerTypeOption } from './extract.ts';
+import { ANSWER_TYPES, compareAnswers, detectType, type AnswerType, type AnswerTypeOption } from 'tiergate/plugin';
 
 const DEFAULT_SIMILARITY = 0.6;
 /** Sampling temperature of the second call when it asks the answering model again. */

@@ -3,13 +3,13 @@
 // tier whose probability reaches the threshold, else to the top tier. The features are
 // computed by the same code that trained the model (src/analysis/learn/features.ts), and the
 // artifact's feature spec is checked at load. A changed model file reloads the policy.
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import {
   artifactProblems,
   chooseTier,
   compileClassifier,
   defaultFeatureSpec,
+  loadModelOption,
+  oneModelOption,
   specHash,
   type ClassifierArtifact,
   type CompiledClassifier,
@@ -117,33 +117,12 @@ const classifierRouter: RouterModule<ClassifierOptions> = {
   },
 
   validate(options): OptionIssue[] {
-    if ((options.model_path === undefined) === (options.model === undefined))
-      return [{ path: [], message: 'give exactly one of model_path (a file from `tiergate train`) or model (the artifact inline)' }];
-    return [];
+    return oneModelOption(options);
   },
 
   async create(options, ctx): Promise<Router> {
     const at: Array<string> = options.model_path !== undefined ? ['model_path'] : ['model'];
-    let data: unknown = options.model;
-    if (options.model_path !== undefined) {
-      const file = path.resolve(ctx.baseDir, options.model_path);
-      // Watched even when unreadable: fixing the file then reloads the policy.
-      ctx.watchFile?.(file);
-      let text: string;
-      try {
-        text = readFileSync(file, 'utf8');
-      } catch (err) {
-        throw ctx.optionError(at, `cannot read the model ${file}: ${(err as Error).message} (train one with \`tiergate train\`)`);
-      }
-      try {
-        data = JSON.parse(text);
-      } catch (err) {
-        throw ctx.optionError(at, `the model ${file} is not JSON: ${(err as Error).message}`);
-      }
-    }
-    const problems = artifactProblems(data);
-    if (problems.length) throw ctx.optionError(at, problems.map((p) => (p.field ? `${p.field}: ${p.message}` : p.message)).join('; '));
-    const artifact = data as ClassifierArtifact;
+    const artifact = loadModelOption<ClassifierArtifact>(options, ctx, artifactProblems, 'train one with `tiergate train`');
     const policyTiers = ctx.policy.tiers.map((t) => t.name);
     const mapping = options.tiers ?? {};
     for (const name of Object.keys(mapping)) {

@@ -131,7 +131,7 @@ export interface CurveMetrics {
 }
 
 /** A policy against the best fixed tier in hindsight, row by row in replay order (issue 16, point 4). */
-export interface RegretReport {
+export interface RegretFigures {
   /** reward = recorded quality − λ·cost_usd·1000, λ the router's own cost weight (`lambda`, else 0). */
   lambda: number;
   /** The tier whose fixed policy has the largest total reward on the rows. */
@@ -141,6 +141,9 @@ export interface RegretReport {
   per_row: number;
   /** Cumulative regret after each tenth of the rows (replay order). */
   curve: Array<{ rows: number; regret: number }>;
+}
+
+export interface RegretReport extends RegretFigures {
   /** The router learned from the rows through the gateway's learning path (it has `learn`). */
   learned: boolean;
   /** Outcomes handed to the router (rows whose served answer had a gate score). */
@@ -525,7 +528,7 @@ export function regretOf(
   results: readonly PolicyRowResult[],
   lambda: number,
   tierNames: readonly string[],
-): Omit<RegretReport, 'learned' | 'outcomes_taught'> {
+): RegretFigures {
   const reward = (quality: number, cost: number) => quality - lambda * cost * 1000;
   const width = rows.length === 0 ? 0 : rows[0].tiers.length;
   const totals = Array.from({ length: width }, (_, tier) => rows.reduce((sum, row) => sum + reward(row.tiers[tier].quality, row.tiers[tier].cost), 0));

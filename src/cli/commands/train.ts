@@ -13,6 +13,7 @@ import { readPolicySource } from '../../policy/source.ts';
 import { defaultFeatureSpec } from '../../analysis/learn/features.ts';
 import { hashRows, parseTarget, trainClassifier, type LabelRule, type Objective, type TrainingRow, type TrainResult } from '../../analysis/learn/train.ts';
 import { printErrors } from './common.ts';
+import { trainGateArtifact } from './train-gate.ts';
 
 interface TrainCommandOptions {
   data: string;
@@ -28,13 +29,14 @@ interface TrainCommandOptions {
   groupEpochs: number;
   final: 'fold-average' | 'refit';
   folds: number;
-  epochs: number;
-  l2: number | number[];
+  epochs?: number;
+  l2?: number | number[];
   buckets: number;
   seed: number;
   target: string;
-  out: string;
+  out?: string;
   progress: boolean;
+  gate: boolean;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -235,6 +237,17 @@ export function formatTraining(result: TrainResult, loaded: LoadedRows): string 
   return out.join('\n') + '\n';
 }
 
+function gateL2(l2: number | number[] | undefined): number {
+  if (Array.isArray(l2)) throw optionsError('--gate takes one --l2 value, not candidates');
+  return l2 ?? 1e-3;
+}
+
+function writeArtifact(file: string, artifact: unknown): void {
+  mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  writeFileSync(file, JSON.stringify(artifact) + '\n');
+  process.stderr.write(`wrote model to ${file}\n`);
+}
+
 export function register(program: Command): void {
   program
     .command('train')
@@ -289,20 +302,23 @@ export function register(program: Command): void {
       'fold-average',
     )
     .option('--folds <k>', 'cross-validation folds', number(2, 20, true), 5)
-    .option('--epochs <n>', 'passes over the data per model', number(1, 200, true), 12)
+    .option('--epochs <n>', 'passes over the data per model (default: 12, with --gate 30)', number(1, 200, true))
     .option(
       '--l2 <lambda>',
-      'L2 regularisation strength, or candidates separated by commas (the best held-out APGR wins)',
+      'L2 regularisation strength, or candidates separated by commas (the best held-out APGR wins); default 0.0001, with --gate 0.001 (one value)',
       (v) => {
         const values = v.split(',').map((x) => number(0, 10)(x.trim()));
         return values.length === 1 ? values[0] : values;
       },
-      1e-4,
     )
     .option('--buckets <n>', 'hashed n-gram buckets (power of two)', number(16, 1 << 22, true), 1 << 14)
     .option('--seed <n>', 'random seed (folds and shuffles)', number(0, 2 ** 31, true), 1)
     .option('--target <target>', 'what the recommended threshold aims at: retention:R, strong-share:S or costs:UNDER:OVER', 'retention:0.98')
-    .option('-o, --out <file>', 'where to write the model artifact', 'models/router.json')
+    .option(
+      '--gate',
+      "train the learned gate instead of the router: P(answer good) from the measures of the cheaper tiers' recorded answers (--l2 defaults to 0.001, --epochs to 30)",
+    )
+    .option('-o, --out <file>', 'where to write the model artifact (default: models/router.json, with --gate models/gate.json)')
     .option('--no-progress', 'no progress bar (there is none unless stderr is a terminal)')
     .action(async (opts: TrainCommandOptions) => {
       let bar: cliProgress.SingleBar | null = null;
@@ -315,6 +331,20 @@ export function register(program: Command): void {
           throw optionsError(errorMessage(err));
         }
         const ladder = ladderOf(opts);
+        if (opts.gate) {
+          const answeredBy = ladder.flatMap((t) => (t.dataset_model ? [t.dataset_model] : []));
+          const { artifact, report } = await trainGateArtifact(
+            {
+              ...opts,
+              l2: gateL2(opts.l2),
+              epochs: opts.epochs ?? 30,
+            },
+            answeredBy,
+          );
+          process.stdout.write(report);
+          writeArtifact(opts.out ?? 'models/gate.json', artifact);
+          return;
+        }
         const loaded = await loadTrainingRows(opts.data, ladder, { split: opts.split, where: opts.where, group: opts.group });
         if (loaded.rows.length === 0) throw optionsError(`no rows to train on in ${opts.data} after --split ${opts.split}${opts.where ? ' and --where' : ''}`);
         const showProgress = opts.progress && process.stderr.isTTY === true;
@@ -327,8 +357,8 @@ export function register(program: Command): void {
           final: opts.final,
           ...(opts.group !== undefined ? { groupPrior: { expression: opts.group, epochs: opts.groupEpochs } } : {}),
           folds: opts.folds,
-          epochs: opts.epochs,
-          l2: opts.l2,
+          epochs: opts.epochs ?? 12,
+          l2: opts.l2 ?? 1e-4,
           seed: opts.seed,
           target,
           spec,
@@ -348,9 +378,7 @@ export function register(program: Command): void {
         (bar as cliProgress.SingleBar | null)?.stop();
         bar = null;
         process.stdout.write(formatTraining(result, loaded));
-        mkdirSync(path.dirname(path.resolve(opts.out)), { recursive: true });
-        writeFileSync(opts.out, JSON.stringify(result.artifact) + '\n');
-        process.stderr.write(`wrote model to ${opts.out}\n`);
+        writeArtifact(opts.out ?? 'models/router.json', result.artifact);
       } catch (err) {
         (bar as cliProgress.SingleBar | null)?.stop();
         printErrors(err);

@@ -1,6 +1,6 @@
 // The final answer of a model's reply, by answer type, and whether two of them agree.
-// No model, no network: this is the part of the `agreement` evaluator that can be
-// measured offline on recorded answers (test/plugins/agreement-recorded.test.ts).
+// No model, no network: shared by the `agreement` evaluator (do two answers agree?) and
+// the learned gate's answer features (is the final answer where the prompt wants it?).
 //
 // Why it reads answers this way:
 // - Two models rarely word the same answer the same way, so the comparison is on the
