@@ -16,11 +16,10 @@ import type winston from 'winston';
 import { TiergateError, errorMessage } from '../common/errors.ts';
 import type { AttemptRecord, DecisionRecord, ShadowRecord } from '../observe/decision-log.ts';
 import type { Runtime } from '../policy/runtime.ts';
-import { modelsFrom } from '../policy/targets.ts';
 import { ClientGone, ClientLink, stoppedBy, type InFlightRequests } from './cancellation.ts';
 import { execute } from './execute.ts';
 import type { Execution, ExecutionContext } from './execution-context.ts';
-import { TierFailure, allFailed } from './failover.ts';
+import { TierFailure, allFailed, routedOrFallback } from './failover.ts';
 import { decisionLine, servedOutcome, type DecisionObserver, type RequestOutcome } from './record.ts';
 import { requestView, routeRequest, type ChatBody } from './route.ts';
 import { shadowAfterResponse } from './shadow.ts';
@@ -85,7 +84,7 @@ export class ChatExchange {
     const gate = routed.route?.gate ?? null;
     if (body.stream === true && !(gate && gate.streaming === 'buffer')) {
       try {
-        return await openStream(ctx, modelsFrom(runtime, routed.model));
+        return await routedOrFallback(ctx, (models, role) => openStream(ctx, models, role));
       } catch (err) {
         if (err instanceof TierFailure) throw allFailed(ctx.attempts, err.lastError);
         throw err;

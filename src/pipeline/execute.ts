@@ -16,7 +16,7 @@ import type { Gate, ModelRuntime } from '../policy/runtime.ts';
 import { modelsFrom, resolveTarget, tierOfTarget } from '../policy/targets.ts';
 import { ClientGone } from './cancellation.ts';
 import type { Answer, Execution, ExecutionContext } from './execution-context.ts';
-import { TierFailure, allFailed, callModels } from './failover.ts';
+import { TierFailure, allFailed, callModels, routedOrFallback } from './failover.ts';
 import { runGate } from './gate.ts';
 
 function execution(answer: Answer, attempts: AttemptRecord[], escalations: number, gate: Execution['gate'], speculated: boolean): Execution {
@@ -48,8 +48,8 @@ export async function execute(ctx: ExecutionContext): Promise<Execution> {
 
   if (!gate) {
     try {
-      const answer = await callModels(ctx, firstModels, 'routed');
-      return execution(answer, attempts, 0, 'none', false);
+      const answer = await routedOrFallback(ctx, (models, role) => callModels(ctx, models, role));
+      return execution(answer, attempts, answer.attempt.role === 'fallback' ? 1 : 0, 'none', false);
     } catch (err) {
       if (err instanceof TierFailure) throw allFailed(attempts, err.lastError);
       throw err;
@@ -129,12 +129,12 @@ export async function execute(ctx: ExecutionContext): Promise<Execution> {
     if (answer && (await gated(answer))) return execution(answer, attempts, escalations, 'passed', speculated);
   }
 
-  // Step 3: the route's fallback, unless the ladder already tried it.
-  const fallbackTier = tierOfTarget(runtime, route.fallback);
-  const fallbackTried =
-    route.fallback.kind === 'tier' ? tried.has(route.fallback.tier) : attempts.some((a) => a.model === (route.fallback as { model: string }).model);
+  // Step 3: the route's fallback (a gated route always has one), unless the ladder already tried it.
+  const fallback = route.fallback!;
+  const fallbackTier = tierOfTarget(runtime, fallback);
+  const fallbackTried = fallback.kind === 'tier' ? tried.has(fallback.tier) : attempts.some((a) => a.model === fallback.model);
   if (!fallbackTried) {
-    const answer = await attemptTier(resolveTarget(runtime, route.fallback), 'fallback');
+    const answer = await attemptTier(resolveTarget(runtime, fallback), 'fallback');
     if (answer) {
       escalations++;
       if (fallbackTier !== null) tried.add(fallbackTier);

@@ -201,7 +201,7 @@ function assemble(
         routerPlugin: route.router.plugin,
         router: router.instance as Router,
         defaultTarget: targetOf(route.default, view),
-        fallback: route.fallback ? targetOf(route.fallback, view) : ({ kind: 'tier', tier: view.tiers.length - 1 } as const),
+        fallback: route.fallback ? targetOf(route.fallback, view) : route.gate ? ({ kind: 'tier', tier: view.tiers.length - 1 } as const) : null,
         bestModel: topTier.models[0],
         shadow: route.shadow ? Object.freeze({ sample: route.shadow.sample }) : null,
         ...compileGate(name, route, instanceAt, session),

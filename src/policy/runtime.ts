@@ -76,7 +76,12 @@ export interface RouteRuntime {
   readonly routerPlugin: string;
   readonly router: Router;
   readonly defaultTarget: Target;
-  readonly fallback: Target;
+  /**
+   * The last resort once the routed models (and, with a gate, the ladder) are exhausted:
+   * the declared fallback, else for a gated route the top tier, where its ladder ends.
+   * Null for a route without a gate that declares none: it has no ladder to end.
+   */
+  readonly fallback: Target | null;
   /** The route's always-best model: first model of the top tier. */
   readonly bestModel: string;
   readonly gate: Gate | null;

@@ -174,6 +174,8 @@ export async function testPipeline(policy: string, options: TestPipelineOptions 
     const gate = options.gate ?? {};
     routes.set(name, {
       ...route,
+      // As compile.ts does for a gated route: without a declared fallback, its ladder ends at the top tier.
+      fallback: route.fallback ?? { kind: 'tier', tier: built.tiers.length - 1 },
       gate: {
         evaluators,
         combine: 'weighted',
