@@ -59,6 +59,21 @@ export interface Gate {
   readonly decide: GateDecide;
   readonly maxEscalations: number;
   readonly streaming: 'buffer' | 'bypass';
+  /** When no answer passes: serve the best one (flagged failed), or refuse (TG_ERR_GATE_ANSWER_REFUSED). */
+  readonly onFail: GateOnFail;
+  /** Evaluators that judge the request before any model is called; null without gate.input_checks. */
+  readonly inputChecks: InputChecks | null;
+}
+
+export type GateOnFail = GateData['on_fail'];
+
+export interface InputChecks {
+  /** Each an evaluator with checkInput (plugin-sites.ts checks its 'checks-input' capability). */
+  readonly evaluators: readonly GateEvaluator[];
+  /** Every check that applies must reach it (combine min), and its own threshold. */
+  readonly threshold: number;
+  /** serve: the request goes on, the failure recorded; refuse: TG_ERR_GATE_INPUT_REFUSED, no model called. */
+  readonly onFail: GateOnFail;
 }
 
 export interface RoutingCosts {

@@ -149,7 +149,7 @@ export interface TestPipelineOptions {
   /** The gate evaluators of route `support`, in place of the policy's. */
   evaluators?: Evaluator[];
   /** Gate settings of route `support` when evaluators are given. */
-  gate?: { threshold?: number; maxEscalations?: number; streaming?: 'buffer' | 'bypass'; decide?: 'threshold' | 'cascade' };
+  gate?: { threshold?: number; maxEscalations?: number; streaming?: 'buffer' | 'bypass'; decide?: 'threshold' | 'cascade'; onFail?: 'serve' | 'refuse' };
 }
 
 /** Builds the policy, then puts the test's provider (and evaluator) instances in its runtime. */
@@ -184,6 +184,8 @@ export async function testPipeline(policy: string, options: TestPipelineOptions 
         decide: gate.decide ?? 'threshold',
         maxEscalations: gate.maxEscalations ?? 2,
         streaming: gate.streaming ?? 'buffer',
+        onFail: gate.onFail ?? 'serve',
+        inputChecks: null,
       },
     });
   }
