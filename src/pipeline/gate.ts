@@ -9,26 +9,20 @@ import type { Gate, GateCombine, GateEvaluator } from '../policy/runtime.ts';
 import type { Answer, ExecutionContext } from './execution-context.ts';
 import { costOf } from './usage.ts';
 
-/** What a set of evaluators said: each one's result, their combined score, and what their judge calls cost. */
-interface Verdicts {
-  evaluators: EvaluatorResult[];
-  score: number | null;
-  /** Every evaluator that ran reached its own threshold. */
-  eachMet: boolean;
-  judgeCost: number;
-}
-
 /**
  * Runs the evaluators that apply to this request (`when`) in parallel, each through
- * `judge`, and combines their scores. An evaluator that throws scores 0: a gate that
- * cannot judge does not wave anything through.
+ * `judge`, combines their scores and holds them against `threshold`. An evaluator that
+ * throws scores 0: a gate that cannot judge does not wave anything through. `eachMet`:
+ * every evaluator that ran reached its own threshold.
  */
-async function verdicts(
+async function verdict(
   ctx: ExecutionContext,
   entries: readonly GateEvaluator[],
   combine: GateCombine,
+  threshold: number,
   judge: (entry: GateEvaluator) => Promise<Evaluation>,
-): Promise<Verdicts> {
+): Promise<{ result: GateResult; eachMet: boolean }> {
+  const started = performance.now();
   const { routed } = ctx;
   let judgeCost = 0;
   const evaluators = await Promise.all(
@@ -56,26 +50,24 @@ async function verdicts(
     else score = scored.reduce((sum, e) => sum + e.score * e.weight, 0) / scored.reduce((sum, e) => sum + e.weight, 0);
   }
   const eachMet = scored.every((e) => e.threshold === null || e.score >= e.threshold);
-  return { evaluators, score, eachMet, judgeCost };
-}
-
-/** Scores an answer with the route's gate. Evaluator failures score 0: a gate that cannot judge does not wave an answer through. */
-export async function runGate(ctx: ExecutionContext, gate: Gate, answer: Answer): Promise<GateResult> {
-  const started = performance.now();
-  const { routed } = ctx;
-  const input: EvalInput = { request: routed.view, response: answer.result, features: routed.features, model: answer.model.spec };
-  const { evaluators, score, eachMet, judgeCost } = await verdicts(ctx, gate.evaluators, gate.combine, (entry) =>
-    entry.evaluator.evaluate(input, ctx.client.signal),
-  );
   const result: GateResult = {
     score,
-    // No evaluator applied to this request: nothing to hold the answer back.
-    passed: score === null || (score >= gate.threshold && eachMet),
-    threshold: gate.threshold,
+    // No evaluator applied to this request: nothing to hold it back.
+    passed: score === null || (score >= threshold && eachMet),
+    threshold,
     evaluators,
     cost_usd: judgeCost,
     latency_ms: performance.now() - started,
   };
+  return { result, eachMet };
+}
+
+/** Scores an answer with the route's gate. Evaluator failures score 0: a gate that cannot judge does not wave an answer through. */
+export async function runGate(ctx: ExecutionContext, gate: Gate, answer: Answer): Promise<GateResult> {
+  const { routed } = ctx;
+  const input: EvalInput = { request: routed.view, response: answer.result, features: routed.features, model: answer.model.spec };
+  const { result, eachMet } = await verdict(ctx, gate.evaluators, gate.combine, gate.threshold, (entry) => entry.evaluator.evaluate(input, ctx.client.signal));
+  const score = result.score;
   const costs = routed.route?.costs;
   const tier = answer.model.tier;
   // cascade is for answers that could still climb: at the top of the ladder (or for a
@@ -105,21 +97,12 @@ export async function checkInput(ctx: ExecutionContext): Promise<void> {
   const route = ctx.routed.route;
   const checks = route?.gate?.inputChecks;
   if (!route || !checks) return;
-  const started = performance.now();
   const input: InputCheckInput = { request: ctx.routed.view, features: ctx.routed.features };
   // Every check must hold: one failed check is enough to hold the request back, whatever the others say.
-  const { evaluators, score, eachMet, judgeCost } = await verdicts(ctx, checks.evaluators, 'min', (entry) => {
+  const { result } = await verdict(ctx, checks.evaluators, 'min', checks.threshold, (entry) => {
     if (!entry.evaluator.checkInput) throw new Error(`evaluator "${entry.name}" cannot check a request`);
     return entry.evaluator.checkInput(input, ctx.client.signal);
   });
-  const result: GateResult = {
-    score,
-    passed: score === null || (score >= checks.threshold && eachMet),
-    threshold: checks.threshold,
-    evaluators,
-    cost_usd: judgeCost,
-    latency_ms: performance.now() - started,
-  };
   ctx.inputCheck = result;
   if (!result.passed && checks.onFail === 'refuse') throw new TiergateError('TG_ERR_GATE_INPUT_REFUSED', { route: route.name, failed: failedChecks(result) });
 }
