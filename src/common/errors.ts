@@ -127,6 +127,17 @@ export const ERRORS = {
   TG_ERR_UPSTREAM_TIMEOUT: { status: 504, type: 'timeout_error', template: 'upstream {model} did not answer within {timeout_ms} ms' },
   TG_ERR_UPSTREAM_REPLY: { status: 502, type: 'api_error', template: 'upstream {model} sent a reply tiergate cannot read: {reason}' },
   TG_ERR_ALL_FAILED: { status: 502, type: 'api_error', template: 'every model tried failed: {summary}' },
+  // A gate with on_fail: refuse (routes.<name>.gate). 4xx: sending the same request again gets the same verdict.
+  TG_ERR_GATE_INPUT_REFUSED: {
+    status: 400,
+    type: 'invalid_request_error',
+    template: 'route "{route}" refused the request: {failed} (gate.input_checks); no model was called',
+  },
+  TG_ERR_GATE_ANSWER_REFUSED: {
+    status: 422,
+    type: 'invalid_request_error',
+    template: 'route "{route}" refused to serve an answer: none of the {answers} answer(s) passed its gate ({failed}); gate.on_fail is refuse',
+  },
   TG_ERR_UNAVAILABLE: { status: 503, type: 'api_error', template: '{reason}' },
   TG_ERR_SHUTTING_DOWN: {
     status: 503,

@@ -65,7 +65,7 @@ export function answerHeaders(exchange: ChatExchange, executed: Execution): stri
 /** The headers of a stream read through: the gate, if any, judges it only after it has been sent. */
 export function streamHeaders(exchange: ChatExchange, opened: OpenStream): string[] {
   const gated = exchange.executionContext.routed.route?.gate ? 'bypass' : 'none';
-  return tiergateHeaders(exchange, opened.model.spec.name, opened.attempt.tier, opened.first.simulated === true, gated, 0, null, false);
+  return tiergateHeaders(exchange, opened.model.spec.name, opened.attempt.tier, opened.first.simulated === true, gated, opened.escalations, null, false);
 }
 
 /**

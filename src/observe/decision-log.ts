@@ -94,8 +94,14 @@ export interface DecisionRecord {
   was_escalated: boolean;
   /** Tier climbs after failed gates (or failed tiers), fallback included. */
   escalations: number;
-  /** passed / failed (the best answer was served anyway) / none (no gate) / bypass (streamed, gated for analytics). */
-  gate: 'passed' | 'failed' | 'none' | 'bypass';
+  /**
+   * passed / failed (the best answer was served anyway) / none (no gate) / bypass (streamed,
+   * gated for analytics) / refused (on_fail: refuse, of the answers or of the input checks:
+   * nothing was served; error_code says which).
+   */
+  gate: 'passed' | 'failed' | 'none' | 'bypass' | 'refused';
+  /** The verdict of the route's gate.input_checks on the request, when it has them. */
+  input_check?: GateResult;
   quality_score: number | null;
   speculated: boolean;
   attempts: AttemptRecord[];

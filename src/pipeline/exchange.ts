@@ -2,6 +2,7 @@
 //
 //   admit    per-key limits (src/state/limits.ts)
 //   route    context → router → decision (src/pipeline/route.ts)
+//   check    the route's input checks, before any model is called (gate.ts)
 //   execute  the ladder to a complete answer (execute.ts), or a stream opened with
 //            failover before its first chunk (stream.ts)
 //   record   one decision line (record.ts), then shadow (shadow.ts); observers (metrics,
@@ -16,11 +17,11 @@ import type winston from 'winston';
 import { TiergateError, errorMessage } from '../common/errors.ts';
 import type { AttemptRecord, DecisionRecord, ShadowRecord } from '../observe/decision-log.ts';
 import type { Runtime } from '../policy/runtime.ts';
-import { modelsFrom } from '../policy/targets.ts';
 import { ClientGone, ClientLink, stoppedBy, type InFlightRequests } from './cancellation.ts';
 import { execute } from './execute.ts';
+import { checkInput } from './gate.ts';
 import type { Execution, ExecutionContext } from './execution-context.ts';
-import { TierFailure, allFailed } from './failover.ts';
+import { TierFailure, allFailed, routedOrFallback } from './failover.ts';
 import { decisionLine, servedOutcome, type DecisionObserver, type RequestOutcome } from './record.ts';
 import { requestView, routeRequest, type ChatBody } from './route.ts';
 import { shadowAfterResponse } from './shadow.ts';
@@ -40,6 +41,9 @@ export type ChatResponse = Execution | OpenStream;
 
 /** Request headers, lower-cased, as node:http gives them. */
 export type RequestHeaders = Readonly<Record<string, string | string[] | undefined>>;
+
+/** The errors of a gate that refused (gate.on_fail, input_checks.on_fail): the decision line's gate says "refused". */
+const REFUSALS: ReadonlySet<string> = new Set(['TG_ERR_GATE_INPUT_REFUSED', 'TG_ERR_GATE_ANSWER_REFUSED']);
 
 export class ChatExchange {
   readonly startedAt = performance.now();
@@ -82,10 +86,11 @@ export class ChatExchange {
     this.context = ctx;
     if (routed.reason.startsWith('routing error'))
       this.services.logger.warn('routing failed; route default applied', { request_id: this.requestId, route: routed.route?.name, reason: routed.reason });
+    await checkInput(ctx);
     const gate = routed.route?.gate ?? null;
     if (body.stream === true && !(gate && gate.streaming === 'buffer')) {
       try {
-        return await openStream(ctx, modelsFrom(runtime, routed.model));
+        return await routedOrFallback(ctx, (models, role) => openStream(ctx, models, role));
       } catch (err) {
         if (err instanceof TierFailure) throw allFailed(ctx.attempts, err.lastError);
         throw err;
@@ -128,7 +133,12 @@ export class ChatExchange {
     // A stop at shutdown is logged once, by the shutdown, not per request.
     if (!clientClosed && error.status >= 500 && !stopped)
       this.services.logger.error('chat completion failed', { request_id: this.requestId, code: error.code, error: error.message });
-    this.finish({ status: clientClosed ? 'client_closed' : 'error', attempts: this.attempts, errorCode: clientClosed ? undefined : error.code });
+    this.finish({
+      status: clientClosed ? 'client_closed' : 'error',
+      attempts: this.attempts,
+      errorCode: clientClosed ? undefined : error.code,
+      ...(REFUSALS.has(error.code) ? { gate: 'refused' as const } : {}),
+    });
     return clientClosed ? null : error;
   }
 
@@ -151,7 +161,7 @@ export class ChatExchange {
     this.services.inFlight?.delete(this.client);
     // Routed once the context exists: a request that failed before has no routing to record.
     const routed = this.context?.routed ?? null;
-    const line = decisionLine(this.runtime, this.requestId, this.startedAt, this.body, routed, outcome);
+    const line = decisionLine(this.runtime, this.requestId, this.startedAt, this.body, routed, { ...outcome, inputCheck: this.context?.inputCheck });
     // The response has been ended: a sampled request is marked and shadowed off the client's path.
     if (outcome.status === 'ok' && routed) shadowAfterResponse(this.runtime, routed, this.body, line, this.services.logger, this);
     this.publish(line);

@@ -8,7 +8,8 @@
 //               called at once; the strong call is aborted if the cheap answer passes
 //
 // A streamed answer that is not buffered for its gate does not come here: it is read
-// through as it arrives (src/pipeline/stream.ts).
+// through as it arrives (src/pipeline/stream.ts). When no answer passes, the gate's
+// on_fail says whether the best one is served or none (TG_ERR_GATE_ANSWER_REFUSED).
 import { TiergateError } from '../common/errors.ts';
 import { isTruthy } from '../expressions/compile.ts';
 import type { AttemptRecord, AttemptRole } from '../observe/decision-log.ts';
@@ -16,8 +17,8 @@ import type { Gate, ModelRuntime } from '../policy/runtime.ts';
 import { modelsFrom, resolveTarget, tierOfTarget } from '../policy/targets.ts';
 import { ClientGone } from './cancellation.ts';
 import type { Answer, Execution, ExecutionContext } from './execution-context.ts';
-import { TierFailure, allFailed, callModels } from './failover.ts';
-import { runGate } from './gate.ts';
+import { TierFailure, allFailed, callModels, routedOrFallback } from './failover.ts';
+import { failedChecks, runGate } from './gate.ts';
 
 function execution(answer: Answer, attempts: AttemptRecord[], escalations: number, gate: Execution['gate'], speculated: boolean): Execution {
   const totalCostUsd = attempts.reduce((sum, a) => sum + a.cost_usd + (a.gate?.cost_usd ?? 0), 0);
@@ -48,8 +49,8 @@ export async function execute(ctx: ExecutionContext): Promise<Execution> {
 
   if (!gate) {
     try {
-      const answer = await callModels(ctx, firstModels, 'routed');
-      return execution(answer, attempts, 0, 'none', false);
+      const answer = await routedOrFallback(ctx, (models, role) => callModels(ctx, models, role));
+      return execution(answer, attempts, answer.attempt.role === 'fallback' ? 1 : 0, 'none', false);
     } catch (err) {
       if (err instanceof TierFailure) throw allFailed(attempts, err.lastError);
       throw err;
@@ -129,12 +130,12 @@ export async function execute(ctx: ExecutionContext): Promise<Execution> {
     if (answer && (await gated(answer))) return execution(answer, attempts, escalations, 'passed', speculated);
   }
 
-  // Step 3: the route's fallback, unless the ladder already tried it.
-  const fallbackTier = tierOfTarget(runtime, route.fallback);
-  const fallbackTried =
-    route.fallback.kind === 'tier' ? tried.has(route.fallback.tier) : attempts.some((a) => a.model === (route.fallback as { model: string }).model);
+  // Step 3: the route's fallback (a gated route always has one), unless the ladder already tried it.
+  const fallback = route.fallback!;
+  const fallbackTier = tierOfTarget(runtime, fallback);
+  const fallbackTried = fallback.kind === 'tier' ? tried.has(fallback.tier) : attempts.some((a) => a.model === fallback.model);
   if (!fallbackTried) {
-    const answer = await attemptTier(resolveTarget(runtime, route.fallback), 'fallback');
+    const answer = await attemptTier(resolveTarget(runtime, fallback), 'fallback');
     if (answer) {
       escalations++;
       if (fallbackTier !== null) tried.add(fallbackTier);
@@ -142,10 +143,12 @@ export async function execute(ctx: ExecutionContext): Promise<Execution> {
     }
   }
 
-  // Nothing passed: the best-scoring answer, flagged as such. On a tie the later
-  // answer wins: it came from a stronger tier (or the fallback).
+  // Nothing passed: the best-scoring answer, flagged as such, or none when the gate
+  // refuses. On a tie the later answer wins: it came from a stronger tier (or the fallback).
   if (candidates.length > 0) {
     const best = candidates.reduce((a, b) => ((b.attempt.gate?.score ?? 0) >= (a.attempt.gate?.score ?? 0) ? b : a));
+    if (gate.onFail === 'refuse')
+      throw new TiergateError('TG_ERR_GATE_ANSWER_REFUSED', { route: route.name, answers: candidates.length, failed: failedChecks(best.attempt.gate!) });
     return execution(best, attempts, escalations, 'failed', speculated);
   }
   throw allFailed(attempts, lastError ?? new TiergateError('TG_ERR_UPSTREAM', { model: routed.model.spec.name, reason: 'no answer' }));

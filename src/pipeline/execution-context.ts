@@ -1,7 +1,7 @@
 // What the stages of one request share: the context they run in, the answer a model
 // gave, and the execution the ladder ends with.
 import type { ChatResult, Usage } from '../plugin-contract/plugin-api.ts';
-import type { AttemptRecord } from '../observe/decision-log.ts';
+import type { AttemptRecord, GateResult } from '../observe/decision-log.ts';
 import type { ModelRuntime, Runtime } from '../policy/runtime.ts';
 import type { ClientLink } from './cancellation.ts';
 import type { ChatBody, RoutedRequest } from './route.ts';
@@ -17,6 +17,8 @@ export interface ExecutionContext {
   startedAt: number;
   /** Every model call of the request, in the order started (filled even when it fails). */
   attempts: AttemptRecord[];
+  /** The verdict of the route's input checks, once they ran (src/pipeline/gate.ts checkInput). */
+  inputCheck?: GateResult;
 }
 
 /** One model's complete answer. */

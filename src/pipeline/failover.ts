@@ -6,7 +6,7 @@ import { TiergateError, errorMessage } from '../common/errors.ts';
 import { isUpstreamError } from '../plugin-contract/plugin-api.ts';
 import type { AttemptRecord, AttemptRole } from '../observe/decision-log.ts';
 import type { ModelRuntime } from '../policy/runtime.ts';
-import { tierName } from '../policy/targets.ts';
+import { modelsFrom, resolveTarget, tierName } from '../policy/targets.ts';
 import { CallDeadline, ClientGone, abortableSleep } from './cancellation.ts';
 import type { Answer, ExecutionContext } from './execution-context.ts';
 import { answerText, costOf } from './usage.ts';
@@ -181,6 +181,26 @@ export function callModels(ctx: ExecutionContext, models: readonly ModelRuntime[
       attempt: record,
     };
   });
+}
+
+/**
+ * Calls the routed models and, when every one of them fails, the route's fallback (those
+ * of its models not tried yet): before anything has reached the client, so a route that
+ * names a last resort gets it whatever its mode. The gated ladder reaches the fallback
+ * its own way (execute.ts); this is the way for a request that does not climb one: no
+ * gate, or a stream that bypasses it.
+ */
+export async function routedOrFallback<T>(ctx: ExecutionContext, call: (models: readonly ModelRuntime[], role: AttemptRole) => Promise<T>): Promise<T> {
+  const routedModels = modelsFrom(ctx.runtime, ctx.routed.model);
+  try {
+    return await call(routedModels, 'routed');
+  } catch (err) {
+    const fallback = ctx.routed.route?.fallback;
+    if (!(err instanceof TierFailure) || !fallback) throw err;
+    const untried = resolveTarget(ctx.runtime, fallback).filter((m) => !routedModels.includes(m));
+    if (untried.length === 0) throw err;
+    return call(untried, 'fallback');
+  }
 }
 
 /** The 502 when nothing answered, listing what was tried. */

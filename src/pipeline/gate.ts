@@ -1,28 +1,39 @@
 // The gate: the route's evaluators score an answer; below the threshold the ladder
-// (src/pipeline/execute.ts) climbs.
-import { errorMessage } from '../common/errors.ts';
+// (src/pipeline/execute.ts) climbs. Its input checks score the request before any model
+// is called.
+import { TiergateError, errorMessage } from '../common/errors.ts';
 import { isTruthy } from '../expressions/compile.ts';
-import type { EvalInput } from '../plugin-contract/plugin-api.ts';
+import type { EvalInput, Evaluation, InputCheckInput } from '../plugin-contract/plugin-api.ts';
 import type { EvaluatorResult, GateResult } from '../observe/decision-log.ts';
-import type { Gate } from '../policy/runtime.ts';
+import type { Gate, GateCombine, GateEvaluator } from '../policy/runtime.ts';
 import type { Answer, ExecutionContext } from './execution-context.ts';
 import { costOf } from './usage.ts';
 
-/** Scores an answer with the route's gate. Evaluator failures score 0: a gate that cannot judge does not wave an answer through. */
-export async function runGate(ctx: ExecutionContext, gate: Gate, answer: Answer): Promise<GateResult> {
+/**
+ * Runs the evaluators that apply to this request (`when`) in parallel, each through
+ * `judge`, combines their scores and holds them against `threshold`. An evaluator that
+ * throws scores 0: a gate that cannot judge does not wave anything through. `eachMet`:
+ * every evaluator that ran reached its own threshold.
+ */
+async function verdict(
+  ctx: ExecutionContext,
+  entries: readonly GateEvaluator[],
+  combine: GateCombine,
+  threshold: number,
+  judge: (entry: GateEvaluator) => Promise<Evaluation>,
+): Promise<{ result: GateResult; eachMet: boolean }> {
   const started = performance.now();
   const { routed } = ctx;
-  const input: EvalInput = { request: routed.view, response: answer.result, features: routed.features, model: answer.model.spec };
   let judgeCost = 0;
   const evaluators = await Promise.all(
-    gate.evaluators.map(async (entry): Promise<EvaluatorResult> => {
+    entries.map(async (entry): Promise<EvaluatorResult> => {
       const base = { name: entry.name, weight: entry.weight, threshold: entry.threshold };
       try {
         if (entry.when && !isTruthy(await entry.when.evaluate(routed.input))) return { ...base, score: null, skipped: true };
-        const evaluation = await entry.evaluator.evaluate(input, ctx.client.signal);
+        const evaluation = await judge(entry);
         for (const call of evaluation.spent ?? []) {
-          const judge = ctx.runtime.models.get(call.model);
-          if (judge) judgeCost += costOf(judge, call.usage);
+          const judgeModel = ctx.runtime.models.get(call.model);
+          if (judgeModel) judgeCost += costOf(judgeModel, call.usage);
         }
         const score = Number.isFinite(evaluation.score) ? Math.min(1, Math.max(0, evaluation.score)) : 0;
         return { ...base, score, ...(evaluation.details ? { details: evaluation.details } : {}) };
@@ -34,20 +45,29 @@ export async function runGate(ctx: ExecutionContext, gate: Gate, answer: Answer)
   const scored = evaluators.filter((e) => !e.skipped) as Array<EvaluatorResult & { score: number }>;
   let score: number | null = null;
   if (scored.length > 0) {
-    if (gate.combine === 'min') score = Math.min(...scored.map((e) => e.score));
-    else if (gate.combine === 'mean') score = scored.reduce((sum, e) => sum + e.score, 0) / scored.length;
+    if (combine === 'min') score = Math.min(...scored.map((e) => e.score));
+    else if (combine === 'mean') score = scored.reduce((sum, e) => sum + e.score, 0) / scored.length;
     else score = scored.reduce((sum, e) => sum + e.score * e.weight, 0) / scored.reduce((sum, e) => sum + e.weight, 0);
   }
   const eachMet = scored.every((e) => e.threshold === null || e.score >= e.threshold);
   const result: GateResult = {
     score,
-    // No evaluator applied to this request: nothing to hold the answer back.
-    passed: score === null || (score >= gate.threshold && eachMet),
-    threshold: gate.threshold,
+    // No evaluator applied to this request: nothing to hold it back.
+    passed: score === null || (score >= threshold && eachMet),
+    threshold,
     evaluators,
     cost_usd: judgeCost,
     latency_ms: performance.now() - started,
   };
+  return { result, eachMet };
+}
+
+/** Scores an answer with the route's gate. Evaluator failures score 0: a gate that cannot judge does not wave an answer through. */
+export async function runGate(ctx: ExecutionContext, gate: Gate, answer: Answer): Promise<GateResult> {
+  const { routed } = ctx;
+  const input: EvalInput = { request: routed.view, response: answer.result, features: routed.features, model: answer.model.spec };
+  const { result, eachMet } = await verdict(ctx, gate.evaluators, gate.combine, gate.threshold, (entry) => entry.evaluator.evaluate(input, ctx.client.signal));
+  const score = result.score;
   const costs = routed.route?.costs;
   const tier = answer.model.tier;
   // cascade is for answers that could still climb: at the top of the ladder (or for a
@@ -65,6 +85,35 @@ export async function runGate(ctx: ExecutionContext, gate: Gate, answer: Answer)
     result.passed = posterior >= costs.breakEven && eachMet;
   }
   return result;
+}
+
+/**
+ * Runs the route's input checks on the request, before any model is called, and records
+ * the verdict on the context (the decision line's input_check). Rejects with
+ * TG_ERR_GATE_INPUT_REFUSED when a check fails and the route refuses; with on_fail:
+ * serve the request goes on.
+ */
+export async function checkInput(ctx: ExecutionContext): Promise<void> {
+  const route = ctx.routed.route;
+  const checks = route?.gate?.inputChecks;
+  if (!route || !checks) return;
+  const input: InputCheckInput = { request: ctx.routed.view, features: ctx.routed.features };
+  // Every check must hold: one failed check is enough to hold the request back, whatever the others say.
+  const { result } = await verdict(ctx, checks.evaluators, 'min', checks.threshold, (entry) => {
+    if (!entry.evaluator.checkInput) throw new Error(`evaluator "${entry.name}" cannot check a request`);
+    return entry.evaluator.checkInput(input, ctx.client.signal);
+  });
+  ctx.inputCheck = result;
+  if (!result.passed && checks.onFail === 'refuse') throw new TiergateError('TG_ERR_GATE_INPUT_REFUSED', { route: route.name, failed: failedChecks(result) });
+}
+
+/** The evaluators that held a verdict back, by name and score: what a refusal tells the client (never an answer's text). */
+export function failedChecks(result: GateResult): string {
+  const failed = result.evaluators.filter((e) => e.score !== null && (e.score < result.threshold || (e.threshold !== null && e.score < e.threshold)));
+  const listed = (failed.length > 0 ? failed : result.evaluators.filter((e) => e.score !== null)).map(
+    (e) => `${e.name} scored ${Number(e.score?.toFixed(3))}${e.error ? ' (it failed)' : ''}`,
+  );
+  return `${listed.join(', ')}; the threshold is ${result.threshold}`;
 }
 
 /** The prior of an answer no routing decision vouches for: log-odds 0, so the gate's score alone decides. */

@@ -1,7 +1,7 @@
 // Record: the one decision line a request ends with, from what the pipeline knows of it
 // (route, attempts, the answer served, how the response ended).
 import type { Usage } from '../plugin-contract/plugin-api.ts';
-import type { AttemptRecord, DecisionRecord, ShadowRecord } from '../observe/decision-log.ts';
+import type { AttemptRecord, DecisionRecord, GateResult, ShadowRecord } from '../observe/decision-log.ts';
 import type { Runtime } from '../policy/runtime.ts';
 import type { Execution } from './execution-context.ts';
 import type { ChatBody, RoutedRequest } from './route.ts';
@@ -22,6 +22,8 @@ export interface RequestOutcome {
   qualityScore?: number | null;
   speculated?: boolean;
   errorCode?: string;
+  /** The input checks' verdict, when the route has them. */
+  inputCheck?: GateResult;
 }
 
 /** A complete answer, served. */
@@ -57,7 +59,10 @@ export function decisionLine(
   outcome: RequestOutcome,
 ): DecisionRecord {
   const served = outcome.served;
-  const cost = served ? (outcome.totalCostUsd ?? null) : outcome.attempts.length ? outcome.attempts.reduce((sum, a) => sum + a.cost_usd, 0) : null;
+  const modelCost = served ? (outcome.totalCostUsd ?? null) : outcome.attempts.length ? outcome.attempts.reduce((sum, a) => sum + a.cost_usd, 0) : null;
+  // An input check's own model calls (a judge) are spent whether or not a model answers.
+  const checkCost = outcome.inputCheck?.cost_usd ?? 0;
+  const cost = checkCost > 0 ? (modelCost ?? 0) + checkCost : modelCost;
   const best = routed && served ? costOf(routed.bestModel, served.usage) : null;
   const escalations = outcome.escalations ?? 0;
   const line: DecisionRecord = {
@@ -98,6 +103,7 @@ export function decisionLine(
   };
   if (served?.usageEstimated) line.usage_estimated = true;
   if (outcome.errorCode) line.error_code = outcome.errorCode;
+  if (outcome.inputCheck) line.input_check = { ...outcome.inputCheck, latency_ms: round3(outcome.inputCheck.latency_ms) };
   if (routed?.routingError) line.routing_error = routed.routingError;
   if (runtime.logPrompts && body) line.prompt = body.messages;
   return line;

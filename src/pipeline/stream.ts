@@ -4,7 +4,7 @@
 // the assembled answer is gated afterwards, for the decision log only.
 import { TiergateError } from '../common/errors.ts';
 import type { ChatChunk, Usage } from '../plugin-contract/plugin-api.ts';
-import type { AttemptRecord, GateResult } from '../observe/decision-log.ts';
+import type { AttemptRecord, AttemptRole, GateResult } from '../observe/decision-log.ts';
 import type { ModelRuntime } from '../policy/runtime.ts';
 import { type CallDeadline, ClientGone, stoppedBy } from './cancellation.ts';
 import type { ExecutionContext } from './execution-context.ts';
@@ -28,6 +28,8 @@ export interface OpenStream {
   /** Still running: refreshed per chunk, cleared at the end. */
   deadline: CallDeadline;
   attempt: AttemptRecord;
+  /** 1 when the route's fallback streams because the routed models failed, else 0. */
+  escalations: number;
 }
 
 /**
@@ -49,11 +51,11 @@ export interface ChunkSink {
 }
 
 /** Opens a stream on the first model that sends a first chunk: failover happens before the first byte. */
-export function openStream(ctx: ExecutionContext, models: readonly ModelRuntime[]): Promise<OpenStream> {
+export function openStream(ctx: ExecutionContext, models: readonly ModelRuntime[], role: AttemptRole = 'routed'): Promise<OpenStream> {
   return failover(
     ctx,
     models,
-    'routed',
+    role,
     null,
     async (model, deadline, record): Promise<OpenStream> => {
       const iterator = model.provider.stream(upstreamBody(ctx, model), deadline.callOptions(model.spec))[Symbol.asyncIterator]();
@@ -61,7 +63,7 @@ export function openStream(ctx: ExecutionContext, models: readonly ModelRuntime[
         const first = await iterator.next();
         if (first.done) throw new TiergateError('TG_ERR_UPSTREAM_REPLY', { model: model.spec.name, reason: 'the stream ended before its first chunk' });
         deadline.refresh();
-        return { kind: 'stream', model, first: first.value, iterator, deadline, attempt: record };
+        return { kind: 'stream', model, first: first.value, iterator, deadline, attempt: record, escalations: role === 'fallback' ? 1 : 0 };
       } catch (err) {
         void iterator.return?.(undefined)?.catch(() => undefined);
         throw err;
@@ -140,6 +142,7 @@ export async function streamThrough(ctx: ExecutionContext, opened: OpenStream, s
     attempts,
     served: { model: model.spec.name, tier: attempt.tier, usage: finalUsage, usageEstimated: !usage, simulated, upstreamMs: performance.now() - upstreamStart },
     totalCostUsd: attempts.reduce((sum, a) => sum + a.cost_usd + (a.gate?.cost_usd ?? 0), 0),
+    escalations: opened.escalations,
     gate: gate ? 'bypass' : 'none',
     qualityScore: gated?.score ?? null,
     ...(failure ? { errorCode: failure.code } : {}),

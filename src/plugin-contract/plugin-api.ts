@@ -46,9 +46,10 @@ export type OptionsFrom<Schema extends JSONSchema> = FromSchema<Schema, { keepDe
  * What a plugin can do for tiergate's own tools, declared so that no tool names a plugin:
  * `tiergate eval` looks for the provider that replays recorded outcomes (its `dataset`
  * option names the JSONL file) and for the evaluator that scores an answer with its
- * recorded score.
+ * recorded score. `checks-input`: the evaluator implements `checkInput`, so a policy may
+ * list it in a gate's `input_checks` (checked at load, before any instance exists).
  */
-export type PluginCapability = 'replays-recorded-outcomes' | 'scores-recorded-outcomes';
+export type PluginCapability = 'replays-recorded-outcomes' | 'scores-recorded-outcomes' | 'checks-input';
 
 /** A JSON Schema (draft 2020-12 subset that ajv understands). Objects should be closed (`additionalProperties: false`). */
 export type JsonSchema = Record<string, unknown>;
@@ -434,6 +435,17 @@ export interface EvalInput {
   readonly model: ModelSpec;
 }
 
+/**
+ * What an input check judges (gate.input_checks): the request alone, before any model is
+ * called, so there is no answer and no answering model. A separate shape rather than an
+ * EvalInput with an optional answer, so that no answer-judging evaluator has to guard
+ * against a missing one.
+ */
+export interface InputCheckInput {
+  readonly request: RequestView;
+  readonly features: Readonly<Record<string, unknown>>;
+}
+
 /** A model call an evaluator made (an LLM judge): its tokens and cost count toward the request. */
 export interface SpentCall {
   model: string;
@@ -450,6 +462,12 @@ export interface Evaluation {
 
 export interface Evaluator extends Disposable {
   evaluate(input: EvalInput, signal: AbortSignal): Promise<Evaluation>;
+  /**
+   * Scores the request before any model is called, on the same 0..1 scale as evaluate
+   * (1: the request may go on). Implemented by an evaluator whose meta.capabilities lists
+   * 'checks-input'; only those may be a gate's input check.
+   */
+  checkInput?(input: InputCheckInput, signal: AbortSignal): Promise<Evaluation>;
   /**
    * Request fields the evaluator needs from the provider, merged into every upstream
    * request of a gated route (e.g. `{ logprobs: true }`).

@@ -206,6 +206,9 @@ export const CONTRACT_CHECKS: readonly ContractCheck[] = [
       );
       const tookMs = performance.now() - started;
       if (typeof instance?.dispose !== 'function') fail('create() returned no instance with dispose()');
+      // A policy may list the evaluator as an input check on the strength of its declaration alone.
+      if (plugin.module.meta.capabilities?.includes('checks-input') && typeof (instance as { checkInput?: unknown }).checkInput !== 'function')
+        fail('meta.capabilities declares "checks-input" but the instance has no checkInput()');
       await instance.dispose();
       await instance.dispose();
       if (tookMs > budgetMs) fail(`create took ${Math.round(tookMs)} ms (budget ${budgetMs} ms): create must be cheap; connect or load lazily`);

@@ -272,6 +272,11 @@ export interface GateData {
    * buffer: gate before streaming (escalation works); bypass: stream at once, gate for analytics only.
    */
   streaming: 'buffer' | 'bypass';
+  /**
+   * What a final failure does, once the ladder and the fallback are exhausted and no answer passed. serve: the best-scoring answer is served, flagged x-tiergate-gate: failed. refuse: no answer is served; the client gets TG_ERR_GATE_ANSWER_REFUSED (422). Either way the decision line records it (gate: failed or refused). refuse cannot be combined with streaming: bypass, whose answer is sent before it is gated.
+   */
+  on_fail: 'serve' | 'refuse';
+  input_checks?: InputChecksData;
 }
 /**
  * An evaluator plugin and its options; keys other than plugin, name, weight, threshold and when are the plugin's own options.
@@ -295,6 +300,23 @@ export interface GateEvaluatorData {
    */
   when?: string;
   [k: string]: unknown;
+}
+/**
+ * Evaluators that judge the request itself, before any model is called (e.g. no personal data in the prompt). Each must be an evaluator that can check input (the regex and jsonata evaluators can). The request passes when every check that applies scores at or above threshold and its own threshold.
+ */
+export interface InputChecksData {
+  /**
+   * @minItems 1
+   */
+  evaluators: GateEvaluatorData[];
+  /**
+   * Every input check must score at or above this (and its own threshold, when it has one).
+   */
+  threshold: number;
+  /**
+   * What a failed input check does. serve: the request goes on and the decision line records the failure (input_check.passed: false). refuse: no model is called; the client gets TG_ERR_GATE_INPUT_REFUSED (400), and the decision line records it (gate: refused).
+   */
+  on_fail: 'serve' | 'refuse';
 }
 export interface DecisionLogData {
   /**

@@ -18,13 +18,14 @@ import { GatewayAuth } from './gateway-auth.ts';
 import { KeyLimits, LocalCounters } from '../state/limits.ts';
 import { SharedState } from '../state/shared-state.ts';
 import type { ChatRequest, ChatResult, CompiledExpression, Evaluator, PluginContext, PolicyView, Provider, Router } from '../plugin-contract/plugin-api.ts';
-import type { PolicyData, RouteData } from '../policy-shape/policy-data.ts';
+import type { GateEvaluatorData, PolicyData, RouteData } from '../policy-shape/policy-data.ts';
 import type { PluginSite } from './plugin-sites.ts';
 import {
   Runtime,
   disposeAll,
   type Gate,
   type GateEvaluator,
+  type InputChecks,
   type ModelRuntime,
   type PluginInstance,
   type RouteRuntime,
@@ -201,7 +202,7 @@ function assemble(
         routerPlugin: route.router.plugin,
         router: router.instance as Router,
         defaultTarget: targetOf(route.default, view),
-        fallback: route.fallback ? targetOf(route.fallback, view) : ({ kind: 'tier', tier: view.tiers.length - 1 } as const),
+        fallback: route.fallback ? targetOf(route.fallback, view) : route.gate ? ({ kind: 'tier', tier: view.tiers.length - 1 } as const) : null,
         bestModel: topTier.models[0],
         shadow: route.shadow ? Object.freeze({ sample: route.shadow.sample }) : null,
         ...compileGate(name, route, instanceAt, session),
@@ -276,19 +277,30 @@ function compileGate(
     : null;
   const upstreamParameters: Record<string, unknown> = {};
   let gate: Gate | null = null;
+  const gateEvaluator = (entry: GateEvaluatorData, at: Path): GateEvaluator => {
+    const evaluator = (instanceAt(at) as PluginInstance).instance as Evaluator;
+    return Object.freeze({
+      name: entry.name ?? entry.plugin,
+      evaluator,
+      weight: entry.weight,
+      threshold: entry.threshold ?? null,
+      when: entry.when ? (session.expressions.get(expressionKey(entry.when, [...at, 'when'])) as CompiledExpression) : null,
+    });
+  };
   if (route.gate) {
     const evaluators = route.gate.evaluators.map((entry, i): GateEvaluator => {
-      const at = ['routes', routeName, 'gate', 'evaluators', i];
-      const evaluator = (instanceAt(at) as PluginInstance).instance as Evaluator;
-      Object.assign(upstreamParameters, evaluator.upstreamParameters ?? {});
-      return Object.freeze({
-        name: entry.name ?? entry.plugin,
-        evaluator,
-        weight: entry.weight,
-        threshold: entry.threshold ?? null,
-        when: entry.when ? (session.expressions.get(expressionKey(entry.when, [...at, 'when'])) as CompiledExpression) : null,
-      });
+      const compiled = gateEvaluator(entry, ['routes', routeName, 'gate', 'evaluators', i]);
+      Object.assign(upstreamParameters, compiled.evaluator.upstreamParameters ?? {});
+      return compiled;
     });
+    const checks = route.gate.input_checks;
+    const inputChecks: InputChecks | null = checks
+      ? Object.freeze({
+          evaluators: Object.freeze(checks.evaluators.map((entry, i) => gateEvaluator(entry, ['routes', routeName, 'gate', 'input_checks', 'evaluators', i]))),
+          threshold: checks.threshold,
+          onFail: checks.on_fail,
+        })
+      : null;
     const threshold = route.gate.threshold ?? costs?.breakEven ?? DEFAULT_GATE_THRESHOLD;
     gate = Object.freeze({
       evaluators: Object.freeze(evaluators),
@@ -298,6 +310,8 @@ function compileGate(
       decide: route.gate.decide,
       maxEscalations: route.gate.max_escalations,
       streaming: route.gate.streaming,
+      onFail: route.gate.on_fail,
+      inputChecks,
     });
   }
   return {

@@ -57,12 +57,20 @@ export function pluginRoots(
   return { roots, missing };
 }
 
+/** A plugin entry as written; `checksInput` for a gate's input check, which needs an evaluator that can judge a request alone. */
+export interface PluginEntry {
+  kind: PluginKind;
+  at: Path;
+  entry: unknown;
+  checksInput?: boolean;
+}
+
 /**
  * Every plugin entry of the policy, providers first, then each route's router, then its
  * evaluators: the order plugins are created in. Read from the data as written, so that a
  * plugin's options are checked even when the policy's own shape is not valid.
  */
-export function pluginEntries(data: unknown): Array<{ kind: PluginKind; at: Path; entry: unknown }> {
+export function pluginEntries(data: unknown): PluginEntry[] {
   const policy = isRecord(data) ? data : {};
   const routes = Object.entries(isRecord(policy.routes) ? policy.routes : {});
   return [
@@ -73,8 +81,18 @@ export function pluginEntries(data: unknown): Array<{ kind: PluginKind; at: Path
     })),
     ...routes.map(([name, route]) => ({ kind: 'router' as const, at: ['routes', name, 'router'], entry: isRecord(route) ? route.router : undefined })),
     ...routes.flatMap(([name, route]) => {
-      const evaluators = isRecord(route) && isRecord(route.gate) && Array.isArray(route.gate.evaluators) ? route.gate.evaluators : [];
-      return evaluators.map((entry: unknown, i: number) => ({ kind: 'evaluator' as const, at: ['routes', name, 'gate', 'evaluators', i], entry }));
+      const gate = isRecord(route) && isRecord(route.gate) ? route.gate : {};
+      const evaluators = Array.isArray(gate.evaluators) ? gate.evaluators : [];
+      const inputChecks = isRecord(gate.input_checks) && Array.isArray(gate.input_checks.evaluators) ? gate.input_checks.evaluators : [];
+      return [
+        ...evaluators.map((entry: unknown, i: number) => ({ kind: 'evaluator' as const, at: ['routes', name, 'gate', 'evaluators', i], entry })),
+        ...inputChecks.map((entry: unknown, i: number) => ({
+          kind: 'evaluator' as const,
+          at: ['routes', name, 'gate', 'input_checks', 'evaluators', i],
+          entry,
+          checksInput: true,
+        })),
+      ];
     }),
   ];
 }
@@ -85,7 +103,7 @@ export function pluginEntries(data: unknown): Array<{ kind: PluginKind; at: Path
  * plugin's validate(). Problems go to `errors`; null when there is no plugin to create.
  */
 export async function checkPluginSite(
-  candidate: { kind: PluginKind; at: Path; entry: unknown },
+  candidate: PluginEntry,
   catalogue: PluginCatalogue,
   source: PolicySource,
   session: ValidationSession,
@@ -112,6 +130,16 @@ export async function checkPluginSite(
     plugin = await loadPlugin(discovered, source.locate([...at, 'plugin']));
   } catch (caught) {
     errors.push(...collectErrors(caught));
+    return null;
+  }
+  if (candidate.checksInput && !plugin.module.meta.capabilities?.includes('checks-input')) {
+    errors.push(
+      new TiergateError(
+        'TG_ERR_CONFIG_RULE',
+        { reason: `evaluator "${name}" cannot be an input check: it judges answers only (its meta.capabilities has no "checks-input")` },
+        { location: source.locate([...at, 'plugin']) },
+      ),
+    );
     return null;
   }
   const options: Record<string, unknown> = {};

@@ -59,6 +59,21 @@ export interface Gate {
   readonly decide: GateDecide;
   readonly maxEscalations: number;
   readonly streaming: 'buffer' | 'bypass';
+  /** When no answer passes: serve the best one (flagged failed), or refuse (TG_ERR_GATE_ANSWER_REFUSED). */
+  readonly onFail: GateOnFail;
+  /** Evaluators that judge the request before any model is called; null without gate.input_checks. */
+  readonly inputChecks: InputChecks | null;
+}
+
+export type GateOnFail = GateData['on_fail'];
+
+export interface InputChecks {
+  /** Each an evaluator with checkInput (plugin-sites.ts checks its 'checks-input' capability). */
+  readonly evaluators: readonly GateEvaluator[];
+  /** Every check that applies must reach it (combine min), and its own threshold. */
+  readonly threshold: number;
+  /** serve: the request goes on, the failure recorded; refuse: TG_ERR_GATE_INPUT_REFUSED, no model called. */
+  readonly onFail: GateOnFail;
 }
 
 export interface RoutingCosts {
@@ -76,7 +91,12 @@ export interface RouteRuntime {
   readonly routerPlugin: string;
   readonly router: Router;
   readonly defaultTarget: Target;
-  readonly fallback: Target;
+  /**
+   * The last resort once the routed models (and, with a gate, the ladder) are exhausted:
+   * the declared fallback, else for a gated route the top tier, where its ladder ends.
+   * Null for a route without a gate that declares none: it has no ladder to end.
+   */
+  readonly fallback: Target | null;
   /** The route's always-best model: first model of the top tier. */
   readonly bestModel: string;
   readonly gate: Gate | null;

@@ -66,6 +66,18 @@ export function checkCrossReferences(data: PolicyData, source: PolicySource): Ti
           { location: source.locate(['routes', name, 'gate', 'decide']) },
         ),
       );
+    // bypass sends the answer before the gate sees it: a refusal would come after the bytes it refuses.
+    if (route.gate?.on_fail === 'refuse' && route.gate.streaming === 'bypass')
+      errors.push(
+        new TiergateError(
+          'TG_ERR_CONFIG_RULE',
+          {
+            reason:
+              'gate.on_fail: refuse needs streaming: buffer: with bypass a streamed answer reaches the client before its gate runs, so it could not be refused',
+          },
+          { location: source.locate(['routes', name, 'gate', 'on_fail']) },
+        ),
+      );
     if (route.shadow && !route.gate)
       errors.push(
         new TiergateError(

@@ -189,3 +189,16 @@ test('the exported contract test reports every broken check of a plugin, not onl
     },
   );
 });
+
+test('the contract test refuses an evaluator that declares "checks-input" without a checkInput()', async (t) => {
+  const { folder, entry } = datedPlugin(t, `\n    contract: ${PLUGIN_CONTRACT_VERSION},\n    capabilities: ['checks-input'],`);
+  await assert.rejects(checkPluginContract(folder), (err: unknown) => {
+    assert.ok(err instanceof PluginContractError, String(err));
+    assert.match(err.message, /declares "checks-input" but the instance has no checkInput\(\)/);
+    return true;
+  });
+  // The built-in input checks keep their word.
+  for (const name of ['regex', 'jsonata']) await checkPluginContract(path.join(import.meta.dirname, '..', '..', 'plugins', 'evaluators', name));
+  writeFileSync(entry, evaluatorSource(`\n    contract: ${PLUGIN_CONTRACT_VERSION},`));
+  await checkPluginContract(folder);
+});

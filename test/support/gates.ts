@@ -1,8 +1,8 @@
 // The gate tests' shared ground: the fixture evaluators (test/fixtures/gate-plugins) whose
 // verdict is written in the answer text ("[q=0.9] …"), the two-tier gateway most of them
 // stand on (two fake-openai models in the small tier for failover, one in the large, and
-// a route per behaviour: gated, bypass, plain, spec, nospec, asym, asym-spec, solo), the
-// documented cost arithmetic, and request shapes for the openai SDK.
+// a route per behaviour: gated, bypass, plain, plain-fallback, spec, nospec, asym,
+// asym-spec, solo), the documented cost arithmetic, and request shapes for the openai SDK.
 import path from 'node:path';
 import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
@@ -81,6 +81,10 @@ routes:
   plain:
     ${toSmall(1)}
     default: small
+  plain-fallback:
+    ${toSmall(1)}
+    default: small
+    fallback: large-l
   spec:
     ${toSmall(0.5)}
     default: small

@@ -149,7 +149,7 @@ export interface TestPipelineOptions {
   /** The gate evaluators of route `support`, in place of the policy's. */
   evaluators?: Evaluator[];
   /** Gate settings of route `support` when evaluators are given. */
-  gate?: { threshold?: number; maxEscalations?: number; streaming?: 'buffer' | 'bypass'; decide?: 'threshold' | 'cascade' };
+  gate?: { threshold?: number; maxEscalations?: number; streaming?: 'buffer' | 'bypass'; decide?: 'threshold' | 'cascade'; onFail?: 'serve' | 'refuse' };
 }
 
 /** Builds the policy, then puts the test's provider (and evaluator) instances in its runtime. */
@@ -174,6 +174,8 @@ export async function testPipeline(policy: string, options: TestPipelineOptions 
     const gate = options.gate ?? {};
     routes.set(name, {
       ...route,
+      // As compile.ts does for a gated route: without a declared fallback, its ladder ends at the top tier.
+      fallback: route.fallback ?? { kind: 'tier', tier: built.tiers.length - 1 },
       gate: {
         evaluators,
         combine: 'weighted',
@@ -182,6 +184,8 @@ export async function testPipeline(policy: string, options: TestPipelineOptions 
         decide: gate.decide ?? 'threshold',
         maxEscalations: gate.maxEscalations ?? 2,
         streaming: gate.streaming ?? 'buffer',
+        onFail: gate.onFail ?? 'serve',
+        inputChecks: null,
       },
     });
   }

@@ -11,11 +11,12 @@
 //     messages:      request.messages again, so $lastUserMessage() and friends work
 //   }
 //
-// and returns a number (clamped to [0, 1]) or a boolean (true → 1, false → 0). Anything
-// else — nothing (undefined), null, a string, an object — scores 0 and says why, and so
+// and returns a number (clamped to [0, 1]) or a boolean (true → 1, false → 0). As an input
+// check (gate.input_checks) it sees {request, features, messages} only: there is no answer
+// yet. Anything else — nothing (undefined), null, a string, an object — scores 0 and says why, and so
 // does an evaluation error: a broken gate fails answers loudly in the decision log
 // instead of crashing the request.
-import type { CompiledExpression, EvalInput, Evaluation, Evaluator, EvaluatorModule, OptionsFrom } from 'tiergate/plugin';
+import type { CompiledExpression, EvalInput, Evaluation, Evaluator, EvaluatorModule, InputCheckInput, OptionsFrom } from 'tiergate/plugin';
 
 const optionsSchema = {
   type: 'object',
@@ -55,7 +56,7 @@ class JsonataEvaluator implements Evaluator {
   async evaluate(input: EvalInput, _signal: AbortSignal): Promise<Evaluation> {
     const choice = input.response.choices?.[0];
     const content = choice?.message?.content;
-    const scope = {
+    return this.#score({
       request: input.request,
       response: input.response,
       answer: typeof content === 'string' ? content : '',
@@ -63,7 +64,16 @@ class JsonataEvaluator implements Evaluator {
       features: input.features,
       model: input.model,
       messages: input.request.messages,
-    };
+    });
+  }
+
+  // No answer yet: response, answer, finish_reason and model are absent, so an expression
+  // written for answers that reads them returns nothing and scores 0, saying so.
+  async checkInput(input: InputCheckInput, _signal: AbortSignal): Promise<Evaluation> {
+    return this.#score({ request: input.request, features: input.features, messages: input.request.messages });
+  }
+
+  async #score(scope: Record<string, unknown>): Promise<Evaluation> {
     let result: unknown;
     try {
       result = await this.#expression.evaluate(scope);
@@ -90,6 +100,7 @@ export default {
     id: 'jsonata',
     kind: 'evaluator',
     contract: 1,
+    capabilities: ['checks-input'],
     description:
       'A custom gate in the policy: a JSONata expression over the request and the answer returns the score (a number clamped to [0, 1], or a boolean). Other results and errors score 0 with the reason.',
     options: optionsSchema,

@@ -1,5 +1,6 @@
 // Pattern rules on the answer text: what it must contain (a citation, an order number,
-// "#### <answer>") and what it must never contain (an internal hostname, "as an AI").
+// "#### <answer>") and what it must never contain (an internal hostname, "as an AI"). As
+// an input check (gate.input_checks), the same rules on the request's messages.
 //
 // Score: a `must_not_match` hit is a veto, score 0 — forbidden content is not partly
 // acceptable, and averaging it away among several required patterns would let it
@@ -7,8 +8,10 @@
 // there are none), so two of three required elements score 0.67 and the decision log
 // names the missing one.
 import {
+  messageText,
   policyPattern,
   type EvalInput,
+  type InputCheckInput,
   type Evaluation,
   type Evaluator,
   type EvaluatorModule,
@@ -59,7 +62,16 @@ class RegexEvaluator implements Evaluator {
   async evaluate(input: EvalInput, _signal: AbortSignal): Promise<Evaluation> {
     // A tool call without text matches as the empty string: required patterns then fail.
     const content = input.response.choices?.[0]?.message?.content;
-    const text = typeof content === 'string' ? content : '';
+    return this.#judge(typeof content === 'string' ? content : '');
+  }
+
+  // As an input check, every message the model would be sent is the text: forbidden
+  // content in a system prompt or an earlier turn reaches the model as surely as in the last.
+  async checkInput(input: InputCheckInput, _signal: AbortSignal): Promise<Evaluation> {
+    return this.#judge(input.request.messages.map((m) => messageText(m.content)).join('\n'));
+  }
+
+  #judge(text: string): Evaluation {
     const missing = this.#mustMatch.filter((rule) => !rule.pattern.test(text)).map((rule) => rule.source);
     const forbidden = this.#mustNotMatch.filter((rule) => rule.pattern.test(text)).map((rule) => rule.source);
     const matched = this.#mustMatch.length - missing.length;
@@ -78,7 +90,9 @@ export default {
     id: 'regex',
     kind: 'evaluator',
     contract: 1,
-    description: 'Regex rules on the answer text: the score is the share of must_match patterns that match, and 0 when any must_not_match pattern matches.',
+    capabilities: ['checks-input'],
+    description:
+      "Regex rules on the answer text (as an input check: on the text of the request's messages): the score is the share of must_match patterns that match, and 0 when any must_not_match pattern matches.",
     options: optionsSchema,
     example: { must_match: ['\\border\\s+#?\\d+'], must_not_match: ['\\bas an ai\\b', 'internal\\.example\\.com'], flags: 'i' },
   },

@@ -23,7 +23,9 @@ function summary(runtime: Runtime): string {
   lines.push('', 'routes:');
   for (const route of runtime.routes.values()) {
     const target = (t: typeof route.defaultTarget) => (t.kind === 'tier' ? `tier ${runtime.tiers[t.tier].name}` : `model ${t.model}`);
-    lines.push(`  ${route.name.padEnd(14)} router ${route.routerPlugin}, default ${target(route.defaultTarget)}, fallback ${target(route.fallback)}`);
+    lines.push(
+      `  ${route.name.padEnd(14)} router ${route.routerPlugin}, default ${target(route.defaultTarget)}, fallback ${route.fallback ? target(route.fallback) : 'none'}`,
+    );
     if (route.gate) {
       const g = route.gate;
       const from = g.thresholdSource === 'costs' ? ' (from costs)' : g.thresholdSource === 'default' ? ' (default)' : '';
