@@ -50,6 +50,10 @@ tg train -d "$ROUTELLM" --split train --tier small=mistralai/Mixtral-8x7B-Instru
   --target retention:0.98 --l2 1e-4,3e-4,1e-3 --no-progress --where "source in ['mmlu','gsm8k'] and meta.routellm_contaminated != true" \
   -o examples/routellm/router.json > /dev/null
 
+# The learned gate on RouterBench, for its held-out figures only (one-letter answers leave it little to read).
+tg train --gate -d "$ROUTERBENCH" --split train --tier small=mistralai/mixtral-8x7b-chat --tier large=gpt-4-1106-preview \
+  -o "${TMPDIR:-/tmp}/tiergate-routerbench-gate.json" > docs/eval/train-routerbench-gate.txt
+
 report routellm-gsm8k examples/routellm/gateway.yaml "$ROUTELLM" --route qa --where "source = 'gsm8k'" --sweep 11
 report routellm-gsm8k-gate-only examples/routellm/gate-only.yaml "$ROUTELLM" --route qa --where "source = 'gsm8k'" --sweep 11
 report routellm-gsm8k-classifier examples/learned/gateway.yaml "$ROUTELLM" --route math --where "source = 'gsm8k'" --sweep 41
