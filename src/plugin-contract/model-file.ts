@@ -7,6 +7,22 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { PluginContext } from './plugin-api.ts';
 
+/**
+ * The two option properties, for a plugin's option schema (spread into `properties`).
+ * `made` names the command that writes the artifact, for the description.
+ */
+export function modelOptionProperties(made: string) {
+  return {
+    model_path: {
+      type: 'string',
+      minLength: 1,
+      'x-path': true,
+      description: `The model artifact written by ${made}, relative to the policy file. A change to it reloads the policy.`,
+    },
+    model: { type: 'object', additionalProperties: true, description: 'The artifact itself, inline (instead of model_path).' },
+  } as const;
+}
+
 export interface ModelOptions {
   model_path?: string;
   model?: Record<string, unknown>;

@@ -88,7 +88,7 @@ export {
 } from '../analysis/learn/gate-model.ts';
 export { answerSpecHash, defaultAnswerFeatureSpec, measureAnswer, type AnswerFeatureSpec, type MeasuredAnswer } from '../analysis/learn/answer-features.ts';
 // A trained model named by a plugin's model_path or model option, read and checked.
-export { loadModelOption, oneModelOption, type ModelOptions } from '../plugin-contract/model-file.ts';
+export { loadModelOption, modelOptionProperties, oneModelOption, type ModelOptions } from '../plugin-contract/model-file.ts';
 
 // Recorded outcomes (the JSONL format of ../shared/data), for a provider that replays them.
 export {

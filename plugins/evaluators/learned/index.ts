@@ -18,6 +18,7 @@ import {
   defaultAnswerFeatureSpec,
   gateArtifactProblems,
   loadModelOption,
+  modelOptionProperties,
   oneModelOption,
   type EvalInput,
   type Evaluation,
@@ -32,13 +33,7 @@ const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    model_path: {
-      type: 'string',
-      minLength: 1,
-      'x-path': true,
-      description: 'The gate model written by `tiergate train --gate`, relative to the policy file. A change to it reloads the policy.',
-    },
-    model: { type: 'object', additionalProperties: true, description: 'The artifact itself, inline (instead of model_path).' },
+    ...modelOptionProperties('`tiergate train --gate`'),
   },
 } as const;
 

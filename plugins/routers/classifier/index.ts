@@ -9,6 +9,7 @@ import {
   compileClassifier,
   defaultFeatureSpec,
   loadModelOption,
+  modelOptionProperties,
   oneModelOption,
   specHash,
   type ClassifierArtifact,
@@ -25,13 +26,7 @@ const optionsSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    model_path: {
-      type: 'string',
-      minLength: 1,
-      'x-path': true,
-      description: 'The model artifact written by `tiergate train`, relative to the policy file. A change to it reloads the policy.',
-    },
-    model: { type: 'object', additionalProperties: true, description: 'The artifact itself, inline (instead of model_path).' },
+    ...modelOptionProperties('`tiergate train`'),
     threshold: {
       type: 'number',
       minimum: 0,
