@@ -19,7 +19,7 @@ import type { AttemptRecord, DecisionRecord, ShadowRecord } from '../observe/dec
 import type { Runtime } from '../policy/runtime.ts';
 import { ClientGone, ClientLink, stoppedBy, type InFlightRequests } from './cancellation.ts';
 import { execute } from './execute.ts';
-import { checkInput } from './gate.ts';
+import { GATE_REFUSALS, checkInput } from './gate.ts';
 import type { Execution, ExecutionContext } from './execution-context.ts';
 import { TierFailure, allFailed, routedOrFallback } from './failover.ts';
 import { decisionLine, servedOutcome, type DecisionObserver, type RequestOutcome } from './record.ts';
@@ -41,9 +41,6 @@ export type ChatResponse = Execution | OpenStream;
 
 /** Request headers, lower-cased, as node:http gives them. */
 export type RequestHeaders = Readonly<Record<string, string | string[] | undefined>>;
-
-/** The errors of a gate that refused (gate.on_fail, input_checks.on_fail): the decision line's gate says "refused". */
-const REFUSALS: ReadonlySet<string> = new Set(['TG_ERR_GATE_INPUT_REFUSED', 'TG_ERR_GATE_ANSWER_REFUSED']);
 
 export class ChatExchange {
   readonly startedAt = performance.now();
@@ -137,7 +134,7 @@ export class ChatExchange {
       status: clientClosed ? 'client_closed' : 'error',
       attempts: this.attempts,
       errorCode: clientClosed ? undefined : error.code,
-      ...(REFUSALS.has(error.code) ? { gate: 'refused' as const } : {}),
+      ...(GATE_REFUSALS.has(error.code) ? { gate: 'refused' as const } : {}),
     });
     return clientClosed ? null : error;
   }

@@ -116,6 +116,9 @@ export function failedChecks(result: GateResult): string {
   return `${listed.join(', ')}; the threshold is ${result.threshold}`;
 }
 
+/** The errors of a gate that refused (gate.on_fail, input_checks.on_fail: refuse): the client gets an error, not an answer, and the decision line's gate says "refused". */
+export const GATE_REFUSALS: ReadonlySet<string> = new Set(['TG_ERR_GATE_INPUT_REFUSED', 'TG_ERR_GATE_ANSWER_REFUSED']);
+
 /** The prior of an answer no routing decision vouches for: log-odds 0, so the gate's score alone decides. */
 export const NEUTRAL_PRIOR = 0.5;
 

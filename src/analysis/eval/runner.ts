@@ -35,7 +35,8 @@ import { compileExpression, isTruthy } from '../../expressions/compile.ts';
 import type { AttemptRecord } from '../../observe/decision-log.ts';
 import { ClientLink } from '../../pipeline/cancellation.ts';
 import { execute } from '../../pipeline/execute.ts';
-import type { Execution } from '../../pipeline/execution-context.ts';
+import type { Execution, ExecutionContext } from '../../pipeline/execution-context.ts';
+import { GATE_REFUSALS, checkInput } from '../../pipeline/gate.ts';
 import { costOf } from '../../pipeline/usage.ts';
 import { createLogger } from '../../observe/logger.ts';
 import { readPolicySource, type PolicySource } from '../../policy/source.ts';
@@ -109,6 +110,8 @@ export interface RowRun extends PolicyRowResult {
   servedModel: string;
   /** Some call's cost was estimated from policy prices rather than recorded. */
   costEstimated: boolean;
+  /** The route's gate refused the request (on_fail: refuse): no answer, quality 0. */
+  refused: boolean;
 }
 
 export interface SweepPoint extends CurvePoint {
@@ -433,7 +436,9 @@ function costOfAttempts(runtime: Runtime, row: DatasetRow, attempts: readonly At
 interface Executed {
   run: RowRun;
   cost: RowCost;
-  execution: Execution;
+  /** null when the gate refused the row: there is no answer to learn from. */
+  execution: Execution | null;
+  attempts: readonly AttemptRecord[];
 }
 
 async function executeRow(target: EvalRuntime, routed: RoutedRequest, prepared: PreparedRow, route: RouteRuntime, signal: AbortSignal): Promise<Executed> {
@@ -442,16 +447,20 @@ async function executeRow(target: EvalRuntime, routed: RoutedRequest, prepared: 
   const attempts: AttemptRecord[] = [];
   let execution: Execution;
   const client = ClientLink.following(signal);
+  const ctx: ExecutionContext = {
+    runtime,
+    routed: route === routed.route ? routed : { ...routed, route },
+    body,
+    client,
+    startedAt: performance.now(),
+    attempts,
+  };
   try {
-    execution = await execute({
-      runtime,
-      routed: route === routed.route ? routed : { ...routed, route },
-      body,
-      client,
-      startedAt: performance.now(),
-      attempts,
-    });
+    // As the gateway runs a request (src/pipeline/exchange.ts): input checks, then the ladder.
+    await checkInput(ctx);
+    execution = await execute(ctx);
   } catch (err) {
+    if (err instanceof TiergateError && GATE_REFUSALS.has(err.code)) return refusedRow(target, ctx, prepared, route);
     // Grouped by code in the report; the rows listed show where to look.
     throw new Skip(`no model answered (${err instanceof TiergateError ? err.code : errorMessage(err)})`);
   } finally {
@@ -465,6 +474,7 @@ async function executeRow(target: EvalRuntime, routed: RoutedRequest, prepared: 
   const first = execution.attempts.find((a) => a.role === 'routed' && a.outcome === 'ok');
   return {
     execution,
+    attempts: execution.attempts,
     cost,
     run: {
       id: row.id,
@@ -478,6 +488,42 @@ async function executeRow(target: EvalRuntime, routed: RoutedRequest, prepared: 
       calls: execution.attempts.map((a) => a.model),
       servedModel: execution.answer.model.spec.name,
       costEstimated: cost.estimated,
+      refused: false,
+    },
+  };
+}
+
+/**
+ * A row the route's gate refused. It counts, and counts against the policy: the client got
+ * no answer (quality 0) and every call made before the refusal is paid. Leaving it out
+ * would report the refused rows' failures as if they had never been asked.
+ */
+function refusedRow(target: EvalRuntime, ctx: ExecutionContext, prepared: PreparedRow, route: RouteRuntime): Executed {
+  const { row } = prepared;
+  const attempts = ctx.attempts;
+  const cost = costOfAttempts(target.runtime, row, attempts);
+  cost.cost += ctx.inputCheck?.cost_usd ?? 0;
+  const firstTier = ctx.routed.model.tier as number;
+  const answered = attempts.filter((a) => a.outcome === 'ok');
+  const lastTier = answered.length ? target.runtime.models.get(answered[answered.length - 1].model)?.tier : null;
+  const first = answered.find((a) => a.role === 'routed');
+  return {
+    execution: null,
+    attempts,
+    cost,
+    run: {
+      id: row.id,
+      firstTier,
+      servedTier: lastTier ?? firstTier,
+      quality: 0,
+      cost: cost.cost,
+      escalated: answered.length > 1,
+      firstPassedGate: route.gate && first?.gate ? first.gate.passed : null,
+      gate: route.gate ? (target.recorded ? 'recorded' : 'real') : 'none',
+      calls: attempts.map((a) => a.model),
+      servedModel: '(refused)',
+      costEstimated: cost.estimated,
+      refused: true,
     },
   };
 }
@@ -487,7 +533,7 @@ async function executeRow(target: EvalRuntime, routed: RoutedRequest, prepared: 
  * handler.ts), with what the learning path reads filled in: route, first arm, features,
  * cost and the gate's score of the served answer. A replay has no real latency: 0.
  */
-function decisionLine(runtime: Runtime, routed: RoutedRequest, executed: Executed, requestId: string): DecisionRecord {
+function decisionLine(runtime: Runtime, routed: RoutedRequest, executed: Executed & { execution: Execution }, requestId: string): DecisionRecord {
   const { execution, cost } = executed;
   const served = execution.answer.model;
   return {
@@ -523,12 +569,7 @@ function decisionLine(runtime: Runtime, routed: RoutedRequest, executed: Execute
 }
 
 /** A policy's regret against the best fixed tier in hindsight (RegretReport). */
-export function regretOf(
-  rows: readonly RowOutcomes[],
-  results: readonly PolicyRowResult[],
-  lambda: number,
-  tierNames: readonly string[],
-): RegretFigures {
+export function regretOf(rows: readonly RowOutcomes[], results: readonly PolicyRowResult[], lambda: number, tierNames: readonly string[]): RegretFigures {
   const reward = (quality: number, cost: number) => quality - lambda * cost * 1000;
   const width = rows.length === 0 ? 0 : rows[0].tiers.length;
   const totals = Array.from({ length: width }, (_, tier) => rows.reduce((sum, row) => sum + reward(row.tiers[tier].quality, row.tiers[tier].cost), 0));
@@ -737,8 +778,8 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
     const policyTeacher = teacher(policy);
     let taught = 0;
     const teach = (learning: Learning | null, target: EvalRuntime, routed: RoutedRequest, executed: Executed, id: string): boolean => {
-      if (!learning) return false;
-      const line = decisionLine(target.runtime, routed, executed, `eval-${id}`);
+      if (!learning || executed.execution === null) return false;
+      const line = decisionLine(target.runtime, routed, { ...executed, execution: executed.execution }, `eval-${id}`);
       learning.observe(line, target.runtime);
       return line.quality_score !== null;
     };
@@ -754,7 +795,7 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
       if (i % YIELD_EVERY === YIELD_EVERY - 1) await tick();
       try {
         const executed = await runRow(policy, p);
-        const { routed, run, cost, execution } = executed;
+        const { routed, run, cost, attempts } = executed;
         if (teach(policyTeacher, policy, routed, executed, p.row.id)) taught++;
         // Learning may finish a microtask later (the bandit's learn is async): let it land
         // before the next row is routed, as it has by the next request in the gateway.
@@ -763,7 +804,7 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
         runs.push(run);
         recordedCalls += cost.recordedCalls;
         estimatedCalls += cost.estimatedCalls;
-        for (const attempt of execution.attempts) {
+        for (const attempt of attempts) {
           for (const e of attempt.gate?.evaluators ?? []) {
             if (!e.error) continue;
             const entry = errors.get(e.name) ?? { answers: 0, example: e.error };
@@ -905,6 +946,11 @@ export async function runEval(settings: EvalSettings): Promise<EvalRun> {
     const real = gate && gateMode === 'real' ? runs.length : 0;
     const recorded = gate && gateMode === 'recorded' ? runs.length : 0;
     const notes: string[] = [];
+    const refusedRows = runs.filter((r) => r.refused).length;
+    if (refusedRows > 0)
+      notes.push(
+        `${refusedRows} of ${runs.length} rows were refused by the route's gate (on_fail: refuse): counted with quality 0, since the client got an error, and with every call made before the refusal paid`,
+      );
     if (routerSweep && points.length > 0)
       notes.push(
         `the sweep varies router ${policy.route.routerPlugin}'s threshold${gate ? ' (the gate keeps its own)' : ''}${flips.length > 0 ? ', at the quantiles of its scores' : ''}`,
