@@ -47,6 +47,12 @@ export const ERRORS = {
   TG_ERR_REQUEST_JSON: { status: 400, type: 'invalid_request_error', template: 'request body is not valid JSON: {reason}' },
   TG_ERR_REQUEST_INVALID: { status: 400, type: 'invalid_request_error', template: '{reason}' },
   TG_ERR_REQUEST_TOO_LARGE: { status: 413, type: 'invalid_request_error', template: 'request body is larger than the limit of {limit}' },
+  TG_ERR_REQUEST_TOO_DEEP: {
+    status: 400,
+    type: 'invalid_request_error',
+    template: '{param} is nested more than {limit} levels deep: a request body may nest objects and arrays {limit} levels deep at most',
+  },
+  TG_ERR_REQUEST_UNSENDABLE: { status: 400, type: 'invalid_request_error', template: 'the request could not be sent to {model}: {reason}' },
   TG_ERR_REQUEST_CONTENT_TYPE: { status: 415, type: 'invalid_request_error', template: 'request body must be application/json' },
   TG_ERR_REQUEST_HTTP: { status: 400, type: 'invalid_request_error', template: 'malformed HTTP request ({reason})' },
   TG_ERR_REQUEST_HEADERS_TOO_LARGE: { status: 431, type: 'invalid_request_error', template: 'request headers are larger than the server accepts' },

@@ -111,6 +111,8 @@ export interface DecisionRecord {
   prompt?: unknown;
   /** Sampled for shadow evaluation: a `kind: "shadow"` line with the same request_id follows. */
   shadowed?: boolean;
+  /** Set when part of the line could not be written as JSON: why; that part is replaced by a note (lineOf). */
+  serialization_error?: string;
 }
 
 /**
@@ -167,6 +169,48 @@ const DEFAULT_FLUSH_MS = DEFAULT_DECISION_LOG.flush_ms;
 
 const RECORD = Symbol('decision');
 
+/** Levels of a line written as they are when the line as a whole cannot be (lineOf): anything deeper becomes a note. */
+const MAX_LOGGED_DEPTH = 64;
+
+/**
+ * The line's JSON text, whatever the record holds. A value JSON.stringify cannot write
+ * (nested too deep for its recursion, a cycle, a BigInt, a throwing toJSON: from a
+ * prompt, a feature, a plugin's details) would otherwise lose the request's line, and
+ * with it its metrics and its spend. Then the line is written without it: each such
+ * value is replaced by a note, and `serialization_error` says why. Never throws.
+ */
+export function lineOf(record: DecisionRecord | ShadowRecord | FeedbackRecord): string {
+  try {
+    return JSON.stringify(record);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    try {
+      return JSON.stringify({ ...(loggable(record, 0, []) as object), serialization_error: reason });
+    } catch {
+      return JSON.stringify({ request_id: record.request_id, timestamp: record.timestamp, serialization_error: reason });
+    }
+  }
+}
+
+/** A copy of `value` that JSON.stringify can write: at most MAX_LOGGED_DEPTH levels, no cycles, no BigInt. */
+function loggable(value: unknown, depth: number, ancestors: object[]): unknown {
+  if (typeof value === 'bigint') return value.toString();
+  if (typeof value !== 'object' || value === null) return value;
+  if (depth >= MAX_LOGGED_DEPTH) return `[not logged: nested more than ${MAX_LOGGED_DEPTH} levels deep]`;
+  if (ancestors.includes(value)) return '[not logged: circular]';
+  ancestors.push(value);
+  try {
+    const toJSON = (value as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === 'function') return loggable(toJSON.call(value), depth, ancestors);
+    if (Array.isArray(value)) return value.map((item) => loggable(item, depth + 1, ancestors));
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, loggable(item, depth + 1, ancestors)]));
+  } catch (err) {
+    return `[not logged: ${err instanceof Error ? err.message : String(err)}]`;
+  } finally {
+    ancestors.pop();
+  }
+}
+
 export class DecisionLog {
   private readonly logger: winston.Logger | null;
   private readonly fileTransport: winston.transports.FileTransportInstance | null = null;
@@ -200,7 +244,7 @@ export class DecisionLog {
     this.logger = transports.length
       ? winston.createLogger({
           level: 'info',
-          format: winston.format.printf((info) => JSON.stringify((info as unknown as Record<symbol, unknown>)[RECORD])),
+          format: winston.format.printf((info) => (info as unknown as Record<symbol, string>)[RECORD]),
           transports,
         })
       : null;
@@ -211,11 +255,11 @@ export class DecisionLog {
   write(record: DecisionRecord | ShadowRecord | FeedbackRecord): void {
     if (this.closing) return;
     if (this.file) {
-      this.file.write(`${JSON.stringify(record)}\n`);
+      this.file.write(`${lineOf(record)}\n`);
       return;
     }
     if (!this.logger) return;
-    this.logger.log({ level: 'info', message: '', [RECORD]: record } as unknown as winston.LogEntry);
+    this.logger.log({ level: 'info', message: '', [RECORD]: lineOf(record) } as unknown as winston.LogEntry);
   }
 
   /** Flushes and closes. Idempotent. */

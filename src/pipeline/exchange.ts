@@ -142,7 +142,12 @@ export class ChatExchange {
   /** Writes a line of the decision log and shows it to the observers. */
   publish(line: DecisionRecord | ShadowRecord): void {
     if (this.callerName !== undefined && !('kind' in line)) line.api_key_name = this.callerName;
-    this.runtime.decisionLog?.write(line);
+    try {
+      this.runtime.decisionLog?.write(line);
+    } catch (err) {
+      // The observers below still count the request (metrics, spend): a log that failed must not make it free.
+      this.services.logger.error('a decision line could not be written', { request_id: line.request_id, error: errorMessage(err) });
+    }
     for (const observe of this.services.observers) {
       try {
         observe(line, this.runtime);

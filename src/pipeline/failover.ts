@@ -1,7 +1,8 @@
 // In-tier failover: the models of a target in order; each retried on 429 / 5xx /
 // timeouts / connection errors with exponential backoff and jitter (honouring
 // retry-after), skipped while in cooldown after repeated failures. Every model call is
-// recorded as an attempt, with its cost, for the decision log.
+// recorded as an attempt, with its cost, for the decision log. Whose fault a failure
+// was is decided once, by causedByUpstream: only the upstream's count against a model.
 import { TiergateError, errorMessage } from '../common/errors.ts';
 import { isUpstreamError } from '../plugin-contract/plugin-api.ts';
 import type { AttemptRecord, AttemptRole } from '../observe/decision-log.ts';
@@ -13,12 +14,18 @@ import { answerText, costOf } from './usage.ts';
 import { estimatedUsage } from '../plugin-contract/tokens.ts';
 import { upstreamBody } from './wire.ts';
 
-/** Turns whatever a provider threw into a catalogue error. */
+/**
+ * Turns whatever a provider threw into a catalogue error. The plugin contract has a
+ * provider report an upstream's failure as an UpstreamError; anything else it throws
+ * never came from the upstream: the provider could not make the call, because the
+ * request could not be serialized or translated for this model. That is the request's
+ * fault (TG_ERR_REQUEST_UNSENDABLE, a 400), not the model's.
+ */
 export function upstreamError(err: unknown, model: ModelRuntime, deadline: CallDeadline): TiergateError {
   const name = model.spec.name;
   if (deadline.timedOut) return new TiergateError('TG_ERR_UPSTREAM_TIMEOUT', { model: name, timeout_ms: deadline.timeoutMs }, { cause: err });
   if (err instanceof TiergateError) return err;
-  if (!isUpstreamError(err)) return new TiergateError('TG_ERR_UPSTREAM', { model: name, reason: errorMessage(err) }, { cause: err });
+  if (!isUpstreamError(err)) return new TiergateError('TG_ERR_REQUEST_UNSENDABLE', { model: name, reason: errorMessage(err) }, { cause: err });
   switch (err.failure) {
     case 'timeout':
       return new TiergateError('TG_ERR_UPSTREAM_TIMEOUT', { model: name, timeout_ms: deadline.timeoutMs }, { cause: err });
@@ -35,8 +42,15 @@ export function upstreamError(err: unknown, model: ModelRuntime, deadline: CallD
   }
 }
 
-/** Worth trying again (same model after a pause, or the next model)? */
-export function isRetryable(error: TiergateError): boolean {
+/**
+ * The one rule for what counts against a model: a failure the upstream caused (it
+ * answered 5xx or 429, did not answer in time, broke the connection, sent a reply that
+ * cannot be read) is retried, fails over to the next model and feeds the model's health
+ * (cooldowns). Any other failure is the request's own (the upstream rejected it as
+ * invalid, it could not be sent, the gateway refused it): the client's to fix, answered
+ * at once, and no client can put a model into cooldown for everyone with it.
+ */
+export function causedByUpstream(error: TiergateError): boolean {
   return (
     error.code === 'TG_ERR_UPSTREAM' ||
     error.code === 'TG_ERR_UPSTREAM_TIMEOUT' ||
@@ -139,7 +153,7 @@ export async function failover<T>(
         }
         const error = upstreamError(err, model, deadline);
         Object.assign(record, { latency_ms: performance.now() - started, error_code: error.code, error: error.message });
-        if (!isRetryable(error)) throw error;
+        if (!causedByUpstream(error)) throw error;
         health.failure(model.spec.name, resilience);
         lastError = error;
         const retryAfter = retryAfterOf(error);

@@ -1,7 +1,7 @@
 // The Anthropic face (src/faces/anthropic-messages/router.ts) calls the pipeline itself:
 // the caller is authenticated before the body is read, a request is one decision line
-// with the key's name (no second request over loopback), and the answer carries the
-// same x-tiergate-* headers as a chat answer.
+// with the key's name (no second request over loopback; a body it cannot read included),
+// and the answer carries the same x-tiergate-* headers as a chat answer.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { simulatorPolicy, startTestGateway, type TestGateway } from '../support/gateway.ts';
@@ -48,6 +48,16 @@ describe('POST /v1/messages', () => {
     });
     assert.equal(big.status, 413);
     assert.equal(((await big.json()) as { error: { type: string } }).error.type, 'request_too_large');
+    // Each is a request all the same: one decision line, with the key's name and the code.
+    for (const [res, code] of [
+      [bad, 'TG_ERR_REQUEST_JSON'],
+      [big, 'TG_ERR_REQUEST_TOO_LARGE'],
+    ] as const) {
+      const line = await tg.waitForDecision(res.headers.get('x-tiergate-decision-id'));
+      assert.equal(line.status, 'error');
+      assert.equal(line.error_code, code);
+      assert.equal(line.api_key_name, 'face-team');
+    }
   });
 
   test("one request, one decision line, with the key's name and the decision headers", async () => {

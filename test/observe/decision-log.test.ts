@@ -1,6 +1,7 @@
 // The decision log's file writer: every line in order, whole, once; a file that fails
 // is reported once and never takes the process down; close() waits for the last line;
-// lines of one flush interval leave in one write.
+// lines of one flush interval leave in one write; a record JSON cannot write still
+// leaves its line, without the part that cannot be written.
 import { describe, mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs, { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
@@ -142,6 +143,42 @@ describe('decision log file', () => {
     await log.close();
     assert.ok(performance.now() - started < 5000, 'close did not wait for the interval');
     assert.equal(readLines(path.join(dir, 'decisions.jsonl')).length, 5);
+  });
+
+  test('a record JSON.stringify cannot write still leaves its line: the unwritable values noted, the rest as it was', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'tg-dlog-'));
+    const log = new DecisionLog({ file: 'decisions.jsonl', console: false }, dir);
+    let deep: unknown[] = [];
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    const circular: Record<string, unknown> = { name: 'me' };
+    circular.self = circular;
+    const unwritable = [{ prompt: deep }, { request_features: { count: 10n ** 30n } }, { request_features: { circular } }];
+    unwritable.forEach((part, i) => log.write({ ...line(i), status: 'ok', cost_usd: 0.25, ...part } as unknown as FeedbackRecord));
+    log.write(line(3));
+    await log.close();
+    const lines = readLines(path.join(dir, 'decisions.jsonl')) as unknown as Array<Record<string, any>>;
+    assert.deepEqual(
+      lines.map((l) => l.request_id),
+      ['r-0', 'r-1', 'r-2', 'r-3'],
+      'one line each, in order',
+    );
+    for (const l of lines.slice(0, 3)) {
+      assert.equal(typeof l.serialization_error, 'string', 'the line says why part of it is missing');
+      assert.equal(l.status, 'ok');
+      assert.equal(l.cost_usd, 0.25);
+    }
+    // The deep prompt is kept down to the depth a line can hold, then noted.
+    let kept = lines[0].prompt;
+    let levels = 0;
+    while (Array.isArray(kept)) {
+      kept = kept[0];
+      levels++;
+    }
+    assert.ok(levels > 10 && levels < 100, `${levels} levels kept`);
+    assert.match(String(kept), /^\[not logged: nested more than \d+ levels deep\]$/);
+    assert.equal(lines[1].request_features.count, String(10n ** 30n));
+    assert.deepEqual(lines[2].request_features.circular, { name: 'me', self: '[not logged: circular]' });
+    assert.equal('serialization_error' in lines[3], false, 'a record JSON can write is written as it is');
   });
 
   test('a burst past 256 K characters is written without waiting for the interval', async () => {

@@ -85,17 +85,7 @@ async function handleMessages(
   services: PipelineServices,
   caller: GatewayKey | undefined,
 ): Promise<void> {
-  let translated;
-  try {
-    translated = toChatBody(await readBody(runtime, req, res));
-  } catch (err) {
-    // Not yet a chat request: no decision line, as for a body the chat face cannot read.
-    if (err instanceof MessagesRequestError) return sendError(res, new TiergateError('TG_ERR_REQUEST_INVALID', { reason: err.message }, { param: err.path }));
-    if (err instanceof TiergateError) return sendError(res, err);
-    throw err;
-  }
-  const { stopSequences } = translated;
-  const requested = translated.body.model;
+  // Made before the body is read: a body the face refuses is a request too, with its decision line, as on the chat face.
   const exchange = new ChatExchange(runtime, services, caller?.name);
   const client = exchange.client;
   const onClose = () => {
@@ -104,6 +94,9 @@ async function handleMessages(
   res.on('close', onClose);
   let sink: MessagesStreamSink | null = null;
   try {
+    const translated = translatedBody(await readBody(runtime, req, res));
+    const { stopSequences } = translated;
+    const requested = translated.body.model;
     const body = checkChatBody(translated.body);
     exchange.received(body);
     authorizeChatTarget(caller, runtime, body.model);
@@ -123,6 +116,16 @@ async function handleMessages(
     answerFailure(exchange, err, res, sendError);
   } finally {
     res.off('close', onClose);
+  }
+}
+
+/** The Messages body as the chat body the pipeline speaks; a body that does not translate is the catalogue's 400, naming the field. */
+function translatedBody(request: unknown): ReturnType<typeof toChatBody> {
+  try {
+    return toChatBody(request);
+  } catch (err) {
+    if (err instanceof MessagesRequestError) throw new TiergateError('TG_ERR_REQUEST_INVALID', { reason: err.message }, { param: err.path });
+    throw err;
   }
 }
 
