@@ -140,16 +140,14 @@ export async function failover<T>(
         delete record.error_code;
         return value;
       } catch (err) {
-        if (ctx.client.aborted) {
-          Object.assign(record, { outcome: 'aborted', latency_ms: performance.now() - started });
-          throw new ClientGone();
-        }
-        if (race?.aborted) {
-          // This call lost a race (speculation): it was cut short on purpose. The
-          // provider bills the prompt, so count it; the answer's tokens are unknown.
+        if (ctx.client.aborted || race?.aborted) {
+          // The call was cut short: the client went away (or the gateway stopped it), or
+          // it lost a speculation race. The provider bills the prompt it was sent, so
+          // count it, and charge it to the key; the answer's tokens are unknown.
           const usage = estimatedUsage(ctx.body.messages, '');
           Object.assign(record, { outcome: 'aborted', latency_ms: performance.now() - started, usage, usage_estimated: true, cost_usd: costOf(model, usage) });
-          throw race.reason ?? err;
+          if (ctx.client.aborted) throw new ClientGone();
+          throw race?.reason ?? err;
         }
         const error = upstreamError(err, model, deadline);
         Object.assign(record, { latency_ms: performance.now() - started, error_code: error.code, error: error.message });

@@ -11,8 +11,8 @@ import type { ExecutionContext } from './execution-context.ts';
 import { failover, upstreamError } from './failover.ts';
 import { runGate } from './gate.ts';
 import type { RequestOutcome } from './record.ts';
-import { costOf } from './usage.ts';
-import { estimatedUsage } from '../plugin-contract/tokens.ts';
+import { answerText, costOf } from './usage.ts';
+import { reportedOrEstimatedUsage } from '../plugin-contract/tokens.ts';
 import { addedByGate, resultOf, upstreamBody } from './wire.ts';
 
 /** A chunk as a provider yields it: the simulator marks its own. */
@@ -90,6 +90,7 @@ export async function streamThrough(ctx: ExecutionContext, opened: OpenStream, s
   let usage: Usage | null = null;
   let next: IteratorResult<UpstreamChunk> = { done: false, value: opened.first };
   let failure: TiergateError | null = null;
+  let clientGone = false;
   try {
     while (!next.done) {
       const chunk = next.value;
@@ -117,30 +118,46 @@ export async function streamThrough(ctx: ExecutionContext, opened: OpenStream, s
     sink.end();
   } catch (err) {
     const stopped = stoppedBy(ctx.client);
-    if (ctx.client.aborted && !stopped) throw new ClientGone();
-    failure = stopped ?? upstreamError(err, model, deadline);
-    sink.fail(failure);
+    clientGone = ctx.client.aborted && !stopped;
+    if (!clientGone) {
+      failure = stopped ?? upstreamError(err, model, deadline);
+      sink.fail(failure);
+    }
   } finally {
     deadline.clear();
     void iterator.return?.(undefined)?.catch(() => undefined);
   }
+  // What the upstream produced is paid for however the stream ended, abandoned by the
+  // client included: the usage it reported, else an estimate of the tokens read so far.
   const result = resultOf(kept, usage);
-  const finalUsage = usage ?? estimatedUsage(body.messages, typeof result.choices[0].message.content === 'string' ? result.choices[0].message.content : '');
+  const charged = reportedOrEstimatedUsage(result, body.messages, answerText(result));
+  const finalUsage = charged.usage;
   Object.assign(
     attempt,
     { usage: finalUsage, cost_usd: costOf(model, finalUsage), latency_ms: performance.now() - upstreamStart },
-    usage ? {} : { usage_estimated: true },
+    charged.estimated ? { usage_estimated: true } : {},
   );
+  if (clientGone) {
+    attempt.outcome = 'aborted';
+    throw new ClientGone();
+  }
   if (failure) Object.assign(attempt, { outcome: 'failed', error_code: failure.code, error: failure.message });
   let gated: GateResult | null = null;
   if (gate && !failure) {
-    gated = await runGate(ctx, gate, { model, tier: attempt.tier, result, usage: finalUsage, usageEstimated: !usage, simulated, attempt });
+    gated = await runGate(ctx, gate, { model, tier: attempt.tier, result, usage: finalUsage, usageEstimated: charged.estimated, simulated, attempt });
     attempt.gate = gated;
   }
   return {
     status: failure ? 'error' : 'ok',
     attempts,
-    served: { model: model.spec.name, tier: attempt.tier, usage: finalUsage, usageEstimated: !usage, simulated, upstreamMs: performance.now() - upstreamStart },
+    served: {
+      model: model.spec.name,
+      tier: attempt.tier,
+      usage: finalUsage,
+      usageEstimated: charged.estimated,
+      simulated,
+      upstreamMs: performance.now() - upstreamStart,
+    },
     totalCostUsd: attempts.reduce((sum, a) => sum + a.cost_usd + (a.gate?.cost_usd ?? 0), 0),
     escalations: opened.escalations,
     gate: gate ? 'bypass' : 'none',
