@@ -130,6 +130,9 @@ export class ChatExchange {
     // A stop at shutdown is logged once, by the shutdown, not per request.
     if (!clientClosed && error.status >= 500 && !stopped)
       this.services.logger.error('chat completion failed', { request_id: this.requestId, code: error.code, error: error.message });
+    // The client's 400, but also how a provider plugin that fails on its own (not through an UpstreamError) shows: the operator should see it.
+    else if (error.code === 'TG_ERR_REQUEST_UNSENDABLE')
+      this.services.logger.warn('a request could not be sent to its model', { request_id: this.requestId, code: error.code, error: error.message });
     this.finish({
       status: clientClosed ? 'client_closed' : 'error',
       attempts: this.attempts,

@@ -23,6 +23,41 @@ const nested = (levels: number) => '['.repeat(levels) + ']'.repeat(levels);
 const chatBodyOfDepth = (model: string, depth: number) =>
   `{"model":${JSON.stringify(model)},"messages":[{"role":"user","content":"hello there"}],"extra":${nested(depth - 1)}}`;
 
+/**
+ * Two models `a` and `b` in tier `pool` of route `pool` on `provider`, two failures in a
+ * row enough for a cooldown; `extra` adds a tier, its model and its route.
+ */
+function poolPolicy(provider: string, upstreamPrefix: string, extra: { provider: string; model: string; tier: string; route: string; logPrompts: boolean }) {
+  return `version: 1
+providers:
+  ${provider}
+  ${extra.provider}
+models:
+  ${upstreamPrefix}-a: { provider: pool, upstream: ${upstreamPrefix}-a, price: { input_per_mtok: 1, output_per_mtok: 1 }, timeout_ms: 2000 }
+  ${upstreamPrefix}-b: { provider: pool, upstream: ${upstreamPrefix}-b, price: { input_per_mtok: 1, output_per_mtok: 1 }, timeout_ms: 2000 }
+  ${extra.model}
+tiers:
+  - { name: pool, models: [${upstreamPrefix}-a, ${upstreamPrefix}-b] }
+  ${extra.tier}
+resilience: { retries: 1, backoff_ms: 1, max_backoff_ms: 5, failure_threshold: 2, cooldown_ms: 60000 }
+routes:
+  pool:
+    router: { plugin: rules, rules: [] }
+    default: pool
+  ${extra.route}
+analytics:
+  decision_log: { file: decisions.jsonl, log_prompts: ${extra.logPrompts} }
+`;
+}
+
+const post = (tg: TestGateway, path: string, body: string) =>
+  fetch(`${tg.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+
+async function modelsInCooldown(tg: TestGateway): Promise<Record<string, string>> {
+  const res = await fetch(`${tg.url}/admin/status`);
+  return ((await res.json()) as { models_in_cooldown: Record<string, string> }).models_in_cooldown;
+}
+
 describe('a body too deep to serialize', () => {
   let fake: FakeOpenAI;
   let up: ScriptedUpstreams;
@@ -31,42 +66,21 @@ describe('a body too deep to serialize', () => {
   before(async () => {
     fake = await startFakeOpenAI();
     up = new ScriptedUpstreams(fake);
-    tg = await startTestGateway(`version: 1
-providers:
-  up: { plugin: openai, base_url: "${fake.baseURL}", api_key: test-key }
-  sim: { plugin: simulator, time_scale: 0, default_profile: { capability: 0.9, first_token_ms: 1, tokens_per_second: 1000 } }
-models:
-  deep-a: { provider: up, upstream: up-deep-a, price: { input_per_mtok: 1, output_per_mtok: 1 }, timeout_ms: 2000 }
-  deep-b: { provider: up, upstream: up-deep-b, price: { input_per_mtok: 1, output_per_mtok: 1 }, timeout_ms: 2000 }
-  sim-model: { provider: sim, upstream: sim-model, price: { input_per_mtok: 1, output_per_mtok: 1 } }
-tiers:
-  - { name: pool, models: [deep-a, deep-b] }
-  - { name: simulated, models: [sim-model] }
-resilience: { retries: 1, backoff_ms: 1, max_backoff_ms: 5, failure_threshold: 2, cooldown_ms: 60000 }
-routes:
-  pool:
-    router: { plugin: rules, rules: [] }
-    default: pool
-  simulated:
-    router: { plugin: rules, rules: [] }
-    default: simulated
-analytics:
-  decision_log: { file: decisions.jsonl, log_prompts: true }
-`);
+    tg = await startTestGateway(
+      poolPolicy(`pool: { plugin: openai, base_url: "${fake.baseURL}", api_key: test-key }`, 'deep', {
+        provider: 'sim: { plugin: simulator, time_scale: 0, default_profile: { capability: 0.9, first_token_ms: 1, tokens_per_second: 1000 } }',
+        model: 'sim-model: { provider: sim, upstream: sim-model, price: { input_per_mtok: 1, output_per_mtok: 1 } }',
+        tier: '- { name: simulated, models: [sim-model] }',
+        route: 'simulated: { router: { plugin: rules, rules: [] }, default: simulated }',
+        logPrompts: true,
+      }),
+    );
   });
 
   after(async () => {
     await tg?.close();
     await fake?.close();
   });
-
-  const post = (path: string, body: string, headers: Record<string, string> = {}) =>
-    fetch(`${tg.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
-
-  async function cooling(): Promise<Record<string, string>> {
-    const res = await fetch(`${tg.url}/admin/status`);
-    return ((await res.json()) as { models_in_cooldown: Record<string, string> }).models_in_cooldown;
-  }
 
   /** The sum of tiergate_requests_total's series with status="error" on /metrics. */
   async function errorRequestsCounted(): Promise<number> {
@@ -77,9 +91,9 @@ analytics:
   }
 
   test('/v1/chat/completions: a 400 naming the field, no upstream call, no cooldown however often; the model still answers after', async () => {
-    up.script({ 'up-deep-a': reply('a answers'), 'up-deep-b': reply('b answers') });
+    up.script({ 'deep-a': reply('a answers'), 'deep-b': reply('b answers') });
     for (let i = 0; i < 4; i++) {
-      const res = await post('/v1/chat/completions', chatBodyOfDepth('pool', DEEP));
+      const res = await post(tg, '/v1/chat/completions', chatBodyOfDepth('pool', DEEP));
       assert.equal(res.status, 400);
       const answer = (await res.json()) as { error: { code: string; type: string; param: string | null; message: string } };
       assert.equal(answer.error.code, 'TG_ERR_REQUEST_TOO_DEEP');
@@ -92,34 +106,34 @@ analytics:
       assert.deepEqual(line.attempts, []);
     }
     assert.equal(up.calls.length, 0, 'nothing reached an upstream');
-    assert.deepEqual(await cooling(), {}, 'no model went into cooldown');
+    assert.deepEqual(await modelsInCooldown(tg), {}, 'no model went into cooldown');
 
-    const res = await post('/v1/chat/completions', JSON.stringify({ model: 'pool', messages: [{ role: 'user', content: 'and now?' }] }));
+    const res = await post(tg, '/v1/chat/completions', JSON.stringify({ model: 'pool', messages: [{ role: 'user', content: 'and now?' }] }));
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('x-tiergate-model'), 'deep-a', 'the first model of the tier still serves');
     assert.equal(((await res.json()) as { choices: Array<{ message: { content: string } }> }).choices[0].message.content, 'a answers');
   });
 
   test('a body at the depth limit is forwarded as sent; one level deeper is refused', async () => {
-    up.script({ 'up-deep-a': reply('deep enough') });
-    const atLimit = await post('/v1/chat/completions', chatBodyOfDepth('pool', MAX_BODY_DEPTH));
+    up.script({ 'deep-a': reply('deep enough') });
+    const atLimit = await post(tg, '/v1/chat/completions', chatBodyOfDepth('pool', MAX_BODY_DEPTH));
     assert.equal(atLimit.status, 200);
     assert.equal(up.calls.length, 1);
     assert.equal(JSON.stringify(up.calls[0].body.extra), nested(MAX_BODY_DEPTH - 1), 'the upstream got the field as sent');
 
-    const over = await post('/v1/chat/completions', chatBodyOfDepth('pool', MAX_BODY_DEPTH + 1));
+    const over = await post(tg, '/v1/chat/completions', chatBodyOfDepth('pool', MAX_BODY_DEPTH + 1));
     assert.equal(over.status, 400);
     assert.equal(((await over.json()) as { error: { code: string } }).error.code, 'TG_ERR_REQUEST_TOO_DEEP');
     assert.equal(up.calls.length, 1, 'the refused body reached no upstream');
   });
 
   test("/v1/messages: the same 400 in Anthropic's shape, one decision line each, and no cooldown", async () => {
-    up.script({ 'up-deep-a': reply('a answers'), 'up-deep-b': reply('b answers') });
+    up.script({ 'deep-a': reply('a answers'), 'deep-b': reply('b answers') });
     // A tool's input_schema is forwarded as the function's parameters: on its own it would reach the upstream.
     const tools = `[{"name":"lookup","input_schema":{"type":"object","properties":{"q":${nested(DEEP)}}}}]`;
     const message = `{"model":"pool","max_tokens":16,"messages":[{"role":"user","content":"hi"}],"tools":${tools}}`;
     for (let i = 0; i < 3; i++) {
-      const res = await post('/v1/messages', message);
+      const res = await post(tg, '/v1/messages', message);
       assert.equal(res.status, 400);
       const answer = (await res.json()) as { type: string; error: { type: string; code: string; message: string } };
       assert.equal(answer.type, 'error');
@@ -130,14 +144,14 @@ analytics:
       assert.equal(line.error_code, 'TG_ERR_REQUEST_TOO_DEEP');
     }
     assert.equal(up.calls.length, 0);
-    assert.deepEqual(await cooling(), {});
+    assert.deepEqual(await modelsInCooldown(tg), {});
   });
 
   test('with log_prompts, a deeply nested message still writes exactly one decision line and is counted', async () => {
     const countedBefore = await errorRequestsCounted();
     const linesBefore = tg.decisions().length;
     const body = `{"model":"simulated","messages":[{"role":"user","content":[{"type":"text","text":"hi","extra":${nested(DEEP)}}]}]}`;
-    const res = await post('/v1/chat/completions', body);
+    const res = await post(tg, '/v1/chat/completions', body);
     assert.equal(res.status, 400);
     assert.equal(((await res.json()) as { error: { code: string; param: string } }).error.param.startsWith('messages[0].content[0].extra'), true);
     const line: DecisionRecord = await tg.waitForDecision(res.headers.get('x-tiergate-decision-id'));
@@ -156,22 +170,8 @@ describe('a request the provider cannot send', () => {
 
   before(async () => {
     anthropic = await startFakeAnthropic();
-    tg = await startTestGateway(`version: 1
-providers:
-  claude: { plugin: anthropic, base_url: "${anthropic.baseURL}", api_key: test-key }
-models:
-  claude-a: { provider: claude, upstream: claude-fake-a, price: { input_per_mtok: 3, output_per_mtok: 15 }, timeout_ms: 2000 }
-  claude-b: { provider: claude, upstream: claude-fake-b, price: { input_per_mtok: 3, output_per_mtok: 15 }, timeout_ms: 2000 }
-tiers:
-  - { name: pool, models: [claude-a, claude-b] }
-resilience: { retries: 1, backoff_ms: 1, max_backoff_ms: 5, failure_threshold: 2, cooldown_ms: 60000 }
-routes:
-  pool:
-    router: { plugin: rules, rules: [] }
-    default: pool
-analytics:
-  decision_log: { file: decisions.jsonl }
-`);
+    const none = { provider: '', model: '', tier: '', route: '', logPrompts: false };
+    tg = await startTestGateway(poolPolicy(`pool: { plugin: anthropic, base_url: "${anthropic.baseURL}", api_key: test-key }`, 'claude', none));
   });
 
   after(async () => {
@@ -190,7 +190,7 @@ analytics:
       ],
     });
     for (let i = 0; i < 3; i++) {
-      const res = await fetch(`${tg.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: unsendable });
+      const res = await post(tg, '/v1/chat/completions', unsendable);
       assert.equal(res.status, 400);
       const answer = (await res.json()) as { error: { code: string; type: string; message: string } };
       assert.equal(answer.error.code, 'TG_ERR_REQUEST_UNSENDABLE');
@@ -204,14 +204,9 @@ analytics:
       );
     }
     assert.equal(anthropic.requests.length, 0, 'nothing reached the upstream');
-    const status = (await (await fetch(`${tg.url}/admin/status`)).json()) as { models_in_cooldown: Record<string, string> };
-    assert.deepEqual(status.models_in_cooldown, {});
+    assert.deepEqual(await modelsInCooldown(tg), {});
 
-    const res = await fetch(`${tg.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'pool', messages: [{ role: 'user', content: 'and now?' }] }),
-    });
+    const res = await post(tg, '/v1/chat/completions', JSON.stringify({ model: 'pool', messages: [{ role: 'user', content: 'and now?' }] }));
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('x-tiergate-model'), 'claude-a');
   });
