@@ -282,6 +282,8 @@ export type UpstreamFailure = 'http' | 'timeout' | 'connection' | 'reply' | 'abo
  * Providers throw this (or anything with the same fields and name) when the upstream
  * fails. `status` is the upstream HTTP status when there was one. The message is
  * redacted: upstreams quote the key they were sent ("Incorrect API key provided: sk-…").
+ * Anything else a provider throws is taken to mean the request could not be sent (the
+ * client's 400), never as a failure of the model: only these feed its cooldown.
  */
 export class UpstreamError extends Error {
   readonly failure: UpstreamFailure;
