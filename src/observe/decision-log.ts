@@ -179,7 +179,7 @@ const MAX_LOGGED_DEPTH = 64;
  * with it its metrics and its spend. Then the line is written without it: each such
  * value is replaced by a note, and `serialization_error` says why. Never throws.
  */
-export function lineOf(record: DecisionRecord | ShadowRecord | FeedbackRecord): string {
+function lineOf(record: DecisionRecord | ShadowRecord | FeedbackRecord): string {
   try {
     return JSON.stringify(record);
   } catch (err) {
