@@ -56,7 +56,11 @@ export const ERRORS = {
   TG_ERR_REQUEST_CONTENT_TYPE: { status: 415, type: 'invalid_request_error', template: 'request body must be application/json' },
   TG_ERR_REQUEST_HTTP: { status: 400, type: 'invalid_request_error', template: 'malformed HTTP request ({reason})' },
   TG_ERR_REQUEST_HEADERS_TOO_LARGE: { status: 431, type: 'invalid_request_error', template: 'request headers are larger than the server accepts' },
-  TG_ERR_REQUEST_TIMEOUT: { status: 408, type: 'invalid_request_error', template: 'the request did not arrive in time' },
+  TG_ERR_REQUEST_TIMEOUT: {
+    status: 408,
+    type: 'invalid_request_error',
+    template: 'the request did not arrive in time: its headers and body must arrive within {timeout_ms} ms (server.request_timeout_ms)',
+  },
   TG_ERR_REQUEST_UNKNOWN_MODEL: {
     status: 404,
     type: 'not_found_error',
@@ -145,6 +149,11 @@ export const ERRORS = {
     template: 'route "{route}" refused to serve an answer: none of the {answers} answer(s) passed its gate ({failed}); gate.on_fail is refuse',
   },
   TG_ERR_UNAVAILABLE: { status: 503, type: 'api_error', template: '{reason}' },
+  TG_ERR_SERVER_BUSY: {
+    status: 503,
+    type: 'api_error',
+    template: 'the gateway has {max_connections} connections open, its limit (server.max_connections); this connection is closed, try again shortly',
+  },
   TG_ERR_SHUTTING_DOWN: {
     status: 503,
     type: 'api_error',

@@ -12,10 +12,16 @@ import { isUpstreamError } from '../plugin-contract/plugin-api.ts';
  * writeHead: node:http writes such a list as given, where a setHeader per header stores
  * and looks up each first (the chat answer's x-tiergate-* headers; profile-findings, round 4).
  */
+/**
+ * On every answer: a browser must not read a JSON error as a page or script, and no cache
+ * may keep an answer, which belongs to one caller and one request. A flat list, for writeHead.
+ */
+export const API_RESPONSE_HEADERS: readonly string[] = ['x-content-type-options', 'nosniff', 'cache-control', 'no-store'];
+
 export function sendJson(res: http.ServerResponse, status: number, value: unknown, headers: string[] = []): void {
   const json = JSON.stringify(value);
   if (!res.hasHeader('content-type')) headers.push('content-type', 'application/json; charset=utf-8');
-  headers.push('content-length', String(Buffer.byteLength(json)));
+  headers.push('content-length', String(Buffer.byteLength(json)), ...API_RESPONSE_HEADERS);
   res.writeHead(status, headers);
   res.end(json);
 }
@@ -23,11 +29,33 @@ export function sendJson(res: http.ServerResponse, status: number, value: unknow
 /** A catalogue error in OpenAI's error shape (with the attempts, when nothing answered). */
 export function sendError(res: http.ServerResponse, error: TiergateError): void {
   if (res.headersSent) return;
-  const retryAfter = retryAfterOf(error);
-  if (retryAfter !== undefined) res.setHeader('retry-after', String(Math.ceil(retryAfter / 1000)));
+  setRetryHeaders(res, error);
   const body = error.toOpenAI();
   const attempts = (error as TiergateError & { attempts?: unknown }).attempts;
   sendJson(res, error.status, attempts ? { error: { ...body.error, attempts } } : body);
+}
+
+/**
+ * The official SDKs wait what retry-after says only up to a minute; past it they back off
+ * on their own and retry at once, in vain (an exhausted daily budget says hours).
+ */
+const SOON_ENOUGH_TO_RETRY_MS = 60_000;
+
+/**
+ * retry-after when the error says when to come back; and x-should-retry: false (which the
+ * official openai and Anthropic SDKs obey) when that is too far off for a retry to succeed.
+ */
+export function setRetryHeaders(res: http.ServerResponse, error: TiergateError): void {
+  const retryAfter = retryAfterOf(error);
+  if (retryAfter === undefined) return;
+  res.setHeader('retry-after', String(Math.ceil(retryAfter / 1000)));
+  if (retryAfter > SOON_ENOUGH_TO_RETRY_MS) res.setHeader('x-should-retry', 'false');
+}
+
+/** The head of a server-sent event stream, after the answer's own headers. */
+export function eventStreamHeaders(headers: string[]): string[] {
+  headers.push('content-type', 'text/event-stream; charset=utf-8', ...API_RESPONSE_HEADERS, 'x-accel-buffering', 'no');
+  return headers;
 }
 
 /** How long the client should wait before trying again, when the error (or the upstream's) says. */

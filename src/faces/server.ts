@@ -4,7 +4,6 @@
 // arrives and keeps it to the end.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type winston from 'winston';
 import { TiergateError } from '../common/errors.ts';
@@ -25,7 +24,8 @@ import { healthRouter } from './health.ts';
 import { metricsRouter } from './metrics.ts';
 import { modelsRouter } from './models.ts';
 import { chatDoor, isChatRequest } from './openai-chat/handler.ts';
-import { lastResort, sendError } from './respond.ts';
+import { ConnectionGuard, malformedRequestAnswerer, serverOptions } from './connections.ts';
+import { API_RESPONSE_HEADERS, lastResort, sendError } from './respond.ts';
 
 export interface GatewayOptions {
   configFile: string;
@@ -66,6 +66,11 @@ export function createApp(manager: RuntimeManager, logger: winston.Logger, route
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  // The chat door's answers carry them through sendJson; express's answers get them here.
+  app.use((_req: Request, res: Response, next: NextFunction) => {
+    for (let i = 0; i < API_RESPONSE_HEADERS.length; i += 2) res.setHeader(API_RESPONSE_HEADERS[i], API_RESPONSE_HEADERS[i + 1]);
+    next();
+  });
 
   // Who may call what (src/faces/auth.ts): a gateway key for the API, the admin token for the
   // endpoints that show or change the policy, traffic and spend. Health checks stay open.
@@ -93,33 +98,12 @@ export function createApp(manager: RuntimeManager, logger: winston.Logger, route
  * own door on plain node:http (src/faces/openai-chat/handler.ts), everything else
  * through express.
  */
-export function createHandler(chat: http.RequestListener, app: express.Express): http.RequestListener {
+export function createHandler(chat: http.RequestListener, app: express.Express, connections: ConnectionGuard): http.RequestListener {
   return (req, res) => {
+    if (!connections.admit(req, res)) return;
     if (isChatRequest(req)) chat(req, res);
     else app(req, res);
   };
-}
-
-/**
- * Requests Node's HTTP parser rejects before express sees them (a bad header, a broken
- * chunked body, headers over the size limit) get the OpenAI error shape too, not Node's
- * bare "400 Bad Request".
- */
-function answerMalformedRequest(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const error =
-    err.code === 'HPE_HEADER_OVERFLOW'
-      ? new TiergateError('TG_ERR_REQUEST_HEADERS_TOO_LARGE')
-      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? new TiergateError('TG_ERR_REQUEST_TIMEOUT')
-        : new TiergateError('TG_ERR_REQUEST_HTTP', { reason: err.code ?? 'unreadable' });
-  const body = JSON.stringify(error.toOpenAI());
-  socket.end(
-    `HTTP/1.1 ${error.status} ${http.STATUS_CODES[error.status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
 }
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
@@ -162,12 +146,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ],
     messagesRouter(manager, pipeline),
   );
-  const server = http.createServer(createHandler(chatDoor(manager, pipeline), app));
-  server.on('clientError', answerMalformedRequest);
-  // Long generations stream for minutes; Node's default request timeout would cut them.
-  server.requestTimeout = 0;
-  server.keepAliveTimeout = 65_000;
   const settings = manager.runtime.server;
+  const server = http.createServer(serverOptions(settings));
+  const connections = new ConnectionGuard(server, settings.maxConnections);
+  server.on('request', createHandler(chatDoor(manager, pipeline), app, connections));
+  server.on('clientError', malformedRequestAnswerer(settings.requestTimeoutMs));
+  server.keepAliveTimeout = 65_000;
   const port = options.port ?? settings.port;
   const host = options.host ?? settings.host;
   try {
@@ -219,17 +203,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       if (!closing) {
         state.shuttingDown = true;
         closing = (async () => {
-          const drained = new Promise<void>((resolve) => server.close(() => resolve()));
-          // Keep-alive connections become idle as their last request finishes; close
-          // them as they do, or close() would wait for the keep-alive timeout.
-          server.closeIdleConnections();
-          const sweeper = setInterval(() => server.closeIdleConnections(), 50);
+          const drained = connections.drain();
           // Past the deadline, requests are stopped rather than waited for: an
           // orchestrator's SIGKILL would lose them and their decision lines.
           const timeoutMs = manager.runtime.server.shutdownTimeoutMs;
           const deadline = setTimeout(() => stopInFlight(timeoutMs), timeoutMs);
           await drained;
-          clearInterval(sweeper);
           // The deadline still holds while the runtime waits for its requests to end.
           await manager.close();
           clearTimeout(deadline);

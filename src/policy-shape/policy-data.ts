@@ -74,6 +74,14 @@ export interface ServerData {
    * On SIGTERM, how long requests in flight may take to finish. Past it they are stopped: an answer not yet started becomes a 503 TG_ERR_SHUTTING_DOWN, a stream ends with that error as its last event, and each still gets its decision line before the process exits. The default fits Kubernetes' 30 s grace period.
    */
   shutdown_timeout_ms: number;
+  /**
+   * How long a client has to send its whole request, headers and body, from its first byte. A request still arriving after it gets 408 TG_ERR_REQUEST_TIMEOUT and its connection is closed, so that clients dripping their bodies cannot hold connections for ever. Only the request is timed: an answer, however long it streams, is not. Read at start.
+   */
+  request_timeout_ms: number;
+  /**
+   * Most client connections open at once. A connection beyond it gets 503 TG_ERR_SERVER_BUSY (retry-after: 1) for its request and is closed. Keep it below the process's file-descriptor limit (ulimit -n), leaving room for upstream connections and files. Read at start.
+   */
+  max_connections: number;
 }
 /**
  * Who may call the gateway. Without keys, tiergate serves loopback clients only.

@@ -221,6 +221,8 @@ function assemble(
     headerAllowlist: Object.freeze(data.server.header_allowlist.map((h) => h.toLowerCase())),
     upstreamTimeoutMs: data.server.upstream_timeout_ms,
     shutdownTimeoutMs: data.server.shutdown_timeout_ms,
+    requestTimeoutMs: data.server.request_timeout_ms,
+    maxConnections: data.server.max_connections,
     auth,
   });
   const decisionLogData = data.analytics.decision_log;

@@ -20,7 +20,7 @@ import { clientResult, replayedChunks } from '../../pipeline/wire.ts';
 import { authenticate, authorizeChatTarget, keylessAccepts, logRefusal } from '../auth.ts';
 import type { GatewayKey } from '../../policy/gateway-auth.ts';
 import { readBody } from '../read-body.ts';
-import { drained, retryAfterOf, sendJson } from '../respond.ts';
+import { drained, eventStreamHeaders, sendJson, setRetryHeaders } from '../respond.ts';
 import { answerFailure, answerHeaders, streamHeaders } from '../tiergate-headers.ts';
 import { checkChatBody } from '../openai-chat/request-schema.ts';
 import { MessagesRequestError, MessagesStreamTranslator, sseEvent, toAnthropicError, toAnthropicMessage, toChatBody } from './translate.ts';
@@ -39,8 +39,7 @@ function routingHeaders(req: http.IncomingMessage): Record<string, string> {
 /** A catalogue error in Anthropic's shape (the code kept). */
 function sendError(res: http.ServerResponse, error: TiergateError): void {
   if (res.headersSent) return;
-  const retryAfter = retryAfterOf(error);
-  if (retryAfter !== undefined) res.setHeader('retry-after', String(Math.ceil(retryAfter / 1000)));
+  setRetryHeaders(res, error);
   sendJson(res, error.status, toAnthropicError(error.status, error.toOpenAI()));
 }
 
@@ -130,8 +129,7 @@ function translatedBody(request: unknown): ReturnType<typeof toChatBody> {
 }
 
 function startMessagesStream(res: http.ServerResponse, headers: string[]): void {
-  headers.push('content-type', 'text/event-stream; charset=utf-8', 'cache-control', 'no-cache');
-  res.writeHead(200, headers);
+  res.writeHead(200, eventStreamHeaders(headers));
 }
 
 /** Gate "buffer": the gated answer is complete; send it as the Messages event sequence, in one write. */

@@ -16,7 +16,7 @@ import { clientResult, replayedChunks } from '../../pipeline/wire.ts';
 import { authenticate, authorizeChatTarget, refuseApiCall } from '../auth.ts';
 import type { GatewayKey } from '../../policy/gateway-auth.ts';
 import { readBody } from '../read-body.ts';
-import { drained, lastResort, sendError, sendJson } from '../respond.ts';
+import { drained, eventStreamHeaders, lastResort, sendError, sendJson } from '../respond.ts';
 import { answerFailure, answerHeaders, streamHeaders } from '../tiergate-headers.ts';
 import { checkChatBody } from './request-schema.ts';
 
@@ -97,8 +97,7 @@ export async function handleChatCompletion(
  * every write), so flushing it on its own would cost a syscall and gain no time.
  */
 function startEventStream(res: http.ServerResponse, headers: string[]): void {
-  headers.push('content-type', 'text/event-stream; charset=utf-8', 'cache-control', 'no-cache', 'connection', 'keep-alive', 'x-accel-buffering', 'no');
-  res.writeHead(200, headers);
+  res.writeHead(200, eventStreamHeaders(headers));
 }
 
 /** Gate "buffer": the gated answer is complete; send it as a stream, in one write. */

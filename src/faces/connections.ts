@@ -1,0 +1,132 @@
+// The server's connections: how many may be open (server.max_connections), how long a
+// request may take to arrive (server.request_timeout_ms), and how they end on shutdown.
+// Every face sits behind this; none of it knows which API a request speaks.
+import http from 'node:http';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { TiergateError } from '../common/errors.ts';
+import type { ServerSettings } from '../policy/runtime.ts';
+import { sendError } from './respond.ts';
+
+/**
+ * Node checks its request timeout on an interval, not per request (no timer per
+ * request); a quarter of the timeout keeps the cut within 25% of it, and a second at
+ * most keeps a long timeout's cut close to its word.
+ */
+export function timeoutChecksEveryMs(requestTimeoutMs: number): number {
+  return Math.min(1000, Math.ceil(requestTimeoutMs / 4));
+}
+
+/**
+ * The options of the node:http server. Node's request timeout covers headers and body
+ * from the request's first byte and ends once the request has arrived, so an answer
+ * that streams for minutes is never cut by it.
+ */
+export function serverOptions(settings: ServerSettings): http.ServerOptions {
+  return {
+    requestTimeout: settings.requestTimeoutMs,
+    // Node refuses a headers timeout longer than the request's; the headers are part of it.
+    headersTimeout: settings.requestTimeoutMs,
+    connectionsCheckingInterval: timeoutChecksEveryMs(settings.requestTimeoutMs),
+  };
+}
+
+/**
+ * After SIGTERM, how long a kept-alive connection that was idle may still bring a
+ * request: one the client sent just before may be on its way, and closing the connection
+ * under it would reset it unanswered.
+ */
+export const IDLE_CONNECTION_GRACE_MS = 200;
+
+export class ConnectionGuard {
+  private open = 0;
+  /** Connections accepted beyond max_connections: their request is refused, then they close. */
+  private readonly overLimit = new WeakSet<Duplex>();
+  private readonly answering = new Set<http.ServerResponse>();
+  private draining = false;
+
+  constructor(
+    private readonly server: http.Server,
+    private readonly maxConnections: number,
+  ) {
+    server.on('connection', (socket: net.Socket) => {
+      if (++this.open > maxConnections) this.overLimit.add(socket);
+      socket.once('close', () => this.open--);
+    });
+  }
+
+  /**
+   * Whether the request may go on to a face. A connection beyond the limit gets 503 and
+   * is closed; during the drain every answer says `connection: close`, so that no client
+   * sends another request on a connection about to close.
+   */
+  admit(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+    if (this.overLimit.has(req.socket)) {
+      res.setHeader('connection', 'close');
+      sendError(res, new TiergateError('TG_ERR_SERVER_BUSY', { max_connections: this.maxConnections }, { retryAfterMs: 1000 }));
+      return false;
+    }
+    if (this.draining) res.setHeader('connection', 'close');
+    this.answering.add(res);
+    res.once('close', () => this.answering.delete(res));
+    return true;
+  }
+
+  /**
+   * Stops accepting connections and resolves once every open one has closed. Requests
+   * already received are answered, each with `connection: close`; connections idle now
+   * are closed after IDLE_CONNECTION_GRACE_MS, unless a request arrives on them first.
+   */
+  drain(): Promise<void> {
+    this.draining = true;
+    for (const res of this.answering) {
+      if (!res.headersSent) res.setHeader('connection', 'close');
+      // Its header already said keep-alive (a stream under way): close the connection once the answer is out.
+      else res.once('finish', () => res.req.socket.destroySoon());
+    }
+    // http.Server's own close() would also close the idle connections at once, resetting a
+    // request already on its way; net.Server's stops accepting and waits for every connection.
+    const closed = new Promise<void>((resolve) => net.Server.prototype.close.call(this.server, () => resolve()));
+    const grace = setTimeout(
+      // After the reads due now (setImmediate runs after the poll phase): a request that has
+      // arrived makes its connection busy, and busy connections are not cut.
+      () => setImmediate(() => this.server.closeIdleConnections()),
+      IDLE_CONNECTION_GRACE_MS,
+    );
+    return closed.finally(() => {
+      clearTimeout(grace);
+      // Node's timeout checker would otherwise keep running on the closed server's empty list.
+      this.server.requestTimeout = 0;
+      this.server.headersTimeout = 0;
+    });
+  }
+}
+
+/**
+ * Requests Node's HTTP parser rejects before any face sees them (a bad header, a broken
+ * chunked body, headers over the size limit, a request slower than
+ * server.request_timeout_ms) get the OpenAI error shape too, not Node's bare status line.
+ */
+export function malformedRequestAnswerer(requestTimeoutMs: number): (err: NodeJS.ErrnoException, socket: Duplex) => void {
+  return (err, socket) => {
+    // As Node's own handler: write only where no answer has begun, or the client would read a corrupt one.
+    const answer = (socket as Duplex & { _httpMessage?: http.ServerResponse | null })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || (answer && answer.headersSent)) {
+      socket.destroy();
+      return;
+    }
+    const error =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? new TiergateError('TG_ERR_REQUEST_HEADERS_TOO_LARGE')
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? new TiergateError('TG_ERR_REQUEST_TIMEOUT', { timeout_ms: requestTimeoutMs })
+          : new TiergateError('TG_ERR_REQUEST_HTTP', { reason: err.code ?? 'unreadable' });
+    const body = JSON.stringify(error.toOpenAI());
+    // Closed once the answer is out, not when the client ends its side: a client dripping a body never would.
+    socket.end(
+      `HTTP/1.1 ${error.status} ${http.STATUS_CODES[error.status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+        `x-content-type-options: nosniff\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
+      () => socket.destroy(),
+    );
+  };
+}
