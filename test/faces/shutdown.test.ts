@@ -149,7 +149,12 @@ test('SIGTERM: stop accepting, finish the requests in flight, flush the decision
     let streamsStarted = 0;
     const jsonRequests = Array.from({ length: JSON_REQUESTS }, async (_, i) => {
       const { data, response } = await client.chat.completions.create(params(i)).withResponse();
-      return { id: response.headers.get('x-tiergate-decision-id'), content: data.choices[0].message.content ?? '', stream: false };
+      return {
+        id: response.headers.get('x-tiergate-decision-id'),
+        content: data.choices[0].message.content ?? '',
+        stream: false,
+        connection: response.headers.get('connection'),
+      };
     });
     const streamRequests = Array.from({ length: STREAM_REQUESTS }, async (_, i) => {
       const { data, response } = await client.chat.completions.create({ ...params(JSON_REQUESTS + i), stream: true }).withResponse();
@@ -159,7 +164,7 @@ test('SIGTERM: stop accepting, finish the requests in flight, flush the decision
         if (++chunks === 2) streamsStarted++;
         content += chunk.choices[0]?.delta.content ?? '';
       }
-      return { id: response.headers.get('x-tiergate-decision-id'), content, stream: true };
+      return { id: response.headers.get('x-tiergate-decision-id'), content, stream: true, connection: response.headers.get('connection') };
     });
     const early: string[] = [];
     for (const request of [...jsonRequests, ...streamRequests]) request.catch((err: unknown) => early.push(String(err)));
@@ -187,11 +192,17 @@ test('SIGTERM: stop accepting, finish the requests in flight, flush the decision
     const settled = await all;
     const failures = settled.filter((s) => s.status === 'rejected').map((s) => String((s as PromiseRejectedResult).reason));
     assert.deepEqual(failures, [], 'every request in flight at SIGTERM finished');
-    const answers = settled.map((s) => (s as PromiseFulfilledResult<{ id: string | null; content: string; stream: boolean }>).value);
+    const answers = settled.map((s) => (s as PromiseFulfilledResult<{ id: string | null; content: string; stream: boolean; connection: string | null }>).value);
     for (const a of answers) {
       assert.ok(a.id, 'a decision id');
       assert.ok(a.content.length > 20, `a whole answer (${a.content.length} characters)`);
     }
+    // The JSON answers began after SIGTERM: they tell the client not to send more on their connection.
+    assert.deepEqual(
+      answers.filter((a) => !a.stream).map((a) => a.connection),
+      Array<string>(JSON_REQUESTS).fill('close'),
+      'answers begun during the drain say connection: close',
+    );
 
     const { code, signal } = await waitFor('tiergate to exit', () => exited, 20_000);
     assert.equal(signal, null, `tiergate exited by itself, not killed by ${signal}`);
