@@ -11,6 +11,7 @@ import OpenAI from 'openai';
 import { simulatorPolicy, startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { apiError } from '../support/http.ts';
 import { capturingLogger } from '../support/logs.ts';
+import { unfinishedPost } from '../support/raw-http.ts';
 import { startGateway } from '../../src/faces/server.ts';
 import { buildRuntime } from '../../src/policy/compile.ts';
 import { createLogger } from '../../src/observe/logger.ts';
@@ -163,6 +164,31 @@ describe('gateway keys and the admin token', () => {
     assert.equal((await get(`${tg.url}/dashboard/`, basic(ADMIN_TOKEN))).status, 200);
     const reload = await fetch(`${tg.url}/admin/reload`, { method: 'POST', headers: bearer(ADMIN_TOKEN) });
     assert.equal(reload.status, 200);
+  });
+
+  test('every ingress that takes a body refuses a caller without credentials before reading it: a body that never arrives still gets 401 at once', async () => {
+    const ingresses: Array<[string, string]> = [
+      ['/v1/chat/completions', 'TG_ERR_AUTH_MISSING'],
+      ['/v1/messages', 'TG_ERR_AUTH_MISSING'],
+      ['/v1/feedback', 'TG_ERR_AUTH_MISSING'],
+      ['/admin/reload', 'TG_ERR_AUTH_ADMIN'],
+    ];
+    for (const [path, code] of ingresses)
+      for (const headers of [{}, bearer(ADMIN_TOKEN + 'x'), { 'x-api-key': OPS_KEY + 'x' }] as Array<Record<string, string>>) {
+        const what = `POST ${path} with ${JSON.stringify(headers)}`;
+        // 100 kB declared, 14 bytes sent: the gateway has nothing to read or parse until the rest arrives, which it never does.
+        const connection = await unfinishedPost(tg.url, path, headers);
+        try {
+          const answer = await connection.answer;
+          assert.equal(answer.status, 401, `${what}: ${answer.body}`);
+          // A wrong key is invalid rather than missing; the Messages API's error shape (Anthropic's) keeps the code too.
+          const expected = code === 'TG_ERR_AUTH_MISSING' && Object.keys(headers).length > 0 ? 'TG_ERR_AUTH_INVALID' : code;
+          assert.equal((JSON.parse(answer.body) as { error: { code: string } }).error.code, expected, what);
+          assert.equal(connection.isClosed(), false, `${what}: answered while the body is still awaited`);
+        } finally {
+          connection.socket.destroy();
+        }
+      }
   });
 
   test('/healthz and /readyz stay open (load balancers and probes carry no token)', async () => {
