@@ -36,8 +36,9 @@ export function sendError(res: http.ServerResponse, error: TiergateError): void 
 }
 
 /**
- * The official SDKs wait what retry-after says only up to a minute; past it they back off
- * on their own and retry at once, in vain (an exhausted daily budget says hours).
+ * Past a minute a retry is not worth waiting for: the official SDKs would sleep through
+ * whatever retry-after says (an exhausted daily budget says hours) and clients that cap
+ * the wait retry at once, in vain.
  */
 const SOON_ENOUGH_TO_RETRY_MS = 60_000;
 
