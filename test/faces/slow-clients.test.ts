@@ -8,14 +8,14 @@ import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { simulatorPolicy, startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { drain } from '../support/http.ts';
-import { rawConnection, unfinishedPost, type RawConnection } from '../support/raw-http.ts';
+import { rawConnection, rawRequest, unfinishedPost, type RawConnection } from '../support/raw-http.ts';
 import { waitFor } from '../support/wait.ts';
 
 const REQUEST_TIMEOUT_MS = 300;
 const HELD_CLIENTS = 20;
 
 /** A GET /healthz on a kept-alive connection: once answered, the server holds the connection. */
-const HEALTH_CHECK = 'GET /healthz HTTP/1.1\r\nhost: tiergate\r\n\r\n';
+const HEALTH_CHECK = rawRequest('GET', '/healthz');
 
 function assertApiHeaders(headers: { get(name: string): string | null | undefined }, what: string): void {
   assert.equal(headers.get('x-content-type-options'), 'nosniff', `${what}: x-content-type-options`);
