@@ -152,7 +152,7 @@ export const ERRORS = {
   TG_ERR_SERVER_BUSY: {
     status: 503,
     type: 'api_error',
-    template: 'the gateway has {max_connections} connections open, its limit (server.max_connections); this connection is closed, try again shortly',
+    template: 'the gateway is at its limit of {max_connections} open connections (server.max_connections); this connection is closed, try again shortly',
   },
   TG_ERR_SHUTTING_DOWN: {
     status: 503,

@@ -9,26 +9,25 @@ import type { ServerSettings } from '../policy/runtime.ts';
 import { sendError } from './respond.ts';
 
 /**
- * Node checks its request timeout on an interval, not per request (no timer per
- * request); a quarter of the timeout keeps the cut within 25% of it, and a second at
- * most keeps a long timeout's cut close to its word.
+ * The node:http server. Node checks its request timeout on an interval, not per request
+ * (no timer per request); a quarter of the timeout at start keeps the cut within 25% of
+ * it, and a second at most keeps a long timeout's cut close to its word.
  */
-export function timeoutChecksEveryMs(requestTimeoutMs: number): number {
-  return Math.min(1000, Math.ceil(requestTimeoutMs / 4));
+export function createNodeServer(settings: ServerSettings): http.Server {
+  const server = http.createServer({ connectionsCheckingInterval: Math.min(1000, Math.ceil(settings.requestTimeoutMs / 4)) });
+  applyRequestTimeout(server, settings);
+  return server;
 }
 
 /**
- * The options of the node:http server. Node's request timeout covers headers and body
- * from the request's first byte and ends once the request has arrived, so an answer
- * that streams for minutes is never cut by it.
+ * server.request_timeout_ms, at start and on every reload. Node's request timeout covers
+ * headers and body from the request's first byte and ends once the request has arrived,
+ * so an answer that streams for minutes is never cut by it.
  */
-export function serverOptions(settings: ServerSettings): http.ServerOptions {
-  return {
-    requestTimeout: settings.requestTimeoutMs,
-    // Node refuses a headers timeout longer than the request's; the headers are part of it.
-    headersTimeout: settings.requestTimeoutMs,
-    connectionsCheckingInterval: timeoutChecksEveryMs(settings.requestTimeoutMs),
-  };
+export function applyRequestTimeout(server: http.Server, settings: ServerSettings): void {
+  server.requestTimeout = settings.requestTimeoutMs;
+  // The headers are part of the request: they have the same time, not Node's own 60 s.
+  server.headersTimeout = settings.requestTimeoutMs;
 }
 
 /**
@@ -45,12 +44,13 @@ export class ConnectionGuard {
   private readonly answering = new Set<http.ServerResponse>();
   private draining = false;
 
+  /** `current` gives the settings of the policy in force: a reload changes the limit for new connections. */
   constructor(
     private readonly server: http.Server,
-    private readonly maxConnections: number,
+    private readonly current: () => ServerSettings,
   ) {
     server.on('connection', (socket: net.Socket) => {
-      if (++this.open > maxConnections) this.overLimit.add(socket);
+      if (++this.open > current().maxConnections) this.overLimit.add(socket);
       socket.once('close', () => this.open--);
     });
   }
@@ -63,7 +63,7 @@ export class ConnectionGuard {
   admit(req: http.IncomingMessage, res: http.ServerResponse): boolean {
     if (this.overLimit.has(req.socket)) {
       res.setHeader('connection', 'close');
-      sendError(res, new TiergateError('TG_ERR_SERVER_BUSY', { max_connections: this.maxConnections }, { retryAfterMs: 1000 }));
+      sendError(res, new TiergateError('TG_ERR_SERVER_BUSY', { max_connections: this.current().maxConnections }, { retryAfterMs: 1000 }));
       return false;
     }
     if (this.draining) res.setHeader('connection', 'close');
@@ -107,7 +107,7 @@ export class ConnectionGuard {
  * chunked body, headers over the size limit, a request slower than
  * server.request_timeout_ms) get the OpenAI error shape too, not Node's bare status line.
  */
-export function malformedRequestAnswerer(requestTimeoutMs: number): (err: NodeJS.ErrnoException, socket: Duplex) => void {
+export function malformedRequestAnswerer(current: () => ServerSettings): (err: NodeJS.ErrnoException, socket: Duplex) => void {
   return (err, socket) => {
     // As Node's own handler: write only where no answer has begun, or the client would read a corrupt one.
     const answer = (socket as Duplex & { _httpMessage?: http.ServerResponse | null })._httpMessage;
@@ -119,7 +119,7 @@ export function malformedRequestAnswerer(requestTimeoutMs: number): (err: NodeJS
       err.code === 'HPE_HEADER_OVERFLOW'
         ? new TiergateError('TG_ERR_REQUEST_HEADERS_TOO_LARGE')
         : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? new TiergateError('TG_ERR_REQUEST_TIMEOUT', { timeout_ms: requestTimeoutMs })
+          ? new TiergateError('TG_ERR_REQUEST_TIMEOUT', { timeout_ms: current().requestTimeoutMs })
           : new TiergateError('TG_ERR_REQUEST_HTTP', { reason: err.code ?? 'unreadable' });
     const body = JSON.stringify(error.toOpenAI());
     // Closed once the answer is out, not when the client ends its side: a client dripping a body never would.

@@ -2,7 +2,7 @@
 // models, feedback, health, admin, metrics, the dashboard) and runs the server's life
 // (listen, reload watching, shutdown). Each request takes the runtime in force when it
 // arrives and keeps it to the end.
-import http from 'node:http';
+import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type winston from 'winston';
@@ -24,7 +24,7 @@ import { healthRouter } from './health.ts';
 import { metricsRouter } from './metrics.ts';
 import { modelsRouter } from './models.ts';
 import { chatDoor, isChatRequest } from './openai-chat/handler.ts';
-import { ConnectionGuard, malformedRequestAnswerer, serverOptions } from './connections.ts';
+import { applyRequestTimeout, ConnectionGuard, createNodeServer, malformedRequestAnswerer } from './connections.ts';
 import { API_RESPONSE_HEADERS, lastResort, sendError } from './respond.ts';
 
 export interface GatewayOptions {
@@ -147,10 +147,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     messagesRouter(manager, pipeline),
   );
   const settings = manager.runtime.server;
-  const server = http.createServer(serverOptions(settings));
-  const connections = new ConnectionGuard(server, settings.maxConnections);
+  const current = () => manager.runtime.server;
+  const server = createNodeServer(settings);
+  manager.onReload(() => applyRequestTimeout(server, current()));
+  const connections = new ConnectionGuard(server, current);
   server.on('request', createHandler(chatDoor(manager, pipeline), app, connections));
-  server.on('clientError', malformedRequestAnswerer(settings.requestTimeoutMs));
+  server.on('clientError', malformedRequestAnswerer(current));
   server.keepAliveTimeout = 65_000;
   const port = options.port ?? settings.port;
   const host = options.host ?? settings.host;

@@ -75,11 +75,11 @@ export interface ServerData {
    */
   shutdown_timeout_ms: number;
   /**
-   * How long a client has to send its whole request, headers and body, from its first byte. A request still arriving after it gets 408 TG_ERR_REQUEST_TIMEOUT and its connection is closed, so that clients dripping their bodies cannot hold connections for ever. Only the request is timed: an answer, however long it streams, is not. Read at start.
+   * How long a client has to send its whole request, headers and body, from its first byte. A request still arriving after it gets 408 TG_ERR_REQUEST_TIMEOUT and its connection is closed, so that clients dripping their bodies cannot hold connections for ever. Only the request is timed: an answer, however long it streams, is not. Checked every quarter of the value in force at start (every second at most).
    */
   request_timeout_ms: number;
   /**
-   * Most client connections open at once. A connection beyond it gets 503 TG_ERR_SERVER_BUSY (retry-after: 1) for its request and is closed. Keep it below the process's file-descriptor limit (ulimit -n), leaving room for upstream connections and files. Read at start.
+   * Most client connections open at once. A connection beyond it gets 503 TG_ERR_SERVER_BUSY (retry-after: 1) for its request and is closed. Keep it below the process's file-descriptor limit (ulimit -n), leaving room for upstream connections and files. A reload applies to new connections.
    */
   max_connections: number;
 }

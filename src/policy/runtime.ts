@@ -125,9 +125,9 @@ export interface ServerSettings {
   readonly upstreamTimeoutMs: number;
   /** How long a SIGTERM waits for requests in flight before stopping them (server.shutdown_timeout_ms). */
   readonly shutdownTimeoutMs: number;
-  /** How long a client has to send a whole request (server.request_timeout_ms); read at start. */
+  /** How long a client has to send a whole request (server.request_timeout_ms). */
   readonly requestTimeoutMs: number;
-  /** Most client connections open at once (server.max_connections); read at start. */
+  /** Most client connections open at once (server.max_connections). */
   readonly maxConnections: number;
   /** Gateway keys and the admin token (server.auth); reloads with the policy. */
   readonly auth: GatewayAuth;

@@ -8,11 +8,13 @@ import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { simulatorPolicy, startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { drain } from '../support/http.ts';
+import { adminReload } from '../support/reload.ts';
 import { rawConnection, rawRequest, unfinishedPost, type RawConnection } from '../support/raw-http.ts';
 import { waitFor } from '../support/wait.ts';
 
 const REQUEST_TIMEOUT_MS = 300;
 const HELD_CLIENTS = 20;
+const RELOADED_TIMEOUT_MS = 500;
 
 /** A GET /healthz on a kept-alive connection: once answered, the server holds the connection. */
 const HEALTH_CHECK = rawRequest('GET', '/healthz');
@@ -70,6 +72,15 @@ describe('server.request_timeout_ms', () => {
     assertApiHeaders(streamed.response.headers, 'a stream');
   });
 
+  test('a reload changes the timeout', async () => {
+    tg.writePolicy(simulatorPolicy({ timeScale: 1, extra: `server: { request_timeout_ms: ${RELOADED_TIMEOUT_MS} }\n` }));
+    assert.equal((await adminReload(tg.url)).http, 200);
+    assert.equal(tg.gateway.server.requestTimeout, RELOADED_TIMEOUT_MS, 'the server times requests by the reloaded policy');
+    const answer = await (await unfinishedPost(tg.url, '/v1/chat/completions')).answer;
+    assert.equal(answer.status, 408);
+    assert.match((JSON.parse(answer.body) as { error: { message: string } }).error.message, new RegExp(`within ${RELOADED_TIMEOUT_MS} ms`));
+  });
+
   test('the default is 60 s, enforced by the server (no longer 0, which meant never)', async () => {
     const plain = await startTestGateway(simulatorPolicy());
     try {
@@ -118,6 +129,22 @@ describe('server.max_connections', () => {
     );
     assert.equal(served, 200);
     for (const connection of held) connection.socket.destroy();
+  });
+
+  test('a reload changes the limit for new connections', async () => {
+    const reloaded = await startTestGateway(simulatorPolicy({ extra: `server: { max_connections: ${MAX} }\n` }));
+    try {
+      reloaded.writePolicy(simulatorPolicy({ extra: 'server: { max_connections: 1 }\n' }));
+      // The reload's own connection stays open: it is the one connection the new limit allows.
+      const reloader = await rawConnection(reloaded.url, rawRequest('POST', '/admin/reload'));
+      assert.equal((await reloader.answer).status, 200);
+      const answer = await (await rawConnection(reloaded.url, HEALTH_CHECK)).answer;
+      assert.equal(answer.status, 503);
+      assert.match((JSON.parse(answer.body) as { error: { message: string } }).error.message, /limit of 1 open connections/);
+      reloader.socket.destroy();
+    } finally {
+      await reloaded.close();
+    }
   });
 
   test('the default allows 1000 connections', async () => {
