@@ -6,7 +6,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TiergateError } from '../common/errors.ts';
 import type { ServerSettings } from '../policy/runtime.ts';
-import { sendError } from './respond.ts';
+import { API_RESPONSE_HEADERS, sendError } from './respond.ts';
 
 /**
  * The node:http server. Node checks its request timeout on an interval, not per request
@@ -122,11 +122,18 @@ export function malformedRequestAnswerer(current: () => ServerSettings): (err: N
           ? new TiergateError('TG_ERR_REQUEST_TIMEOUT', { timeout_ms: current().requestTimeoutMs })
           : new TiergateError('TG_ERR_REQUEST_HTTP', { reason: err.code ?? 'unreadable' });
     const body = JSON.stringify(error.toOpenAI());
+    const headers = [
+      'content-type',
+      'application/json; charset=utf-8',
+      'content-length',
+      String(Buffer.byteLength(body)),
+      ...API_RESPONSE_HEADERS,
+      'connection',
+      'close',
+    ];
+    let head = `HTTP/1.1 ${error.status} ${http.STATUS_CODES[error.status] ?? ''}\r\n`;
+    for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
     // Closed once the answer is out, not when the client ends its side: a client dripping a body never would.
-    socket.end(
-      `HTTP/1.1 ${error.status} ${http.STATUS_CODES[error.status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-        `x-content-type-options: nosniff\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
-      () => socket.destroy(),
-    );
+    socket.end(`${head}\r\n${body}`, () => socket.destroy());
   };
 }
