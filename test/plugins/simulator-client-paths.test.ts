@@ -5,15 +5,11 @@
 // against the schema it gave (issue 18: the simulator used to answer every one in prose).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionFunctionTool } from 'openai/resources/chat/completions';
-import { startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { startShippedGateway, type TestGateway } from '../support/gateway.ts';
 import { toolCallsOf } from '../support/clients.ts';
 import { assertValid } from '../support/json-schema.ts';
-
-const SHIPPED = readFileSync(path.resolve(import.meta.dirname, '../../gateway.yaml'), 'utf8');
 
 function tool(name: string, parameters: Record<string, unknown>, description = ''): ChatCompletionFunctionTool {
   return { type: 'function', function: { name, description, parameters } };
@@ -65,7 +61,7 @@ describe('the simulator answers every client path on the shipped gateway.yaml', 
   let client: OpenAI;
 
   before(async () => {
-    tg = await startTestGateway(SHIPPED, { env: { SIMULATOR_TIME_SCALE: '0' } });
+    tg = await startShippedGateway();
     client = new OpenAI({ baseURL: tg.baseURL, apiKey: 'unused', maxRetries: 0 });
   });
   after(async () => {

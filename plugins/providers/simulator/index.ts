@@ -26,6 +26,8 @@ import {
   type ChatMessage,
   type ChatRequest,
   type ChatResult,
+  type EmbeddingRequest,
+  type EmbeddingResult,
   type FinishReason,
   type OptionIssue,
   type OptionsFrom,
@@ -35,6 +37,8 @@ import {
   type Usage,
   type ValidationContext,
 } from 'tiergate/plugin';
+import { simulatedEmbeddings } from './embeddings.ts';
+import { fnv1a } from './hash.ts';
 import { instanceOf, requestedJson, toolsToCall } from './structured.ts';
 
 // ---------------------------------------------------------------------------------
@@ -67,24 +71,27 @@ const optionsSchema = {
     },
     time_scale: { type: 'number', minimum: 0, default: 1, description: 'Multiplies every delay (0 = instant).' },
     default_profile: { ...profileSchema, description: 'Profile for upstream names not in profiles; without it they get HTTP 404.' },
+    embedding_models: {
+      type: 'object',
+      description: 'Upstream name → a simulated embedding model (for policy models of kind: embedding). Other names get HTTP 404 from POST /v1/embeddings.',
+      propertyNames: { minLength: 1 },
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['dimensions'],
+        properties: {
+          dimensions: { type: 'integer', minimum: 1, maximum: 8192, description: 'Length of its vectors; a request may ask for fewer (`dimensions`).' },
+          latency_ms: { type: 'number', minimum: 0, default: 0, description: 'Time to answer a request, times time_scale.' },
+        },
+      },
+    },
   },
 } as const;
 
 export type SimulatorOptions = OptionsFrom<typeof optionsSchema>;
 
 // ---------------------------------------------------------------------------------
-// Hashing: FNV-1a, 32-bit. Stable across runs and platforms, which Math.random and
-// object identity are not; a salt gives independent draws from one prompt.
-
-function fnv1a(text: string, salt = ''): number {
-  let h = 0x811c9dc5;
-  const input = salt + '\u0000' + text;
-  for (let i = 0; i < input.length; i++) {
-    h ^= input.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
+// Draws from the prompt (hash.ts): stable across runs and platforms.
 
 /** A deterministic draw in [0, 1). */
 function unit(text: string, salt: string): number {
@@ -758,6 +765,25 @@ class SimulatorProvider implements Provider {
     yield chunk([], p.usage);
   }
 
+  async embed(request: EmbeddingRequest, call: CallOptions): Promise<EmbeddingResult & { simulated: true }> {
+    const stopped = abortReason(call.signal, this.#life.signal);
+    if (stopped) throw stopped;
+    const upstream = typeof request.model === 'string' && request.model !== '' ? request.model : call.model.upstream;
+    const models = this.#options.embedding_models ?? {};
+    if (!Object.hasOwn(models, upstream)) {
+      const known = Object.keys(models);
+      throw new UpstreamError(
+        'http',
+        `simulator has no embedding model "${upstream}"` + (known.length > 0 ? ` (embedding_models: ${known.join(', ')})` : ' (no embedding_models)'),
+        { status: 404 },
+      );
+    }
+    const profile = models[upstream];
+    const result = simulatedEmbeddings(upstream, request.input, profile.dimensions, request.dimensions);
+    await sleep((profile.latency_ms ?? 0) * (this.#options.time_scale ?? 1), call.signal, this.#life.signal);
+    return { ...result, simulated: true };
+  }
+
   async dispose(): Promise<void> {
     this.#life.abort();
   }
@@ -771,13 +797,14 @@ const example: SimulatorOptions = {
     'sim-small': { capability: 0.45, first_token_ms: 120, tokens_per_second: 150 },
     'sim-large': { capability: 0.9, first_token_ms: 400, tokens_per_second: 60 },
   },
+  embedding_models: { 'sim-embed': { dimensions: 256 } },
   time_scale: 1,
 };
 
 function validate(options: Readonly<SimulatorOptions>, _ctx: ValidationContext): OptionIssue[] {
   const issues: OptionIssue[] = [];
-  if (Object.keys(options.profiles ?? {}).length === 0 && !options.default_profile) {
-    issues.push({ path: ['profiles'], message: 'no profiles and no default_profile: every call to this provider would fail with 404' });
+  if (Object.keys(options.profiles ?? {}).length === 0 && !options.default_profile && Object.keys(options.embedding_models ?? {}).length === 0) {
+    issues.push({ path: ['profiles'], message: 'no profiles, no default_profile and no embedding_models: every call to this provider would fail with 404' });
   }
   return issues;
 }
@@ -788,9 +815,10 @@ export default {
     kind: 'provider',
     contract: 1,
     description:
-      'Offline simulated models: deterministic answers whose quality depends on prompt difficulty versus model capability, with realistic latency, usage, failures, tool calls, structured output and (when asked) token logprobs. No network, no API keys.',
+      'Offline simulated models: deterministic answers whose quality depends on prompt difficulty versus model capability, with realistic latency, usage, failures, tool calls, structured output, embeddings and (when asked) token logprobs. No network, no API keys.',
     options: optionsSchema,
     example,
+    capabilities: ['embeds'],
   },
   validate,
   async create(options, _ctx) {
