@@ -20,7 +20,7 @@ const REPO = path.resolve(import.meta.dirname, '../..');
 const SHIPPED = readFileSync(path.join(REPO, 'gateway.yaml'), 'utf8');
 const README = readFileSync(path.join(REPO, 'README.md'), 'utf8');
 
-/** The README's LangChain JS tool (its shape is not shown there). */
+/** The README's LangChain JS tool and schema, as defined there (the first test checks they are). */
 const lookupOrderTool = {
   type: 'function' as const,
   function: {
@@ -128,6 +128,20 @@ describe('README examples on the shipped gateway.yaml (simulator)', () => {
     assert.ok(README.includes(`modelKwargs: { metadata: { task_type: 'order_status' } }`));
     assert.ok(README.includes(`extra_body={"metadata": {"task_type": "order_status"}}`));
     assert.ok(README.includes(`messages: [{ role: 'user', content: 'Where is my order?' }] });`));
+    // The LangChain example defines the names it uses, as this test does.
+    assert.ok(
+      README.includes(
+        `const lookupOrderTool = {\n  type: 'function' as const,\n  function: {\n    name: 'lookup_order',\n    description: 'Looks an order up by its number.',`,
+      ),
+    );
+    assert.ok(README.includes(`parameters: { type: 'object', properties: { order_number: { type: 'string' } }, required: ['order_number'] },`));
+    assert.ok(
+      README.includes(
+        `const orderSchema = {\n  type: 'object',\n  properties: { order_number: { type: 'string' }, state: { type: 'string' } },\n  required: ['order_number', 'state'],`,
+      ),
+    );
+    assert.ok(README.includes(`llm.bindTools([lookupOrderTool]).invoke('Where is order 12345?')`));
+    assert.ok(README.includes(`llm.withStructuredOutput(orderSchema, { method: 'jsonSchema' }).invoke('Where is order 12345?')`));
   });
 
   for (const { name, body, tier, orderStatus } of bodies) {
