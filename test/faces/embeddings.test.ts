@@ -64,6 +64,13 @@ describe('POST /v1/embeddings on the shipped gateway.yaml (simulator)', () => {
     assert.ok(Math.abs((line.cost_usd ?? 0) - (data.usage.prompt_tokens * 0.02) / 1e6) < 1e-15, `cost ${line.cost_usd}`);
     assert.equal(line.attempts.length, 1);
     assert.equal(line.attempts[0].model, 'text-embedding-3-small');
+
+    // The line's observers count it as they count a chat request.
+    const metrics = await (await fetch(`${tg.url}/metrics`)).text();
+    const requests = metrics.split('\n').filter((l) => l.startsWith('tiergate_requests_total{') && l.includes('model="text-embedding-3-small"'));
+    assert.equal(requests.length, 1, metrics.slice(0, 2000));
+    assert.match(requests[0], /route="support"/);
+    assert.ok(Number(requests[0].split(' ').at(-1)) >= 2);
   });
 
   test('several texts get a vector each, in order; related texts point closer together than unrelated ones; dimensions shortens them', async () => {
