@@ -66,6 +66,12 @@ export const ERRORS = {
     type: 'not_found_error',
     template: 'model "{model}" is neither a route nor a model of this gateway; GET /v1/models lists them',
   },
+  TG_ERR_REQUEST_CANNOT_EMBED: { status: 400, type: 'invalid_request_error', template: '{kind} "{name}" cannot answer embeddings requests: {reason}' },
+  TG_ERR_REQUEST_EMBEDDING_MODEL: {
+    status: 400,
+    type: 'invalid_request_error',
+    template: 'model "{model}" is an embedding model (kind: embedding): it answers POST /v1/embeddings, not chat requests',
+  },
   TG_ERR_FEEDBACK_INVALID: { status: 400, type: 'invalid_request_error', template: 'feedback: {reason}' },
   TG_ERR_FEEDBACK_UNKNOWN: {
     status: 404,

@@ -19,6 +19,7 @@ import type { DecisionObserver } from '../pipeline/record.ts';
 import { adminRouter } from './admin/router.ts';
 import { messagesRouter } from './anthropic-messages/router.ts';
 import { describeAuth, requireAdmin, requireKey } from './auth.ts';
+import { embeddingsRouter } from './embeddings/router.ts';
 import { feedbackRouter } from './feedback.ts';
 import { healthRouter } from './health.ts';
 import { metricsRouter } from './metrics.ts';
@@ -138,6 +139,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     logger,
     [
       modelsRouter(manager),
+      embeddingsRouter(manager, pipeline),
       feedbackRouter(learning, () => manager.runtime),
       healthRouter(manager, state),
       adminRouter(manager),

@@ -75,7 +75,7 @@ export function streamHeaders(exchange: ChatExchange, opened: OpenStream): strin
  * find its line.
  */
 export function answerFailure(
-  exchange: ChatExchange,
+  exchange: Pick<ChatExchange, 'failed' | 'requestId' | 'runtime'>,
   err: unknown,
   res: http.ServerResponse,
   render: (res: http.ServerResponse, error: TiergateError) => void,

@@ -113,6 +113,8 @@ export interface DecisionRecord {
   shadowed?: boolean;
   /** Set when part of the line could not be written as JSON: why; that part is replaced by a note (lineOf). */
   serialization_error?: string;
+  /** The API the request came through, when not chat: embeddings (POST /v1/embeddings), which no router decides. */
+  endpoint?: 'embeddings';
 }
 
 /**

@@ -3,7 +3,7 @@
 // ends when its time runs out, when it loses a race (speculation), or when the client
 // goes away, so nobody pays for an answer no one reads.
 import { EventEmitter } from 'node:events';
-import { TiergateError } from '../common/errors.ts';
+import { TiergateError, errorMessage } from '../common/errors.ts';
 import type { CallOptions, CancellationEvents, ModelSpec } from '../plugin-contract/plugin-api.ts';
 
 /** CallOptions.cancellation: an emitter that emits 'abort' once, as undici expects of one. */
@@ -259,4 +259,15 @@ export class InFlightRequests {
 /** The gateway's error when the request was stopped by the gateway (InFlightRequests.stopAll), else null. */
 export function stoppedBy(client: ClientLink): TiergateError | null {
   return client.aborted && client.reason instanceof TiergateError ? client.reason : null;
+}
+
+/**
+ * How a request that threw ended: stopped (at shutdown), its client gone (nobody to
+ * answer), or an error for the client (anything not from the catalogue is an internal one).
+ */
+export function failureOf(client: ClientLink, err: unknown): { stopped: TiergateError | null; clientClosed: boolean; error: TiergateError } {
+  const stopped = stoppedBy(client);
+  const clientClosed = stopped === null && (err instanceof ClientGone || client.aborted);
+  const error = stopped ?? (err instanceof TiergateError ? err : new TiergateError('TG_ERR_INTERNAL', { reason: errorMessage(err) }, { cause: err }));
+  return { stopped, clientClosed, error };
 }

@@ -14,15 +14,15 @@
 // line is written, whichever way the request ends. Nothing here touches a response.
 import { randomUUID } from 'node:crypto';
 import type winston from 'winston';
-import { TiergateError, errorMessage } from '../common/errors.ts';
+import { TiergateError } from '../common/errors.ts';
 import type { AttemptRecord, DecisionRecord, ShadowRecord } from '../observe/decision-log.ts';
 import type { Runtime } from '../policy/runtime.ts';
-import { ClientGone, ClientLink, stoppedBy, type InFlightRequests } from './cancellation.ts';
+import { ClientLink, failureOf, type InFlightRequests } from './cancellation.ts';
 import { execute } from './execute.ts';
 import { GATE_REFUSALS, checkInput } from './gate.ts';
 import type { Execution, ExecutionContext } from './execution-context.ts';
 import { TierFailure, allFailed, routedOrFallback } from './failover.ts';
-import { decisionLine, servedOutcome, type DecisionObserver, type RequestOutcome } from './record.ts';
+import { decisionLine, publishLine, servedOutcome, type DecisionObserver, type RequestOutcome } from './record.ts';
 import { requestView, routeRequest, type ChatBody } from './route.ts';
 import { shadowAfterResponse } from './shadow.ts';
 import { openStream, streamThrough, type ChunkSink, type OpenStream } from './stream.ts';
@@ -42,16 +42,17 @@ export type ChatResponse = Execution | OpenStream;
 /** Request headers, lower-cased, as node:http gives them. */
 export type RequestHeaders = Readonly<Record<string, string | string[] | undefined>>;
 
-export class ChatExchange {
+/**
+ * What every request the pipeline runs has, whichever API it came through (chat,
+ * embeddings): a decision id, its client's side, the runtime it holds, who calls, and a
+ * place among the requests a shutdown may stop.
+ */
+export abstract class PipelineRequest {
   readonly startedAt = performance.now();
   /** The decision id: x-tiergate-decision-id, and request_id on the decision line. */
   readonly requestId = `tg-${randomUUID()}`;
   /** The face aborts it with ClientGone when the client goes away. */
   readonly client = new ClientLink();
-  private body: ChatBody | null = null;
-  private readonly attempts: AttemptRecord[] = [];
-  private context: ExecutionContext | null = null;
-  private recorded = false;
 
   /**
    * `runtime`: the policy in force when the request arrived, held (acquired) by the face
@@ -60,11 +61,18 @@ export class ChatExchange {
    */
   constructor(
     readonly runtime: Runtime,
-    private readonly services: PipelineServices,
+    protected readonly services: PipelineServices,
     readonly callerName: string | undefined,
   ) {
     services.inFlight?.add(this.client);
   }
+}
+
+export class ChatExchange extends PipelineRequest {
+  private body: ChatBody | null = null;
+  private readonly attempts: AttemptRecord[] = [];
+  private context: ExecutionContext | null = null;
+  private recorded = false;
 
   /** The checked body: from now on a failure is recorded with it. */
   received(body: ChatBody): void {
@@ -124,9 +132,7 @@ export class ChatExchange {
    * client is to get, or null when the client went away and gets nothing.
    */
   failed(err: unknown): TiergateError | null {
-    const stopped = stoppedBy(this.client);
-    const clientClosed = stopped === null && (err instanceof ClientGone || this.client.aborted);
-    const error = stopped ?? (err instanceof TiergateError ? err : new TiergateError('TG_ERR_INTERNAL', { reason: errorMessage(err) }, { cause: err }));
+    const { stopped, clientClosed, error } = failureOf(this.client, err);
     // A stop at shutdown is logged once, by the shutdown, not per request.
     if (!clientClosed && error.status >= 500 && !stopped)
       this.services.logger.error('chat completion failed', { request_id: this.requestId, code: error.code, error: error.message });
@@ -144,20 +150,7 @@ export class ChatExchange {
 
   /** Writes a line of the decision log and shows it to the observers. */
   publish(line: DecisionRecord | ShadowRecord): void {
-    if (this.callerName !== undefined && !('kind' in line)) line.api_key_name = this.callerName;
-    try {
-      this.runtime.decisionLog?.write(line);
-    } catch (err) {
-      // The observers below still count the request (metrics, spend): a log that failed must not make it free.
-      this.services.logger.error('a decision line could not be written', { request_id: line.request_id, error: errorMessage(err) });
-    }
-    for (const observe of this.services.observers) {
-      try {
-        observe(line, this.runtime);
-      } catch (err) {
-        this.services.logger.warn('a decision observer failed', { error: errorMessage(err) });
-      }
-    }
+    publishLine(this.runtime, this.services, this.callerName, line);
   }
 
   private finish(outcome: RequestOutcome): void {

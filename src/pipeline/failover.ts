@@ -78,6 +78,15 @@ function backoffDelay(retry: number, base: number): number {
   return exponential / 2 + Math.random() * (exponential / 2);
 }
 
+/**
+ * What failover reads of a request: its runtime, client and attempts, and the prompt (a
+ * call that loses a race is billed for it). Any request that calls models has these, a
+ * chat request's ExecutionContext or an embeddings request's.
+ */
+export type FailoverContext = Pick<ExecutionContext, 'runtime' | 'attempts' | 'client' | 'startedAt'> & {
+  readonly body: Pick<ExecutionContext['body'], 'messages'>;
+};
+
 /** One call to one model; resolves once the model has answered (or started to stream). */
 export type ModelCall<T> = (model: ModelRuntime, deadline: CallDeadline, record: AttemptRecord) => Promise<T>;
 
@@ -89,7 +98,7 @@ export type ModelCall<T> = (model: ModelRuntime, deadline: CallDeadline, record:
  * call's deadline running, for a stream that is still being read.
  */
 export async function failover<T>(
-  ctx: ExecutionContext,
+  ctx: FailoverContext,
   models: readonly ModelRuntime[],
   role: AttemptRole,
   race: AbortSignal | null,

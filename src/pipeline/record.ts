@@ -1,5 +1,7 @@
 // Record: the one decision line a request ends with, from what the pipeline knows of it
 // (route, attempts, the answer served, how the response ended).
+import type winston from 'winston';
+import { errorMessage } from '../common/errors.ts';
 import type { Usage } from '../plugin-contract/plugin-api.ts';
 import type { AttemptRecord, DecisionRecord, GateResult, ShadowRecord } from '../observe/decision-log.ts';
 import type { Runtime } from '../policy/runtime.ts';
@@ -9,6 +11,34 @@ import { costOf } from './usage.ts';
 
 /** Sees every line of the decision log as it is written: decisions, and shadow comparisons (kind "shadow"). */
 export type DecisionObserver = (line: DecisionRecord | ShadowRecord, runtime: Runtime) => void;
+
+/** Where a line goes once written: the gateway's observers, and its logger for an observer that fails. */
+export interface LineAudience {
+  readonly logger: winston.Logger;
+  readonly observers: ReadonlySet<DecisionObserver>;
+}
+
+/**
+ * Writes a line of the decision log and shows it to the observers (metrics, the
+ * dashboard, learning, spend limits), with the caller's key name on a decision line:
+ * the one way a line is published, whichever API the request came through.
+ */
+export function publishLine(runtime: Runtime, audience: LineAudience, callerName: string | undefined, line: DecisionRecord | ShadowRecord): void {
+  if (callerName !== undefined && !('kind' in line)) line.api_key_name = callerName;
+  try {
+    runtime.decisionLog?.write(line);
+  } catch (err) {
+    // The observers below still count the request (metrics, spend): a log that failed must not make it free.
+    audience.logger.error('a decision line could not be written', { request_id: line.request_id, error: errorMessage(err) });
+  }
+  for (const observe of audience.observers) {
+    try {
+      observe(line, runtime);
+    } catch (err) {
+      audience.logger.warn('a decision observer failed', { error: errorMessage(err) });
+    }
+  }
+}
 
 /** What the request ended with, for the decision line. */
 export interface RequestOutcome {
@@ -48,7 +78,7 @@ export function servedOutcome(executed: Execution): RequestOutcome {
   };
 }
 
-const round3 = (ms: number) => Math.round(ms * 1000) / 1000;
+export const round3 = (ms: number) => Math.round(ms * 1000) / 1000;
 
 export function decisionLine(
   runtime: Runtime,

@@ -158,6 +158,7 @@ export async function routeRequest(runtime: Runtime, body: ChatBody, view: Reque
   if (!route) {
     const model = runtime.models.get(body.model);
     if (!model) throw new TiergateError('TG_ERR_REQUEST_UNKNOWN_MODEL', { model: body.model }, { param: 'model' });
+    if (model.spec.kind === 'embedding') throw new TiergateError('TG_ERR_REQUEST_EMBEDDING_MODEL', { model: body.model }, { param: 'model' });
     return {
       route: null,
       view,

@@ -3,7 +3,15 @@
 // directly). Both must check their options, describe their upstream and word their
 // failures the same way, so that a policy can move a model from one to the other
 // without its logs, errors or retry behaviour changing.
-import { UpstreamError, type ChatRequest, type ChatResult, type OptionIssue, type OptionsFrom } from './plugin-api.ts';
+import {
+  UpstreamError,
+  type ChatRequest,
+  type ChatResult,
+  type EmbeddingRequest,
+  type EmbeddingResult,
+  type OptionIssue,
+  type OptionsFrom,
+} from './plugin-api.ts';
 
 /** Upstream error bodies can be whole HTML pages; keep messages readable. */
 const MAX_DETAIL_CHARS = 300;
@@ -90,6 +98,22 @@ export function asChatResult(reply: unknown, where: string): ChatResult {
     throw new UpstreamError('reply', `${where} sent a reply that is not a chat completion (${got})`);
   }
   return reply as ChatResult;
+}
+
+/** An upstream embeddings body: the request as given, asking for floats (the gateway encodes base64 for a client that asks for it). */
+export function embeddingBody(request: EmbeddingRequest): EmbeddingRequest {
+  return { ...request, encoding_format: 'float' };
+}
+
+/** The reply as an EmbeddingResult (a vector of numbers per item), or a reply failure that says what came instead. */
+export function asEmbeddingResult(reply: unknown, where: string): EmbeddingResult {
+  const data = typeof reply === 'object' && reply !== null ? (reply as { data?: unknown }).data : undefined;
+  const vectors = Array.isArray(data) && data.every((item) => Array.isArray((item as { embedding?: unknown } | null)?.embedding));
+  if (!vectors) {
+    const got = typeof reply === 'string' ? `text: ${clip(reply)}` : JSON.stringify(reply) === undefined ? String(reply) : clip(JSON.stringify(reply));
+    throw new UpstreamError('reply', `${where} sent a reply that is not a list of embeddings (${got})`);
+  }
+  return reply as EmbeddingResult;
 }
 
 /** Milliseconds from retry-after-ms (a non-standard header OpenAI sends) or retry-after (seconds or an HTTP date). */

@@ -48,8 +48,10 @@ export type OptionsFrom<Schema extends JSONSchema> = FromSchema<Schema, { keepDe
  * option names the JSONL file) and for the evaluator that scores an answer with its
  * recorded score. `checks-input`: the evaluator implements `checkInput`, so a policy may
  * list it in a gate's `input_checks` (checked at load, before any instance exists).
+ * `embeds`: the provider implements `embed`, so a model of `kind: embedding` may use it
+ * (checked at load).
  */
-export type PluginCapability = 'replays-recorded-outcomes' | 'scores-recorded-outcomes' | 'checks-input';
+export type PluginCapability = 'replays-recorded-outcomes' | 'scores-recorded-outcomes' | 'checks-input' | 'embeds';
 
 /** A JSON Schema (draft 2020-12 subset that ajv understands). Objects should be closed (`additionalProperties: false`). */
 export type JsonSchema = Record<string, unknown>;
@@ -105,6 +107,8 @@ export interface ModelSpec {
   readonly upstream: string;
   readonly price: { readonly input_per_mtok: number; readonly output_per_mtok: number };
   readonly timeout_ms: number;
+  /** chat (absent means chat too): answers chat requests; embedding: answers embeddings requests only. */
+  readonly kind?: 'chat' | 'embedding';
 }
 
 export interface TierSpec {
@@ -270,9 +274,45 @@ export interface CancellationEvents extends EventEmitter {
  * `usage` (providers ask upstream for usage on every stream). Providers that are not
  * real models (a simulator, a replay) set `simulated` on the result or on chunks.
  */
-export interface Provider extends Disposable {
+export interface Provider extends Disposable, Partial<EmbeddingProvider> {
   complete(request: ChatRequest, call: CallOptions): Promise<ChatResult & { simulated?: boolean }>;
   stream(request: ChatRequest, call: CallOptions): AsyncIterable<ChatChunk & { simulated?: boolean }>;
+}
+
+// ---------------------------------------------------------------------------------
+// Embeddings shapes (OpenAI wire format)
+
+/**
+ * What to embed: OpenAI's `input`, one text or several, or token ids (one array or
+ * several) for a client that tokenised itself.
+ */
+export type EmbeddingInput = string | string[] | number[] | number[][];
+
+export interface EmbeddingRequest {
+  /** The upstream model name. */
+  model: string;
+  input: EmbeddingInput;
+  /** Shorter vectors, for models that can make them. */
+  dimensions?: number;
+  user?: string;
+  [extra: string]: unknown;
+}
+
+export interface EmbeddingResult {
+  object: 'list';
+  /** One vector per input, in the input's order: providers always answer in floats (the gateway encodes base64 for a client that asks). */
+  data: Array<{ object: 'embedding'; index: number; embedding: number[] }>;
+  model: string;
+  usage: { prompt_tokens: number; total_tokens: number };
+  [extra: string]: unknown;
+}
+
+/**
+ * A provider whose meta.capabilities lists 'embeds' implements `embed`: the vectors of
+ * an embeddings request, for the models of the policy declared `kind: embedding`.
+ */
+export interface EmbeddingProvider {
+  embed(request: EmbeddingRequest, call: CallOptions): Promise<EmbeddingResult & { simulated?: boolean }>;
 }
 
 /** Why an upstream call failed, normalised so the executor can decide what to do next. */

@@ -2,7 +2,7 @@
 // tokenizers are model-specific and slow to load; ~4 characters per token is the
 // usual rule of thumb for English with the GPT and Claude tokenizers, and routing only
 // needs the order of magnitude.
-import type { ChatMessage, ChatResult, ContentPart, Usage } from './plugin-api.ts';
+import type { ChatMessage, ChatResult, ContentPart, EmbeddingInput, Usage } from './plugin-api.ts';
 
 const CHARS_PER_TOKEN = 4;
 /** Per-message overhead of the chat format (role markers and separators). */
@@ -49,4 +49,16 @@ export function reportedOrEstimatedUsage(reply: ChatResult, messages: readonly C
   const usage = reply.usage;
   if (usage && typeof usage.prompt_tokens === 'number' && typeof usage.completion_tokens === 'number') return { usage, estimated: false };
   return { usage: estimatedUsage(messages, text), estimated: true };
+}
+
+/** The inputs of an embeddings request, one per vector: a single text, or a single token array, is one. */
+export function embeddingInputs(input: EmbeddingInput): Array<string | number[]> {
+  if (typeof input === 'string') return [input];
+  if (input.length > 0 && typeof input[0] === 'number') return [input as number[]];
+  return input as Array<string | number[]>;
+}
+
+/** Tokens of one embeddings input, as the gateway counts a prompt; a token array counts its ids. */
+export function estimateEmbeddingTokens(item: string | number[]): number {
+  return typeof item === 'string' ? estimateTextTokens(item) : item.length;
 }

@@ -15,11 +15,13 @@ export * from '../plugin-contract/plugin-api.ts';
 // error mapping and redaction shared by the openai and openai_compatible providers.
 export {
   asChatResult,
+  asEmbeddingResult,
   asRecord,
   clip,
   completionBody,
   configuredKey,
   describeURL,
+  embeddingBody,
   parseRetryAfter,
   redactor,
   rootCause,
@@ -32,6 +34,8 @@ export {
 
 // Token estimates and message text, as the gateway itself counts them.
 export {
+  embeddingInputs,
+  estimateEmbeddingTokens,
   estimateMessagesTokens,
   estimateTextTokens,
   estimatedUsage,

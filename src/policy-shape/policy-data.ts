@@ -164,15 +164,19 @@ export interface ModelData {
    * Model name sent upstream; defaults to the key.
    */
   upstream?: string;
+  /**
+   * chat: answers POST /v1/chat/completions (and sits in tiers). embedding: answers POST /v1/embeddings only; its provider must be able to embed, it sits in no tier, and its price needs only input_per_mtok.
+   */
+  kind: 'chat' | 'embedding';
   price: {
     /**
      * USD per 1M input tokens.
      */
     input_per_mtok: number;
     /**
-     * USD per 1M output tokens.
+     * USD per 1M output tokens. Required for a chat model; an embedding model has no output tokens.
      */
-    output_per_mtok: number;
+    output_per_mtok?: number;
   };
   timeout_ms?: number;
 }
@@ -219,6 +223,10 @@ export interface RouteData {
    * Last resort once the ladder is exhausted; defaults to the top tier.
    */
   fallback?: string;
+  /**
+   * The model of kind: embedding that answers POST /v1/embeddings naming this route ("model": "<route>"). Without it, the route answers embeddings requests with TG_ERR_REQUEST_CANNOT_EMBED.
+   */
+  embeddings?: string;
   gate?: GateData;
   /**
    * Call the routed tier and the next one at once when the routing decision is unsure.

@@ -204,6 +204,7 @@ function assemble(
         defaultTarget: targetOf(route.default, view),
         fallback: route.fallback ? targetOf(route.fallback, view) : route.gate ? ({ kind: 'tier', tier: view.tiers.length - 1 } as const) : null,
         bestModel: topTier.models[0],
+        embeddings: route.embeddings ?? null,
         shadow: route.shadow ? Object.freeze({ sample: route.shadow.sample }) : null,
         ...compileGate(name, route, instanceAt, session),
       }),

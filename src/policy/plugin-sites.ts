@@ -8,6 +8,7 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { PolicyErrors, TiergateError, errorMessage } from '../common/errors.ts';
 import type { PluginKind, PolicyView } from '../plugin-contract/plugin-api.ts';
+import type { PolicyData } from '../policy-shape/policy-data.ts';
 import { BUILTIN_PLUGIN_ROOT, loadPlugin, type LoadedPlugin, type PluginCatalogue } from './plugins.ts';
 import { validateOptions, type ValidationSession } from './schema.ts';
 import type { Path, PolicySource } from './source.ts';
@@ -156,4 +157,24 @@ export async function checkPluginSite(
     }
   }
   return { kind, at, plugin, options: Object.freeze(options) as Record<string, unknown> };
+}
+
+/** A model of kind: embedding needs a provider whose plugin can embed (meta.capabilities has "embeds"). */
+export function checkEmbeddingProviders(data: PolicyData, sites: readonly PluginSite[], source: PolicySource): TiergateError[] {
+  const errors: TiergateError[] = [];
+  for (const [name, model] of Object.entries(data.models)) {
+    if (model.kind !== 'embedding') continue;
+    const site = sites.find((s) => s.kind === 'provider' && s.at[1] === model.provider);
+    if (!site || site.plugin.module.meta.capabilities?.includes('embeds')) continue;
+    errors.push(
+      new TiergateError(
+        'TG_ERR_CONFIG_RULE',
+        {
+          reason: `embedding model "${name}" uses provider "${model.provider}", whose plugin "${site.plugin.discovered.name}" cannot embed (its meta.capabilities has no "embeds")`,
+        },
+        { location: source.locate(['models', name, 'provider']) },
+      ),
+    );
+  }
+  return errors;
 }

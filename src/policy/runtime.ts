@@ -99,6 +99,8 @@ export interface RouteRuntime {
   readonly fallback: Target | null;
   /** The route's always-best model: first model of the top tier. */
   readonly bestModel: string;
+  /** The embedding model that answers embeddings requests naming the route (routes.<name>.embeddings); null: the route cannot embed. */
+  readonly embeddings: string | null;
   readonly gate: Gate | null;
   /** When it holds for a decision, the routed tier and the next are called at once. */
   readonly speculate: CompiledExpression | null;

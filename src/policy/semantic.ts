@@ -87,6 +87,7 @@ export function checkCrossReferences(data: PolicyData, source: PolicySource): Ti
         ),
       );
   }
+  errors.push(...checkModelKinds(data, source));
   for (const name of Object.keys(data.routes)) {
     if (name in data.models)
       reference(`route "${name}" has the same name as a model; "model": "${name}" in a request would be ambiguous`, ['routes', name], true);
@@ -100,6 +101,42 @@ export function checkCrossReferences(data: PolicyData, source: PolicySource): Ti
           { location: source.locate(['features', name], { key: true }) },
         ),
       );
+  }
+  return errors;
+}
+
+/**
+ * Chat models where chat requests go (tiers, a route's default and fallback), an
+ * embedding model where embeddings requests go (a route's embeddings): a request must
+ * never reach a model that cannot answer it.
+ */
+function checkModelKinds(data: PolicyData, source: PolicySource): TiergateError[] {
+  const errors: TiergateError[] = [];
+  const isEmbedding = (name: string) => data.models[name]?.kind === 'embedding';
+  const wrongKind = (reason: string, p: Path) => errors.push(new TiergateError('TG_ERR_CONFIG_REFERENCE', { reason }, { location: source.locate(p) }));
+  data.tiers.forEach((tier, i) =>
+    tier.models.forEach((model, j) => {
+      if (isEmbedding(model))
+        wrongKind(`model "${model}" is an embedding model (kind: embedding): tiers hold chat models; a route names it in embeddings`, [
+          'tiers',
+          i,
+          'models',
+          j,
+        ]);
+    }),
+  );
+  for (const [name, route] of Object.entries(data.routes)) {
+    for (const key of ['default', 'fallback'] as const) {
+      const target = route[key];
+      if (target !== undefined && isEmbedding(target))
+        wrongKind(`"${target}" is an embedding model (kind: embedding) and cannot answer chat requests; name it in routes.${name}.embeddings`, [
+          'routes',
+          name,
+          key,
+        ]);
+    }
+    if (route.embeddings !== undefined && data.models[route.embeddings] && !isEmbedding(route.embeddings))
+      wrongKind(`"${route.embeddings}" is a chat model; embeddings must name a model of kind: embedding`, ['routes', name, 'embeddings']);
   }
   return errors;
 }

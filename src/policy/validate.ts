@@ -13,7 +13,7 @@ import type { ModelSpec, PolicyView } from '../plugin-contract/plugin-api.ts';
 import { DEFAULT_EXPRESSION_LIMITS } from '../policy-shape/defaults.ts';
 import { discoverPlugins, type PluginCatalogue } from './plugins.ts';
 import type { PolicyData } from '../policy-shape/policy-data.ts';
-import { checkPluginSite, collectErrors, isRecord, pluginEntries, pluginRoots, type PluginSite } from './plugin-sites.ts';
+import { checkEmbeddingProviders, checkPluginSite, collectErrors, isRecord, pluginEntries, pluginRoots, type PluginSite } from './plugin-sites.ts';
 import { validatePolicyDocument, type ValidationSession } from './schema.ts';
 import { checkSemantics } from './semantic.ts';
 import { readPolicySource, type Path, type PolicySource } from './source.ts';
@@ -169,6 +169,7 @@ export async function validatePolicy(configFile: string, options: ValidateOption
   }
 
   if (data) errors.push(...checkSemantics(data, source, { listenHost: options.listenHost, serving: options.mode !== 'validate' }));
+  if (data) errors.push(...checkEmbeddingProviders(data, sites, source));
   const secrets = policySecrets(session, raw);
   if (errors.length > 0 || !data || !policyView || !catalogue) throw new PolicyErrors(redacted(errors, source, secrets));
   return { source, data, view: policyView, session, sites, secrets, pluginRoots: roots, version: versionOf(source, dataAsRead, catalogue) };
@@ -185,8 +186,10 @@ function makePolicyView(data: PolicyData): PolicyView {
         name,
         provider: model.provider,
         upstream: model.upstream ?? name,
-        price: Object.freeze({ ...model.price }),
+        // An embedding model has no output tokens, and may leave their price out.
+        price: Object.freeze({ ...model.price, output_per_mtok: model.price.output_per_mtok ?? 0 }),
         timeout_ms: model.timeout_ms ?? data.providers[model.provider]?.timeout_ms ?? upstreamTimeout,
+        kind: model.kind,
       }),
     );
   }

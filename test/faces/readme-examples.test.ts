@@ -1,9 +1,9 @@
 // Every chat example the README shows for the `support` route, sent by the client the
 // README shows it with (curl and Python as their exact bodies, the openai SDK, LangChain
 // JS, Anthropic's SDK) to a gateway on the shipped gateway.yaml: each answer passes its
-// gate on the tier the route's rules choose, with no escalation (issue 16). The
-// simulator cannot answer with a tool call or JSON, so the same policy is also served by
-// an OpenAI-wire upstream that answers as a real model would.
+// gate on the tier the route's rules choose, with no escalation (issue 16), and the
+// LangChain tool call and structured output come back parsed (issue 18). The same policy
+// is also served by an OpenAI-wire upstream that answers as a real model would.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
@@ -13,13 +13,14 @@ import Anthropic from '@anthropic-ai/sdk';
 import { ChatOpenAI } from '@langchain/openai';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { startFakeOpenAI, type FakeOpenAI } from '../support/fake-openai.ts';
+import { assertValid } from '../support/json-schema.ts';
 import type { DecisionRecord } from '../../src/observe/decision-log.ts';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const SHIPPED = readFileSync(path.join(REPO, 'gateway.yaml'), 'utf8');
 const README = readFileSync(path.join(REPO, 'README.md'), 'utf8');
 
-/** The README's LangChain JS tool (its shape is not shown there). */
+/** The README's LangChain JS tool and schema, as defined there (the first test checks they are). */
 const lookupOrderTool = {
   type: 'function' as const,
   function: {
@@ -127,6 +128,20 @@ describe('README examples on the shipped gateway.yaml (simulator)', () => {
     assert.ok(README.includes(`modelKwargs: { metadata: { task_type: 'order_status' } }`));
     assert.ok(README.includes(`extra_body={"metadata": {"task_type": "order_status"}}`));
     assert.ok(README.includes(`messages: [{ role: 'user', content: 'Where is my order?' }] });`));
+    // The LangChain example defines the names it uses, as this test does.
+    assert.ok(
+      README.includes(
+        `const lookupOrderTool = {\n  type: 'function' as const,\n  function: {\n    name: 'lookup_order',\n    description: 'Looks an order up by its number.',`,
+      ),
+    );
+    assert.ok(README.includes(`parameters: { type: 'object', properties: { order_number: { type: 'string' } }, required: ['order_number'] },`));
+    assert.ok(
+      README.includes(
+        `const orderSchema = {\n  type: 'object',\n  properties: { order_number: { type: 'string' }, state: { type: 'string' } },\n  required: ['order_number', 'state'],`,
+      ),
+    );
+    assert.ok(README.includes(`llm.bindTools([lookupOrderTool]).invoke('Where is order 12345?')`));
+    assert.ok(README.includes(`llm.withStructuredOutput(orderSchema, { method: 'jsonSchema' }).invoke('Where is order 12345?')`));
   });
 
   for (const { name, body, tier, orderStatus } of bodies) {
@@ -194,12 +209,18 @@ describe('README examples on the shipped gateway.yaml (simulator)', () => {
     assert.match(String(reply.content), /in transit|shipped|out for delivery/);
     assert.deepEqual(evaluatorsOf(await assertServedAsRouted(tg, kept.last(), 'small', 'langchain invoke')), { heuristics: 1, order_status: 1 });
 
-    // The simulator answers in prose, never with a tool call: the next suite has a model that calls the tool.
-    await llm.bindTools([lookupOrderTool]).invoke('Where is order 12345?');
-    await assertServedAsRouted(tg, kept.last(), 'small', 'langchain bindTools');
+    // The simulator calls the tool the prompt is about, with arguments from the prompt (issue 18).
+    const called = await llm.bindTools([lookupOrderTool]).invoke('Where is order 12345?');
+    assert.deepEqual(
+      called.tool_calls?.map((c) => [c.name, c.args]),
+      [['lookup_order', { order_number: '12345' }]],
+    );
+    assert.deepEqual(evaluatorsOf(await assertServedAsRouted(tg, kept.last(), 'small', 'langchain bindTools')), { heuristics: 1, order_status: 'skipped' });
 
-    // Nor does it answer in JSON, so LangChain cannot parse the answer; the gate passed it all the same.
-    await assert.rejects(llm.withStructuredOutput(orderSchema, { method: 'jsonSchema' }).invoke('Where is order 12345?'), SyntaxError);
+    // And answers in JSON that follows the schema, with a shipment state the order_status gate accepts.
+    const structured = await llm.withStructuredOutput(orderSchema, { method: 'jsonSchema' }).invoke('Where is order 12345?');
+    assertValid(orderSchema, structured, 'the structured answer');
+    assert.equal(structured.order_number, '12345');
     assert.deepEqual(evaluatorsOf(await assertServedAsRouted(tg, kept.last(), 'small', 'langchain structured')), { heuristics: 1, order_status: 1 });
   });
 

@@ -8,7 +8,8 @@
 // (in OpenAI's shape) only when the request asks for them with `logprobs: true`, tool
 // calls (streamed whole, or the way OpenAI streams them: id and name first, then the
 // arguments in fragments), usage with OpenAI's token details, a system_fingerprint, and
-// several choices (`n` in the request, or `choices` in the behaviour).
+// several choices (`n` in the request, or `choices` in the behaviour). POST /v1/embeddings
+// answers with fakeVector()s (a `status` behaviour fails it).
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { ToolCall } from '../../src/plugin-contract/plugin-api.ts';
@@ -185,6 +186,17 @@ export async function startFakeOpenAI(options: { behave?: BehaveFn; port?: numbe
     const pathname = record.path.split('?')[0];
     if (record.method === 'GET' && pathname === '/v1/models') {
       sendJson(res, 200, { object: 'list', data: [{ id: FAKE_MODEL_ID, object: 'model', created: 0, owned_by: 'fake-openai' }] });
+      return;
+    }
+    if (record.method === 'POST' && pathname === '/v1/embeddings') {
+      const behaviour = behave(record.body, record);
+      if (behaviour.kind === 'status') {
+        sendError(res, behaviour.status, `fake upstream answered ${behaviour.status}`, behaviour.status >= 500 ? 'server_error' : 'invalid_request_error');
+        return;
+      }
+      const answer = embeddings(record.body);
+      record.answer = answer;
+      sendJson(res, 200, answer);
       return;
     }
     if (pathname !== '/v1/chat/completions') {
@@ -427,6 +439,27 @@ function sleep(ms: number, res: ServerResponse): Promise<void> {
     const timer = setTimeout(finish, ms);
     res.on('close', finish);
   });
+}
+
+/** The vector fake-openai gives input `index` of a request (as floats), `dimensions` long (4 by default). */
+export function fakeVector(index: number, dimensions = 4): number[] {
+  return Array.from({ length: dimensions }, (_, j) => (index + 1) / (j + 2));
+}
+
+/**
+ * POST /v1/embeddings as OpenAI answers it: a vector per input (fakeVector), encoded as
+ * asked (float, or base64 little-endian float32s), and a usage that counts one token per
+ * character of text (a count no client estimate would give, so a test sees whose it is).
+ */
+function embeddings(body: any): object {
+  const input: unknown[] = typeof body?.input === 'string' ? [body.input] : typeof body?.input?.[0] === 'number' ? [body.input] : (body?.input ?? []);
+  const tokens = input.reduce((sum: number, item) => sum + (typeof item === 'string' ? item.length : (item as unknown[]).length), 0);
+  const data = input.map((_, index) => {
+    const vector = fakeVector(index, body.dimensions);
+    const embedding = body.encoding_format === 'base64' ? Buffer.from(new Float32Array(vector).buffer).toString('base64') : vector;
+    return { object: 'embedding', index, embedding };
+  });
+  return { object: 'list', data, model: body.model, usage: { prompt_tokens: tokens, total_tokens: tokens } };
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

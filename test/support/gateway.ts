@@ -82,6 +82,17 @@ ${options.extra ?? ''}`;
 }
 
 /**
+ * A gateway on the shipped gateway.yaml, as `npm start` serves it, with the simulator
+ * answering at once and the decision log moved to where decisions() and
+ * waitForDecision() read it.
+ */
+export function startShippedGateway(): Promise<TestGateway> {
+  const shipped = readFileSync(path.resolve(import.meta.dirname, '../../gateway.yaml'), 'utf8');
+  assert.ok(shipped.includes('file: logs/decisions.jsonl'), 'the shipped decision log is where this helper moves it from');
+  return startTestGateway(shipped.replace('file: logs/decisions.jsonl', 'file: decisions.jsonl'), { env: { SIMULATOR_TIME_SCALE: '0' } });
+}
+
+/**
  * A gated simulator policy for tests that watch decisions (metrics, dashboard): a weak
  * small model that the heuristics gate often escalates, a strong large one, and a model
  * that always fails. `extraRoutes` (YAML, indented as routes' entries) adds routes.

@@ -1,5 +1,6 @@
 // The `openai` provider: anything that speaks OpenAI's chat completions wire format —
-// OpenAI itself, and local servers such as vLLM, Ollama or LM Studio.
+// OpenAI itself, and local servers such as vLLM, Ollama or LM Studio — and its
+// embeddings (POST /embeddings, for the policy's models of kind: embedding).
 //
 // Why it is shaped like this:
 // - Request bodies are already OpenAI-shaped, so they pass through untouched; fields
@@ -19,14 +20,17 @@
 //   ends), so each case is mapped here.
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
+import type { EmbeddingCreateParams } from 'openai/resources/embeddings';
 import {
   asChatResult,
+  asEmbeddingResult,
   callerSignal,
   clip,
   completionBody,
   configuredKey,
   createNodeFetch,
   describeURL,
+  embeddingBody,
   isUpstreamError,
   parseRetryAfter,
   redactor,
@@ -72,6 +76,7 @@ export default {
       'OpenAI needs api_key; local servers usually do not.',
     options: optionsSchema,
     example: { api_key: 'sk-your-key', base_url: DEFAULT_BASE_URL },
+    capabilities: ['embeds'],
   },
 
   validate,
@@ -146,6 +151,16 @@ export default {
         // The SDK ends a cancelled stream quietly instead of throwing.
         if (signal.aborted) throw fail(undefined, signal);
         if (count === 0) throw new UpstreamError('reply', wireFailure.noChunks(where));
+      },
+
+      async embed(request, { signal }) {
+        checkOpen();
+        try {
+          const params = embeddingBody(request) as unknown as EmbeddingCreateParams;
+          return asEmbeddingResult(await client.embeddings.create(params, callerSignal(signal)), where);
+        } catch (err) {
+          throw fail(err, signal);
+        }
       },
 
       async dispose() {

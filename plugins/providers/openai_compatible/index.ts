@@ -25,11 +25,13 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { Pool } from 'undici';
 import {
   asChatResult,
+  asEmbeddingResult,
   asRecord,
   clip,
   completionBody,
   configuredKey,
   describeURL,
+  embeddingBody,
   isAbortError,
   isUpstreamError,
   parseRetryAfter,
@@ -79,6 +81,7 @@ export default {
       'over HTTP directly, with less overhead per call than the SDK-based openai provider. base_url is required.',
     options: optionsSchema,
     example: { base_url: 'http://127.0.0.1:8000/v1' },
+    capabilities: ['embeds'],
   },
 
   validate,
@@ -90,6 +93,8 @@ export default {
     const secret = configuredKey(options);
     const redact = redactor(secret);
     const path = url.pathname + url.search;
+    const embeddingsURL = new URL(`${base.pathname.replace(/\/$/, '')}/embeddings`, base);
+    const embeddingsPath = embeddingsURL.pathname + embeddingsURL.search;
     // Every call sends the same header block but for Accept: built once, as the flat list undici takes (it adds Host and content-length).
     const common: string[] = ['content-type', 'application/json', 'user-agent', USER_AGENT];
     if (secret !== undefined) common.push('authorization', `Bearer ${secret}`);
@@ -106,11 +111,11 @@ export default {
       new UpstreamError(failure, redact(message), extra);
 
     /** Sends the call; a non-2xx answer is thrown as failure "http" with the upstream's own message. */
-    async function post(body: string, headers: string[], signal: Cancel): Promise<Reply> {
+    async function post(body: string, headers: string[], signal: Cancel, to = path): Promise<Reply> {
       if (disposed) throw new Error('the openai_compatible provider was used after dispose()');
       let reply: Reply;
       try {
-        const answer = await pool.request({ path, method: 'POST', headers, body, signal });
+        const answer = await pool.request({ path: to, method: 'POST', headers, body, signal });
         reply = { status: answer.statusCode, headers: answer.headers as IncomingHttpHeaders, body: answer.body };
       } catch (err) {
         if (signal.aborted || isAbortError(err)) throw fail('aborted', wireFailure.aborted(), { cause: err });
@@ -125,6 +130,23 @@ export default {
       });
     }
 
+    /** A JSON answer's body, parsed; a body not labelled JSON that does not parse is its text, as the SDK reports it. */
+    async function replyJson(reply: Reply, signal: Cancel): Promise<unknown> {
+      let text: string;
+      try {
+        text = await reply.body.text();
+      } catch (err) {
+        throw readFailure(err, signal);
+      }
+      try {
+        return JSON.parse(text);
+      } catch (err) {
+        // What the SDK does: a body not labelled JSON is reported as text, a malformed JSON body as not valid JSON.
+        if (!isJsonType(reply.headers)) return text;
+        throw fail('reply', wireFailure.notJson(where, (err as Error).message), { cause: err });
+      }
+    }
+
     /** A failure while reading a body that had started to arrive. */
     function readFailure(err: unknown, signal: Cancel): UpstreamError {
       if (isUpstreamError(err)) return err;
@@ -136,21 +158,13 @@ export default {
       async complete(request, call) {
         const signal = cancelOf(call);
         const reply = await post(JSON.stringify(completionBody(request)), jsonHeaders, signal);
-        let text: string;
-        try {
-          text = await reply.body.text();
-        } catch (err) {
-          throw readFailure(err, signal);
-        }
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(text);
-        } catch (err) {
-          // What the SDK does: a body not labelled JSON is reported as text, a malformed JSON body as not valid JSON.
-          if (!isJsonType(reply.headers)) return asChatResult(text, where);
-          throw fail('reply', wireFailure.notJson(where, (err as Error).message), { cause: err });
-        }
-        return asChatResult(parsed, where);
+        return asChatResult(await replyJson(reply, signal), where);
+      },
+
+      async embed(request, call) {
+        const signal = cancelOf(call);
+        const reply = await post(JSON.stringify(embeddingBody(request)), jsonHeaders, signal, embeddingsPath);
+        return asEmbeddingResult(await replyJson(reply, signal), where);
       },
 
       async *stream(request, call) {

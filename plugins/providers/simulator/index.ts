@@ -10,7 +10,11 @@
 // Asked for `logprobs: true`, it also returns per-token log-probabilities in OpenAI's
 // shape, deterministic like everything else: close to 0 (confident) for competent
 // answers and clearly lower for hedges, refusals and truncations, so a confidence gate
-// (the logprob evaluator) can be exercised offline.
+// (the logprob evaluator) can be exercised offline; `top_logprobs` adds alternatives.
+//
+// Asked for a form rather than prose, it answers in that form (structured.ts): a call to
+// the request's tools (`tools`, `tool_choice`), or JSON valid against the request's
+// `response_format` schema, so that tool calling and structured output work offline too.
 import {
   estimateMessagesTokens,
   estimateTextTokens,
@@ -22,14 +26,20 @@ import {
   type ChatMessage,
   type ChatRequest,
   type ChatResult,
+  type EmbeddingRequest,
+  type EmbeddingResult,
   type FinishReason,
   type OptionIssue,
   type OptionsFrom,
   type Provider,
   type ProviderModule,
+  type ToolCall,
   type Usage,
   type ValidationContext,
 } from 'tiergate/plugin';
+import { simulatedEmbeddings } from './embeddings.ts';
+import { fnv1a } from './hash.ts';
+import { instanceOf, requestedJson, toolsToCall } from './structured.ts';
 
 // ---------------------------------------------------------------------------------
 // Options
@@ -61,24 +71,27 @@ const optionsSchema = {
     },
     time_scale: { type: 'number', minimum: 0, default: 1, description: 'Multiplies every delay (0 = instant).' },
     default_profile: { ...profileSchema, description: 'Profile for upstream names not in profiles; without it they get HTTP 404.' },
+    embedding_models: {
+      type: 'object',
+      description: 'Upstream name → a simulated embedding model (for policy models of kind: embedding). Other names get HTTP 404 from POST /v1/embeddings.',
+      propertyNames: { minLength: 1 },
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['dimensions'],
+        properties: {
+          dimensions: { type: 'integer', minimum: 1, maximum: 8192, description: 'Length of its vectors; a request may ask for fewer (`dimensions`).' },
+          latency_ms: { type: 'number', minimum: 0, default: 0, description: 'Time to answer a request, times time_scale.' },
+        },
+      },
+    },
   },
 } as const;
 
 export type SimulatorOptions = OptionsFrom<typeof optionsSchema>;
 
 // ---------------------------------------------------------------------------------
-// Hashing: FNV-1a, 32-bit. Stable across runs and platforms, which Math.random and
-// object identity are not; a salt gives independent draws from one prompt.
-
-function fnv1a(text: string, salt = ''): number {
-  let h = 0x811c9dc5;
-  const input = salt + '\u0000' + text;
-  for (let i = 0; i < input.length; i++) {
-    h ^= input.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
+// Draws from the prompt (hash.ts): stable across runs and platforms.
 
 /** A deterministic draw in [0, 1). */
 function unit(text: string, salt: string): number {
@@ -271,7 +284,20 @@ function orderStatusAnswer(text: string, key: string): string {
     `${order} has shipped and is on its way; it should arrive within 3-5 business days. The tracking link in your confirmation email shows each step.`,
     `${order} is out for delivery and should arrive today. If it has not arrived by this evening, reply here and we will open a trace with the carrier.`,
   ];
-  return states[fnv1a(key, 'order-state') % states.length];
+  return states[orderStateIndex(key)];
+}
+
+/** The state orderStatusAnswer gives, in the words a structured answer uses (same order). */
+const ORDER_STATES = ['in transit', 'shipped', 'out for delivery'];
+
+function orderStateIndex(key: string): number {
+  return fnv1a(key, 'order-state') % ORDER_STATES.length;
+}
+
+/** Whether the competent answer to the text is an order's status (see competentAnswer). */
+function asksOrderStatus(text: string): boolean {
+  const orderText = text.replace(/\bin order (?:to|for|that)\b/gi, ' ');
+  return !CLASSIFY_RE.test(text) && ORDER_RE.test(orderText) && ORDER_QUESTION_RE.test(orderText) && reasoningScore(text) < 1;
 }
 
 const CLASSIFY_RE = /\b(?:classify|categori[sz]e|label (?:this|the following|it)|sentiment|which category|tag this|is this (?:email |message )?spam)\b/i;
@@ -342,8 +368,7 @@ function competentAnswer(text: string, key: string): string {
   if (CLASSIFY_RE.test(text)) return classificationAnswer(text, key);
   // "in order to" is not about an order; a reasoning-heavy question that mentions a
   // delivery is not a status lookup.
-  const orderText = text.replace(/\bin order (?:to|for|that)\b/gi, ' ');
-  if (ORDER_RE.test(orderText) && ORDER_QUESTION_RE.test(orderText) && reasoningScore(text) < 1) return orderStatusAnswer(text, key);
+  if (asksOrderStatus(text)) return orderStatusAnswer(text, key);
   return generalAnswer(text, key);
 }
 
@@ -461,8 +486,30 @@ function tokenLogprobs(tokens: readonly string[], quality: Answer['quality'], ke
   });
 }
 
-function logprobEntries(tokens: readonly string[], values: readonly number[]): TokenLogprob[] {
-  return tokens.map((token, i) => ({ token, logprob: values[i], bytes: null, top_logprobs: [] }));
+/** Words a model might have written instead: the alternatives of `top_logprobs`. */
+const ALTERNATIVES = ['the', 'a', 'it', 'and', 'to', 'of', 'is', 'this', 'that', 'in', 'for', 'we', 'you', 'can', 'will', 'be', 'on', 'with', 'as', 'an', 'so'];
+
+/**
+ * `top_logprobs` alternatives for one token: the token itself and n - 1 other words that
+ * share what probability the token leaves (half, a quarter, …), most likely first, so
+ * the probabilities never add up to more than 1.
+ */
+function topLogprobs(token: string, logprob: number, n: number, seed: number): TokenLogprob['top_logprobs'] {
+  if (n <= 0) return [];
+  const rest = 1 - Math.exp(logprob);
+  const word = token.trim().toLowerCase();
+  const others = ALTERNATIVES.filter((w) => w !== word);
+  const top = [{ token, logprob, bytes: null }];
+  for (let k = 1; k < n; k++) {
+    const share = rest * 0.5 ** k;
+    top.push({ token: others[(seed + k) % others.length] + ' ', logprob: share > 0 ? Math.round(Math.log(share) * 1e4) / 1e4 : -9999, bytes: null });
+  }
+  return top.sort((a, b) => b.logprob - a.logprob);
+}
+
+/** `choices[].logprobs.content` for these tokens; `top` is the request's top_logprobs (0..20). */
+function logprobEntries(tokens: readonly string[], values: readonly number[], top: number, offset = 0): TokenLogprob[] {
+  return tokens.map((token, i) => ({ token, logprob: values[i], bytes: null, top_logprobs: topLogprobs(token, values[i], top, offset + i) }));
 }
 
 // ---------------------------------------------------------------------------------
@@ -523,8 +570,10 @@ interface Plan {
   text: string;
   finish: FinishReason;
   usage: Usage;
-  /** Per-token logprobs, only when the request asked for them (`logprobs: true`). */
-  logprobs: { tokens: string[]; values: number[] } | null;
+  /** A call to the request's tools instead of text (content null), when the request asks for one. */
+  toolCalls: ToolCall[] | null;
+  /** Per-token logprobs, only when the request asked for them (`logprobs: true`), with `top_logprobs` alternatives each. */
+  logprobs: { tokens: string[]; values: number[]; top: number } | null;
   /** Milliseconds per token and to first token, after time_scale and jitter. */
   firstTokenMs: number;
   msPerToken: number;
@@ -540,10 +589,10 @@ function plan(options: Readonly<SimulatorOptions>, request: ChatRequest, upstrea
   const prompt = JSON.stringify(messages.map((m) => [m.role, messageText(m.content)]));
   const key = model + '\u0000' + prompt;
 
-  const answer = applyTokenLimit(answerFor(messages, profile.capability, key), request);
-  const tokens = request.logprobs === true ? tokensOf(answer.text) : null;
+  const { answer, toolCalls } = answerInForm(request, messages, profile.capability, key);
+  const tokens = request.logprobs === true && toolCalls === null ? tokensOf(answer.text) : null;
   const promptTokens = estimateMessagesTokens(messages);
-  const completionTokens = estimateTextTokens(answer.text);
+  const completionTokens = estimateTextTokens(toolCalls ? JSON.stringify(toolCalls.map((c) => c.function)) : answer.text);
   const scale = (options.time_scale ?? 1) * (1 + (profile.jitter ?? 0) * (2 * unit(key, 'jitter') - 1));
   return {
     id: 'sim-' + fnv1a(key, 'id').toString(16).padStart(8, '0') + fnv1a(key, 'id2').toString(16).padStart(8, '0'),
@@ -551,11 +600,55 @@ function plan(options: Readonly<SimulatorOptions>, request: ChatRequest, upstrea
     text: answer.text,
     finish: answer.finish,
     usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
-    logprobs: tokens ? { tokens, values: tokenLogprobs(tokens, answer.quality, key) } : null,
+    toolCalls,
+    logprobs: tokens ? { tokens, values: tokenLogprobs(tokens, answer.quality, key), top: topLogprobsAsked(request) } : null,
     firstTokenMs: profile.first_token_ms * scale,
     msPerToken: (1000 / profile.tokens_per_second) * scale,
     fails: unit(key, 'failure') < (profile.failure_rate ?? 0),
   };
+}
+
+function topLogprobsAsked(request: ChatRequest): number {
+  const n = request.top_logprobs;
+  return typeof n === 'number' && Number.isInteger(n) ? Math.min(20, Math.max(0, n)) : 0;
+}
+
+/**
+ * The answer in the form the request asks for: a call to its tools (see toolsToCall), a
+ * JSON object (response_format; valid against its schema when it gives one), or prose
+ * within the model's capability. Calls and JSON are always well-formed: a client that
+ * parses them (LangChain's bindTools, withStructuredOutput) must get something it can
+ * parse, and a prose answer is where a weak model shows.
+ */
+function answerInForm(
+  request: ChatRequest,
+  messages: readonly ChatMessage[],
+  capability: number,
+  key: string,
+): { answer: Answer; toolCalls: ToolCall[] | null } {
+  const text = lastUserMessage(messages);
+  const hints = () => ({
+    text,
+    topic: topicOf(text),
+    state: asksOrderStatus(text) ? ORDER_STATES[orderStateIndex(key)] : null,
+    label: CLASSIFY_RE.test(text) ? classificationAnswer(text, key) : null,
+  });
+  const call = toolsToCall(request, messages.at(-1)?.role, text);
+  if (call.tools.length > 0) {
+    const toolCalls = call.tools.map((tool, i): ToolCall => ({
+      id: `call_${fnv1a(key, `call-${i}`).toString(36)}${fnv1a(key, `call-id-${i}`).toString(36)}`,
+      type: 'function',
+      function: { name: tool.name, arguments: JSON.stringify(instanceOf(tool.parameters, hints()) ?? {}) },
+    }));
+    // OpenAI ends a call the client forced (tool_choice names the function) with "stop".
+    return { answer: { text: '', finish: call.forced ? 'stop' : 'tool_calls', quality: 'competent' }, toolCalls };
+  }
+  const json = requestedJson(request);
+  if (json) {
+    const value = json.schema === undefined ? { answer: competentAnswer(text, key) } : instanceOf(json.schema, hints());
+    return { answer: { text: JSON.stringify(value), finish: 'stop', quality: 'competent' }, toolCalls: null };
+  }
+  return { answer: applyTokenLimit(answerFor(messages, capability, key), request), toolCalls: null };
 }
 
 function simulatedFailure(p: Plan): UpstreamError {
@@ -563,6 +656,7 @@ function simulatedFailure(p: Plan): UpstreamError {
 }
 
 const WORDS_PER_PIECE = 3;
+const ARGUMENT_PIECE_CHARS = 16;
 
 /** Stream pieces of a few words each; concatenated they are exactly `text`. */
 function pieces(text: string, wordsPerPiece: number): string[] {
@@ -601,9 +695,11 @@ class SimulatorProvider implements Provider {
       choices: [
         {
           index: 0,
-          message: { role: 'assistant', content: p.text, refusal: null },
+          message: p.toolCalls
+            ? { role: 'assistant', content: null, tool_calls: p.toolCalls, refusal: null }
+            : { role: 'assistant', content: p.text, refusal: null },
           finish_reason: p.finish,
-          logprobs: p.logprobs ? { content: logprobEntries(p.logprobs.tokens, p.logprobs.values), refusal: null } : null,
+          logprobs: p.logprobs ? { content: logprobEntries(p.logprobs.tokens, p.logprobs.values, p.logprobs.top), refusal: null } : null,
         },
       ],
       usage: p.usage,
@@ -626,7 +722,22 @@ class SimulatorProvider implements Provider {
 
     await sleep(p.firstTokenMs, call.signal, this.#life.signal);
     if (p.fails) throw simulatedFailure(p);
-    yield chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]);
+    yield chunk([{ index: 0, delta: { role: 'assistant', content: p.toolCalls ? null : '' }, finish_reason: null }]);
+    // A call streams as OpenAI's do: its id and name first, then its arguments in pieces.
+    for (const [index, toolCall] of (p.toolCalls ?? []).entries()) {
+      yield chunk([
+        {
+          index: 0,
+          delta: { tool_calls: [{ index, id: toolCall.id, type: 'function', function: { name: toolCall.function.name, arguments: '' } }] },
+          finish_reason: null,
+        },
+      ]);
+      for (let at = 0; at < toolCall.function.arguments.length; at += ARGUMENT_PIECE_CHARS) {
+        const piece = toolCall.function.arguments.slice(at, at + ARGUMENT_PIECE_CHARS);
+        await sleep(estimateTextTokens(piece) * p.msPerToken, call.signal, this.#life.signal);
+        yield chunk([{ index: 0, delta: { tool_calls: [{ index, function: { arguments: piece } }] }, finish_reason: null }]);
+      }
+    }
     let token = 0;
     for (const piece of pieces(p.text, WORDS_PER_PIECE)) {
       await sleep(estimateTextTokens(piece) * p.msPerToken, call.signal, this.#life.signal);
@@ -635,7 +746,12 @@ class SimulatorProvider implements Provider {
       const logprobs = p.logprobs
         ? {
             logprobs: {
-              content: logprobEntries(p.logprobs.tokens.slice(token, token + WORDS_PER_PIECE), p.logprobs.values.slice(token, token + WORDS_PER_PIECE)),
+              content: logprobEntries(
+                p.logprobs.tokens.slice(token, token + WORDS_PER_PIECE),
+                p.logprobs.values.slice(token, token + WORDS_PER_PIECE),
+                p.logprobs.top,
+                token,
+              ),
               refusal: null,
             },
           }
@@ -647,6 +763,25 @@ class SimulatorProvider implements Provider {
     if (stopped) throw stopped;
     yield chunk([{ index: 0, delta: {}, finish_reason: p.finish }]);
     yield chunk([], p.usage);
+  }
+
+  async embed(request: EmbeddingRequest, call: CallOptions): Promise<EmbeddingResult & { simulated: true }> {
+    const stopped = abortReason(call.signal, this.#life.signal);
+    if (stopped) throw stopped;
+    const upstream = typeof request.model === 'string' && request.model !== '' ? request.model : call.model.upstream;
+    const models = this.#options.embedding_models ?? {};
+    if (!Object.hasOwn(models, upstream)) {
+      const known = Object.keys(models);
+      throw new UpstreamError(
+        'http',
+        `simulator has no embedding model "${upstream}"` + (known.length > 0 ? ` (embedding_models: ${known.join(', ')})` : ' (no embedding_models)'),
+        { status: 404 },
+      );
+    }
+    const profile = models[upstream];
+    const result = simulatedEmbeddings(upstream, request.input, profile.dimensions, request.dimensions);
+    await sleep((profile.latency_ms ?? 0) * (this.#options.time_scale ?? 1), call.signal, this.#life.signal);
+    return { ...result, simulated: true };
   }
 
   async dispose(): Promise<void> {
@@ -662,13 +797,14 @@ const example: SimulatorOptions = {
     'sim-small': { capability: 0.45, first_token_ms: 120, tokens_per_second: 150 },
     'sim-large': { capability: 0.9, first_token_ms: 400, tokens_per_second: 60 },
   },
+  embedding_models: { 'sim-embed': { dimensions: 256 } },
   time_scale: 1,
 };
 
 function validate(options: Readonly<SimulatorOptions>, _ctx: ValidationContext): OptionIssue[] {
   const issues: OptionIssue[] = [];
-  if (Object.keys(options.profiles ?? {}).length === 0 && !options.default_profile) {
-    issues.push({ path: ['profiles'], message: 'no profiles and no default_profile: every call to this provider would fail with 404' });
+  if (Object.keys(options.profiles ?? {}).length === 0 && !options.default_profile && Object.keys(options.embedding_models ?? {}).length === 0) {
+    issues.push({ path: ['profiles'], message: 'no profiles, no default_profile and no embedding_models: every call to this provider would fail with 404' });
   }
   return issues;
 }
@@ -679,9 +815,10 @@ export default {
     kind: 'provider',
     contract: 1,
     description:
-      'Offline simulated models: deterministic answers whose quality depends on prompt difficulty versus model capability, with realistic latency, usage, failures and (when asked) token logprobs. No network, no API keys.',
+      'Offline simulated models: deterministic answers whose quality depends on prompt difficulty versus model capability, with realistic latency, usage, failures, tool calls, structured output, embeddings and (when asked) token logprobs. No network, no API keys.',
     options: optionsSchema,
     example,
+    capabilities: ['embeds'],
   },
   validate,
   async create(options, _ctx) {

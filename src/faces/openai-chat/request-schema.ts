@@ -11,14 +11,16 @@ const schema = JSON.parse(readFileSync(fileURLToPath(new URL('../../../schemas/c
 // One error is enough for a client, and stopping at the first keeps bad requests cheap.
 const validate = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true }).compile(schema);
 
-function paramOf(error: ErrorObject): string {
+/** Where in the body an error is, as a client's param: messages[0].role. */
+export function paramOf(error: ErrorObject): string {
   let out = '';
   for (const segment of error.instancePath.split('/').slice(1)) out += /^\d+$/.test(segment) ? `[${segment}]` : (out ? '.' : '') + segment;
   if (error.keyword === 'required') out += (out ? '.' : '') + String((error.params as { missingProperty: string }).missingProperty);
   return out;
 }
 
-function describe(error: ErrorObject): string {
+/** What is wrong there, in words. */
+export function describe(error: ErrorObject): string {
   const params = error.params as Record<string, unknown>;
   if (error.keyword === 'required') return 'is required';
   if (error.keyword === 'enum') return `must be one of ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
