@@ -289,8 +289,7 @@ Before this soak existed, the anthropic provider combined each call's signal wit
 lifetime (\`AbortSignal.any\`); on Node 20 the long-lived signal keeps a WeakRef per combined signal and
 never drops it, about 1.7 MB per 30,000 calls (≈ 5.7 MB per 100,000). It now makes one controller per
 call and lets go of it when the call ends; \`test/plugins/provider-signals.test.ts\` counts those WeakRefs.
-The small rise left in the table follows time more than requests where it is smallest in the fastest
-phases: the dashboard keeps ten minutes of 10-second buckets, each with a latency reservoir of up to 512
+A small rise that is smallest in the fastest phases follows time, not requests: the dashboard keeps ten minutes of 10-second buckets, each with a latency reservoir of up to 512
 samples (src/observe/dashboard-aggregator.ts), and a phase of a few minutes fills part of that window.
 `;
 }
