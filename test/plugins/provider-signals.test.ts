@@ -11,7 +11,7 @@ import anthropic from '../../plugins/providers/anthropic/index.ts';
 import openai from '../../plugins/providers/openai/index.ts';
 import openaiCompatible from '../../plugins/providers/openai_compatible/index.ts';
 import simulator from '../../plugins/providers/simulator/index.ts';
-import type { ChatRequest, ModelSpec, Provider } from '../../src/plugin-contract/plugin-api.ts';
+import { isUpstreamError, type ChatRequest, type ModelSpec, type Provider } from '../../src/plugin-contract/plugin-api.ts';
 import { collect, testPluginContext } from '../support/plugin-context.ts';
 import { startFakeAnthropic, type FakeAnthropic } from '../support/fake-anthropic.ts';
 import { startFakeOpenAI, type FakeOpenAI } from '../support/fake-openai.ts';
@@ -45,12 +45,24 @@ const model = (upstream: string): ModelSpec => ({
 });
 const chat = (upstream: string): ChatRequest => ({ model: upstream, messages: [{ role: 'user', content: 'where is my parcel?' }] });
 
-/** CALLS calls, two in three complete and one in three streamed, each with a signal of its own as the host gives it. */
+/**
+ * CALLS calls, two in three complete and one in three streamed, each with a signal of its
+ * own as the host gives it. A call that finds its kept-alive connection closed is made
+ * again, as the host's failover would: counting walks the heap, and on a loaded machine the
+ * fake upstream may close an idle connection meanwhile.
+ */
 async function exercise(provider: Provider, upstream: string): Promise<void> {
   for (let i = 0; i < CALLS; i++) {
-    const call = { model: model(upstream), signal: new AbortController().signal };
-    if (i % 3 === 2) assert.ok((await collect(provider.stream(chat(upstream), call))).length > 0);
-    else assert.ok((await provider.complete(chat(upstream), call)).choices.length > 0);
+    for (let attempt = 1; ; attempt++) {
+      const call = { model: model(upstream), signal: new AbortController().signal };
+      try {
+        if (i % 3 === 2) assert.ok((await collect(provider.stream(chat(upstream), call))).length > 0);
+        else assert.ok((await provider.complete(chat(upstream), call)).choices.length > 0);
+        break;
+      } catch (err) {
+        if (attempt > 1 || !isUpstreamError(err) || err.failure !== 'connection') throw err;
+      }
+    }
   }
 }
 
