@@ -1,7 +1,9 @@
 // A minimal, fast upstream that speaks OpenAI's chat completions wire format: a fixed
 // chat.completion for JSON requests, and a short SSE stream (role, three content
-// deltas, finish, usage when asked, [DONE]) for `stream: true`. Every response is
-// prebuilt, so the upstream costs as little CPU as a Node HTTP server can.
+// deltas, finish, usage when asked, [DONE]) for `stream: true`. It speaks Anthropic's
+// Messages API the same way on POST /v1/messages (a fixed message, or the named SSE
+// events), for the soak's anthropic provider. Every response is prebuilt, so the
+// upstream costs as little CPU as a Node HTTP server can.
 //
 //   node --import tsx scripts/bench/upstream.ts PORT
 import http from 'node:http';
@@ -38,12 +40,49 @@ const EVENTS = [
 const USAGE_EVENT = Buffer.from(chunk({}, null, USAGE));
 const DONE = Buffer.from('data: [DONE]\n\n');
 
+const ANTHROPIC_MESSAGE = Buffer.from(
+  JSON.stringify({
+    id: 'msg_bench',
+    type: 'message',
+    role: 'assistant',
+    model: 'bench-model',
+    content: [{ type: 'text', text: 'Your parcel is in transit and should arrive tomorrow.' }],
+    stop_reason: 'end_turn',
+    stop_sequence: null,
+    usage: { input_tokens: 12, output_tokens: 9 },
+  }),
+);
+
+const anthropicEvent = (type: string, data: Record<string, unknown>) => Buffer.from(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
+const ANTHROPIC_EVENTS = [
+  anthropicEvent('message_start', {
+    message: {
+      id: 'msg_bench',
+      type: 'message',
+      role: 'assistant',
+      model: 'bench-model',
+      content: [],
+      stop_reason: null,
+      stop_sequence: null,
+      usage: { input_tokens: 12, output_tokens: 1 },
+    },
+  }),
+  anthropicEvent('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }),
+  ...['Your parcel ', 'is in transit ', 'and arrives tomorrow.'].map((text) =>
+    anthropicEvent('content_block_delta', { index: 0, delta: { type: 'text_delta', text } }),
+  ),
+  anthropicEvent('content_block_stop', { index: 0 }),
+  anthropicEvent('message_delta', { delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: 9 } }),
+  anthropicEvent('message_stop', {}),
+];
+
 const STREAM_PATTERN = /"stream"\s*:\s*true/;
 const USAGE_PATTERN = /"include_usage"\s*:\s*true/;
 
 export function createUpstream(): http.Server {
   const server = http.createServer((req, res) => {
-    if (req.method !== 'POST' || !req.url?.endsWith('/chat/completions')) {
+    const anthropic = req.url?.endsWith('/v1/messages') === true;
+    if (req.method !== 'POST' || !(anthropic || req.url?.endsWith('/chat/completions'))) {
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"message":"not found"}}');
       return;
     }
@@ -52,11 +91,17 @@ export function createUpstream(): http.Server {
     req.on('end', () => {
       const body = Buffer.concat(parts).toString('utf8');
       if (!STREAM_PATTERN.test(body)) {
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': COMPLETION.length });
-        res.end(COMPLETION);
+        const answer = anthropic ? ANTHROPIC_MESSAGE : COMPLETION;
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': answer.length });
+        res.end(answer);
         return;
       }
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      if (anthropic) {
+        for (const event of ANTHROPIC_EVENTS) res.write(event);
+        res.end();
+        return;
+      }
       for (const event of EVENTS) res.write(event);
       if (USAGE_PATTERN.test(body)) res.write(USAGE_EVENT);
       res.end(DONE);

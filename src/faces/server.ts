@@ -11,6 +11,7 @@ import { RuntimeManager, type ManagerOptions } from '../policy/reload.ts';
 import { createLogger } from '../observe/logger.ts';
 import { GatewayMetrics } from '../observe/prometheus.ts';
 import { DashboardAggregator } from '../observe/dashboard-aggregator.ts';
+import { FAILURE_LOG_EVERY_MS, LogThrottle } from '../observe/log-throttle.ts';
 import { dashboardRouter } from './dashboard/router.ts';
 import { InFlightRequests } from '../pipeline/cancellation.ts';
 import type { PipelineServices } from '../pipeline/exchange.ts';
@@ -133,7 +134,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   ]);
   manager.onReload((result) => metrics.reloaded(result));
   const inFlight = new InFlightRequests();
-  const pipeline: PipelineServices = { logger, observers, inFlight };
+  // A dependency down fails every request alike: its log lines are bounded, not one per request.
+  const pipeline: PipelineServices = { logger, observers, inFlight, failureLog: new LogThrottle(logger, FAILURE_LOG_EVERY_MS) };
   const app = createApp(
     manager,
     logger,

@@ -215,7 +215,7 @@ function loggable(value: unknown, depth: number, ancestors: object[]): unknown {
 
 export class DecisionLog {
   private readonly logger: winston.Logger | null;
-  private readonly fileTransport: winston.transports.FileTransportInstance | null = null;
+  private fileTransport: winston.transports.FileTransportInstance | null = null;
   /**
    * The file alone (no console): the bytes winston's File transport writes (the record's
    * JSON and "\n", appended), written straight to the file. Through winston each line
@@ -264,6 +264,27 @@ export class DecisionLog {
     this.logger.log({ level: 'info', message: '', [RECORD]: lineOf(record) } as unknown as winston.LogEntry);
   }
 
+  /**
+   * Opens the file again by its name, for the lines from now on (SIGHUP, the convention of
+   * logrotate's `postrotate`): after `mv decisions.jsonl …` the open descriptor still writes
+   * to the moved file. Lines already waiting end in the moved file; none is lost. A file
+   * that cannot be opened again goes to `onError`, and lines keep going where they went.
+   * Resolves with whether the lines from now on go to the file under its name.
+   */
+  async reopen(): Promise<boolean> {
+    if (this.closing) return false;
+    if (this.file) return this.file.reopen();
+    const logger = this.logger;
+    const previous = this.fileTransport;
+    if (!logger || !previous) return false;
+    const fresh = new winston.transports.File({ filename: path.join(previous.dirname, previous.filename) });
+    logger.add(fresh);
+    logger.remove(previous);
+    previous.close?.();
+    this.fileTransport = fresh;
+    return true;
+  }
+
   /** Flushes and closes. Idempotent. */
   close(): Promise<void> {
     if (!this.closing && this.file) this.closing = this.file.close();
@@ -301,6 +322,8 @@ const HIGH_WATER_CHARS = 256 * 1024;
  */
 class LineAppender {
   private fd: number | null = null;
+  /** The file opened again (reopen()), taken in place of `fd` once no write is in flight. */
+  private reopened: number | null = null;
   private failed = false;
   private closed = false;
   /** Closed for good: the file descriptor is released. */
@@ -314,7 +337,7 @@ class LineAppender {
   private readonly idle: Array<() => void> = [];
 
   constructor(
-    filename: string,
+    private readonly filename: string,
     private readonly flushMs: number,
     private readonly onError: (err: Error) => void,
   ) {
@@ -322,6 +345,7 @@ class LineAppender {
       if (err) return this.fail(err);
       if (this.failed) return closeFd(fd, () => undefined);
       this.fd = fd;
+      this.takeReopened();
       this.schedule();
       this.settle();
     });
@@ -332,6 +356,36 @@ class LineAppender {
     this.pending.push(line);
     this.pendingChars += line.length;
     this.schedule();
+  }
+
+  /** See DecisionLog.reopen(). */
+  reopen(): Promise<boolean> {
+    if (this.closed || this.failed) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      open(this.filename, 'a', (err, fd) => {
+        if (err) {
+          this.onError(err);
+          return resolve(false);
+        }
+        if (this.closed || this.failed) {
+          closeFd(fd, () => undefined);
+          return resolve(false);
+        }
+        if (this.reopened !== null) closeFd(this.reopened, () => undefined);
+        this.reopened = fd;
+        // Still opening the first time: the first open takes this one in.
+        if (!this.writing && this.fd !== null) this.takeReopened();
+        resolve(true);
+      });
+    });
+  }
+
+  private takeReopened(): void {
+    if (this.reopened === null) return;
+    const previous = this.fd;
+    this.fd = this.reopened;
+    this.reopened = null;
+    if (previous !== null) closeFd(previous, () => undefined);
   }
 
   /** Resolves once every line written before it is in the file (or the file has failed) and the file is closed. Never rejects. */
@@ -387,6 +441,7 @@ class LineAppender {
       // A short write (rare for a regular file): the rest goes next, before any newer line.
       if (offset + written < data.length) return this.writeAll(fd, data, offset + written);
       this.writing = false;
+      this.takeReopened();
       if (this.closed) return this.settle();
       this.schedule();
     });
@@ -396,6 +451,8 @@ class LineAppender {
     if (this.failed) return;
     this.failed = true;
     this.cancelTimer();
+    if (this.reopened !== null) closeFd(this.reopened, () => undefined);
+    this.reopened = null;
     this.pending = [];
     this.pendingChars = 0;
     this.onError(err);
@@ -407,6 +464,7 @@ class LineAppender {
     if (!this.closed || this.writing || this.idle.length === 0) return;
     if (!this.failed && this.fd === null) return; // still opening: the open's callback settles
     if (!this.failed && this.pending.length > 0) return this.flush();
+    this.takeReopened();
     const waiters = this.idle.splice(0);
     const done = () => {
       this.ended = true;

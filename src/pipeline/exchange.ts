@@ -16,6 +16,7 @@ import { randomUUID } from 'node:crypto';
 import type winston from 'winston';
 import { TiergateError } from '../common/errors.ts';
 import type { AttemptRecord, DecisionRecord, ShadowRecord } from '../observe/decision-log.ts';
+import type { LogThrottle } from '../observe/log-throttle.ts';
 import type { Runtime } from '../policy/runtime.ts';
 import { ClientLink, failureOf, type InFlightRequests } from './cancellation.ts';
 import { execute } from './execute.ts';
@@ -34,6 +35,11 @@ export interface PipelineServices {
   readonly observers: ReadonlySet<DecisionObserver>;
   /** The requests a shutdown may stop. */
   readonly inFlight?: InFlightRequests;
+  /**
+   * Where failed requests are logged: the first of each error code at once, then a bounded
+   * number (every request has its decision line anyway). Without it, each one is logged.
+   */
+  readonly failureLog?: LogThrottle;
 }
 
 /** What run() gives the face: a complete answer, or a stream that has begun. */
@@ -134,11 +140,9 @@ export class ChatExchange extends PipelineRequest {
   failed(err: unknown): TiergateError | null {
     const { stopped, clientClosed, error } = failureOf(this.client, err);
     // A stop at shutdown is logged once, by the shutdown, not per request.
-    if (!clientClosed && error.status >= 500 && !stopped)
-      this.services.logger.error('chat completion failed', { request_id: this.requestId, code: error.code, error: error.message });
+    if (!clientClosed && error.status >= 500 && !stopped) this.logFailure('error', 'chat completion failed', error);
     // The client's 400, but also how a provider plugin that fails on its own (not through an UpstreamError) shows: the operator should see it.
-    else if (error.code === 'TG_ERR_REQUEST_UNSENDABLE')
-      this.services.logger.warn('a request could not be sent to its model', { request_id: this.requestId, code: error.code, error: error.message });
+    else if (error.code === 'TG_ERR_REQUEST_UNSENDABLE') this.logFailure('warn', 'a request could not be sent to its model', error);
     this.finish({
       status: clientClosed ? 'client_closed' : 'error',
       attempts: this.attempts,
@@ -146,6 +150,13 @@ export class ChatExchange extends PipelineRequest {
       ...(GATE_REFUSALS.has(error.code) ? { gate: 'refused' as const } : {}),
     });
     return clientClosed ? null : error;
+  }
+
+  /** Through failureLog when there is one: a line per error code and interval, not per request. */
+  private logFailure(level: 'error' | 'warn', message: string, error: TiergateError): void {
+    const meta = { request_id: this.requestId, code: error.code, error: error.message };
+    if (this.services.failureLog) this.services.failureLog.log(level, error.code, message, meta);
+    else this.services.logger.log(level, message, meta);
   }
 
   /** Writes a line of the decision log and shows it to the observers. */

@@ -2,7 +2,7 @@
 // (runtime.ts) from the file. Hot reload builds the new runtime aside (parse → validate →
 // compile → create), then swaps one reference. Requests keep the runtime they started with; the old runtime is
 // disposed when its last request ends. A failed build changes nothing but the status.
-import { watch, type FSWatcher } from 'node:fs';
+import { existsSync, readdirSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type winston from 'winston';
 import { PolicyErrors, TiergateError, errorMessage } from '../common/errors.ts';
@@ -153,10 +153,10 @@ export class RuntimeManager {
     const configName = path.basename(configFile);
     // Kubernetes mounts a ConfigMap through symlinks and updates it by swapping the
     // `..data` link, so the event names that link, never the file.
-    this.addWatcher(path.dirname(configFile), false, (name) => {
+    this.addWatcher(path.dirname(configFile), (name) => {
       if (name === null || name === configName || name.startsWith('..')) schedule('file');
     });
-    for (const root of pluginRoots) this.addWatcher(root, true, () => schedule('plugin'));
+    for (const root of pluginRoots) this.watchTree(root, () => schedule('plugin'));
     // Files plugins read (model artifacts): watched through their folder, like the policy.
     const byFolder = new Map<string, Set<string>>();
     for (const file of this.current.watchFiles) {
@@ -165,20 +165,61 @@ export class RuntimeManager {
       byFolder.set(path.dirname(file), names);
     }
     for (const [folder, names] of byFolder) {
-      this.addWatcher(folder, false, (name) => {
+      this.addWatcher(folder, (name) => {
         if (name === null || names.has(name) || name.startsWith('..')) schedule('file');
       });
     }
   }
 
-  private addWatcher(folder: string, recursive: boolean, onChange: (name: string | null) => void): void {
+  private addWatcher(folder: string, onChange: (name: string | null) => void): FSWatcher | null {
     try {
-      const watcher = watch(folder, { recursive, persistent: false }, (_event, name) => onChange(name === null ? null : String(name)));
+      const watcher = watch(folder, { persistent: false }, (_event, name) => onChange(name === null ? null : String(name)));
       watcher.on('error', (err) => this.options.logger.warn('file watch failed; use POST /admin/reload or SIGHUP', { folder, error: errorMessage(err) }));
       this.watchers.push(watcher);
+      return watcher;
     } catch (err) {
       this.options.logger.warn('cannot watch folder; use POST /admin/reload or SIGHUP', { folder, error: errorMessage(err) });
+      return null;
     }
+  }
+
+  /**
+   * A plugin folder and every folder under it, each watched as a folder: its entries'
+   * events come by name, so a file replaced by a rename (an editor's safe save, `sed -i`,
+   * `git checkout`) or deleted and created again stays watched. Node's recursive watch on
+   * Linux follows each file's inode and lost such a file; chokidar 4 (the last for Node
+   * 20.18) loses one deleted and created again. A folder that appears is watched from the
+   * event that shows it; one that goes away is let go.
+   */
+  private watchTree(root: string, onChange: () => void): void {
+    const folders = new Map<string, FSWatcher>();
+    const refresh = () => {
+      for (const [folder, watcher] of folders) {
+        if (existsSync(folder)) continue;
+        watcher.close();
+        folders.delete(folder);
+        this.watchers = this.watchers.filter((w) => w !== watcher);
+      }
+      watchFolder(root);
+    };
+    const watchFolder = (folder: string) => {
+      if (!folders.has(folder)) {
+        const watcher = this.addWatcher(folder, () => {
+          refresh();
+          onChange();
+        });
+        if (!watcher) return;
+        folders.set(folder, watcher);
+      }
+      let entries;
+      try {
+        entries = readdirSync(folder, { withFileTypes: true });
+      } catch {
+        return; // gone meanwhile: the next event lets it go
+      }
+      for (const entry of entries) if (entry.isDirectory()) watchFolder(path.join(folder, entry.name));
+    };
+    watchFolder(root);
   }
 
   private unwatch(): void {

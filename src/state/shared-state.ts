@@ -9,12 +9,13 @@
 //   after timeout_ms: a request that checks a limit waits at most that long, then the
 //   caller falls back (limits_when_redis_down). Nothing here throws into a request.
 // - Warnings are located (`gateway.yaml:12:3 state.redis: …`) and each kind is logged
-//   at most every 30 s.
+//   at most every 30 s (with how many were left out); the end of an outage is logged once.
 import { Redis } from 'ioredis';
 import type winston from 'winston';
 import { errorMessage, formatLocated, type SourceLocation } from '../common/errors.ts';
 import type { CooldownSharing, ModelHealth } from './health.ts';
 import { DEFAULT_REDIS } from '../policy-shape/defaults.ts';
+import { LogThrottle } from '../observe/log-throttle.ts';
 import type { RedisStateData as PolicyRedisData } from '../policy-shape/policy-data.ts';
 
 /** state.redis (src/policy-shape/policy-data.ts), its defaults optional: they are applied here too (REDIS_DEFAULTS). */
@@ -96,7 +97,9 @@ export type RedisScript = (keys: readonly string[], args: ReadonlyArray<string |
 export class SharedState {
   readonly prefix: string;
   readonly refreshMs: number;
-  private readonly lastWarning = new Map<string, number>();
+  private readonly warnings: LogThrottle;
+  /** When the outage being warned about began (the first warning since Redis was last reachable). */
+  private downSince: number | null = null;
   private readonly onError: (err: Error) => void;
   private readonly onReady: () => void;
   private released = false;
@@ -110,13 +113,18 @@ export class SharedState {
   ) {
     this.prefix = data.prefix ?? REDIS_DEFAULTS.prefix;
     this.refreshMs = data.refresh_ms ?? REDIS_DEFAULTS.refresh_ms;
+    this.warnings = new LogThrottle(logger, WARN_EVERY_MS);
     this.onError = (err) => this.warn(UNAVAILABLE, err);
     // After an outage, say so once it is over (and let the next outage warn at once).
     this.onReady = () => {
-      if (this.lastWarning.size === 0) return;
-      this.lastWarning.clear();
+      const { logged, leftOut } = this.warnings.reset();
+      const downSince = this.downSince;
+      this.downSince = null;
+      if (!logged) return;
       this.logger.info(formatLocated(this.location, 'Redis reachable again: limits and cooldowns are shared by the replicas again'), {
         redis: displayUrl(this.data.url),
+        ...(downSince === null ? {} : { down_for_ms: Date.now() - downSince }),
+        ...(leftOut > 0 ? { warnings_left_out: leftOut } : {}),
       });
     };
     connection.client.on('error', this.onError);
@@ -162,10 +170,11 @@ export class SharedState {
 
   /** A located warning, each message at most every 30 s. */
   warn(message: string, err?: unknown): void {
-    const now = Date.now();
-    if (now - (this.lastWarning.get(message) ?? -Infinity) < WARN_EVERY_MS) return;
-    this.lastWarning.set(message, now);
-    this.logger.warn(formatLocated(this.location, message), { redis: displayUrl(this.data.url), ...(err === undefined ? {} : { error: errorMessage(err) }) });
+    this.downSince ??= Date.now();
+    this.warnings.log('warn', message, formatLocated(this.location, message), {
+      redis: displayUrl(this.data.url),
+      ...(err === undefined ? {} : { error: errorMessage(err) }),
+    });
   }
 
   /** Shares `health`'s cooldowns with the other replicas until dispose (the last runtime built calls this). */

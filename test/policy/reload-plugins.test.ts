@@ -4,7 +4,8 @@
 // plugins are disposed only after its in-flight requests end.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { simulatorPolicy } from '../support/gateway.ts';
 import { adminReload, alwaysSmallRouter, chat, client, gateway, status, versionOnDisk } from '../support/reload.ts';
@@ -114,6 +115,52 @@ describe('team plugins', () => {
     writeFileSync(newPlugin, alwaysSmallRouter('second, edited').replace(`id: 'always-small'`, `id: 'always-small-2'`));
     const v4 = versionOnDisk(tg.policyFile);
     await waitFor('the edit inside the new folder to reload', async () => (await status(tg.url)).policy_version === v4);
+  });
+
+  test('with the watcher on, every way of saving a plugin file is seen, and so is each edit after it', async (t) => {
+    const pluginRel = 'team-plugins/routers/always-small/index.js';
+    const tg = await gateway(t, simulatorPolicy({ routes: alwaysSmallRoute, extra: 'plugins: { paths: [team-plugins] }\n' }), {
+      watch: true,
+      debounceMs: 40,
+      files: { [pluginRel]: alwaysSmallRouter('saved 0') },
+    });
+    const file = path.join(tg.dir, pluginRel);
+    const openai = client(tg);
+    const served = async (reason: string, how: string) => {
+      const version = versionOnDisk(tg.policyFile);
+      await waitFor(`the plugin saved by ${how} to reload`, async () => (await status(tg.url)).policy_version === version);
+      const answer = await chat(openai);
+      assert.equal(answer.version, version);
+      assert.equal((await tg.waitForDecision(answer.decisionId, 5000)).routing_reason, reason, `after ${how}`);
+    };
+    const writeInPlace = (reason: string) => writeFileSync(file, alwaysSmallRouter(reason));
+    const saves: Array<[string, (reason: string) => void]> = [
+      // An editor's safe save: a new file written beside it, renamed over it (a new inode).
+      [
+        'write aside, rename over',
+        (reason) => {
+          writeFileSync(`${file}.tmp`, alwaysSmallRouter(reason));
+          renameSync(`${file}.tmp`, file);
+        },
+      ],
+      ['writing in place', writeInPlace],
+      // sed -i writes a temporary file and renames it over the original, too.
+      ['sed -i', (reason) => assert.equal(spawnSync('sed', ['-i', `s/"saved [0-9]*"/${JSON.stringify(reason)}/`, file]).status, 0)],
+      ['writing in place', writeInPlace],
+      // git checkout and some tools delete the file and create it anew.
+      [
+        'delete, then create',
+        (reason) => {
+          unlinkSync(file);
+          writeFileSync(file, alwaysSmallRouter(reason));
+        },
+      ],
+      ['writing in place', writeInPlace],
+    ];
+    for (const [i, [how, save]] of saves.entries()) {
+      save(`saved ${i + 1}`);
+      await served(`saved ${i + 1}`, how);
+    }
   });
 });
 

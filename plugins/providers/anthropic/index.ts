@@ -504,8 +504,14 @@ class AnthropicProvider implements Provider {
   readonly #translate: TranslateOptions;
   readonly #secret: string | undefined;
   readonly #logger: Logger;
-  /** Aborted by dispose(): ends every call still in flight. */
-  readonly #lifetime = new AbortController();
+  /**
+   * Each call in flight, by the controller that aborts it: dispose() ends them all. Not
+   * one provider-wide signal combined with each call's (AbortSignal.any): the long-lived
+   * signal keeps a WeakRef to every signal made from it, and Node 20 never drops them,
+   * so the heap grew by one per call (docs/bench/soak.md).
+   */
+  readonly #inFlight = new Set<AbortController>();
+  #disposed = false;
   #warnedSampling = false;
 
   constructor(client: Anthropic, translate: TranslateOptions, secret: string | undefined, logger: Logger) {
@@ -516,69 +522,92 @@ class AnthropicProvider implements Provider {
   }
 
   async complete(request: ChatRequest, call: CallOptions): Promise<ChatResult> {
-    const signal = this.#signal(call);
-    const body = this.#body(request);
-    let message: unknown;
+    const { signal, end } = this.#begin(call);
     try {
-      message = await this.#client.messages.create({ ...body, stream: false }, { signal });
-    } catch (err) {
-      throw toUpstreamError(err, signal, this.#secret);
+      const body = this.#body(request);
+      let message: unknown;
+      try {
+        message = await this.#client.messages.create({ ...body, stream: false }, { signal });
+      } catch (err) {
+        throw toUpstreamError(err, signal, this.#secret);
+      }
+      return fromAnthropicMessage(message);
+    } finally {
+      end();
     }
-    return fromAnthropicMessage(message);
   }
 
   async *stream(request: ChatRequest, call: CallOptions): AsyncGenerator<ChatChunk> {
-    const signal = this.#signal(call);
-    const body = this.#body(request);
-    let events: AsyncIterable<RawMessageStreamEvent>;
+    const { signal, end } = this.#begin(call);
     try {
-      events = await this.#client.messages.create({ ...body, stream: true }, { signal });
-    } catch (err) {
-      throw toUpstreamError(err, signal, this.#secret);
-    }
-
-    const translator = new StreamTranslator(body.model);
-    const iterator = events[Symbol.asyncIterator]();
-    let exhausted = false;
-    try {
-      for (;;) {
-        let next: IteratorResult<RawMessageStreamEvent>;
-        try {
-          next = await iterator.next();
-        } catch (err) {
-          exhausted = true;
-          throw toUpstreamError(err, signal, this.#secret);
-        }
-        if (next.done) {
-          exhausted = true;
-          break;
-        }
-        let chunks: ChatChunk[];
-        try {
-          chunks = translator.translate(next.value);
-        } catch (err) {
-          throw isUpstreamError(err)
-            ? err
-            : new UpstreamError('reply', `anthropic: unreadable stream event: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-        }
-        yield* chunks;
+      const body = this.#body(request);
+      let events: AsyncIterable<RawMessageStreamEvent>;
+      try {
+        events = await this.#client.messages.create({ ...body, stream: true }, { signal });
+      } catch (err) {
+        throw toUpstreamError(err, signal, this.#secret);
       }
+
+      const translator = new StreamTranslator(body.model);
+      const iterator = events[Symbol.asyncIterator]();
+      let exhausted = false;
+      try {
+        for (;;) {
+          let next: IteratorResult<RawMessageStreamEvent>;
+          try {
+            next = await iterator.next();
+          } catch (err) {
+            exhausted = true;
+            throw toUpstreamError(err, signal, this.#secret);
+          }
+          if (next.done) {
+            exhausted = true;
+            break;
+          }
+          let chunks: ChatChunk[];
+          try {
+            chunks = translator.translate(next.value);
+          } catch (err) {
+            throw isUpstreamError(err)
+              ? err
+              : new UpstreamError('reply', `anthropic: unreadable stream event: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+          }
+          yield* chunks;
+        }
+      } finally {
+        // The consumer stopped early (or translation failed): closing the SDK stream aborts the HTTP request.
+        if (!exhausted) await iterator.return?.();
+      }
+      // The SDK ends a stream quietly when its request is aborted; the caller must hear about it.
+      if (signal.aborted) throw toUpstreamError(new APIUserAbortError(), signal, this.#secret);
+      if (!translator.done) throw new UpstreamError('reply', 'anthropic: the stream ended before message_stop');
     } finally {
-      // The consumer stopped early (or translation failed): closing the SDK stream aborts the HTTP request.
-      if (!exhausted) await iterator.return?.();
+      end();
     }
-    // The SDK ends a stream quietly when its request is aborted; the caller must hear about it.
-    if (signal.aborted) throw toUpstreamError(new APIUserAbortError(), signal, this.#secret);
-    if (!translator.done) throw new UpstreamError('reply', 'anthropic: the stream ended before message_stop');
   }
 
   async dispose(): Promise<void> {
-    this.#lifetime.abort();
+    this.#disposed = true;
+    for (const controller of this.#inFlight) controller.abort();
+    this.#inFlight.clear();
   }
 
-  #signal(call: CallOptions): AbortSignal {
-    if (this.#lifetime.signal.aborted) throw new UpstreamError('aborted', 'anthropic: the provider has been disposed');
-    return AbortSignal.any([call.signal, this.#lifetime.signal]);
+  /** The signal the SDK gets for one call, aborted with the call's signal or by dispose(); `end()` once the call is over lets go of both. */
+  #begin(call: CallOptions): { signal: AbortSignal; end: () => void } {
+    if (this.#disposed) throw new UpstreamError('aborted', 'anthropic: the provider has been disposed');
+    const controller = new AbortController();
+    const caller = call.signal;
+    const onAbort = () => controller.abort(caller.reason);
+    if (caller.aborted) onAbort();
+    else caller.addEventListener('abort', onAbort, { once: true });
+    this.#inFlight.add(controller);
+    return {
+      signal: controller.signal,
+      end: () => {
+        caller.removeEventListener('abort', onAbort);
+        this.#inFlight.delete(controller);
+      },
+    };
   }
 
   #body(request: ChatRequest): AnthropicRequestBody {

@@ -31,7 +31,12 @@ export function register(program: Command): void {
         routes: [...runtime.routes.keys()],
       });
       logger.info(`models: ${[...runtime.models.values()].map((m) => `${m.spec.name} via ${m.spec.provider} (${m.providerPlugin})`).join(', ')}`);
-      process.on('SIGHUP', () => void gateway.manager.reload('signal'));
+      // logrotate's `postrotate` convention: after the log was moved aside, SIGHUP makes
+      // the decision log open its file again by name; the policy is reloaded as well.
+      process.on('SIGHUP', () => {
+        void gateway.manager.runtime.decisionLog?.reopen().then((reopened) => reopened && logger.info('decision log reopened (SIGHUP)'));
+        void gateway.manager.reload('signal');
+      });
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) {
