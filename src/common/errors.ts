@@ -93,6 +93,12 @@ export const ERRORS = {
     type: 'api_error',
     template: 'request_id "{request_id}" was not served by this replica and the shared decision store cannot be reached ({reason}); retry later',
   },
+  TG_ERR_RESPONSES_STATE: {
+    status: 400,
+    type: 'invalid_request_error',
+    template:
+      '{field} needs stored responses, which this gateway does not keep: send the whole conversation in `input` (earlier output items included) and leave store false',
+  },
   TG_ERR_NOT_FOUND: { status: 404, type: 'not_found_error', template: 'no such endpoint: {method} {path}' },
   // Gateway keys (server.auth). A key is named by its `name`, never by its value.
   TG_ERR_AUTH_MISSING: {

@@ -26,6 +26,7 @@ import { healthRouter } from './health.ts';
 import { metricsRouter } from './metrics.ts';
 import { modelsRouter } from './models.ts';
 import { chatDoor, isChatRequest } from './openai-chat/handler.ts';
+import { responsesRouter } from './openai-responses/router.ts';
 import { applyRequestTimeout, ConnectionGuard, createNodeServer, malformedRequestAnswerer } from './connections.ts';
 import { API_RESPONSE_HEADERS, lastResort, sendError } from './respond.ts';
 
@@ -142,6 +143,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     [
       modelsRouter(manager),
       embeddingsRouter(manager, pipeline),
+      responsesRouter(manager, pipeline),
       feedbackRouter(learning, () => manager.runtime),
       healthRouter(manager, state),
       adminRouter(manager),

@@ -1,9 +1,11 @@
 // The Anthropic face (src/faces/anthropic-messages/router.ts) calls the pipeline itself:
 // the caller is authenticated before the body is read, a request is one decision line
 // with the key's name (no second request over loopback; a body it cannot read included),
-// and the answer carries the same x-tiergate-* headers as a chat answer.
+// and the answer carries the same x-tiergate-* headers as a chat answer, whose model it
+// names; other methods and paths under /v1/messages are refused in Anthropic's error shape.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import Anthropic from '@anthropic-ai/sdk';
 import { simulatorPolicy, startTestGateway, type TestGateway } from '../support/gateway.ts';
 
 const KEY = 'tg-anthropic-face-key-0123456789';
@@ -81,5 +83,40 @@ describe('POST /v1/messages', () => {
     assert.equal(mine[0].request_id, id);
     assert.equal(mine[0].api_key_name, 'face-team');
     assert.equal(mine[0].status, 'ok');
+  });
+
+  test("other methods and paths under /v1/messages answer in Anthropic's error shape, the caller checked first", async () => {
+    const sdk = new Anthropic({ baseURL: tg.url, apiKey: KEY, maxRetries: 0 });
+    const tokens = await sdk.messages.countTokens({ model: 'support', messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+    assert.ok(tokens instanceof Anthropic.NotFoundError, String(tokens));
+    assert.deepEqual(tokens.error, {
+      type: 'error',
+      error: { type: 'not_found_error', message: 'no such endpoint: POST /v1/messages/count_tokens', code: 'TG_ERR_NOT_FOUND' },
+    });
+    for (const method of ['GET', 'PUT', 'DELETE']) {
+      const res = await fetch(`${tg.url}/v1/messages`, { method, headers: { 'x-api-key': KEY } });
+      assert.equal(res.status, 404, method);
+      assert.deepEqual(await res.json(), {
+        type: 'error',
+        error: { type: 'not_found_error', message: `no such endpoint: ${method} /v1/messages`, code: 'TG_ERR_NOT_FOUND' },
+      });
+    }
+    const anonymous = await fetch(`${tg.url}/v1/messages`);
+    assert.equal(anonymous.status, 401);
+    assert.deepEqual(Object.keys((await anonymous.json()) as object).sort(), ['error', 'type']);
+  });
+
+  test('the answer and its stream name the model that served, as x-tiergate-model does', async () => {
+    const sdk = new Anthropic({ baseURL: tg.url, apiKey: KEY, maxRetries: 0 });
+    const lines = tg.decisions().length;
+    const { data, response } = await sdk.messages.create({ model: 'support', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+    // The simulator policy's support route sends this request to its default, the large tier.
+    assert.equal(response.headers.get('x-tiergate-model'), 'large-model');
+    assert.equal(data.model, 'large-model');
+    const stream = sdk.messages.stream({ model: 'support', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] });
+    let started = '';
+    for await (const event of stream) if (event.type === 'message_start') started = event.message.model;
+    assert.equal(started, 'large-model');
+    await tg.waitForDecisions(lines + 2);
   });
 });

@@ -70,7 +70,9 @@ test('messages.create: routed like /v1/chat/completions; the upstream gets the O
     .withResponse();
   assert.equal(data.type, 'message');
   assert.equal(data.role, 'assistant');
-  assert.equal(data.model, 'support');
+  // The model that served, as x-tiergate-model says, not the route asked for.
+  assert.equal(data.model, 'small-model');
+  assert.equal(response.headers.get('x-tiergate-model'), 'small-model');
   assert.match(data.id, /^msg_/);
   assert.deepEqual(data.content, [{ type: 'text', text: 'Paris.' }]);
   assert.equal(data.stop_reason, 'end_turn');
@@ -91,6 +93,7 @@ test('messages.create: routed like /v1/chat/completions; the upstream gets the O
     .messages.create({ model: 'support', max_tokens: 64, messages: [{ role: 'user', content: 'prove that √2 is irrational' }] })
     .withResponse();
   assert.equal(hard.response.headers.get('x-tiergate-tier'), 'large');
+  assert.equal(hard.data.model, 'large-model');
   assert.equal(lastUpstream().body.model, 'fake-large');
   const lines = await tg.waitForDecisions(2);
   assert.ok(
@@ -109,6 +112,7 @@ test('messages.stream: the Messages event sequence, text deltas that add up, and
     if (event.type === 'content_block_delta' && event.delta.type === 'text_delta') text += event.delta.text;
   }
   const final = await stream.finalMessage();
+  assert.equal(final.model, 'small-model', 'message_start names the model that served');
   assert.equal(types[0], 'message_start');
   assert.equal(types[1], 'content_block_start');
   assert.ok(types.filter((t) => t === 'content_block_delta').length >= 2, `several deltas: ${types.join(' ')}`);

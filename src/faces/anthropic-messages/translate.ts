@@ -256,8 +256,8 @@ export function messageId(): string {
   return `msg_${randomUUID().replace(/-/g, '').slice(0, 24)}`;
 }
 
-/** A chat.completion → an Anthropic message. */
-export function toAnthropicMessage(completion: unknown, requestedModel: string, _stopSequences: readonly string[] = [], id = messageId()): Json {
+/** A chat.completion → an Anthropic message; `servedModel` is the model that answered. */
+export function toAnthropicMessage(completion: unknown, servedModel: string, _stopSequences: readonly string[] = [], id = messageId()): Json {
   const c = isRecord(completion) ? completion : {};
   const choice = Array.isArray(c.choices) && isRecord(c.choices[0]) ? c.choices[0] : {};
   const message = isRecord(choice.message) ? choice.message : {};
@@ -278,7 +278,7 @@ export function toAnthropicMessage(completion: unknown, requestedModel: string, 
     id,
     type: 'message',
     role: 'assistant',
-    model: requestedModel,
+    model: servedModel,
     content,
     ...stopReasonOf(choice.finish_reason as FinishReason | null),
     usage: { input_tokens: Number(usage.prompt_tokens ?? 0), output_tokens: Number(usage.completion_tokens ?? 0) },
@@ -306,7 +306,7 @@ export class MessagesStreamTranslator {
   private usage = { input_tokens: 0, output_tokens: 0 };
 
   constructor(
-    private readonly requestedModel: string,
+    private readonly servedModel: string,
     private readonly stopSequences: readonly string[] = [],
     readonly id = messageId(),
   ) {}
@@ -322,7 +322,7 @@ export class MessagesStreamTranslator {
           id: this.id,
           type: 'message',
           role: 'assistant',
-          model: this.requestedModel,
+          model: this.servedModel,
           content: [],
           stop_reason: null,
           stop_sequence: null,
