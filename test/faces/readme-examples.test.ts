@@ -1,9 +1,9 @@
 // Every chat example the README shows for the `support` route, sent by the client the
 // README shows it with (curl and Python as their exact bodies, the openai SDK, LangChain
-// JS, Anthropic's SDK) to a gateway on the shipped gateway.yaml: each answer passes its
-// gate on the tier the route's rules choose, with no escalation (issue 16), and the
-// LangChain tool call and structured output come back parsed (issue 18). The same policy
-// is also served by an OpenAI-wire upstream that answers as a real model would.
+// JS, Anthropic's SDK, the Responses API) to a gateway on the shipped gateway.yaml: each
+// answer passes its gate on the tier the route's rules choose, with no escalation (issue
+// 16), and the LangChain tool call and structured output come back parsed (issue 18). The
+// same policy is also served by an OpenAI-wire upstream that answers as a real model would.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
@@ -231,6 +231,17 @@ describe('README examples on the shipped gateway.yaml (simulator)', () => {
       .withResponse();
     assert.equal(data.content[0].type, 'text');
     const decision = await assertServedAsRouted(tg, response.headers, 'large', 'anthropic');
+    assert.deepEqual(evaluatorsOf(decision), { heuristics: 1, order_status: 1 });
+  });
+
+  test('openai SDK, Responses API: Where is my package? (order_status) on small, answered by the model that served', async () => {
+    assert.ok(README.includes(`client.responses.create({ model: 'support', input: 'Where is my package?', metadata: { task_type: 'order_status' } })`));
+    const { data, response } = await client.responses
+      .create({ model: 'support', input: 'Where is my package?', metadata: { task_type: 'order_status' } })
+      .withResponse();
+    assert.match(data.output_text, /in transit|shipped|out for delivery/);
+    assert.equal(data.model, response.headers.get('x-tiergate-model'));
+    const decision = await assertServedAsRouted(tg, response.headers, 'small', 'responses');
     assert.deepEqual(evaluatorsOf(decision), { heuristics: 1, order_status: 1 });
   });
 });
