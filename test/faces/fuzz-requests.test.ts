@@ -350,6 +350,55 @@ describe('request fuzz over HTTP', () => {
     await stillServing();
   });
 
+  test(`${ANY_BODY_RUNS} Responses API bodies of any JSON (random input items, tools, formats): never a 5xx`, async () => {
+    const part = fc.record({ type: fc.constantFrom('input_text', 'output_text', 'input_image', 'input_file'), text: fc.jsonValue({ maxDepth: 1 }) });
+    const item = fc.oneof(
+      fc.jsonValue({ maxDepth: 3 }),
+      fc.record({ role: fc.constantFrom(...ROLES), content: fc.oneof(fc.string({ maxLength: 80 }), fc.array(part, { maxLength: 3 })) }),
+      fc.record(
+        {
+          type: fc.constantFrom('function_call', 'function_call_output', 'item_reference'),
+          call_id: fc.jsonValue(),
+          name: fc.jsonValue(),
+          output: fc.jsonValue(),
+        },
+        { requiredKeys: ['type'] },
+      ),
+    );
+    const body = fc.oneof(
+      fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)),
+      fc
+        .record(
+          {
+            model: fc.constantFrom('support', 'plain', 'small-model', 'nope'),
+            input: fc.oneof(fc.string({ maxLength: 100 }), fc.array(item, { maxLength: 4 }), fc.jsonValue({ maxDepth: 1 })),
+            instructions: fc.jsonValue({ maxDepth: 1 }),
+            tools: fc.jsonValue({ maxDepth: 3 }),
+            tool_choice: fc.jsonValue({ maxDepth: 2 }),
+            text: fc.jsonValue({ maxDepth: 3 }),
+            max_output_tokens: fc.jsonValue({ maxDepth: 0 }),
+            stream: fc.boolean(),
+            metadata: fc.jsonValue({ maxDepth: 2 }),
+          },
+          { requiredKeys: ['model', 'input'] },
+        )
+        .map((r) => JSON.stringify(r)),
+    );
+    await fc.assert(
+      fc.asyncProperty(body, async (text) => {
+        const answer = await send(tg.url, { body: text, path: '/v1/responses', headers: { 'content-type': 'application/json' } });
+        const context = `/v1/responses ${text.slice(0, 160)}`;
+        assert.ok(answer.status < 500, `${context}: got ${answer.status}: ${answer.text.slice(0, 300)}`);
+        if (answer.status >= 400) assertOpenAIError(answer, context);
+        else if (answer.contentType.startsWith('text/event-stream'))
+          assert.match(answer.text, /event: response\.(completed|incomplete)\ndata: [^\n]+\n\n$/, `${context}: a complete stream`);
+        else assert.equal((JSON.parse(answer.text) as { object?: string }).object, 'response', context);
+      }),
+      { numRuns: ANY_BODY_RUNS, seed, endOnFailure: true, includeErrorInReport: true },
+    );
+    await stillServing();
+  });
+
   test(`${HEADER_RUNS} requests with odd headers (content type, encoding, charset, allow-listed headers): never a 5xx`, async () => {
     await fc.assert(
       fc.asyncProperty(
