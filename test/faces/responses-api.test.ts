@@ -158,7 +158,7 @@ describe('responses.create', () => {
     assert.deepEqual(gw.up.to('up-small-a')[0].body.response_format, { type: 'json_schema', json_schema: { name: 'capital', schema, strict: true } });
   });
 
-  test('state is refused with TG_ERR_RESPONSES_STATE, saying to send the conversation in input; store: false and no store are served', async () => {
+  test('state is refused with TG_ERR_RESPONSES_STATE, saying to send the conversation in input; store: false and no store are served; nothing stored is retrieved', async () => {
     gw.up.script({ 'up-small-a': reply('ok') });
     const previous = await apiError(gw.sdk.responses.create({ model: 'plain', input: 'and then?', previous_response_id: 'resp_123' }));
     assert.equal(previous.status, 400);
@@ -171,6 +171,11 @@ describe('responses.create', () => {
     assert.equal(gw.up.calls.length, 0, 'no model was called');
     assert.equal((await gw.sdk.responses.create({ model: 'plain', input: 'hi', store: false })).output_text, 'ok');
     assert.equal((await gw.sdk.responses.create({ model: 'plain', input: 'hi' })).output_text, 'ok');
+    const retrieved = await apiError(gw.sdk.responses.retrieve('resp_123'));
+    assert.equal(retrieved.status, 400);
+    assert.equal(retrieved.code, 'TG_ERR_RESPONSES_STATE');
+    assert.match(retrieved.message, /GET \/v1\/responses\/resp_123 needs stored responses/);
+    assert.equal((await apiError(gw.sdk.responses.delete('resp_123'))).code, 'TG_ERR_RESPONSES_STATE');
   });
 
   test("errors are catalogued, in OpenAI's shape: an unknown route, an unknown field, a hosted tool, an upstream failure", async () => {

@@ -28,6 +28,11 @@ export function responsesRouter(manager: RuntimeManager, services: PipelineServi
       runtime.leave();
     }
   });
+  // Retrieving, deleting or listing a stored response (responses.retrieve, .delete,
+  // .inputItems.list): the gateway stores none, and says so rather than "no such endpoint".
+  router.all(`${RESPONSES_PATH}/*rest`, (req: Request, res: Response) => {
+    sendError(res, new TiergateError('TG_ERR_RESPONSES_STATE', { field: `${req.method} ${req.path}` }));
+  });
   return router;
 }
 
