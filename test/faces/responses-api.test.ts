@@ -165,6 +165,10 @@ describe('responses.create', () => {
     assert.equal(previous.code, 'TG_ERR_RESPONSES_STATE');
     assert.equal(previous.param, 'previous_response_id');
     assert.match(previous.message, /send the whole conversation in `input`/);
+    // A refused request is a request all the same: its decision line says why.
+    const refused = await gw.tg.waitForDecision(previous.headers?.get('x-tiergate-decision-id'));
+    assert.equal(refused.status, 'error');
+    assert.equal(refused.error_code, 'TG_ERR_RESPONSES_STATE');
     const stored = await apiError(gw.sdk.responses.create({ model: 'plain', input: 'hi', store: true }));
     assert.equal(stored.code, 'TG_ERR_RESPONSES_STATE');
     assert.equal(stored.param, 'store');
