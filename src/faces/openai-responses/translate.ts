@@ -18,7 +18,10 @@
 //
 // State is not kept: `previous_response_id` and `store: true` are refused (the caller
 // sends the whole conversation in `input`), so nothing is silently forgotten.
+import AjvModule, { type ErrorObject } from 'ajv';
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { ChatMessage, ContentPart, ToolCall } from '../../plugin-contract/plugin-api.ts';
 
 /** A client error in the translation, with the JSON path it is about. */
@@ -39,6 +42,8 @@ export class ResponsesStateError extends Error {
 }
 
 type Json = Record<string, unknown>;
+
+const Ajv = AjvModule.default ?? (AjvModule as unknown as typeof AjvModule.default);
 
 const isRecord = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
@@ -150,7 +155,7 @@ export function toChatBody(request: unknown): TranslatedResponsesRequest {
     echo.parallel_tool_calls = request.parallel_tool_calls;
     if (body.tools) body.parallel_tool_calls = request.parallel_tool_calls;
   }
-  if (request.text !== undefined && request.text !== null) Object.assign(body, textOptions(request.text, echo));
+  if (request.text !== undefined) Object.assign(body, textOptions(request.text, echo));
   if (request.metadata !== undefined && request.metadata !== null) {
     if (!isRecord(request.metadata)) throw new ResponsesRequestError('metadata', 'must be an object');
     // tiergate's routing input on the chat side, as the chat API's metadata is.
@@ -280,38 +285,34 @@ function toChatToolChoice(choice: unknown): unknown {
   throw new ResponsesRequestError('tool_choice', 'must be "auto", "none", "required" or {type: "function", name}');
 }
 
+// The text option's shape is declared in schemas/responses-text.schema.json.
+const checkText = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true }).compile(
+  JSON.parse(readFileSync(fileURLToPath(new URL('../../../schemas/responses-text.schema.json', import.meta.url)), 'utf8')) as object,
+);
+
+/** The schema's first complaint, located at the field it is about. */
+function textError(error: ErrorObject | undefined): ResponsesRequestError {
+  const path = ['text', ...(error?.instancePath.split('/').slice(1) ?? [])];
+  const params = (error?.params ?? {}) as { missingProperty?: string; additionalProperty?: string; allowedValues?: unknown[] };
+  if (params.missingProperty) return new ResponsesRequestError([...path, params.missingProperty].join('.'), 'is required');
+  if (params.additionalProperty) return new ResponsesRequestError([...path, params.additionalProperty].join('.'), 'is not a field here');
+  if (params.allowedValues) return new ResponsesRequestError(path.join('.'), `must be one of ${params.allowedValues.join(', ')}`);
+  return new ResponsesRequestError(path.join('.'), error?.message ?? 'is invalid');
+}
+
 /** text.format → response_format; text.verbosity → verbosity. */
 function textOptions(text: unknown, echo: ResponseEcho): Json {
-  if (!isRecord(text)) throw new ResponsesRequestError('text', 'must be an object');
+  if (!checkText(text)) throw textError((checkText.errors ?? [])[0]);
+  const options = (text ?? {}) as { verbosity?: string | null; format?: ({ type: string } & Json) | null };
   const out: Json = {};
-  for (const key of Object.keys(text)) if (key !== 'format' && key !== 'verbosity') throw new ResponsesRequestError(`text.${key}`, 'is not a field of text');
-  if (text.verbosity !== undefined && text.verbosity !== null) {
-    if (typeof text.verbosity !== 'string') throw new ResponsesRequestError('text.verbosity', 'must be a string');
-    out.verbosity = text.verbosity;
-  }
-  echo.text = { ...text };
-  const format = text.format;
-  if (format === undefined || format === null) {
-    echo.text.format = { type: 'text' };
-    return out;
-  }
-  if (!isRecord(format)) throw new ResponsesRequestError('text.format', 'must be an object');
-  switch (format.type) {
-    case 'text':
-      return out;
-    case 'json_object':
-      return { ...out, response_format: { type: 'json_object' } };
-    case 'json_schema': {
-      if (typeof format.name !== 'string' || format.name === '') throw new ResponsesRequestError('text.format.name', 'is required for json_schema');
-      if (!isRecord(format.schema)) throw new ResponsesRequestError('text.format.schema', 'must be a JSON Schema object');
-      const jsonSchema: Json = { name: format.name, schema: format.schema };
-      if (typeof format.description === 'string') jsonSchema.description = format.description;
-      if (typeof format.strict === 'boolean') jsonSchema.strict = format.strict;
-      return { ...out, response_format: { type: 'json_schema', json_schema: jsonSchema } };
-    }
-    default:
-      throw new ResponsesRequestError('text.format.type', 'must be "text", "json_object" or "json_schema"');
-  }
+  if (typeof options.verbosity === 'string') out.verbosity = options.verbosity;
+  const format = options.format ?? { type: 'text' };
+  echo.text = { ...options, format };
+  if (format.type === 'text') return out;
+  // Chat's response_format carries a format's details under the format's own name
+  // ({type, <type>: {name, schema, strict}}); a format without details is its type alone.
+  const { type, ...details } = format;
+  return { ...out, response_format: Object.keys(details).length ? { type, [type]: details } : { type } };
 }
 
 // ---------------------------------------------------------------------------------
