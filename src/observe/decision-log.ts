@@ -84,6 +84,11 @@ export interface DecisionRecord {
   /** Tokens of the served answer. */
   usage: Usage | null;
   usage_estimated?: boolean;
+  /** Of usage.prompt_tokens, those read from / written to the prompt cache (priced apart); absent when none. */
+  cached_input_tokens?: number;
+  cache_write_input_tokens?: number;
+  /** Of usage.completion_tokens, those spent reasoning (priced as output); absent when none. */
+  reasoning_tokens?: number;
   /** Everything the request cost: every attempt, aborted speculative calls, judge calls. */
   cost_usd: number | null;
   /** The route's always-best model, and what it would have cost for the same tokens. */

@@ -13,6 +13,7 @@
 // prompts, no client-supplied strings (a request for an unknown model has model="").
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DecisionRecord, ShadowRecord } from './decision-log.ts';
+import { cachedInputTokens, cacheWriteInputTokens, reasoningTokens } from '../plugin-contract/usage-details.ts';
 
 /** Seconds. LLM calls run from milliseconds (simulator, cache) to minutes (long generations). */
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120];
@@ -165,7 +166,7 @@ export class GatewayMetrics {
     });
     this.tokens = new Counter({
       name: 'tiergate_tokens_total',
-      help: 'Tokens of every model call the gateway paid for (escalated, aborted speculative and served calls), by model and kind (prompt, completion).',
+      help: 'Tokens of every model call the gateway paid for (escalated, aborted speculative and served calls), by model and kind (prompt, completion; cached_prompt, cache_write_prompt and reasoning are parts of those two).',
       ...batched(this.pending.tokens),
       registers,
     });
@@ -259,6 +260,13 @@ export class GatewayMetrics {
       if (attempt.usage) {
         this.pending.tokens.add(attempt.usage.prompt_tokens, attempt.model, 'prompt');
         this.pending.tokens.add(attempt.usage.completion_tokens, attempt.model, 'completion');
+        // Parts of the two above, priced apart: what makes a cost differ from tokens × price.
+        const cached = cachedInputTokens(attempt.usage);
+        if (cached > 0) this.pending.tokens.add(cached, attempt.model, 'cached_prompt');
+        const cacheWrite = cacheWriteInputTokens(attempt.usage);
+        if (cacheWrite > 0) this.pending.tokens.add(cacheWrite, attempt.model, 'cache_write_prompt');
+        const reasoning = reasoningTokens(attempt.usage);
+        if (reasoning > 0) this.pending.tokens.add(reasoning, attempt.model, 'reasoning');
       }
       if (attempt.cost_usd > 0) this.pending.cost.add(attempt.cost_usd, route, attempt.model);
       const gate = attempt.gate;

@@ -7,6 +7,7 @@ import type { AttemptRecord, DecisionRecord, GateResult, ShadowRecord } from '..
 import type { Runtime } from '../policy/runtime.ts';
 import type { Execution } from './execution-context.ts';
 import type { ChatBody, RoutedRequest } from './route.ts';
+import { cachedInputTokens, cacheWriteInputTokens, reasoningTokens } from '../plugin-contract/usage-details.ts';
 import { costOf } from './usage.ts';
 
 /** Sees every line of the decision log as it is written: decisions, and shadow comparisons (kind "shadow"). */
@@ -132,9 +133,22 @@ export function decisionLine(
     status: outcome.status,
   };
   if (served?.usageEstimated) line.usage_estimated = true;
+  if (served) Object.assign(line, pricedTokenParts(served.usage));
   if (outcome.errorCode) line.error_code = outcome.errorCode;
   if (outcome.inputCheck) line.input_check = { ...outcome.inputCheck, latency_ms: round3(outcome.inputCheck.latency_ms) };
   if (routed?.routingError) line.routing_error = routed.routingError;
   if (runtime.logPrompts && body) line.prompt = body.messages;
   return line;
+}
+
+/** The served answer's tokens that are priced apart from plain input and output, for the decision line (only those it has). */
+function pricedTokenParts(usage: Usage): Pick<DecisionRecord, 'cached_input_tokens' | 'cache_write_input_tokens' | 'reasoning_tokens'> {
+  const parts: Pick<DecisionRecord, 'cached_input_tokens' | 'cache_write_input_tokens' | 'reasoning_tokens'> = {};
+  const cached = cachedInputTokens(usage);
+  if (cached > 0) parts.cached_input_tokens = cached;
+  const cacheWrite = cacheWriteInputTokens(usage);
+  if (cacheWrite > 0) parts.cache_write_input_tokens = cacheWrite;
+  const reasoning = reasoningTokens(usage);
+  if (reasoning > 0) parts.reasoning_tokens = reasoning;
+  return parts;
 }

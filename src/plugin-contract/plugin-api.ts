@@ -105,7 +105,13 @@ export interface ModelSpec {
   readonly provider: string;
   /** The name sent upstream (defaults to `name`). */
   readonly upstream: string;
-  readonly price: { readonly input_per_mtok: number; readonly output_per_mtok: number };
+  /** USD per million tokens; cached and cache-write input fall back to input_per_mtok when absent. */
+  readonly price: {
+    readonly input_per_mtok: number;
+    readonly output_per_mtok: number;
+    readonly cached_input_per_mtok?: number;
+    readonly cache_write_input_per_mtok?: number;
+  };
   readonly timeout_ms: number;
   /** chat (absent means chat too): answers chat requests; embedding: answers embeddings requests only. */
   readonly kind?: 'chat' | 'embedding';
@@ -206,10 +212,17 @@ export interface ChatRequest {
   [extra: string]: unknown;
 }
 
+/**
+ * Token counts in OpenAI's shape: prompt_tokens includes cached (and cache-written) input,
+ * completion_tokens includes reasoning. Build it with `tokenUsage` when the upstream counts
+ * these apart (src/plugin-contract/usage-details.ts).
+ */
 export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  prompt_tokens_details?: { cached_tokens?: number; cache_write_tokens?: number; [extra: string]: unknown } | null;
+  completion_tokens_details?: { reasoning_tokens?: number; [extra: string]: unknown } | null;
   [extra: string]: unknown;
 }
 

@@ -44,6 +44,9 @@ export {
   reportedOrEstimatedUsage,
 } from '../plugin-contract/tokens.ts';
 
+// Usage with cached, cache-written and reasoning tokens, each counted once, as costs read it.
+export { cachedInputTokens, cacheWriteInputTokens, reasoningTokens, tokenUsage, type TokenCounts } from '../plugin-contract/usage-details.ts';
+
 // Final answers by type (choice letter, number, code, JSON, text) and whether two agree:
 // the agreement evaluator compares them, the learned gate reads their form.
 export {

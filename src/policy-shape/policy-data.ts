@@ -174,9 +174,17 @@ export interface ModelData {
      */
     input_per_mtok: number;
     /**
-     * USD per 1M output tokens. Required for a chat model; an embedding model has no output tokens.
+     * USD per 1M output tokens, reasoning (thinking) tokens included. Required for a chat model; an embedding model has no output tokens.
      */
     output_per_mtok?: number;
+    /**
+     * USD per 1M input tokens read from the provider's prompt cache; absent: priced as input_per_mtok.
+     */
+    cached_input_per_mtok?: number;
+    /**
+     * USD per 1M input tokens written to the provider's prompt cache (Anthropic and Bedrock charge more for them); absent: priced as input_per_mtok.
+     */
+    cache_write_input_per_mtok?: number;
   };
   timeout_ms?: number;
 }

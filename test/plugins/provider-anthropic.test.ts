@@ -528,7 +528,12 @@ describe('anthropic translation functions', () => {
       1_700_000_000_500,
     );
     assert.equal(result.created, 1_700_000_000);
-    assert.deepEqual(result.usage, { prompt_tokens: 115, completion_tokens: 2, total_tokens: 117, prompt_tokens_details: { cached_tokens: 100 } });
+    assert.deepEqual(result.usage, {
+      prompt_tokens: 115,
+      completion_tokens: 2,
+      total_tokens: 117,
+      prompt_tokens_details: { cached_tokens: 100, cache_write_tokens: 5 },
+    });
   });
 
   it('parseRetryAfter reads milliseconds, seconds and HTTP dates', () => {

@@ -24,7 +24,8 @@ export type AnthropicBehaviour =
       /** Defaults to 'tool_use' when content has a tool_use block, else 'end_turn'. */
       stop_reason?: AnthropicStopReason;
       stop_sequence?: string | null;
-      usage?: { input_tokens: number; output_tokens: number };
+      /** Cache reads and writes default to 0; input_tokens excludes them, as Anthropic's does. */
+      usage?: { input_tokens: number; output_tokens: number; cache_creation_input_tokens?: number; cache_read_input_tokens?: number };
     }
   | { kind: 'status'; status: number; errorType?: string; message?: string; headers?: Record<string, string> }
   /** Streams: starts the message, sends one delta, then an SSE `error` event (as Anthropic does when overloaded mid-stream). Non-streaming: like `status` 529. */
@@ -277,8 +278,8 @@ function buildMessage(body: Record<string, unknown>, plan: Extract<AnthropicBeha
     usage: {
       input_tokens: plan.usage?.input_tokens ?? estimateTokens(JSON.stringify([body.system ?? '', body.messages])),
       output_tokens: plan.usage?.output_tokens ?? estimateTokens(outputText),
-      cache_creation_input_tokens: 0,
-      cache_read_input_tokens: 0,
+      cache_creation_input_tokens: plan.usage?.cache_creation_input_tokens ?? 0,
+      cache_read_input_tokens: plan.usage?.cache_read_input_tokens ?? 0,
     },
   };
 }

@@ -38,6 +38,7 @@ import type {
 import {
   isUpstreamError,
   messageText,
+  tokenUsage,
   UpstreamError,
   type CallOptions,
   type ChatChunk,
@@ -262,17 +263,14 @@ type AnthropicUsageLike = {
   cache_read_input_tokens?: number | null;
 };
 
-/** Anthropic's input_tokens excludes cache writes and reads; OpenAI's prompt_tokens includes cached tokens, so they are added in. */
+/** Anthropic's input_tokens excludes cache writes and reads, and output_tokens includes thinking (reported with no separate count). */
 export function toUsage(usage: AnthropicUsageLike): Usage {
-  const cacheRead = count(usage.cache_read_input_tokens);
-  const prompt = count(usage.input_tokens) + count(usage.cache_creation_input_tokens) + cacheRead;
-  const completion = count(usage.output_tokens);
-  return {
-    prompt_tokens: prompt,
-    completion_tokens: completion,
-    total_tokens: prompt + completion,
-    ...(cacheRead > 0 ? { prompt_tokens_details: { cached_tokens: cacheRead } } : {}),
-  };
+  return tokenUsage({
+    uncachedInput: count(usage.input_tokens),
+    cachedInput: count(usage.cache_read_input_tokens),
+    cacheWriteInput: count(usage.cache_creation_input_tokens),
+    visibleOutput: count(usage.output_tokens),
+  });
 }
 
 /**

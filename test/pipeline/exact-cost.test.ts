@@ -1,0 +1,160 @@
+// Exact cost for every provider: an upstream's usage block with cached prompt tokens and
+// reasoning tokens, in that provider's own wire format, priced as the policy declares
+// (price.cached_input_per_mtok, price.cache_write_input_per_mtok, reasoning as output), and
+// the same dollars in the decision line and in the key's budget. Each provider is called
+// through its real plugin and official SDK against a local server speaking its format.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import { startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { startFakeOpenAI, type FakeOpenAI } from '../support/fake-openai.ts';
+import { startFakeAnthropic, type FakeAnthropic } from '../support/fake-anthropic.ts';
+import { apiError } from '../support/http.ts';
+
+/** Dyadic prices, so that every sum of token × price is exact in floating point. */
+const PRICE = { input_per_mtok: 2, cached_input_per_mtok: 0.5, cache_write_input_per_mtok: 2.5, output_per_mtok: 8 };
+
+/** Tokens each counted once, and what the documented arithmetic says they cost. */
+interface Expected {
+  uncached: number;
+  cached: number;
+  cacheWrite: number;
+  visibleOutput: number;
+  reasoning: number;
+}
+
+function dollars(e: Expected): number {
+  return (
+    (e.uncached * PRICE.input_per_mtok +
+      e.cached * PRICE.cached_input_per_mtok +
+      e.cacheWrite * PRICE.cache_write_input_per_mtok +
+      (e.visibleOutput + e.reasoning) * PRICE.output_per_mtok) /
+    1e6
+  );
+}
+
+interface ProviderCase {
+  name: string;
+  /** The provider entry of the policy, pointed at the case's local server. */
+  provider: () => string;
+  /** Scripts the next reply's usage block, in the provider's own wire format. */
+  scriptUsage: () => void;
+  expected: Expected;
+}
+
+let fakeOpenAI: FakeOpenAI;
+let fakeAnthropic: FakeAnthropic;
+
+const CASES: ProviderCase[] = [
+  {
+    name: 'openai',
+    provider: () => `{ plugin: openai, base_url: "${fakeOpenAI.baseURL}", api_key: test-key }`,
+    // OpenAI counts cached tokens inside prompt_tokens and reasoning inside completion_tokens.
+    scriptUsage: () =>
+      fakeOpenAI.behave(() => ({
+        kind: 'reply',
+        usage: {
+          prompt_tokens: 1000,
+          completion_tokens: 300,
+          prompt_tokens_details: { cached_tokens: 600 },
+          completion_tokens_details: { reasoning_tokens: 200 },
+        },
+      })),
+    expected: { uncached: 400, cached: 600, cacheWrite: 0, visibleOutput: 100, reasoning: 200 },
+  },
+  {
+    name: 'openai_compatible',
+    provider: () => `{ plugin: openai_compatible, base_url: "${fakeOpenAI.baseURL}" }`,
+    scriptUsage: () =>
+      fakeOpenAI.behave(() => ({
+        kind: 'reply',
+        usage: {
+          prompt_tokens: 2048,
+          completion_tokens: 512,
+          prompt_tokens_details: { cached_tokens: 1024 },
+          completion_tokens_details: { reasoning_tokens: 384 },
+        },
+      })),
+    expected: { uncached: 1024, cached: 1024, cacheWrite: 0, visibleOutput: 128, reasoning: 384 },
+  },
+  {
+    // Anthropic leaves cache reads and writes out of input_tokens, and reports thinking
+    // inside output_tokens with no count of its own: there are no reasoning tokens to show.
+    name: 'anthropic',
+    provider: () => `{ plugin: anthropic, base_url: "${fakeAnthropic.baseURL}", api_key: test-key }`,
+    scriptUsage: () =>
+      fakeAnthropic.behave(() => ({
+        kind: 'reply',
+        usage: { input_tokens: 400, cache_read_input_tokens: 600, cache_creation_input_tokens: 100, output_tokens: 300 },
+      })),
+    expected: { uncached: 400, cached: 600, cacheWrite: 100, visibleOutput: 300, reasoning: 0 },
+  },
+];
+
+const keyOf = (c: ProviderCase) => `sk-${c.name.replace(/_/g, '-')}-0123456789abcdef`;
+
+function policy(): string {
+  const price = `{ input_per_mtok: ${PRICE.input_per_mtok}, cached_input_per_mtok: ${PRICE.cached_input_per_mtok}, cache_write_input_per_mtok: ${PRICE.cache_write_input_per_mtok}, output_per_mtok: ${PRICE.output_per_mtok} }`;
+  return `version: 1
+server:
+  auth:
+    keys:
+${CASES.map((c) => `      - { name: k-${c.name}, key: "${keyOf(c)}", routes: '*', models: '*', limits: { usd_per_day: 0.000001 } }`).join('\n')}
+providers:
+${CASES.map((c) => `  p-${c.name}: ${c.provider()}`).join('\n')}
+models:
+${CASES.map((c) => `  m-${c.name}: { provider: p-${c.name}, upstream: upstream-model, price: ${price}, timeout_ms: 5000 }`).join('\n')}
+tiers:
+  - { name: only, models: [${CASES.map((c) => `m-${c.name}`).join(', ')}] }
+routes:
+  chat: { router: { plugin: rules, rules: [] }, default: only }
+analytics:
+  decision_log: { file: decisions.jsonl }
+`;
+}
+
+let tg: TestGateway;
+
+before(async () => {
+  fakeOpenAI = await startFakeOpenAI();
+  fakeAnthropic = await startFakeAnthropic();
+  tg = await startTestGateway(policy());
+});
+
+after(async () => {
+  await tg?.close();
+  await fakeOpenAI?.close();
+  await fakeAnthropic?.close();
+});
+
+describe('exact cost: cached and reasoning tokens priced as declared, in the decision line and the budget', () => {
+  for (const c of CASES) {
+    test(`${c.name}: a usage block with cached and reasoning tokens`, async () => {
+      const client = new OpenAI({ baseURL: tg.baseURL, apiKey: keyOf(c), maxRetries: 0, timeout: 10_000 });
+      c.scriptUsage();
+      const { data, response } = await client.chat.completions
+        .create({ model: `m-${c.name}`, messages: [{ role: 'user', content: `what does ${c.name} cost?` }] })
+        .withResponse();
+      const e = c.expected;
+      const prompt = e.uncached + e.cached + e.cacheWrite;
+      const completion = e.visibleOutput + e.reasoning;
+      assert.equal(data.usage?.prompt_tokens, prompt);
+      assert.equal(data.usage?.completion_tokens, completion);
+
+      const line = await tg.waitForDecision(response.headers.get('x-tiergate-decision-id'));
+      const cost = dollars(e);
+      assert.equal(line.cost_usd, cost, 'cost_usd prices cached input, cache writes and reasoning as declared');
+      assert.notEqual(cost, (prompt * PRICE.input_per_mtok + completion * PRICE.output_per_mtok) / 1e6, 'the case tells exact pricing from the naive one');
+      assert.equal(line.cached_input_tokens, e.cached || undefined);
+      assert.equal(line.cache_write_input_tokens, e.cacheWrite || undefined);
+      assert.equal(line.reasoning_tokens, e.reasoning || undefined);
+      assert.equal(line.attempts[0].cost_usd, cost);
+
+      // The budget was charged the same dollars: the next request is refused and says what was spent.
+      const refused = await apiError(client.chat.completions.create({ model: `m-${c.name}`, messages: [{ role: 'user', content: 'again' }] }));
+      assert.equal(refused.code, 'TG_ERR_LIMIT_SPEND');
+      const spent = /has spent \$([0-9.e-]+) of/.exec(refused.message)?.[1];
+      assert.equal(Number(spent), Number(cost.toPrecision(6)), refused.message);
+    });
+  }
+});
