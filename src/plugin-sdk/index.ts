@@ -32,6 +32,15 @@ export {
   type OpenAIWireOptions,
 } from '../plugin-contract/openai-wire.ts';
 
+// A provider over an openai SDK client (OpenAI or AzureOpenAI): calls, streams, failures.
+export {
+  OPENAI_SDK_TIMEOUT_MS,
+  openAIClientDefaults,
+  openAIClientProvider,
+  openAISDKFailure,
+  type OpenAIClientProviderOptions,
+} from '../plugin-contract/openai-sdk.ts';
+
 // Token estimates and message text, as the gateway itself counts them.
 export {
   embeddingInputs,

@@ -45,38 +45,39 @@ interface ProviderCase {
 let fakeOpenAI: FakeOpenAI;
 let fakeAnthropic: FakeAnthropic;
 
+/** An OpenAI-format usage block (openai, openai_compatible, azure_openai): cached tokens inside prompt_tokens, reasoning inside completion_tokens. */
+function openAIFormatCase(name: string, provider: () => string, e: Expected): ProviderCase {
+  const usage = {
+    prompt_tokens: e.uncached + e.cached,
+    completion_tokens: e.visibleOutput + e.reasoning,
+    prompt_tokens_details: { cached_tokens: e.cached },
+    completion_tokens_details: { reasoning_tokens: e.reasoning },
+  };
+  return { name, provider, scriptUsage: () => fakeOpenAI.behave(() => ({ kind: 'reply', usage })), expected: e };
+}
+
 const CASES: ProviderCase[] = [
-  {
-    name: 'openai',
-    provider: () => `{ plugin: openai, base_url: "${fakeOpenAI.baseURL}", api_key: test-key }`,
-    // OpenAI counts cached tokens inside prompt_tokens and reasoning inside completion_tokens.
-    scriptUsage: () =>
-      fakeOpenAI.behave(() => ({
-        kind: 'reply',
-        usage: {
-          prompt_tokens: 1000,
-          completion_tokens: 300,
-          prompt_tokens_details: { cached_tokens: 600 },
-          completion_tokens_details: { reasoning_tokens: 200 },
-        },
-      })),
-    expected: { uncached: 400, cached: 600, cacheWrite: 0, visibleOutput: 100, reasoning: 200 },
-  },
-  {
-    name: 'openai_compatible',
-    provider: () => `{ plugin: openai_compatible, base_url: "${fakeOpenAI.baseURL}" }`,
-    scriptUsage: () =>
-      fakeOpenAI.behave(() => ({
-        kind: 'reply',
-        usage: {
-          prompt_tokens: 2048,
-          completion_tokens: 512,
-          prompt_tokens_details: { cached_tokens: 1024 },
-          completion_tokens_details: { reasoning_tokens: 384 },
-        },
-      })),
-    expected: { uncached: 1024, cached: 1024, cacheWrite: 0, visibleOutput: 128, reasoning: 384 },
-  },
+  openAIFormatCase('openai', () => `{ plugin: openai, base_url: "${fakeOpenAI.baseURL}", api_key: test-key }`, {
+    uncached: 400,
+    cached: 600,
+    cacheWrite: 0,
+    visibleOutput: 100,
+    reasoning: 200,
+  }),
+  openAIFormatCase('openai_compatible', () => `{ plugin: openai_compatible, base_url: "${fakeOpenAI.baseURL}" }`, {
+    uncached: 1024,
+    cached: 1024,
+    cacheWrite: 0,
+    visibleOutput: 128,
+    reasoning: 384,
+  }),
+  openAIFormatCase('azure_openai', () => `{ plugin: azure_openai, endpoint: "${fakeOpenAI.baseURL.replace(/\/v1$/, '')}", api_key: test-key }`, {
+    uncached: 256,
+    cached: 1280,
+    cacheWrite: 0,
+    visibleOutput: 128,
+    reasoning: 512,
+  }),
   {
     // Anthropic leaves cache reads and writes out of input_tokens, and reports thinking
     // inside output_tokens with no count of its own: there are no reasoning tokens to show.

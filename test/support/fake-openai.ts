@@ -9,7 +9,8 @@
 // calls (streamed whole, or the way OpenAI streams them: id and name first, then the
 // arguments in fragments), usage with OpenAI's token details, a system_fingerprint, and
 // several choices (`n` in the request, or `choices` in the behaviour). POST /v1/embeddings
-// answers with fakeVector()s (a `status` behaviour fails it).
+// answers with fakeVector()s (a `status` behaviour fails it). It also answers Azure
+// OpenAI's path for a chat call (/openai/deployments/<name>/chat/completions?api-version=…).
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { ToolCall } from '../../src/plugin-contract/plugin-api.ts';
@@ -199,8 +200,14 @@ export async function startFakeOpenAI(options: { behave?: BehaveFn; port?: numbe
       sendJson(res, 200, answer);
       return;
     }
-    if (pathname !== '/v1/chat/completions') {
+    // Azure OpenAI's form of the same call: the deployment in the path, api-version in the query.
+    const azure = /^\/openai\/deployments\/[^/]+\/chat\/completions$/.test(pathname);
+    if (pathname !== '/v1/chat/completions' && !azure) {
       sendError(res, 404, `Unknown request URL: ${record.method} ${pathname}`, 'invalid_request_error', 'unknown_url');
+      return;
+    }
+    if (azure && !new URLSearchParams(record.path.split('?')[1] ?? '').get('api-version')) {
+      sendError(res, 404, 'Resource not found: the api-version query parameter is missing', 'invalid_request_error');
       return;
     }
     if (record.method !== 'POST') {
