@@ -16,6 +16,13 @@ import {
 /** Upstream error bodies can be whole HTML pages; keep messages readable. */
 const MAX_DETAIL_CHARS = 300;
 
+/** The `headers` option of every provider that lets a policy add HTTP headers. */
+export const EXTRA_HEADERS_OPTION = {
+  type: 'object',
+  additionalProperties: { type: 'string', 'x-secret': true },
+  description: 'Extra headers sent with every request (their values are treated as secrets).',
+} as const;
+
 /** The JSON Schema properties of the options both providers take, described for `tiergate validate` and the docs. */
 export function wireOptionProperties(baseURLDescription: string) {
   return {
@@ -27,11 +34,7 @@ export function wireOptionProperties(baseURLDescription: string) {
     },
     base_url: { type: 'string', minLength: 1, description: baseURLDescription },
     organization: { type: 'string', minLength: 1, description: 'OpenAI organization ID, sent as OpenAI-Organization.' },
-    headers: {
-      type: 'object',
-      additionalProperties: { type: 'string', 'x-secret': true },
-      description: 'Extra headers sent with every request (their values are treated as secrets).',
-    },
+    headers: EXTRA_HEADERS_OPTION,
   } as const;
 }
 

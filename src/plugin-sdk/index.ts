@@ -22,6 +22,7 @@ export {
   configuredKey,
   describeURL,
   embeddingBody,
+  EXTRA_HEADERS_OPTION,
   parseRetryAfter,
   redactor,
   rootCause,
@@ -40,6 +41,9 @@ export {
   openAISDKFailure,
   type OpenAIClientProviderOptions,
 } from '../plugin-contract/openai-sdk.ts';
+
+// Translating OpenAI chat to another API: tools, tool-call arguments, unexpected replies.
+export { describeValue, isRecord, openAIToolDefinitions, tokenCount, toolCallArguments, type ToolDefinition } from '../plugin-contract/translation.ts';
 
 // Token estimates and message text, as the gateway itself counts them.
 export {

@@ -9,6 +9,7 @@ import OpenAI from 'openai';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { startFakeOpenAI, type FakeOpenAI } from '../support/fake-openai.ts';
 import { startFakeAnthropic, type FakeAnthropic } from '../support/fake-anthropic.ts';
+import { startFakeGemini, type FakeGemini } from '../support/fake-gemini.ts';
 import { apiError } from '../support/http.ts';
 
 /** Dyadic prices, so that every sum of token × price is exact in floating point. */
@@ -44,6 +45,7 @@ interface ProviderCase {
 
 let fakeOpenAI: FakeOpenAI;
 let fakeAnthropic: FakeAnthropic;
+let fakeGemini: FakeGemini;
 
 /** An OpenAI-format usage block (openai, openai_compatible, azure_openai): cached tokens inside prompt_tokens, reasoning inside completion_tokens. */
 function openAIFormatCase(name: string, provider: () => string, e: Expected): ProviderCase {
@@ -78,6 +80,17 @@ const CASES: ProviderCase[] = [
     visibleOutput: 128,
     reasoning: 512,
   }),
+  {
+    // Gemini counts cached tokens inside promptTokenCount but thinking tokens outside candidatesTokenCount.
+    name: 'gemini',
+    provider: () => `{ plugin: gemini, base_url: "${fakeGemini.baseURL}", api_key: test-key }`,
+    scriptUsage: () =>
+      fakeGemini.behave(() => ({
+        kind: 'reply',
+        usageMetadata: { promptTokenCount: 2000, cachedContentTokenCount: 1500, candidatesTokenCount: 100, thoughtsTokenCount: 300, totalTokenCount: 2400 },
+      })),
+    expected: { uncached: 500, cached: 1500, cacheWrite: 0, visibleOutput: 100, reasoning: 300 },
+  },
   {
     // Anthropic leaves cache reads and writes out of input_tokens, and reports thinking
     // inside output_tokens with no count of its own: there are no reasoning tokens to show.
@@ -119,6 +132,7 @@ let tg: TestGateway;
 before(async () => {
   fakeOpenAI = await startFakeOpenAI();
   fakeAnthropic = await startFakeAnthropic();
+  fakeGemini = await startFakeGemini();
   tg = await startTestGateway(policy());
 });
 
@@ -126,6 +140,7 @@ after(async () => {
   await tg?.close();
   await fakeOpenAI?.close();
   await fakeAnthropic?.close();
+  await fakeGemini?.close();
 });
 
 describe('exact cost: cached and reasoning tokens priced as declared, in the decision line and the budget', () => {

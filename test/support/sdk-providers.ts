@@ -4,7 +4,7 @@
 // become the gateway's catalogue errors (4xx, 5xx, and 429 with its retry-after).
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import type { ChatCompletionTool } from 'openai/resources/chat/completions';
+import type { ChatCompletionFunctionTool } from 'openai/resources/chat/completions';
 import { startTestGateway, type TestGateway } from './gateway.ts';
 import { apiError } from './http.ts';
 
@@ -36,7 +36,7 @@ analytics:
   return { tg, client, close: () => tg.close() };
 }
 
-export const WEATHER_TOOL: ChatCompletionTool = {
+export const WEATHER_TOOL: ChatCompletionFunctionTool = {
   type: 'function',
   function: {
     name: 'get_weather',

@@ -17,6 +17,7 @@ import { AzureOpenAI } from 'openai';
 import {
   createNodeFetch,
   describeURL,
+  EXTRA_HEADERS_OPTION,
   openAIClientDefaults,
   openAIClientProvider,
   validateBaseURL,
@@ -55,11 +56,7 @@ const optionsSchema = {
       minLength: 1,
       description: "Send every model of this provider to this deployment; by default a model's upstream name is its deployment.",
     },
-    headers: {
-      type: 'object',
-      additionalProperties: { type: 'string', 'x-secret': true },
-      description: 'Extra headers sent with every request (their values are treated as secrets).',
-    },
+    headers: EXTRA_HEADERS_OPTION,
   },
 } as const;
 
