@@ -10,6 +10,7 @@ import { startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { startFakeOpenAI, type FakeOpenAI } from '../support/fake-openai.ts';
 import { startFakeAnthropic, type FakeAnthropic } from '../support/fake-anthropic.ts';
 import { startFakeGemini, type FakeGemini } from '../support/fake-gemini.ts';
+import { startFakeBedrock, type FakeBedrock } from '../support/fake-bedrock.ts';
 import { apiError } from '../support/http.ts';
 
 /** Dyadic prices, so that every sum of token × price is exact in floating point. */
@@ -46,6 +47,7 @@ interface ProviderCase {
 let fakeOpenAI: FakeOpenAI;
 let fakeAnthropic: FakeAnthropic;
 let fakeGemini: FakeGemini;
+let fakeBedrock: FakeBedrock;
 
 /** An OpenAI-format usage block (openai, openai_compatible, azure_openai): cached tokens inside prompt_tokens, reasoning inside completion_tokens. */
 function openAIFormatCase(name: string, provider: () => string, e: Expected): ProviderCase {
@@ -92,6 +94,14 @@ const CASES: ProviderCase[] = [
     expected: { uncached: 500, cached: 1500, cacheWrite: 0, visibleOutput: 100, reasoning: 300 },
   },
   {
+    // Converse, like Anthropic, leaves cache reads and writes out of inputTokens; reasoning is inside outputTokens, uncounted.
+    name: 'bedrock',
+    provider: () => `{ plugin: bedrock, region: us-east-1, endpoint: "${fakeBedrock.endpoint}", access_key_id: AKIDTEST, secret_access_key: test-secret }`,
+    scriptUsage: () =>
+      fakeBedrock.behave(() => ({ kind: 'reply', usage: { inputTokens: 300, cacheReadInputTokens: 900, cacheWriteInputTokens: 200, outputTokens: 250 } })),
+    expected: { uncached: 300, cached: 900, cacheWrite: 200, visibleOutput: 250, reasoning: 0 },
+  },
+  {
     // Anthropic leaves cache reads and writes out of input_tokens, and reports thinking
     // inside output_tokens with no count of its own: there are no reasoning tokens to show.
     name: 'anthropic',
@@ -133,6 +143,7 @@ before(async () => {
   fakeOpenAI = await startFakeOpenAI();
   fakeAnthropic = await startFakeAnthropic();
   fakeGemini = await startFakeGemini();
+  fakeBedrock = await startFakeBedrock();
   tg = await startTestGateway(policy());
 });
 
@@ -141,6 +152,7 @@ after(async () => {
   await fakeOpenAI?.close();
   await fakeAnthropic?.close();
   await fakeGemini?.close();
+  await fakeBedrock?.close();
 });
 
 describe('exact cost: cached and reasoning tokens priced as declared, in the decision line and the budget', () => {
