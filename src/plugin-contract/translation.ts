@@ -2,7 +2,8 @@
 // OpenAI's function tools read once, a tool call's arguments as the object the other API
 // wants, and the words for a reply that is not what was expected.
 import { clip } from './openai-wire.ts';
-import type { ToolCall } from './plugin-api.ts';
+import type { ChatMessage, ToolCall } from './plugin-api.ts';
+import { messageText } from './tokens.ts';
 
 /** An OpenAI function tool, read: its JSON Schema parameters always an object schema. */
 export interface ToolDefinition {
@@ -52,4 +53,66 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
 /** A token count an upstream reported; anything but a positive finite number counts as 0. */
 export function tokenCount(value: unknown): number {
   return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0;
+}
+
+/** One turn of a conversation in an API where turns alternate between the user and the assistant. */
+export interface Turn<Block> {
+  role: 'user' | 'assistant';
+  blocks: Block[];
+}
+
+/** How one provider's content blocks are made from each kind of OpenAI message. */
+export interface TurnBlocks<Block> {
+  user(message: ChatMessage): Block[];
+  assistant(message: ChatMessage): Block[];
+  /** A tool's result: it goes in a user turn. */
+  tool(message: ChatMessage): Block[];
+}
+
+/**
+ * OpenAI messages as alternating turns: system and developer messages are taken out as
+ * the system prompt (wherever they appear), tool results join the user's turn, and
+ * consecutive messages of one role are merged, which APIs that want user/assistant
+ * alternation (Gemini, Converse) require. Messages with no blocks are left out.
+ */
+export function alternatingTurns<Block>(messages: readonly ChatMessage[], blocks: TurnBlocks<Block>): { system: string[]; turns: Turn<Block>[] } {
+  const system: string[] = [];
+  const turns: Turn<Block>[] = [];
+  const push = (role: Turn<Block>['role'], made: Block[]) => {
+    if (made.length === 0) return;
+    const last = turns[turns.length - 1];
+    if (last && last.role === role) last.blocks.push(...made);
+    else turns.push({ role, blocks: made });
+  };
+  for (const m of messages) {
+    if (m.role === 'system' || m.role === 'developer') {
+      const text = messageText(m.content);
+      if (text !== '') system.push(text);
+    } else if (m.role === 'assistant') push('assistant', blocks.assistant(m));
+    else if (m.role === 'tool') push('user', blocks.tool(m));
+    else push('user', blocks.user(m));
+  }
+  return { system, turns };
+}
+
+/**
+ * The events of an upstream stream, each failure to read one mapped by `fail`. Read it
+ * with for await: when the consumer stops early the upstream iterator is ended, which
+ * closes the response.
+ */
+export async function* upstreamEvents<Event>(events: AsyncIterator<Event>, fail: (err: unknown) => Error): AsyncGenerator<Event> {
+  try {
+    for (;;) {
+      let next: IteratorResult<Event>;
+      try {
+        next = await events.next();
+      } catch (err) {
+        throw fail(err);
+      }
+      if (next.done) return;
+      yield next.value;
+    }
+  } finally {
+    await events.return?.();
+  }
 }

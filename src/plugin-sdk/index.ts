@@ -43,7 +43,18 @@ export {
 } from '../plugin-contract/openai-sdk.ts';
 
 // Translating OpenAI chat to another API: tools, tool-call arguments, unexpected replies.
-export { describeValue, isRecord, openAIToolDefinitions, tokenCount, toolCallArguments, type ToolDefinition } from '../plugin-contract/translation.ts';
+export {
+  alternatingTurns,
+  describeValue,
+  isRecord,
+  openAIToolDefinitions,
+  tokenCount,
+  toolCallArguments,
+  upstreamEvents,
+  type ToolDefinition,
+  type Turn,
+  type TurnBlocks,
+} from '../plugin-contract/translation.ts';
 
 // Token estimates and message text, as the gateway itself counts them.
 export {

@@ -30,6 +30,7 @@ import {
   type ToolChoice,
 } from '@aws-sdk/client-bedrock-runtime';
 import {
+  alternatingTurns,
   clip,
   describeValue,
   isRecord,
@@ -43,6 +44,7 @@ import {
   tokenUsage,
   toolCallArguments,
   UpstreamError,
+  upstreamEvents,
   validateBaseURL,
   wireFailure,
   type CallOptions,
@@ -61,8 +63,6 @@ import {
 
 // ---------------------------------------------------------------------------------
 // Request translation (OpenAI chat → Converse)
-
-type Turn = { role: 'user' | 'assistant'; content: ContentBlock[] };
 
 export function toConverseInput(request: ChatRequest): ConverseCommandInput {
   const { system, messages } = toConverseMessages(request.messages);
@@ -97,38 +97,17 @@ function toToolChoice(choice: unknown): ToolChoice | undefined {
 
 /** System and developer messages become `system`; tool results are user toolResult blocks; turns of one role are merged. */
 export function toConverseMessages(messages: readonly ChatMessage[]): { system: string[]; messages: Message[] } {
-  const system: string[] = [];
-  const turns: Turn[] = [];
-  const push = (role: Turn['role'], content: ContentBlock[]) => {
-    if (content.length === 0) return;
-    const last = turns[turns.length - 1];
-    if (last && last.role === role) last.content.push(...content);
-    else turns.push({ role, content });
-  };
-  for (const m of messages) {
-    switch (m.role) {
-      case 'system':
-      case 'developer': {
-        const text = messageText(m.content);
-        if (text !== '') system.push(text);
-        break;
-      }
-      case 'assistant':
-        push('assistant', [
-          ...textBlocks(m.content),
-          ...(m.tool_calls ?? []).map((call): ContentBlock => ({
-            toolUse: { toolUseId: call.id, name: call.function.name, input: toolCallArguments(call) as never },
-          })),
-        ]);
-        break;
-      case 'tool':
-        push('user', [{ toolResult: { toolUseId: m.tool_call_id ?? '', content: [toolResultContent(messageText(m.content))] } }]);
-        break;
-      default:
-        push('user', textBlocks(m.content));
-    }
-  }
-  return { system, messages: turns };
+  const { system, turns } = alternatingTurns<ContentBlock>(messages, {
+    user: (m) => textBlocks(m.content),
+    assistant: (m) => [
+      ...textBlocks(m.content),
+      ...(m.tool_calls ?? []).map((call): ContentBlock => ({
+        toolUse: { toolUseId: call.id, name: call.function.name, input: toolCallArguments(call) as never },
+      })),
+    ],
+    tool: (m) => [{ toolResult: { toolUseId: m.tool_call_id ?? '', content: [toolResultContent(messageText(m.content))] } }],
+  });
+  return { system, messages: turns.map(({ role, blocks }) => ({ role, content: blocks })) };
 }
 
 function textBlocks(content: ChatMessage['content']): ContentBlock[] {
@@ -415,21 +394,7 @@ export default {
           throw toUpstreamError(err, signal, where, redact);
         }
         const translator = new StreamTranslator(requestId ?? `bedrock-${Date.now()}`, request.model);
-        try {
-          for (;;) {
-            let next: IteratorResult<ConverseStreamOutput>;
-            try {
-              next = await events.next();
-            } catch (err) {
-              throw toUpstreamError(err, signal, where, redact);
-            }
-            if (next.done) break;
-            yield* translator.translate(next.value);
-          }
-        } finally {
-          // The consumer stopped early: ending the SDK's iterator closes the response.
-          await events.return?.();
-        }
+        for await (const event of upstreamEvents(events, (err) => toUpstreamError(err, signal, where, redact))) yield* translator.translate(event);
         if (signal.aborted) throw toUpstreamError(undefined, signal, where, redact);
         if (!translator.stopped) throw new UpstreamError('reply', `${where} ended the stream before messageStop`);
         yield translator.end();

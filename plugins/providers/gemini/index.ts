@@ -23,6 +23,7 @@
 //   into an UpstreamError itself, with the header (or Google's RetryInfo retryDelay).
 import { ApiError, GoogleGenAI, type Content, type FunctionCallingConfigMode, type GenerateContentConfig, type Part } from '@google/genai';
 import {
+  alternatingTurns,
   clip,
   describeValue,
   describeURL,
@@ -38,6 +39,7 @@ import {
   toolCallArguments,
   tokenUsage,
   UpstreamError,
+  upstreamEvents,
   validateBaseURL,
   wireFailure,
   type CallOptions,
@@ -122,41 +124,26 @@ function toFunctionCallingMode(choice: unknown): { mode: FunctionCallingConfigMo
  * turns of one role are merged, as Gemini wants user/model alternation.
  */
 export function toGeminiContents(messages: readonly ChatMessage[]): { systemInstruction?: string; contents: Content[] } {
-  const system: string[] = [];
-  const contents: Content[] = [];
   const callNames = new Map<string, string>();
-  const push = (role: 'user' | 'model', parts: Part[]) => {
-    if (parts.length === 0) return;
-    const last = contents[contents.length - 1];
-    if (last && last.role === role) last.parts!.push(...parts);
-    else contents.push({ role, parts });
+  const { system, turns } = alternatingTurns<Part>(messages, {
+    user: (m) => textParts(m.content),
+    assistant: (m) => [
+      ...textParts(m.content),
+      ...(m.tool_calls ?? []).map((call): Part => {
+        callNames.set(call.id, call.function.name);
+        return { functionCall: { id: call.id, name: call.function.name, args: toolCallArguments(call) } };
+      }),
+    ],
+    tool: (m) => [
+      {
+        functionResponse: { id: m.tool_call_id, name: callNames.get(m.tool_call_id ?? '') ?? m.name ?? 'tool', response: toolResponse(messageText(m.content)) },
+      },
+    ],
+  });
+  return {
+    ...(system.length > 0 ? { systemInstruction: system.join('\n\n') } : {}),
+    contents: turns.map(({ role, blocks }) => ({ role: role === 'assistant' ? 'model' : 'user', parts: blocks })),
   };
-  for (const m of messages) {
-    switch (m.role) {
-      case 'system':
-      case 'developer': {
-        const text = messageText(m.content);
-        if (text !== '') system.push(text);
-        break;
-      }
-      case 'assistant': {
-        const calls: Part[] = (m.tool_calls ?? []).map((call) => {
-          callNames.set(call.id, call.function.name);
-          return { functionCall: { id: call.id, name: call.function.name, args: toolCallArguments(call) } };
-        });
-        push('model', [...textParts(m.content), ...calls]);
-        break;
-      }
-      case 'tool': {
-        const name = callNames.get(m.tool_call_id ?? '') ?? m.name ?? 'tool';
-        push('user', [{ functionResponse: { id: m.tool_call_id, name, response: toolResponse(messageText(m.content)) } }]);
-        break;
-      }
-      default:
-        push('user', textParts(m.content));
-    }
-  }
-  return { ...(system.length > 0 ? { systemInstruction: system.join('\n\n') } : {}), contents };
 }
 
 /** Text parts, and images given as data URLs (Gemini takes no image URL it has not uploaded). */
@@ -466,21 +453,9 @@ export default {
         }
         const translator = new StreamTranslator(model);
         let count = 0;
-        try {
-          for (;;) {
-            let next: IteratorResult<unknown>;
-            try {
-              next = await events.next();
-            } catch (err) {
-              throw toUpstreamError(err, signal, where, redact);
-            }
-            if (next.done) break;
-            count++;
-            yield* translator.translate(next.value, where);
-          }
-        } finally {
-          // The consumer stopped early: ending the SDK's generator releases the response.
-          await events.return?.();
+        for await (const event of upstreamEvents(events, (err) => toUpstreamError(err, signal, where, redact))) {
+          count++;
+          yield* translator.translate(event, where);
         }
         if (signal.aborted) throw toUpstreamError(undefined, signal, where, redact);
         if (count === 0) throw new UpstreamError('reply', wireFailure.noChunks(where));
