@@ -2,7 +2,7 @@
 // OpenAI's function tools read once, a tool call's arguments as the object the other API
 // wants, and the words for a reply that is not what was expected.
 import { clip } from './openai-wire.ts';
-import type { ChatMessage, ToolCall } from './plugin-api.ts';
+import type { ChatChunk, ChatMessage, FinishReason, ToolCall, Usage } from './plugin-api.ts';
 import { messageText } from './tokens.ts';
 
 /** An OpenAI function tool, read: its JSON Schema parameters always an object schema. */
@@ -115,4 +115,21 @@ export async function* upstreamEvents<Event>(events: AsyncIterator<Event>, fail:
   } finally {
     await events.return?.();
   }
+}
+
+/** What every chunk of one streamed answer repeats. */
+export interface ChunkHead {
+  id: string;
+  created: number;
+  model: string;
+}
+
+/** A chunk of the answer's one choice. */
+export function deltaChunk(head: ChunkHead, delta: ChatChunk['choices'][number]['delta'], finish: FinishReason | null = null): ChatChunk {
+  return { id: head.id, object: 'chat.completion.chunk', created: head.created, model: head.model, choices: [{ index: 0, delta, finish_reason: finish }] };
+}
+
+/** The last chunk of a stream: no choices, the usage (when the upstream reported any). */
+export function usageChunk(head: ChunkHead, usage: Usage | undefined): ChatChunk {
+  return { id: head.id, object: 'chat.completion.chunk', created: head.created, model: head.model, choices: [], ...(usage ? { usage } : {}) };
 }

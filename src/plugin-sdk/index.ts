@@ -45,12 +45,15 @@ export {
 // Translating OpenAI chat to another API: tools, tool-call arguments, unexpected replies.
 export {
   alternatingTurns,
+  deltaChunk,
   describeValue,
   isRecord,
   openAIToolDefinitions,
   tokenCount,
   toolCallArguments,
   upstreamEvents,
+  usageChunk,
+  type ChunkHead,
   type ToolDefinition,
   type Turn,
   type TurnBlocks,

@@ -32,6 +32,7 @@ import {
 import {
   alternatingTurns,
   clip,
+  deltaChunk,
   describeValue,
   isRecord,
   isUpstreamError,
@@ -45,6 +46,7 @@ import {
   toolCallArguments,
   UpstreamError,
   upstreamEvents,
+  usageChunk,
   validateBaseURL,
   wireFailure,
   type CallOptions,
@@ -254,18 +256,11 @@ export class StreamTranslator {
 
   /** The usage chunk, after the stream has ended. */
   end(): ChatChunk {
-    return {
-      id: this.#id,
-      object: 'chat.completion.chunk',
-      created: this.#created,
-      model: this.#model,
-      choices: [],
-      ...(this.#usage ? { usage: this.#usage } : {}),
-    };
+    return usageChunk({ id: this.#id, created: this.#created, model: this.#model }, this.#usage);
   }
 
   #chunk(delta: ChatChunk['choices'][number]['delta'], finish: FinishReason | null = null): ChatChunk {
-    return { id: this.#id, object: 'chat.completion.chunk', created: this.#created, model: this.#model, choices: [{ index: 0, delta, finish_reason: finish }] };
+    return deltaChunk({ id: this.#id, created: this.#created, model: this.#model }, delta, finish);
   }
 }
 

@@ -25,6 +25,7 @@ import { ApiError, GoogleGenAI, type Content, type FunctionCallingConfigMode, ty
 import {
   alternatingTurns,
   clip,
+  deltaChunk,
   describeValue,
   describeURL,
   EXTRA_HEADERS_OPTION,
@@ -40,6 +41,7 @@ import {
   tokenUsage,
   UpstreamError,
   upstreamEvents,
+  usageChunk,
   validateBaseURL,
   wireFailure,
   type CallOptions,
@@ -300,21 +302,11 @@ export class StreamTranslator {
   /** The finish chunk and the usage chunk, once the stream has ended. */
   end(): ChatChunk[] {
     const finish = this.#finish ?? (this.#toolCalls > 0 ? 'tool_calls' : 'stop');
-    return [
-      this.#chunk({}, finish),
-      {
-        id: this.#id,
-        object: 'chat.completion.chunk',
-        created: this.#created,
-        model: this.#model,
-        choices: [],
-        ...(this.#usage ? { usage: this.#usage } : {}),
-      },
-    ];
+    return [this.#chunk({}, finish), usageChunk({ id: this.#id, created: this.#created, model: this.#model }, this.#usage)];
   }
 
   #chunk(delta: ChatChunk['choices'][number]['delta'], finish: FinishReason | null = null): ChatChunk {
-    return { id: this.#id, object: 'chat.completion.chunk', created: this.#created, model: this.#model, choices: [{ index: 0, delta, finish_reason: finish }] };
+    return deltaChunk({ id: this.#id, created: this.#created, model: this.#model }, delta, finish);
   }
 }
 
