@@ -1,7 +1,7 @@
 // Exact cost for every provider: an upstream's usage block with cached prompt tokens and
 // reasoning tokens, in that provider's own wire format, priced as the policy declares
 // (price.cached_input_per_mtok, price.cache_write_input_per_mtok, reasoning as output), and
-// the same dollars in the decision line and in the key's budget. Each provider is called
+// the same dollars in the decision line, in the key's budget and in the metrics. Each provider is called
 // through its real plugin and official SDK against a local server speaking its format.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -122,6 +122,7 @@ function policy(): string {
   return `version: 1
 server:
   auth:
+    metrics_token: "${METRICS_TOKEN}"
     keys:
 ${CASES.map((c) => `      - { name: k-${c.name}, key: "${keyOf(c)}", routes: '*', models: '*', limits: { usd_per_day: 0.000001 } }`).join('\n')}
 providers:
@@ -137,7 +138,19 @@ analytics:
 `;
 }
 
+const METRICS_TOKEN = 'metrics-token-0123456789abcdef';
+
 let tg: TestGateway;
+
+/** The sum of a Prometheus series' samples over the label sets that contain every one of `labels`. */
+function sampleSum(exposition: string, name: string, labels: string[]): number {
+  let sum = 0;
+  for (const line of exposition.split('\n')) {
+    const match = new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`).exec(line);
+    if (match && labels.every((label) => match[1].split(',').includes(label))) sum += Number(match[2]);
+  }
+  return sum;
+}
 
 before(async () => {
   fakeOpenAI = await startFakeOpenAI();
@@ -185,4 +198,18 @@ describe('exact cost: cached and reasoning tokens priced as declared, in the dec
       assert.equal(Number(spent), Number(cost.toPrecision(6)), refused.message);
     });
   }
+
+  test('metrics: the same cost per model, and the cached, cache-write and reasoning tokens by kind', async () => {
+    const res = await fetch(`${tg.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+    assert.equal(res.status, 200);
+    const exposition = await res.text();
+    for (const c of CASES) {
+      const model = `model="m-${c.name}"`;
+      const cost = sampleSum(exposition, 'tiergate_cost_usd_total', [model]);
+      assert.ok(Math.abs(cost - dollars(c.expected)) <= 1e-15, `${c.name}: tiergate_cost_usd_total ${cost}, decision line ${dollars(c.expected)}`);
+      assert.equal(sampleSum(exposition, 'tiergate_tokens_total', [model, 'kind="cached_prompt"']), c.expected.cached, `${c.name} cached_prompt`);
+      assert.equal(sampleSum(exposition, 'tiergate_tokens_total', [model, 'kind="cache_write_prompt"']), c.expected.cacheWrite, `${c.name} cache_write_prompt`);
+      assert.equal(sampleSum(exposition, 'tiergate_tokens_total', [model, 'kind="reasoning"']), c.expected.reasoning, `${c.name} reasoning`);
+    }
+  });
 });
