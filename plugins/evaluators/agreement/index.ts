@@ -22,8 +22,13 @@
 //   scores a throwing evaluator 0 and must not mistake the failure for one of the model
 //   that answered.
 import {
+  ANSWER_TYPES,
+  compareAnswers,
+  detectType,
   messageText,
   reportedOrEstimatedUsage,
+  type AnswerType,
+  type AnswerTypeOption,
   type ChatMessage,
   type ChatRequest,
   type ChatResult,
@@ -34,7 +39,6 @@ import {
   type OptionsFrom,
   type PluginContext,
 } from 'tiergate/plugin';
-import { ANSWER_TYPES, compareAnswers, detectType, type AnswerType, type AnswerTypeOption } from 'tiergate/plugin';
 
 const DEFAULT_SIMILARITY = 0.6;
 /** Sampling temperature of the second call when it asks the answering model again. */

@@ -36,6 +36,8 @@ import type {
   ToolUseBlockParam,
 } from '@anthropic-ai/sdk/resources/messages';
 import {
+  describeValue,
+  isRecord,
   isUpstreamError,
   messageText,
   tokenUsage,
@@ -280,7 +282,7 @@ export function toUsage(usage: AnthropicUsageLike): Usage {
  */
 export function fromAnthropicMessage(message: unknown, nowMs: number = Date.now()): ChatResult {
   if (!isRecord(message) || !Array.isArray(message.content) || typeof message.id !== 'string') {
-    throw new UpstreamError('reply', `anthropic: the reply is not a message (${describe(message)})`);
+    throw new UpstreamError('reply', `anthropic: the reply is not a message (${describeValue(message)})`);
   }
   let text = '';
   const toolCalls: ToolCall[] = [];
@@ -342,7 +344,7 @@ export class StreamTranslator {
 
   translate(event: RawMessageStreamEvent): ChatChunk[] {
     if (event.type !== 'message_start' && !this.#started) {
-      throw new UpstreamError('reply', `anthropic: stream event ${describe(event.type)} before message_start`);
+      throw new UpstreamError('reply', `anthropic: stream event ${describeValue(event.type)} before message_start`);
     }
     switch (event.type) {
       case 'message_start': {
@@ -629,7 +631,7 @@ function sdkLogger(logger: Logger): NonNullable<ClientOptions['logger']> {
     (message: string, ...rest: unknown[]) =>
       logger[level](
         `anthropic sdk: ${message}`,
-        rest.length > 0 ? { detail: rest.map((r) => (r instanceof Error ? r.message : typeof r === 'string' ? r : describe(r))) } : undefined,
+        rest.length > 0 ? { detail: rest.map((r) => (r instanceof Error ? r.message : typeof r === 'string' ? r : describeValue(r))) } : undefined,
       );
   return { error: forward('error'), warn: forward('warn'), info: forward('info'), debug: forward('debug') };
 }
@@ -643,24 +645,12 @@ function headerValue(headers: Record<string, string> | undefined, name: string):
 // ---------------------------------------------------------------------------------
 // Small helpers
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function positiveInteger(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isInteger(value) && value > 0 ? value : undefined;
 }
 
 function count(value: number | null | undefined): number {
   return typeof value === 'number' && Number.isFinite(value) ? value : 0;
-}
-
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string') return value.length > 80 ? `a string starting ${JSON.stringify(value.slice(0, 80))}` : `the string ${JSON.stringify(value)}`;
-  if (isRecord(value)) return `an object with keys ${Object.keys(value).slice(0, 8).join(', ') || '(none)'}`;
-  return typeof value;
 }
 
 // ---------------------------------------------------------------------------------

@@ -5,8 +5,9 @@
 import { readFileSync } from 'node:fs';
 import Table from 'cli-table3';
 import { TiergateError, errorMessage } from '../../common/errors.ts';
+import type { ChatMessage } from '../../plugin-contract/plugin-api.ts';
 import { compileExpression, isTruthy } from '../../expressions/compile.ts';
-import { hashExamples, trainGate, type GateArtifact, type GateExample } from '../../analysis/learn/gate-model.ts';
+import { conversationText, hashExamples, trainGate, type GateArtifact, type GateExample } from '../../analysis/learn/gate-model.ts';
 
 export interface GateTrainingOptions {
   data: string;
@@ -25,9 +26,11 @@ function optionsError(reason: string): TiergateError {
 
 const isRecord = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object' && !Array.isArray(value);
 
-function promptText(prompt: unknown): string | null {
-  if (typeof prompt === 'string') return prompt;
-  if (Array.isArray(prompt) && prompt.every(isRecord)) return prompt.map((m) => (typeof m.content === 'string' ? m.content : '')).join('\n');
+/** A training row's prompt as messages (a string is one user message), or null when it is neither. */
+export function messagesOfRow(prompt: unknown): ChatMessage[] | null {
+  if (typeof prompt === 'string') return [{ role: 'user', content: prompt }];
+  if (Array.isArray(prompt) && prompt.every((m) => isRecord(m) && typeof m.role === 'string'))
+    return prompt.map((m) => ({ role: m.role, content: m.content ?? null })) as ChatMessage[];
   return null;
 }
 
@@ -58,8 +61,9 @@ export async function loadGateExamples(
     if (!isRecord(row)) throw optionsError(`${options.data}:${n + 1}: a row must be a JSON object`);
     if (options.split !== 'all' && row.split !== undefined && row.split !== options.split) continue;
     if (where && 'expression' in where && !isTruthy(await where.expression.evaluate(row))) continue;
-    const prompt = promptText(row.prompt);
-    if (prompt === null) throw optionsError(`${options.data}:${n + 1}: "prompt" must be a string or a list of messages`);
+    // Read as the learned evaluator reads a request (conversationText), so training and serving see the same text.
+    const messages = messagesOfRow(row.prompt);
+    if (messages === null) throw optionsError(`${options.data}:${n + 1}: "prompt" must be a string or a list of messages`);
     if (!isRecord(row.outcomes)) throw optionsError(`${options.data}:${n + 1}: --gate trains on recorded outcomes; the row has no "outcomes"`);
     for (const model of answeredBy) {
       const outcome = row.outcomes[model];
@@ -67,7 +71,7 @@ export async function loadGateExamples(
       else if (typeof outcome.response !== 'string') skip(`no answer text for ${model}`);
       else
         examples.push({
-          prompt,
+          prompt: conversationText(messages),
           reply: outcome.response,
           good: outcome.score >= options.qualityTarget ? 1 : 0,
           group: `${typeof row.source === 'string' ? row.source : 'rows'} · ${model}`,

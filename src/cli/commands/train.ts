@@ -8,12 +8,11 @@ import Table from 'cli-table3';
 import { InvalidArgumentError, type Command } from 'commander';
 import { TiergateError, errorMessage } from '../../common/errors.ts';
 import { compileExpression, isTruthy } from '../../expressions/compile.ts';
-import type { ChatMessage } from '../../plugin-contract/plugin-api.ts';
 import { readPolicySource } from '../../policy/source.ts';
 import { defaultFeatureSpec } from '../../analysis/learn/features.ts';
 import { hashRows, parseTarget, trainClassifier, type LabelRule, type Objective, type TrainingRow, type TrainResult } from '../../analysis/learn/train.ts';
 import { printErrors } from './common.ts';
-import { trainGateArtifact } from './train-gate.ts';
+import { messagesOfRow, trainGateArtifact } from './train-gate.ts';
 
 interface TrainCommandOptions {
   data: string;
@@ -52,13 +51,6 @@ export interface LoadedRows {
   dataHash: string;
   skipped: Map<string, number>;
   tiers: Array<{ name: string; dataset_model: string | null }>;
-}
-
-function messagesOfRow(prompt: unknown): ChatMessage[] | null {
-  if (typeof prompt === 'string') return [{ role: 'user', content: prompt }];
-  if (Array.isArray(prompt) && prompt.every((m) => isRecord(m) && typeof m.role === 'string'))
-    return prompt.map((m) => ({ role: m.role, content: m.content ?? null })) as ChatMessage[];
-  return null;
 }
 
 /**
