@@ -2,7 +2,8 @@
 // chat.completion for JSON requests, and a short SSE stream (role, three content
 // deltas, finish, usage when asked, [DONE]) for `stream: true`. It speaks Anthropic's
 // Messages API the same way on POST /v1/messages (a fixed message, or the named SSE
-// events), for the soak's anthropic provider. Every response is prebuilt, so the
+// events), for the soak's anthropic provider, and OpenAI's format under Azure's
+// /openai/deployments/<deployment>/… paths for its azure_openai provider. Every response is prebuilt, so the
 // upstream costs as little CPU as a Node HTTP server can.
 //
 //   node --import tsx scripts/bench/upstream.ts PORT
@@ -81,8 +82,10 @@ const USAGE_PATTERN = /"include_usage"\s*:\s*true/;
 
 export function createUpstream(): http.Server {
   const server = http.createServer((req, res) => {
-    const anthropic = req.url?.endsWith('/v1/messages') === true;
-    if (req.method !== 'POST' || !(anthropic || req.url?.endsWith('/chat/completions'))) {
+    // Azure OpenAI's client puts the API version in the query: /openai/deployments/<d>/chat/completions?api-version=…
+    const path = req.url?.split('?', 1)[0] ?? '';
+    const anthropic = path.endsWith('/v1/messages');
+    if (req.method !== 'POST' || !(anthropic || path.endsWith('/chat/completions'))) {
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"message":"not found"}}');
       return;
     }

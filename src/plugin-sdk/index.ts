@@ -123,6 +123,8 @@ export {
 export { answerSpecHash, defaultAnswerFeatureSpec, measureAnswer, type AnswerFeatureSpec, type MeasuredAnswer } from '../analysis/learn/answer-features.ts';
 // A trained model named by a plugin's model_path or model option, read and checked.
 export { loadModelOption, modelOptionProperties, oneModelOption, type ModelOptions } from '../plugin-contract/model-file.ts';
+// Each call's own abort signal, for a provider whose SDK takes one: dispose() aborts the calls in flight.
+export { CallSignals, type CallSignal } from '../plugin-contract/call-signals.ts';
 
 // Recorded outcomes (the JSONL format of ../shared/data), for a provider that replays them.
 export {

@@ -8,12 +8,17 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import v8 from 'node:v8';
 import anthropic from '../../plugins/providers/anthropic/index.ts';
+import azureOpenAI from '../../plugins/providers/azure_openai/index.ts';
+import bedrock from '../../plugins/providers/bedrock/index.ts';
+import gemini from '../../plugins/providers/gemini/index.ts';
 import openai from '../../plugins/providers/openai/index.ts';
 import openaiCompatible from '../../plugins/providers/openai_compatible/index.ts';
 import simulator from '../../plugins/providers/simulator/index.ts';
 import { isUpstreamError, type ChatRequest, type ModelSpec, type Provider } from '../../src/plugin-contract/plugin-api.ts';
 import { collect, testPluginContext } from '../support/plugin-context.ts';
 import { startFakeAnthropic, type FakeAnthropic } from '../support/fake-anthropic.ts';
+import { startFakeBedrock, type FakeBedrock } from '../support/fake-bedrock.ts';
+import { startFakeGemini, type FakeGemini } from '../support/fake-gemini.ts';
 import { startFakeOpenAI, type FakeOpenAI } from '../support/fake-openai.ts';
 
 const CALLS = 150;
@@ -69,13 +74,19 @@ async function exercise(provider: Provider, upstream: string): Promise<void> {
 describe('provider calls leave nothing on a signal that outlives them', () => {
   let fakeAnthropic: FakeAnthropic;
   let fakeOpenAI: FakeOpenAI;
+  let fakeGemini: FakeGemini;
+  let fakeBedrock: FakeBedrock;
   before(async () => {
     fakeAnthropic = await startFakeAnthropic();
     fakeOpenAI = await startFakeOpenAI();
+    fakeGemini = await startFakeGemini();
+    fakeBedrock = await startFakeBedrock();
   });
   after(async () => {
     await fakeAnthropic.close();
     await fakeOpenAI.close();
+    await fakeGemini.close();
+    await fakeBedrock.close();
   });
 
   const ctx = testPluginContext({ at: 'providers.p' });
@@ -83,6 +94,14 @@ describe('provider calls leave nothing on a signal that outlives them', () => {
     ['anthropic', () => anthropic.create({ api_key: 'sk-ant-0123456789', base_url: fakeAnthropic.baseURL }, ctx), 'claude-x'],
     ['openai', () => openai.create({ api_key: 'sk-0123456789', base_url: fakeOpenAI.baseURL }, ctx), 'gpt-x'],
     ['openai_compatible', () => openaiCompatible.create({ base_url: fakeOpenAI.baseURL }, ctx), 'gpt-x'],
+    ['azure_openai', () => azureOpenAI.create({ endpoint: fakeOpenAI.baseURL.replace(/\/v1$/, ''), api_key: 'azure-key-0123456789' }), 'gpt-x'],
+    // Before each call had a signal of its own, gemini and bedrock combined it with one of the provider's lifetime (AbortSignal.any).
+    ['gemini', () => gemini.create({ api_key: 'gemini-key-0123456789', base_url: fakeGemini.baseURL }, ctx), 'gemini-x'],
+    [
+      'bedrock',
+      () => bedrock.create({ region: 'us-east-1', endpoint: fakeBedrock.endpoint, access_key_id: 'AKIDTEST', secret_access_key: 'test-secret-0123456789' }),
+      'bedrock.x-v1',
+    ],
     [
       'simulator',
       () => simulator.create({ time_scale: 0, profiles: { 'sim-x': { capability: 0.9, first_token_ms: 1, tokens_per_second: 100 } } }, ctx),

@@ -36,6 +36,7 @@ import type {
   ToolUseBlockParam,
 } from '@anthropic-ai/sdk/resources/messages';
 import {
+  CallSignals,
   describeValue,
   isRecord,
   isUpstreamError,
@@ -504,14 +505,8 @@ class AnthropicProvider implements Provider {
   readonly #translate: TranslateOptions;
   readonly #secret: string | undefined;
   readonly #logger: Logger;
-  /**
-   * Each call in flight, by the controller that aborts it: dispose() ends them all. Not
-   * one provider-wide signal combined with each call's (AbortSignal.any): the long-lived
-   * signal keeps a WeakRef to every signal made from it, and Node 20 never drops them,
-   * so the heap grew by one per call (docs/bench/soak.md).
-   */
-  readonly #inFlight = new Set<AbortController>();
-  #disposed = false;
+  /** Each call's own abort signal; dispose() aborts those in flight (src/plugin-contract/call-signals.ts says why not AbortSignal.any). */
+  readonly #calls = new CallSignals('the anthropic provider');
   #warnedSampling = false;
 
   constructor(client: Anthropic, translate: TranslateOptions, secret: string | undefined, logger: Logger) {
@@ -522,7 +517,7 @@ class AnthropicProvider implements Provider {
   }
 
   async complete(request: ChatRequest, call: CallOptions): Promise<ChatResult> {
-    const { signal, end } = this.#begin(call);
+    const { signal, end } = this.#calls.begin(call);
     try {
       const body = this.#body(request);
       let message: unknown;
@@ -538,7 +533,7 @@ class AnthropicProvider implements Provider {
   }
 
   async *stream(request: ChatRequest, call: CallOptions): AsyncGenerator<ChatChunk> {
-    const { signal, end } = this.#begin(call);
+    const { signal, end } = this.#calls.begin(call);
     try {
       const body = this.#body(request);
       let events: AsyncIterable<RawMessageStreamEvent>;
@@ -587,27 +582,7 @@ class AnthropicProvider implements Provider {
   }
 
   async dispose(): Promise<void> {
-    this.#disposed = true;
-    for (const controller of this.#inFlight) controller.abort();
-    this.#inFlight.clear();
-  }
-
-  /** The signal the SDK gets for one call, aborted with the call's signal or by dispose(); `end()` once the call is over lets go of both. */
-  #begin(call: CallOptions): { signal: AbortSignal; end: () => void } {
-    if (this.#disposed) throw new UpstreamError('aborted', 'anthropic: the provider has been disposed');
-    const controller = new AbortController();
-    const caller = call.signal;
-    const onAbort = () => controller.abort(caller.reason);
-    if (caller.aborted) onAbort();
-    else caller.addEventListener('abort', onAbort, { once: true });
-    this.#inFlight.add(controller);
-    return {
-      signal: controller.signal,
-      end: () => {
-        caller.removeEventListener('abort', onAbort);
-        this.#inFlight.delete(controller);
-      },
-    };
+    this.#calls.abortAll();
   }
 
   #body(request: ChatRequest): AnthropicRequestBody {

@@ -31,6 +31,7 @@ import {
 } from '@aws-sdk/client-bedrock-runtime';
 import {
   alternatingTurns,
+  CallSignals,
   clip,
   deltaChunk,
   describeValue,
@@ -49,7 +50,6 @@ import {
   usageChunk,
   validateBaseURL,
   wireFailure,
-  type CallOptions,
   type ChatChunk,
   type ChatMessage,
   type ChatRequest,
@@ -358,45 +358,48 @@ export default {
         : {}),
       maxAttempts: 1,
     });
-    const lifetime = new AbortController();
-    const signalFor = (call: CallOptions) => {
-      if (lifetime.signal.aborted) throw new UpstreamError('aborted', `the bedrock provider for ${where} has been disposed`);
-      return AbortSignal.any([call.signal, lifetime.signal]);
-    };
+    // Each call's own abort signal, not AbortSignal.any with a provider-wide one (call-signals.ts says why).
+    const calls = new CallSignals(`the bedrock provider for ${where}`);
 
     const provider: Provider = {
       async complete(request, call) {
-        const signal = signalFor(call);
+        const { signal, end } = calls.begin(call);
         let output: unknown;
         try {
           output = await client.send(new ConverseCommand(toConverseInput(request)), { abortSignal: signal });
         } catch (err) {
           throw toUpstreamError(err, signal, where, redact);
+        } finally {
+          end();
         }
         return fromConverseOutput(output, request.model, where);
       },
 
       async *stream(request, call) {
-        const signal = signalFor(call);
-        let events: AsyncIterator<ConverseStreamOutput>;
-        let requestId: string | undefined;
+        const { signal, end } = calls.begin(call);
         try {
-          const output = await client.send(new ConverseStreamCommand(toConverseInput(request)), { abortSignal: signal });
-          if (!output.stream) throw new UpstreamError('reply', wireFailure.noChunks(where));
-          requestId = output.$metadata.requestId;
-          events = output.stream[Symbol.asyncIterator]();
-        } catch (err) {
-          throw toUpstreamError(err, signal, where, redact);
+          let events: AsyncIterator<ConverseStreamOutput>;
+          let requestId: string | undefined;
+          try {
+            const output = await client.send(new ConverseStreamCommand(toConverseInput(request)), { abortSignal: signal });
+            if (!output.stream) throw new UpstreamError('reply', wireFailure.noChunks(where));
+            requestId = output.$metadata.requestId;
+            events = output.stream[Symbol.asyncIterator]();
+          } catch (err) {
+            throw toUpstreamError(err, signal, where, redact);
+          }
+          const translator = new StreamTranslator(requestId ?? `bedrock-${Date.now()}`, request.model);
+          for await (const event of upstreamEvents(events, (err) => toUpstreamError(err, signal, where, redact))) yield* translator.translate(event);
+          if (signal.aborted) throw toUpstreamError(undefined, signal, where, redact);
+          if (!translator.stopped) throw new UpstreamError('reply', `${where} ended the stream before messageStop`);
+          yield translator.end();
+        } finally {
+          end();
         }
-        const translator = new StreamTranslator(requestId ?? `bedrock-${Date.now()}`, request.model);
-        for await (const event of upstreamEvents(events, (err) => toUpstreamError(err, signal, where, redact))) yield* translator.translate(event);
-        if (signal.aborted) throw toUpstreamError(undefined, signal, where, redact);
-        if (!translator.stopped) throw new UpstreamError('reply', `${where} ended the stream before messageStop`);
-        yield translator.end();
       },
 
       async dispose() {
-        lifetime.abort();
+        calls.abortAll();
         client.destroy();
       },
     };

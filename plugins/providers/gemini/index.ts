@@ -24,6 +24,7 @@
 import { ApiError, GoogleGenAI, type Content, type FunctionCallingConfigMode, type GenerateContentConfig, type Part } from '@google/genai';
 import {
   alternatingTurns,
+  CallSignals,
   clip,
   deltaChunk,
   describeValue,
@@ -44,7 +45,6 @@ import {
   usageChunk,
   validateBaseURL,
   wireFailure,
-  type CallOptions,
   type ChatChunk,
   type ChatMessage,
   type ChatRequest,
@@ -415,47 +415,50 @@ export default {
         fetch: failingFetch(globalThis.fetch, where, redact),
       },
     });
-    const lifetime = new AbortController();
-    const signalFor = (call: CallOptions) => {
-      if (lifetime.signal.aborted) throw new UpstreamError('aborted', `the gemini provider at ${where} has been disposed`);
-      return AbortSignal.any([call.signal, lifetime.signal]);
-    };
+    // Each call's own abort signal, not AbortSignal.any with a provider-wide one (call-signals.ts says why).
+    const calls = new CallSignals(`the gemini provider at ${where}`);
 
     const provider: Provider = {
       async complete(request, call) {
-        const signal = signalFor(call);
+        const { signal, end } = calls.begin(call);
         const { model, contents, config } = toGeminiRequest(request);
         let reply: unknown;
         try {
           reply = await client.models.generateContent({ model, contents, config: { ...config, abortSignal: signal } });
         } catch (err) {
           throw toUpstreamError(err, signal, where, redact);
+        } finally {
+          end();
         }
         return fromGeminiResponse(reply, where);
       },
 
       async *stream(request, call) {
-        const signal = signalFor(call);
-        const { model, contents, config } = toGeminiRequest(request);
-        let events: AsyncIterator<unknown>;
+        const { signal, end } = calls.begin(call);
         try {
-          events = (await client.models.generateContentStream({ model, contents, config: { ...config, abortSignal: signal } }))[Symbol.asyncIterator]();
-        } catch (err) {
-          throw toUpstreamError(err, signal, where, redact);
+          const { model, contents, config } = toGeminiRequest(request);
+          let events: AsyncIterator<unknown>;
+          try {
+            events = (await client.models.generateContentStream({ model, contents, config: { ...config, abortSignal: signal } }))[Symbol.asyncIterator]();
+          } catch (err) {
+            throw toUpstreamError(err, signal, where, redact);
+          }
+          const translator = new StreamTranslator(model);
+          let count = 0;
+          for await (const event of upstreamEvents(events, (err) => toUpstreamError(err, signal, where, redact))) {
+            count++;
+            yield* translator.translate(event, where);
+          }
+          if (signal.aborted) throw toUpstreamError(undefined, signal, where, redact);
+          if (count === 0) throw new UpstreamError('reply', wireFailure.noChunks(where));
+          yield* translator.end();
+        } finally {
+          end();
         }
-        const translator = new StreamTranslator(model);
-        let count = 0;
-        for await (const event of upstreamEvents(events, (err) => toUpstreamError(err, signal, where, redact))) {
-          count++;
-          yield* translator.translate(event, where);
-        }
-        if (signal.aborted) throw toUpstreamError(undefined, signal, where, redact);
-        if (count === 0) throw new UpstreamError('reply', wireFailure.noChunks(where));
-        yield* translator.end();
       },
 
       async dispose() {
-        lifetime.abort();
+        calls.abortAll();
       },
     };
     return provider;
