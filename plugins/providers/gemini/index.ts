@@ -518,7 +518,7 @@ export default {
           }
           return fromGeminiEmbeddings(reply, batch.length, where);
         });
-        // No usage: Gemini reports none for embeddings, and the gateway's estimate is everyone's.
+        // No usage: Gemini counts no tokens for embeddings, and the gateway estimates them as it does for any provider.
         return { object: 'list', data: vectors.flat().map((embedding, index) => ({ object: 'embedding', index, embedding })), model: request.model };
       },
 
