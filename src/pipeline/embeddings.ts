@@ -33,7 +33,8 @@ export interface EmbeddingsBody {
 
 /** The vectors, and the model that made them. */
 export interface Embedded {
-  readonly result: EmbeddingResult;
+  /** Its usage is the upstream's, or the gateway's estimate when the upstream reported none. */
+  readonly result: EmbeddingResult & { usage: NonNullable<EmbeddingResult['usage']> };
   readonly model: ModelRuntime;
   readonly route: RouteRuntime | null;
   readonly simulated: boolean;
@@ -80,11 +81,13 @@ export class EmbeddingsExchange extends PipelineRequest {
             model: m.spec.name,
             reason: `the reply has ${Array.isArray(result?.data) ? result.data.length : 'no'} vectors for ${inputs.length} inputs`,
           });
-        const promptTokens = typeof result.usage?.prompt_tokens === 'number' ? result.usage.prompt_tokens : estimatedTokens(inputs);
+        const reported = typeof result.usage?.prompt_tokens === 'number' ? result.usage : undefined;
+        const promptTokens = reported?.prompt_tokens ?? estimatedTokens(inputs);
         record.usage = { prompt_tokens: promptTokens, completion_tokens: 0, total_tokens: promptTokens };
-        if (typeof result.usage?.prompt_tokens !== 'number') record.usage_estimated = true;
+        if (!reported) record.usage_estimated = true;
         record.cost_usd = costOf(m, record.usage);
-        return result;
+        // The client is told the tokens it is charged for, reported or estimated.
+        return { ...result, usage: reported ?? { prompt_tokens: promptTokens, total_tokens: promptTokens } };
       });
       return { result: embedded, model, route: this.route, simulated: embedded.simulated === true };
     } catch (err) {

@@ -108,7 +108,7 @@ export function openAIClientProvider(client: OpenAI, options: OpenAIClientProvid
       if (count === 0) throw new UpstreamError('reply', wireFailure.noChunks(where));
     },
 
-    // Used only where the plugin's meta.capabilities lists 'embeds' (the openai provider).
+    // Used only where the plugin's meta.capabilities lists 'embeds' (openai, azure_openai).
     async embed(request, { signal }) {
       checkOpen();
       try {

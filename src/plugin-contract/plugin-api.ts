@@ -316,7 +316,12 @@ export interface EmbeddingResult {
   /** One vector per input, in the input's order: providers always answer in floats (the gateway encodes base64 for a client that asks). */
   data: Array<{ object: 'embedding'; index: number; embedding: number[] }>;
   model: string;
-  usage: { prompt_tokens: number; total_tokens: number };
+  /**
+   * The upstream's count. Absent when the upstream reports none (Gemini's embeddings do
+   * not): the gateway then counts the inputs as it estimates any prompt and marks the
+   * decision line usage_estimated, so every provider's estimate is the same.
+   */
+  usage?: { prompt_tokens: number; total_tokens: number };
   [extra: string]: unknown;
 }
 

@@ -1,9 +1,10 @@
 // What the providers that translate OpenAI chat to another API share (gemini, bedrock):
 // OpenAI's function tools read once, a tool call's arguments as the object the other API
-// wants, and the words for a reply that is not what was expected.
+// wants, the words for a reply that is not what was expected, and embeddings inputs cut
+// into the calls such an API takes.
 import { clip } from './openai-wire.ts';
-import type { ChatChunk, ChatMessage, FinishReason, ToolCall, Usage } from './plugin-api.ts';
-import { messageText } from './tokens.ts';
+import type { ChatChunk, ChatMessage, EmbeddingInput, FinishReason, ToolCall, Usage } from './plugin-api.ts';
+import { embeddingInputs, messageText } from './tokens.ts';
 
 /** An OpenAI function tool, read: its JSON Schema parameters always an object schema. */
 export interface ToolDefinition {
@@ -132,4 +133,55 @@ export function deltaChunk(head: ChunkHead, delta: ChatChunk['choices'][number][
 /** The last chunk of a stream: no choices, the usage (when the upstream reported any). */
 export function usageChunk(head: ChunkHead, usage: Usage | undefined): ChatChunk {
   return { id: head.id, object: 'chat.completion.chunk', created: head.created, model: head.model, choices: [], ...(usage ? { usage } : {}) };
+}
+
+/**
+ * The texts of an embeddings request, one per vector, for an API that embeds text only.
+ * Token ids mean something only to OpenAI's tokenizers, so a request with them cannot be
+ * sent: the error (the client's 400, TG_ERR_REQUEST_UNSENDABLE) names the input and `api`.
+ */
+export function embeddingTexts(input: EmbeddingInput, api: string): string[] {
+  const inputs = embeddingInputs(input);
+  const tokenIds = inputs.findIndex((item) => typeof item !== 'string');
+  if (tokenIds >= 0) {
+    const which = typeof input === 'string' || typeof input[0] === 'number' ? 'input' : `input[${tokenIds}]`;
+    throw new Error(`${which} is an array of token ids, and ${api} embeds text only: send the text instead`);
+  }
+  return inputs as string[];
+}
+
+/**
+ * `call` on every item, at most `limit` at a time, the results in the items' order: for
+ * an upstream that takes fewer inputs per call than a client may send (Titan embeds one
+ * text a call, Gemini's batchEmbedContents 100). The first failure aborts the calls still
+ * running, through the signal each call is given, and is what rejects: a failed request
+ * leaves no call behind it, and its error is the one that caused it, not a sibling's abort.
+ */
+export async function mapConcurrently<Item, Result>(
+  items: readonly Item[],
+  limit: number,
+  signal: AbortSignal,
+  call: (item: Item, index: number, signal: AbortSignal) => Promise<Result>,
+): Promise<Result[]> {
+  const siblings = new AbortController();
+  const shared = AbortSignal.any([signal, siblings.signal]);
+  const results = new Array<Result>(items.length);
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async () => {
+    while (next < items.length && failure === undefined) {
+      const index = next++;
+      try {
+        results[index] = await call(items[index], index, shared);
+      } catch (error) {
+        if (failure === undefined) {
+          failure = { error };
+          siblings.abort(error);
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  if (failure !== undefined) throw failure.error;
+  return results;
 }

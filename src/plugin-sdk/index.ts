@@ -42,12 +42,15 @@ export {
   type OpenAIClientProviderOptions,
 } from '../plugin-contract/openai-sdk.ts';
 
-// Translating OpenAI chat to another API: tools, tool-call arguments, unexpected replies.
+// Translating OpenAI chat and embeddings to another API: tools, tool-call arguments,
+// unexpected replies, embeddings texts and the calls they are cut into.
 export {
   alternatingTurns,
   deltaChunk,
   describeValue,
+  embeddingTexts,
   isRecord,
+  mapConcurrently,
   openAIToolDefinitions,
   tokenCount,
   toolCallArguments,

@@ -1,18 +1,29 @@
 // The bedrock provider through the gateway: the openai SDK as the client, the provider's
-// BedrockRuntimeClient (Converse, ConverseStream) as the upstream's, signed with static
-// fake credentials, and fake-bedrock answering in JSON and AWS event-stream frames.
+// BedrockRuntimeClient (Converse, ConverseStream, and InvokeModel for Titan embeddings) as
+// the upstream's, signed with static fake credentials, and fake-bedrock answering in JSON
+// and AWS event-stream frames.
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import bedrockModule, { type BedrockOptions } from '../../plugins/providers/bedrock/index.ts';
 import type { ProviderModule } from '../../src/plugin-contract/plugin-api.ts';
-import { startFakeBedrock, type FakeBedrock } from '../support/fake-bedrock.ts';
+import { fakeTitanVector, startFakeBedrock, type FakeBedrock } from '../support/fake-bedrock.ts';
 import { apiError, drain } from '../support/http.ts';
 import { testPluginContext } from '../support/plugin-context.ts';
-import { assertCatalogueErrors, MODEL, startOneProviderGateway, TOOL_TURNS, WEATHER_TOOL, type OneProviderGateway } from '../support/sdk-providers.ts';
+import {
+  assertCatalogueErrors,
+  EMBEDDING_MODEL,
+  EMBEDDING_PRICE_PER_MTOK,
+  MODEL,
+  startOneProviderGateway,
+  TOOL_TURNS,
+  WEATHER_TOOL,
+  type OneProviderGateway,
+} from '../support/sdk-providers.ts';
 
 const ACCESS_KEY = 'AKIDTESTBEDROCK';
 const SECRET = 'bedrock-test-secret-0123456789';
 const UPSTREAM = 'anthropic.claude-3-5-haiku-20241022-v1:0';
+const EMBEDDING_UPSTREAM = 'amazon.titan-embed-text-v2:0';
 const bedrockPlugin: ProviderModule<BedrockOptions> = bedrockModule;
 
 let fake: FakeBedrock;
@@ -23,6 +34,7 @@ before(async () => {
   gateway = await startOneProviderGateway(
     `{ plugin: bedrock, region: us-east-1, endpoint: "${fake.endpoint}", access_key_id: ${ACCESS_KEY}, secret_access_key: "${SECRET}" }`,
     UPSTREAM,
+    EMBEDDING_UPSTREAM,
   );
 });
 
@@ -34,6 +46,7 @@ after(async () => {
 beforeEach(() => {
   fake.behave(() => ({ kind: 'reply' }));
   fake.requests.length = 0;
+  fake.resetPeakInvocations();
 });
 
 describe('bedrock provider', () => {
@@ -147,5 +160,107 @@ describe('bedrock provider', () => {
     assert.deepEqual(bedrockPlugin.validate?.({ region: 'eu-west-1', endpoint: 'not a url' }, ctx), [
       { path: ['endpoint'], message: '"not a url" is not a URL' },
     ]);
+  });
+
+  test('embeddings: a signed InvokeModel call per input with the Titan V2 body; vectors in the input’s order; Titan’s token counts summed and priced', async () => {
+    const texts = ['Where is my parcel?', 'Quarterly revenue grew', 'ok'];
+    const { data, response } = await gateway.client.embeddings.create({ model: EMBEDDING_MODEL, input: texts, dimensions: 256 }).withResponse();
+    assert.equal(fake.requests.length, 3, 'Titan embeds one text a call');
+    for (const sent of fake.requests) {
+      assert.equal(sent.modelId, EMBEDDING_UPSTREAM);
+      assert.match(sent.path, /\/invoke$/);
+      assert.equal(sent.headers['content-type'], 'application/json');
+      assert.match(String(sent.headers.authorization), new RegExp(`^AWS4-HMAC-SHA256 Credential=${ACCESS_KEY}/\\d{8}/us-east-1/bedrock/aws4_request`));
+    }
+    assert.deepEqual(
+      fake.requests.map((r) => r.body).sort((a, b) => texts.indexOf(a.inputText) - texts.indexOf(b.inputText)),
+      texts.map((inputText) => ({ inputText, dimensions: 256, normalize: true })),
+    );
+
+    assert.equal(data.model, EMBEDDING_MODEL);
+    assert.deepEqual(
+      data.data.map((d) => d.index),
+      [0, 1, 2],
+    );
+    assert.deepEqual(
+      data.data.map((d) => d.embedding),
+      texts.map((text) => fakeTitanVector(text, 256)),
+      'each text’s vector in its place, 256 long',
+    );
+    // fake-bedrock's Titan counts a token per character, which no estimate would give.
+    const tokens = texts.reduce((sum, text) => sum + text.length, 0);
+    assert.deepEqual(data.usage, { prompt_tokens: tokens, total_tokens: tokens });
+    const line = await gateway.tg.waitForDecision(response.headers.get('x-tiergate-decision-id'));
+    assert.equal(line.endpoint, 'embeddings');
+    assert.deepEqual(line.usage, { prompt_tokens: tokens, completion_tokens: 0, total_tokens: tokens });
+    assert.equal(line.usage_estimated, undefined);
+    assert.equal(line.cost_usd, (tokens * EMBEDDING_PRICE_PER_MTOK) / 1e6);
+
+    const full = await gateway.client.embeddings.create({ model: EMBEDDING_MODEL, input: 'no dimensions', encoding_format: 'float' });
+    assert.equal(full.data[0].embedding.length, 1024, 'without dimensions, Titan’s own length');
+    assert.deepEqual(fake.requests[3].body, { inputText: 'no dimensions', normalize: true });
+  });
+
+  test('many inputs: a few Titan calls at a time, never all at once, the vectors still in order', async () => {
+    fake.behave(() => ({ kind: 'reply', delayMs: 40 }));
+    const texts = Array.from({ length: 12 }, (_, i) => `text ${i}`);
+    const data = await gateway.client.embeddings.create({ model: EMBEDDING_MODEL, input: texts, encoding_format: 'float' });
+    assert.equal(fake.requests.length, 12);
+    assert.ok(fake.peakInvocations() > 1 && fake.peakInvocations() <= 4, `at most 4 calls open at once, got ${fake.peakInvocations()}`);
+    assert.deepEqual(
+      data.data.map((d) => d.embedding),
+      texts.map((text) => fakeTitanVector(text)),
+    );
+  });
+
+  test('one input refused: the request fails with Titan’s words at once, and the calls still open are cancelled, not waited for', async () => {
+    fake.behave((body) =>
+      body.inputText === 'bad' ? { kind: 'status', status: 400, errorType: 'ValidationException', message: 'bad input' } : { kind: 'reply', delayMs: 5000 },
+    );
+    const started = performance.now();
+    const err = await apiError(gateway.client.embeddings.create({ model: EMBEDDING_MODEL, input: ['slow one', 'bad', 'slow two'] }));
+    assert.ok(performance.now() - started < 3000, `failed after ${Math.round(performance.now() - started)} ms`);
+    assert.equal(err.status, 400);
+    assert.equal(err.code, 'TG_ERR_UPSTREAM_REJECTED');
+    assert.match(err.message, /ValidationException: bad input/);
+
+    fake.behave(() => ({ kind: 'reply' }));
+    const narrow = await apiError(gateway.client.embeddings.create({ model: EMBEDDING_MODEL, input: 'hi', dimensions: 3 }));
+    assert.equal(narrow.code, 'TG_ERR_UPSTREAM_REJECTED');
+    assert.match(narrow.message, /dimensions: 3 is not a valid enum value/, 'Titan makes 256, 512 or 1024: its refusal reaches the client');
+  });
+
+  test('embeddings failures: 429 keeps its retry-after, 400 and 500 map to the catalogue, the secret never leaks', async () => {
+    const types: Record<number, string> = { 429: 'ThrottlingException', 400: 'ValidationException', 500: 'InternalServerException' };
+    await assertCatalogueErrors(
+      gateway,
+      (status, retryAfterS) =>
+        fake.behave(() => ({
+          kind: 'status',
+          status,
+          errorType: types[status],
+          message: `refused, secret ${SECRET}`,
+          ...(retryAfterS ? { headers: { 'retry-after': String(retryAfterS) } } : {}),
+        })),
+      SECRET,
+      'embeddings',
+    );
+    assert.ok(fake.requests.every((r) => r.path.endsWith('/invoke')));
+  });
+
+  test('embeddings refused before any call: token ids, which Titan cannot embed, are the client’s located 400', async () => {
+    const err = await apiError(gateway.client.embeddings.create({ model: EMBEDDING_MODEL, input: [1, 2, 3] }));
+    assert.equal(err.status, 400);
+    assert.equal(err.code, 'TG_ERR_REQUEST_UNSENDABLE');
+    assert.match(err.message, /input is an array of token ids, and Titan embeds text only/);
+    assert.equal(fake.requests.length, 0);
+  });
+
+  test('a 200 that is not a Titan embedding → 502 TG_ERR_UPSTREAM_REPLY', async () => {
+    fake.behave(() => ({ kind: 'raw', body: { surprise: true } }));
+    const err = await apiError(gateway.client.embeddings.create({ model: EMBEDDING_MODEL, input: 'hi' }));
+    assert.equal(err.status, 502);
+    assert.equal(err.code, 'TG_ERR_UPSTREAM_REPLY');
+    assert.match(err.message, /not a Titan embedding/);
   });
 });

@@ -1,21 +1,36 @@
 // The gemini provider through the gateway: the openai SDK as the client, the provider's
-// @google/genai client as the upstream's, and fake-gemini speaking generateContent and
-// streamGenerateContent (SSE) as Google does.
+// @google/genai client as the upstream's, and fake-gemini speaking generateContent,
+// streamGenerateContent (SSE) and batchEmbedContents as Google does.
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startFakeGemini, type FakeGemini } from '../support/fake-gemini.ts';
+import geminiModule, { type GeminiOptions } from '../../plugins/providers/gemini/index.ts';
+import type { ProviderModule } from '../../src/plugin-contract/plugin-api.ts';
+import { estimateTextTokens } from '../../src/plugin-contract/tokens.ts';
+import { fakeGeminiVector, startFakeGemini, type FakeGemini } from '../support/fake-gemini.ts';
 import { apiError, drain } from '../support/http.ts';
-import { assertCatalogueErrors, MODEL, startOneProviderGateway, TOOL_TURNS, WEATHER_TOOL, type OneProviderGateway } from '../support/sdk-providers.ts';
+import { testPluginContext } from '../support/plugin-context.ts';
+import {
+  assertCatalogueErrors,
+  EMBEDDING_MODEL,
+  EMBEDDING_PRICE_PER_MTOK,
+  MODEL,
+  startOneProviderGateway,
+  TOOL_TURNS,
+  WEATHER_TOOL,
+  type OneProviderGateway,
+} from '../support/sdk-providers.ts';
 
 const KEY = 'gemini-test-key-0123456789';
 const UPSTREAM = 'gemini-2.5-flash';
+const EMBEDDING_UPSTREAM = 'gemini-embedding-001';
+const geminiPlugin: ProviderModule<GeminiOptions> = geminiModule;
 
 let fake: FakeGemini;
 let gateway: OneProviderGateway;
 
 before(async () => {
   fake = await startFakeGemini();
-  gateway = await startOneProviderGateway(`{ plugin: gemini, base_url: "${fake.baseURL}", api_key: "${KEY}" }`, UPSTREAM);
+  gateway = await startOneProviderGateway(`{ plugin: gemini, base_url: "${fake.baseURL}", api_key: "${KEY}" }`, UPSTREAM, EMBEDDING_UPSTREAM);
 });
 
 after(async () => {
@@ -173,5 +188,108 @@ describe('gemini provider', () => {
     fake.behave(() => ({ kind: 'reply' }));
     const data = await gateway.client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'still there?' }] });
     assert.equal(data.choices[0].message.content, 'echo: still there?');
+  });
+
+  test('embeddings: one batchEmbedContents call with the model and outputDimensionality; vectors in order; tokens estimated and priced, as Gemini counts none', async () => {
+    const texts = ['Where is my parcel?', 'Quarterly revenue grew', 'ok'];
+    const { data, response } = await gateway.client.embeddings.create({ model: EMBEDDING_MODEL, input: texts, dimensions: 3 }).withResponse();
+    assert.equal(fake.requests.length, 1);
+    const [sent] = fake.requests;
+    assert.equal(sent.path, `/v1beta/models/${EMBEDDING_UPSTREAM}:batchEmbedContents`);
+    assert.equal(sent.headers['x-goog-api-key'], KEY);
+    assert.deepEqual(sent.body, {
+      requests: texts.map((text) => ({ content: { parts: [{ text }] }, model: `models/${EMBEDDING_UPSTREAM}`, outputDimensionality: 3 })),
+    });
+
+    assert.equal(data.model, EMBEDDING_MODEL);
+    assert.deepEqual(
+      data.data.map((d) => d.index),
+      [0, 1, 2],
+    );
+    assert.deepEqual(
+      data.data.map((d) => d.embedding),
+      texts.map((text) => fakeGeminiVector(text, 3)),
+      'each text’s vector in its place, 3 long',
+    );
+    const tokens = texts.reduce((sum, text) => sum + estimateTextTokens(text), 0);
+    assert.deepEqual(data.usage, { prompt_tokens: tokens, total_tokens: tokens }, 'the client is told the estimate it is charged for');
+    const line = await gateway.tg.waitForDecision(response.headers.get('x-tiergate-decision-id'));
+    assert.equal(line.endpoint, 'embeddings');
+    assert.deepEqual(line.usage, { prompt_tokens: tokens, completion_tokens: 0, total_tokens: tokens });
+    assert.equal(line.usage_estimated, true);
+    assert.equal(line.cost_usd, (tokens * EMBEDDING_PRICE_PER_MTOK) / 1e6);
+
+    const full = await gateway.client.embeddings.create({ model: EMBEDDING_MODEL, input: 'no dimensions' });
+    assert.equal(full.data[0].embedding.length, 8, "without dimensions, the model's own length");
+    assert.equal(fake.requests[1].body.requests[0].outputDimensionality, undefined);
+  });
+
+  test('more than 100 texts are cut into batchEmbedContents calls of 100 at most, and the vectors come back in the input’s order', async () => {
+    const texts = Array.from({ length: 230 }, (_, i) => `text number ${i}`);
+    const data = await gateway.client.embeddings.create({ model: EMBEDDING_MODEL, input: texts, encoding_format: 'float' });
+    assert.deepEqual(
+      fake.requests.map((r) => r.body.requests.length),
+      [100, 100, 30],
+    );
+    assert.deepEqual(
+      data.data.map((d) => d.index),
+      texts.map((_, i) => i),
+    );
+    assert.deepEqual(
+      data.data.map((d) => d.embedding),
+      texts.map((text) => fakeGeminiVector(text)),
+    );
+  });
+
+  test('a gemini-embedding-2 model still gets each text as its own content (the SDK would merge bare strings into one)', async () => {
+    const provider = await geminiPlugin.create({ base_url: fake.baseURL, api_key: KEY }, testPluginContext({ at: 'providers.p' }));
+    try {
+      const spec = {
+        name: 'x',
+        provider: 'p',
+        upstream: 'gemini-embedding-2-preview',
+        kind: 'embedding' as const,
+        price: { input_per_mtok: 1, output_per_mtok: 0 },
+        timeout_ms: 5000,
+      };
+      const result = await provider.embed!({ model: spec.upstream, input: ['a', 'b'] }, { model: spec, signal: AbortSignal.timeout(5000) });
+      assert.equal(result.data.length, 2);
+      assert.equal(fake.requests[0].body.requests.length, 2);
+      assert.equal(result.usage, undefined, 'Gemini reports no usage: the gateway estimates it');
+    } finally {
+      await provider.dispose();
+    }
+  });
+
+  test('embeddings failures: 429 keeps its retry-after, 400 and 500 map to the catalogue, the key never leaks', async () => {
+    await assertCatalogueErrors(
+      gateway,
+      (status, retryAfterS) =>
+        fake.behave(() => ({
+          kind: 'status',
+          status,
+          message: `refused for key ${KEY}`,
+          ...(retryAfterS ? { headers: { 'retry-after': String(retryAfterS) } } : {}),
+        })),
+      KEY,
+      'embeddings',
+    );
+    assert.ok(fake.requests.every((r) => r.path.endsWith(':batchEmbedContents')));
+  });
+
+  test('embeddings refused before any call: token ids, which Gemini cannot embed, are the client’s located 400', async () => {
+    const err = await apiError(gateway.client.embeddings.create({ model: EMBEDDING_MODEL, input: [[1, 2, 3], [4]] }));
+    assert.equal(err.status, 400);
+    assert.equal(err.code, 'TG_ERR_REQUEST_UNSENDABLE');
+    assert.match(err.message, /input\[0\] is an array of token ids, and Gemini embeds text only/);
+    assert.equal(fake.requests.length, 0);
+  });
+
+  test('a batchEmbedContents reply without a vector per text → 502 TG_ERR_UPSTREAM_REPLY', async () => {
+    fake.behave(() => ({ kind: 'raw', body: { embeddings: [{ values: [0.5] }] } }));
+    const err = await apiError(gateway.client.embeddings.create({ model: EMBEDDING_MODEL, input: ['one', 'two'] }));
+    assert.equal(err.status, 502);
+    assert.equal(err.code, 'TG_ERR_UPSTREAM_REPLY');
+    assert.match(err.message, /sent a reply that is not 2 embeddings/);
   });
 });

@@ -1,9 +1,11 @@
-// A local stand-in for the Amazon Bedrock runtime's Converse and ConverseStream APIs,
-// speaking their wire format over real HTTP for the bedrock provider's tests: JSON for
-// Converse, AWS event-stream binary frames for ConverseStream (encoded by the AWS SDK's
-// own codec, @smithy/core's EventStreamCodec, not by hand), and errors as restJson1 sends
-// them (the status, x-amzn-errortype and a JSON message). It speaks HTTP/2, as the
-// runtime does and as the SDK's client asks for by default (cleartext here). Requests are recorded.
+// A local stand-in for the Amazon Bedrock runtime's Converse and ConverseStream APIs, and
+// InvokeModel as Amazon Titan Text Embeddings V2 answers it, speaking their wire format
+// over real HTTP for the bedrock provider's tests: JSON for Converse and InvokeModel, AWS
+// event-stream binary frames for ConverseStream (encoded by the AWS SDK's own codec,
+// @smithy/core's EventStreamCodec, not by hand), and errors as restJson1 sends them (the
+// status, x-amzn-errortype and a JSON message). It speaks HTTP/2, as the runtime does and
+// as the SDK's client asks for by default (cleartext here). Requests are recorded, and the
+// most InvokeModel calls open at once is kept (peakInvocations).
 import { createServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { EventStreamCodec } from '@smithy/core/event-streams';
@@ -18,11 +20,14 @@ export interface BedrockUsage {
 
 export type BedrockBehaviour =
   | {
+      /** InvokeModel: Titan's answer for the body's inputText (fakeTitanVector, a token a character); the fields below are Converse's. */
       kind: 'reply';
       /** The assistant's content blocks; defaults to one text block, `echo: <last user text>`. */
       content?: Array<Record<string, unknown>>;
       stopReason?: string;
       usage?: BedrockUsage;
+      /** Wait before answering. */
+      delayMs?: number;
     }
   | { kind: 'status'; status: number; errorType: string; message?: string; headers?: Record<string, string> }
   /** Streams: messageStart and one text delta, then an exception frame (as Bedrock sends when throttled mid-stream). */
@@ -41,8 +46,23 @@ export interface FakeBedrockRequest {
 export interface FakeBedrock {
   endpoint: string;
   requests: FakeBedrockRequest[];
+  /** The most InvokeModel calls that were open at once since the last reset. */
+  peakInvocations(): number;
+  resetPeakInvocations(): void;
   behave(fn: (body: any) => BedrockBehaviour): void;
   close(): Promise<void>;
+}
+
+/** The output lengths Titan Text Embeddings V2 can make. */
+const TITAN_DIMENSIONS = [256, 512, 1024];
+
+/**
+ * The vector fake-bedrock's Titan gives a text, `dimensions` long (Titan's default 1024):
+ * it depends on the text, so a test sees each vector in its input's place, and its values
+ * are exact in float32, so a vector survives base64 unchanged.
+ */
+export function fakeTitanVector(text: string, dimensions = 1024): number[] {
+  return Array.from({ length: dimensions }, (_, j) => (text.charCodeAt(j % text.length) + (j % 16)) / 256);
 }
 
 const codec = new EventStreamCodec(
@@ -66,6 +86,8 @@ export async function startFakeBedrock(): Promise<FakeBedrock> {
   let behave: (body: any) => BedrockBehaviour = () => ({ kind: 'reply' });
   const requests: FakeBedrockRequest[] = [];
   const sessions = new Set<Http2Session>();
+  let invocations = 0;
+  let peakInvocations = 0;
 
   const server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
@@ -82,11 +104,21 @@ export async function startFakeBedrock(): Promise<FakeBedrock> {
     let raw = '';
     for await (const chunk of req) raw += String(chunk);
     const path = req.url ?? '/';
-    const route = /^\/model\/([^/]+)\/(converse|converse-stream)$/.exec(path);
+    const route = /^\/model\/([^/]+)\/(converse|converse-stream|invoke)$/.exec(path);
     const body: unknown = raw === '' ? undefined : JSON.parse(raw);
     requests.push({ path, headers: { ...req.headers }, body, modelId: route ? decodeURIComponent(route[1]) : '' });
     if (req.method !== 'POST' || !route) {
       sendJson(res, 404, { message: `no route ${req.method} ${path}` }, { 'x-amzn-errortype': 'UnknownOperationException' });
+      return;
+    }
+    if (route[2] === 'invoke') {
+      invocations++;
+      peakInvocations = Math.max(peakInvocations, invocations);
+      try {
+        await invoke(res, behave(body), body);
+      } finally {
+        invocations--;
+      }
       return;
     }
     const plan = behave(body);
@@ -144,11 +176,40 @@ export async function startFakeBedrock(): Promise<FakeBedrock> {
     res.end(frame('event', 'metadata', { usage: withTotal, metrics: { latencyMs: 1 } }));
   }
 
+  /** InvokeModel as Titan Text Embeddings V2 answers it, refusing a body Titan would refuse with its ValidationException. */
+  async function invoke(res: Http2ServerResponse, plan: BedrockBehaviour, body: any): Promise<void> {
+    if (plan.kind === 'reply' && plan.delayMs) await new Promise((resolve) => setTimeout(resolve, plan.delayMs));
+    if (plan.kind === 'status') {
+      sendJson(res, plan.status, { message: plan.message ?? `fake-bedrock says ${plan.status}` }, { 'x-amzn-errortype': plan.errorType, ...plan.headers });
+      return;
+    }
+    if (plan.kind === 'raw') {
+      sendJson(res, 200, plan.body);
+      return;
+    }
+    const invalid =
+      typeof body?.inputText !== 'string' || body.inputText === ''
+        ? 'Malformed input request: #/inputText: expected minLength: 1'
+        : body.dimensions !== undefined && !TITAN_DIMENSIONS.includes(body.dimensions)
+          ? `Malformed input request: #/dimensions: ${body.dimensions} is not a valid enum value`
+          : undefined;
+    if (invalid) {
+      sendJson(res, 400, { message: invalid }, { 'x-amzn-errortype': 'ValidationException' });
+      return;
+    }
+    const embedding = fakeTitanVector(body.inputText, body.dimensions);
+    sendJson(res, 200, { embedding, embeddingsByType: { float: embedding }, inputTextTokenCount: body.inputText.length }, { 'x-amzn-requestid': 'req-invoke' });
+  }
+
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     endpoint: `http://127.0.0.1:${port}`,
     requests,
+    peakInvocations: () => peakInvocations,
+    resetPeakInvocations() {
+      peakInvocations = 0;
+    },
     behave(fn) {
       behave = fn;
     },

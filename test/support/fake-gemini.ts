@@ -1,6 +1,8 @@
-// A local stand-in for Google's Gemini API (generateContent and streamGenerateContent over
-// SSE), speaking its wire format over real HTTP for the gemini provider's tests. Each
-// request's answer is chosen by a `behave` function; requests are recorded.
+// A local stand-in for Google's Gemini API (generateContent, streamGenerateContent over
+// SSE, and batchEmbedContents), speaking its wire format over real HTTP for the gemini
+// provider's tests. Each request's answer is chosen by a `behave` function; requests are
+// recorded. batchEmbedContents refuses what Google refuses (more than 100 requests, a
+// request naming another model than the URL) and answers a `reply` with fakeGeminiVector()s.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
@@ -15,6 +17,7 @@ export interface GeminiUsageMetadata {
 
 export type GeminiBehaviour =
   | {
+      /** batchEmbedContents: a fakeGeminiVector() per request (the fields below are for generateContent). */
       kind: 'reply';
       /** The candidate's parts; defaults to one text part, `echo: <last user text>`. Streams send one part per event. */
       parts?: Array<Record<string, unknown>>;
@@ -41,6 +44,18 @@ export interface FakeGemini {
   requests: FakeGeminiRequest[];
   behave(fn: (body: any) => GeminiBehaviour): void;
   close(): Promise<void>;
+}
+
+/** The most requests Google takes in one batchEmbedContents call. */
+const EMBED_BATCH_LIMIT = 100;
+
+/**
+ * The vector fake-gemini gives a text, `dimensions` long (8 unless outputDimensionality
+ * says): it depends on the text, so a test sees each vector in its text's place, and its
+ * values are exact in float32, so a vector survives base64 unchanged.
+ */
+export function fakeGeminiVector(text: string, dimensions = 8): number[] {
+  return Array.from({ length: dimensions }, (_, j) => (text.charCodeAt(j % text.length) + j) / 256);
 }
 
 const STATUS_NAMES: Record<number, string> = {
@@ -74,7 +89,7 @@ export async function startFakeGemini(): Promise<FakeGemini> {
     const path = req.url ?? '/';
     const body: unknown = raw === '' ? undefined : JSON.parse(raw);
     requests.push({ path, headers: { ...req.headers }, body });
-    const route = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)(\?alt=sse)?$/.exec(path);
+    const route = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent|batchEmbedContents)(\?alt=sse)?$/.exec(path);
     if (req.method !== 'POST' || !route) {
       sendJson(res, 404, { error: { code: 404, message: `no route ${req.method} ${path}`, status: 'NOT_FOUND' } });
       return;
@@ -83,18 +98,15 @@ export async function startFakeGemini(): Promise<FakeGemini> {
     const stream = route[2] === 'streamGenerateContent';
     const plan = behave(body);
     if (plan.kind === 'status') {
-      const details = plan.retryDelay ? [{ '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: plan.retryDelay }] : undefined;
-      const error = {
-        code: plan.status,
-        message: plan.message ?? `fake-gemini says ${plan.status}`,
-        status: STATUS_NAMES[plan.status] ?? 'UNKNOWN',
-        ...(details ? { details } : {}),
-      };
-      sendJson(res, plan.status, { error }, plan.headers);
+      sendError(res, plan.status, plan.message ?? `fake-gemini says ${plan.status}`, plan.retryDelay, plan.headers);
       return;
     }
     if (plan.kind === 'raw') {
       sendJson(res, 200, plan.body);
+      return;
+    }
+    if (route[2] === 'batchEmbedContents') {
+      embed(res, model, body);
       return;
     }
     const responseId = `resp-${nextId++}`;
@@ -142,6 +154,28 @@ export async function startFakeGemini(): Promise<FakeGemini> {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** batchEmbedContents as Google answers it: `{embeddings: [{values}]}`, one per request, in order; no token counts. */
+function embed(res: ServerResponse, model: string, body: any): void {
+  const requests: Array<{ model?: string; content?: { parts?: Array<{ text?: string }> }; outputDimensionality?: number }> = body?.requests ?? [];
+  if (requests.length > EMBED_BATCH_LIMIT) {
+    sendError(res, 400, `* BatchEmbedContentsRequest.requests: at most ${EMBED_BATCH_LIMIT} requests can be in one batch`);
+    return;
+  }
+  const stray = requests.findIndex((r) => r.model !== `models/${model}`);
+  if (stray >= 0) {
+    sendError(res, 400, `* BatchEmbedContentsRequest.requests[${stray}].model: the model must be models/${model}, as in the URL`);
+    return;
+  }
+  const embeddings = requests.map((r) => ({ values: fakeGeminiVector((r.content?.parts ?? []).map((p) => p.text ?? '').join(''), r.outputDimensionality) }));
+  sendJson(res, 200, { embeddings });
+}
+
+/** A non-2xx answer in Google's error shape; `retryDelay` ("7s") adds a RetryInfo detail. */
+function sendError(res: ServerResponse, status: number, message: string, retryDelay?: string, headers?: Record<string, string>): void {
+  const details = retryDelay ? [{ '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay }] : undefined;
+  sendJson(res, status, { error: { code: status, message, status: STATUS_NAMES[status] ?? 'UNKNOWN', ...(details ? { details } : {}) } }, headers);
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

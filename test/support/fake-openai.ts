@@ -9,8 +9,9 @@
 // calls (streamed whole, or the way OpenAI streams them: id and name first, then the
 // arguments in fragments), usage with OpenAI's token details, a system_fingerprint, and
 // several choices (`n` in the request, or `choices` in the behaviour). POST /v1/embeddings
-// answers with fakeVector()s (a `status` behaviour fails it). It also answers Azure
-// OpenAI's path for a chat call (/openai/deployments/<name>/chat/completions?api-version=…).
+// answers with fakeVector()s (a `status` behaviour fails it, as it fails a chat call). It
+// also answers Azure OpenAI's paths for the same calls
+// (/openai/deployments/<name>/chat/completions or …/embeddings, ?api-version=…).
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { ToolCall } from '../../src/plugin-contract/plugin-api.ts';
@@ -189,10 +190,16 @@ export async function startFakeOpenAI(options: { behave?: BehaveFn; port?: numbe
       sendJson(res, 200, { object: 'list', data: [{ id: FAKE_MODEL_ID, object: 'model', created: 0, owned_by: 'fake-openai' }] });
       return;
     }
-    if (record.method === 'POST' && pathname === '/v1/embeddings') {
+    // Azure OpenAI's form of the same calls: the deployment in the path, api-version in the query.
+    const azure = /^\/openai\/deployments\/[^/]+\/(chat\/completions|embeddings)$/.exec(pathname);
+    if (azure && !new URLSearchParams(record.path.split('?')[1] ?? '').get('api-version')) {
+      sendError(res, 404, 'Resource not found: the api-version query parameter is missing', 'invalid_request_error');
+      return;
+    }
+    if (record.method === 'POST' && (pathname === '/v1/embeddings' || azure?.[1] === 'embeddings')) {
       const behaviour = behave(record.body, record);
       if (behaviour.kind === 'status') {
-        sendError(res, behaviour.status, `fake upstream answered ${behaviour.status}`, behaviour.status >= 500 ? 'server_error' : 'invalid_request_error');
+        sendStatus(res, behaviour);
         return;
       }
       const answer = embeddings(record.body);
@@ -200,14 +207,8 @@ export async function startFakeOpenAI(options: { behave?: BehaveFn; port?: numbe
       sendJson(res, 200, answer);
       return;
     }
-    // Azure OpenAI's form of the same call: the deployment in the path, api-version in the query.
-    const azure = /^\/openai\/deployments\/[^/]+\/chat\/completions$/.test(pathname);
-    if (pathname !== '/v1/chat/completions' && !azure) {
+    if (pathname !== '/v1/chat/completions' && azure?.[1] !== 'chat/completions') {
       sendError(res, 404, `Unknown request URL: ${record.method} ${pathname}`, 'invalid_request_error', 'unknown_url');
-      return;
-    }
-    if (azure && !new URLSearchParams(record.path.split('?')[1] ?? '').get('api-version')) {
-      sendError(res, 404, 'Resource not found: the api-version query parameter is missing', 'invalid_request_error');
       return;
     }
     if (record.method !== 'POST') {
@@ -227,18 +228,9 @@ export async function startFakeOpenAI(options: { behave?: BehaveFn; port?: numbe
     const model = typeof body.model === 'string' ? body.model : FAKE_MODEL_ID;
 
     switch (behaviour.kind) {
-      case 'status': {
-        for (const [name, value] of Object.entries(behaviour.headers ?? {})) res.setHeader(name, value);
-        if (typeof behaviour.body === 'string') {
-          res.writeHead(behaviour.status, { 'content-type': 'text/plain' }).end(behaviour.body);
-        } else if (behaviour.body !== undefined) {
-          sendJson(res, behaviour.status, behaviour.body);
-        } else {
-          const type = behaviour.status === 429 ? 'rate_limit_error' : behaviour.status >= 500 ? 'server_error' : 'invalid_request_error';
-          sendError(res, behaviour.status, `fake upstream answered ${behaviour.status}`, type);
-        }
+      case 'status':
+        sendStatus(res, behaviour);
         return;
-      }
       case 'hang':
         return; // never answer; close() or the client going away ends it
       case 'reset':
@@ -472,6 +464,19 @@ function embeddings(body: any): object {
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) }).end(text);
+}
+
+/** A `status` behaviour's answer: its headers, and its body or OpenAI's error shape. */
+function sendStatus(res: ServerResponse, behaviour: Extract<Behaviour, { kind: 'status' }>): void {
+  for (const [name, value] of Object.entries(behaviour.headers ?? {})) res.setHeader(name, value);
+  if (typeof behaviour.body === 'string') {
+    res.writeHead(behaviour.status, { 'content-type': 'text/plain' }).end(behaviour.body);
+  } else if (behaviour.body !== undefined) {
+    sendJson(res, behaviour.status, behaviour.body);
+  } else {
+    const type = behaviour.status === 429 ? 'rate_limit_error' : behaviour.status >= 500 ? 'server_error' : 'invalid_request_error';
+    sendError(res, behaviour.status, `fake upstream answered ${behaviour.status}`, type);
+  }
 }
 
 function sendError(res: ServerResponse, status: number, message: string, type: string, code: string | null = null): void {

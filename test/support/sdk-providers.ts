@@ -1,15 +1,20 @@
 // What the tests of the providers built on a vendor's SDK (gemini, bedrock, azure_openai)
-// share: a gateway with one model on the provider under test, the openai SDK as its
-// client, a weather tool to call both ways, and the check that the vendor's failures
-// become the gateway's catalogue errors (4xx, 5xx, and 429 with its retry-after).
+// share: a gateway with one chat model (and one embedding model) on the provider under
+// test, the openai SDK as its client, a weather tool to call both ways, and the check
+// that the vendor's failures become the gateway's catalogue errors (4xx, 5xx, and 429
+// with its retry-after), for chat and for embeddings.
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import type { ChatCompletionFunctionTool } from 'openai/resources/chat/completions';
 import { startTestGateway, type TestGateway } from './gateway.ts';
 import { apiError } from './http.ts';
 
-/** The one model of the gateway, on the provider under test. */
+/** The one chat model of the gateway, on the provider under test. */
 export const MODEL = 'm';
+/** The embedding model (kind: embedding), on the same provider, when the gateway has one. */
+export const EMBEDDING_MODEL = 'e';
+/** The embedding model's price: USD per million input tokens. */
+export const EMBEDDING_PRICE_PER_MTOK = 2;
 
 export interface OneProviderGateway {
   tg: TestGateway;
@@ -17,13 +22,20 @@ export interface OneProviderGateway {
   close(): Promise<void>;
 }
 
-/** A gateway whose model `m` (upstream `upstream`) is on the provider entry `providerYaml`; resilience retries off so each failure is seen once. */
-export async function startOneProviderGateway(providerYaml: string, upstream: string): Promise<OneProviderGateway> {
+/**
+ * A gateway whose model `m` (upstream `upstream`) is on the provider entry `providerYaml`,
+ * and with `embeddingUpstream` its embedding model `e` too; resilience retries off so each
+ * failure is seen once.
+ */
+export async function startOneProviderGateway(providerYaml: string, upstream: string, embeddingUpstream?: string): Promise<OneProviderGateway> {
+  const embedding = embeddingUpstream
+    ? `\n  ${EMBEDDING_MODEL}: { provider: p, upstream: "${embeddingUpstream}", kind: embedding, price: { input_per_mtok: ${EMBEDDING_PRICE_PER_MTOK} }, timeout_ms: 5000 }`
+    : '';
   const tg = await startTestGateway(`version: 1
 providers:
   p: ${providerYaml}
 models:
-  ${MODEL}: { provider: p, upstream: "${upstream}", price: { input_per_mtok: 1, output_per_mtok: 4 }, timeout_ms: 5000 }
+  ${MODEL}: { provider: p, upstream: "${upstream}", price: { input_per_mtok: 1, output_per_mtok: 4 }, timeout_ms: 5000 }${embedding}
 tiers:
   - { name: only, models: [${MODEL}] }
 routes:
@@ -59,9 +71,17 @@ export const TOOL_TURNS: OpenAI.ChatCompletionMessageParam[] = [
  */
 export type FailWith = (status: number, retryAfterS?: number) => void;
 
-/** A 429 with retry-after, a 400 and a 500 from the upstream, as the client of the gateway sees them. */
-export async function assertCatalogueErrors(gateway: OneProviderGateway, failWith: FailWith, secret: string): Promise<void> {
-  const ask = () => gateway.client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] });
+/** A 429 with retry-after, a 400 and a 500 from the upstream, as the client of the gateway sees them: of a chat call, or of an embeddings call to `e`. */
+export async function assertCatalogueErrors(
+  gateway: OneProviderGateway,
+  failWith: FailWith,
+  secret: string,
+  call: 'chat' | 'embeddings' = 'chat',
+): Promise<void> {
+  const ask = () =>
+    call === 'chat'
+      ? gateway.client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] })
+      : gateway.client.embeddings.create({ model: EMBEDDING_MODEL, input: 'hi' });
 
   failWith(429, 7);
   const limited = await apiError(ask());
@@ -83,5 +103,6 @@ export async function assertCatalogueErrors(gateway: OneProviderGateway, failWit
   for (const err of [limited, rejected, failed]) {
     const line = await gateway.tg.waitForDecision(err.headers?.get('x-tiergate-decision-id'));
     assert.equal(line.error_code, err.code, 'the decision line names the same error');
+    if (call === 'embeddings') assert.equal(line.endpoint, 'embeddings');
   }
 }

@@ -1,15 +1,17 @@
 // The `azure_openai` provider: OpenAI models deployed on Azure, through the official
-// openai SDK's AzureOpenAI client.
+// openai SDK's AzureOpenAI client, for chat and for embeddings (the policy's models of
+// kind: embedding).
 //
 // Why it is shaped like this:
-// - Azure speaks OpenAI's chat completions wire format; only the URL
-//   (/openai/deployments/<deployment>/chat/completions?api-version=…) and the `api-key`
-//   header differ, which the SDK's Azure client handles. Calls, streams and failures
-//   therefore go through openAIClientProvider, as the `openai` provider's do: the same
-//   fields pass through, and 429s keep their retry-after.
+// - Azure speaks OpenAI's chat completions and embeddings wire formats; only the URL
+//   (/openai/deployments/<deployment>/chat/completions or …/embeddings, ?api-version=…)
+//   and the `api-key` header differ, which the SDK's Azure client handles. Calls, streams,
+//   embeddings and failures therefore go through openAIClientProvider, as the `openai`
+//   provider's do: the same fields pass through, usage is Azure's own count, and 429s
+//   keep their retry-after.
 // - The deployment is the model's `upstream` name (the SDK puts the request's model in
-//   the URL), so one provider entry serves every deployment of a resource; `deployment`
-//   pins one instead.
+//   the URL, for /embeddings as for /chat/completions), so one provider entry serves every
+//   deployment of a resource; `deployment` pins one instead.
 // - The client gets an explicit baseURL, key and api-version: AzureOpenAI would otherwise
 //   read OPENAI_BASE_URL, AZURE_OPENAI_API_KEY, OPENAI_API_VERSION and AZURE_OPENAI_ENDPOINT
 //   from the environment, and one policy would behave differently on different hosts.
@@ -68,9 +70,10 @@ export default {
     kind: 'provider',
     contract: 1,
     description:
-      "Azure OpenAI deployments through the official openai SDK's AzureOpenAI client (OpenAI's chat completions wire format, streaming and tools included).",
+      "Azure OpenAI deployments through the official openai SDK's AzureOpenAI client (OpenAI's chat completions wire format, streaming and tools included, and embeddings).",
     options: optionsSchema,
     example: { endpoint: 'https://my-resource.openai.azure.com', api_key: 'your-azure-key', api_version: DEFAULT_API_VERSION },
+    capabilities: ['embeds'],
   },
 
   validate(options): OptionIssue[] {

@@ -12,6 +12,13 @@
 // Usage: like Anthropic's, Converse's inputTokens leaves out cacheReadInputTokens and
 // cacheWriteInputTokens, which are priced apart (cached_input_per_mtok, cache_write_input_per_mtok).
 //
+// Embeddings (models of kind: embedding) go through InvokeModel with the body of Amazon
+// Titan Text Embeddings V2 (amazon.titan-embed-text-v2:0), the one shape this provider
+// speaks: other embedding models on Bedrock take other bodies and refuse this one with a
+// 400. Titan embeds one text a call, so a request with several inputs makes a call per
+// input (a few at a time, all under the request's signal, the first failure cancelling
+// the rest) and its usage is the sum of their inputTextTokenCount.
+//
 // SDK choices (checked against @aws-sdk/client-bedrock-runtime 3.x):
 // - maxAttempts 1: retries and failover are the host's, and the SDK's own retry would
 //   sleep out a throttle the host could fail over from.
@@ -22,6 +29,7 @@ import {
   BedrockRuntimeClient,
   ConverseCommand,
   ConverseStreamCommand,
+  InvokeModelCommand,
   type ContentBlock,
   type ConverseCommandInput,
   type ConverseStreamOutput,
@@ -35,8 +43,10 @@ import {
   clip,
   deltaChunk,
   describeValue,
+  embeddingTexts,
   isRecord,
   isUpstreamError,
+  mapConcurrently,
   messageText,
   openAIToolDefinitions,
   parseRetryAfter,
@@ -54,6 +64,8 @@ import {
   type ChatMessage,
   type ChatRequest,
   type ChatResult,
+  type EmbeddingRequest,
+  type EmbeddingResult,
   type FinishReason,
   type OptionIssue,
   type OptionsFrom,
@@ -265,6 +277,36 @@ export class StreamTranslator {
 }
 
 // ---------------------------------------------------------------------------------
+// Embeddings (OpenAI embeddings → Titan Text Embeddings V2 through InvokeModel)
+
+/** Titan calls of one embeddings request in flight at once: one per input, so a long input does not flood the account's quota. */
+const EMBED_CONCURRENCY = 4;
+
+/** A Titan Text Embeddings V2 request body: one text; `dimensions` (256, 512 or 1024) when asked; unit vectors, as OpenAI's are. */
+export function toTitanEmbeddingBody(text: string, dimensions: number | undefined): { inputText: string; dimensions?: number; normalize: true } {
+  return { inputText: text, ...(typeof dimensions === 'number' ? { dimensions } : {}), normalize: true };
+}
+
+/** A Titan reply body → its vector and token count; anything else is an UpstreamError of kind 'reply'. */
+export function fromTitanEmbedding(body: unknown, where: string): { embedding: number[]; tokens: number | undefined } {
+  const embedding = isRecord(body) ? body.embedding : undefined;
+  if (!isRecord(body) || !Array.isArray(embedding) || !embedding.every((x) => typeof x === 'number')) {
+    throw new UpstreamError('reply', `${where} sent a reply that is not a Titan embedding (${describeValue(body)})`);
+  }
+  return { embedding: embedding as number[], tokens: typeof body.inputTextTokenCount === 'number' ? body.inputTextTokenCount : undefined };
+}
+
+/** InvokeModel's body, bytes of JSON, parsed. */
+function invokeReplyBody(output: { body?: Uint8Array }, where: string): unknown {
+  const text = new TextDecoder().decode(output.body ?? new Uint8Array());
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new UpstreamError('reply', wireFailure.notJson(where, err instanceof Error ? err.message : String(err)), { cause: err });
+  }
+}
+
+// ---------------------------------------------------------------------------------
 // Errors
 
 /** HTTP status of the exceptions ConverseStream can send after the 200. */
@@ -328,9 +370,10 @@ export default {
     kind: 'provider',
     contract: 1,
     description:
-      "Amazon Bedrock's Converse and ConverseStream APIs through the official AWS SDK, translated to and from OpenAI chat completions (streaming and tools included).",
+      "Amazon Bedrock's Converse and ConverseStream APIs through the official AWS SDK, translated to and from OpenAI chat completions (streaming and tools included), and embeddings with Amazon Titan Text Embeddings V2 (InvokeModel).",
     options: optionsSchema,
     example: { region: 'us-east-1', access_key_id: 'AKIDEXAMPLE', secret_access_key: 'example-secret' },
+    capabilities: ['embeds'],
   },
 
   validate(options): OptionIssue[] {
@@ -396,6 +439,39 @@ export default {
         } finally {
           end();
         }
+      },
+
+      async embed(request: EmbeddingRequest, call: CallOptions): Promise<EmbeddingResult> {
+        const signal = signalFor(call);
+        const texts = embeddingTexts(request.input, 'Titan');
+        const replies = await mapConcurrently(texts, EMBED_CONCURRENCY, signal, async (text, _, textSignal) => {
+          let output: { body?: Uint8Array };
+          try {
+            output = await client.send(
+              new InvokeModelCommand({
+                modelId: request.model,
+                contentType: 'application/json',
+                accept: 'application/json',
+                body: JSON.stringify(toTitanEmbeddingBody(text, request.dimensions)),
+              }),
+              { abortSignal: textSignal },
+            );
+          } catch (err) {
+            throw toUpstreamError(err, textSignal, where, redact);
+          }
+          return fromTitanEmbedding(invokeReplyBody(output, where), where);
+        });
+        const result: EmbeddingResult = {
+          object: 'list',
+          data: replies.map(({ embedding }, index) => ({ object: 'embedding', index, embedding })),
+          model: request.model,
+        };
+        // A reply without its count leaves the usage to the gateway's estimate rather than undercount.
+        if (replies.every((reply) => reply.tokens !== undefined)) {
+          const tokens = replies.reduce((sum, reply) => sum + (reply.tokens ?? 0), 0);
+          result.usage = { prompt_tokens: tokens, total_tokens: tokens };
+        }
+        return result;
       },
 
       async dispose() {

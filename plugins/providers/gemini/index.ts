@@ -8,6 +8,13 @@
 // GenerateContentResponses. The translation functions are pure and exported so that they
 // can be tested on their own; the provider adds the SDK call, cancellation and errors.
 //
+// Embeddings (models of kind: embedding) go to batchEmbedContents, the call the SDK's
+// embedContent makes on the Gemini API. Each text is sent as its own Content, never as a
+// bare string: for a gemini-embedding-2 model the SDK would merge a list of strings into
+// one content, and so one vector. A call takes at most 100 texts, so a longer input is cut
+// into several calls. Gemini counts no tokens for embeddings: the result carries no usage,
+// and the gateway prices the request on its own estimate (marked usage_estimated).
+//
 // Usage: Gemini's promptTokenCount includes cachedContentTokenCount, but
 // candidatesTokenCount leaves out thoughtsTokenCount. Thinking tokens are billed as
 // output, so they are added to completion_tokens (and shown as reasoning_tokens);
@@ -21,7 +28,15 @@
 // - The SDK's ApiError carries a status and the body, but not the response headers, so a
 //   429's retry-after would be lost: the fetch given to the SDK turns a failed response
 //   into an UpstreamError itself, with the header (or Google's RetryInfo retryDelay).
-import { ApiError, GoogleGenAI, type Content, type FunctionCallingConfigMode, type GenerateContentConfig, type Part } from '@google/genai';
+import {
+  ApiError,
+  GoogleGenAI,
+  type Content,
+  type EmbedContentParameters,
+  type FunctionCallingConfigMode,
+  type GenerateContentConfig,
+  type Part,
+} from '@google/genai';
 import {
   alternatingTurns,
   CallSignals,
@@ -29,9 +44,11 @@ import {
   deltaChunk,
   describeValue,
   describeURL,
+  embeddingTexts,
   EXTRA_HEADERS_OPTION,
   isRecord,
   isUpstreamError,
+  mapConcurrently,
   messageText,
   openAIToolDefinitions,
   parseRetryAfter,
@@ -49,6 +66,8 @@ import {
   type ChatMessage,
   type ChatRequest,
   type ChatResult,
+  type EmbeddingRequest,
+  type EmbeddingResult,
   type FinishReason,
   type OptionsFrom,
   type Provider,
@@ -311,6 +330,34 @@ export class StreamTranslator {
 }
 
 // ---------------------------------------------------------------------------------
+// Embeddings (OpenAI embeddings → Gemini batchEmbedContents)
+
+/** The most texts batchEmbedContents takes in one call. */
+export const EMBED_BATCH_SIZE = 100;
+/** Calls of one embeddings request in flight at once, so a long input does not flood the API. */
+const EMBED_CONCURRENCY = 4;
+
+/** One batchEmbedContents call: each text its own Content; `dimensions` as outputDimensionality. */
+export function toGeminiEmbedRequest(model: string, texts: readonly string[], dimensions: number | undefined): EmbedContentParameters {
+  return {
+    model,
+    contents: texts.map((text): Content => ({ parts: [{ text }] })),
+    config: typeof dimensions === 'number' ? { outputDimensionality: dimensions } : {},
+  };
+}
+
+/** An EmbedContentResponse → its vectors, one per text sent; anything else is an UpstreamError of kind 'reply'. */
+export function fromGeminiEmbeddings(reply: unknown, texts: number, where: string): number[][] {
+  const embeddings = isRecord(reply) ? reply.embeddings : undefined;
+  const vectors = Array.isArray(embeddings) ? embeddings.map((item) => (isRecord(item) ? item.values : undefined)) : [];
+  if (vectors.length !== texts || !vectors.every((values) => Array.isArray(values) && values.every((x) => typeof x === 'number'))) {
+    const sent = isRecord(reply) ? Object.fromEntries(Object.entries(reply).filter(([key]) => key !== 'sdkHttpResponse')) : reply;
+    throw new UpstreamError('reply', `${where} sent a reply that is not ${texts} embeddings (${describeValue(sent)})`);
+  }
+  return vectors as number[][];
+}
+
+// ---------------------------------------------------------------------------------
 // Errors
 
 /** Google's RetryInfo in an error body: `"retryDelay": "7s"` (or "1.5s"). */
@@ -389,9 +436,11 @@ export default {
     id: 'gemini',
     kind: 'provider',
     contract: 1,
-    description: "Google's Gemini API through the official @google/genai SDK, translated to and from OpenAI chat completions (streaming and tools included).",
+    description:
+      "Google's Gemini API through the official @google/genai SDK, translated to and from OpenAI chat completions (streaming and tools included) and embeddings (batchEmbedContents).",
     options: optionsSchema,
     example: { api_key: 'your-gemini-key' },
+    capabilities: ['embeds'],
   },
 
   validate(options) {
@@ -455,6 +504,25 @@ export default {
         } finally {
           end();
         }
+      },
+
+      async embed(request: EmbeddingRequest, call: CallOptions): Promise<EmbeddingResult> {
+        const signal = signalFor(call);
+        const texts = embeddingTexts(request.input, 'Gemini');
+        const batches: string[][] = [];
+        for (let i = 0; i < texts.length; i += EMBED_BATCH_SIZE) batches.push(texts.slice(i, i + EMBED_BATCH_SIZE));
+        const vectors = await mapConcurrently(batches, EMBED_CONCURRENCY, signal, async (batch, _, batchSignal) => {
+          const params = toGeminiEmbedRequest(request.model, batch, request.dimensions);
+          let reply: unknown;
+          try {
+            reply = await client.models.embedContent({ ...params, config: { ...params.config, abortSignal: batchSignal } });
+          } catch (err) {
+            throw toUpstreamError(err, batchSignal, where, redact);
+          }
+          return fromGeminiEmbeddings(reply, batch.length, where);
+        });
+        // No usage: Gemini counts no tokens for embeddings, and the gateway estimates them as it does for any provider.
+        return { object: 'list', data: vectors.flat().map((embedding, index) => ({ object: 'embedding', index, embedding })), model: request.model };
       },
 
       async dispose() {
