@@ -62,6 +62,7 @@ import {
   wireFailure,
   type ChatChunk,
   type ChatMessage,
+  type CallOptions,
   type ChatRequest,
   type ChatResult,
   type EmbeddingRequest,
@@ -442,36 +443,40 @@ export default {
       },
 
       async embed(request: EmbeddingRequest, call: CallOptions): Promise<EmbeddingResult> {
-        const signal = signalFor(call);
-        const texts = embeddingTexts(request.input, 'Titan');
-        const replies = await mapConcurrently(texts, EMBED_CONCURRENCY, signal, async (text, _, textSignal) => {
-          let output: { body?: Uint8Array };
-          try {
-            output = await client.send(
-              new InvokeModelCommand({
-                modelId: request.model,
-                contentType: 'application/json',
-                accept: 'application/json',
-                body: JSON.stringify(toTitanEmbeddingBody(text, request.dimensions)),
-              }),
-              { abortSignal: textSignal },
-            );
-          } catch (err) {
-            throw toUpstreamError(err, textSignal, where, redact);
+        const { signal, end } = calls.begin(call);
+        try {
+          const texts = embeddingTexts(request.input, 'Titan');
+          const replies = await mapConcurrently(texts, EMBED_CONCURRENCY, signal, async (text, _, textSignal) => {
+            let output: { body?: Uint8Array };
+            try {
+              output = await client.send(
+                new InvokeModelCommand({
+                  modelId: request.model,
+                  contentType: 'application/json',
+                  accept: 'application/json',
+                  body: JSON.stringify(toTitanEmbeddingBody(text, request.dimensions)),
+                }),
+                { abortSignal: textSignal },
+              );
+            } catch (err) {
+              throw toUpstreamError(err, textSignal, where, redact);
+            }
+            return fromTitanEmbedding(invokeReplyBody(output, where), where);
+          });
+          const result: EmbeddingResult = {
+            object: 'list',
+            data: replies.map(({ embedding }, index) => ({ object: 'embedding', index, embedding })),
+            model: request.model,
+          };
+          // A reply without its count leaves the usage to the gateway's estimate rather than undercount.
+          if (replies.every((reply) => reply.tokens !== undefined)) {
+            const tokens = replies.reduce((sum, reply) => sum + (reply.tokens ?? 0), 0);
+            result.usage = { prompt_tokens: tokens, total_tokens: tokens };
           }
-          return fromTitanEmbedding(invokeReplyBody(output, where), where);
-        });
-        const result: EmbeddingResult = {
-          object: 'list',
-          data: replies.map(({ embedding }, index) => ({ object: 'embedding', index, embedding })),
-          model: request.model,
-        };
-        // A reply without its count leaves the usage to the gateway's estimate rather than undercount.
-        if (replies.every((reply) => reply.tokens !== undefined)) {
-          const tokens = replies.reduce((sum, reply) => sum + (reply.tokens ?? 0), 0);
-          result.usage = { prompt_tokens: tokens, total_tokens: tokens };
+          return result;
+        } finally {
+          end();
         }
-        return result;
       },
 
       async dispose() {

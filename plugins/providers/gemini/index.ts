@@ -64,6 +64,7 @@ import {
   wireFailure,
   type ChatChunk,
   type ChatMessage,
+  type CallOptions,
   type ChatRequest,
   type ChatResult,
   type EmbeddingRequest,
@@ -507,22 +508,26 @@ export default {
       },
 
       async embed(request: EmbeddingRequest, call: CallOptions): Promise<EmbeddingResult> {
-        const signal = signalFor(call);
-        const texts = embeddingTexts(request.input, 'Gemini');
-        const batches: string[][] = [];
-        for (let i = 0; i < texts.length; i += EMBED_BATCH_SIZE) batches.push(texts.slice(i, i + EMBED_BATCH_SIZE));
-        const vectors = await mapConcurrently(batches, EMBED_CONCURRENCY, signal, async (batch, _, batchSignal) => {
-          const params = toGeminiEmbedRequest(request.model, batch, request.dimensions);
-          let reply: unknown;
-          try {
-            reply = await client.models.embedContent({ ...params, config: { ...params.config, abortSignal: batchSignal } });
-          } catch (err) {
-            throw toUpstreamError(err, batchSignal, where, redact);
-          }
-          return fromGeminiEmbeddings(reply, batch.length, where);
-        });
-        // No usage: Gemini counts no tokens for embeddings, and the gateway estimates them as it does for any provider.
-        return { object: 'list', data: vectors.flat().map((embedding, index) => ({ object: 'embedding', index, embedding })), model: request.model };
+        const { signal, end } = calls.begin(call);
+        try {
+          const texts = embeddingTexts(request.input, 'Gemini');
+          const batches: string[][] = [];
+          for (let i = 0; i < texts.length; i += EMBED_BATCH_SIZE) batches.push(texts.slice(i, i + EMBED_BATCH_SIZE));
+          const vectors = await mapConcurrently(batches, EMBED_CONCURRENCY, signal, async (batch, _, batchSignal) => {
+            const params = toGeminiEmbedRequest(request.model, batch, request.dimensions);
+            let reply: unknown;
+            try {
+              reply = await client.models.embedContent({ ...params, config: { ...params.config, abortSignal: batchSignal } });
+            } catch (err) {
+              throw toUpstreamError(err, batchSignal, where, redact);
+            }
+            return fromGeminiEmbeddings(reply, batch.length, where);
+          });
+          // No usage: Gemini counts no tokens for embeddings, and the gateway estimates them as it does for any provider.
+          return { object: 'list', data: vectors.flat().map((embedding, index) => ({ object: 'embedding', index, embedding })), model: request.model };
+        } finally {
+          end();
+        }
       },
 
       async dispose() {
