@@ -1,5 +1,7 @@
 // GET /v1/models: the routes and models a client may name in `model`, in OpenAI's list
-// shape. A key sees what it may call.
+// shape. A key sees what it may call. Each entry says what it answers: a route, chat (and
+// embeddings when it names an embeddings model); a model, chat or embeddings by its kind,
+// so a client need not learn from a 400 that an embedding model does not chat.
 import express from 'express';
 import type { RuntimeManager } from '../policy/reload.ts';
 import { callerOf } from './auth.ts';
@@ -20,7 +22,7 @@ export function modelsRouter(manager: RuntimeManager): express.Router {
           object: 'model',
           created,
           owned_by: 'tiergate',
-          tiergate: { kind: 'route', router: route.routerPlugin, description: route.description ?? null },
+          tiergate: { kind: 'route', router: route.routerPlugin, embeddings: route.embeddings, description: route.description ?? null },
         })),
       ...[...runtime.models.values()]
         .filter((model) => !caller || mayCall(caller.models, model.spec.name))
@@ -29,7 +31,12 @@ export function modelsRouter(manager: RuntimeManager): express.Router {
           object: 'model',
           created,
           owned_by: model.spec.provider,
-          tiergate: { kind: 'model', tier: model.tier === null ? null : runtime.tiers[model.tier].name, provider_plugin: model.providerPlugin },
+          tiergate: {
+            kind: 'model',
+            model_kind: model.spec.kind,
+            tier: model.tier === null ? null : runtime.tiers[model.tier].name,
+            provider_plugin: model.providerPlugin,
+          },
         })),
     ];
     res.json({ object: 'list', data });

@@ -127,7 +127,9 @@ describe('tiergate command line', { concurrency: 4 }, () => {
     assert.match(stdout, /^gateway\.yaml: valid \(policy version [0-9a-f]{12}\)/);
     assert.match(stdout, /tiers \(cheapest first\):\n\s+1\. small\s+gpt-4o-mini\n\s+2\. large\s+gpt-4o\n/);
     assert.match(stdout, /models:\n\s+gpt-4o-mini\s+simulator\/simulator, \$0\.15\/\$0\.6 per 1M in\/out\n\s+gpt-4o\s+simulator\/simulator/);
-    assert.match(stdout, /routes:\n\s+support\s+router rules, default tier large, fallback tier large/);
+    assert.match(stdout, /routes:\n\s+support\s+router rules, default tier large, fallback tier large, embeddings text-embedding-3-small\n/);
+    // An embedding model has an input price only, and says what it answers.
+    assert.match(stdout, /\n\s+text-embedding-3-small\s+simulator\/simulator, embeddings, \$0\.02 per 1M in\n/);
     assert.match(stdout, /features: task_type, domain, field_count, prompt_tokens/);
     assert.match(stdout, /plugins: +providers simulator; routers rules/);
     assert.equal(stderr, '');

@@ -73,6 +73,14 @@ describe('POST /v1/embeddings on the shipped gateway.yaml (simulator)', () => {
     assert.ok(Number(requests[0].split(' ').at(-1)) >= 2);
   });
 
+  test('GET /v1/models says what each entry answers: the route names its embeddings model, the embedding model is of kind embedding', async () => {
+    const entries = new Map<string, any>();
+    for await (const model of client.models.list()) entries.set(model.id, model);
+    assert.equal(entries.get('support').tiergate.embeddings, 'text-embedding-3-small');
+    assert.equal(entries.get('text-embedding-3-small').tiergate.model_kind, 'embedding');
+    assert.equal(entries.get('gpt-4o-mini').tiergate.model_kind, 'chat');
+  });
+
   test('several texts get a vector each, in order; related texts point closer together than unrelated ones; dimensions shortens them', async () => {
     const texts = ['Where is my parcel? It has not arrived', 'My parcel has not arrived yet, where is it?', 'Quarterly revenue grew by four percent'];
     const { data } = await client.embeddings.create({ model: 'support', input: texts });

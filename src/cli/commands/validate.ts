@@ -10,21 +10,24 @@ function summary(runtime: Runtime): string {
   const lines: string[] = [];
   const price = (name: string) => {
     const m = runtime.models.get(name)!.spec;
+    // An embedding model is charged for its input alone.
+    if (m.kind === 'embedding') return `embeddings, $${m.price.input_per_mtok} per 1M in`;
     return `$${m.price.input_per_mtok}/$${m.price.output_per_mtok} per 1M in/out`;
   };
   lines.push(`${runtime.file}: valid (policy version ${runtime.version})`, '');
   lines.push(`tiers (cheapest first):`);
   runtime.tiers.forEach((tier, i) => lines.push(`  ${i + 1}. ${tier.name.padEnd(12)} ${tier.models.join(', ')}`));
   lines.push('', 'models:');
+  const nameWidth = Math.max(20, ...[...runtime.models.keys()].map((name) => name.length));
   for (const model of runtime.models.values()) {
     const upstream = model.spec.upstream === model.spec.name ? '' : ` (upstream ${model.spec.upstream})`;
-    lines.push(`  ${model.spec.name.padEnd(20)} ${model.spec.provider}/${model.providerPlugin}${upstream}, ${price(model.spec.name)}`);
+    lines.push(`  ${model.spec.name.padEnd(nameWidth)} ${model.spec.provider}/${model.providerPlugin}${upstream}, ${price(model.spec.name)}`);
   }
   lines.push('', 'routes:');
   for (const route of runtime.routes.values()) {
     const target = (t: typeof route.defaultTarget) => (t.kind === 'tier' ? `tier ${runtime.tiers[t.tier].name}` : `model ${t.model}`);
     lines.push(
-      `  ${route.name.padEnd(14)} router ${route.routerPlugin}, default ${target(route.defaultTarget)}, fallback ${route.fallback ? target(route.fallback) : 'none'}`,
+      `  ${route.name.padEnd(14)} router ${route.routerPlugin}, default ${target(route.defaultTarget)}, fallback ${route.fallback ? target(route.fallback) : 'none'}${route.embeddings ? `, embeddings ${route.embeddings}` : ''}`,
     );
     if (route.gate) {
       const g = route.gate;
