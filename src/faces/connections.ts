@@ -37,11 +37,20 @@ export function applyRequestTimeout(server: http.Server, settings: ServerSetting
  */
 export const IDLE_CONNECTION_GRACE_MS = 200;
 
+/** A server socket as node:http keeps it: the response it is writing now, if any. */
+type ServerSocket = net.Socket & { _httpMessage?: http.ServerResponse | null };
+
 export class ConnectionGuard {
-  private open = 0;
+  /**
+   * The open connections, tracked per connection rather than per request: what a drain
+   * must reach is the answer each is writing (its `_httpMessage`). Holding every response
+   * in a set until its 'close' kept it, its request and body, alive across garbage
+   * collections: four times the bytes promoted to the old generation per request, and a
+   * twentieth more instructions per request (docs/bench/profile-findings.md, items 27 and 28).
+   */
+  private readonly sockets = new Set<ServerSocket>();
   /** Connections accepted beyond max_connections: their request is refused, then they close. */
   private readonly overLimit = new WeakSet<Duplex>();
-  private readonly answering = new Set<http.ServerResponse>();
   private draining = false;
 
   /** `current` gives the settings of the policy in force: a reload changes the limit for new connections. */
@@ -49,9 +58,10 @@ export class ConnectionGuard {
     private readonly server: http.Server,
     private readonly current: () => ServerSettings,
   ) {
-    server.on('connection', (socket: net.Socket) => {
-      if (++this.open > current().maxConnections) this.overLimit.add(socket);
-      socket.once('close', () => this.open--);
+    server.on('connection', (socket: ServerSocket) => {
+      this.sockets.add(socket);
+      if (this.sockets.size > current().maxConnections) this.overLimit.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
     });
   }
 
@@ -67,8 +77,6 @@ export class ConnectionGuard {
       return false;
     }
     if (this.draining) res.setHeader('connection', 'close');
-    this.answering.add(res);
-    res.once('close', () => this.answering.delete(res));
     return true;
   }
 
@@ -79,10 +87,15 @@ export class ConnectionGuard {
    */
   drain(): Promise<void> {
     this.draining = true;
-    for (const res of this.answering) {
+    // A connection that falls idle from now on (one whose answer went out before the drain
+    // could mark it, a pipelined request's) closes after the same grace.
+    this.server.keepAliveTimeout = IDLE_CONNECTION_GRACE_MS;
+    for (const socket of this.sockets) {
+      const res = socket._httpMessage;
+      if (!res) continue;
       if (!res.headersSent) res.setHeader('connection', 'close');
       // Its header already said keep-alive (a stream under way): close the connection once the answer is out.
-      else res.once('finish', () => res.req.socket.destroySoon());
+      else res.once('finish', () => socket.destroySoon());
     }
     // http.Server's own close() would also close the idle connections at once, resetting a
     // request already on its way; net.Server's stops accepting and waits for every connection.
