@@ -97,7 +97,8 @@ export class ChatExchange extends PipelineRequest {
     this.context = ctx;
     if (routed.reason.startsWith('routing error'))
       this.services.logger.warn('routing failed; route default applied', { request_id: this.requestId, route: routed.route?.name, reason: routed.reason });
-    await checkInput(ctx);
+    // Only a route with input checks pays for the await (most have none).
+    if (routed.route?.gate?.inputChecks) await checkInput(ctx);
     const gate = routed.route?.gate ?? null;
     if (body.stream === true && !(gate && gate.streaming === 'buffer')) {
       try {
