@@ -171,7 +171,7 @@ export class ChatExchange extends PipelineRequest {
     this.services.inFlight?.delete(this.client);
     // Routed once the context exists: a request that failed before has no routing to record.
     const routed = this.context?.routed ?? null;
-    const line = decisionLine(this.runtime, this.requestId, this.startedAt, this.body, routed, { ...outcome, inputCheck: this.context?.inputCheck });
+    const line = decisionLine(this.runtime, this.requestId, this.startedAt, this.body, routed, outcome, this.context?.inputCheck);
     // The response has been ended: a sampled request is marked and shadowed off the client's path.
     if (outcome.status === 'ok' && routed) shadowAfterResponse(this.runtime, routed, this.body, line, this.services.logger, this);
     this.publish(line);

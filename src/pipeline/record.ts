@@ -53,8 +53,6 @@ export interface RequestOutcome {
   qualityScore?: number | null;
   speculated?: boolean;
   errorCode?: string;
-  /** The input checks' verdict, when the route has them. */
-  inputCheck?: GateResult;
 }
 
 /** A complete answer, served. */
@@ -88,11 +86,13 @@ export function decisionLine(
   body: ChatBody | null,
   routed: RoutedRequest | null,
   outcome: RequestOutcome,
+  /** The verdict of the route's input checks, when it has them. Apart from `outcome`, which is read as built: a copy made to add it had a new hidden class per request, and every read of it missed its inline cache (profile-findings, item 29). */
+  inputCheck?: GateResult,
 ): DecisionRecord {
   const served = outcome.served;
   const modelCost = served ? (outcome.totalCostUsd ?? null) : outcome.attempts.length ? outcome.attempts.reduce((sum, a) => sum + a.cost_usd, 0) : null;
   // An input check's own model calls (a judge) are spent whether or not a model answers.
-  const checkCost = outcome.inputCheck?.cost_usd ?? 0;
+  const checkCost = inputCheck?.cost_usd ?? 0;
   const cost = checkCost > 0 ? (modelCost ?? 0) + checkCost : modelCost;
   const best = routed && served ? costOf(routed.bestModel, served.usage) : null;
   const escalations = outcome.escalations ?? 0;
@@ -135,7 +135,7 @@ export function decisionLine(
   if (served?.usageEstimated) line.usage_estimated = true;
   if (served) Object.assign(line, pricedTokenParts(served.usage));
   if (outcome.errorCode) line.error_code = outcome.errorCode;
-  if (outcome.inputCheck) line.input_check = { ...outcome.inputCheck, latency_ms: round3(outcome.inputCheck.latency_ms) };
+  if (inputCheck) line.input_check = { ...inputCheck, latency_ms: round3(inputCheck.latency_ms) };
   if (routed?.routingError) line.routing_error = routed.routingError;
   if (runtime.logPrompts && body) line.prompt = body.messages;
   return line;
